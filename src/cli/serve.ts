@@ -1,0 +1,67 @@
+import type { Logger } from "pino";
+import type { Config } from "../config/settings.js";
+import { resolveRegistrationKeys } from "../config/registration-key.js";
+import { RegistrationKeys } from "../registry/credentials.js";
+import { ServiceRegistry } from "../registry/service-registry.js";
+import { RegistryGrpcServer } from "../server/grpc-server.js";
+import { MemoryStore } from "../store/memory-store.js";
+import type { RegistryStore } from "../store/registry-store.js";
+
+/** A started registry server. */
+export interface RunningServer {
+  readonly port: number;
+  readonly registry: ServiceRegistry;
+  /** Graceful stop: streams end with UNAVAILABLE, in-flight calls finish, the store is flushed. */
+  close(): Promise<void>;
+}
+
+function createStore(config: Config): RegistryStore {
+  switch (config.store) {
+    case "memory":
+      return new MemoryStore();
+  }
+}
+
+/** Builds the registry from a configuration and serves it over gRPC. */
+export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
+  const keys = new RegistrationKeys(resolveRegistrationKeys(config.registrationKey, config.dataDir, logger));
+  const registry = new ServiceRegistry({
+    store: createStore(config),
+    logger,
+    healthChecks: config.healthChecks,
+    healthCheckInterval: config.healthCheckIntervalMs,
+    healthCheckBatchSize: config.healthCheckBatchSize,
+    healthCheckMaxRequests: config.healthCheckMaxRequests,
+    healthCheckTTL: config.healthCheckTtlMs,
+    unhealthyThreshold: config.unhealthyThreshold,
+    healthyThreshold: config.healthyThreshold,
+    deregisterAfter: config.deregisterAfterMs,
+    historySize: config.historySize,
+    watchQueueLimit: config.watchQueueLimit,
+    bookmarkInterval: config.bookmarkIntervalMs,
+  });
+  await registry.start();
+  const grpc = new RegistryGrpcServer({
+    registry,
+    keys,
+    logger,
+    watchStallTimeoutMs: config.watchStallTimeoutMs,
+    shutdownGraceMs: config.shutdownGraceMs,
+  });
+  let port: number;
+  try {
+    port = await grpc.listen(config.host, config.port);
+  } catch (err) {
+    await registry.close();
+    throw err;
+  }
+  logger.info({ host: config.host, port, store: config.store, epoch: registry.epoch }, "registry serving gRPC");
+  return {
+    port,
+    registry,
+    async close() {
+      await grpc.shutdown();
+      await registry.close();
+    },
+  };
+}

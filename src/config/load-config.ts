@@ -1,0 +1,68 @@
+import { existsSync, readFileSync } from "node:fs";
+import { parseEnv } from "node:util";
+import { flagName, SETTINGS, type Config, type SettingName } from "./settings.js";
+
+/** A setting that cannot be used; `message` is one line naming it. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+/** Where settings come from; each layer overrides the one before. */
+export interface ConfigSources {
+  /** Command-line arguments after the command, e.g. `["--port", "5000"]`. */
+  readonly argv?: readonly string[];
+  readonly env?: NodeJS.ProcessEnv;
+  /** Folder holding an optional `.env` file. Default: the working directory. */
+  readonly cwd?: string;
+}
+
+/**
+ * Resolves the configuration: defaults, then `.env`, then the environment,
+ * then `--flags`. Throws a ConfigError naming the first bad setting.
+ */
+export function loadConfig(sources: ConfigSources = {}): Config {
+  const env = sources.env ?? process.env;
+  const dotenv = readDotenv(sources.cwd ?? process.cwd());
+  const flags = parseFlags(sources.argv ?? []);
+  const config: Record<string, unknown> = {};
+  for (const [name, setting] of Object.entries(SETTINGS) as [SettingName, (typeof SETTINGS)[SettingName]][]) {
+    const raw = flags.get(flagName(setting.env)) ?? env[setting.env] ?? dotenv[setting.env];
+    if (raw === undefined || raw === "") {
+      config[name] = setting.default;
+      continue;
+    }
+    try {
+      config[name] = setting.parse(raw);
+    } catch (err) {
+      // Never echo the registration key itself.
+      const why = setting.env === "SERVICE_REGISTRATION_KEY" ? "is invalid" : (err as Error).message;
+      throw new ConfigError(`${setting.env} (${flagName(setting.env)}) ${why}`);
+    }
+  }
+  return config as Config;
+}
+
+function readDotenv(cwd: string): Record<string, string> {
+  const path = `${cwd}/.env`;
+  if (!existsSync(path)) return {};
+  try {
+    return parseEnv(readFileSync(path, "utf8")) as Record<string, string>;
+  } catch (err) {
+    throw new ConfigError(`${path} cannot be read: ${(err as Error).message}`);
+  }
+}
+
+function parseFlags(argv: readonly string[]): Map<string, string> {
+  const known = new Set(Object.values(SETTINGS).map((s) => flagName(s.env)));
+  const flags = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    const eq = arg.indexOf("=");
+    const name = eq === -1 ? arg : arg.slice(0, eq);
+    if (!known.has(name)) throw new ConfigError(`unknown option ${JSON.stringify(name)}; see --help`);
+    const value = eq === -1 ? argv[++i] : arg.slice(eq + 1);
+    if (value === undefined) throw new ConfigError(`${name} needs a value`);
+    flags.set(name, value);
+  }
+  return flags;
+}

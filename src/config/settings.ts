@@ -1,0 +1,90 @@
+/**
+ * Every setting the server reads, in one table: its environment name (the CLI
+ * flag is derived from it), default and parser. The README's configuration
+ * table mirrors this list.
+ */
+export interface SettingSpec<T> {
+  readonly env: string;
+  readonly description: string;
+  readonly default: T;
+  /** Throws an Error whose message says what is wrong; the caller names the setting. */
+  readonly parse: (raw: string) => T;
+}
+
+function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
+  return (raw: string): number => {
+    if (!/^\d+$/.test(raw.trim())) throw new Error(`must be a whole number, got ${JSON.stringify(raw)}`);
+    const value = Number(raw.trim());
+    if (value < min || value > max) throw new Error(`must be between ${min} and ${max}, got ${value}`);
+    return value;
+  };
+}
+
+function boolean(raw: string): boolean {
+  const value = raw.trim().toLowerCase();
+  if (["1", "true", "yes", "on"].includes(value)) return true;
+  if (["0", "false", "no", "off"].includes(value)) return false;
+  throw new Error(`must be true or false, got ${JSON.stringify(raw)}`);
+}
+
+function oneOf<T extends string>(...values: T[]) {
+  return (raw: string): T => {
+    const value = raw.trim().toLowerCase() as T;
+    if (!values.includes(value)) throw new Error(`must be one of ${values.join(", ")}, got ${JSON.stringify(raw)}`);
+    return value;
+  };
+}
+
+function text(raw: string): string {
+  return raw.trim();
+}
+
+const spec = <T>(s: SettingSpec<T>): SettingSpec<T> => s;
+
+/** The settings of SPEC 4.5 plus the watch-stream tunables. */
+export const SETTINGS = {
+  port: spec({ env: "PORT", description: "gRPC port", default: 4000, parse: integer(0, 65535) }),
+  host: spec({ env: "HOST", description: "gRPC bind address", default: "0.0.0.0", parse: text }),
+  store: spec({
+    env: "STORE",
+    description: "where state lives: memory (lost on restart)",
+    default: "memory" as "memory",
+    parse: oneOf("memory"),
+  }),
+  dataDir: spec({ env: "DATA_DIR", description: "data directory (generated key)", default: "./data", parse: text }),
+  registrationKey: spec({
+    env: "SERVICE_REGISTRATION_KEY",
+    description: "registration key(s), comma separated, each >= 16 characters; generated into DATA_DIR when unset",
+    default: "",
+    parse: text,
+  }),
+  healthChecks: spec({ env: "HEALTH_CHECKS", description: "probe instances' HTTP health endpoints", default: true, parse: boolean }),
+  healthCheckIntervalMs: spec({ env: "HEALTH_CHECK_INTERVAL_MS", description: "time between probes of one instance", default: 5000, parse: integer(1) }),
+  healthCheckBatchSize: spec({ env: "HEALTH_CHECK_BATCH_SIZE", description: "due probes dispatched per scheduler tick", default: 100, parse: integer(1) }),
+  healthCheckMaxRequests: spec({ env: "HEALTH_CHECK_MAX_REQUESTS", description: "probes in flight at once", default: 10, parse: integer(1) }),
+  healthCheckTtlMs: spec({ env: "HEALTH_CHECK_TTL_MS", description: "probe timeout", default: 2000, parse: integer(1) }),
+  unhealthyThreshold: spec({ env: "UNHEALTHY_THRESHOLD", description: "consecutive failures before UNHEALTHY", default: 1, parse: integer(1) }),
+  healthyThreshold: spec({ env: "HEALTHY_THRESHOLD", description: "consecutive passes before HEALTHY again", default: 1, parse: integer(1) }),
+  deregisterAfterMs: spec({ env: "DEREGISTER_AFTER_MS", description: "remove instances unhealthy this long (0 = never)", default: 300_000, parse: integer(0) }),
+  historySize: spec({ env: "HISTORY_SIZE", description: "changes kept for watchers to resume from", default: 10_000, parse: integer(1) }),
+  watchQueueLimit: spec({ env: "WATCH_QUEUE_LIMIT", description: "events buffered per watch stream before it catches up from history", default: 1024, parse: integer(1) }),
+  bookmarkIntervalMs: spec({ env: "BOOKMARK_INTERVAL_MS", description: "idle time before a watch stream gets a BOOKMARK", default: 30_000, parse: integer(1) }),
+  watchStallTimeoutMs: spec({ env: "WATCH_STALL_TIMEOUT_MS", description: "end a watch stream that accepts nothing this long", default: 60_000, parse: integer(1) }),
+  shutdownGraceMs: spec({ env: "SHUTDOWN_GRACE_MS", description: "wait for in-flight calls on SIGTERM", default: 5000, parse: integer(0) }),
+  logLevel: spec({
+    env: "LOG_LEVEL",
+    description: "pino level",
+    default: "info" as "info",
+    parse: oneOf("fatal", "error", "warn", "info", "debug", "trace", "silent"),
+  }),
+};
+
+export type SettingName = keyof typeof SETTINGS;
+
+/** Resolved configuration. */
+export type Config = { [K in SettingName]: (typeof SETTINGS)[K]["default"] };
+
+/** `HEALTH_CHECK_INTERVAL_MS` -> `--health-check-interval-ms`. */
+export function flagName(env: string): string {
+  return `--${env.toLowerCase().replaceAll("_", "-")}`;
+}

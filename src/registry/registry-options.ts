@@ -1,0 +1,75 @@
+import type { Logger } from "pino";
+import type { ProbeResult, ProbeTarget } from "../health/http-probe.js";
+import type { RegistryStore } from "../store/registry-store.js";
+
+/**
+ * Options of `ServiceRegistry`. The health-check names and defaults are the
+ * seed's; the rest are SPEC 4.2 and 4.3. Every dependency (store, clock,
+ * prober, logger) can be injected, so tests set limits instead of patching.
+ */
+export interface ServiceRegistryOptions {
+  /** Where state is committed. Default: a new `MemoryStore`. */
+  store?: RegistryStore;
+  /** Probe instances at all. Default true. */
+  healthChecks?: boolean;
+  /** Due probes dispatched per scheduler tick. Default 100. */
+  healthCheckBatchSize?: number;
+  /** Time between two probes of one instance, ms. Default 5000. */
+  healthCheckInterval?: number;
+  /** Probes in flight at once. Default 10. */
+  healthCheckMaxRequests?: number;
+  /** Probe timeout, ms. Default 2000. */
+  healthCheckTTL?: number;
+  /** Consecutive failures before an instance turns UNHEALTHY. Default 1. */
+  unhealthyThreshold?: number;
+  /** Consecutive passes before an unhealthy instance turns HEALTHY. Default 1. */
+  healthyThreshold?: number;
+  /** Remove an instance unhealthy this long, ms; 0 never. Default 300000. */
+  deregisterAfter?: number;
+  /** Changes kept for watchers to resume from. Default 10000. */
+  historySize?: number;
+  /** Live events buffered per watcher before it is parked. Default 1024. */
+  watchQueueLimit?: number;
+  /** Idle time before a watcher gets a BOOKMARK, ms. Default 30000. */
+  bookmarkInterval?: number;
+  /** pino logger. Default: silent. */
+  logger?: Logger;
+  /** Wall clock in ms. Default `Date.now`. */
+  now?: () => number;
+  /** Replaces the HTTP prober (for non-HTTP checks or tests). */
+  probe?: (target: ProbeTarget, signal: AbortSignal) => Promise<ProbeResult>;
+}
+
+/** Options with every default filled in. */
+export type ResolvedRegistryOptions = Required<Omit<ServiceRegistryOptions, "probe" | "store" | "logger">> &
+  Pick<ServiceRegistryOptions, "probe">;
+
+const positive = ["healthCheckBatchSize", "healthCheckInterval", "healthCheckMaxRequests", "healthCheckTTL",
+  "unhealthyThreshold", "healthyThreshold", "historySize", "watchQueueLimit", "bookmarkInterval"] as const;
+
+/** Fills defaults and rejects nonsensical numbers with a RangeError naming the option. */
+export function resolveRegistryOptions(options: ServiceRegistryOptions): ResolvedRegistryOptions {
+  const resolved: ResolvedRegistryOptions = {
+    healthChecks: options.healthChecks ?? true,
+    healthCheckBatchSize: options.healthCheckBatchSize ?? 100,
+    healthCheckInterval: options.healthCheckInterval ?? 5000,
+    healthCheckMaxRequests: options.healthCheckMaxRequests ?? 10,
+    healthCheckTTL: options.healthCheckTTL ?? 2000,
+    unhealthyThreshold: options.unhealthyThreshold ?? 1,
+    healthyThreshold: options.healthyThreshold ?? 1,
+    deregisterAfter: options.deregisterAfter ?? 300_000,
+    historySize: options.historySize ?? 10_000,
+    watchQueueLimit: options.watchQueueLimit ?? 1024,
+    bookmarkInterval: options.bookmarkInterval ?? 30_000,
+    now: options.now ?? Date.now,
+    probe: options.probe,
+  };
+  for (const name of positive) {
+    const value = resolved[name];
+    if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer, got ${value}`);
+  }
+  if (!Number.isInteger(resolved.deregisterAfter) || resolved.deregisterAfter < 0) {
+    throw new RangeError(`deregisterAfter must be a non-negative integer, got ${resolved.deregisterAfter}`);
+  }
+  return resolved;
+}

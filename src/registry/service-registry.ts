@@ -1,0 +1,323 @@
+import { randomUUID } from "node:crypto";
+import { EventEmitter } from "node:events";
+import pino, { type Logger } from "pino";
+import { HttpProber, type ProbeResult, type ProbeTarget } from "../health/http-probe.js";
+import { ProbeScheduler } from "../health/probe-scheduler.js";
+import { MemoryStore } from "../store/memory-store.js";
+import type { Mutation, RegistryStore } from "../store/registry-store.js";
+import { hashSecret, newToken, secretMatches } from "./credentials.js";
+import { EventHistory } from "./event-history.js";
+import { HealthThresholds } from "./health-thresholds.js";
+import { InstanceIndex } from "./instance-index.js";
+import { RegistryError } from "./registry-error.js";
+import { resolveRegistryOptions, type ResolvedRegistryOptions, type ServiceRegistryOptions } from "./registry-options.js";
+import type { Change, Instance, RemovalReason, ServiceSummary, StoredInstance } from "./types.js";
+import { validateRegisterInput, validateServiceType, type RegisterInput } from "./validation.js";
+import { WatchHub, type WatchHubStats } from "./watch-hub.js";
+import { shuttingDown, type Watcher, type WatchOptions, type WatchSource } from "./watcher.js";
+
+/** The registry's in-process events (the seed's four), each with typed arguments. */
+export interface RegistryEvents {
+  instanceRegistered: [instance: Instance];
+  instanceRemoved: [instance: Instance, reason: RemovalReason];
+  /** Fired for every passing probe; `data` is the parsed JSON body, if any. */
+  healthCheckPassed: [instance: Instance, data: unknown];
+  /** Fired for every failing probe. */
+  healthCheckFailed: [instance: Instance, reason: string];
+}
+
+/** A successful registration: the instance and its secret token (shown once). */
+export interface Registration {
+  readonly instance: Instance;
+  readonly token: string;
+}
+
+/** A hash to compare against for unknown ids, so they take as long as known ones. */
+const UNKNOWN_ID_HASH = hashSecret(randomUUID());
+
+/**
+ * The registry core: instances per service type, global revisions, health
+ * probing and the watch hub. Knows nothing of gRPC or HTTP APIs.
+ *
+ * Every state change is committed to the store first; the index, the history,
+ * the watchers and the events follow from the store's change feed only, in
+ * revision order, so every store and every replica takes the same path.
+ *
+ * @example
+ * const registry = new ServiceRegistry({ healthCheckInterval: 10_000 });
+ * await registry.start();
+ * registry.on("instanceRegistered", (i) => console.log(i.serviceType, i.host, i.port));
+ * const { instance, token } = await registry.register({ serviceType: "api", host: "10.0.0.7", port: 8080 });
+ */
+export class ServiceRegistry extends EventEmitter<RegistryEvents> {
+  private readonly options: ResolvedRegistryOptions;
+  private readonly store: RegistryStore;
+  private readonly logger: Logger;
+  private readonly index = new InstanceIndex();
+  private readonly thresholds: HealthThresholds;
+  private readonly prober: HttpProber | undefined;
+  private readonly scheduler: ProbeScheduler | undefined;
+  /** Instances with a health mutation in flight, so one transition is committed once. */
+  private readonly pendingHealth = new Set<string>();
+  private readonly revisionWaiters: { revision: number; resolve: () => void }[] = [];
+  private history: EventHistory | undefined;
+  private hub: WatchHub | undefined;
+  private currentEpoch = "";
+  private currentRevision = 0;
+  private state: "new" | "starting" | "running" | "closing" | "closed" = "new";
+
+  constructor(options: ServiceRegistryOptions = {}) {
+    super();
+    this.options = resolveRegistryOptions(options);
+    this.store = options.store ?? new MemoryStore();
+    this.logger = options.logger ?? pino({ level: "silent" });
+    this.thresholds = new HealthThresholds(this.options.unhealthyThreshold, this.options.healthyThreshold);
+    if (this.options.healthChecks) {
+      const prober = this.options.probe ? undefined : new HttpProber({ timeoutMs: this.options.healthCheckTTL });
+      const probe = this.options.probe ?? ((t: ProbeTarget, s: AbortSignal) => (prober as HttpProber).probe(t, s));
+      this.prober = prober;
+      this.scheduler = new ProbeScheduler({
+        intervalMs: this.options.healthCheckInterval,
+        maxConcurrent: this.options.healthCheckMaxRequests,
+        batchSize: this.options.healthCheckBatchSize,
+        probe,
+        onResult: (target, result) => this.onProbeResult(target, result),
+        onError: (err) => this.logger.error({ err }, "health check result handling failed"),
+      });
+    }
+  }
+
+  /** Opens the store, loads its state and starts probing. */
+  async start(): Promise<void> {
+    if (this.state !== "new") throw new Error("ServiceRegistry.start() may be called once");
+    this.state = "starting";
+    const loaded = await this.store.open((change) => this.apply(change));
+    this.currentEpoch = loaded.epoch;
+    this.currentRevision = loaded.revision;
+    this.history = new EventHistory(this.options.historySize, { changes: loaded.history, floor: loaded.historyFloor });
+    for (const instance of loaded.instances) {
+      this.index.put(instance);
+      this.scheduler?.add(probeTarget(instance));
+    }
+    const registry = this;
+    const source: WatchSource = {
+      epoch: this.currentEpoch,
+      history: this.history,
+      get revision() {
+        return registry.currentRevision;
+      },
+      snapshot: (serviceType) => this.index.list(serviceType),
+    };
+    this.hub = new WatchHub(source, {
+      queueLimit: this.options.watchQueueLimit,
+      catchUpBatch: Math.min(this.options.watchQueueLimit, 256),
+      bookmarkIntervalMs: this.options.bookmarkInterval,
+    });
+    this.state = "running";
+    this.scheduler?.start();
+  }
+
+  /** Names the data set revisions belong to. */
+  get epoch(): string {
+    return this.currentEpoch;
+  }
+
+  /** The latest applied revision. */
+  get revision(): number {
+    return this.currentRevision;
+  }
+
+  /** Registers an instance; resolves once committed and visible to readers. */
+  async register(input: RegisterInput): Promise<Registration> {
+    this.assertRunning();
+    const valid = validateRegisterInput(input);
+    const token = newToken();
+    const now = this.options.now();
+    const change = await this.commit({
+      op: "register",
+      instance: { id: randomUUID(), ...valid, health: "healthy", registeredAt: now, updatedAt: now, tokenHash: hashSecret(token) },
+    });
+    return { instance: change.instance, token };
+  }
+
+  /** Removes an instance. Rejects with NOT_FOUND when it is not registered. */
+  async unregister(id: string, reason: RemovalReason = "unregistered"): Promise<Change> {
+    this.assertRunning();
+    return this.commit({ op: "remove", id, reason, at: this.options.now() });
+  }
+
+  /**
+   * Checks instance credentials. Unknown ids and wrong tokens get the same
+   * error after the same work, so the answer is no oracle for valid ids.
+   */
+  authenticate(id: string, token: string): Instance {
+    const instance = this.index.get(id);
+    const matches = secretMatches(token, instance?.tokenHash ?? UNKNOWN_ID_HASH);
+    if (!instance || !matches) throw new RegistryError("unauthenticated", "invalid instance credentials");
+    return instance;
+  }
+
+  /** One instance by id; NOT_FOUND when absent. */
+  getInstance(id: string): Instance {
+    const instance = this.index.get(id);
+    if (!instance) throw new RegistryError("not_found", `instance ${JSON.stringify(id.slice(0, 64))} not found`);
+    return instance;
+  }
+
+  /** Instances of a type: healthy ones unless `includeUnhealthy`. */
+  getByType(serviceType: string, includeUnhealthy = false): { instances: Instance[]; revision: number } {
+    validateServiceType(serviceType);
+    const all = this.index.list(serviceType);
+    const instances = includeUnhealthy ? all : all.filter((i) => i.health === "healthy");
+    return { instances, revision: this.currentRevision };
+  }
+
+  /** Counts per service type. */
+  listServices(): { services: ServiceSummary[]; revision: number } {
+    return { services: this.index.summaries(), revision: this.currentRevision };
+  }
+
+  /** Opens a watch: a snapshot or a resume, then live changes (SPEC 4.3). */
+  watch(options: WatchOptions): Watcher {
+    this.assertRunning();
+    if (options.serviceType !== "") validateServiceType(options.serviceType);
+    return (this.hub as WatchHub).open(options);
+  }
+
+  /** Watcher counters for metrics. */
+  watchStats(): WatchHubStats {
+    return this.hub?.stats() ?? { watchers: 0, parked: 0, resets: 0 };
+  }
+
+  /** Probe schedule lag over recent probes. */
+  probeLag(): ReturnType<ProbeScheduler["lagStats"]> {
+    return this.scheduler?.lagStats() ?? { count: 0, p50: 0, p99: 0, max: 0 };
+  }
+
+  /** Number of live instances. */
+  get size(): number {
+    return this.index.size;
+  }
+
+  /** Stops probing, ends every watch with UNAVAILABLE and closes the store. */
+  async close(): Promise<void> {
+    if (this.state === "closing" || this.state === "closed") return;
+    const wasStarted = this.state !== "new";
+    this.state = "closing";
+    await this.scheduler?.stop();
+    this.prober?.close();
+    this.hub?.endAll(shuttingDown());
+    if (wasStarted) await this.store.close();
+    this.state = "closed";
+  }
+
+  private async commit(mutation: Mutation): Promise<Change> {
+    const change = await this.store.commit(mutation);
+    await this.applied(change.revision);
+    return change;
+  }
+
+  /** The one path by which state changes: a committed change from the store. */
+  private apply(change: Change): void {
+    if (change.revision <= this.currentRevision) return; // already applied (replayed by a shared store)
+    this.index.apply(change);
+    (this.history as EventHistory).append(change);
+    this.currentRevision = change.revision;
+    const { instance } = change;
+    if (change.kind === "registered") {
+      this.scheduler?.add(probeTarget(instance));
+      this.logger.info(logFields(instance, change.revision), "instance registered");
+      this.fire("instanceRegistered", instance);
+    } else if (change.kind === "removed") {
+      this.scheduler?.remove(instance.id);
+      this.thresholds.forget(instance.id);
+      this.logger.info({ ...logFields(instance, change.revision), reason: change.reason }, "instance removed");
+      this.fire("instanceRemoved", instance, change.reason);
+    } else {
+      this.logger.info(
+        { ...logFields(instance, change.revision), health: instance.health, reason: change.failureReason },
+        "instance health changed",
+      );
+    }
+    this.hub?.publishChange(change);
+    this.releaseWaiters();
+  }
+
+  private onProbeResult(target: ProbeTarget, result: ProbeResult): void {
+    const instance = this.index.get(target.id);
+    if (!instance || this.state !== "running") return;
+    if (result.ok) this.fire("healthCheckPassed", instance, result.data);
+    else this.fire("healthCheckFailed", instance, result.reason);
+
+    const failureReason = result.ok ? undefined : result.reason;
+    if (this.pendingHealth.has(instance.id)) return;
+    const next = this.thresholds.record(instance.id, instance.health, result.ok);
+    const now = this.options.now();
+    let mutation: Mutation | undefined;
+    if (next) {
+      mutation = { op: "setHealth", id: instance.id, health: next, at: now, ...(failureReason ? { failureReason } : {}) };
+    } else if (instance.health === "unhealthy" && !result.ok && this.expired(instance, now)) {
+      mutation = { op: "remove", id: instance.id, reason: "health_check_expired", at: now };
+    }
+    if (!mutation) {
+      this.hub?.publishProbe({
+        instance,
+        passed: result.ok,
+        revision: this.currentRevision,
+        ...(failureReason ? { failureReason } : {}),
+      });
+      return;
+    }
+    this.pendingHealth.add(instance.id);
+    this.commit(mutation)
+      .catch((err: unknown) => {
+        if (err instanceof RegistryError && err.code === "not_found") return; // removed meanwhile
+        this.logger.error({ err, instanceId: instance.id }, "could not commit a health change");
+      })
+      .finally(() => this.pendingHealth.delete(instance.id));
+  }
+
+  private expired(instance: StoredInstance, now: number): boolean {
+    const after = this.options.deregisterAfter;
+    return after > 0 && now - instance.updatedAt >= after;
+  }
+
+  /** Emits to each listener in turn; a throwing listener is logged, not propagated. */
+  private fire<K extends keyof RegistryEvents>(event: K, ...args: RegistryEvents[K]): void {
+    for (const listener of this.rawListeners(event) as ((...a: RegistryEvents[K]) => void)[]) {
+      try {
+        listener(...args);
+      } catch (err) {
+        this.logger.error({ err, event }, "registry event listener threw");
+      }
+    }
+  }
+
+  private applied(revision: number): Promise<void> {
+    if (this.currentRevision >= revision) return Promise.resolve();
+    return new Promise((resolve) => this.revisionWaiters.push({ revision, resolve }));
+  }
+
+  private releaseWaiters(): void {
+    if (this.revisionWaiters.length === 0) return;
+    const still = this.revisionWaiters.filter((w) => w.revision > this.currentRevision);
+    for (const w of this.revisionWaiters) if (w.revision <= this.currentRevision) w.resolve();
+    this.revisionWaiters.length = 0;
+    this.revisionWaiters.push(...still);
+  }
+
+  private assertRunning(): void {
+    if (this.state === "running") return;
+    if (this.state === "closing" || this.state === "closed") throw shuttingDown();
+    throw new RegistryError("unavailable", "registry is not started");
+  }
+}
+
+function probeTarget(instance: Instance): ProbeTarget {
+  return { id: instance.id, host: instance.host, port: instance.port, path: instance.healthCheckPath };
+}
+
+/** The fields a log line names an instance by: never its token or token hash. */
+function logFields(instance: Instance, revision: number): Record<string, unknown> {
+  return { instanceId: instance.id, serviceType: instance.serviceType, host: instance.host, port: instance.port, revision };
+}

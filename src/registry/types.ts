@@ -1,0 +1,84 @@
+/**
+ * Domain types of the registry core. Plain data, independent of gRPC and of
+ * the protobuf contract; the server layer translates them.
+ */
+
+/** The registry's view of an instance's health. */
+export type Health = "healthy" | "unhealthy";
+
+/** Why an instance left the registry. */
+export type RemovalReason = "unregistered" | "health_check_expired";
+
+/** A registered instance as the registry tracks it. */
+export interface Instance {
+  readonly id: string;
+  readonly serviceType: string;
+  readonly host: string;
+  readonly port: number;
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly healthCheckPath: string;
+  readonly health: Health;
+  /** Milliseconds since the Unix epoch. */
+  readonly registeredAt: number;
+  /** Milliseconds since the Unix epoch of the last change. */
+  readonly updatedAt: number;
+  /** Revision of the instance's last change. */
+  readonly revision: number;
+}
+
+/** An instance as the store keeps it: the public record plus the token hash. */
+export interface StoredInstance extends Instance {
+  /** SHA-256 of the instance token. The token itself is never stored. */
+  readonly tokenHash: Buffer;
+}
+
+/**
+ * A committed state change. Every change carries the next global revision;
+ * `instance` is the instance as it is after the change (before, for removals).
+ */
+export type Change =
+  | { readonly kind: "registered"; readonly revision: number; readonly instance: StoredInstance }
+  | {
+      readonly kind: "removed";
+      readonly revision: number;
+      readonly instance: StoredInstance;
+      readonly reason: RemovalReason;
+    }
+  | {
+      readonly kind: "health";
+      readonly revision: number;
+      readonly instance: StoredInstance;
+      /** Why the check failed, when the instance turned unhealthy. */
+      readonly failureReason?: string;
+    };
+
+/** What a watcher receives. */
+export type WatchEvent =
+  /** A committed change, from history or live. */
+  | { readonly type: "change"; readonly change: Change; readonly snapshot?: false }
+  /** An instance existing at snapshot time. */
+  | { readonly type: "snapshot"; readonly instance: Instance; readonly revision: number }
+  /** The snapshot is complete at `revision`. */
+  | { readonly type: "synced"; readonly revision: number }
+  /** The resume point could not be honoured; a fresh snapshot follows. */
+  | { readonly type: "reset"; readonly revision: number }
+  /** Idle stream keep-alive carrying a fresh resume point. */
+  | { readonly type: "bookmark"; readonly revision: number }
+  /** One probe's result (only for watchers asking for every health check). */
+  | { readonly type: "probe"; readonly probe: ProbeEvent };
+
+/** One probe result, as streamed to `everyHealthCheck` watchers. Not a change. */
+export interface ProbeEvent {
+  readonly instance: Instance;
+  readonly passed: boolean;
+  readonly failureReason?: string;
+  /** The registry revision when the probe finished. */
+  readonly revision: number;
+}
+
+/** Summary of one service type. */
+export interface ServiceSummary {
+  readonly serviceType: string;
+  readonly healthyCount: number;
+  readonly totalCount: number;
+}

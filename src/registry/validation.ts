@@ -1,0 +1,88 @@
+import { isIP } from "node:net";
+import { invalidArgument } from "./registry-error.js";
+
+/** What a caller asks to register, before validation. */
+export interface RegisterInput {
+  readonly serviceType: string;
+  readonly port: number;
+  /** IP literal or hostname. Transports default it to the caller's address. */
+  readonly host: string;
+  readonly metadata?: Readonly<Record<string, string>>;
+  /** Defaults to `/health`. */
+  readonly healthCheckPath?: string;
+}
+
+/** Limits of SPEC 4.1, exported so clients and docs can quote them. */
+export const limits = {
+  serviceTypeMaxLength: 63,
+  metadataMaxEntries: 64,
+  metadataKeyMaxLength: 63,
+  metadataValueMaxBytes: 512,
+  healthCheckPathMaxLength: 256,
+  hostMaxLength: 253,
+} as const;
+
+const SERVICE_TYPE = /^[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?$/;
+const METADATA_KEY = /^[A-Za-z0-9._/-]{1,63}$/;
+const PRINTABLE_ASCII = /^[\x21-\x7e]+$/;
+const HOSTNAME_LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+
+/** Throws INVALID_ARGUMENT naming the field unless `value` is a valid service type. */
+export function validateServiceType(value: string, field = "service_type"): void {
+  if (value.length === 0) throw invalidArgument(field, "must not be empty");
+  if (value.length > limits.serviceTypeMaxLength) {
+    throw invalidArgument(field, `must be at most ${limits.serviceTypeMaxLength} characters`);
+  }
+  if (!SERVICE_TYPE.test(value)) {
+    throw invalidArgument(
+      field,
+      "must use only [a-z0-9._-] and start and end with a lowercase letter or digit",
+    );
+  }
+}
+
+/** True for an IP literal or an RFC 1123 hostname. */
+export function isValidHost(host: string): boolean {
+  if (isIP(host) !== 0) return true;
+  if (host.length === 0 || host.length > limits.hostMaxLength) return false;
+  const name = host.endsWith(".") ? host.slice(0, -1) : host;
+  return name.split(".").every((label) => HOSTNAME_LABEL.test(label));
+}
+
+/**
+ * Checks a registration against SPEC 4.1 and returns it normalised (default
+ * health path, a plain metadata copy). Throws INVALID_ARGUMENT naming the
+ * first offending field.
+ */
+export function validateRegisterInput(input: RegisterInput): Required<RegisterInput> {
+  validateServiceType(input.serviceType);
+  if (!Number.isInteger(input.port) || input.port < 1 || input.port > 65535) {
+    throw invalidArgument("port", "must be between 1 and 65535");
+  }
+  if (!isValidHost(input.host)) throw invalidArgument("host", "must be an IP literal or a hostname");
+
+  const metadata: Record<string, string> = Object.create(null);
+  const entries = Object.entries(input.metadata ?? {});
+  if (entries.length > limits.metadataMaxEntries) {
+    throw invalidArgument("metadata", `must have at most ${limits.metadataMaxEntries} entries`);
+  }
+  for (const [key, value] of entries) {
+    if (!METADATA_KEY.test(key)) {
+      throw invalidArgument("metadata", `key ${JSON.stringify(key.slice(0, 80))} must match [A-Za-z0-9._/-]{1,63}`);
+    }
+    if (typeof value !== "string") throw invalidArgument(`metadata.${key}`, "must be a string");
+    if (Buffer.byteLength(value, "utf8") > limits.metadataValueMaxBytes) {
+      throw invalidArgument(`metadata.${key}`, `must be at most ${limits.metadataValueMaxBytes} bytes`);
+    }
+    metadata[key] = value;
+  }
+
+  const path = input.healthCheckPath === undefined || input.healthCheckPath === "" ? "/health" : input.healthCheckPath;
+  if (!path.startsWith("/")) throw invalidArgument("health_check.path", "must start with /");
+  if (path.length > limits.healthCheckPathMaxLength) {
+    throw invalidArgument("health_check.path", `must be at most ${limits.healthCheckPathMaxLength} characters`);
+  }
+  if (!PRINTABLE_ASCII.test(path)) throw invalidArgument("health_check.path", "must be printable ASCII without spaces");
+
+  return { serviceType: input.serviceType, port: input.port, host: input.host, metadata, healthCheckPath: path };
+}

@@ -1,0 +1,234 @@
+import type { EventHistory } from "./event-history.js";
+import { RegistryError } from "./registry-error.js";
+import type { Change, Instance, ProbeEvent, WatchEvent } from "./types.js";
+
+/** What a watcher asks for. */
+export interface WatchOptions {
+  /** Only this service type; empty for all. */
+  readonly serviceType: string;
+  /** 0 for a snapshot first; otherwise resume after this revision. */
+  readonly sinceRevision: number;
+  /** The epoch `sinceRevision` belongs to. */
+  readonly epoch: string;
+  /** Also deliver every probe result, not only health transitions. */
+  readonly everyHealthCheck: boolean;
+}
+
+/** The registry state a watcher reads from. */
+export interface WatchSource {
+  readonly epoch: string;
+  /** Latest applied revision. */
+  readonly revision: number;
+  readonly history: EventHistory;
+  /** Current instances of a type (all for ""). */
+  snapshot(serviceType: string): readonly Instance[];
+}
+
+/** Tunables of a watcher, set by the hub. */
+export interface WatcherLimits {
+  /** Live events buffered before the watcher is parked and catches up from history. */
+  readonly queueLimit: number;
+  /** Changes read from history per catch-up step. */
+  readonly catchUpBatch: number;
+  /** Idle time before a BOOKMARK is delivered. */
+  readonly bookmarkIntervalMs: number;
+}
+
+/**
+ * One subscriber's view of the change stream, consumed as an async iterator.
+ *
+ * Live changes are pushed into a bounded queue without ever blocking the
+ * publisher. When the queue is full the watcher is parked: it stops taking
+ * pushes and, once its consumer has drained the queue, reads what it missed
+ * from the shared history in batches, going live again when it has caught up.
+ * If what it missed has left the history window it gets RESET and a fresh
+ * snapshot. `position` is always the revision up to which every change has
+ * been delivered or filtered out: the watcher's resume point.
+ */
+export class Watcher implements AsyncIterableIterator<WatchEvent> {
+  private readonly queue: WatchEvent[] = [];
+  private queueHead = 0;
+  private snapshotItems: readonly Instance[] | undefined;
+  private snapshotCursor = 0;
+  private snapshotRevision = 0;
+  /** Set when a RESET is due before the next snapshot. */
+  private resetRevision: number | undefined;
+  private position = 0;
+  private parked = false;
+  private ended: { error?: Error } | undefined;
+  private wake: (() => void) | undefined;
+
+  constructor(
+    private readonly source: WatchSource,
+    readonly options: WatchOptions,
+    private readonly limits: WatcherLimits,
+    private readonly onClose: (watcher: Watcher) => void,
+    private readonly onReset: () => void,
+  ) {
+    const { sinceRevision, epoch } = options;
+    if (sinceRevision === 0) {
+      this.startSnapshot();
+    } else if (epoch !== source.epoch || sinceRevision > source.revision || !source.history.covers(sinceRevision)) {
+      this.resync();
+    } else {
+      this.position = sinceRevision;
+      this.parked = true; // replay from history through the catch-up path
+    }
+  }
+
+  /** True while the watcher is catching up from history instead of taking pushes. */
+  get isParked(): boolean {
+    return this.parked;
+  }
+
+  /** Revision up to which this watcher has seen everything it asked for. */
+  get resumeRevision(): number {
+    return this.position;
+  }
+
+  /** Offers a committed change; never blocks. */
+  pushChange(change: Change): void {
+    if (this.ended || this.parked) return;
+    if (this.matches(change.instance.serviceType)) {
+      if (this.queuedCount() >= this.limits.queueLimit) {
+        this.parked = true;
+        return;
+      }
+      this.enqueue({ type: "change", change });
+    }
+    this.position = change.revision;
+  }
+
+  /** Offers a probe result; dropped when not wanted or when the watcher is behind. */
+  pushProbe(probe: ProbeEvent): void {
+    if (this.ended || this.parked || !this.options.everyHealthCheck) return;
+    if (!this.matches(probe.instance.serviceType) || this.queuedCount() >= this.limits.queueLimit) return;
+    this.enqueue({ type: "probe", probe });
+  }
+
+  /** Ends the stream; a pending or later `next()` rejects with `error`, if given. */
+  end(error?: Error): void {
+    if (this.ended) return;
+    this.ended = error ? { error } : {};
+    this.queue.length = 0;
+    this.snapshotItems = undefined;
+    this.onClose(this);
+    this.notify();
+  }
+
+  async next(): Promise<IteratorResult<WatchEvent>> {
+    for (;;) {
+      if (this.ended) {
+        if (this.ended.error) throw this.ended.error;
+        return { done: true, value: undefined };
+      }
+      const event = this.take();
+      if (event) return { done: false, value: event };
+      if (await this.idle()) return { done: false, value: { type: "bookmark", revision: this.position } };
+    }
+  }
+
+  async return(): Promise<IteratorResult<WatchEvent>> {
+    this.end();
+    return { done: true, value: undefined };
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  private take(): WatchEvent | undefined {
+    if (this.resetRevision !== undefined) {
+      const revision = this.resetRevision;
+      this.resetRevision = undefined;
+      return { type: "reset", revision };
+    }
+    if (this.snapshotItems) {
+      const instance = this.snapshotItems[this.snapshotCursor++];
+      if (instance) return { type: "snapshot", instance, revision: this.snapshotRevision };
+      this.snapshotItems = undefined;
+      return { type: "synced", revision: this.snapshotRevision };
+    }
+    if (this.queueHead < this.queue.length) {
+      const event = this.queue[this.queueHead] as WatchEvent;
+      this.queue[this.queueHead++] = undefined as unknown as WatchEvent;
+      if (this.queueHead === this.queue.length) this.queue.length = this.queueHead = 0;
+      return event;
+    }
+    if (this.parked) {
+      this.catchUp();
+      return this.take();
+    }
+    return undefined;
+  }
+
+  /** Reads the next batch of missed changes from history (or resyncs). */
+  private catchUp(): void {
+    const batch = this.source.history.after(this.position, this.limits.catchUpBatch);
+    if (!batch) {
+      this.resync();
+      return;
+    }
+    for (const change of batch) {
+      if (this.matches(change.instance.serviceType)) this.enqueue({ type: "change", change });
+      this.position = change.revision;
+    }
+    if (batch.length < this.limits.catchUpBatch) {
+      this.position = Math.max(this.position, this.source.revision);
+      this.parked = false;
+    }
+  }
+
+  private resync(): void {
+    this.queue.length = this.queueHead = 0;
+    this.resetRevision = this.source.revision;
+    this.onReset();
+    this.startSnapshot();
+  }
+
+  private startSnapshot(): void {
+    this.snapshotItems = this.source.snapshot(this.options.serviceType);
+    this.snapshotCursor = 0;
+    this.snapshotRevision = this.position = this.source.revision;
+    this.parked = false;
+    this.notify();
+  }
+
+  /** Waits for new work; resolves true when the bookmark interval passed instead. */
+  private idle(): Promise<boolean> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.wake = undefined;
+        resolve(true);
+      }, this.limits.bookmarkIntervalMs);
+      timer.unref();
+      this.wake = () => {
+        clearTimeout(timer);
+        this.wake = undefined;
+        resolve(false);
+      };
+    });
+  }
+
+  private enqueue(event: WatchEvent): void {
+    this.queue.push(event);
+    this.notify();
+  }
+
+  private notify(): void {
+    this.wake?.();
+  }
+
+  private queuedCount(): number {
+    return this.queue.length - this.queueHead;
+  }
+
+  private matches(serviceType: string): boolean {
+    return this.options.serviceType === "" || this.options.serviceType === serviceType;
+  }
+}
+
+/** The error ending every stream when the registry shuts down. */
+export function shuttingDown(): RegistryError {
+  return new RegistryError("unavailable", "registry is shutting down; reconnect to another replica or retry");
+}

@@ -1,0 +1,76 @@
+import * as pb from "../../gen/registry/v1/registry.js";
+import type { Change, Instance, RemovalReason, WatchEvent } from "../registry/types.js";
+
+/** Domain instance to its protobuf form (only public fields; never the token hash). */
+export function toProtoInstance(instance: Instance): pb.Instance {
+  return {
+    id: instance.id,
+    serviceType: instance.serviceType,
+    host: instance.host,
+    port: instance.port,
+    metadata: instance.metadata as Record<string, string>,
+    health: instance.health === "healthy" ? pb.HealthStatus.HEALTH_STATUS_HEALTHY : pb.HealthStatus.HEALTH_STATUS_UNHEALTHY,
+    registeredAt: new Date(instance.registeredAt),
+    updatedAt: new Date(instance.updatedAt),
+    revision: instance.revision,
+    healthCheckPath: instance.healthCheckPath,
+  };
+}
+
+const REMOVAL_REASONS: Record<RemovalReason, pb.RemovalReason> = {
+  unregistered: pb.RemovalReason.REMOVAL_REASON_UNREGISTERED,
+  health_check_expired: pb.RemovalReason.REMOVAL_REASON_HEALTH_CHECK_EXPIRED,
+};
+
+function changeMessage(change: Change, epoch: string): pb.WatchInstancesResponse {
+  const base = { ...empty(epoch, change.revision), instance: toProtoInstance(change.instance) };
+  switch (change.kind) {
+    case "registered":
+      return { ...base, type: pb.EventType.EVENT_TYPE_INSTANCE_REGISTERED };
+    case "removed":
+      return { ...base, type: pb.EventType.EVENT_TYPE_INSTANCE_REMOVED, removalReason: REMOVAL_REASONS[change.reason] };
+    case "health":
+      return change.instance.health === "healthy"
+        ? { ...base, type: pb.EventType.EVENT_TYPE_HEALTH_CHECK_PASSED }
+        : { ...base, type: pb.EventType.EVENT_TYPE_HEALTH_CHECK_FAILED, failureReason: change.failureReason ?? "" };
+  }
+}
+
+function empty(epoch: string, revision: number): pb.WatchInstancesResponse {
+  return {
+    type: pb.EventType.EVENT_TYPE_UNSPECIFIED,
+    revision,
+    epoch,
+    removalReason: pb.RemovalReason.REMOVAL_REASON_UNSPECIFIED,
+    snapshot: false,
+    failureReason: "",
+  };
+}
+
+/** A watch event as the message the contract defines. */
+export function toWatchResponse(event: WatchEvent, epoch: string): pb.WatchInstancesResponse {
+  switch (event.type) {
+    case "change":
+      return changeMessage(event.change, epoch);
+    case "snapshot":
+      return {
+        ...empty(epoch, event.revision),
+        type: pb.EventType.EVENT_TYPE_INSTANCE_REGISTERED,
+        instance: toProtoInstance(event.instance),
+        snapshot: true,
+      };
+    case "probe":
+      return {
+        ...empty(epoch, event.probe.revision),
+        type: event.probe.passed ? pb.EventType.EVENT_TYPE_HEALTH_CHECK_PASSED : pb.EventType.EVENT_TYPE_HEALTH_CHECK_FAILED,
+        instance: toProtoInstance(event.probe.instance),
+        failureReason: event.probe.failureReason ?? "",
+      };
+    case "synced":
+      return { ...empty(epoch, event.revision), type: pb.EventType.EVENT_TYPE_SYNCED };
+    case "bookmark":
+      return { ...empty(epoch, event.revision), type: pb.EventType.EVENT_TYPE_BOOKMARK };
+    case "reset":
+      return { ...empty(epoch, event.revision), type: pb.EventType.EVENT_TYPE_RESET };
+  }
+}

@@ -1,0 +1,51 @@
+import type { Change, Health, RemovalReason, StoredInstance } from "../registry/types.js";
+
+/** Everything a store holds, as loaded when it opens. */
+export interface StoreState {
+  /** Names this data set; changes only when revisions restart. */
+  readonly epoch: string;
+  /** The latest committed revision (0 for an empty store). */
+  readonly revision: number;
+  /** The live instances. */
+  readonly instances: readonly StoredInstance[];
+  /** Recent changes in revision order, oldest first. */
+  readonly history: readonly Change[];
+  /**
+   * Every change after this revision is in `history`: a watcher may resume
+   * from any revision in `[historyFloor, revision]`.
+   */
+  readonly historyFloor: number;
+}
+
+/** A state change the core asks a store to commit. The store assigns revisions. */
+export type Mutation =
+  | { readonly op: "register"; readonly instance: Omit<StoredInstance, "revision"> }
+  | { readonly op: "remove"; readonly id: string; readonly reason: RemovalReason; readonly at: number }
+  | {
+      readonly op: "setHealth";
+      readonly id: string;
+      readonly health: Health;
+      readonly at: number;
+      readonly failureReason?: string;
+    };
+
+/**
+ * Where the registry's state lives. Stores commit mutations and report every
+ * committed change, in revision order, to the one change listener: the core
+ * updates its index and history only from that feed, whichever store it is
+ * (including changes committed by other replicas of a shared store).
+ *
+ * `commit` rejects with a `RegistryError("not_found")` when a `remove` or
+ * `setHealth` names an instance the store does not hold.
+ */
+export interface RegistryStore {
+  /** Loads the persisted state and starts the change feed. Called once. */
+  open(onChange: (change: Change) => void): Promise<StoreState>;
+  /**
+   * Commits a mutation. Resolves once it is durable with the committed change;
+   * the change has been (or will be) delivered to the change listener.
+   */
+  commit(mutation: Mutation): Promise<Change>;
+  /** Flushes and releases resources. */
+  close(): Promise<void>;
+}

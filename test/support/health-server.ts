@@ -1,0 +1,73 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createTcpServer, type Socket } from "node:net";
+import type { AddressInfo } from "node:net";
+
+/** A real HTTP /health endpoint whose answer a test can change. */
+export interface HealthServer {
+  readonly port: number;
+  /** Status code to answer with (default 200). */
+  status: number;
+  /** Requests seen so far. */
+  readonly requests: IncomingMessage[];
+  /** Resolves at the next request. */
+  nextRequest(timeoutMs?: number): Promise<IncomingMessage>;
+  close(): Promise<void>;
+}
+
+export async function startHealthServer(body: unknown = { status: "ok" }): Promise<HealthServer> {
+  const requests: IncomingMessage[] = [];
+  const waiters: ((r: IncomingMessage) => void)[] = [];
+  const state = { status: 200 };
+  const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    requests.push(req);
+    res.writeHead(state.status, { "content-type": "application/json" });
+    res.end(JSON.stringify(body));
+    for (const w of waiters.splice(0)) w(req);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    port,
+    get status() {
+      return state.status;
+    },
+    set status(s: number) {
+      state.status = s;
+    },
+    requests,
+    nextRequest(timeoutMs = 5000) {
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`no health request on port ${port} within ${timeoutMs} ms`)), timeoutMs);
+        waiters.push((r) => {
+          clearTimeout(t);
+          resolve(r);
+        });
+      });
+    },
+    close() {
+      server.closeAllConnections();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** A TCP server that accepts connections and never answers: a blackholed instance. */
+export async function startBlackhole(): Promise<{ port: number; connections: () => number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  let count = 0;
+  const server = createTcpServer((socket) => {
+    count++;
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.on("error", () => {});
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    connections: () => count,
+    close() {
+      for (const s of sockets) s.destroy();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}

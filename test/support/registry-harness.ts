@@ -1,0 +1,188 @@
+import { credentials, Metadata, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
+import pino from "pino";
+import {
+  RegistryServiceClient,
+  type WatchInstancesRequest,
+  type WatchInstancesResponse,
+} from "../../gen/registry/v1/registry.js";
+import { RegistrationKeys } from "../../src/registry/credentials.js";
+import type { ServiceRegistryOptions } from "../../src/registry/registry-options.js";
+import { ServiceRegistry } from "../../src/registry/service-registry.js";
+import { RegistryGrpcServer, type RegistryGrpcServerOptions } from "../../src/server/grpc-server.js";
+
+export const TEST_KEY = "test-registration-key-0123456789";
+
+/** A real registry behind a real gRPC server on a loopback ephemeral port. */
+export interface Harness {
+  readonly port: number;
+  readonly address: string;
+  readonly registry: ServiceRegistry;
+  readonly server: RegistryGrpcServer;
+  readonly client: RegistryServiceClient;
+  /** A second, independent client connection. */
+  newClient(): RegistryServiceClient;
+  close(): Promise<void>;
+}
+
+export interface HarnessOptions {
+  readonly registry?: ServiceRegistryOptions;
+  readonly server?: Partial<Omit<RegistryGrpcServerOptions, "registry" | "keys" | "logger">>;
+  readonly keys?: string[];
+}
+
+export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
+  const logger = pino({ level: "silent" });
+  const registry = new ServiceRegistry({ healthChecks: false, logger, ...options.registry });
+  await registry.start();
+  const server = new RegistryGrpcServer({
+    registry,
+    keys: new RegistrationKeys(options.keys ?? [TEST_KEY]),
+    logger,
+    shutdownGraceMs: 1000,
+    ...options.server,
+  });
+  const port = await server.listen("127.0.0.1", 0);
+  const address = `127.0.0.1:${port}`;
+  const clients: RegistryServiceClient[] = [];
+  const newClient = (): RegistryServiceClient => {
+    const c = new RegistryServiceClient(address, credentials.createInsecure());
+    clients.push(c);
+    return c;
+  };
+  const client = newClient();
+  return {
+    port,
+    address,
+    registry,
+    server,
+    client,
+    newClient,
+    async close() {
+      for (const c of clients) c.close();
+      await server.shutdown();
+      await registry.close();
+    },
+  };
+}
+
+/** Metadata carrying the registration key. */
+export function keyAuth(key = TEST_KEY): Metadata {
+  const md = new Metadata();
+  md.set("authorization", `Bearer ${key}`);
+  return md;
+}
+
+/** Metadata carrying instance credentials. */
+export function instanceAuth(id: string, token: string): Metadata {
+  const md = new Metadata();
+  md.set("x-service-id", id);
+  md.set("x-service-token", token);
+  return md;
+}
+
+type UnaryMethod<Req, Res> = (
+  request: Req,
+  metadata: Metadata,
+  callback: (error: ServiceError | null, response: Res) => void,
+) => unknown;
+
+/** Calls a unary method of a generated client and resolves with its response. */
+export function call<Req, Res>(client: RegistryServiceClient, method: UnaryMethod<Req, Res>, request: Req, metadata = keyAuth()): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    method.call(client, request, metadata, (err, res) => (err ? reject(err) : resolve(res)));
+  });
+}
+
+/** Calls a unary method expecting failure; resolves with the error. */
+export async function callError<Req, Res>(
+  client: RegistryServiceClient,
+  method: UnaryMethod<Req, Res>,
+  request: Req,
+  metadata: Metadata,
+): Promise<ServiceError> {
+  try {
+    await call(client, method, request, metadata);
+  } catch (err) {
+    return err as ServiceError;
+  }
+  throw new Error("expected the call to fail, but it succeeded");
+}
+
+/** Registers an instance with the key; returns id, token and instance. */
+export async function register(h: Harness, serviceType: string, port: number, extra: Record<string, unknown> = {}) {
+  const res = await call(h.client, h.client.register, { serviceType, port, host: "127.0.0.1", metadata: {}, ...extra });
+  return { id: res.serviceId, token: res.token, instance: res.instance! };
+}
+
+/**
+ * A watch stream with an async cursor: `next()` waits (bounded) for the next
+ * message and fails with a clear message when none arrives.
+ */
+export class WatchCursor {
+  private readonly buffered: WatchInstancesResponse[] = [];
+  private waiter: (() => void) | undefined;
+  error: ServiceError | undefined;
+  ended = false;
+
+  constructor(readonly stream: ClientReadableStream<WatchInstancesResponse>) {
+    stream.on("data", (m: WatchInstancesResponse) => {
+      this.buffered.push(m);
+      this.waiter?.();
+    });
+    stream.on("error", (e: ServiceError) => {
+      this.error = e;
+      this.waiter?.();
+    });
+    stream.on("end", () => {
+      this.ended = true;
+      this.waiter?.();
+    });
+  }
+
+  static open(client: RegistryServiceClient, request: Partial<WatchInstancesRequest>, metadata = keyAuth()): WatchCursor {
+    const full: WatchInstancesRequest = { serviceType: "", sinceRevision: 0, epoch: "", everyHealthCheck: false, ...request };
+    return new WatchCursor(client.watchInstances(full, metadata));
+  }
+
+  async next(timeoutMs = 5000): Promise<WatchInstancesResponse> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const m = this.buffered.shift();
+      if (m) return m;
+      if (this.error) throw this.error;
+      if (this.ended) throw new Error("watch stream ended");
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no watch message within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiter = () => {
+          clearTimeout(t);
+          this.waiter = undefined;
+          resolve();
+        };
+      });
+    }
+  }
+
+  /** Reads `n` messages. */
+  async take(n: number, timeoutMs = 5000): Promise<WatchInstancesResponse[]> {
+    const out: WatchInstancesResponse[] = [];
+    for (let i = 0; i < n; i++) out.push(await this.next(timeoutMs));
+    return out;
+  }
+
+  /** Waits for the stream's final status. */
+  async status(timeoutMs = 5000): Promise<ServiceError> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.error) {
+      if (Date.now() > deadline) throw new Error(`watch stream did not end within ${timeoutMs} ms`);
+      this.buffered.length = 0;
+      await this.next(Math.max(1, deadline - Date.now())).catch(() => undefined);
+    }
+    return this.error;
+  }
+
+  cancel(): void {
+    this.stream.cancel();
+  }
+}
