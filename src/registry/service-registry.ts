@@ -24,6 +24,8 @@ export interface RegistryEvents {
   healthCheckPassed: [instance: Instance, data: unknown];
   /** Fired for every failing probe. */
   healthCheckFailed: [instance: Instance, reason: string];
+  /** Every committed change (registration, removal, health transition), in revision order. */
+  change: [change: Change];
 }
 
 /** A successful registration: the instance and its secret token (shown once). */
@@ -240,6 +242,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
       );
     }
     this.hub?.publishChange(change);
+    this.fire("change", change);
     this.releaseWaiters();
   }
 

@@ -1,4 +1,4 @@
-import { credentials, Metadata, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
+import { credentials, Metadata, type CallOptions, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
 import pino from "pino";
 import {
   RegistryServiceClient,
@@ -80,16 +80,18 @@ export function instanceAuth(id: string, token: string): Metadata {
   return md;
 }
 
+/** A generated client's unary method; TS infers from its last overload (with options). */
 type UnaryMethod<Req, Res> = (
   request: Req,
   metadata: Metadata,
+  options: Partial<CallOptions>,
   callback: (error: ServiceError | null, response: Res) => void,
 ) => unknown;
 
 /** Calls a unary method of a generated client and resolves with its response. */
 export function call<Req, Res>(client: RegistryServiceClient, method: UnaryMethod<Req, Res>, request: Req, metadata = keyAuth()): Promise<Res> {
   return new Promise((resolve, reject) => {
-    method.call(client, request, metadata, (err, res) => (err ? reject(err) : resolve(res)));
+    method.call(client, request, metadata, {}, (err, res) => (err ? reject(err) : resolve(res)));
   });
 }
 

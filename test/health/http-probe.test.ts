@@ -1,0 +1,181 @@
+import { once } from "node:events";
+import net from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { HttpProber, type HttpProberOptions, type ProbeTarget } from "../../src/health/http-probe.js";
+import { closedPort, nextEvent, startBlackhole, startHttp } from "./helpers.js";
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function prober(options: Partial<HttpProberOptions> = {}): HttpProber {
+  const p = new HttpProber({ timeoutMs: 2000, ...options });
+  cleanups.push(() => p.close());
+  return p;
+}
+
+async function server(...args: Parameters<typeof startHttp>) {
+  const fixture = await startHttp(...args);
+  cleanups.push(() => fixture.close());
+  return fixture;
+}
+
+const target = (port: number, path = "/health", host = "127.0.0.1"): ProbeTarget => ({ id: "t", host, port, path });
+
+describe("HttpProber", () => {
+  it("passes on 2xx and hands over a JSON body", async () => {
+    const s = await server((_req, res) => {
+      res.setHeader("content-type", "application/json");
+      res.end(JSON.stringify({ status: "up", load: 0.5 }));
+    });
+    expect(await prober().probe(target(s.port))).toEqual({ ok: true, status: 200, data: { status: "up", load: 0.5 } });
+  });
+
+  it("parses a JSON body without a JSON content type, and leaves other bodies undefined", async () => {
+    const s = await server((req, res) => {
+      res.statusCode = req.url === "/text" ? 204 : 200;
+      res.end(req.url === "/json" ? "[1,2]" : req.url === "/plain" ? "OK" : undefined);
+    });
+    const p = prober();
+    expect(await p.probe(target(s.port, "/json"))).toEqual({ ok: true, status: 200, data: [1, 2] });
+    expect(await p.probe(target(s.port, "/plain"))).toEqual({ ok: true, status: 200, data: undefined });
+    expect(await p.probe(target(s.port, "/text"))).toEqual({ ok: true, status: 204, data: undefined });
+  });
+
+  it("fails on non-2xx with the status as reason", async () => {
+    const s = await server((req, res) => {
+      res.statusCode = req.url === "/missing" ? 404 : 503;
+      res.end('{"status":"down"}');
+    });
+    const p = prober();
+    expect(await p.probe(target(s.port))).toEqual({ ok: false, reason: "HTTP 503" });
+    expect(await p.probe(target(s.port, "/missing"))).toEqual({ ok: false, reason: "HTTP 404" });
+  });
+
+  it("times out a server that never answers", async () => {
+    const s = await server(() => undefined);
+    const started = performance.now();
+    expect(await prober({ timeoutMs: 200 }).probe(target(s.port))).toEqual({ ok: false, reason: "timed out after 200 ms" });
+    expect(performance.now() - started).toBeLessThan(2000);
+  });
+
+  it("times out a body that stalls after the headers", async () => {
+    const s = await server((_req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.write('{"status":');
+    });
+    expect(await prober({ timeoutMs: 200 }).probe(target(s.port))).toEqual({ ok: false, reason: "timed out after 200 ms" });
+  });
+
+  it("fails with the connect error when nothing listens", async () => {
+    const result = await prober().probe(target(await closedPort()));
+    expect(result.ok).toBe(false);
+    expect(!result.ok && result.reason).toMatch(/ECONNREFUSED/);
+  });
+
+  it("stops reading a body over the cap: still a pass, no data, connection dropped", async () => {
+    let written = 0;
+    let closed: Promise<unknown> = Promise.resolve();
+    const s = await server((_req, res) => {
+      closed = once(res, "close");
+      res.writeHead(200, { "content-type": "application/json" });
+      // An endless body: the probe can only finish if it stops reading.
+      const chunk = Buffer.alloc(16 * 1024, 0x20);
+      const pump = (): void => {
+        while (!res.destroyed && res.write(chunk)) written += chunk.length;
+      };
+      res.on("drain", pump);
+      pump();
+    });
+    const result = await prober({ maxBodyBytes: 1024 }).probe(target(s.port));
+    expect(result).toEqual({ ok: true, status: 200, data: undefined });
+    await closed;
+    expect(written).toBeLessThan(16 * 1024 * 1024);
+  });
+
+  it("does not read a body whose declared length is over the cap", async () => {
+    const s = await server((_req, res) => {
+      res.writeHead(200, { "content-type": "application/json", "content-length": 10_000_000 });
+      res.write("[");
+    });
+    expect(await prober({ maxBodyBytes: 1024 }).probe(target(s.port))).toEqual({ ok: true, status: 200, data: undefined });
+  });
+
+  it("follows redirects that stay on the same host:port", async () => {
+    const s = await server((req, res) => {
+      if (req.url === "/health") res.writeHead(302, { location: "/moved?x=1" }).end("see /moved");
+      else if (req.url === "/moved?x=1") res.writeHead(307, { location: `http://127.0.0.1:${s.port}/final` }).end();
+      else res.writeHead(200, { "content-type": "application/json" }).end('{"ok":true}');
+    });
+    expect(await prober().probe(target(s.port))).toEqual({ ok: true, status: 200, data: { ok: true } });
+    expect(s.requests.map((r) => r.url)).toEqual(["/health", "/moved?x=1", "/final"]);
+  });
+
+  it("refuses redirects to another host or port, and redirect loops", async () => {
+    const other = await server((_req, res) => res.end("{}"));
+    const s = await server((req, res) => {
+      const location =
+        req.url === "/port" ? `http://127.0.0.1:${other.port}/` : req.url === "/name" ? `http://localhost:${s.port}/` : "/loop";
+      res.writeHead(301, { location }).end();
+    });
+    const p = prober();
+    const refused = { ok: false, reason: "redirect to another host not followed" };
+    expect(await p.probe(target(s.port, "/port"))).toEqual(refused);
+    expect(await p.probe(target(s.port, "/name"))).toEqual(refused);
+    expect(other.requests).toHaveLength(0);
+    expect(await p.probe(target(s.port, "/loop"))).toEqual({ ok: false, reason: "too many redirects (more than 3)" });
+    expect(s.requests.filter((r) => r.url === "/loop")).toHaveLength(4);
+  });
+
+  it("sends the user-agent", async () => {
+    const s = await server((_req, res) => res.end());
+    await prober().probe(target(s.port));
+    await prober({ userAgent: "custom-agent/2" }).probe(target(s.port));
+    expect(s.requests.map((r) => r.headers["user-agent"])).toEqual(["service-registry-health/1", "custom-agent/2"]);
+  });
+
+  it("reuses one keep-alive connection across probes", async () => {
+    const s = await server((_req, res) => res.end('{"n":1}'));
+    const p = prober();
+    for (let i = 0; i < 5; i++) expect((await p.probe(target(s.port))).ok).toBe(true);
+    expect(s.requests).toHaveLength(5);
+    expect(s.connections).toBe(1);
+  });
+
+  it("fails with 'aborted' when the signal aborts, and drops the connection", async () => {
+    const hole = await startBlackhole();
+    cleanups.push(() => hole.close());
+    const controller = new AbortController();
+    const pending = prober().probe(target(hole.port), controller.signal);
+    const [socket] = (await nextEvent(hole.server, "connection", 5000)) as [net.Socket];
+    const socketClosed = nextEvent(socket, "close", 5000);
+    controller.abort();
+    expect(await pending).toEqual({ ok: false, reason: "aborted" });
+    await socketClosed;
+  });
+
+  it("never rejects: bad paths, already-aborted signals and a closed prober become failures", async () => {
+    const s = await server((_req, res) => res.end());
+    const p = prober();
+    const bad = await p.probe(target(s.port, "/with space"));
+    expect(bad.ok).toBe(false);
+    expect(await p.probe(target(s.port), AbortSignal.abort())).toEqual({ ok: false, reason: "aborted" });
+    p.close();
+    expect(await p.probe(target(s.port))).toEqual({ ok: false, reason: "prober closed" });
+  });
+
+  it("probes IPv6 literals, bracketed or not", async (ctx) => {
+    let s;
+    try {
+      s = await server((_req, res) => res.end('{"v":6}'), "::1");
+    } catch {
+      ctx.skip("no IPv6 loopback here");
+      return;
+    }
+    const p = prober();
+    expect(await p.probe(target(s.port, "/health", "::1"))).toEqual({ ok: true, status: 200, data: { v: 6 } });
+    expect(await p.probe(target(s.port, "/health", "[::1]"))).toEqual({ ok: true, status: 200, data: { v: 6 } });
+    expect(s.requests[0]?.headers.host).toBe(`[::1]:${s.port}`);
+  });
+});

@@ -1,0 +1,323 @@
+import net from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { HttpProber, type ProbeResult, type ProbeTarget } from "../../src/health/http-probe.js";
+import { ProbeScheduler, type ProbeSchedulerOptions } from "../../src/health/probe-scheduler.js";
+import { Waiter, nextEvent, sleep, startBlackhole, startHttp } from "./helpers.js";
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+const target = (id: string, port: number): ProbeTarget => ({ id, host: "127.0.0.1", port, path: "/health" });
+
+/** A scheduler over a real HttpProber that records every probe start, settle and result. */
+function harness(options: Partial<ProbeSchedulerOptions> & { timeoutMs?: number } = {}) {
+  const prober = new HttpProber({ timeoutMs: options.timeoutMs ?? 2000 });
+  const waiter = new Waiter();
+  const results = new Map<string, ProbeResult[]>();
+  const settled: { id: string; result: ProbeResult }[] = [];
+  const count = (id: string): number => results.get(id)?.length ?? 0;
+  let inFlight = 0;
+  const scheduler = new ProbeScheduler({
+    intervalMs: 100,
+    maxConcurrent: 4,
+    batchSize: 100,
+    firstProbeMaxDelayMs: 20,
+    probe: async (t, signal) => {
+      inFlight++;
+      try {
+        const result = await prober.probe(t, signal);
+        settled.push({ id: t.id, result });
+        return result;
+      } finally {
+        inFlight--;
+        waiter.notify();
+      }
+    },
+    onResult: (t, r) => {
+      results.set(t.id, [...(results.get(t.id) ?? []), r]);
+      waiter.notify();
+    },
+    ...options,
+  });
+  cleanups.push(async () => {
+    await scheduler.stop();
+    prober.close();
+  });
+  return { scheduler, waiter, results, settled, count, inFlight: () => inFlight };
+}
+
+async function healthy() {
+  const s = await startHttp((_req, res) => res.end('{"status":"up"}'));
+  cleanups.push(() => s.close());
+  return s;
+}
+
+async function blackhole() {
+  const hole = await startBlackhole();
+  cleanups.push(() => hole.close());
+  return hole;
+}
+
+describe("ProbeScheduler", () => {
+  it("probes each target repeatedly at roughly the interval", async () => {
+    const a = await healthy();
+    const b = await healthy();
+    const h = harness({ intervalMs: 100 });
+    h.scheduler.add(target("a", a.port));
+    h.scheduler.add(target("b", b.port));
+    h.scheduler.start();
+    await h.waiter.until(() => h.count("a") >= 6 && h.count("b") >= 6, 5000, "six probes of each target");
+    for (const s of [a, b]) {
+      const gaps = s.requests.slice(1).map((r, i) => r.at - (s.requests[i]?.at ?? 0));
+      const mean = gaps.reduce((x, y) => x + y, 0) / gaps.length;
+      expect(mean).toBeGreaterThan(70);
+      expect(mean).toBeLessThan(200);
+    }
+    expect(h.results.get("a")?.every((r) => r.ok)).toBe(true);
+    expect(h.scheduler.lagStats().count).toBeGreaterThanOrEqual(12);
+  });
+
+  it("keeps probing healthy targets on time while a blackholed probe hangs", async () => {
+    const servers = [await healthy(), await healthy(), await healthy()];
+    const hole = await blackhole();
+    const h = harness({ intervalMs: 50, maxConcurrent: 2, timeoutMs: 10_000 });
+    servers.forEach((s, i) => h.scheduler.add(target(`ok${i}`, s.port)));
+    h.scheduler.add(target("hole", hole.port));
+    h.scheduler.start();
+    await nextEvent(hole.server, "connection", 5000);
+    const before = servers.map((_s, i) => h.count(`ok${i}`));
+    // Ten more intervals' worth of probes each, while the blackhole holds a slot.
+    await h.waiter.until(
+      () => servers.every((_s, i) => h.count(`ok${i}`) >= (before[i] ?? 0) + 10),
+      5000,
+      "ten more probes of every healthy target",
+    );
+    expect(h.count("hole")).toBe(0);
+    expect(hole.accepted).toBe(1); // skipped while in flight, never overlapped
+    const lag = h.scheduler.lagStats();
+    // A sweep waiting on the blackhole would be seconds late; generous bounds for busy CI.
+    expect(lag.p50).toBeLessThan(50);
+    expect(lag.p99).toBeLessThan(200);
+  });
+
+  it("remove() aborts the in-flight probe and drops its result", async () => {
+    const hole = await blackhole();
+    const h = harness({ timeoutMs: 10_000 });
+    h.scheduler.add(target("hole", hole.port));
+    h.scheduler.start();
+    const [socket] = (await nextEvent(hole.server, "connection", 5000)) as [net.Socket];
+    const closed = nextEvent(socket, "close", 5000);
+    h.scheduler.remove("hole");
+    expect(h.scheduler.has("hole")).toBe(false);
+    expect(h.scheduler.size).toBe(0);
+    await closed;
+    await h.waiter.until(() => h.settled.length === 1, 5000, "the aborted probe to settle");
+    expect(h.settled[0]?.result).toEqual({ ok: false, reason: "aborted" });
+    expect(h.count("hole")).toBe(0);
+  });
+
+  it("stop() aborts in-flight probes, waits for them, and reports nothing afterwards", async () => {
+    const ok = await healthy();
+    const hole = await blackhole();
+    const h = harness({ intervalMs: 30, timeoutMs: 10_000 });
+    h.scheduler.add(target("ok", ok.port));
+    h.scheduler.add(target("hole", hole.port));
+    h.scheduler.start();
+    await nextEvent(hole.server, "connection", 5000);
+    await h.waiter.until(() => h.count("ok") >= 2, 5000, "two healthy probes");
+    await h.scheduler.stop();
+    expect(h.inFlight()).toBe(0);
+    expect(h.settled.find((s) => s.id === "hole")?.result).toEqual({ ok: false, reason: "aborted" });
+    const seen = h.count("ok") + h.count("hole");
+    const requests = ok.requests.length;
+    await sleep(150); // nothing to await: asserting that no probe happens for five intervals
+    expect(h.count("ok") + h.count("hole")).toBe(seen);
+    expect(ok.requests.length).toBe(requests);
+  });
+
+  it("stop() waits for a probe that settles late after its abort", async () => {
+    let settled = false;
+    const scheduler = new ProbeScheduler({
+      intervalMs: 1000,
+      maxConcurrent: 1,
+      batchSize: 10,
+      firstProbeMaxDelayMs: 0,
+      probe: (_t, signal) =>
+        new Promise((resolve) => {
+          signal.addEventListener("abort", () =>
+            setTimeout(() => {
+              settled = true;
+              resolve({ ok: false, reason: "aborted" });
+            }, 50),
+          );
+          started();
+        }),
+      onResult: () => results++,
+    });
+    let results = 0;
+    let started!: () => void;
+    const running = new Promise<void>((resolve) => (started = resolve));
+    scheduler.add(target("slow", 1));
+    scheduler.start();
+    await running;
+    await scheduler.stop();
+    expect(settled).toBe(true);
+    expect(results).toBe(0);
+  });
+
+  it("keeps the schedule when onResult throws, reporting via onError", async () => {
+    const ok = await healthy();
+    const errors: unknown[] = [];
+    let calls = 0;
+    const h = harness({
+      intervalMs: 30,
+      onResult: () => {
+        calls++;
+        throw new Error(`listener failure ${calls}`);
+      },
+      onError: (err) => {
+        errors.push(err);
+        h.waiter.notify();
+      },
+    });
+    h.scheduler.add(target("ok", ok.port));
+    h.scheduler.start();
+    await h.waiter.until(() => errors.length >= 4, 5000, "four reported listener failures");
+    expect(calls).toBe(errors.length);
+    expect((errors[0] as Error).message).toBe("listener failure 1");
+    expect(ok.requests.length).toBeGreaterThanOrEqual(4);
+  });
+
+  it("staggers the first probes of targets added together (injected jitter)", async () => {
+    const jitter = [0, 0.25, 0.5, 0.75, 1];
+    const starts = new Map<string, number>();
+    const waiter = new Waiter();
+    const scheduler = new ProbeScheduler({
+      intervalMs: 10_000,
+      maxConcurrent: 10,
+      batchSize: 10,
+      firstProbeMaxDelayMs: 400,
+      random: () => jitter.shift() ?? 0,
+      probe: async (t) => {
+        starts.set(t.id, performance.now());
+        waiter.notify();
+        return { ok: true, status: 200 };
+      },
+      onResult: () => undefined,
+    });
+    cleanups.push(() => scheduler.stop());
+    const added = performance.now();
+    for (const id of ["a", "b", "c", "d", "e"]) scheduler.add(target(id, 1));
+    scheduler.start();
+    await waiter.until(() => starts.size === 5, 3000, "first probe of all five targets");
+    const offsets = ["a", "b", "c", "d", "e"].map((id) => (starts.get(id) ?? 0) - added);
+    for (let i = 1; i < offsets.length; i++) {
+      expect(offsets[i]! - offsets[i - 1]!).toBeGreaterThan(50);
+    }
+    expect(offsets[4]).toBeLessThan(400 + 200);
+  });
+
+  it("skips a target whose previous probe is still in flight instead of overlapping", async () => {
+    let active = 0;
+    let maxActive = 0;
+    let calls = 0;
+    const waiter = new Waiter();
+    const scheduler = new ProbeScheduler({
+      intervalMs: 20,
+      maxConcurrent: 4,
+      batchSize: 10,
+      firstProbeMaxDelayMs: 0,
+      probe: async () => {
+        calls++;
+        maxActive = Math.max(maxActive, ++active);
+        await sleep(70);
+        active--;
+        waiter.notify();
+        return { ok: true, status: 200 };
+      },
+      onResult: () => undefined,
+    });
+    cleanups.push(() => scheduler.stop());
+    scheduler.add(target("slow", 1));
+    scheduler.start();
+    await waiter.until(() => calls >= 3, 3000, "three probes of the slow target");
+    expect(maxActive).toBe(1);
+  });
+
+  it("after a clock jump of many intervals, resumes at the interval without a catch-up burst", async () => {
+    let offset = 0;
+    const starts: number[] = [];
+    const waiter = new Waiter();
+    const scheduler = new ProbeScheduler({
+      intervalMs: 40,
+      maxConcurrent: 4,
+      batchSize: 10,
+      firstProbeMaxDelayMs: 0,
+      now: () => performance.now() + offset,
+      probe: async () => {
+        starts.push(performance.now());
+        // The whole process stalls for 25 intervals right after the first probe.
+        if (starts.length === 1) offset += 1000;
+        waiter.notify();
+        return { ok: true, status: 200 };
+      },
+      onResult: () => undefined,
+    });
+    cleanups.push(() => scheduler.stop());
+    scheduler.add(target("t", 1));
+    scheduler.start();
+    await waiter.until(() => starts.length >= 5, 3000, "five probes");
+    const gaps = starts.slice(2).map((t, i) => t - (starts[i + 1] ?? 0));
+    for (const gap of gaps) expect(gap).toBeGreaterThan(20);
+  });
+
+  it("dispatches at most batchSize probes per macrotask", async () => {
+    let macrotask = 0;
+    let ticking = true;
+    const tick = (): void => {
+      macrotask++;
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
+    cleanups.push(() => (ticking = false));
+    const byMacrotask = new Map<number, number>();
+    let total = 0;
+    const waiter = new Waiter();
+    const scheduler = new ProbeScheduler({
+      intervalMs: 10_000,
+      maxConcurrent: 1000,
+      batchSize: 5,
+      firstProbeMaxDelayMs: 0,
+      probe: async () => {
+        byMacrotask.set(macrotask, (byMacrotask.get(macrotask) ?? 0) + 1);
+        total++;
+        waiter.notify();
+        return { ok: true, status: 200 };
+      },
+      onResult: () => undefined,
+    });
+    cleanups.push(() => scheduler.stop());
+    for (let i = 0; i < 50; i++) scheduler.add(target(`t${i}`, 1));
+    scheduler.start();
+    await waiter.until(() => total === 50, 3000, "all fifty first probes");
+    expect(Math.max(...byMacrotask.values())).toBeLessThanOrEqual(5);
+    expect(byMacrotask.size).toBeGreaterThanOrEqual(10);
+  });
+
+  it("replaces a target with the same id and reports under the new endpoint", async () => {
+    const first = await healthy();
+    const second = await healthy();
+    const h = harness({ intervalMs: 30 });
+    h.scheduler.add(target("x", first.port));
+    h.scheduler.start();
+    await h.waiter.until(() => h.count("x") >= 1, 3000, "a probe of the first endpoint");
+    h.scheduler.add(target("x", second.port));
+    expect(h.scheduler.size).toBe(1);
+    await h.waiter.until(() => second.requests.length >= 2, 3000, "probes of the replacement endpoint");
+    const firstCount = first.requests.length;
+    await h.waiter.until(() => second.requests.length >= 5, 3000, "more probes of the replacement endpoint");
+    expect(first.requests.length).toBe(firstCount);
+  });
+});
