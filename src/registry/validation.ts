@@ -41,12 +41,18 @@ export function validateServiceType(value: string, field = "service_type"): void
   }
 }
 
-/** True for an IP literal or an RFC 1123 hostname. */
+/**
+ * True for an IP literal or an RFC 1123 hostname. A name whose last label is
+ * numeric ("999.1.1.1", "1.2.3") is neither: resolvers would read it as a
+ * (different) IPv4 address.
+ */
 export function isValidHost(host: string): boolean {
   if (isIP(host) !== 0) return true;
-  if (host.length === 0 || host.length > limits.hostMaxLength) return false;
   const name = host.endsWith(".") ? host.slice(0, -1) : host;
-  return name.split(".").every((label) => HOSTNAME_LABEL.test(label));
+  if (name.length === 0 || name.length > limits.hostMaxLength) return false;
+  const labels = name.split(".");
+  if (/^(?:\d+|0x[0-9a-f]*)$/i.test(labels[labels.length - 1] ?? "")) return false;
+  return labels.every((label) => HOSTNAME_LABEL.test(label));
 }
 
 /**

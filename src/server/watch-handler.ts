@@ -31,8 +31,18 @@ export const RESUME_REVISION_TRAILER = "x-resume-revision";
  */
 export class WatchStreams {
   private readonly open = new Set<(error: RegistryError) => void>();
+  /** Streams opened with instance credentials, by instance id: they end when it is removed. */
+  private readonly byInstance = new Map<string, Set<(error: RegistryError) => void>>();
 
-  constructor(private readonly deps: WatchHandlerDeps) {}
+  constructor(private readonly deps: WatchHandlerDeps) {
+    deps.registry.on("instanceRemoved", (instance) => {
+      const ends = this.byInstance.get(instance.id);
+      if (!ends) return;
+      this.byInstance.delete(instance.id);
+      const error = new RegistryError("unauthenticated", "the instance whose credentials opened this stream was removed");
+      for (const end of ends) end(error);
+    });
+  }
 
   /** The grpc-js handler. */
   readonly handle = (call: ServerWritableStream<WatchInstancesRequest, Buffer>): void => {
@@ -61,8 +71,15 @@ export class WatchStreams {
       wakeDrain?.();
     };
     this.open.add(end);
+    let ownerId: string | undefined;
     try {
-      auth.identify(credentialsFromMetadata(call.metadata));
+      const principal = auth.identify(credentialsFromMetadata(call.metadata));
+      if (principal.kind === "instance") {
+        ownerId = principal.instance.id;
+        let ends = this.byInstance.get(ownerId);
+        if (!ends) this.byInstance.set(ownerId, (ends = new Set()));
+        ends.add(end);
+      }
       const { serviceType, sinceRevision, epoch, everyHealthCheck } = call.request;
       watcher = registry.watch({ serviceType, sinceRevision, epoch, everyHealthCheck });
       const active = watcher;
@@ -107,6 +124,11 @@ export class WatchStreams {
     } finally {
       watcher?.end();
       this.open.delete(end);
+      if (ownerId !== undefined) {
+        const ends = this.byInstance.get(ownerId);
+        ends?.delete(end);
+        if (ends?.size === 0) this.byInstance.delete(ownerId);
+      }
     }
   }
 }
