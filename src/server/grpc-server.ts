@@ -56,7 +56,7 @@ export class RegistryGrpcServer {
       registry,
       auth,
       logger,
-      encoder: new WatchEventEncoder(registry.epoch),
+      encoder: new WatchEventEncoder(() => registry.epoch),
       stallTimeoutMs: options.watchStallTimeoutMs ?? 60_000,
     });
     this.server = new Server(options.serverOptions);

@@ -11,7 +11,8 @@ import { toWatchResponse } from "./proto-mapping.js";
 export class WatchEventEncoder {
   private readonly cache = new WeakMap<object, Buffer>();
 
-  constructor(private readonly epoch: string) {}
+  /** `epoch` is read per encoding, so the encoder may be built before the registry starts. */
+  constructor(private readonly epoch: () => string) {}
 
   encode(event: WatchEvent): Buffer {
     const key = event.type === "change" ? event.change : event.type === "probe" ? event.probe : undefined;
@@ -19,7 +20,7 @@ export class WatchEventEncoder {
       const cached = this.cache.get(key);
       if (cached) return cached;
     }
-    const bytes = Buffer.from(WatchInstancesResponse.encode(toWatchResponse(event, this.epoch)).finish());
+    const bytes = Buffer.from(WatchInstancesResponse.encode(toWatchResponse(event, this.epoch())).finish());
     if (key) this.cache.set(key, bytes);
     return bytes;
   }

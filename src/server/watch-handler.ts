@@ -83,7 +83,10 @@ export class WatchStreams {
       const { serviceType, sinceRevision, epoch, everyHealthCheck } = call.request;
       watcher = registry.watch({ serviceType, sinceRevision, epoch, everyHealthCheck });
       const active = watcher;
-      call.on("cancelled", () => active.end());
+      call.on("cancelled", () => {
+        active.end();
+        wakeDrain?.(); // grpc-js never emits 'drain' on a cancelled call
+      });
       for await (const event of active) {
         if (call.cancelled) break;
         const writable = call.write(encoder.encode(event));
