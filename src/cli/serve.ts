@@ -6,6 +6,7 @@ import { ServiceRegistry } from "../registry/service-registry.js";
 import { RegistryGrpcServer } from "../server/grpc-server.js";
 import { MemoryStore } from "../store/memory-store.js";
 import type { RegistryStore } from "../store/registry-store.js";
+import { SqliteStore } from "../store/sqlite/sqlite-store.js";
 
 /** A started registry server. */
 export interface RunningServer {
@@ -19,6 +20,8 @@ function createStore(config: Config): RegistryStore {
   switch (config.store) {
     case "memory":
       return new MemoryStore();
+    case "sqlite":
+      return new SqliteStore({ dataDir: config.dataDir, sync: config.storeSync, historyLimit: config.historySize });
   }
 }
 
@@ -40,7 +43,12 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     watchQueueLimit: config.watchQueueLimit,
     bookmarkInterval: config.bookmarkIntervalMs,
   });
-  await registry.start();
+  try {
+    await registry.start();
+  } catch (err) {
+    await registry.close().catch(() => undefined);
+    throw err;
+  }
   const grpc = new RegistryGrpcServer({
     registry,
     keys,

@@ -1,7 +1,8 @@
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Logger } from "pino";
 import { newToken } from "../registry/credentials.js";
+import { ensureDir } from "../util/ensure-dir.js";
 import { ConfigError } from "./load-config.js";
 
 /** Shortest registration key accepted (SPEC 4.1). */
@@ -47,7 +48,7 @@ export function resolveRegistrationKeys(configured: string, dataDir: string, log
     }
   }
   try {
-    mkdirSync(dataDir, { recursive: true });
+    ensureDir(dataDir);
     const key = generateKey();
     writeFileSync(path, `${key}\n`, { mode: 0o600, flag: "wx" });
     logger.warn({ keyFile: path }, "no SERVICE_REGISTRATION_KEY set: generated one; services read it from this file");

@@ -47,11 +47,17 @@ export const SETTINGS = {
   host: spec({ env: "HOST", description: "gRPC bind address", default: "0.0.0.0", parse: text }),
   store: spec({
     env: "STORE",
-    description: "where state lives: memory (lost on restart)",
-    default: "memory" as "memory",
-    parse: oneOf("memory"),
+    description: "where state lives: sqlite (durable, in DATA_DIR) or memory (lost on restart)",
+    default: "sqlite" as "sqlite" | "memory",
+    parse: oneOf("sqlite", "memory"),
   }),
-  dataDir: spec({ env: "DATA_DIR", description: "data directory (generated key)", default: "./data", parse: text }),
+  storeSync: spec({
+    env: "STORE_SYNC",
+    description: "sqlite durability: normal survives a process crash, full also a power loss (fsync per commit group)",
+    default: "normal" as "normal" | "full",
+    parse: oneOf("normal", "full"),
+  }),
+  dataDir: spec({ env: "DATA_DIR", description: "data directory: registry.db and the generated key", default: "./data", parse: text }),
   registrationKey: spec({
     env: "SERVICE_REGISTRATION_KEY",
     description: "registration key(s), comma separated, each >= 16 characters; generated into DATA_DIR when unset",

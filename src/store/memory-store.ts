@@ -1,15 +1,14 @@
 import { randomUUID } from "node:crypto";
-import { RegistryError } from "../registry/registry-error.js";
-import type { Change, StoredInstance } from "../registry/types.js";
+import type { Change } from "../registry/types.js";
 import type { Mutation, RegistryStore, StoreState } from "./registry-store.js";
+import { StoreStateMachine } from "./state-machine.js";
 
 /**
  * A store that keeps nothing across restarts: every start is a new epoch.
  * For tests and throwaway runs (`STORE=memory`).
  */
 export class MemoryStore implements RegistryStore {
-  private readonly instances = new Map<string, StoredInstance>();
-  private revision = 0;
+  private readonly state = new StoreStateMachine(0);
   private onChange: (change: Change) => void = () => {};
 
   async open(onChange: (change: Change) => void): Promise<StoreState> {
@@ -18,34 +17,11 @@ export class MemoryStore implements RegistryStore {
   }
 
   async commit(mutation: Mutation): Promise<Change> {
-    const change = this.apply(mutation);
+    const change = this.state.apply(mutation);
+    this.state.commit();
     this.onChange(change);
     return change;
   }
 
   async close(): Promise<void> {}
-
-  private apply(mutation: Mutation): Change {
-    if (mutation.op === "register") {
-      const instance: StoredInstance = { ...mutation.instance, revision: ++this.revision };
-      this.instances.set(instance.id, instance);
-      return { kind: "registered", revision: instance.revision, instance };
-    }
-    const current = this.instances.get(mutation.id);
-    if (!current) throw new RegistryError("not_found", `instance ${mutation.id} not found`);
-    if (mutation.op === "remove") {
-      this.instances.delete(mutation.id);
-      return { kind: "removed", revision: ++this.revision, instance: current, reason: mutation.reason };
-    }
-    const instance: StoredInstance = {
-      ...current,
-      health: mutation.health,
-      updatedAt: mutation.at,
-      revision: ++this.revision,
-    };
-    this.instances.set(instance.id, instance);
-    return mutation.failureReason === undefined
-      ? { kind: "health", revision: instance.revision, instance }
-      : { kind: "health", revision: instance.revision, instance, failureReason: mutation.failureReason };
-  }
 }

@@ -1,0 +1,82 @@
+import type { Change, Health, RemovalReason, StoredInstance } from "../../registry/types.js";
+
+/** A row of the `instances` table. */
+export interface InstanceRow {
+  id: string;
+  service_type: string;
+  host: string;
+  port: number;
+  metadata: string;
+  health_check_path: string;
+  health: string;
+  registered_at: number;
+  updated_at: number;
+  revision: number;
+  token_hash: Buffer;
+}
+
+export function toInstanceRow(instance: StoredInstance): InstanceRow {
+  return {
+    id: instance.id,
+    service_type: instance.serviceType,
+    host: instance.host,
+    port: instance.port,
+    metadata: JSON.stringify(instance.metadata),
+    health_check_path: instance.healthCheckPath,
+    health: instance.health,
+    registered_at: instance.registeredAt,
+    updated_at: instance.updatedAt,
+    revision: instance.revision,
+    token_hash: instance.tokenHash,
+  };
+}
+
+export function fromInstanceRow(row: InstanceRow): StoredInstance {
+  return {
+    id: row.id,
+    serviceType: row.service_type,
+    host: row.host,
+    port: row.port,
+    metadata: JSON.parse(row.metadata) as Record<string, string>,
+    healthCheckPath: row.health_check_path,
+    health: row.health as Health,
+    registeredAt: row.registered_at,
+    updatedAt: row.updated_at,
+    revision: row.revision,
+    tokenHash: row.token_hash,
+  };
+}
+
+/** JSON form of a change for the `history` table (the token hash is kept out). */
+interface ChangeJson {
+  kind: Change["kind"];
+  instance: Omit<InstanceRow, "token_hash">;
+  reason?: RemovalReason;
+  failureReason?: string;
+}
+
+const NO_HASH = Buffer.alloc(0);
+
+export function encodeChange(change: Change): string {
+  const { token_hash: _, ...instance } = toInstanceRow(change.instance);
+  const json: ChangeJson = { kind: change.kind, instance };
+  if (change.kind === "removed") json.reason = change.reason;
+  if (change.kind === "health" && change.failureReason !== undefined) json.failureReason = change.failureReason;
+  return JSON.stringify(json);
+}
+
+/** History entries carry no token hash: they are for replay, never for auth. */
+export function decodeChange(revision: number, text: string): Change {
+  const json = JSON.parse(text) as ChangeJson;
+  const instance = fromInstanceRow({ ...json.instance, token_hash: NO_HASH });
+  switch (json.kind) {
+    case "registered":
+      return { kind: "registered", revision, instance };
+    case "removed":
+      return { kind: "removed", revision, instance, reason: json.reason ?? "unregistered" };
+    case "health":
+      return json.failureReason === undefined
+        ? { kind: "health", revision, instance }
+        : { kind: "health", revision, instance, failureReason: json.failureReason };
+  }
+}

@@ -1,0 +1,60 @@
+import type Database from "better-sqlite3";
+
+/**
+ * Schema migrations, in order: `MIGRATIONS[n]` takes a database from version n
+ * to n + 1. The version lives in `PRAGMA user_version`. Never edit a shipped
+ * migration; append a new one.
+ */
+const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+  ) STRICT;
+  CREATE TABLE instances (
+    id                TEXT PRIMARY KEY,
+    service_type      TEXT NOT NULL,
+    host              TEXT NOT NULL,
+    port              INTEGER NOT NULL,
+    metadata          TEXT NOT NULL,
+    health_check_path TEXT NOT NULL,
+    health            TEXT NOT NULL,
+    registered_at     INTEGER NOT NULL,
+    updated_at        INTEGER NOT NULL,
+    revision          INTEGER NOT NULL,
+    token_hash        BLOB NOT NULL
+  ) STRICT;
+  CREATE TABLE history (
+    revision INTEGER PRIMARY KEY,
+    change   TEXT NOT NULL
+  ) STRICT;
+  `,
+];
+
+/** The schema version this build writes. */
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** Raised for a database this build must not touch; the message names the file. */
+export class SchemaError extends Error {
+  override readonly name = "SchemaError";
+}
+
+/**
+ * Brings the database to `SCHEMA_VERSION`, one migration per transaction.
+ * Refuses a database written by a newer build instead of guessing.
+ */
+export function migrate(db: Database.Database, path: string): void {
+  const version = db.pragma("user_version", { simple: true }) as number;
+  if (version > SCHEMA_VERSION) {
+    throw new SchemaError(
+      `${path} has schema version ${version}, newer than this build supports (${SCHEMA_VERSION}); ` +
+        "run a newer service-registry or restore a backup",
+    );
+  }
+  for (let v = version; v < SCHEMA_VERSION; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v] as string);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}

@@ -1,0 +1,204 @@
+import { randomUUID } from "node:crypto";
+import { resolve } from "node:path";
+import Database from "better-sqlite3";
+import { RegistryError } from "../../registry/registry-error.js";
+import { ensureDir } from "../../util/ensure-dir.js";
+import type { Change, StoredInstance } from "../../registry/types.js";
+import type { Mutation, RegistryStore, StoreState } from "../registry-store.js";
+import { StoreStateMachine } from "../state-machine.js";
+import { decodeChange, encodeChange, fromInstanceRow, toInstanceRow, type InstanceRow } from "./row-codec.js";
+import { migrate, SchemaError } from "./sqlite-schema.js";
+
+/** Options of `SqliteStore`. */
+export interface SqliteStoreOptions {
+  /** Folder holding `registry.db`; created if missing. */
+  readonly dataDir: string;
+  /**
+   * `normal` (default): a commit survives a crash of the process.
+   * `full`: each commit group is fsynced, so it also survives power loss.
+   */
+  readonly sync?: "normal" | "full";
+  /** Changes kept for watchers to resume from. Default 10000. */
+  readonly historyLimit?: number;
+}
+
+/** A data directory or database the store cannot use; the message names the path. */
+export class StoreOpenError extends Error {
+  override readonly name = "StoreOpenError";
+}
+
+/** Database file name inside the data directory. */
+export const DATABASE_FILE = "registry.db";
+
+interface Pending {
+  readonly mutation: Mutation;
+  readonly resolve: (change: Change) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+/**
+ * The embedded durable store (better-sqlite3, WAL). Commits are grouped: every
+ * mutation that arrives in the same event-loop turn is written in one
+ * transaction, and each is acknowledged only after that transaction commits.
+ * The database is opened in exclusive locking mode, so a second registry
+ * process cannot share (and corrupt the revisions of) one data directory.
+ */
+export class SqliteStore implements RegistryStore {
+  readonly path: string;
+  /** Transactions committed so far (each holds one or more mutations). */
+  commitGroups = 0;
+  private db: Database.Database | undefined;
+  private state = new StoreStateMachine(0);
+  private onChange: (change: Change) => void = () => {};
+  private pending: Pending[] = [];
+  private flushTimer: NodeJS.Immediate | undefined;
+  private writeBatch: ((batch: readonly Pending[]) => (Change | Error)[]) | undefined;
+
+  constructor(private readonly options: SqliteStoreOptions) {
+    this.path = resolve(options.dataDir, DATABASE_FILE);
+  }
+
+  async open(onChange: (change: Change) => void): Promise<StoreState> {
+    this.onChange = onChange;
+    const db = this.openDatabase();
+    this.db = db;
+    const meta = new Map(
+      (db.prepare("SELECT key, value FROM meta").all() as { key: string; value: string }[]).map((r) => [r.key, r.value]),
+    );
+    let epoch = meta.get("epoch");
+    if (epoch === undefined) {
+      epoch = randomUUID();
+      db.prepare("INSERT INTO meta (key, value) VALUES ('epoch', ?), ('revision', '0')").run(epoch);
+    }
+    const revision = Number(meta.get("revision") ?? 0);
+    const instances = (db.prepare("SELECT * FROM instances").all() as InstanceRow[]).map(fromInstanceRow);
+    const history = (db.prepare("SELECT revision, change FROM history ORDER BY revision").all() as {
+      revision: number;
+      change: string;
+    }[]).map((r) => decodeChange(r.revision, r.change));
+    const historyFloor = history.length > 0 ? (history[0] as Change).revision - 1 : revision;
+    this.state = new StoreStateMachine(revision, instances);
+    this.writeBatch = this.prepareWriter(db);
+    return { epoch, revision, instances, history, historyFloor };
+  }
+
+  commit(mutation: Mutation): Promise<Change> {
+    if (!this.db) return Promise.reject(new RegistryError("unavailable", "store is closed"));
+    return new Promise((resolve, reject) => {
+      this.pending.push({ mutation, resolve, reject });
+      this.flushTimer ??= setImmediate(() => this.flush());
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.flushTimer) clearImmediate(this.flushTimer);
+    this.flush();
+    this.db?.close();
+    this.db = undefined;
+  }
+
+  /** Writes every pending mutation in one transaction, then reports and acknowledges them. */
+  private flush(): void {
+    this.flushTimer = undefined;
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length === 0) return;
+    let results: (Change | Error)[];
+    try {
+      results = (this.writeBatch as NonNullable<typeof this.writeBatch>)(batch);
+      this.state.commit();
+      this.commitGroups++;
+    } catch (err) {
+      this.state.rollback();
+      const failure = new RegistryError("unavailable", "the store could not persist the change", { cause: err });
+      for (const p of batch) p.reject(failure);
+      return;
+    }
+    batch.forEach((p, i) => {
+      const result = results[i] as Change | Error;
+      if (result instanceof Error) {
+        p.reject(result);
+        return;
+      }
+      this.onChange(result);
+      p.resolve(result);
+    });
+  }
+
+  private prepareWriter(db: Database.Database): (batch: readonly Pending[]) => (Change | Error)[] {
+    const insertInstance = db.prepare(
+      `INSERT INTO instances (id, service_type, host, port, metadata, health_check_path, health, registered_at, updated_at, revision, token_hash)
+       VALUES (@id, @service_type, @host, @port, @metadata, @health_check_path, @health, @registered_at, @updated_at, @revision, @token_hash)`,
+    );
+    const updateHealth = db.prepare("UPDATE instances SET health = ?, updated_at = ?, revision = ? WHERE id = ?");
+    const deleteInstance = db.prepare("DELETE FROM instances WHERE id = ?");
+    const insertHistory = db.prepare("INSERT INTO history (revision, change) VALUES (?, ?)");
+    const pruneHistory = db.prepare("DELETE FROM history WHERE revision <= ?");
+    const setRevision = db.prepare("UPDATE meta SET value = ? WHERE key = 'revision'");
+    const historyLimit = this.options.historyLimit ?? 10_000;
+
+    const write = (change: Change): void => {
+      const { instance } = change;
+      if (change.kind === "registered") insertInstance.run(toInstanceRow(instance as StoredInstance));
+      else if (change.kind === "removed") deleteInstance.run(instance.id);
+      else updateHealth.run(instance.health, instance.updatedAt, instance.revision, instance.id);
+      insertHistory.run(change.revision, encodeChange(change));
+    };
+    return db.transaction((batch: readonly Pending[]) => {
+      const results = batch.map((p): Change | Error => {
+        try {
+          const change = this.state.apply(p.mutation);
+          write(change);
+          return change;
+        } catch (err) {
+          if (err instanceof RegistryError) return err; // this mutation fails, the batch goes on
+          throw err;
+        }
+      });
+      pruneHistory.run(this.state.revision - historyLimit);
+      setRevision.run(String(this.state.revision));
+      return results;
+    });
+  }
+
+  private openDatabase(): Database.Database {
+    const dir = resolve(this.options.dataDir);
+    try {
+      ensureDir(dir);
+    } catch (err) {
+      throw new StoreOpenError(`DATA_DIR ${dir} cannot be created: ${(err as Error).message}`);
+    }
+    let db: Database.Database;
+    try {
+      db = new Database(this.path);
+    } catch (err) {
+      throw new StoreOpenError(`${this.path} cannot be opened: ${(err as Error).message}`);
+    }
+    try {
+      db.pragma("locking_mode = EXCLUSIVE");
+      db.pragma("journal_mode = WAL");
+      db.pragma(`synchronous = ${this.options.sync === "full" ? "FULL" : "NORMAL"}`);
+      migrate(db, this.path);
+      return db;
+    } catch (err) {
+      db.close();
+      throw new StoreOpenError(describeOpenFailure(this.path, err));
+    }
+  }
+}
+
+function describeOpenFailure(path: string, err: unknown): string {
+  if (err instanceof SchemaError) return err.message;
+  const code = (err as { code?: string }).code ?? "";
+  const message = (err as Error).message;
+  if (code === "SQLITE_NOTADB" || code === "SQLITE_CORRUPT") {
+    return `${path} is not a readable registry database (${message}); restore it from a backup or move it away (it was left untouched)`;
+  }
+  if (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED")) {
+    return `${path} is in use by another registry process`;
+  }
+  if (code.startsWith("SQLITE_READONLY") || code.startsWith("SQLITE_CANTOPEN") || code.startsWith("SQLITE_IOERR")) {
+    return `${path} is not writable (${message})`;
+  }
+  return `${path}: ${message}`;
+}

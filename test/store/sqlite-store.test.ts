@@ -1,0 +1,178 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import pino from "pino";
+import { afterEach, describe, expect, it } from "vitest";
+import { ServiceRegistry } from "../../src/registry/service-registry.js";
+import type { Change } from "../../src/registry/types.js";
+import { SCHEMA_VERSION } from "../../src/store/sqlite/sqlite-schema.js";
+import { DATABASE_FILE, SqliteStore, StoreOpenError } from "../../src/store/sqlite/sqlite-store.js";
+import { tempDataDir } from "../support/server-process.js";
+
+const silent = pino({ level: "silent" });
+
+describe("SqliteStore", () => {
+  const open: (SqliteStore | ServiceRegistry)[] = [];
+  afterEach(async () => {
+    for (const s of open.splice(0)) await s.close();
+  });
+
+  function registry(dataDir: string, options: { historySize?: number } = {}): ServiceRegistry {
+    const r = new ServiceRegistry({
+      store: new SqliteStore({ dataDir, historyLimit: options.historySize ?? 10_000 }),
+      healthChecks: false,
+      logger: silent,
+      ...options,
+    });
+    open.push(r);
+    return r;
+  }
+
+  async function reopen(r: ServiceRegistry, dataDir: string, options: { historySize?: number } = {}) {
+    await r.close();
+    const next = registry(dataDir, options);
+    await next.start();
+    return next;
+  }
+
+  it("keeps instances, tokens, revisions, the epoch and history across a restart", async () => {
+    const dir = tempDataDir();
+    const r1 = registry(dir);
+    await r1.start();
+    const a = await r1.register({ serviceType: "api", host: "10.0.0.1", port: 80, metadata: { zone: "a" } });
+    const b = await r1.register({ serviceType: "api", host: "10.0.0.2", port: 80, healthCheckPath: "/ready" });
+    await r1.unregister(a.instance.id);
+    const epoch = r1.epoch;
+
+    const r2 = await reopen(r1, dir);
+    expect(r2.epoch).toBe(epoch);
+    expect(r2.revision).toBe(3);
+    expect(r2.getByType("api", true).instances).toEqual([expect.objectContaining({ id: b.instance.id, healthCheckPath: "/ready" })]);
+    expect(r2.authenticate(b.instance.id, b.token).id).toBe(b.instance.id);
+    expect(() => r2.authenticate(a.instance.id, a.token)).toThrow(/invalid instance credentials/);
+    const c = await r2.register({ serviceType: "db", host: "10.0.0.3", port: 5432 });
+    expect(c.instance.revision).toBe(4);
+
+    // A watcher resuming from before the restart gets exactly what it missed.
+    const watcher = r2.watch({ serviceType: "", sinceRevision: 1, epoch, everyHealthCheck: false });
+    const got: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const { value } = await watcher.next();
+      expect(value.type).toBe("change");
+      got.push((value as { change: Change }).change.revision);
+    }
+    expect(got).toEqual([2, 3, 4]);
+    watcher.end();
+  });
+
+  it("commits writes of one event-loop turn in one transaction", async () => {
+    const dir = tempDataDir();
+    const store = new SqliteStore({ dataDir: dir });
+    const r = new ServiceRegistry({ store, healthChecks: false, logger: silent });
+    open.push(r);
+    await r.start();
+    const before = store.commitGroups;
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => r.register({ serviceType: "api", host: "10.0.0.1", port: 1000 + i })),
+    );
+    expect(store.commitGroups - before).toBe(1);
+    expect(results.map((x) => x.instance.revision)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+    await r.register({ serviceType: "api", host: "10.0.0.1", port: 2000 });
+    expect(store.commitGroups - before).toBe(2);
+  });
+
+  it("rejects a bad mutation without failing the rest of its group", async () => {
+    const dir = tempDataDir();
+    const r = registry(dir);
+    await r.start();
+    const [ok, missing, ok2] = await Promise.allSettled([
+      r.register({ serviceType: "api", host: "10.0.0.1", port: 1 }),
+      r.unregister("no-such-id"),
+      r.register({ serviceType: "api", host: "10.0.0.1", port: 2 }),
+    ]);
+    expect(ok.status).toBe("fulfilled");
+    expect(missing).toMatchObject({ status: "rejected", reason: { code: "not_found" } });
+    expect(ok2.status).toBe("fulfilled");
+    const r2 = await reopen(r, dir);
+    expect(r2.revision).toBe(2);
+    expect(r2.size).toBe(2);
+  });
+
+  it("persists health transitions and prunes history to its limit, moving the resume floor", async () => {
+    const dir = tempDataDir();
+    const r = registry(dir, { historySize: 5 });
+    await r.start();
+    for (let i = 0; i < 8; i++) await r.register({ serviceType: "api", host: "10.0.0.1", port: 100 + i });
+    const epoch = r.epoch;
+    const r2 = await reopen(r, dir, { historySize: 5 });
+    // Revisions 4..8 are kept: resuming from 3 works, from 2 is a RESET.
+    const resumed = r2.watch({ serviceType: "", sinceRevision: 3, epoch, everyHealthCheck: false });
+    expect((await resumed.next()).value).toMatchObject({ type: "change", change: { revision: 4 } });
+    resumed.end();
+    const tooOld = r2.watch({ serviceType: "", sinceRevision: 2, epoch, everyHealthCheck: false });
+    expect((await tooOld.next()).value).toMatchObject({ type: "reset" });
+    tooOld.end();
+  });
+
+  it("refuses a second process on the same data directory", async () => {
+    const dir = tempDataDir();
+    const first = new SqliteStore({ dataDir: dir });
+    open.push(first);
+    await first.open(() => {});
+    const second = new SqliteStore({ dataDir: dir });
+    await expect(second.open(() => {})).rejects.toThrow(/in use by another registry process/);
+  });
+
+  it("refuses a corrupt database file, naming it, and leaves it untouched", async () => {
+    const dir = tempDataDir();
+    const garbage = Buffer.from("this is not an sqlite database, just some bytes ".repeat(200));
+    writeFileSync(join(dir, DATABASE_FILE), garbage);
+    const store = new SqliteStore({ dataDir: dir });
+    const err = await store.open(() => {}).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StoreOpenError);
+    expect((err as Error).message).toContain(join(dir, DATABASE_FILE));
+    expect((err as Error).message).toMatch(/not a readable registry database/);
+    const { readFileSync } = await import("node:fs");
+    expect(readFileSync(join(dir, DATABASE_FILE)).equals(garbage)).toBe(true);
+  });
+
+  it("refuses a database from a newer schema version, naming it", async () => {
+    const dir = tempDataDir();
+    const db = new Database(join(dir, DATABASE_FILE));
+    db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+    db.close();
+    await expect(new SqliteStore({ dataDir: dir }).open(() => {})).rejects.toThrow(
+      new RegExp(`${DATABASE_FILE} has schema version ${SCHEMA_VERSION + 1}, newer than this build supports`),
+    );
+  });
+
+  it("migrates an empty database up to the current schema version", async () => {
+    const dir = tempDataDir();
+    new Database(join(dir, DATABASE_FILE)).close(); // version 0
+    const store = new SqliteStore({ dataDir: dir });
+    open.push(store);
+    await store.open(() => {});
+    await store.close();
+    open.pop();
+    const db = new Database(join(dir, DATABASE_FILE), { readonly: true });
+    expect(db.pragma("user_version", { simple: true })).toBe(SCHEMA_VERSION);
+    db.close();
+  });
+
+  it.each([
+    ["a path under a regular file", (dir: string) => {
+      writeFileSync(join(dir, "file"), "x");
+      return join(dir, "file", "data");
+    }],
+    ["a database path taken by a directory", (dir: string) => {
+      mkdirSync(join(dir, DATABASE_FILE));
+      return dir;
+    }],
+    ["a path in /proc", () => "/proc/registry-test-data"],
+  ])("refuses an unwritable data directory (%s), naming it", async (_, make) => {
+    const dataDir = make(tempDataDir());
+    const err = await new SqliteStore({ dataDir }).open(() => {}).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StoreOpenError);
+    expect((err as Error).message).toContain(dataDir);
+  });
+});
