@@ -3,14 +3,17 @@ import { ConfigError, loadConfig } from "../config/load-config.js";
 import { generateKey } from "../config/registration-key.js";
 import { flagName, SETTINGS } from "../config/settings.js";
 import { createLogger } from "../logging/logger.js";
+import { SqliteStore, StoreOpenError } from "../store/sqlite/sqlite-store.js";
 import { startServer } from "./serve.js";
 
 const USAGE = `usage: service-registry [serve] [--flag value ...]
        service-registry keygen
+       service-registry rotate-epoch [--data-dir DIR]
 
 Commands:
-  serve    run the registry (default)
-  keygen   print a new random registration key
+  serve          run the registry (default)
+  keygen         print a new random registration key
+  rotate-epoch   give a stopped registry's SQLite data a new epoch (after restoring a backup)
 
 Flags (each also read from the environment or .env):
 ${Object.values(SETTINGS)
@@ -55,6 +58,15 @@ async function main(args: string[]): Promise<void> {
     process.stdout.write(`${generateKey()}\n`);
     return;
   }
+  if (first === "rotate-epoch") {
+    const config = loadConfig({ argv: rest });
+    const store = new SqliteStore({ dataDir: config.dataDir });
+    await store.open(() => {});
+    const epoch = store.rotateEpoch();
+    await store.close();
+    process.stdout.write(`new epoch ${epoch} for ${store.path}\n`);
+    return;
+  }
   if (first === undefined || first.startsWith("--")) return serve(args);
   if (first === "serve") return serve(rest);
   process.stderr.write(`service-registry: unknown command ${JSON.stringify(first)}\n\n${USAGE}`);
@@ -62,7 +74,7 @@ async function main(args: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
-  if (err instanceof ConfigError) {
+  if (err instanceof ConfigError || err instanceof StoreOpenError) {
     process.stderr.write(`service-registry: ${err.message}\n`);
     process.exit(2);
   }

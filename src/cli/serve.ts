@@ -63,7 +63,10 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     await registry.close();
     throw err;
   }
-  logger.info({ host: config.host, port, store: config.store, epoch: registry.epoch }, "registry serving gRPC");
+  logger.info(
+    { host: config.host, port, store: config.store, dataDir: config.dataDir, epoch: registry.epoch, instances: registry.size },
+    "registry serving gRPC",
+  );
   return {
     port,
     registry,

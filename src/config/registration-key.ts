@@ -12,7 +12,7 @@ export const MIN_KEY_LENGTH = 16;
 export const KEY_FILE_NAME = "registration-key";
 
 const HOW_TO_MAKE =
-  "generate one with `npx service-registry keygen` (or `openssl rand -base64url 32`)";
+  "generate one with `npm run cli -- keygen` (or `openssl rand -hex 32`)";
 
 /** A fresh random key, as `keygen` prints it. */
 export function generateKey(): string {

@@ -114,6 +114,17 @@ describe("SqliteStore", () => {
     tooOld.end();
   });
 
+  it.each([
+    [undefined, "normal"],
+    ["normal", "normal"],
+    ["full", "full"],
+  ] as const)("opens in WAL mode with STORE_SYNC=%s as synchronous=%s", async (sync, expected) => {
+    const store = new SqliteStore({ dataDir: tempDataDir(), ...(sync ? { sync } : {}) });
+    open.push(store);
+    await store.open(() => {});
+    expect(store.durability()).toEqual({ journalMode: "wal", synchronous: expected });
+  });
+
   it("refuses a second process on the same data directory", async () => {
     const dir = tempDataDir();
     const first = new SqliteStore({ dataDir: dir });
@@ -174,5 +185,34 @@ describe("SqliteStore", () => {
     const err = await new SqliteStore({ dataDir }).open(() => {}).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(StoreOpenError);
     expect((err as Error).message).toContain(dataDir);
+  });
+});
+
+describe("restoring a backup", () => {
+  it("rotate-epoch gives the data a new epoch, so old resume points get RESET", async () => {
+    const dir = tempDataDir();
+    const store = new SqliteStore({ dataDir: dir });
+    const r = new ServiceRegistry({ store, healthChecks: false, logger: silent });
+    await r.start();
+    await r.register({ serviceType: "api", host: "10.0.0.1", port: 80 });
+    const oldEpoch = r.epoch;
+    await r.close();
+
+    const { runCli } = await import("../support/server-process.js");
+    const out = await runCli(["rotate-epoch", "--data-dir", dir]);
+    expect(out.code).toBe(0);
+    expect(out.stdout).toMatch(/new epoch/);
+
+    const r2 = new ServiceRegistry({ store: new SqliteStore({ dataDir: dir }), healthChecks: false, logger: silent });
+    await r2.start();
+    try {
+      expect(r2.epoch).not.toBe(oldEpoch);
+      expect(r2.size).toBe(1);
+      const w = r2.watch({ serviceType: "", sinceRevision: 1, epoch: oldEpoch, everyHealthCheck: false });
+      expect((await w.next()).value).toMatchObject({ type: "reset" });
+      w.end();
+    } finally {
+      await r2.close();
+    }
   });
 });

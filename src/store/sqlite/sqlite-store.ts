@@ -82,6 +82,28 @@ export class SqliteStore implements RegistryStore {
     return { epoch, revision, instances, history, historyFloor };
   }
 
+  /** The durability settings in force, as SQLite reports them (for logs and tests). */
+  durability(): { journalMode: string; synchronous: "off" | "normal" | "full" | "extra" } {
+    if (!this.db) throw new Error("store is not open");
+    const levels = ["off", "normal", "full", "extra"] as const;
+    return {
+      journalMode: this.db.pragma("journal_mode", { simple: true }) as string,
+      synchronous: levels[this.db.pragma("synchronous", { simple: true }) as number] ?? "off",
+    };
+  }
+
+  /**
+   * Gives the data set a new epoch, so watchers holding revisions from before
+   * a restore get RESET instead of a replay of a history that was rewound.
+   * Run on a stopped registry's data directory, after restoring a backup.
+   */
+  rotateEpoch(): string {
+    if (!this.db) throw new Error("store is not open");
+    const epoch = randomUUID();
+    this.db.prepare("UPDATE meta SET value = ? WHERE key = 'epoch'").run(epoch);
+    return epoch;
+  }
+
   commit(mutation: Mutation): Promise<Change> {
     if (!this.db) return Promise.reject(new RegistryError("unavailable", "store is closed"));
     return new Promise((resolve, reject) => {
