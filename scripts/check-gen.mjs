@@ -1,0 +1,91 @@
+#!/usr/bin/env node
+/**
+ * Checks the contract and the generated code, without touching the tree:
+ *   1. `buf lint`
+ *   2. `buf format -d --exit-code` (proto files formatted)
+ *   3. `buf generate -o <temp dir>` and a byte-for-byte comparison with gen/
+ * Exits 1 naming what is wrong (and how to fix it), 0 when all is in order.
+ * Run from anywhere: `npm run check:gen`.
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const buf = join(root, "node_modules", ".bin", "buf");
+const GEN = "gen";
+
+/** Runs buf from the repository root; returns the result with output captured. */
+function runBuf(args) {
+  const result = spawnSync(buf, args, { cwd: root, encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+  if (result.error) fail(`cannot run ${relative(root, buf)}: ${result.error.message} (run npm ci first)`);
+  return result;
+}
+
+/** A failed check; reported once, at the top level, after temp files are removed. */
+class CheckFailed extends Error {}
+
+function fail(message) {
+  throw new CheckFailed(message);
+}
+
+/** Relative paths of every file under dir, sorted. */
+function listFiles(dir, base = dir) {
+  if (!existsSync(dir)) return [];
+  const out = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...listFiles(path, base));
+    else out.push(relative(base, path));
+  }
+  return out.sort();
+}
+
+function main() {
+  const lint = runBuf(["lint"]);
+  if (lint.status !== 0) fail(`buf lint found problems:\n${lint.stdout}${lint.stderr}`);
+  console.log("check:gen: buf lint ok");
+
+  const format = runBuf(["format", "-d", "--exit-code"]);
+  if (format.status !== 0) {
+    fail(`proto files are not formatted (fix with \`npx buf format -w\`):\n${format.stdout}${format.stderr}`);
+  }
+  console.log("check:gen: buf format ok");
+
+  const temp = mkdtempSync(join(tmpdir(), "check-gen-"));
+  try {
+    const generate = runBuf(["generate", "-o", temp]);
+    if (generate.status !== 0) fail(`buf generate failed:\n${generate.stdout}${generate.stderr}`);
+    const fresh = join(temp, GEN);
+    const committed = join(root, GEN);
+    const freshFiles = listFiles(fresh);
+    const committedFiles = listFiles(committed);
+    if (freshFiles.length === 0) fail(`buf generate produced nothing under ${GEN}/ (check buf.gen.yaml)`);
+    const problems = [];
+    for (const file of freshFiles) {
+      if (!committedFiles.includes(file)) problems.push(`missing:  ${GEN}/${file}`);
+      else if (!readFileSync(join(fresh, file)).equals(readFileSync(join(committed, file)))) {
+        problems.push(`outdated: ${GEN}/${file}`);
+      }
+    }
+    for (const file of committedFiles) {
+      if (!freshFiles.includes(file)) problems.push(`extra:    ${GEN}/${file} (no longer generated)`);
+    }
+    if (problems.length > 0) {
+      fail(`${GEN}/ is stale; run \`npm run generate\` and commit the result:\n  ${problems.join("\n  ")}`);
+    }
+    console.log(`check:gen: ${GEN}/ is up to date (${freshFiles.length} files)`);
+  } finally {
+    rmSync(temp, { recursive: true, force: true });
+  }
+}
+
+try {
+  main();
+} catch (err) {
+  if (!(err instanceof CheckFailed)) throw err;
+  process.stderr.write(`check:gen: FAILED: ${err.message}\n`);
+  process.exitCode = 1;
+}
