@@ -26,6 +26,8 @@ export interface RegistryEvents {
   healthCheckFailed: [instance: Instance, reason: string];
   /** Every committed change (registration, removal, health transition), in revision order. */
   change: [change: Change];
+  /** The store was lost (`false`) or regained (`true`); while lost, reads and writes are refused. */
+  availability: [available: boolean, reason: string];
 }
 
 /** A successful registration: the instance and its secret token (shown once). */
@@ -67,6 +69,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   private currentEpoch = "";
   private currentRevision = 0;
   private state: "new" | "starting" | "running" | "closing" | "closed" = "new";
+  /** Why the store is unavailable, or undefined while it is available. */
+  private unavailableReason: string | undefined;
 
   constructor(options: ServiceRegistryOptions = {}) {
     super();
@@ -99,8 +103,10 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     this.history = new EventHistory(this.options.historySize, { changes: loaded.history, floor: loaded.historyFloor });
     for (const instance of loaded.instances) {
       this.index.put(instance);
-      this.scheduler?.add(probeTarget(instance));
+      if (this.probesHere(instance.id)) this.scheduler?.add(probeTarget(instance));
     }
+    this.store.probeOwnership?.onChange(() => this.rebalanceProbes());
+    this.store.onAvailabilityChange?.((available, reason) => this.setAvailability(available, reason));
     const registry = this;
     const source: WatchSource = {
       epoch: this.currentEpoch,
@@ -161,6 +167,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
 
   /** One instance by id; NOT_FOUND when absent. */
   getInstance(id: string): Instance {
+    this.assertFresh();
     const instance = this.index.get(id);
     if (!instance) throw new RegistryError("not_found", `instance ${JSON.stringify(id.slice(0, 64))} not found`);
     return instance;
@@ -169,6 +176,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   /** Instances of a type: healthy ones unless `includeUnhealthy`. */
   getByType(serviceType: string, includeUnhealthy = false): { instances: Instance[]; revision: number } {
     validateServiceType(serviceType);
+    this.assertFresh();
     const all = this.index.list(serviceType);
     const instances = includeUnhealthy ? all : all.filter((i) => i.health === "healthy");
     return { instances, revision: this.currentRevision };
@@ -176,6 +184,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
 
   /** Counts per service type. */
   listServices(): { services: ServiceSummary[]; revision: number } {
+    this.assertFresh();
     return { services: this.index.summaries(), revision: this.currentRevision };
   }
 
@@ -183,6 +192,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   watch(options: WatchOptions): Watcher {
     this.assertRunning();
     if (options.serviceType !== "") validateServiceType(options.serviceType);
+    this.assertFresh();
     return (this.hub as WatchHub).open(options);
   }
 
@@ -214,6 +224,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   }
 
   private async commit(mutation: Mutation): Promise<Change> {
+    this.assertFresh();
     const change = await this.store.commit(mutation);
     await this.applied(change.revision);
     return change;
@@ -227,7 +238,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     this.currentRevision = change.revision;
     const { instance } = change;
     if (change.kind === "registered") {
-      this.scheduler?.add(probeTarget(instance));
+      if (this.probesHere(instance.id)) this.scheduler?.add(probeTarget(instance));
       this.logger.info(logFields(instance, change.revision), "instance registered");
       this.fire("instanceRegistered", instance);
     } else if (change.kind === "removed") {
@@ -307,6 +318,49 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     for (const w of this.revisionWaiters) if (w.revision <= this.currentRevision) w.resolve();
     this.revisionWaiters.length = 0;
     this.revisionWaiters.push(...still);
+  }
+
+  /** True while the store is reachable (always, for single-process stores). */
+  get available(): boolean {
+    return this.unavailableReason === undefined;
+  }
+
+  /**
+   * Refuses to answer from a view known to be stale: while a shared store is
+   * unreachable, reads and writes fail with UNAVAILABLE so clients go to
+   * another replica instead of trusting this one.
+   */
+  private assertFresh(): void {
+    if (this.unavailableReason !== undefined) {
+      throw new RegistryError("unavailable", `this replica lost its store (${this.unavailableReason}); try another replica`);
+    }
+  }
+
+  private setAvailability(available: boolean, reason: string): void {
+    if (available === this.available) return;
+    this.unavailableReason = available ? undefined : reason;
+    if (available) this.logger.warn("store reachable again; serving");
+    else {
+      this.logger.error({ reason }, "store unreachable; refusing reads and writes until it returns");
+      this.hub?.endAll(new RegistryError("unavailable", `this replica lost its store (${reason}); resume on another replica`));
+    }
+    this.fire("availability", available, reason);
+  }
+
+  private probesHere(id: string): boolean {
+    return this.store.probeOwnership?.owns(id) ?? true;
+  }
+
+  /** After a membership change: probe exactly the instances this replica owns. */
+  private rebalanceProbes(): void {
+    if (!this.scheduler || this.state !== "running") return;
+    for (const instance of this.index.list("")) {
+      if (this.probesHere(instance.id)) this.scheduler.add(probeTarget(instance));
+      else {
+        this.scheduler.remove(instance.id);
+        this.thresholds.forget(instance.id);
+      }
+    }
   }
 
   private assertRunning(): void {

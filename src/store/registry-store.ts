@@ -30,6 +30,17 @@ export type Mutation =
     };
 
 /**
+ * Which instances this process probes, when several replicas share a store.
+ * Absent on single-process stores: then every instance is probed here.
+ */
+export interface ProbeOwnership {
+  /** True when this replica is the one that probes `instanceId`. */
+  owns(instanceId: string): boolean;
+  /** Called whenever the assignment may have changed (membership moved). */
+  onChange(listener: () => void): void;
+}
+
+/**
  * Where the registry's state lives. Stores commit mutations and report every
  * committed change, in revision order, to the one change listener: the core
  * updates its index and history only from that feed, whichever store it is
@@ -48,4 +59,11 @@ export interface RegistryStore {
   commit(mutation: Mutation): Promise<Change>;
   /** Flushes and releases resources. */
   close(): Promise<void>;
+  /** Shared stores: how probing is split between replicas. */
+  readonly probeOwnership?: ProbeOwnership;
+  /**
+   * Shared stores: reports losing (`false`, with a reason) and regaining
+   * (`true`) the backend. While lost, the registry's view may be stale.
+   */
+  onAvailabilityChange?(listener: (available: boolean, reason: string) => void): void;
 }
