@@ -3,6 +3,7 @@ import { ConfigError, loadConfig } from "../config/load-config.js";
 import { generateKey } from "../config/registration-key.js";
 import { flagName, SETTINGS } from "../config/settings.js";
 import { createLogger } from "../logging/logger.js";
+import { EtcdOpenError } from "../store/etcd/etcd-store.js";
 import { SqliteStore, StoreOpenError } from "../store/sqlite/sqlite-store.js";
 import { startServer } from "./serve.js";
 
@@ -74,7 +75,7 @@ async function main(args: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
-  if (err instanceof ConfigError || err instanceof StoreOpenError) {
+  if (err instanceof ConfigError || err instanceof StoreOpenError || err instanceof EtcdOpenError) {
     process.stderr.write(`service-registry: ${err.message}\n`);
     process.exit(2);
   }

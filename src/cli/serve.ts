@@ -4,9 +4,7 @@ import { resolveRegistrationKeys } from "../config/registration-key.js";
 import { RegistrationKeys } from "../registry/credentials.js";
 import { ServiceRegistry } from "../registry/service-registry.js";
 import { RegistryGrpcServer } from "../server/grpc-server.js";
-import { MemoryStore } from "../store/memory-store.js";
-import type { RegistryStore } from "../store/registry-store.js";
-import { SqliteStore } from "../store/sqlite/sqlite-store.js";
+import { createStore } from "../store/create-store.js";
 
 /** A started registry server. */
 export interface RunningServer {
@@ -14,15 +12,6 @@ export interface RunningServer {
   readonly registry: ServiceRegistry;
   /** Graceful stop: streams end with UNAVAILABLE, in-flight calls finish, the store is flushed. */
   close(): Promise<void>;
-}
-
-function createStore(config: Config): RegistryStore {
-  switch (config.store) {
-    case "memory":
-      return new MemoryStore();
-    case "sqlite":
-      return new SqliteStore({ dataDir: config.dataDir, sync: config.storeSync, historyLimit: config.historySize });
-  }
 }
 
 /** Builds the registry from a configuration and serves it over gRPC. */

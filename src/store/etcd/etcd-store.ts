@@ -1,0 +1,233 @@
+import { randomUUID } from "node:crypto";
+import { Etcd3, type IOptions, type Lease, type Watcher } from "etcd3";
+import { RegistryError } from "../../registry/registry-error.js";
+import type { Change, RemovalReason, StoredInstance } from "../../registry/types.js";
+import type { Mutation, RegistryStore, StoreState } from "../registry-store.js";
+import { changeFromEvent, decodeInstance, encodeInstance } from "./instance-codec.js";
+import { RendezvousOwnership } from "./rendezvous-ownership.js";
+
+/** Options of `EtcdStore`. */
+export interface EtcdStoreOptions {
+  /** etcd client URLs, e.g. `["http://10.0.0.5:2379"]`. */
+  readonly endpoints: readonly string[];
+  /** Key prefix for everything this registry writes. Default `/service-registry/`. */
+  readonly prefix?: string;
+  readonly auth?: { readonly username: string; readonly password: string };
+  readonly tls?: { readonly ca: Buffer; readonly cert?: Buffer; readonly key?: Buffer };
+  /** TTL of this replica's membership lease, seconds. Default 5. */
+  readonly memberTtlSeconds?: number;
+  /** Deadline of each etcd call, ms. Default 3000. */
+  readonly callTimeoutMs?: number;
+  /** Names this replica in the membership set. Default: a random UUID. */
+  readonly replicaId?: string;
+}
+
+/** Could not reach etcd or read its data at start-up. */
+export class EtcdOpenError extends Error {
+  override readonly name = "EtcdOpenError";
+}
+
+interface EtcdEvent {
+  type: "Put" | "Delete";
+  kv: { key: Buffer; value: Buffer; mod_revision: string; create_revision: string };
+  prev_kv?: { value: Buffer; mod_revision: string } | null;
+}
+
+/**
+ * Shared store on etcd for several registry replicas (SPEC 4.4).
+ *
+ * - etcd's revision is the registry revision and the cluster id the epoch, so
+ *   a watcher can resume on any replica.
+ * - Writes are transactions (guarded by mod_revision so a stale replica never
+ *   overwrites or resurrects), acknowledged after etcd commits.
+ * - One etcd watch per replica feeds every change, from every replica, to the
+ *   core in revision order; a removal carries its reason in a side key written
+ *   in the same transaction.
+ * - No lease per instance: only each replica's membership key has a lease,
+ *   and probing is split between live members by rendezvous hashing.
+ */
+export class EtcdStore implements RegistryStore {
+  readonly probeOwnership: RendezvousOwnership;
+  private readonly prefix: string;
+  private readonly client: Etcd3;
+  private watcher: Watcher | undefined;
+  private lease: Lease | undefined;
+  private onChange: (change: Change) => void = () => {};
+  private readonly availabilityListeners: ((available: boolean, reason: string) => void)[] = [];
+  private closed = false;
+
+  constructor(private readonly options: EtcdStoreOptions) {
+    this.prefix = options.prefix ?? "/service-registry/";
+    this.probeOwnership = new RendezvousOwnership(options.replicaId ?? randomUUID());
+    const timeout = options.callTimeoutMs ?? 3000;
+    const clientOptions: IOptions = {
+      hosts: [...options.endpoints],
+      dialTimeout: timeout,
+      defaultCallOptions: () => ({ deadline: Date.now() + timeout }),
+    };
+    if (options.auth) clientOptions.auth = { ...options.auth };
+    if (options.tls) {
+      clientOptions.credentials = {
+        rootCertificate: options.tls.ca,
+        ...(options.tls.key ? { privateKey: options.tls.key } : {}),
+        ...(options.tls.cert ? { certChain: options.tls.cert } : {}),
+      };
+    }
+    this.client = new Etcd3(clientOptions);
+  }
+
+  private get instancesPrefix(): string {
+    return `${this.prefix}instances/`;
+  }
+  private get membersPrefix(): string {
+    return `${this.prefix}members/`;
+  }
+  private get removalsPrefix(): string {
+    return `${this.prefix}removals/`;
+  }
+
+  async open(onChange: (change: Change) => void): Promise<StoreState> {
+    this.onChange = onChange;
+    let range;
+    try {
+      range = await this.client.getAll().prefix(this.instancesPrefix).exec();
+    } catch (err) {
+      this.client.close();
+      throw new EtcdOpenError(`cannot reach etcd at ${this.options.endpoints.join(",")}: ${(err as Error).message}`);
+    }
+    const revision = Number(range.header.revision);
+    const instances = range.kvs.map((kv) => decodeInstance(kv.value, Number(kv.mod_revision)).instance);
+    const members = await this.client.getAll().prefix(this.membersPrefix).keys();
+    this.probeOwnership.setMembers(members.map((k) => k.slice(this.membersPrefix.length)));
+    await this.join();
+
+    const watcher = await this.client
+      .watch()
+      .prefix(this.prefix)
+      .startRevision(String(revision + 1))
+      .withPreviousKV()
+      .create();
+    this.watcher = watcher;
+    watcher.on("data", (res) => this.onWatchData(res.events as unknown as EtcdEvent[]));
+    watcher.on("disconnected", () => this.setAvailable(false, "etcd unreachable"));
+    watcher.on("connected", () => this.setAvailable(true, "etcd reachable"));
+    watcher.on("error", (err) => this.setAvailable(false, `etcd watch failed (${err.message}); restart this replica`));
+    return { epoch: range.header.cluster_id, revision, instances, history: [], historyFloor: revision };
+  }
+
+  onAvailabilityChange(listener: (available: boolean, reason: string) => void): void {
+    this.availabilityListeners.push(listener);
+  }
+
+  async commit(mutation: Mutation): Promise<Change> {
+    try {
+      return await this.commitOnce(mutation);
+    } catch (err) {
+      if (err instanceof RegistryError) throw err;
+      throw new RegistryError("unavailable", "etcd did not commit the change; retry", { cause: err });
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.watcher?.cancel().catch(() => undefined);
+    await this.lease?.revoke().catch(() => undefined); // hand our probes to the others at once
+    this.client.close();
+  }
+
+  private async commitOnce(mutation: Mutation): Promise<Change> {
+    if (mutation.op === "register") {
+      const key = this.instancesPrefix + mutation.instance.id;
+      const res = await this.client
+        .if(key, "Create", "==", 0)
+        .then(this.client.put(key).value(encodeInstance(mutation.instance)))
+        .commit();
+      if (!res.succeeded) throw new RegistryError("unavailable", "instance id collision; retry");
+      const revision = Number(res.header.revision);
+      return { kind: "registered", revision, instance: { ...mutation.instance, revision } };
+    }
+    // Read-modify-write guarded by mod_revision: retried when another replica
+    // changed the instance in between.
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const key = this.instancesPrefix + mutation.id;
+      const current = await this.client.get(key).exec();
+      const kv = current.kvs[0];
+      if (!kv) throw new RegistryError("not_found", `instance ${mutation.id} not found`);
+      const { instance } = decodeInstance(kv.value, Number(kv.mod_revision));
+      const guard = this.client.if(key, "Mod", "==", kv.mod_revision);
+      if (mutation.op === "remove") {
+        const reasonKey = this.removalsPrefix + mutation.id;
+        const res = await guard
+          .then(this.client.delete().key(key), this.client.put(reasonKey).value(mutation.reason))
+          .commit();
+        if (!res.succeeded) continue;
+        // The reason key only travels with the deletion's watch event.
+        void this.client.delete().key(reasonKey).exec().catch(() => undefined);
+        return { kind: "removed", revision: Number(res.header.revision), instance, reason: mutation.reason };
+      }
+      const next: Omit<StoredInstance, "revision"> = { ...instance, health: mutation.health, updatedAt: mutation.at };
+      const res = await guard.then(this.client.put(key).value(encodeInstance(next, mutation.failureReason))).commit();
+      if (!res.succeeded) continue;
+      const revision = Number(res.header.revision);
+      const updated = { ...next, revision };
+      return mutation.failureReason === undefined
+        ? { kind: "health", revision, instance: updated }
+        : { kind: "health", revision, instance: updated, failureReason: mutation.failureReason };
+    }
+    throw new RegistryError("unavailable", "the instance kept changing; retry");
+  }
+
+  /** Turns one watch response into registry changes and membership updates, in revision order. */
+  private onWatchData(events: EtcdEvent[]): void {
+    const reasons = new Map<string, RemovalReason>();
+    let membersChanged = false;
+    for (const e of events) {
+      const key = e.kv.key.toString("utf8");
+      if (e.type === "Put" && key.startsWith(this.removalsPrefix)) {
+        reasons.set(`${e.kv.mod_revision}/${key.slice(this.removalsPrefix.length)}`, e.kv.value.toString() as RemovalReason);
+      } else if (key.startsWith(this.membersPrefix)) {
+        membersChanged = true;
+      }
+    }
+    for (const e of events) {
+      const key = e.kv.key.toString("utf8");
+      if (!key.startsWith(this.instancesPrefix)) continue;
+      const id = key.slice(this.instancesPrefix.length);
+      const change = changeFromEvent(e.type, e.kv, e.prev_kv ?? undefined, reasons.get(`${e.kv.mod_revision}/${id}`));
+      if (change) this.onChange(change);
+    }
+    if (membersChanged) void this.refreshMembers();
+  }
+
+  private async refreshMembers(): Promise<void> {
+    try {
+      const keys = await this.client.getAll().prefix(this.membersPrefix).keys();
+      this.probeOwnership.setMembers(keys.map((k) => k.slice(this.membersPrefix.length)));
+    } catch {
+      // The next membership event or reconnect refreshes it.
+    }
+  }
+
+  /** Announces this replica under a lease; re-joins (retrying) whenever the lease is lost. */
+  private async join(): Promise<void> {
+    this.lease?.release();
+    const lease = this.client.lease(this.options.memberTtlSeconds ?? 5);
+    this.lease = lease;
+    lease.on("lost", () => this.rejoinLater());
+    await lease.put(this.membersPrefix + this.probeOwnership.self).value(JSON.stringify({ since: Date.now() }));
+    await this.refreshMembers();
+  }
+
+  private rejoinLater(): void {
+    if (this.closed) return;
+    setTimeout(() => {
+      if (!this.closed) this.join().catch(() => this.rejoinLater());
+    }, 500).unref();
+  }
+
+  private setAvailable(available: boolean, reason: string): void {
+    if (this.closed) return;
+    if (available) void this.refreshMembers();
+    for (const listener of this.availabilityListeners) listener(available, reason);
+  }
+}

@@ -1,0 +1,72 @@
+import type { Change, Health, RemovalReason, StoredInstance } from "../../registry/types.js";
+
+/** The JSON kept under an instance key (revision comes from etcd's mod_revision). */
+interface InstanceJson {
+  id: string;
+  serviceType: string;
+  host: string;
+  port: number;
+  metadata: Record<string, string>;
+  healthCheckPath: string;
+  health: Health;
+  registeredAt: number;
+  updatedAt: number;
+  tokenHash: string;
+  /** Why the last health check failed, set with a transition to unhealthy. */
+  failureReason?: string;
+}
+
+export function encodeInstance(instance: Omit<StoredInstance, "revision">, failureReason?: string): string {
+  const json: InstanceJson = {
+    id: instance.id,
+    serviceType: instance.serviceType,
+    host: instance.host,
+    port: instance.port,
+    metadata: { ...instance.metadata },
+    healthCheckPath: instance.healthCheckPath,
+    health: instance.health,
+    registeredAt: instance.registeredAt,
+    updatedAt: instance.updatedAt,
+    tokenHash: instance.tokenHash.toString("base64"),
+  };
+  if (failureReason !== undefined) json.failureReason = failureReason;
+  return JSON.stringify(json);
+}
+
+export function decodeInstance(value: Buffer, revision: number): { instance: StoredInstance; failureReason?: string } {
+  const json = JSON.parse(value.toString("utf8")) as InstanceJson;
+  const instance: StoredInstance = {
+    id: json.id,
+    serviceType: json.serviceType,
+    host: json.host,
+    port: json.port,
+    metadata: json.metadata,
+    healthCheckPath: json.healthCheckPath,
+    health: json.health,
+    registeredAt: json.registeredAt,
+    updatedAt: json.updatedAt,
+    revision,
+    tokenHash: Buffer.from(json.tokenHash, "base64"),
+  };
+  return json.failureReason === undefined ? { instance } : { instance, failureReason: json.failureReason };
+}
+
+/** Builds the registry change for one etcd event on an instance key. */
+export function changeFromEvent(
+  type: "Put" | "Delete",
+  kv: { value: Buffer; mod_revision: string; create_revision: string },
+  previous: { value: Buffer; mod_revision: string } | undefined,
+  removalReason: RemovalReason | undefined,
+): Change | undefined {
+  const revision = Number(kv.mod_revision);
+  if (type === "Delete") {
+    if (!previous) return undefined;
+    const { instance } = decodeInstance(previous.value, Number(previous.mod_revision));
+    return { kind: "removed", revision, instance, reason: removalReason ?? "unregistered" };
+  }
+  const { instance, failureReason } = decodeInstance(kv.value, revision);
+  if (kv.create_revision === kv.mod_revision) return { kind: "registered", revision, instance };
+  return failureReason === undefined || instance.health === "healthy"
+    ? { kind: "health", revision, instance }
+    : { kind: "health", revision, instance, failureReason };
+}
