@@ -49,6 +49,7 @@ export function createStore(config: Config): RegistryStore {
         endpoints: parseEndpoints(config.etcdEndpoints),
         prefix: config.etcdPrefix,
         memberTtlSeconds: config.etcdMemberTtlS,
+        ...(config.replicaId !== "" ? { replicaId: config.replicaId } : {}),
         ...(config.etcdUsername !== "" ? { auth: { username: config.etcdUsername, password: config.etcdPassword } } : {}),
         ...(config.etcdCaFile !== ""
           ? {

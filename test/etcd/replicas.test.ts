@@ -1,0 +1,168 @@
+import { credentials, status, type ServiceError } from "@grpc/grpc-js";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { EventType, RegistryServiceClient, type WatchInstancesResponse } from "../../gen/registry/v1/registry.js";
+import { RendezvousOwnership } from "../../src/store/etcd/rendezvous-ownership.js";
+import { startEtcd, type EtcdProcess } from "../support/etcd-process.js";
+import { startHealthServer, type HealthServer } from "../support/health-server.js";
+import { call, instanceAuth, keyAuth, WatchCursor } from "../support/registry-harness.js";
+import { startServerProcess, type ServerProcess } from "../support/server-process.js";
+import { etcdPresent } from "./etcd-suite.js";
+
+const KEY = "etcd-suite-registration-key-0001";
+
+describe.skipIf(!etcdPresent)("registry replicas on one etcd", () => {
+  let etcd: EtcdProcess;
+  const replicas: ServerProcess[] = [];
+  const clients: RegistryServiceClient[] = [];
+  const backends: HealthServer[] = [];
+
+  beforeEach(async () => {
+    etcd = await startEtcd();
+  });
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.close();
+    for (const r of replicas.splice(0)) r.kill("SIGKILL");
+    for (const b of backends.splice(0)) await b.close();
+    await etcd.close();
+  });
+
+  async function replica(env: Record<string, string> = {}): Promise<{ proc: ServerProcess; client: RegistryServiceClient }> {
+    const proc = await startServerProcess({
+      STORE: "etcd",
+      ETCD_ENDPOINTS: etcd.endpoint,
+      SERVICE_REGISTRATION_KEY: KEY,
+      HEALTH_CHECKS: "false",
+      ETCD_MEMBER_TTL_S: "2",
+      ...env,
+    });
+    replicas.push(proc);
+    const client = new RegistryServiceClient(`127.0.0.1:${proc.port}`, credentials.createInsecure(), {
+      "grpc.use_local_subchannel_pool": 1,
+    });
+    clients.push(client);
+    return { proc, client };
+  }
+
+  const registerVia = (c: RegistryServiceClient, port: number) =>
+    call(c, c.register, { serviceType: "api", port, host: "127.0.0.1", metadata: {} }, keyAuth(KEY));
+
+  async function changes(w: WatchCursor, n: number): Promise<WatchInstancesResponse[]> {
+    const out: WatchInstancesResponse[] = [];
+    while (out.length < n) {
+      const m = await w.next(10_000);
+      if (m.type !== EventType.EVENT_TYPE_BOOKMARK) out.push(m);
+    }
+    return out;
+  }
+
+  it("shows a Register on one replica on the others and on their watch streams, in the same revision order", async () => {
+    const rs = await Promise.all([replica(), replica(), replica()]);
+    const watches = rs.map((r) => WatchCursor.open(r.client, {}, keyAuth(KEY)));
+    const synced = await Promise.all(watches.map((w) => w.next(10_000)));
+    expect(new Set(synced.map((s) => s.epoch)).size).toBe(1);
+    expect(synced[0]!.epoch).not.toBe("");
+
+    const registered = await Promise.all(Array.from({ length: 12 }, (_, i) => registerVia(rs[i % 3]!.client, 1000 + i)));
+    const seen = await Promise.all(watches.map((w) => changes(w, 12)));
+    const order = seen.map((events) => events.map((e) => `${e.revision}:${e.instance?.id}`));
+    expect(order[1]).toEqual(order[0]);
+    expect(order[2]).toEqual(order[0]);
+    const revisions = seen[0]!.map((e) => e.revision);
+    expect(revisions).toEqual([...revisions].sort((a, b) => a - b));
+    expect(new Set(seen[0]!.map((e) => e.instance?.id))).toEqual(new Set(registered.map((r) => r.serviceId)));
+
+    // Each instance's own credentials work on every replica.
+    for (const r of rs) {
+      for (const reg of registered) {
+        const got = await call(r.client, r.client.getInstance, { instanceId: reg.serviceId }, instanceAuth(reg.serviceId, reg.token));
+        expect(got.instance?.revision).toBe(reg.instance?.revision);
+      }
+    }
+    for (const w of watches) w.cancel();
+  }, 60_000);
+
+  it("lets a watcher of a killed replica resume on another with no gap and no duplicate", async () => {
+    const [a, b, c] = await Promise.all([replica(), replica(), replica()]);
+    const onA = WatchCursor.open(a!.client, {}, keyAuth(KEY));
+    const synced = await onA.next(10_000);
+    for (let i = 0; i < 5; i++) await registerVia(b!.client, 2000 + i);
+    const firstFive = await changes(onA, 5);
+    const last = firstFive.at(-1)!;
+
+    a!.proc.kill("SIGKILL");
+    await a!.proc.exited;
+    const later = [];
+    for (let i = 0; i < 5; i++) later.push(await registerVia(c!.client, 3000 + i));
+
+    const onB = WatchCursor.open(b!.client, { sinceRevision: last.revision, epoch: synced.epoch }, keyAuth(KEY));
+    const resumed = await changes(onB, 5);
+    expect(resumed.map((e) => e.instance?.id)).toEqual(later.map((r) => r.serviceId));
+    expect(resumed.every((e) => e.revision > last.revision && !e.snapshot)).toBe(true);
+    onB.cancel();
+  }, 60_000);
+
+  it("keeps probing a killed replica's instances: a backend that dies afterwards is marked unhealthy", async () => {
+    const env = { HEALTH_CHECKS: "true", HEALTH_CHECK_INTERVAL_MS: "200", HEALTH_CHECK_TTL_MS: "500", DEREGISTER_AFTER_MS: "0" };
+    const [r1, r2] = await Promise.all([replica({ ...env, REPLICA_ID: "r1" }), replica({ ...env, REPLICA_ID: "r2" }), replica({ ...env, REPLICA_ID: "r3" })]);
+    const ownership = new RendezvousOwnership("r1");
+    ownership.setMembers(["r1", "r2", "r3"]);
+
+    // Register backends until one is probed by r1.
+    let victim: { backend: HealthServer; id: string } | undefined;
+    for (let i = 0; i < 40 && !victim; i++) {
+      const backend = await startHealthServer();
+      backends.push(backend);
+      const reg = await registerVia(r2!.client, backend.port);
+      if (ownership.ownerOf(reg.serviceId) === "r1") victim = { backend, id: reg.serviceId };
+    }
+    expect(victim).toBeDefined();
+    await victim!.backend.nextRequest(10_000); // r1 probes it
+
+    const watch = WatchCursor.open(r2!.client, { serviceType: "api" }, keyAuth(KEY));
+    for (;;) if ((await watch.next(10_000)).type === EventType.EVENT_TYPE_SYNCED) break;
+    r1!.proc.kill("SIGKILL");
+    await r1!.proc.exited;
+    victim!.backend.status = 503;
+
+    for (;;) {
+      const e = await watch.next(15_000);
+      if (e.type === EventType.EVENT_TYPE_HEALTH_CHECK_FAILED && e.instance?.id === victim!.id) break;
+    }
+    watch.cancel();
+  }, 60_000);
+
+  it("refuses reads and writes while etcd is gone and recovers by itself when it returns", async () => {
+    const [a, b] = await Promise.all([replica(), replica()]);
+    const reg = await registerVia(a!.client, 4000);
+    const watch = WatchCursor.open(b!.client, {}, keyAuth(KEY));
+    await watch.take(2, 10_000);
+
+    await etcd.stop();
+    // The open watch ends with UNAVAILABLE: this replica's view may be stale.
+    expect((await watch.status(10_000)).code).toBe(status.UNAVAILABLE);
+    for (const r of [a!, b!]) {
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const err = await registerVia(r.client, 4001).then(() => undefined, (e: ServiceError) => e);
+        if (err?.code === status.UNAVAILABLE) break;
+        if (Date.now() > deadline) throw new Error(`replica kept accepting writes without etcd: ${err?.code}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      const read = await call(r.client, r.client.getInstance, { instanceId: reg.serviceId }, keyAuth(KEY)).catch((e: ServiceError) => e);
+      expect((read as ServiceError).code).toBe(status.UNAVAILABLE);
+    }
+
+    await etcd.start();
+    for (const r of [a!, b!]) {
+      const deadline = Date.now() + 15_000;
+      for (;;) {
+        const ok = await registerVia(r.client, 4002).then(() => true, () => false);
+        if (ok) break;
+        if (Date.now() > deadline) throw new Error("replica did not recover within 15 s of etcd returning");
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      const got = await call(r.client, r.client.getInstance, { instanceId: reg.serviceId }, keyAuth(KEY));
+      expect(got.instance?.id).toBe(reg.serviceId);
+    }
+  }, 90_000);
+});
