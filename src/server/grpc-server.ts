@@ -48,6 +48,7 @@ export class RegistryGrpcServer {
   private readonly server: Server;
   private readonly health = new HealthImplementation({ "": "SERVING", [REGISTRY_SERVICE_NAME]: "SERVING" });
   private readonly watchStreams: WatchStreams;
+  private shuttingDown = false;
 
   constructor(private readonly options: RegistryGrpcServerOptions) {
     const { registry, keys, logger } = options;
@@ -62,6 +63,8 @@ export class RegistryGrpcServer {
     this.server = new Server(options.serverOptions);
     this.server.addService(registryService, registryHandlers({ registry, auth, logger, watchStreams: this.watchStreams }));
     this.health.addToServer(this.server);
+    // A replica that lost its shared store must be taken out of rotation.
+    registry.on("availability", (available) => this.setServing(available));
     new ReflectionService(reflectionPackageDefinition()).addToServer(this.server);
   }
 
@@ -80,14 +83,21 @@ export class RegistryGrpcServer {
     return this.watchStreams.size;
   }
 
+  private setServing(serving: boolean): void {
+    if (this.shuttingDown) return;
+    const status = serving ? "SERVING" : "NOT_SERVING";
+    this.health.setStatus("", status);
+    this.health.setStatus(REGISTRY_SERVICE_NAME, status);
+  }
+
   /**
    * Graceful stop: report NOT_SERVING, refuse new calls, end watch streams with
    * UNAVAILABLE, let in-flight unary calls finish (bounded by the grace
    * period), then cut whatever is left.
    */
   async shutdown(): Promise<void> {
-    this.health.setStatus("", "NOT_SERVING");
-    this.health.setStatus(REGISTRY_SERVICE_NAME, "NOT_SERVING");
+    this.setServing(false);
+    this.shuttingDown = true;
     const drained = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
     this.watchStreams.endAll(shuttingDown());
     let timer: NodeJS.Timeout | undefined;

@@ -3,6 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { EventType, RegistryServiceClient, type WatchInstancesResponse } from "../../gen/registry/v1/registry.js";
 import { RendezvousOwnership } from "../../src/store/etcd/rendezvous-ownership.js";
 import { startEtcd, type EtcdProcess } from "../support/etcd-process.js";
+import { healthStatus } from "../support/health-check-client.js";
 import { startHealthServer, type HealthServer } from "../support/health-server.js";
 import { call, instanceAuth, keyAuth, WatchCursor } from "../support/registry-harness.js";
 import { startServerProcess, type ServerProcess } from "../support/server-process.js";
@@ -150,6 +151,8 @@ describe.skipIf(!etcdPresent)("registry replicas on one etcd", () => {
       }
       const read = await call(r.client, r.client.getInstance, { instanceId: reg.serviceId }, keyAuth(KEY)).catch((e: ServiceError) => e);
       expect((read as ServiceError).code).toBe(status.UNAVAILABLE);
+      expect(await healthStatus(`127.0.0.1:${r.proc.port}`)).toBe("NOT_SERVING");
+      expect(await healthStatus(`127.0.0.1:${r.proc.port}`, "registry.v1.RegistryService")).toBe("NOT_SERVING");
     }
 
     await etcd.start();
@@ -163,6 +166,7 @@ describe.skipIf(!etcdPresent)("registry replicas on one etcd", () => {
       }
       const got = await call(r.client, r.client.getInstance, { instanceId: reg.serviceId }, keyAuth(KEY));
       expect(got.instance?.id).toBe(reg.serviceId);
+      expect(await healthStatus(`127.0.0.1:${r.proc.port}`)).toBe("SERVING");
     }
   }, 90_000);
 });
