@@ -1,0 +1,32 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pino from "pino";
+import { startServer, type RunningServer } from "../../src/cli/serve.js";
+import { loadConfig } from "../../src/config/load-config.js";
+import { TEST_KEY } from "../support/registry-harness.js";
+
+/**
+ * The server as `serve` wires it (startServer: store, metrics, health, HTTP),
+ * in-process on loopback ephemeral ports, with a memory store and no probing
+ * unless `env` says otherwise.
+ */
+export async function startStack(env: Record<string, string> = {}): Promise<RunningServer & { address: string }> {
+  const cwd = mkdtempSync(join(tmpdir(), "registry-stack-"));
+  const config = loadConfig({
+    cwd,
+    argv: [],
+    env: {
+      PORT: "0",
+      HOST: "127.0.0.1",
+      STORE: "memory",
+      DATA_DIR: join(cwd, "data"),
+      SERVICE_REGISTRATION_KEY: TEST_KEY,
+      HEALTH_CHECKS: "false",
+      SHUTDOWN_GRACE_MS: "1000",
+      ...env,
+    },
+  });
+  const server = await startServer(config, pino({ level: "silent" }));
+  return Object.assign(server, { address: `127.0.0.1:${server.port}` });
+}
