@@ -1,77 +1,13 @@
 import type { Metadata } from "@grpc/grpc-js";
-import type { RegistrationKeys } from "../registry/credentials.js";
-import { RegistryError } from "../registry/registry-error.js";
-import type { ServiceRegistry } from "../registry/service-registry.js";
-import type { Instance } from "../registry/types.js";
+import { bearerKey, type PresentedCredentials } from "../api/authenticator.js";
 
-/** Who made a call: a holder of the registration key, or a registered instance. */
-export type Principal = { readonly kind: "key" } | { readonly kind: "instance"; readonly instance: Instance };
-
-/** Credentials as found in a request, before checking. */
-export interface PresentedCredentials {
-  readonly key?: string;
-  readonly serviceId?: string;
-  readonly serviceToken?: string;
-}
-
-const BEARER = /^bearer\s+(\S+)\s*$/i;
-const MISSING =
-  "missing credentials: send 'authorization: Bearer <registration key>' or 'x-service-id' and 'x-service-token'";
-
-/**
- * Checks credentials (SPEC 4.1). Shared by the gRPC and HTTP front ends, which
- * only extract the presented values. Messages never echo what was presented.
- */
-export class Authenticator {
-  constructor(
-    private readonly keys: RegistrationKeys,
-    private readonly registry: ServiceRegistry,
-  ) {}
-
-  /** Register: only the registration key is accepted. */
-  requireKey(presented: PresentedCredentials): void {
-    const principal = this.identify(presented);
-    if (principal.kind !== "key") {
-      throw new RegistryError("permission_denied", "Register requires the registration key, not instance credentials");
-    }
-  }
-
-  /** Reads and watches: the key or any live instance's credentials. */
-  identify(presented: PresentedCredentials): Principal {
-    if (presented.key !== undefined) {
-      if (!this.keys.accepts(presented.key)) throw new RegistryError("unauthenticated", "invalid registration key");
-      return { kind: "key" };
-    }
-    if (presented.serviceId !== undefined || presented.serviceToken !== undefined) {
-      if (!presented.serviceId || !presented.serviceToken) {
-        throw new RegistryError("unauthenticated", "instance credentials need both x-service-id and x-service-token");
-      }
-      return { kind: "instance", instance: this.registry.authenticate(presented.serviceId, presented.serviceToken) };
-    }
-    throw new RegistryError("unauthenticated", MISSING);
-  }
-
-  /** Unregister: the instance itself or a key holder. */
-  requireOwnerOrKey(presented: PresentedCredentials, instanceId: string): void {
-    const principal = this.identify(presented);
-    if (principal.kind === "instance" && principal.instance.id !== instanceId) {
-      throw new RegistryError("permission_denied", "an instance may unregister only itself");
-    }
-  }
-}
-
-/** Reads presented credentials from gRPC metadata. */
+/** Reads presented credentials from gRPC metadata; the Authenticator checks them. */
 export function credentialsFromMetadata(metadata: Metadata): PresentedCredentials {
-  const authorization = first(metadata, "authorization");
-  const serviceId = first(metadata, "x-service-id");
-  const serviceToken = first(metadata, "x-service-token");
-  let key: string | undefined;
-  if (authorization !== undefined) {
-    const match = BEARER.exec(authorization);
-    if (!match) throw new RegistryError("unauthenticated", "authorization must be 'Bearer <registration key>'");
-    key = match[1];
-  }
-  return { key, serviceId, serviceToken };
+  return {
+    key: bearerKey(first(metadata, "authorization")),
+    serviceId: first(metadata, "x-service-id"),
+    serviceToken: first(metadata, "x-service-token"),
+  };
 }
 
 function first(metadata: Metadata, name: string): string | undefined {

@@ -3,10 +3,10 @@ import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import type { Logger } from "pino";
 import { RegistryServiceService, WatchInstancesResponse } from "../../gen/registry/v1/registry.js";
+import { RegistryApi } from "../api/registry-api.js";
 import type { RegistrationKeys } from "../registry/credentials.js";
 import type { ServiceRegistry } from "../registry/service-registry.js";
 import { shuttingDown } from "../registry/watcher.js";
-import { Authenticator } from "./auth.js";
 import { reflectionPackageDefinition } from "./proto-files.js";
 import { registryHandlers } from "./registry-handlers.js";
 import { WatchEventEncoder } from "./watch-encoder.js";
@@ -29,6 +29,8 @@ export const REGISTRY_SERVICE_NAME = "registry.v1.RegistryService";
 export interface RegistryGrpcServerOptions {
   readonly registry: ServiceRegistry;
   readonly keys: RegistrationKeys;
+  /** The request layer; built from `registry` and `keys` when omitted (share one with the HTTP API). */
+  readonly api?: RegistryApi;
   readonly logger: Logger;
   /** Plaintext when omitted. */
   readonly credentials?: ServerCredentials;
@@ -52,16 +54,15 @@ export class RegistryGrpcServer {
 
   constructor(private readonly options: RegistryGrpcServerOptions) {
     const { registry, keys, logger } = options;
-    const auth = new Authenticator(keys, registry);
+    const api = options.api ?? new RegistryApi(registry, keys);
     this.watchStreams = new WatchStreams({
-      registry,
-      auth,
+      api,
       logger,
       encoder: new WatchEventEncoder(() => registry.epoch),
       stallTimeoutMs: options.watchStallTimeoutMs ?? 60_000,
     });
     this.server = new Server(options.serverOptions);
-    this.server.addService(registryService, registryHandlers({ registry, auth, logger, watchStreams: this.watchStreams }));
+    this.server.addService(registryService, registryHandlers({ api, logger, watchStreams: this.watchStreams }));
     this.health.addToServer(this.server);
     // A replica that lost its shared store must be taken out of rotation.
     registry.on("availability", (available) => this.setServing(available));

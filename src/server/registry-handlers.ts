@@ -1,18 +1,16 @@
 import type { handleUnaryCall, ServerUnaryCall } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type * as pb from "../../gen/registry/v1/registry.js";
-import { RegistryError } from "../registry/registry-error.js";
-import type { ServiceRegistry } from "../registry/service-registry.js";
-import { credentialsFromMetadata, type Authenticator } from "./auth.js";
-import { peerHost } from "./peer-address.js";
+import { peerHost } from "../api/peer-address.js";
+import type { CallContext, RegistryApi } from "../api/registry-api.js";
+import { credentialsFromMetadata } from "./auth.js";
 import { toProtoInstance } from "./proto-mapping.js";
 import { toServiceError } from "./status-mapping.js";
 import type { WatchStreams } from "./watch-handler.js";
 
 /** What the RegistryService handlers need. */
 export interface HandlerDeps {
-  readonly registry: ServiceRegistry;
-  readonly auth: Authenticator;
+  readonly api: RegistryApi;
   readonly logger: Logger;
   readonly watchStreams: WatchStreams;
 }
@@ -33,58 +31,47 @@ function unary<Req, Res>(
   };
 }
 
+/** The call context of a gRPC call: credentials from metadata, the caller's address. */
+function context(call: { metadata: ServerUnaryCall<unknown, unknown>["metadata"]; getPeer(): string }): CallContext {
+  return { credentials: credentialsFromMetadata(call.metadata), peerHost: peerHost(call.getPeer()) };
+}
+
 /**
- * The RegistryService implementation: authenticate, translate the request,
- * call the core, translate the answer. No registry logic lives here.
+ * The RegistryService implementation: decode the request, call the API layer
+ * (auth, checks, core), encode the answer. No registry logic lives here.
  */
 export function registryHandlers(deps: HandlerDeps) {
-  const { registry, auth, logger } = deps;
+  const { api, logger } = deps;
   return {
     register: unary<pb.RegisterRequest, pb.RegisterResponse>("Register", logger, async (req, call) => {
-      auth.requireKey(credentialsFromMetadata(call.metadata));
-      const host = req.host ?? peerHost(call.getPeer());
-      if (host === undefined) {
-        throw new RegistryError("invalid_argument", "host: caller address is unknown; set host explicitly");
-      }
-      const { instance, token } = await registry.register({
+      const { instance, token } = await api.register(context(call), {
         serviceType: req.serviceType,
         port: req.port,
-        host,
+        host: req.host,
         metadata: req.metadata,
-        ...(req.healthCheck ? { healthCheckPath: req.healthCheck.path } : {}),
+        healthCheckPath: req.healthCheck?.path,
       });
       return { serviceId: instance.id, token, instance: toProtoInstance(instance) };
     }),
 
     getByType: unary<pb.GetByTypeRequest, pb.GetByTypeResponse>("GetByType", logger, (req, call) => {
-      auth.identify(credentialsFromMetadata(call.metadata));
-      const { instances, revision } = registry.getByType(req.serviceType, req.includeUnhealthy);
+      const { instances, revision } = api.getByType(context(call), req.serviceType, req.includeUnhealthy);
       return { instances: instances.map(toProtoInstance), revision };
     }),
 
     getInstance: unary<pb.GetInstanceRequest, pb.GetInstanceResponse>("GetInstance", logger, (req, call) => {
-      auth.identify(credentialsFromMetadata(call.metadata));
-      requireId(req.instanceId);
-      return { instance: toProtoInstance(registry.getInstance(req.instanceId)) };
+      return { instance: toProtoInstance(api.getInstance(context(call), req.instanceId)) };
     }),
 
     unregister: unary<pb.UnregisterRequest, pb.UnregisterResponse>("Unregister", logger, async (req, call) => {
-      auth.requireOwnerOrKey(credentialsFromMetadata(call.metadata), req.instanceId);
-      requireId(req.instanceId);
-      const change = await registry.unregister(req.instanceId);
+      const change = await api.unregister(context(call), req.instanceId);
       return { instance: toProtoInstance(change.instance), revision: change.revision };
     }),
 
     listServices: unary<pb.ListServicesRequest, pb.ListServicesResponse>("ListServices", logger, (_req, call) => {
-      auth.identify(credentialsFromMetadata(call.metadata));
-      return registry.listServices();
+      return api.listServices(context(call));
     }),
 
     watchInstances: deps.watchStreams.handle,
   };
-}
-
-function requireId(id: string): void {
-  if (id === "") throw new RegistryError("invalid_argument", "instance_id: must not be empty");
-  if (id.length > 128) throw new RegistryError("invalid_argument", "instance_id: must be at most 128 characters");
 }

@@ -1,18 +1,18 @@
 import { Metadata, type ServerWritableStream } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { WatchInstancesRequest } from "../../gen/registry/v1/registry.js";
+import { peerHost } from "../api/peer-address.js";
+import type { RegistryApi } from "../api/registry-api.js";
 import { RegistryError } from "../registry/registry-error.js";
-import type { ServiceRegistry } from "../registry/service-registry.js";
 import type { WatchEvent } from "../registry/types.js";
 import type { Watcher } from "../registry/watcher.js";
-import { credentialsFromMetadata, type Authenticator } from "./auth.js";
+import { credentialsFromMetadata } from "./auth.js";
 import { toServiceError } from "./status-mapping.js";
 import type { WatchEventEncoder } from "./watch-encoder.js";
 
 /** What the WatchInstances handler needs. */
 export interface WatchHandlerDeps {
-  readonly registry: ServiceRegistry;
-  readonly auth: Authenticator;
+  readonly api: RegistryApi;
   readonly encoder: WatchEventEncoder;
   readonly logger: Logger;
   /** A stream that accepts nothing for this long is ended with RESOURCE_EXHAUSTED. */
@@ -35,7 +35,7 @@ export class WatchStreams {
   private readonly byInstance = new Map<string, Set<(error: RegistryError) => void>>();
 
   constructor(private readonly deps: WatchHandlerDeps) {
-    deps.registry.on("instanceRemoved", (instance) => {
+    deps.api.registry.on("instanceRemoved", (instance) => {
       const ends = this.byInstance.get(instance.id);
       if (!ends) return;
       this.byInstance.delete(instance.id);
@@ -60,7 +60,7 @@ export class WatchStreams {
   }
 
   private async serve(call: ServerWritableStream<WatchInstancesRequest, Buffer>): Promise<void> {
-    const { registry, auth, encoder, stallTimeoutMs } = this.deps;
+    const { api, encoder, stallTimeoutMs } = this.deps;
     let watcher: Watcher | undefined;
     let lastSentRevision = call.request.sinceRevision;
     let stopped: RegistryError | undefined;
@@ -73,15 +73,18 @@ export class WatchStreams {
     this.open.add(end);
     let ownerId: string | undefined;
     try {
-      const principal = auth.identify(credentialsFromMetadata(call.metadata));
-      if (principal.kind === "instance") {
-        ownerId = principal.instance.id;
+      const { serviceType, sinceRevision, epoch, everyHealthCheck } = call.request;
+      const opened = api.watch(
+        { credentials: credentialsFromMetadata(call.metadata), peerHost: peerHost(call.getPeer()) },
+        { serviceType, sinceRevision, epoch, everyHealthCheck },
+      );
+      watcher = opened.watcher;
+      if (opened.principal.kind === "instance") {
+        ownerId = opened.principal.instance.id;
         let ends = this.byInstance.get(ownerId);
         if (!ends) this.byInstance.set(ownerId, (ends = new Set()));
         ends.add(end);
       }
-      const { serviceType, sinceRevision, epoch, everyHealthCheck } = call.request;
-      watcher = registry.watch({ serviceType, sinceRevision, epoch, everyHealthCheck });
       const active = watcher;
       call.on("cancelled", () => {
         active.end();

@@ -1,0 +1,100 @@
+import type { RegistrationKeys } from "../registry/credentials.js";
+import { RegistryError } from "../registry/registry-error.js";
+import type { Registration, ServiceRegistry } from "../registry/service-registry.js";
+import type { Change, Instance, ServiceSummary } from "../registry/types.js";
+import type { Watcher, WatchOptions } from "../registry/watcher.js";
+import { Authenticator, type PresentedCredentials, type Principal } from "./authenticator.js";
+
+/** What a transport knows about a call: the credentials presented and the caller's address. */
+export interface CallContext {
+  readonly credentials: PresentedCredentials;
+  /** The caller's IP (IPv4-mapped IPv6 unwrapped); the default `host` of a registration. */
+  readonly peerHost?: string | undefined;
+}
+
+/** A registration as a transport decoded it; `host` absent means "the caller's address". */
+export interface RegisterRequest {
+  readonly serviceType: string;
+  readonly port: number;
+  readonly host?: string | undefined;
+  readonly metadata?: Readonly<Record<string, string>> | undefined;
+  readonly healthCheckPath?: string | undefined;
+}
+
+/** Longest instance id accepted in a request (ids are UUIDs; this only bounds garbage). */
+const MAX_ID_LENGTH = 128;
+
+/**
+ * The registry's operations as both front ends offer them: who may call what
+ * (SPEC 4.1), the request checks that are not the core's, and the call into
+ * the core. The gRPC handlers and the HTTP/JSON API only decode requests into
+ * these calls and encode the answers, so the two cannot drift apart on auth
+ * or validation. Errors are `RegistryError`s; each transport maps them once.
+ *
+ * @example
+ * const api = new RegistryApi(registry, keys);
+ * const { instance, token } = await api.register({ credentials: { key } , peerHost: "10.0.0.7" }, { serviceType: "api", port: 8080 });
+ */
+export class RegistryApi {
+  readonly auth: Authenticator;
+
+  constructor(
+    readonly registry: ServiceRegistry,
+    keys: RegistrationKeys,
+  ) {
+    this.auth = new Authenticator(keys, registry);
+  }
+
+  /** Register: needs the registration key; `host` defaults to the caller's address. */
+  async register(ctx: CallContext, request: RegisterRequest): Promise<Registration> {
+    this.auth.requireKey(ctx.credentials);
+    const host = request.host ?? ctx.peerHost;
+    if (host === undefined) throw new RegistryError("invalid_argument", "host: caller address is unknown; set host explicitly");
+    return this.registry.register({
+      serviceType: request.serviceType,
+      port: request.port,
+      host,
+      ...(request.metadata ? { metadata: request.metadata } : {}),
+      ...(request.healthCheckPath !== undefined ? { healthCheckPath: request.healthCheckPath } : {}),
+    });
+  }
+
+  /** Instances of a type, healthy ones unless `includeUnhealthy`. */
+  getByType(ctx: CallContext, serviceType: string, includeUnhealthy: boolean): { instances: Instance[]; revision: number } {
+    this.auth.identify(ctx.credentials);
+    return this.registry.getByType(serviceType, includeUnhealthy);
+  }
+
+  /** One instance by id. */
+  getInstance(ctx: CallContext, instanceId: string): Instance {
+    this.auth.identify(ctx.credentials);
+    requireInstanceId(instanceId);
+    return this.registry.getInstance(instanceId);
+  }
+
+  /** Unregister: the instance itself or a key holder. */
+  async unregister(ctx: CallContext, instanceId: string): Promise<Change> {
+    this.auth.requireOwnerOrKey(ctx.credentials, instanceId);
+    requireInstanceId(instanceId);
+    return this.registry.unregister(instanceId);
+  }
+
+  /** Counts per service type. */
+  listServices(ctx: CallContext): { services: ServiceSummary[]; revision: number } {
+    this.auth.identify(ctx.credentials);
+    return this.registry.listServices();
+  }
+
+  /** Opens a watch; the principal lets a transport end the stream when its instance goes away. */
+  watch(ctx: CallContext, options: WatchOptions): { watcher: Watcher; principal: Principal } {
+    const principal = this.auth.identify(ctx.credentials);
+    return { watcher: this.registry.watch(options), principal };
+  }
+}
+
+function requireInstanceId(id: string): void {
+  if (id === "") throw new RegistryError("invalid_argument", "instance_id: must not be empty");
+  if (id.length > MAX_ID_LENGTH) {
+    throw new RegistryError("invalid_argument", `instance_id: must be at most ${MAX_ID_LENGTH} characters`);
+  }
+}
