@@ -4,9 +4,11 @@ import { HealthImplementation } from "grpc-health-check";
 import type { Logger } from "pino";
 import { RegistryServiceService, WatchInstancesResponse } from "../../gen/registry/v1/registry.js";
 import { RegistryApi } from "../api/registry-api.js";
+import { ServingState } from "../observability/serving-state.js";
 import type { RegistrationKeys } from "../registry/credentials.js";
 import type { ServiceRegistry } from "../registry/service-registry.js";
 import { shuttingDown } from "../registry/watcher.js";
+import { HealthWatchCloser } from "./health-watch-closer.js";
 import { reflectionPackageDefinition } from "./proto-files.js";
 import { registryHandlers } from "./registry-handlers.js";
 import { WatchEventEncoder } from "./watch-encoder.js";
@@ -29,6 +31,8 @@ export const REGISTRY_SERVICE_NAME = "registry.v1.RegistryService";
 export interface RegistryGrpcServerOptions {
   readonly registry: ServiceRegistry;
   readonly keys: RegistrationKeys;
+  /** Drives grpc.health.v1; by default one following the registry's store availability. */
+  readonly serving?: ServingState;
   /** The request layer; built from `registry` and `keys` when omitted (share one with the HTTP API). */
   readonly api?: RegistryApi;
   readonly logger: Logger;
@@ -48,9 +52,10 @@ export interface RegistryGrpcServerOptions {
  */
 export class RegistryGrpcServer {
   private readonly server: Server;
-  private readonly health = new HealthImplementation({ "": "SERVING", [REGISTRY_SERVICE_NAME]: "SERVING" });
+  private readonly health: HealthImplementation;
+  private readonly serving: ServingState;
   private readonly watchStreams: WatchStreams;
-  private shuttingDown = false;
+  private readonly healthWatches = new HealthWatchCloser();
 
   constructor(private readonly options: RegistryGrpcServerOptions) {
     const { registry, keys, logger } = options;
@@ -61,11 +66,20 @@ export class RegistryGrpcServer {
       encoder: new WatchEventEncoder(() => registry.epoch),
       stallTimeoutMs: options.watchStallTimeoutMs ?? 60_000,
     });
-    this.server = new Server(options.serverOptions);
+    this.server = new Server({
+      ...options.serverOptions,
+      interceptors: [...(options.serverOptions?.interceptors ?? []), this.healthWatches.interceptor],
+    });
     this.server.addService(registryService, registryHandlers({ api, logger, watchStreams: this.watchStreams }));
+    // A replica that lost its store, or is draining, must be taken out of rotation.
+    this.serving = options.serving ?? new ServingState().follow(registry);
+    const status = (): "SERVING" | "NOT_SERVING" => (this.serving.serving ? "SERVING" : "NOT_SERVING");
+    this.health = new HealthImplementation({ "": status(), [REGISTRY_SERVICE_NAME]: status() });
+    this.serving.on("change", () => {
+      this.health.setStatus("", status());
+      this.health.setStatus(REGISTRY_SERVICE_NAME, status());
+    });
     this.health.addToServer(this.server);
-    // A replica that lost its shared store must be taken out of rotation.
-    registry.on("availability", (available) => this.setServing(available));
     new ReflectionService(reflectionPackageDefinition()).addToServer(this.server);
   }
 
@@ -84,21 +98,14 @@ export class RegistryGrpcServer {
     return this.watchStreams.size;
   }
 
-  private setServing(serving: boolean): void {
-    if (this.shuttingDown) return;
-    const status = serving ? "SERVING" : "NOT_SERVING";
-    this.health.setStatus("", status);
-    this.health.setStatus(REGISTRY_SERVICE_NAME, status);
-  }
-
   /**
-   * Graceful stop: report NOT_SERVING, refuse new calls, end watch streams with
-   * UNAVAILABLE, let in-flight unary calls finish (bounded by the grace
+   * Graceful stop: report NOT_SERVING, refuse new calls, end watch streams
+   * and grpc.health.v1 Watch streams with UNAVAILABLE, let in-flight unary calls finish (bounded by the grace
    * period), then cut whatever is left.
    */
   async shutdown(): Promise<void> {
-    this.setServing(false);
-    this.shuttingDown = true;
+    this.serving.set("shutting_down", true);
+    this.healthWatches.endAll();
     const drained = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
     this.watchStreams.endAll(shuttingDown());
     let timer: NodeJS.Timeout | undefined;

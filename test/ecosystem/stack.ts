@@ -2,7 +2,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
-import { startServer, type RunningServer } from "../../src/cli/serve.js";
+import { startServer, type RunningServer, type StartOptions } from "../../src/cli/serve.js";
 import { loadConfig } from "../../src/config/load-config.js";
 import { TEST_KEY } from "../support/registry-harness.js";
 
@@ -11,7 +11,10 @@ import { TEST_KEY } from "../support/registry-harness.js";
  * in-process on loopback ephemeral ports, with a memory store and no probing
  * unless `env` says otherwise.
  */
-export async function startStack(env: Record<string, string> = {}): Promise<RunningServer & { address: string }> {
+export async function startStack(
+  env: Record<string, string> = {},
+  options: StartOptions = {},
+): Promise<RunningServer & { address: string }> {
   const cwd = mkdtempSync(join(tmpdir(), "registry-stack-"));
   const config = loadConfig({
     cwd,
@@ -27,6 +30,6 @@ export async function startStack(env: Record<string, string> = {}): Promise<Runn
       ...env,
     },
   });
-  const server = await startServer(config, pino({ level: "silent" }));
+  const server = await startServer(config, pino({ level: "silent" }), options);
   return Object.assign(server, { address: `127.0.0.1:${server.port}` });
 }

@@ -1,0 +1,80 @@
+import { status, type ServiceError } from "@grpc/grpc-js";
+import { afterEach, describe, expect, it } from "vitest";
+import { RegistryServiceClient } from "../../gen/registry/v1/registry.js";
+import { credentials } from "@grpc/grpc-js";
+import { call, callError, keyAuth } from "../support/registry-harness.js";
+import { FlakyStore } from "./flaky-store.js";
+import { check, healthClient, HealthWatch } from "./health-client.js";
+import { startStack } from "./stack.js";
+
+const REGISTER = { serviceType: "api", port: 8080, host: "127.0.0.1", metadata: {} };
+
+describe("grpc.health.v1", () => {
+  const cleanup: (() => unknown)[] = [];
+  afterEach(async () => {
+    for (const c of cleanup.splice(0).reverse()) await c();
+  });
+
+  async function start(store?: FlakyStore) {
+    const server = await startStack({}, store ? { store } : {});
+    cleanup.push(() => server.close());
+    const health = healthClient(server.address);
+    const registry = new RegistryServiceClient(server.address, credentials.createInsecure());
+    cleanup.push(() => health.close(), () => registry.close());
+    return { server, health, registry };
+  }
+
+  it("reports SERVING for the server and for registry.v1.RegistryService, NOT_FOUND for others", async () => {
+    const { health } = await start();
+    expect(await check(health)).toBe("SERVING");
+    expect(await check(health, "registry.v1.RegistryService")).toBe("SERVING");
+    const err = (await check(health, "no.such.Service").catch((e: ServiceError) => e)) as ServiceError;
+    expect(err.code).toBe(status.NOT_FOUND);
+  });
+
+  it("Watch streams the status and every change: NOT_SERVING while the store fails, SERVING once it commits again", async () => {
+    const store = new FlakyStore();
+    const { health, registry } = await start(store);
+    const watch = new HealthWatch(health);
+    cleanup.push(() => watch.cancel());
+    const watchService = new HealthWatch(health, "registry.v1.RegistryService");
+    cleanup.push(() => watchService.cancel());
+    expect(await watch.next()).toBe("SERVING");
+    expect(await watchService.next()).toBe("SERVING");
+
+    store.failing = true;
+    const failed = await callError(registry, registry.register, REGISTER, keyAuth());
+    expect(failed.code).toBe(status.INTERNAL);
+    expect(failed.details).toBe("internal error"); // the store's message stays in the log
+    expect(await watch.next()).toBe("NOT_SERVING");
+    expect(await watchService.next()).toBe("NOT_SERVING");
+    expect(await check(health)).toBe("NOT_SERVING");
+
+    store.failing = false;
+    await call(registry, registry.register, REGISTER);
+    expect(await watch.next()).toBe("SERVING");
+    expect(await check(health, "registry.v1.RegistryService")).toBe("SERVING");
+  });
+
+  it("a domain error (unregistering an unknown instance) is an answer, not a store failure", async () => {
+    const { health, registry } = await start();
+    const err = await callError(registry, registry.unregister, { instanceId: "00000000-0000-0000-0000-000000000000" }, keyAuth());
+    expect(err.code).toBe(status.NOT_FOUND);
+    expect(await check(health)).toBe("SERVING");
+  });
+
+  it("at shutdown, Watch says NOT_SERVING, then ends with UNAVAILABLE without holding the shutdown", async () => {
+    const server = await startStack({ SHUTDOWN_GRACE_MS: "15000" });
+    const health = healthClient(server.address);
+    cleanup.push(() => health.close());
+    const watch = new HealthWatch(health);
+    expect(await watch.next()).toBe("SERVING");
+    const started = Date.now();
+    const closed = server.close();
+    expect(await watch.next()).toBe("NOT_SERVING");
+    const end = (await watch.next().catch((e: ServiceError) => e)) as ServiceError;
+    expect(end.code).toBe(status.UNAVAILABLE);
+    await closed;
+    expect(Date.now() - started).toBeLessThan(5000); // not the 15 s grace period
+  });
+});
