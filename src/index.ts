@@ -15,3 +15,5 @@ export type { RegistryStore, Mutation, StoreState } from "./store/registry-store
 export { RegistryGrpcServer, type RegistryGrpcServerOptions } from "./server/grpc-server.js";
 export { loadConfig, ConfigError } from "./config/load-config.js";
 export { startServer, type RunningServer } from "./cli/serve.js";
+// The client SDK: RegistryClient, registerSelf, the registry:/// resolver (SPEC 4.6).
+export * from "./client/index.js";

@@ -1,0 +1,140 @@
+import { lookup } from "node:dns/promises";
+import { isIP } from "node:net";
+import type { Instance } from "../registry/types.js";
+import type { RegistryClientError } from "./client-error.js";
+import type { RegistryClient } from "./registry-client.js";
+import type { RegistryWatch } from "./registry-watch.js";
+
+/** One healthy instance and the socket addresses its host resolves to. */
+export interface ResolvedInstance {
+  readonly instance: Instance;
+  readonly addresses: readonly { readonly host: string; readonly port: number }[];
+}
+
+/** The healthy set of one service type, or why there is none yet. */
+export type HealthySet =
+  | { readonly ok: true; readonly instances: readonly ResolvedInstance[]; readonly revision: number }
+  | { readonly ok: false; readonly error: RegistryClientError };
+
+type Listener = (set: HealthySet) => void;
+
+/**
+ * The healthy instances of one service type, kept current from one resumable
+ * watch and shared by every subscriber (e.g. every channel of a router that
+ * targets `registry:///billing`). Updates are coalesced: a burst of changes
+ * (a snapshot, a replay after reconnecting) gives one update. The last known
+ * set is kept while the registry is unreachable: stale addresses are better
+ * than none, and the channel's own connection checks skip dead ones.
+ */
+export class HealthyInstances {
+  private readonly instances = new Map<string, Instance>();
+  private readonly listeners = new Set<Listener>();
+  private watch: RegistryWatch | undefined;
+  private latest: HealthySet | undefined;
+  private synced = false;
+  private revision = 0;
+  private publishScheduled = false;
+  private publishSeq = 0;
+
+  constructor(
+    private readonly client: RegistryClient,
+    readonly serviceType: string,
+    private readonly onEmpty: () => void = () => {},
+  ) {}
+
+  /**
+   * Calls `listener` with the current set (asynchronously, if one is known)
+   * and after every change. Returns the unsubscribe function; the watch stops
+   * when the last subscriber leaves.
+   */
+  subscribe(listener: Listener): () => void {
+    this.listeners.add(listener);
+    if (!this.watch) this.start();
+    const latest = this.latest;
+    if (latest) setImmediate(() => this.listeners.has(listener) && listener(latest));
+    return () => {
+      if (!this.listeners.delete(listener) || this.listeners.size > 0) return;
+      this.watch?.close();
+      this.watch = undefined;
+      this.onEmpty();
+    };
+  }
+
+  private start(): void {
+    const watch = this.client.watch({
+      serviceType: this.serviceType,
+      onDisconnect: ({ error }) => {
+        // Before the first snapshot, fail calls fast instead of queueing them forever.
+        if (!this.synced) this.deliver({ ok: false, error });
+      },
+    });
+    this.watch = watch;
+    void (async () => {
+      try {
+        for await (const event of watch) {
+          switch (event.type) {
+            case "snapshot":
+              this.instances.clear();
+              for (const instance of event.instances) this.instances.set(instance.id, instance);
+              this.synced = true;
+              break;
+            case "instanceRegistered":
+            case "healthCheckPassed":
+            case "healthCheckFailed":
+              this.instances.set(event.instance.id, event.instance);
+              break;
+            case "instanceRemoved":
+              this.instances.delete(event.instance.id);
+              break;
+            default:
+              continue; // reset keeps the old set until the new snapshot replaces it
+          }
+          this.revision = event.revision;
+          if (this.synced) this.schedulePublish();
+        }
+      } catch (err) {
+        this.deliver({ ok: false, error: err as RegistryClientError });
+      }
+    })();
+  }
+
+  private schedulePublish(): void {
+    if (this.publishScheduled) return;
+    this.publishScheduled = true;
+    setImmediate(() => {
+      this.publishScheduled = false;
+      void this.publish();
+    });
+  }
+
+  private async publish(): Promise<void> {
+    const seq = ++this.publishSeq;
+    const revision = this.revision;
+    const healthy = [...this.instances.values()].filter((i) => i.health === "healthy");
+    const resolved = await Promise.all(healthy.map(resolveInstance));
+    if (seq !== this.publishSeq) return; // a newer set is on its way
+    this.deliver({ ok: true, instances: resolved.filter((r) => r.addresses.length > 0), revision });
+  }
+
+  private deliver(set: HealthySet): void {
+    this.latest = set;
+    for (const listener of [...this.listeners]) {
+      try {
+        listener(set);
+      } catch {
+        // One subscriber's failure must not starve the others.
+      }
+    }
+  }
+}
+
+/** Resolves a hostname instance to its addresses (IP literals as they are); none if the lookup fails. */
+async function resolveInstance(instance: Instance): Promise<ResolvedInstance> {
+  if (isIP(instance.host)) return { instance, addresses: [{ host: instance.host, port: instance.port }] };
+  try {
+    const found = await lookup(instance.host, { all: true });
+    return { instance, addresses: found.map((a) => ({ host: a.address, port: instance.port })) };
+  } catch {
+    return { instance, addresses: [] };
+  }
+}

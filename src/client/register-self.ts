@@ -1,0 +1,275 @@
+import { randomUUID } from "node:crypto";
+import { EventEmitter } from "node:events";
+import { status } from "@grpc/grpc-js";
+import type { Instance } from "../registry/types.js";
+import type { RegistryAuth } from "./auth.js";
+import { Backoff, sleep, type BackoffOptions } from "./backoff.js";
+import { isPermanent, RegistryClientError, toClientError } from "./client-error.js";
+import { RegistryClient, type RegisterOptions, type RegistryClientOptions } from "./registry-client.js";
+
+/**
+ * Metadata key holding a random id of one `registerSelf` session. It lets the
+ * session find and remove a duplicate of itself left by a Register call whose
+ * answer was lost (the registry may have applied it).
+ */
+export const SESSION_METADATA_KEY = "registry.session";
+
+/** Options of `registerSelf`. */
+export interface RegisterSelfOptions extends RegisterOptions {
+  /** The registration key (Register requires it; also used to clean up duplicates). */
+  readonly key: string;
+  /** An existing client to use (its connections are shared, not closed by `close()`). */
+  readonly client?: RegistryClient;
+  /** Otherwise: how to reach the registry (`addresses`, `credentials`, `channelOptions`...). */
+  readonly connection?: Omit<RegistryClientOptions, "auth">;
+  /**
+   * How often the registration is verified (GetInstance with the instance's
+   * own credentials); an UNAUTHENTICATED or NOT_FOUND answer means the
+   * registry lost it, and it registers again. Default 5000 ms, ±20% jitter.
+   */
+  readonly checkIntervalMs?: number;
+  /** Retry schedule for failed checks and registrations. Default 250 ms doubling to 5 s, half jittered. */
+  readonly backoff?: BackoffOptions;
+  /**
+   * Opt-in: unregister when the process receives these signals (`true`:
+   * SIGTERM). If no other listener handles the signal, it is raised again
+   * afterwards, so the process still exits as it would have.
+   */
+  readonly unregisterOnSignal?: boolean | readonly NodeJS.Signals[];
+  /** Deadline of each call. Default the client's (5000 ms). */
+  readonly deadlineMs?: number;
+}
+
+/** Events of a `SelfRegistration`. */
+export interface SelfRegistrationEvents {
+  /** Registered (first time or again): the new instance; `id` and `token` changed. */
+  registered: [instance: Instance];
+  /** The registry no longer knows this instance (lost data, expired, removed); registering again. */
+  lost: [error: RegistryClientError];
+  /** A check or registration failed and will be retried after `delayMs`. */
+  retry: [error: RegistryClientError, delayMs: number];
+}
+
+/**
+ * A service's own registration, kept alive: it re-registers whenever the
+ * registry answers UNAUTHENTICATED or NOT_FOUND for it (a registry restarted
+ * without its data, or an instance removed after failing health checks), with
+ * jittered backoff so a fleet does not stampede a restarted registry.
+ * `close()` unregisters.
+ */
+export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
+  private current: { id: string; token: string; instance: Instance } | undefined;
+  private readonly abort = new AbortController();
+  private readonly backoff: Backoff;
+  private readonly session = randomUUID();
+  private readonly signalHandlers: [NodeJS.Signals, () => void][] = [];
+  private loop: Promise<void> | undefined;
+  private closing: Promise<void> | undefined;
+
+  /** Use `registerSelf()`. */
+  constructor(
+    private readonly client: RegistryClient,
+    private readonly ownsClient: boolean,
+    private readonly options: RegisterSelfOptions,
+  ) {
+    super();
+    this.backoff = new Backoff(options.backoff);
+  }
+
+  /** The current instance id (changes when it registers again). */
+  get id(): string {
+    return this.registered().id;
+  }
+
+  /** The current secret token. */
+  get token(): string {
+    return this.registered().token;
+  }
+
+  /** The instance as last registered. */
+  get instance(): Instance {
+    return this.registered().instance;
+  }
+
+  /** The current instance credentials, for `RegistryClient`'s `auth` (a function: always the latest). */
+  readonly auth = (): RegistryAuth => ({ instanceId: this.id, token: this.token });
+
+  /** Registers for the first time, retrying transient failures; rejects on permanent ones. */
+  async start(): Promise<void> {
+    await this.register(true);
+    if (this.abort.signal.aborted) return;
+    this.installSignalHandlers();
+    this.loop = this.keepAlive();
+  }
+
+  /** Stops verifying and unregisters (best effort, bounded by the deadline). Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.abort.abort();
+    for (const [signal, handler] of this.signalHandlers) process.off(signal, handler);
+    await this.loop;
+    const current = this.current;
+    if (current) {
+      try {
+        await this.client.unregister(current.id, { auth: { instanceId: current.id, token: current.token }, deadlineMs: this.options.deadlineMs });
+      } catch (err) {
+        const error = toClientError(err, "Unregister");
+        // Already gone is fine; anything else is worth telling, but close() still completes.
+        if (error.code !== status.NOT_FOUND && error.code !== status.UNAUTHENTICATED) this.emitRetry(error, 0);
+      }
+    }
+    if (this.ownsClient) this.client.close();
+  }
+
+  /** Verifies the registration every interval; re-registers when the registry lost it. */
+  private async keepAlive(): Promise<void> {
+    const interval = this.options.checkIntervalMs ?? 5000;
+    let delay = jittered(interval);
+    while (!this.abort.signal.aborted) {
+      await sleep(delay, this.abort.signal, true);
+      if (this.abort.signal.aborted) return;
+      const current = this.registered();
+      try {
+        await this.client.getInstance(current.id, {
+          auth: { instanceId: current.id, token: current.token },
+          deadlineMs: this.options.deadlineMs,
+          signal: this.abort.signal,
+        });
+        this.backoff.reset();
+        delay = jittered(interval);
+      } catch (err) {
+        if (this.abort.signal.aborted) return;
+        const error = toClientError(err, "GetInstance");
+        if (error.code === status.UNAUTHENTICATED || error.code === status.NOT_FOUND) {
+          this.emit("lost", error);
+          await this.register(false);
+          delay = jittered(interval);
+        } else {
+          delay = Math.min(this.backoff.next(), interval);
+          this.emitRetry(error, delay);
+        }
+      }
+    }
+  }
+
+  /**
+   * Registers, retrying with backoff until it succeeds or the registration is
+   * closed. On the first registration a permanent error (bad key, invalid
+   * input) is thrown instead.
+   */
+  private async register(first: boolean): Promise<void> {
+    const { serviceType, port, host, metadata, healthCheckPath } = this.options;
+    let ambiguous = false;
+    while (!this.abort.signal.aborted) {
+      try {
+        const registered = await this.client.register(
+          { serviceType, port, host, healthCheckPath, metadata: { ...metadata, [SESSION_METADATA_KEY]: this.session } },
+          { auth: { key: this.options.key }, deadlineMs: this.options.deadlineMs },
+        );
+        if (this.abort.signal.aborted) {
+          // Closed meanwhile: do not leave this registration behind.
+          this.current = registered;
+          return;
+        }
+        this.current = registered;
+        this.backoff.reset();
+        this.emit("registered", registered.instance);
+        if (ambiguous) await this.removeDuplicates();
+        return;
+      } catch (err) {
+        const error = toClientError(err, "Register");
+        if (first && isPermanent(error)) throw error;
+        // A lost answer may hide an applied Register: look for a duplicate once registered.
+        if (!isPermanent(error) && !neverSent(error)) ambiguous = true;
+        const delay = this.backoff.next();
+        this.emitRetry(error, delay);
+        await sleep(delay, this.abort.signal, true);
+      }
+    }
+  }
+
+  /** Unregisters other instances of this session (left by a Register whose answer was lost). */
+  private async removeDuplicates(): Promise<void> {
+    const mine = this.registered().id;
+    try {
+      const { instances } = await this.client.getByType(this.options.serviceType, {
+        includeUnhealthy: true,
+        auth: { key: this.options.key },
+      });
+      for (const instance of instances) {
+        if (instance.id !== mine && instance.metadata[SESSION_METADATA_KEY] === this.session) {
+          await this.client.unregister(instance.id, { auth: { key: this.options.key } });
+        }
+      }
+    } catch (err) {
+      this.emitRetry(toClientError(err, "Unregister"), 0);
+    }
+  }
+
+  private installSignalHandlers(): void {
+    const setting = this.options.unregisterOnSignal;
+    if (!setting) return;
+    const signals: readonly NodeJS.Signals[] = setting === true ? ["SIGTERM"] : setting;
+    for (const signal of signals) {
+      const handler = (): void => {
+        void this.close().finally(() => {
+          // Nobody else handles it: behave as if we had not been listening.
+          if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+        });
+      };
+      process.once(signal, handler);
+      this.signalHandlers.push([signal, handler]);
+    }
+  }
+
+  private registered(): { id: string; token: string; instance: Instance } {
+    if (!this.current) throw new RegistryClientError(status.FAILED_PRECONDITION, "not registered yet", "registerSelf");
+    return this.current;
+  }
+
+  private emitRetry(error: RegistryClientError, delayMs: number): void {
+    if (this.listenerCount("retry") > 0) this.emit("retry", error, delayMs);
+  }
+}
+
+/** Failed before reaching any registry, so it cannot have been applied. */
+function neverSent(error: RegistryClientError): boolean {
+  return error.code === status.UNAVAILABLE && /no connection established|no registry address reachable/i.test(error.details);
+}
+
+function jittered(ms: number): number {
+  return Math.round(ms * (0.8 + 0.4 * Math.random()));
+}
+
+/**
+ * Registers this service and keeps it registered (SPEC 4.6): resolves once
+ * registered; re-registers when the registry answers UNAUTHENTICATED or
+ * NOT_FOUND for it; `close()` unregisters. The returned object's `id`,
+ * `token` and `auth` always hold the current credentials.
+ *
+ * @example
+ * const self = await registerSelf({
+ *   connection: { addresses: ["registry:4000"] },
+ *   key: process.env.SERVICE_REGISTRATION_KEY!,
+ *   serviceType: "billing",
+ *   port: 8080,
+ *   unregisterOnSignal: true,
+ * });
+ * self.on("registered", (i) => log.info({ id: i.id }, "registered"));
+ */
+export async function registerSelf(options: RegisterSelfOptions): Promise<SelfRegistration> {
+  if (!options.client && !options.connection) throw new TypeError("registerSelf needs `client` or `connection`");
+  const client = options.client ?? new RegistryClient(options.connection as RegistryClientOptions);
+  const registration = new SelfRegistration(client, !options.client, options);
+  try {
+    await registration.start();
+  } catch (err) {
+    await registration.close();
+    throw err;
+  }
+  return registration;
+}

@@ -1,0 +1,48 @@
+import type { Instance, RemovalReason } from "../registry/types.js";
+
+/** Where in the registry's history an event sits. */
+interface At {
+  /** Revision of the change, or the registry's revision for snapshot, reset, bookmark and probe. */
+  readonly revision: number;
+  /** The registry's data set; revisions of different epochs are unrelated. */
+  readonly epoch: string;
+}
+
+/**
+ * What `RegistryClient.watch()` yields.
+ *
+ * - `snapshot`: the complete set of instances at `revision`; replaces anything
+ *   known before (first event, and after every `reset`).
+ * - `reset`: the registry could not resume where the watch left off (its data
+ *   was lost or replaced, or the gap left its history); a `snapshot` follows.
+ * - `instanceRegistered`, `instanceRemoved`, `healthCheckPassed`,
+ *   `healthCheckFailed`: one committed change each, in revision order, each
+ *   exactly once (health events are transitions).
+ * - `probe`: one probe result, only with `everyHealthCheck`; not a change.
+ * - `bookmark`: nothing changed for a while; `revision` is a fresh resume point.
+ */
+export type RegistryWatchEvent =
+  | ({ readonly type: "snapshot"; readonly instances: Instance[] } & At)
+  | ({ readonly type: "reset" } & At)
+  | ({ readonly type: "instanceRegistered"; readonly instance: Instance } & At)
+  | ({ readonly type: "instanceRemoved"; readonly instance: Instance; readonly reason: RemovalReason } & At)
+  | ({ readonly type: "healthCheckPassed"; readonly instance: Instance } & At)
+  | ({ readonly type: "healthCheckFailed"; readonly instance: Instance; readonly failureReason: string } & At)
+  | ({ readonly type: "probe"; readonly instance: Instance; readonly passed: boolean; readonly failureReason?: string } & At)
+  | ({ readonly type: "bookmark" } & At);
+
+/** The event types that are committed changes. */
+export type RegistryChangeEvent = Extract<
+  RegistryWatchEvent,
+  { type: "instanceRegistered" | "instanceRemoved" | "healthCheckPassed" | "healthCheckFailed" }
+>;
+
+/** True for the four change events (not snapshot, reset, probe or bookmark). */
+export function isChangeEvent(event: RegistryWatchEvent): event is RegistryChangeEvent {
+  return (
+    event.type === "instanceRegistered" ||
+    event.type === "instanceRemoved" ||
+    event.type === "healthCheckPassed" ||
+    event.type === "healthCheckFailed"
+  );
+}

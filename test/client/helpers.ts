@@ -1,0 +1,81 @@
+import { createServer, type AddressInfo } from "node:net";
+import type { RegistryWatch } from "../../src/client/registry-watch.js";
+import type { RegistryWatchEvent } from "../../src/client/watch-events.js";
+
+/** A port that was free a moment ago (for restarting a server on the same port). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/**
+ * Something to await: resolves the first time `test` holds over an
+ * append-only list of items, or fails after `timeoutMs` naming `what`.
+ */
+export class Log<T> {
+  readonly items: T[] = [];
+  private readonly waiters = new Set<() => void>();
+
+  push(item: T): void {
+    this.items.push(item);
+    for (const wake of [...this.waiters]) wake();
+  }
+
+  /** Resolves with the first item (from index `from`) matching `match`. */
+  async find(match: (item: T) => boolean, what: string, timeoutMs = 5000, from = 0): Promise<T> {
+    const found = (): T | undefined => this.items.slice(from).find(match);
+    await this.until(() => found() !== undefined, what, timeoutMs);
+    return found() as T;
+  }
+
+  /** Resolves once `test(items)` holds. */
+  until(test: (items: readonly T[]) => boolean, what: string, timeoutMs = 5000): Promise<void> {
+    if (test(this.items)) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters.delete(check);
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${JSON.stringify(this.items.slice(-3))}`));
+      }, timeoutMs);
+      const check = (): void => {
+        if (!test(this.items)) return;
+        clearTimeout(timer);
+        this.waiters.delete(check);
+        resolve();
+      };
+      this.waiters.add(check);
+    });
+  }
+}
+
+/** Consumes a watch in the background into a Log (the iteration error, if any, in `error`). */
+export function drain(watch: RegistryWatch): Log<RegistryWatchEvent> & { error?: unknown; done: Promise<void> } {
+  const log = new Log<RegistryWatchEvent>() as Log<RegistryWatchEvent> & { error?: unknown; done: Promise<void> };
+  log.done = (async () => {
+    try {
+      for await (const event of watch) log.push(event);
+    } catch (err) {
+      log.error = err;
+    }
+  })();
+  return log;
+}
+
+/** The revisions of the change events (not snapshot, reset, bookmark, probe). */
+export function changeRevisions(events: readonly RegistryWatchEvent[]): number[] {
+  return events
+    .filter((e) => e.type === "instanceRegistered" || e.type === "instanceRemoved" || e.type.startsWith("healthCheck"))
+    .map((e) => e.revision);
+}
+
+/** from..to inclusive. */
+export function range(from: number, to: number): number[] {
+  return Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);
+}
+
+/** Resolves after `ms` — only for spacing load, never to wait for an outcome. */
+export function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

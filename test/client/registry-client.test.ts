@@ -1,0 +1,169 @@
+import { status } from "@grpc/grpc-js";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { Backoff } from "../../src/client/backoff.js";
+import { RegistryClientError } from "../../src/client/client-error.js";
+import { RegistryClient } from "../../src/client/registry-client.js";
+import { startBlackhole } from "../support/health-server.js";
+import { startHarness, TEST_KEY, type Harness } from "../support/registry-harness.js";
+import { freePort } from "./helpers.js";
+
+/** The rejection of `promise`, which must fail. */
+async function failure(promise: Promise<unknown>): Promise<RegistryClientError> {
+  try {
+    await promise;
+  } catch (err) {
+    expect(err).toBeInstanceOf(RegistryClientError);
+    return err as RegistryClientError;
+  }
+  throw new Error("expected the call to fail");
+}
+
+describe("RegistryClient", () => {
+  let h: Harness;
+  const clients: RegistryClient[] = [];
+  const client = (options: Partial<ConstructorParameters<typeof RegistryClient>[0]> = {}): RegistryClient => {
+    const c = new RegistryClient({ addresses: [h.address], auth: { key: TEST_KEY }, ...options });
+    clients.push(c);
+    return c;
+  };
+
+  beforeEach(async () => {
+    h = await startHarness();
+  });
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.close();
+    await h.close();
+  });
+
+  it("has a typed call for every RPC, returning plain objects, with the key or an instance's credentials", async () => {
+    const admin = client();
+    const a = await admin.register({ serviceType: "billing", port: 8080, host: "10.0.0.7", metadata: { zone: "eu-1" }, healthCheckPath: "/hz" });
+    expect(a.instance).toMatchObject({
+      id: a.id,
+      serviceType: "billing",
+      host: "10.0.0.7",
+      port: 8080,
+      metadata: { zone: "eu-1" },
+      healthCheckPath: "/hz",
+      health: "healthy",
+      revision: 1,
+    });
+    expect(typeof a.instance.registeredAt).toBe("number");
+    expect(a.auth).toEqual({ instanceId: a.id, token: a.token });
+    const b = await admin.register({ serviceType: "billing", port: 8081, host: "10.0.0.8" });
+
+    // An instance reads with its own credentials.
+    const self = client({ auth: a.auth });
+    expect(await self.getInstance(b.id)).toMatchObject({ id: b.id, port: 8081 });
+    const byType = await self.getByType("billing");
+    expect(byType.instances.map((i) => i.id).sort()).toEqual([a.id, b.id].sort());
+    expect(byType.revision).toBe(2);
+    expect(await self.listServices()).toEqual({ services: [{ serviceType: "billing", healthyCount: 2, totalCount: 2 }], revision: 2 });
+
+    // ...and unregisters itself; per-call credentials override the client's.
+    const removed = await admin.unregister(a.id, { auth: a.auth });
+    expect(removed).toMatchObject({ instance: { id: a.id }, revision: 3, reason: "unregistered" });
+    expect((await admin.getByType("billing")).instances.map((i) => i.id)).toEqual([b.id]);
+  });
+
+  it("reports failures as RegistryClientError with the gRPC status and the server's message", async () => {
+    const admin = client();
+    const missing = await failure(admin.getInstance("no-such-id"));
+    expect(missing).toMatchObject({ code: status.NOT_FOUND, codeName: "NOT_FOUND", method: "GetInstance", address: h.address });
+
+    const invalid = await failure(admin.register({ serviceType: "Bad Type", port: 80, host: "10.0.0.1" }));
+    expect(invalid.code).toBe(status.INVALID_ARGUMENT);
+    expect(invalid.details).toMatch(/service_type/);
+
+    const wrongKey = await failure(client({ auth: { key: "not-the-key-0123456789" } }).listServices());
+    expect(wrongKey.code).toBe(status.UNAUTHENTICATED);
+    expect(wrongKey.message).not.toContain("not-the-key");
+
+    const a = await admin.register({ serviceType: "api", port: 1, host: "10.0.0.1" });
+    const b = await admin.register({ serviceType: "api", port: 2, host: "10.0.0.2" });
+    const denied = await failure(client({ auth: a.auth }).unregister(b.id));
+    expect(denied.code).toBe(status.PERMISSION_DENIED);
+    const noCredentials = await failure(client({ auth: undefined }).listServices());
+    expect(noCredentials.code).toBe(status.UNAUTHENTICATED);
+  });
+
+  it("puts a deadline on every call: a registry that never answers fails in time with DEADLINE_EXCEEDED", async () => {
+    const blackhole = await startBlackhole();
+    try {
+      const stuck = client({ addresses: [`127.0.0.1:${blackhole.port}`], deadlineMs: 300 });
+      const started = Date.now();
+      const err = await failure(stuck.listServices());
+      expect(err.code).toBe(status.DEADLINE_EXCEEDED);
+      expect(Date.now() - started).toBeLessThan(2000);
+      // A per-call deadline overrides the client's.
+      const started2 = Date.now();
+      expect((await failure(stuck.getByType("x", { deadlineMs: 100 }))).code).toBe(status.DEADLINE_EXCEEDED);
+      expect(Date.now() - started2).toBeLessThan(1000);
+    } finally {
+      await blackhole.close();
+    }
+  });
+
+  it("fails over to the next address when one refuses connections or never answers, and sticks to the one that works", async () => {
+    const blackhole = await startBlackhole();
+    try {
+      const refused = `127.0.0.1:${await freePort()}`;
+      const c = client({ addresses: [refused, `127.0.0.1:${blackhole.port}`, h.address], connectTimeoutMs: 300 });
+      const a = await c.register({ serviceType: "api", port: 1, host: "10.0.0.1" }); // Register too: nothing was sent to the dead ones
+      expect((await c.getInstance(a.id)).id).toBe(a.id);
+      const started = Date.now();
+      await c.listServices();
+      expect(Date.now() - started).toBeLessThan(250); // straight to the live one
+    } finally {
+      await blackhole.close();
+    }
+  });
+
+  it("fails with UNAVAILABLE naming every address when none is reachable", async () => {
+    const c = client({ addresses: [`127.0.0.1:${await freePort()}`, `127.0.0.1:${await freePort()}`], connectTimeoutMs: 300 });
+    const err = await failure(c.listServices());
+    expect(err.code).toBe(status.UNAVAILABLE);
+    expect(err.details).toMatch(/no registry address reachable/);
+  });
+
+  it("cancels a call when its signal aborts, and refuses calls once closed", async () => {
+    const blackhole = await startBlackhole();
+    try {
+      const stuck = client({ addresses: [`127.0.0.1:${blackhole.port}`] });
+      const controller = new AbortController();
+      const pending = failure(stuck.listServices({ signal: controller.signal }));
+      controller.abort();
+      expect((await pending).code).toBe(status.CANCELLED);
+    } finally {
+      await blackhole.close();
+    }
+    const c = client();
+    c.close();
+    expect((await failure(c.listServices())).code).toBe(status.CANCELLED);
+  });
+
+  it("shares connections with clients made by withAuth, which close independently", async () => {
+    const admin = client();
+    const a = await admin.register({ serviceType: "api", port: 1, host: "10.0.0.1" });
+    const asInstance = admin.withAuth(a.auth);
+    asInstance.close();
+    expect((await admin.listServices()).services).toHaveLength(1); // the shared channel is still open
+  });
+});
+
+describe("Backoff", () => {
+  it("grows exponentially up to the cap, draws jitter from the lower part of each step, and resets", () => {
+    const top = new Backoff({ initialMs: 100, maxMs: 1000, random: () => 0 }); // no jitter taken
+    expect([1, 2, 3, 4, 5, 6].map(() => top.next())).toEqual([100, 200, 400, 800, 1000, 1000]);
+    top.reset();
+    expect(top.next()).toBe(100);
+
+    const bottom = new Backoff({ initialMs: 100, maxMs: 1000, jitter: 0.5, random: () => 0.999999 });
+    expect([1, 2, 3].map(() => bottom.next())).toEqual([50, 100, 200]);
+
+    const delays = Array.from({ length: 200 }, () => new Backoff({ initialMs: 1000 }).next());
+    expect(Math.min(...delays)).toBeGreaterThanOrEqual(500);
+    expect(Math.max(...delays)).toBeLessThanOrEqual(1000);
+    expect(new Set(delays).size).toBeGreaterThan(20); // spread, not lockstep
+  });
+});
