@@ -52,6 +52,11 @@ export function isUnavailable(err: RegistryClientError): boolean {
   return err.code === status.UNAVAILABLE;
 }
 
+/** The call failed before reaching any registry, so it cannot have been applied. */
+export function neverSent(err: RegistryClientError): boolean {
+  return err.code === status.UNAVAILABLE && /no connection established|no registry address reachable/i.test(err.details);
+}
+
 /**
  * Errors no retry can fix: wrong credentials, a request the registry rejects,
  * a server without this API. Everything else (unavailable, deadline, stall,

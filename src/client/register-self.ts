@@ -4,7 +4,7 @@ import { status } from "@grpc/grpc-js";
 import type { Instance } from "../registry/types.js";
 import type { RegistryAuth } from "./auth.js";
 import { Backoff, sleep, type BackoffOptions } from "./backoff.js";
-import { isPermanent, RegistryClientError, toClientError } from "./client-error.js";
+import { isPermanent, neverSent, RegistryClientError, toClientError } from "./client-error.js";
 import { RegistryClient, type RegisterOptions, type RegistryClientOptions } from "./registry-client.js";
 
 /**
@@ -234,11 +234,6 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
   private emitRetry(error: RegistryClientError, delayMs: number): void {
     if (this.listenerCount("retry") > 0) this.emit("retry", error, delayMs);
   }
-}
-
-/** Failed before reaching any registry, so it cannot have been applied. */
-function neverSent(error: RegistryClientError): boolean {
-  return error.code === status.UNAVAILABLE && /no connection established|no registry address reachable/i.test(error.details);
 }
 
 function jittered(ms: number): number {

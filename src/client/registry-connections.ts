@@ -6,7 +6,8 @@ import {
   type ChannelOptions,
 } from "@grpc/grpc-js";
 import { RegistryServiceClient } from "../../gen/registry/v1/registry.js";
-import { isUnavailable, RegistryClientError, toClientError } from "./client-error.js";
+import { Backoff, sleep } from "./backoff.js";
+import { isUnavailable, neverSent, RegistryClientError, toClientError } from "./client-error.js";
 
 /** Where the registry is and how to reach it. */
 export interface ConnectionOptions {
@@ -25,6 +26,11 @@ export interface ConnectionOptions {
    * the next is tried. Default 2000 ms.
    */
   readonly connectTimeoutMs?: number;
+  /**
+   * Fail a call at once when no registry can be reached, instead of retrying
+   * until its deadline (which rides out a registry restart). Default false.
+   */
+  readonly failFast?: boolean;
 }
 
 /**
@@ -32,8 +38,8 @@ export interface ConnectionOptions {
  * up to two minutes between connection attempts.
  */
 const DEFAULT_CHANNEL_OPTIONS: ChannelOptions = {
-  "grpc.initial_reconnect_backoff_ms": 250,
-  "grpc.max_reconnect_backoff_ms": 5000,
+  "grpc.initial_reconnect_backoff_ms": 200,
+  "grpc.max_reconnect_backoff_ms": 2000,
 };
 
 /** One registry address and its client. */
@@ -129,9 +135,32 @@ export class RegistryConnections {
    * Runs one call with failover: on the preferred address, then the next ones
    * while the address cannot be reached, or (for `idempotent` calls) answers
    * UNAVAILABLE. A non-idempotent call that reached a registry is never
-   * repeated elsewhere: it might have been applied.
+   * repeated: it might have been applied. Unless `failFast`, a call that
+   * found no registry is retried with a short backoff until its deadline, so
+   * a registry restart costs latency, not an error.
    */
   async run<T>(
+    method: string,
+    deadline: number,
+    idempotent: boolean,
+    attempt: (endpoint: RegistryEndpoint) => Promise<T>,
+  ): Promise<T> {
+    const backoff = new Backoff({ initialMs: 50, maxMs: 1000 });
+    for (;;) {
+      let error: RegistryClientError;
+      try {
+        return await this.runOnce(method, deadline, idempotent, attempt);
+      } catch (err) {
+        error = toClientError(err, method);
+      }
+      const retryable = neverSent(error) || (idempotent && isUnavailable(error));
+      const delay = backoff.next();
+      if (this.options.failFast || !retryable || this.refs <= 0 || Date.now() + delay >= deadline) throw error;
+      await sleep(delay);
+    }
+  }
+
+  private async runOnce<T>(
     method: string,
     deadline: number,
     idempotent: boolean,
@@ -147,7 +176,7 @@ export class RegistryConnections {
         return await attempt(endpoint);
       } catch (err) {
         const error = toClientError(err, method, endpoint.address);
-        if (!(idempotent && n > 1 && isUnavailable(error) && Date.now() < deadline)) throw error;
+        if (!(n > 1 && (neverSent(error) || (idempotent && isUnavailable(error))) && Date.now() < deadline)) throw error;
         lastError = error;
         this.markFailed(endpoint.index);
       }

@@ -79,3 +79,12 @@ export function range(from: number, to: number): number[] {
 export function pause(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/** Polls `cond` (for state that has no event to await) until it holds; fails naming `what`. */
+export async function eventually(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await pause(10);
+  }
+}

@@ -119,11 +119,19 @@ describe("RegistryClient", () => {
     }
   });
 
-  it("fails with UNAVAILABLE naming every address when none is reachable", async () => {
-    const c = client({ addresses: [`127.0.0.1:${await freePort()}`, `127.0.0.1:${await freePort()}`], connectTimeoutMs: 300 });
-    const err = await failure(c.listServices());
+  it("retries an unreachable registry until the deadline (a restart costs latency), or fails at once with failFast", async () => {
+    const dead = [`127.0.0.1:${await freePort()}`, `127.0.0.1:${await freePort()}`];
+    const patient = client({ addresses: dead, deadlineMs: 400 });
+    let started = Date.now();
+    const err = await failure(patient.listServices());
     expect(err.code).toBe(status.UNAVAILABLE);
     expect(err.details).toMatch(/no registry address reachable/);
+    expect(Date.now() - started).toBeGreaterThan(200);
+
+    const impatient = client({ addresses: dead, failFast: true });
+    started = Date.now();
+    expect((await failure(impatient.listServices())).code).toBe(status.UNAVAILABLE);
+    expect(Date.now() - started).toBeLessThan(200);
   });
 
   it("cancels a call when its signal aborts, and refuses calls once closed", async () => {
