@@ -1,7 +1,12 @@
 import type { Logger } from "pino";
 import type { Config } from "../config/settings.js";
 import { resolveRegistrationKeys } from "../config/registration-key.js";
+import { HttpProber } from "../health/http-probe.js";
+import { RegistryHttpServer } from "../http/http-server.js";
+import { opsRoutes } from "../http/ops-routes.js";
+import { instrumentProbe } from "../observability/instrumented-probe.js";
 import { InstrumentedStore } from "../observability/instrumented-store.js";
+import { RegistryMetrics } from "../observability/registry-metrics.js";
 import { ServingState } from "../observability/serving-state.js";
 import { RegistrationKeys } from "../registry/credentials.js";
 import { ServiceRegistry } from "../registry/service-registry.js";
@@ -12,7 +17,10 @@ import type { RegistryStore } from "../store/registry-store.js";
 /** A started registry server. */
 export interface RunningServer {
   readonly port: number;
+  /** The HTTP port (/metrics, /healthz, JSON API), or undefined when HTTP_PORT=0. */
+  readonly httpPort: number | undefined;
   readonly registry: ServiceRegistry;
+  readonly metrics: RegistryMetrics;
   /** Graceful stop: streams end with UNAVAILABLE, in-flight calls finish, the store is flushed. */
   close(): Promise<void>;
 }
@@ -21,22 +29,28 @@ export interface RunningServer {
 export interface StartOptions {
   /** Use this store instead of the one `STORE` names. */
   readonly store?: RegistryStore;
+  /** Serve HTTP on this port instead of HTTP_PORT; here 0 means an ephemeral port (HTTP_PORT=0 turns HTTP off). */
+  readonly httpPort?: number;
 }
 
-/** Builds the registry from a configuration and serves it over gRPC. */
+/** Builds the registry from a configuration and serves it over gRPC and HTTP. */
 export async function startServer(config: Config, logger: Logger, options: StartOptions = {}): Promise<RunningServer> {
   const keys = new RegistrationKeys(resolveRegistrationKeys(config.registrationKey, config.dataDir, logger));
   const serving = new ServingState();
+  const metrics = new RegistryMetrics();
   const store = new InstrumentedStore(options.store ?? createStore(config), {
+    onCommit: (op, outcome, seconds) => metrics.onCommit(op, outcome, seconds),
     onFailingChange(failing, err) {
       serving.set("store_failing", failing, "a store commit failed");
       if (failing) logger.error({ err }, "store commit failed; reporting NOT_SERVING until a commit succeeds");
       else logger.warn("store commits again; serving");
     },
   });
+  const prober = config.healthChecks ? new HttpProber({ timeoutMs: config.healthCheckTtlMs }) : undefined;
   const registry = new ServiceRegistry({
     store,
     logger,
+    ...(prober ? { probe: instrumentProbe((t, s) => prober.probe(t, s), (o, seconds) => metrics.onProbe(o, seconds)) } : {}),
     healthChecks: config.healthChecks,
     healthCheckInterval: config.healthCheckIntervalMs,
     healthCheckBatchSize: config.healthCheckBatchSize,
@@ -53,6 +67,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
     await registry.start();
   } catch (err) {
     await registry.close().catch(() => undefined);
+    prober?.close();
     throw err;
   }
   serving.follow(registry);
@@ -61,26 +76,38 @@ export async function startServer(config: Config, logger: Logger, options: Start
     keys,
     logger,
     serving,
+    metrics,
     watchStallTimeoutMs: config.watchStallTimeoutMs,
     shutdownGraceMs: config.shutdownGraceMs,
   });
+  metrics.observe({ registry, serving, watchStreams: () => grpc.watchStreamCount });
+  const wantedHttpPort = options.httpPort ?? (config.httpPort === 0 ? undefined : config.httpPort);
+  const http =
+    wantedHttpPort === undefined ? undefined : new RegistryHttpServer({ routes: opsRoutes(metrics, serving), metrics, logger });
   let port: number;
+  let httpPort: number | undefined;
   try {
     port = await grpc.listen(config.host, config.port);
+    httpPort = wantedHttpPort === undefined ? undefined : await http?.listen(config.host, wantedHttpPort);
   } catch (err) {
+    await Promise.all([grpc.shutdown(), http?.close(0)]);
     await registry.close();
+    prober?.close();
     throw err;
   }
   logger.info(
-    { host: config.host, port, store: config.store, dataDir: config.dataDir, epoch: registry.epoch, instances: registry.size },
+    { host: config.host, port, httpPort, store: config.store, dataDir: config.dataDir, epoch: registry.epoch, instances: registry.size },
     "registry serving gRPC",
   );
   return {
     port,
+    httpPort,
     registry,
+    metrics,
     async close() {
-      await grpc.shutdown();
+      await Promise.all([grpc.shutdown(), http?.close(config.shutdownGraceMs)]);
       await registry.close();
+      prober?.close();
     },
   };
 }

@@ -44,7 +44,13 @@ const spec = <T>(s: SettingSpec<T>): SettingSpec<T> => s;
 /** The settings of SPEC 4.5 plus the watch-stream tunables. */
 export const SETTINGS = {
   port: spec({ env: "PORT", description: "gRPC port", default: 4000, parse: integer(0, 65535) }),
-  host: spec({ env: "HOST", description: "gRPC bind address", default: "0.0.0.0", parse: text }),
+  host: spec({ env: "HOST", description: "bind address of the gRPC and HTTP ports", default: "0.0.0.0", parse: text }),
+  httpPort: spec({
+    env: "HTTP_PORT",
+    description: "HTTP port: /metrics, /healthz and the HTTP/JSON API (0 = off)",
+    default: 4001,
+    parse: integer(0, 65535),
+  }),
   store: spec({
     env: "STORE",
     description: "where state lives: sqlite (durable, in DATA_DIR), etcd (shared by replicas) or memory (lost on restart)",

@@ -10,6 +10,7 @@ import type { ServiceRegistry } from "../registry/service-registry.js";
 import { shuttingDown } from "../registry/watcher.js";
 import { HealthWatchCloser } from "./health-watch-closer.js";
 import { reflectionPackageDefinition } from "./proto-files.js";
+import { rpcMetricsInterceptor, type RpcObserver } from "./rpc-metrics.js";
 import { registryHandlers } from "./registry-handlers.js";
 import { WatchEventEncoder } from "./watch-encoder.js";
 import { WatchStreams } from "./watch-handler.js";
@@ -44,6 +45,8 @@ export interface RegistryGrpcServerOptions {
   readonly shutdownGraceMs?: number;
   /** grpc-js server options (message sizes, keepalive...). */
   readonly serverOptions?: ServerOptions;
+  /** Receives RPC counts and latencies and watch events sent (RegistryMetrics). */
+  readonly metrics?: RpcObserver & { onWatchEventSent(type: string): void };
 }
 
 /**
@@ -65,11 +68,11 @@ export class RegistryGrpcServer {
       logger,
       encoder: new WatchEventEncoder(() => registry.epoch),
       stallTimeoutMs: options.watchStallTimeoutMs ?? 60_000,
+      ...(options.metrics ? { onEventSent: (type: string) => options.metrics?.onWatchEventSent(type) } : {}),
     });
-    this.server = new Server({
-      ...options.serverOptions,
-      interceptors: [...(options.serverOptions?.interceptors ?? []), this.healthWatches.interceptor],
-    });
+    const interceptors = [...(options.serverOptions?.interceptors ?? []), this.healthWatches.interceptor];
+    if (options.metrics) interceptors.unshift(rpcMetricsInterceptor(options.metrics));
+    this.server = new Server({ ...options.serverOptions, interceptors });
     this.server.addService(registryService, registryHandlers({ api, logger, watchStreams: this.watchStreams }));
     // A replica that lost its store, or is draining, must be taken out of rotation.
     this.serving = options.serving ?? new ServingState().follow(registry);

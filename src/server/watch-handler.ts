@@ -17,6 +17,8 @@ export interface WatchHandlerDeps {
   readonly logger: Logger;
   /** A stream that accepts nothing for this long is ended with RESOURCE_EXHAUSTED. */
   readonly stallTimeoutMs: number;
+  /** Told of every event written, by a bounded type name (for metrics). */
+  readonly onEventSent?: (type: string) => void;
 }
 
 /** Trailer naming the revision a client should resume from after a stall. */
@@ -93,6 +95,7 @@ export class WatchStreams {
       for await (const event of active) {
         if (call.cancelled) break;
         const writable = call.write(encoder.encode(event));
+        this.deps.onEventSent?.(event.type === "change" ? event.change.kind : event.type);
         lastSentRevision = resumePoint(event, lastSentRevision);
         if (!writable) {
           const drained = await new Promise<boolean>((resolve) => {

@@ -8,13 +8,13 @@ import { TEST_KEY } from "../support/registry-harness.js";
 
 /**
  * The server as `serve` wires it (startServer: store, metrics, health, HTTP),
- * in-process on loopback ephemeral ports, with a memory store and no probing
- * unless `env` says otherwise.
+ * in-process on loopback ephemeral ports (gRPC and HTTP), with a memory store
+ * and no probing unless `env` says otherwise.
  */
 export async function startStack(
   env: Record<string, string> = {},
   options: StartOptions = {},
-): Promise<RunningServer & { address: string }> {
+): Promise<RunningServer & { address: string; httpUrl: string }> {
   const cwd = mkdtempSync(join(tmpdir(), "registry-stack-"));
   const config = loadConfig({
     cwd,
@@ -30,6 +30,6 @@ export async function startStack(
       ...env,
     },
   });
-  const server = await startServer(config, pino({ level: "silent" }), options);
-  return Object.assign(server, { address: `127.0.0.1:${server.port}` });
+  const server = await startServer(config, pino({ level: "silent" }), { httpPort: 0, ...options });
+  return Object.assign(server, { address: `127.0.0.1:${server.port}`, httpUrl: `http://127.0.0.1:${server.httpPort}` });
 }

@@ -31,7 +31,8 @@ export async function startServerProcess(env: Record<string, string> = {}, args:
   const dataDir = env.DATA_DIR ?? tempDataDir();
   const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve", ...args], {
     cwd: ROOT,
-    env: { ...process.env, PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", DATA_DIR: dataDir, ...env },
+    // HTTP_PORT=0: no HTTP port unless a test asks for one (the default 4001 would collide across parallel tests).
+    env: { ...process.env, PORT: "0", HTTP_PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", DATA_DIR: dataDir, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";

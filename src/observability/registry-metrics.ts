@@ -1,0 +1,241 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { ServiceRegistry } from "../registry/service-registry.js";
+import type { CommitOutcome } from "./instrumented-store.js";
+import type { ProbeOutcome } from "./instrumented-probe.js";
+import type { ServingState } from "./serving-state.js";
+
+/** Labels of one gRPC method, as go-grpc-prometheus names them (so its dashboards work). */
+export interface RpcLabels {
+  readonly grpc_type: "unary" | "client_stream" | "server_stream" | "bidi_stream";
+  readonly grpc_service: string;
+  readonly grpc_method: string;
+}
+
+/** What the metrics read at scrape time. */
+export interface MetricsSources {
+  readonly registry: ServiceRegistry;
+  /** Open gRPC watch streams. */
+  readonly watchStreams?: () => number;
+  readonly serving?: ServingState;
+}
+
+const RPC_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const PROBE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const COMMIT_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+
+/**
+ * The server's Prometheus metrics, in a prom-client Registry of its own (not
+ * the global one), so several servers can live in one process.
+ *
+ * Counters and histograms are fed by the transports and decorators through
+ * the `on*` methods; gauges are read from the registry at scrape time. No
+ * label carries a secret or an unbounded value: labels are method names,
+ * status codes, outcomes, routes and service types (bounded by what has
+ * been registered), never instance ids, hosts or tokens.
+ *
+ * @example
+ * const metrics = new RegistryMetrics();
+ * metrics.observe({ registry, serving, watchStreams: () => grpc.watchStreamCount });
+ * res.setHeader("content-type", metrics.contentType);
+ * res.end(await metrics.exposition());
+ */
+export class RegistryMetrics {
+  /** The prom-client registry holding every metric of this server. */
+  readonly prometheus = new Registry();
+  private readonly rpcStarted: Counter<keyof RpcLabels>;
+  private readonly rpcHandled: Counter<keyof RpcLabels | "grpc_code">;
+  private readonly rpcSeconds: Histogram<keyof RpcLabels | "grpc_code">;
+  private readonly httpRequests: Counter<"route" | "method" | "code">;
+  private readonly httpSeconds: Histogram<"route" | "method">;
+  private readonly eventsSent: Counter<"type">;
+  private readonly probes: Counter<"outcome">;
+  private readonly probeSeconds: Histogram<"outcome">;
+  private readonly commitSeconds: Histogram<"op" | "outcome">;
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    const registers = [this.prometheus];
+    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.prometheus });
+    const rpc = ["grpc_type", "grpc_service", "grpc_method"] as const;
+    this.rpcStarted = new Counter({ name: "grpc_server_started_total", help: "RPCs started on the server.", labelNames: rpc, registers });
+    this.rpcHandled = new Counter({
+      name: "grpc_server_handled_total",
+      help: "RPCs completed on the server, by status code.",
+      labelNames: [...rpc, "grpc_code"],
+      registers,
+    });
+    this.rpcSeconds = new Histogram({
+      name: "grpc_server_handling_seconds",
+      help: "Time from an RPC's start to its status (for streams: the stream's lifetime).",
+      labelNames: [...rpc, "grpc_code"],
+      buckets: RPC_BUCKETS,
+      registers,
+    });
+    this.httpRequests = new Counter({
+      name: "registry_http_requests_total",
+      help: "HTTP requests on HTTP_PORT, by route template, method and status code.",
+      labelNames: ["route", "method", "code"],
+      registers,
+    });
+    this.httpSeconds = new Histogram({
+      name: "registry_http_request_duration_seconds",
+      help: "HTTP request latency on HTTP_PORT, by route template.",
+      labelNames: ["route", "method"],
+      buckets: RPC_BUCKETS,
+      registers,
+    });
+    this.eventsSent = new Counter({
+      name: "registry_watch_events_sent_total",
+      help: "Watch events written to gRPC watch streams, by type.",
+      labelNames: ["type"],
+      registers,
+    });
+    this.probes = new Counter({
+      name: "registry_health_probes_total",
+      help: "Health probes finished, by outcome (pass, http_status, timeout, connection, redirect, aborted).",
+      labelNames: ["outcome"],
+      registers,
+    });
+    this.probeSeconds = new Histogram({
+      name: "registry_health_probe_duration_seconds",
+      help: "Health probe duration, by outcome.",
+      labelNames: ["outcome"],
+      buckets: PROBE_BUCKETS,
+      registers,
+    });
+    this.commitSeconds = new Histogram({
+      name: "registry_store_commit_duration_seconds",
+      help: "Store commit latency, by mutation and outcome (ok, rejected: a domain answer, error: the store failed).",
+      labelNames: ["op", "outcome"],
+      buckets: COMMIT_BUCKETS,
+      registers,
+    });
+  }
+
+  /** Content type of {@link exposition}. */
+  get contentType(): string {
+    return this.prometheus.contentType;
+  }
+
+  /** The Prometheus text exposition of every metric. */
+  exposition(): Promise<string> {
+    return this.prometheus.metrics();
+  }
+
+  /** Registers the gauges read at scrape time. Call once, when the sources exist. */
+  observe(sources: MetricsSources): void {
+    const { registry, serving, watchStreams } = sources;
+    const registers = [this.prometheus];
+    new Gauge({
+      name: "registry_instances",
+      help: "Registered instances, by service type and health.",
+      labelNames: ["service_type", "health"],
+      registers,
+      collect() {
+        this.reset();
+        for (const s of registry.listServices().services) {
+          this.set({ service_type: s.serviceType, health: "healthy" }, s.healthyCount);
+          this.set({ service_type: s.serviceType, health: "unhealthy" }, s.totalCount - s.healthyCount);
+        }
+      },
+    });
+    new Gauge({
+      name: "registry_revision",
+      help: "Latest applied revision.",
+      registers,
+      collect() {
+        this.set(registry.revision);
+      },
+    });
+    new Gauge({
+      name: "registry_watch_streams",
+      help: "Open gRPC watch streams.",
+      registers,
+      collect() {
+        this.set(watchStreams?.() ?? 0);
+      },
+    });
+    new Gauge({
+      name: "registry_watchers",
+      help: "Watchers in the registry core, by state (live: taking pushes; parked: catching up from history).",
+      labelNames: ["state"],
+      registers,
+      collect() {
+        const stats = registry.watchStats();
+        this.set({ state: "live" }, stats.watchers - stats.parked);
+        this.set({ state: "parked" }, stats.parked);
+      },
+    });
+    new Counter({
+      name: "registry_watcher_resets_total",
+      help: "Watchers sent RESET (resume point unusable or fallen out of the history window).",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(registry.watchStats().resets);
+      },
+    });
+    new Gauge({
+      name: "registry_health_probe_lag_seconds",
+      help: "How late probes started against their due time, over the last 1024 probes (quantile 1 = max).",
+      labelNames: ["quantile"],
+      registers,
+      collect() {
+        const lag = registry.probeLag();
+        this.set({ quantile: "0.5" }, lag.p50 / 1000);
+        this.set({ quantile: "0.99" }, lag.p99 / 1000);
+        this.set({ quantile: "1" }, lag.max / 1000);
+      },
+    });
+    new Gauge({
+      name: "registry_serving",
+      help: "1 while SERVING (grpc.health.v1 and /healthz), 0 while not.",
+      registers,
+      collect() {
+        this.set(serving?.serving === false ? 0 : 1);
+      },
+    });
+    new Gauge({
+      name: "registry_not_serving",
+      help: "1 for each active reason to report NOT_SERVING.",
+      labelNames: ["reason"],
+      registers,
+      collect() {
+        this.reset();
+        for (const r of serving?.reasons ?? []) this.set({ reason: r.reason }, 1);
+      },
+    });
+  }
+
+  /** A gRPC call started. */
+  onRpcStarted(labels: RpcLabels): void {
+    this.rpcStarted.inc({ ...labels });
+  }
+
+  /** A gRPC call ended with `code` (go-grpc-prometheus spelling: "OK", "NotFound", ...). */
+  onRpcHandled(labels: RpcLabels, code: string, seconds: number): void {
+    this.rpcHandled.inc({ ...labels, grpc_code: code });
+    this.rpcSeconds.observe({ ...labels, grpc_code: code }, seconds);
+  }
+
+  /** An HTTP request ended; `route` is the matched template (e.g. `/service/:id`), never the raw path. */
+  onHttpRequest(route: string, method: string, code: number, seconds: number): void {
+    this.httpRequests.inc({ route, method, code: String(code) });
+    this.httpSeconds.observe({ route, method }, seconds);
+  }
+
+  /** A watch event was written to a stream. */
+  onWatchEventSent(type: string): void {
+    this.eventsSent.inc({ type });
+  }
+
+  /** A health probe finished. */
+  onProbe(outcome: ProbeOutcome, seconds: number): void {
+    this.probes.inc({ outcome });
+    this.probeSeconds.observe({ outcome }, seconds);
+  }
+
+  /** A store commit finished. */
+  onCommit(op: string, outcome: CommitOutcome, seconds: number): void {
+    this.commitSeconds.observe({ op, outcome }, seconds);
+  }
+}
