@@ -1,0 +1,101 @@
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import type { RegistryServerConfig } from "../servers/registry-server.js";
+import type { EtcdHandle } from "./etcd.js";
+import { BenchChild } from "./ipc.js";
+import type { Figure } from "./report.js";
+
+/** Counts and durations of one mode: `--quick` (CI, under a minute) or full (under six minutes). */
+export interface BenchParams {
+  readonly register: { concurrencies: number[]; warmupMs: number; durationMs: number };
+  readonly getByType: { types: number; perType: number; concurrency: number; warmupMs: number; durationMs: number };
+  readonly fanout: { streams: number; processes: number[]; rounds: number };
+  readonly probing: {
+    instances: number;
+    healthyPorts: number;
+    blackholePorts: number;
+    intervalMs: number;
+    ttlMs: number;
+    maxRequests: number;
+    measureMs: number;
+    /** Capacity run: every healthy instance probed as fast as `capacityConcurrency` allows. */
+    capacityIntervalMs: number;
+    capacityConcurrency: number;
+    capacityMs: number;
+  };
+  readonly memory: { types: number; perType: number };
+}
+
+export const FULL: BenchParams = {
+  register: { concurrencies: [1, 16, 64], warmupMs: 1000, durationMs: 3000 },
+  getByType: { types: 1000, perType: 100, concurrency: 16, warmupMs: 1000, durationMs: 3000 },
+  fanout: { streams: 1000, processes: [1, 4], rounds: 200 },
+  probing: { instances: 10_000, healthyPorts: 90, blackholePorts: 10, intervalMs: 5000, ttlMs: 2000, maxRequests: 1500, measureMs: 10_000,
+    capacityIntervalMs: 200, capacityConcurrency: 64, capacityMs: 4000 },
+  memory: { types: 1000, perType: 100 },
+};
+
+export const QUICK: BenchParams = {
+  register: { concurrencies: [1, 16, 64], warmupMs: 200, durationMs: 500 },
+  getByType: { types: 50, perType: 100, concurrency: 16, warmupMs: 200, durationMs: 500 },
+  fanout: { streams: 200, processes: [1, 4], rounds: 20 },
+  probing: { instances: 1000, healthyPorts: 9, blackholePorts: 1, intervalMs: 2000, ttlMs: 1000, maxRequests: 150, measureMs: 2000,
+    capacityIntervalMs: 20, capacityConcurrency: 64, capacityMs: 1000 },
+  memory: { types: 100, perType: 100 },
+};
+
+/** A registry bench process and its address. */
+export interface RegistryProcess {
+  readonly child: BenchChild<{ port: number; startMs: number; uptimeMs: number; instances: number }>;
+  readonly address: string;
+  readonly startMs: number;
+}
+
+/** What every scenario gets from the orchestrator. */
+export class BenchContext {
+  readonly figures: Figure[] = [];
+  readonly details: Record<string, unknown> = {};
+
+  constructor(
+    readonly params: BenchParams,
+    readonly quick: boolean,
+    /** Run registry processes under `node --cpu-prof` (figures then carry the profiler's overhead). */
+    readonly profileDir: string | undefined,
+    /** A temp folder removed after the run (data dirs, etcd logs). */
+    readonly tmp: string,
+    readonly load: BenchChild,
+    readonly ceiling: BenchChild<{ port: number }>,
+    readonly ceilingAddress: string,
+    readonly etcd: EtcdHandle,
+  ) {}
+
+  log(message: string): void {
+    process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+  }
+
+  /** A fresh directory under the run's temp folder. */
+  dir(name: string): string {
+    const path = join(this.tmp, name);
+    mkdirSync(path, { recursive: true });
+    return path;
+  }
+
+  /** Starts a bench registry process (profiled under `--profile`) and waits until it serves. */
+  async startRegistry(name: string, config: RegistryServerConfig, nodeFlags: string[] = []): Promise<RegistryProcess> {
+    const flags = [...nodeFlags];
+    // One folder per process: tsx's loader thread writes a profile of its own (default names carry the thread id).
+    if (this.profileDir) flags.push("--cpu-prof", `--cpu-prof-dir=${join(this.profileDir, name)}`);
+    const child = BenchChild.start<{ port: number; startMs: number; uptimeMs: number; instances: number }>(
+      name,
+      "servers/registry-server.ts",
+      [JSON.stringify(config)],
+      { nodeFlags: flags, readyTimeoutMs: 120_000 },
+    );
+    const ready = await child.ready;
+    return { child, address: `127.0.0.1:${ready.port}`, startMs: ready.startMs };
+  }
+
+  add(...figures: Figure[]): void {
+    this.figures.push(...figures);
+  }
+}

@@ -1,0 +1,77 @@
+import { cpuMark, cpuSince } from "../lib/proc-stat.js";
+import { distribution, sleep, type Distribution } from "../lib/stats.js";
+
+/** A closed-loop load: `concurrency` callers, each starting its next call when the last one ends. */
+export interface LoopOptions {
+  readonly concurrency: number;
+  readonly warmupMs: number;
+  readonly durationMs: number;
+  /** The server whose CPU time is read from /proc at the window's start and end. */
+  readonly serverPid: number;
+}
+
+export interface LoopResult {
+  readonly ops: number;
+  readonly errors: number;
+  readonly firstError?: string;
+  readonly wallSeconds: number;
+  readonly opsPerSec: number;
+  readonly serverCpuSeconds: number;
+  /** Server CPU (user + system, all threads) per completed operation, in microseconds. */
+  readonly serverCpuPerOpUs: number;
+  /** This load process's own CPU per operation: what bounds throughput on a small machine. */
+  readonly clientCpuPerOpUs: number;
+  readonly latencyMs: Distribution;
+}
+
+/**
+ * Runs `op` in a closed loop: a warm-up (JIT, connection set-up, caches),
+ * then a measured window. Operations completing inside the window count.
+ */
+export async function closedLoop(op: () => Promise<unknown>, o: LoopOptions): Promise<LoopResult> {
+  let phase: "warmup" | "measure" | "done" = "warmup";
+  let ops = 0;
+  let errors = 0;
+  let firstError: string | undefined;
+  const latencies: number[] = [];
+  const caller = async (): Promise<void> => {
+    while (phase !== "done") {
+      const t0 = performance.now();
+      try {
+        await op();
+      } catch (err) {
+        errors++;
+        firstError ??= err instanceof Error ? err.message : String(err);
+        if (errors > 100) throw new Error(`too many errors; first: ${firstError}`);
+        continue;
+      }
+      if (phase === "measure") {
+        ops++;
+        latencies.push(performance.now() - t0);
+      }
+    }
+  };
+  const callers = Array.from({ length: o.concurrency }, caller);
+  const failed = Promise.all(callers).then(() => undefined);
+  await Promise.race([sleep(o.warmupMs), failed]);
+  const server = cpuMark(o.serverPid);
+  const client = process.cpuUsage();
+  phase = "measure";
+  await Promise.race([sleep(o.durationMs), failed]);
+  phase = "done";
+  const { cpuSeconds, wallSeconds } = cpuSince(server);
+  const clientCpu = process.cpuUsage(client);
+  await failed;
+  if (errors > 0 && ops === 0) throw new Error(`every call failed: ${firstError}`);
+  return {
+    ops,
+    errors,
+    ...(firstError ? { firstError } : {}),
+    wallSeconds,
+    opsPerSec: ops / wallSeconds,
+    serverCpuSeconds: cpuSeconds,
+    serverCpuPerOpUs: (cpuSeconds * 1e6) / ops,
+    clientCpuPerOpUs: (clientCpu.user + clientCpu.system) / ops,
+    latencyMs: distribution(latencies),
+  };
+}

@@ -1,0 +1,59 @@
+/**
+ * The ceilings of the memory scenario, in a bare process (no registry code):
+ * - hold: N instance records as plain objects in one Map by id (the least a
+ *   registry must keep in memory), to measure RSS per instance;
+ * - with argv[2] = JSON `{ dbPath }`: read every row of the registry's
+ *   SQLite `instances` table before reporting ready, the least a restart
+ *   must do before serving.
+ */
+import { createHash, randomUUID } from "node:crypto";
+import Database from "better-sqlite3";
+import { emit, serveIpc } from "../lib/ipc.js";
+import { BENCH_METADATA } from "../lib/workload.js";
+
+const { dbPath } = JSON.parse(process.argv[2] ?? "{}") as { dbPath?: string };
+let loaded: { rows: number; ms: number } | undefined;
+if (dbPath) {
+  const t0 = performance.now();
+  const db = new Database(dbPath, { readonly: true });
+  const rows = (db.prepare("SELECT * FROM instances").all() as { metadata: string }[]).map((r) => ({
+    ...r,
+    metadata: JSON.parse(r.metadata) as Record<string, string>,
+  }));
+  db.close();
+  loaded = { rows: rows.length, ms: performance.now() - t0 };
+}
+
+const held = new Map<string, object>();
+serveIpc({
+  hold({ count }: { count: number }) {
+    const now = Date.now();
+    for (let i = 0; i < count; i++) {
+      const id = randomUUID();
+      held.set(id, {
+        id,
+        serviceType: `t-${String(i % 1000).padStart(4, "0")}`,
+        host: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
+        port: 8000 + (i % 1000),
+        metadata: { ...BENCH_METADATA },
+        healthCheckPath: "/health",
+        health: "healthy",
+        registeredAt: now,
+        updatedAt: now,
+        revision: i + 1,
+        tokenHash: createHash("sha256").update(id).digest(),
+      });
+    }
+    return { held: held.size };
+  },
+  gc() {
+    const gc = (globalThis as { gc?: () => void }).gc;
+    gc?.();
+    gc?.();
+    return process.memoryUsage();
+  },
+  stop() {
+    setImmediate(() => process.exit(0));
+  },
+});
+emit("ready", { loaded, uptimeMs: performance.now() });

@@ -1,0 +1,86 @@
+import type { LoopResult } from "../load/closed-loop.js";
+import type { BenchContext, RegistryProcess } from "../lib/context.js";
+import type { Figure, Target } from "../lib/report.js";
+
+const STORES = [
+  { name: "memory", config: { store: "memory" as const }, cpu: 1.3, throughput: 1.5 },
+  { name: "sqlite normal", config: { store: "sqlite" as const, sync: "normal" as const }, cpu: 1.6, throughput: 1.5 },
+  { name: "sqlite full", config: { store: "sqlite" as const, sync: "full" as const }, cpu: undefined, throughput: 1.0 },
+];
+
+function detail(r: LoopResult): Record<string, unknown> {
+  return {
+    ops: r.ops,
+    seconds: r.wallSeconds,
+    errors: r.errors,
+    latencyMs: r.latencyMs,
+    clientCpuPerOpUs: r.clientCpuPerOpUs,
+    serverCpuSeconds: r.serverCpuSeconds,
+  };
+}
+
+/**
+ * Scenario 1: Register at concurrency 1, 16, 64 against the memory store and
+ * SQLite (normal and full sync). Ceiling: the no-op handler. Peer: etcd lease
+ * grant + put. Health checks are off so the registered (fake) addresses are
+ * not probed. All targets are measured at each concurrency in turn, so
+ * machine drift hits them alike.
+ */
+export async function registerScenario(ctx: BenchContext): Promise<void> {
+  const p = ctx.params.register;
+  const registries: RegistryProcess[] = [];
+  for (const s of STORES) {
+    registries.push(
+      await ctx.startRegistry(`s1-${s.name.replace(" ", "-")}`, { ...s.config, dataDir: ctx.dir(`s1-${s.name.replace(" ", "-")}`), healthChecks: false }),
+    );
+  }
+  const timing = { warmupMs: p.warmupMs, durationMs: p.durationMs };
+  const raw: Record<string, unknown> = {};
+  for (const concurrency of p.concurrencies) {
+    ctx.log(`scenario 1: Register, concurrency ${concurrency}`);
+    const noop = await ctx.load.request<LoopResult>("grpcRegister", {
+      address: ctx.ceilingAddress, serviceType: "bench-svc", concurrency, serverPid: ctx.ceiling.pid, ...timing,
+    });
+    const etcd = await ctx.load.request<LoopResult>("etcdRegister", {
+      endpoint: ctx.etcd.endpoint, serviceType: "bench-svc", concurrency, serverPid: ctx.etcd.pid, ...timing,
+    });
+    raw[`c${concurrency} no-op`] = detail(noop);
+    raw[`c${concurrency} etcd`] = detail(etcd);
+    for (const [i, s] of STORES.entries()) {
+      const reg = registries[i] as RegistryProcess;
+      const r = await ctx.load.request<LoopResult>("grpcRegister", {
+        address: reg.address, serviceType: "bench-svc", concurrency, serverPid: reg.child.pid, ...timing,
+      });
+      raw[`c${concurrency} ${s.name}`] = detail(r);
+      const caseName = `${s.name}, c=${concurrency}`;
+      const throughputTargets: Target[] = [{ against: "peer", op: ">=", bound: s.throughput }];
+      const cpuTargets: Target[] = s.cpu ? [{ against: "ceiling", op: "<=", bound: s.cpu }] : [];
+      const figures: Figure[] = [
+        {
+          scenario: "1 Register",
+          case: caseName,
+          metric: "throughput",
+          unit: "calls/s",
+          ours: r.opsPerSec,
+          ceiling: { name: "no-op", value: noop.opsPerSec },
+          peer: { name: "etcd", value: etcd.opsPerSec },
+          targets: throughputTargets,
+          detail: { latencyMs: r.latencyMs, clientCpuPerOpUs: r.clientCpuPerOpUs },
+        },
+        {
+          scenario: "1 Register",
+          case: caseName,
+          metric: "server CPU/call",
+          unit: "µs",
+          ours: r.serverCpuPerOpUs,
+          ceiling: { name: "no-op", value: noop.serverCpuPerOpUs },
+          peer: { name: "etcd", value: etcd.serverCpuPerOpUs },
+          targets: cpuTargets,
+        },
+      ];
+      ctx.add(...figures);
+    }
+  }
+  ctx.details.register = raw;
+  await Promise.all(registries.map((r) => r.child.stop()));
+}

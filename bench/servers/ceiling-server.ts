@@ -1,0 +1,83 @@
+/**
+ * The ceilings of the gRPC scenarios, in one bare grpc-js process (no
+ * registry code at all), on 127.0.0.1:0:
+ * - Register: a no-op unary handler answering a canned response of the
+ *   registry's size, through the same generated codec;
+ * - GetByType: a handler answering a pre-encoded payload (set by the
+ *   orchestrator to the registry's real answer), written as is;
+ * - WatchInstances: a bare server stream; each Register pushes one encoded
+ *   event, the same bytes, to every open stream before answering.
+ */
+import { Server, ServerCredentials, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from "@grpc/grpc-js";
+import * as pb from "../../gen/registry/v1/registry.js";
+import { emit, serveIpc } from "../lib/ipc.js";
+import { instanceFor, registerRequest, registerResponseFor } from "../lib/workload.js";
+
+const passThrough = (value: Buffer): Buffer => value;
+const service = {
+  register: pb.RegistryServiceService.register,
+  getByType: { ...pb.RegistryServiceService.getByType, responseSerialize: passThrough },
+  watchInstances: { ...pb.RegistryServiceService.watchInstances, responseSerialize: passThrough },
+};
+
+const canned = registerResponseFor(registerRequest("bench-svc", 1), 1);
+let getByTypePayload = Buffer.from(pb.GetByTypeResponse.encode({ instances: [], revision: 0 }).finish());
+const streams = new Set<ServerWritableStream<pb.WatchInstancesRequest, Buffer>>();
+let revision = 1;
+
+const server = new Server();
+server.addService(service, {
+  register(call: ServerUnaryCall<pb.RegisterRequest, pb.RegisterResponse>, callback: sendUnaryData<pb.RegisterResponse>) {
+    if (streams.size > 0) {
+      const event = pb.WatchInstancesResponse.encode({
+        type: pb.EventType.EVENT_TYPE_INSTANCE_REGISTERED,
+        instance: instanceFor(call.request, ++revision),
+        revision,
+        epoch: "00000000-0000-4000-8000-000000000000",
+        removalReason: pb.RemovalReason.REMOVAL_REASON_UNSPECIFIED,
+        snapshot: false,
+        failureReason: "",
+      }).finish();
+      const bytes = Buffer.from(event);
+      for (const stream of streams) stream.write(bytes);
+    }
+    callback(null, canned);
+  },
+  getByType(_call: ServerUnaryCall<pb.GetByTypeRequest, Buffer>, callback: sendUnaryData<Buffer>) {
+    callback(null, getByTypePayload);
+  },
+  watchInstances(call: ServerWritableStream<pb.WatchInstancesRequest, Buffer>) {
+    streams.add(call);
+    call.on("cancelled", () => streams.delete(call));
+    const synced = pb.WatchInstancesResponse.encode({
+      type: pb.EventType.EVENT_TYPE_SYNCED,
+      revision,
+      epoch: "00000000-0000-4000-8000-000000000000",
+      removalReason: pb.RemovalReason.REMOVAL_REASON_UNSPECIFIED,
+      snapshot: false,
+      failureReason: "",
+    }).finish();
+    call.write(Buffer.from(synced));
+  },
+});
+
+const port = await new Promise<number>((resolve, reject) =>
+  server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+);
+
+serveIpc({
+  setGetByTypePayload({ base64 }: { base64: string }) {
+    getByTypePayload = Buffer.from(base64, "base64");
+    return { bytes: getByTypePayload.length };
+  },
+  endStreams() {
+    for (const s of streams) s.end();
+    streams.clear();
+  },
+  stop() {
+    for (const s of streams) s.end();
+    server.forceShutdown();
+    setImmediate(() => process.exit(0));
+  },
+});
+emit("ready", { port });
