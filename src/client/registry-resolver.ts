@@ -169,8 +169,13 @@ function resolverClass(byAuthority: Map<string, ResolverSource>): ResolverConstr
         return;
       }
       const endpoints: Endpoint[] = set.instances.map((r) => ({ addresses: r.addresses.map((a) => ({ ...a })) }));
-      const note = endpoints.length === 0 ? `registry: no healthy instances of ${this.serviceType}` : "";
-      const accepted = this.listener(experimental.statusOrFromValue(endpoints), {}, null, note);
+      let accepted = this.listener(experimental.statusOrFromValue(endpoints), {}, null, "");
+      if (endpoints.length === 0) {
+        // grpc-js 1.14's round_robin parks calls on an empty list until their
+        // deadline; after an error (with no endpoints left) it fails them at once.
+        const details = `registry: no healthy instances of ${this.serviceType}`;
+        accepted = this.listener(experimental.statusOrFromError({ code: status.UNAVAILABLE, details }), {}, null, details);
+      }
       this.reported = { set, accepted, at: Date.now() };
       if (changed) onUpdate?.({
         serviceType: this.serviceType,
