@@ -1,8 +1,10 @@
 import type { Logger } from "pino";
 import type { Config } from "../config/settings.js";
 import { resolveRegistrationKeys } from "../config/registration-key.js";
+import { RegistryApi } from "../api/registry-api.js";
 import { HttpProber } from "../health/http-probe.js";
 import { RegistryHttpServer } from "../http/http-server.js";
+import { jsonApiRoutes } from "../http/json-api.js";
 import { opsRoutes } from "../http/ops-routes.js";
 import { instrumentProbe } from "../observability/instrumented-probe.js";
 import { InstrumentedStore } from "../observability/instrumented-store.js";
@@ -71,9 +73,11 @@ export async function startServer(config: Config, logger: Logger, options: Start
     throw err;
   }
   serving.follow(registry);
+  const api = new RegistryApi(registry, keys);
   const grpc = new RegistryGrpcServer({
     registry,
     keys,
+    api,
     logger,
     serving,
     metrics,
@@ -83,7 +87,9 @@ export async function startServer(config: Config, logger: Logger, options: Start
   metrics.observe({ registry, serving, watchStreams: () => grpc.watchStreamCount });
   const wantedHttpPort = options.httpPort ?? (config.httpPort === 0 ? undefined : config.httpPort);
   const http =
-    wantedHttpPort === undefined ? undefined : new RegistryHttpServer({ routes: opsRoutes(metrics, serving), metrics, logger });
+    wantedHttpPort === undefined
+      ? undefined
+      : new RegistryHttpServer({ routes: [...opsRoutes(metrics, serving), ...jsonApiRoutes(api)], metrics, logger });
   let port: number;
   let httpPort: number | undefined;
   try {

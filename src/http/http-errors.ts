@@ -40,11 +40,24 @@ export function toHttpError(err: unknown, logger: Logger, route: string): { stat
   if (err instanceof RegistryError) {
     const [status, code] = HTTP_STATUS[err.code];
     const headers: Record<string, string> = err.code === "unavailable" ? { "retry-after": "1" } : {};
-    return { status, headers, body: { error: { code, message: err.message } } };
+    const message = err.code === "invalid_argument" ? jsonFieldNames(err.message) : err.message;
+    return { status, headers, body: { error: { code, message } } };
   }
   if (err instanceof HttpError) {
     return { status: err.status, headers: { ...err.headers }, body: { error: { code: err.code, message: err.message } } };
   }
   logger.error({ err, route }, "unexpected error in HTTP handler");
   return { status: 500, headers: {}, body: { error: { code: "INTERNAL", message: "internal error" } } };
+}
+
+/** The core names fields as the protobuf contract does; the JSON API's clients know them in camelCase. */
+const JSON_FIELDS: [RegExp, string][] = [
+  [/^service_type:/, "serviceType:"],
+  [/^health_check\.path:/, "healthCheck.path:"],
+  [/^instance_id:/, "id:"],
+];
+
+function jsonFieldNames(message: string): string {
+  for (const [proto, json] of JSON_FIELDS) if (proto.test(message)) return message.replace(proto, json);
+  return message;
 }

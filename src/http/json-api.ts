@@ -1,0 +1,96 @@
+import type { IncomingMessage } from "node:http";
+import { bearerKey } from "../api/authenticator.js";
+import { peerHost } from "../api/peer-address.js";
+import type { CallContext, RegistryApi } from "../api/registry-api.js";
+import { HttpError } from "./http-errors.js";
+import { instanceJson, registerRequestFromJson, serviceJson } from "./json-mapping.js";
+import { DEFAULT_MAX_BODY_BYTES, readJsonBody } from "./request-body.js";
+import type { Route } from "./routes.js";
+
+/**
+ * The seed's HTTP/JSON API over the same request layer as gRPC (same auth,
+ * same validation, same core), for services without gRPC stubs:
+ *
+ * | route | credentials | answer |
+ * |---|---|---|
+ * | `POST /service` | key | 201 `{"serviceId", "token", "instance"}` |
+ * | `GET /services` | key or instance | `{"services": [...], "revision"}` |
+ * | `GET /services/:type` (`?includeUnhealthy=true`) | key or instance | `{"instances": [...], "revision"}` |
+ * | `GET /service/:id` | key or instance | `{"instance"}` |
+ * | `DELETE /service/:id` | the instance itself, or key | `{"instance", "revision"}` |
+ *
+ * Credentials are the gRPC metadata names as headers: `authorization: Bearer
+ * <key>`, or `x-service-id` and `x-service-token`.
+ */
+export function jsonApiRoutes(api: RegistryApi, options: { maxBodyBytes?: number } = {}): Route[] {
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  return [
+    {
+      method: "POST",
+      template: "/service",
+      async handle({ req }) {
+        const ctx = context(req);
+        api.auth.requireKey(ctx.credentials); // refuse before reading a stranger's body
+        const request = registerRequestFromJson(await readJsonBody(req, maxBodyBytes));
+        const { instance, token } = await api.register(ctx, request);
+        return { status: 201, json: { serviceId: instance.id, token, instance: instanceJson(instance) } };
+      },
+    },
+    {
+      method: "GET",
+      template: "/services",
+      handle({ req }) {
+        const { services, revision } = api.listServices(context(req));
+        return { status: 200, json: { services: services.map(serviceJson), revision } };
+      },
+    },
+    {
+      method: "GET",
+      template: "/services/:type",
+      handle({ req, params, query }) {
+        const includeUnhealthy = flag(query, "includeUnhealthy");
+        const { instances, revision } = api.getByType(context(req), params.type ?? "", includeUnhealthy);
+        return { status: 200, json: { instances: instances.map(instanceJson), revision } };
+      },
+    },
+    {
+      method: "GET",
+      template: "/service/:id",
+      handle({ req, params }) {
+        return { status: 200, json: { instance: instanceJson(api.getInstance(context(req), params.id ?? "")) } };
+      },
+    },
+    {
+      method: "DELETE",
+      template: "/service/:id",
+      async handle({ req, params }) {
+        const change = await api.unregister(context(req), params.id ?? "");
+        return { status: 200, json: { instance: instanceJson(change.instance), revision: change.revision } };
+      },
+    },
+  ];
+}
+
+/** Credentials from headers and the caller's address, as the gRPC layer reads them from metadata. */
+function context(req: IncomingMessage): CallContext {
+  return {
+    credentials: {
+      key: bearerKey(header(req, "authorization")),
+      serviceId: header(req, "x-service-id"),
+      serviceToken: header(req, "x-service-token"),
+    },
+    peerHost: req.socket.remoteAddress === undefined ? undefined : peerHost(req.socket.remoteAddress),
+  };
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function flag(query: URLSearchParams, name: string): boolean {
+  const raw = query.get(name);
+  if (raw === null || raw === "" || raw === "false" || raw === "0") return false;
+  if (raw === "true" || raw === "1") return true;
+  throw new HttpError(400, "INVALID_ARGUMENT", `${name}: must be true or false`);
+}

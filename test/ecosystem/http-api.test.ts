@@ -1,0 +1,238 @@
+import { credentials, status, type ServiceError } from "@grpc/grpc-js";
+import pino from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { EventType, RegistryServiceClient } from "../../gen/registry/v1/registry.js";
+import { RegistryApi } from "../../src/api/registry-api.js";
+import { toHttpError } from "../../src/http/http-errors.js";
+import { RegistryHttpServer } from "../../src/http/http-server.js";
+import { jsonApiRoutes } from "../../src/http/json-api.js";
+import { RegistrationKeys } from "../../src/registry/credentials.js";
+import { RegistryError, type RegistryErrorCode } from "../../src/registry/registry-error.js";
+import { ServiceRegistry } from "../../src/registry/service-registry.js";
+import { callError, instanceAuth, keyAuth, TEST_KEY, WatchCursor } from "../support/registry-harness.js";
+import { parseExposition } from "./prometheus-text.js";
+import { startStack } from "./stack.js";
+
+const KEY = { authorization: `Bearer ${TEST_KEY}` };
+const JSON_BODY = { "content-type": "application/json" };
+
+describe("the seed's HTTP/JSON API on HTTP_PORT, with plain fetch", () => {
+  let server: Awaited<ReturnType<typeof startStack>>;
+  let grpc: RegistryServiceClient;
+  beforeAll(async () => {
+    server = await startStack();
+    grpc = new RegistryServiceClient(server.address, credentials.createInsecure());
+  });
+  afterAll(async () => {
+    grpc.close();
+    await server.close();
+  });
+
+  const http = (path: string, init: RequestInit = {}) => fetch(`${server.httpUrl}${path}`, init);
+  const register = (body: unknown, headers: Record<string, string> = KEY) =>
+    http("/service", { method: "POST", headers: { ...JSON_BODY, ...headers }, body: JSON.stringify(body) });
+  const asInstance = (id: string, token: string) => ({ "x-service-id": id, "x-service-token": token });
+
+  it("follows the seed's flow: register with the key, read with instance credentials, unregister itself", async () => {
+    const res = await register({ serviceType: "billing", port: 8080, host: "10.0.0.7", metadata: { zone: "eu-1" } });
+    expect(res.status).toBe(201);
+    expect(res.headers.get("content-type")).toBe("application/json; charset=utf-8");
+    const created = (await res.json()) as { serviceId: string; token: string; instance: Record<string, unknown> };
+    expect(created.serviceId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(Buffer.from(created.token, "base64url")).toHaveLength(32);
+    expect(created.instance).toEqual({
+      id: created.serviceId,
+      serviceType: "billing",
+      host: "10.0.0.7",
+      port: 8080,
+      metadata: { zone: "eu-1" },
+      health: "HEALTHY",
+      healthCheckPath: "/health",
+      registeredAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+      updatedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+      revision: expect.any(Number),
+    });
+    const me = asInstance(created.serviceId, created.token);
+
+    const byType = await http("/services/billing", { headers: me });
+    expect(byType.status).toBe(200);
+    const list = (await byType.json()) as { instances: { id: string }[]; revision: number };
+    expect(list.instances.map((i) => i.id)).toEqual([created.serviceId]);
+    expect(list.revision).toBeGreaterThanOrEqual(created.instance.revision as number);
+
+    const one = await http(`/service/${created.serviceId}`, { headers: KEY });
+    expect(((await one.json()) as { instance: { port: number } }).instance.port).toBe(8080);
+
+    const services = (await (await http("/services", { headers: me })).json()) as { services: unknown[] };
+    expect(services.services).toContainEqual({ serviceType: "billing", healthyCount: 1, totalCount: 1 });
+
+    const removed = await http(`/service/${created.serviceId}`, { method: "DELETE", headers: me });
+    expect(removed.status).toBe(200);
+    expect(((await removed.json()) as { instance: { id: string } }).instance.id).toBe(created.serviceId);
+
+    const gone = await http(`/service/${created.serviceId}`, { headers: KEY });
+    expect(gone.status).toBe(404);
+    expect(await gone.json()).toEqual({ error: { code: "NOT_FOUND", message: expect.stringContaining("not found") } });
+    const staleToken = await http("/services/billing", { headers: me });
+    expect(staleToken.status).toBe(401);
+  });
+
+  it("defaults host to the caller's address and takes healthCheck as {path} or a path", async () => {
+    const a = (await (await register({ serviceType: "api", port: 9001, healthCheck: { path: "/ready" } })).json()) as {
+      instance: { host: string; healthCheckPath: string };
+    };
+    expect(a.instance).toMatchObject({ host: "127.0.0.1", healthCheckPath: "/ready" });
+    const b = (await (await register({ serviceType: "api", port: 9002, healthCheck: "/live" })).json()) as {
+      instance: { healthCheckPath: string };
+    };
+    expect(b.instance.healthCheckPath).toBe("/live");
+    const c = await http("/services/api?includeUnhealthy=true", { headers: KEY });
+    expect(((await c.json()) as { instances: unknown[] }).instances).toHaveLength(2);
+  });
+
+  it("is the same core: a registration over HTTP reaches gRPC watchers", async () => {
+    const watch = WatchCursor.open(grpc, { serviceType: "watched" });
+    try {
+      expect((await watch.next()).type).toBe(EventType.EVENT_TYPE_SYNCED);
+      const res = (await (await register({ serviceType: "watched", port: 7000, host: "10.0.0.9" })).json()) as { serviceId: string };
+      const event = await watch.next();
+      expect(event.type).toBe(EventType.EVENT_TYPE_INSTANCE_REGISTERED);
+      expect(event.instance?.id).toBe(res.serviceId);
+    } finally {
+      watch.cancel();
+    }
+  });
+
+  it.each([
+    ["no credentials", {}, 401, "UNAUTHENTICATED"],
+    ["a wrong key", { authorization: "Bearer not-the-key-0123456789" }, 401, "UNAUTHENTICATED"],
+    ["a malformed authorization header", { authorization: "Basic abc" }, 401, "UNAUTHENTICATED"],
+    ["half of the instance credentials", { "x-service-id": "x" }, 401, "UNAUTHENTICATED"],
+  ])("refuses %s with %i", async (_name, headers, httpStatus, code) => {
+    const res = await http("/services/api", { headers });
+    expect(res.status).toBe(httpStatus);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe(code);
+  });
+
+  it("answers 403 to valid credentials that may not do this, like gRPC's PERMISSION_DENIED", async () => {
+    const a = (await (await register({ serviceType: "perm", port: 1, host: "10.0.0.1" })).json()) as { serviceId: string; token: string };
+    const b = (await (await register({ serviceType: "perm", port: 2, host: "10.0.0.2" })).json()) as { serviceId: string };
+    const asA = asInstance(a.serviceId, a.token);
+    const other = await http(`/service/${b.serviceId}`, { method: "DELETE", headers: asA });
+    expect(other.status).toBe(403);
+    expect(await other.json()).toEqual({ error: { code: "PERMISSION_DENIED", message: "an instance may unregister only itself" } });
+    const registerAsInstance = await register({ serviceType: "perm", port: 3, host: "10.0.0.3" }, asA);
+    expect(registerAsInstance.status).toBe(403);
+  });
+
+  it.each([
+    ["an invalid serviceType", { serviceType: "Bad Type", port: 80 }, /^serviceType: /],
+    ["a missing serviceType", { port: 80 }, /^serviceType: must be a string/],
+    ["port out of range", { serviceType: "api", port: 0 }, /^port: /],
+    ["port as a string", { serviceType: "api", port: "8080" }, /^port: must be a number/],
+    ["a bad host", { serviceType: "api", port: 80, host: "not a host" }, /^host: /],
+    ["metadata that is not an object", { serviceType: "api", port: 80, metadata: ["a"] }, /^metadata: /],
+    ["a metadata value that is not a string", { serviceType: "api", port: 80, metadata: { a: 1 } }, /^metadata\.a: must be a string/],
+    ["a relative health check path", { serviceType: "api", port: 80, healthCheck: { path: "ready" } }, /^healthCheck\.path: must start with \//],
+    ["a body that is not an object", [1, 2], /^body: /],
+  ])("answers 400 INVALID_ARGUMENT naming the field for %s", async (_name, body, message) => {
+    const res = await register(body);
+    expect(res.status).toBe(400);
+    const { error } = (await res.json()) as { error: { code: string; message: string } };
+    expect(error.code).toBe("INVALID_ARGUMENT");
+    expect(error.message).toMatch(message);
+  });
+
+  it("answers bad JSON and an empty body with 400, an oversized body with 413", async () => {
+    const bad = await http("/service", { method: "POST", headers: KEY, body: '{"serviceType": ' });
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toEqual({ error: { code: "INVALID_ARGUMENT", message: "request body is not valid JSON" } });
+    const empty = await http("/service", { method: "POST", headers: KEY });
+    expect(empty.status).toBe(400);
+    const huge = await register({ serviceType: "api", port: 80, metadata: { big: "x".repeat(70_000) } });
+    expect(huge.status).toBe(413);
+    expect(((await huge.json()) as { error: { code: string } }).error.code).toBe("RESOURCE_EXHAUSTED");
+    const query = await http("/services/api?includeUnhealthy=maybe", { headers: KEY });
+    expect(query.status).toBe(400);
+  });
+
+  it("does not read the body of an unauthenticated registration", async () => {
+    const res = await http("/service", { method: "POST", body: "not even json" });
+    expect(res.status).toBe(401);
+  });
+
+  it("gives the same code and message as gRPC for the same bad request", async () => {
+    const cases: [string, () => Promise<Response>, () => Promise<ServiceError>][] = [
+      ["wrong key", () => http("/services/api", { headers: { authorization: "Bearer wrong-key-0123456789" } }),
+        () => callError(grpc, grpc.getByType, { serviceType: "api", includeUnhealthy: false }, keyAuth("wrong-key-0123456789"))],
+      ["unknown id", () => http("/service/00000000-0000-0000-0000-000000000000", { headers: KEY }),
+        () => callError(grpc, grpc.getInstance, { instanceId: "00000000-0000-0000-0000-000000000000" }, keyAuth())],
+      ["too long id", () => http(`/service/${"x".repeat(200)}`, { headers: KEY }),
+        () => callError(grpc, grpc.getInstance, { instanceId: "x".repeat(200) }, keyAuth())],
+      ["bad type", () => http("/services/-bad-", { headers: KEY }),
+        () => callError(grpc, grpc.getByType, { serviceType: "-bad-", includeUnhealthy: false }, keyAuth())],
+      ["unknown instance creds", () => http("/services", { headers: asInstance("nope", "nope") }),
+        () => callError(grpc, grpc.listServices, {}, instanceAuth("nope", "nope"))],
+    ];
+    const httpFor: Record<number, number> = {
+      [status.INVALID_ARGUMENT]: 400, [status.UNAUTHENTICATED]: 401, [status.PERMISSION_DENIED]: 403,
+      [status.NOT_FOUND]: 404, [status.RESOURCE_EXHAUSTED]: 429, [status.UNAVAILABLE]: 503,
+    };
+    for (const [name, viaHttp, viaGrpc] of cases) {
+      const res = await viaHttp();
+      const body = (await res.json()) as { error: { code: string; message: string } };
+      const err = await viaGrpc();
+      expect(res.status, name).toBe(httpFor[err.code]);
+      expect(body.error.code, name).toBe(status[err.code]);
+      expect(body.error.message.replace(/^serviceType:/, "service_type:").replace(/^id:/, "instance_id:"), name).toBe(err.details);
+    }
+  });
+
+  it("labels HTTP metrics with the route template, never the id in the path", async () => {
+    const created = (await (await register({ serviceType: "metered", port: 1, host: "10.0.0.1" })).json()) as { serviceId: string };
+    await http(`/service/${created.serviceId}`, { headers: KEY });
+    const m = parseExposition(await (await http("/metrics")).text());
+    expect(m.value("registry_http_requests_total", { route: "/service/:id", method: "GET", code: "200" })).toBeGreaterThanOrEqual(1);
+    expect(m.value("registry_http_requests_total", { route: "/service", method: "POST", code: "201" })).toBeGreaterThanOrEqual(1);
+    expect(m.samples.some((s) => Object.values(s.labels).some((v) => v.includes(created.serviceId)))).toBe(false);
+  });
+});
+
+describe("HTTP error mapping", () => {
+  it.each([
+    ["invalid_argument", 400, "INVALID_ARGUMENT"],
+    ["unauthenticated", 401, "UNAUTHENTICATED"],
+    ["permission_denied", 403, "PERMISSION_DENIED"],
+    ["not_found", 404, "NOT_FOUND"],
+    ["resource_exhausted", 429, "RESOURCE_EXHAUSTED"],
+    ["unavailable", 503, "UNAVAILABLE"],
+  ] as [RegistryErrorCode, number, string][])("maps %s to %i", (code, httpStatus, name) => {
+    const mapped = toHttpError(new RegistryError(code, "why"), pino({ level: "silent" }), "/x");
+    expect(mapped.status).toBe(httpStatus);
+    expect(mapped.body).toEqual({ error: { code: name, message: "why" } });
+  });
+
+  it("turns anything else into a 500 with a generic message", () => {
+    const mapped = toHttpError(new Error("secret detail"), pino({ level: "silent" }), "/x");
+    expect(mapped).toEqual({ status: 500, headers: {}, body: { error: { code: "INTERNAL", message: "internal error" } } });
+  });
+
+  it("answers 503 with Retry-After over real HTTP while the registry is unavailable", async () => {
+    const registry = new ServiceRegistry({ healthChecks: false }); // never started: UNAVAILABLE
+    const api = new RegistryApi(registry, new RegistrationKeys([TEST_KEY]));
+    const server = new RegistryHttpServer({ routes: jsonApiRoutes(api), logger: pino({ level: "silent" }) });
+    const port = await server.listen("127.0.0.1", 0);
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/service`, {
+        method: "POST",
+        headers: KEY,
+        body: JSON.stringify({ serviceType: "api", port: 80, host: "10.0.0.1" }),
+      });
+      expect(res.status).toBe(503);
+      expect(res.headers.get("retry-after")).toBe("1");
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("UNAVAILABLE");
+    } finally {
+      await server.close();
+    }
+  });
+});
