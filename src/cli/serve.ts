@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { Config } from "../config/settings.js";
 import { resolveRegistrationKeys } from "../config/registration-key.js";
+import { loadTls } from "../config/tls.js";
 import { RegistryApi } from "../api/registry-api.js";
 import { HttpProber } from "../health/http-probe.js";
 import { RegistryHttpServer } from "../http/http-server.js";
@@ -13,6 +14,7 @@ import { ServingState } from "../observability/serving-state.js";
 import { RegistrationKeys } from "../registry/credentials.js";
 import { ServiceRegistry } from "../registry/service-registry.js";
 import { RegistryGrpcServer } from "../server/grpc-server.js";
+import { grpcServerCredentials } from "../server/tls-credentials.js";
 import { createStore } from "../store/create-store.js";
 import type { RegistryStore } from "../store/registry-store.js";
 
@@ -37,6 +39,7 @@ export interface StartOptions {
 
 /** Builds the registry from a configuration and serves it over gRPC and HTTP. */
 export async function startServer(config: Config, logger: Logger, options: StartOptions = {}): Promise<RunningServer> {
+  const tls = loadTls(config);
   const keys = new RegistrationKeys(resolveRegistrationKeys(config.registrationKey, config.dataDir, logger));
   const serving = new ServingState();
   const metrics = new RegistryMetrics();
@@ -79,6 +82,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
     keys,
     api,
     logger,
+    credentials: grpcServerCredentials(tls),
     serving,
     metrics,
     watchStallTimeoutMs: config.watchStallTimeoutMs,
@@ -89,7 +93,12 @@ export async function startServer(config: Config, logger: Logger, options: Start
   const http =
     wantedHttpPort === undefined
       ? undefined
-      : new RegistryHttpServer({ routes: [...opsRoutes(metrics, serving), ...jsonApiRoutes(api)], metrics, logger });
+      : new RegistryHttpServer({
+          routes: [...opsRoutes(metrics, serving), ...jsonApiRoutes(api)],
+          metrics,
+          logger,
+          ...(tls ? { tls: { cert: tls.cert, key: tls.key, ca: tls.clientCa } } : {}),
+        });
   let port: number;
   let httpPort: number | undefined;
   try {
@@ -101,8 +110,12 @@ export async function startServer(config: Config, logger: Logger, options: Start
     prober?.close();
     throw err;
   }
+  if (tls && Date.parse(tls.leaf.validTo) < Date.now()) {
+    logger.warn({ validTo: tls.leaf.validTo, subject: tls.leaf.subject }, "TLS_CERT_FILE has expired: clients will refuse it");
+  }
+  const transport = tls ? (tls.clientCa ? "mtls" : "tls") : "plaintext";
   logger.info(
-    { host: config.host, port, httpPort, store: config.store, dataDir: config.dataDir, epoch: registry.epoch, instances: registry.size },
+    { host: config.host, port, httpPort, tls: transport, store: config.store, dataDir: config.dataDir, epoch: registry.epoch, instances: registry.size },
     "registry serving gRPC",
   );
   return {

@@ -92,6 +92,14 @@ export const SETTINGS = {
   bookmarkIntervalMs: spec({ env: "BOOKMARK_INTERVAL_MS", description: "idle time before a watch stream gets a BOOKMARK", default: 30_000, parse: integer(1) }),
   watchStallTimeoutMs: spec({ env: "WATCH_STALL_TIMEOUT_MS", description: "end a watch stream that accepts nothing this long", default: 60_000, parse: integer(1) }),
   shutdownGraceMs: spec({ env: "SHUTDOWN_GRACE_MS", description: "wait for in-flight calls on SIGTERM", default: 5000, parse: integer(0) }),
+  tlsCertFile: spec({ env: "TLS_CERT_FILE", description: "PEM certificate (chain): serve gRPC and HTTP over TLS (with TLS_KEY_FILE)", default: "", parse: text }),
+  tlsKeyFile: spec({ env: "TLS_KEY_FILE", description: "PEM private key of TLS_CERT_FILE", default: "", parse: text }),
+  tlsClientCaFile: spec({
+    env: "TLS_CLIENT_CA_FILE",
+    description: "PEM CA bundle: require client certificates it signed (mTLS; needs TLS_CERT_FILE)",
+    default: "",
+    parse: text,
+  }),
   logLevel: spec({
     env: "LOG_LEVEL",
     description: "pino level",
