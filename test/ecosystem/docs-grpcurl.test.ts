@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TEST_KEY } from "../support/registry-harness.js";
+import { curlLines, runCurl } from "./curl.js";
 import { grpcurlLines, parseGrpcurl, runGrpcurl, type GrpcurlResult } from "./grpcurl.js";
 import { startStack } from "./stack.js";
 
@@ -9,9 +10,10 @@ import { startStack } from "./stack.js";
  * order against a running server through server reflection only (see
  * grpcurl.ts): list, describe, health Check and every RegistryService call.
  * A command that would fail for a user (unknown symbol or field, wrong
- * header, bad JSON) fails here.
+ * header, bad JSON) fails here. The curl examples of the HTTP/JSON API run
+ * the same way, with fetch.
  */
-const DOCS = ["README.md"] as const;
+const DOCS = ["README.md", "docs/operations.md"] as const;
 
 describe.each(DOCS)("grpcurl commands in %s", (doc) => {
   const text = readFileSync(new URL(`../../${doc}`, import.meta.url), "utf8");
@@ -41,7 +43,8 @@ describe.each(DOCS)("grpcurl commands in %s", (doc) => {
       expect(command.plaintext, line).toBe(true);
       const result = await runGrpcurl(command, {
         address: server.address,
-        streamUntil: (m) => m.type === "EVENT_TYPE_SYNCED",
+        // A watch until its snapshot is complete; a health Watch after its first status.
+        streamUntil: (m) => m.type === "EVENT_TYPE_SYNCED" || "status" in m,
       }).catch((err: Error) => {
         throw new Error(`${doc}: \`${line}\` failed: ${err.message}`);
       });
@@ -62,5 +65,39 @@ describe.each(DOCS)("grpcurl commands in %s", (doc) => {
     const watch = find("/WatchInstances");
     expect(watch?.kind === "invoke" && watch.responses.at(-1)?.type).toBe("EVENT_TYPE_SYNCED");
     expect(find("/Unregister")).toMatchObject({ kind: "invoke", responses: [{ instance: { id: vars.ID } }] });
+  });
+});
+
+describe("curl commands in docs/operations.md", () => {
+  const lines = curlLines(readFileSync(new URL("../../docs/operations.md", import.meta.url), "utf8"));
+  let server: Awaited<ReturnType<typeof startStack>>;
+  beforeAll(async () => {
+    server = await startStack();
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  it("documents every route of the HTTP/JSON API", () => {
+    for (const needle of ["-X POST localhost:4001/service ", "localhost:4001/services ", "/services/billing", "localhost:4001/service/$ID", "-X DELETE"]) {
+      expect(lines.join("\n"), needle).toContain(needle);
+    }
+  });
+
+  it("every command works verbatim against localhost:4001 (run here against the test server)", async () => {
+    const vars: Record<string, string> = { KEY: TEST_KEY };
+    const answers: unknown[] = [];
+    for (const line of lines) {
+      const { status, body } = await runCurl(line, vars, server.httpUrl);
+      expect(status, `${line} answered ${JSON.stringify(body)}`).toBeLessThan(300);
+      answers.push(body);
+      const created = body as { serviceId?: string; token?: string };
+      if (created.serviceId && created.token) {
+        vars.ID = created.serviceId;
+        vars.TOKEN = created.token;
+      }
+    }
+    expect(answers[0]).toMatchObject({ serviceId: vars.ID, instance: { serviceType: "billing", healthCheckPath: "/ready" } });
+    expect(answers.at(-1)).toMatchObject({ instance: { id: vars.ID } });
   });
 });
