@@ -1,6 +1,6 @@
 /**
- * service-registry as a library: the registry core, its stores, and the gRPC
- * server that fronts it.
+ * service-registry as a library: the registry core, its stores, the gRPC
+ * server and the HTTP server (JSON API, metrics, health) that front it.
  */
 export { ServiceRegistry, type RegistryEvents, type Registration } from "./registry/service-registry.js";
 export type { ServiceRegistryOptions } from "./registry/registry-options.js";
@@ -13,7 +13,18 @@ export { RegistrationKeys } from "./registry/credentials.js";
 export { MemoryStore } from "./store/memory-store.js";
 export type { RegistryStore, Mutation, StoreState } from "./store/registry-store.js";
 export { RegistryGrpcServer, type RegistryGrpcServerOptions } from "./server/grpc-server.js";
+export { RegistryApi, type CallContext, type RegisterRequest } from "./api/registry-api.js";
+export { Authenticator, type PresentedCredentials, type Principal } from "./api/authenticator.js";
+export { RegistryHttpServer, type RegistryHttpServerOptions } from "./http/http-server.js";
+export { jsonApiRoutes } from "./http/json-api.js";
+export { opsRoutes } from "./http/ops-routes.js";
+export type { Route } from "./http/routes.js";
+export { RegistryMetrics } from "./observability/registry-metrics.js";
+export { ServingState, type NotServingReason } from "./observability/serving-state.js";
+export { InstrumentedStore, type StoreObserver } from "./observability/instrumented-store.js";
+export { instrumentProbe } from "./observability/instrumented-probe.js";
 export { loadConfig, ConfigError } from "./config/load-config.js";
-export { startServer, type RunningServer } from "./cli/serve.js";
+export { loadTls, type TlsMaterial } from "./config/tls.js";
+export { startServer, type RunningServer, type StartOptions } from "./cli/serve.js";
 // The client SDK: RegistryClient, registerSelf, the registry:/// resolver (SPEC 4.6).
 export * from "./client/index.js";
