@@ -20,6 +20,27 @@ import {
 } from "../../src/index.js";
 import { greeterClient, sayHello, type GreeterClient } from "./greeter.js";
 
+/**
+ * round_robin over the healthy backends, and one retry on another backend for
+ * a call that failed with UNAVAILABLE: a backend that dies mid-call (before the
+ * registry's probe notices) costs a retry, not an error.
+ */
+const SERVICE_CONFIG = JSON.stringify({
+  ...JSON.parse(ROUND_ROBIN_SERVICE_CONFIG),
+  methodConfig: [
+    {
+      name: [{ service: "example.greeter.v1.GreeterService" }],
+      retryPolicy: {
+        maxAttempts: 2,
+        initialBackoff: "0.01s",
+        maxBackoff: "0.1s",
+        backoffMultiplier: 2,
+        retryableStatusCodes: ["UNAVAILABLE"],
+      },
+    },
+  ],
+});
+
 export interface RouterOptions {
   /** Client watching the registry (with the registration key). */
   readonly registry: RegistryClient;
@@ -42,7 +63,7 @@ export async function startRouter(options: RouterOptions): Promise<Router> {
   const serviceType = options.serviceType ?? "greeter";
   registerRegistryResolver({ client: options.registry, onUpdate: options.onUpdate });
   const greeter = greeterClient(`registry:///${serviceType}`, credentials.createInsecure(), {
-    "grpc.service_config": ROUND_ROBIN_SERVICE_CONFIG,
+    "grpc.service_config": SERVICE_CONFIG,
   });
   // Resolve and connect now rather than on the first request (grpc-js channels start idle).
   greeter.getChannel().getConnectivityState(true);

@@ -5,8 +5,8 @@ import type { WatchDisconnect } from "../../src/client/registry-watch.js";
 import type { RegistryWatchEvent } from "../../src/client/watch-events.js";
 import { startHealthServer, type HealthServer } from "../support/health-server.js";
 import { startHarness, TEST_KEY, type Harness } from "../support/registry-harness.js";
-import { startServerProcess, tempDataDir, type ServerProcess } from "../support/server-process.js";
-import { changeRevisions, drain, eventually, freePort, Log } from "./helpers.js";
+import { tempDataDir } from "../support/server-process.js";
+import { changeRevisions, drain, eventually, freePort, Log, startLocalRegistry, type LocalRegistry } from "./helpers.js";
 
 const FAST_BACKOFF = { initialMs: 20, maxMs: 200 };
 
@@ -15,6 +15,10 @@ function bigMetadata(tag: string): Record<string, string> {
   return Object.fromEntries(Array.from({ length: 64 }, (_, i) => [`k${i}`, `${tag}-${i}-`.padEnd(512, "x")]));
 }
 
+/**
+ * Registries here run in this process (the same server code `serve` runs),
+ * so restarts take milliseconds; router.test.ts restarts real processes.
+ */
 describe("RegistryWatch resumes without gap or duplicate", () => {
   const cleanups: (() => unknown)[] = [];
   afterEach(async () => {
@@ -26,17 +30,10 @@ describe("RegistryWatch resumes without gap or duplicate", () => {
   };
   const client = (addresses: string[]): RegistryClient =>
     track(new RegistryClient({ addresses, auth: { key: TEST_KEY }, backoff: FAST_BACKOFF, connectTimeoutMs: 500 }));
-  const server = async (env: Record<string, string>): Promise<ServerProcess> => {
-    const p = await startServerProcess({ SERVICE_REGISTRATION_KEY: TEST_KEY, HEALTH_CHECKS: "false", SHUTDOWN_GRACE_MS: "300", ...env });
-    cleanups.push(async () => {
-      p.kill("SIGKILL");
-      await p.exited;
-    });
-    return p;
-  };
-  const stop = async (p: ServerProcess): Promise<void> => {
-    p.kill("SIGTERM");
-    expect(await p.exited).toBe(0);
+  const local = async (port: number, dataDir?: string): Promise<LocalRegistry> => {
+    const r = await startLocalRegistry(port, dataDir, TEST_KEY);
+    cleanups.push(() => r.close());
+    return r;
   };
 
   it("across a stall end: a consumer too slow for the registry's stall timeout gets every change exactly once", async () => {
@@ -70,21 +67,20 @@ describe("RegistryWatch resumes without gap or duplicate", () => {
 
   it("across a registry restart (SQLite): UNAVAILABLE at shutdown, then the changes made meanwhile, without RESET", async () => {
     const port = await freePort();
-    const env = { PORT: String(port), STORE: "sqlite", DATA_DIR: tempDataDir() };
-    let registry = await server(env);
-    const address = `127.0.0.1:${port}`;
-    const writer = client([address]);
+    const dataDir = tempDataDir();
+    let registry = await local(port, dataDir);
+    const writer = client([registry.address]);
     const disconnects = new Log<WatchDisconnect>();
-    const log = drain(client([address]).watch({ onDisconnect: (d) => disconnects.push(d) }));
+    const log = drain(client([registry.address]).watch({ onDisconnect: (d) => disconnects.push(d) }));
     const revisions: number[] = [];
     const a = await writer.register({ serviceType: "api", port: 1, host: "10.0.0.1" });
     const b = await writer.register({ serviceType: "api", port: 2, host: "10.0.0.2" });
     revisions.push(a.instance.revision, b.instance.revision, (await writer.unregister(a.id)).revision);
     await log.until((e) => changeRevisions(e).includes(revisions.at(-1)!), "the first changes");
 
-    await stop(registry);
+    await registry.close();
     await disconnects.find((d) => d.error.code === status.UNAVAILABLE, "UNAVAILABLE from the shutting-down registry");
-    registry = await server(env);
+    registry = await local(port, dataDir);
     // Written as soon as the registry is back, likely before the watch reconnects.
     for (let i = 0; i < 5; i++) revisions.push((await writer.register({ serviceType: "api", port: 10 + i, host: "10.0.0.3" })).instance.revision);
     revisions.push((await writer.unregister(b.id)).revision);
@@ -98,15 +94,15 @@ describe("RegistryWatch resumes without gap or duplicate", () => {
   it("fails over to another address holding the same data and resumes there (what replicas on one etcd give)", async () => {
     const [p1, p2] = [await freePort(), await freePort()];
     const dataDir = tempDataDir();
-    const first = await server({ PORT: String(p1), STORE: "sqlite", DATA_DIR: dataDir });
+    const first = await local(p1, dataDir);
     const addresses = [`127.0.0.1:${p1}`, `127.0.0.1:${p2}`];
     const writer = client(addresses);
     const log = drain(client(addresses).watch({ serviceType: "api" }));
     const revisions = [(await writer.register({ serviceType: "api", port: 1, host: "10.0.0.1" })).instance.revision];
     await log.until((e) => changeRevisions(e).includes(revisions[0]!), "the first change");
 
-    await stop(first);
-    await server({ PORT: String(p2), STORE: "sqlite", DATA_DIR: dataDir });
+    await first.close();
+    await local(p2, dataDir);
     for (let i = 0; i < 3; i++) revisions.push((await writer.register({ serviceType: "api", port: 2 + i, host: "10.0.0.2" })).instance.revision);
     await log.until((e) => changeRevisions(e).includes(revisions.at(-1)!), "the changes on the second address", 10_000);
     expect(changeRevisions(log.items)).toEqual(revisions);
@@ -115,17 +111,15 @@ describe("RegistryWatch resumes without gap or duplicate", () => {
 
   it("surfaces RESET when the registry lost its data (memory store restarted), then a fresh snapshot replaces the old view", async () => {
     const port = await freePort();
-    const env = { PORT: String(port), STORE: "memory" };
-    let registry = await server(env);
-    const address = `127.0.0.1:${port}`;
-    const writer = client([address]);
-    const log = drain(client([address]).watch());
+    const registry = await local(port);
+    const writer = client([registry.address]);
+    const log = drain(client([registry.address]).watch());
     const old = await writer.register({ serviceType: "api", port: 1, host: "10.0.0.1" });
     await log.find((e) => e.type === "instanceRegistered", "the first registration");
     const oldEpoch = log.items[0]!.epoch;
 
-    await stop(registry);
-    registry = await server(env);
+    await registry.close();
+    await local(port);
     const fresh = await writer.register({ serviceType: "api", port: 2, host: "10.0.0.2" });
     await log.until((items) => view(items).has(fresh.id), "the new registration", 10_000);
 
