@@ -5,18 +5,31 @@ import { flagName, SETTINGS } from "../config/settings.js";
 import { createLogger } from "../logging/logger.js";
 import { EtcdOpenError } from "../store/etcd/etcd-store.js";
 import { SqliteStore, StoreOpenError } from "../store/sqlite/sqlite-store.js";
+import { isClientCommand, runClientCommand, type ClientCommand } from "./commands/client-commands.js";
+import { processOutput } from "./commands/output.js";
 import { startServer } from "./serve.js";
 
 const USAGE = `usage: service-registry [serve] [--flag value ...]
        service-registry keygen
        service-registry rotate-epoch [--data-dir DIR]
+       service-registry list [SERVICE_TYPE] [--json] [--address HOST:PORT] [--key KEY]
+       service-registry get INSTANCE_ID [--json] [--address HOST:PORT] [--key KEY]
+       service-registry watch [SERVICE_TYPE] [--json] [--address HOST:PORT] [--key KEY]
 
 Commands:
   serve          run the registry (default)
   keygen         print a new random registration key
   rotate-epoch   give a stopped registry's SQLite data a new epoch (after restoring a backup)
+  list           service types with instance counts; with a type, its instances
+  get            one instance by id
+  watch          the instances, then every change as it happens (Ctrl-C to stop)
 
-Flags (each also read from the environment or .env):
+  Client commands find the registry at --address, REGISTRY_ADDRESS or
+  127.0.0.1:$PORT, and the key in --key, SERVICE_REGISTRATION_KEY or
+  DATA_DIR/registration-key; \`service-registry list --help\` for details.
+  Exit codes: 0 done, 1 failed (not found, unreachable, refused), 2 usage.
+
+Server flags (serve; each also read from the environment or .env):
 ${Object.values(SETTINGS)
   .map((s) => `  ${flagName(s.env).padEnd(30)} ${s.env}: ${s.description} (default ${JSON.stringify(s.default)})`)
   .join("\n")}
@@ -49,8 +62,25 @@ async function serve(argv: string[]): Promise<void> {
   process.on("SIGINT", () => stop("SIGINT"));
 }
 
+/** Runs list/get/watch; Ctrl-C ends a watch (exit 130, as a shell expects). */
+async function clientCommand(command: ClientCommand, args: string[]): Promise<void> {
+  const controller = new AbortController();
+  let signalled: number | undefined;
+  const onSignal = (code: number) => () => {
+    signalled = code;
+    controller.abort();
+  };
+  process.once("SIGINT", onSignal(130));
+  process.once("SIGTERM", onSignal(143));
+  // `watch | head` closes our stdout: that is the reader's way to say "enough".
+  process.stdout.on("error", (err: NodeJS.ErrnoException) => process.exit(err.code === "EPIPE" ? 0 : 1));
+  const code = await runClientCommand(command, args, processOutput, undefined, controller.signal);
+  process.exit(signalled ?? code);
+}
+
 async function main(args: string[]): Promise<void> {
   const [first, ...rest] = args;
+  if (isClientCommand(first)) return clientCommand(first, rest);
   if (first === "--help" || first === "-h" || first === "help") {
     process.stdout.write(USAGE);
     return;

@@ -1,0 +1,53 @@
+import type { Instance } from "../../registry/types.js";
+
+/** Where a command writes; tests and `main` pass process streams. */
+export interface Output {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+/** process.stdout / process.stderr. */
+export const processOutput: Output = {
+  out: (text) => void process.stdout.write(text),
+  err: (text) => void process.stderr.write(text),
+};
+
+/** Left-aligned columns, two spaces apart, header first. */
+export function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: readonly string[]): string =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] as number)))
+      .join("  ")
+      .trimEnd();
+  return `${[line(header), ...rows.map(line)].join("\n")}\n`;
+}
+
+/** `3s`, `5m`, `2h`, `4d`: how long ago `ms` was. */
+export function age(ms: number, now = Date.now()): string {
+  const s = Math.max(0, Math.round((now - ms) / 1000));
+  if (s < 90) return `${s}s`;
+  if (s < 90 * 60) return `${Math.round(s / 60)}m`;
+  if (s < 36 * 3600) return `${Math.round(s / 3600)}h`;
+  return `${Math.round(s / 86400)}d`;
+}
+
+/** `k=v,k2=v2`, or `-`. */
+export function metadataText(metadata: Readonly<Record<string, string>>): string {
+  const entries = Object.entries(metadata);
+  return entries.length === 0 ? "-" : entries.map(([k, v]) => `${k}=${v}`).join(",");
+}
+
+/** `host:port`, with brackets around IPv6 hosts. */
+export function addressText(instance: Instance): string {
+  return instance.host.includes(":") ? `[${instance.host}]:${instance.port}` : `${instance.host}:${instance.port}`;
+}
+
+/** An instance for `--json`: timestamps as ISO 8601 strings. */
+export function instanceJson(instance: Instance): Record<string, unknown> {
+  return {
+    ...instance,
+    registeredAt: new Date(instance.registeredAt).toISOString(),
+    updatedAt: new Date(instance.updatedAt).toISOString(),
+  };
+}

@@ -1,0 +1,117 @@
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { status } from "@grpc/grpc-js";
+import { afterEach, describe, expect, it } from "vitest";
+import { RegistryClientError } from "../../src/client/client-error.js";
+import { registerSelf, SESSION_METADATA_KEY, type SelfRegistration } from "../../src/client/register-self.js";
+import { RegistryClient } from "../../src/client/registry-client.js";
+import { startHarness, TEST_KEY, type Harness } from "../support/registry-harness.js";
+import { drain, freePort, Log, startLocalRegistry } from "./helpers.js";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const FAST = { initialMs: 20, maxMs: 200 };
+
+describe("registerSelf", () => {
+  const cleanups: (() => unknown)[] = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+  const harness = async (): Promise<Harness> => {
+    const h = await startHarness();
+    cleanups.push(() => h.close());
+    return h;
+  };
+  const admin = (address: string): RegistryClient => {
+    const c = new RegistryClient({ addresses: [address], auth: { key: TEST_KEY } });
+    cleanups.push(() => c.close());
+    return c;
+  };
+  const self = async (address: string, extra: Partial<Parameters<typeof registerSelf>[0]> = {}): Promise<SelfRegistration> => {
+    const r = await registerSelf({
+      connection: { addresses: [address] },
+      key: TEST_KEY,
+      serviceType: "api",
+      host: "10.0.0.7",
+      port: 8080,
+      metadata: { zone: "eu-1" },
+      checkIntervalMs: 100,
+      backoff: FAST,
+      ...extra,
+    });
+    cleanups.push(() => r.close());
+    return r;
+  };
+
+  it("registers, keeps the credentials, and unregisters on close()", async () => {
+    const h = await harness();
+    const r = await self(h.address);
+    const instance = await admin(h.address).getInstance(r.id, { auth: r.auth });
+    expect(instance).toMatchObject({ serviceType: "api", host: "10.0.0.7", port: 8080, metadata: { zone: "eu-1" } });
+    expect(instance.metadata[SESSION_METADATA_KEY]).toMatch(/^[0-9a-f-]{36}$/);
+    await r.close();
+    expect((await admin(h.address).getByType("api", { includeUnhealthy: true })).instances).toEqual([]);
+    await r.close(); // idempotent
+  });
+
+  it("registers again when the registry answers UNAUTHENTICATED or NOT_FOUND for it", async () => {
+    const h = await harness();
+    const r = await self(h.address);
+    const firstId = r.id;
+    const lost = new Log<RegistryClientError>();
+    const registered = new Log<string>();
+    r.on("lost", (e) => lost.push(e));
+    r.on("registered", (i) => registered.push(i.id));
+
+    await admin(h.address).unregister(firstId); // as an operator, or an expiry, would
+    const newId = await registered.find(() => true, "the registration to come back");
+    expect(lost.items[0]?.code).toBe(status.UNAUTHENTICATED); // its token died with the instance
+    expect(newId).not.toBe(firstId);
+    expect(r.id).toBe(newId);
+    const { instances } = await admin(h.address).getByType("api");
+    expect(instances.map((i) => i.id)).toEqual([newId]);
+  });
+
+  it("rejects at once what no retry can fix: a wrong key, an invalid registration", async () => {
+    const h = await harness();
+    const wrongKey = self(h.address, { key: "not-the-key-0123456789" });
+    await expect(wrongKey).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
+    await expect(self(h.address, { serviceType: "Not Valid" })).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
+  });
+
+  it("waits for a registry that is not up yet, then registers once", async () => {
+    const port = await freePort();
+    const pending = self(`127.0.0.1:${port}`);
+    const local = await startLocalRegistry(port, undefined, TEST_KEY);
+    cleanups.push(() => local.close());
+    const r = await pending;
+    expect(local.registry.getByType("api", false).instances.map((i) => i.id)).toEqual([r.id]);
+  });
+
+  it("with unregisterOnSignal, unregisters on SIGTERM and then lets the signal end the process", async () => {
+    const h = await harness();
+    const watch = drain(admin(h.address).watch({ serviceType: "greeter" }));
+    const child = spawn(process.execPath, ["--import", "tsx", "examples/router/backend.ts"], {
+      cwd: ROOT,
+      env: { ...process.env, REGISTRY_ADDRESS: h.address, SERVICE_REGISTRATION_KEY: TEST_KEY, NAME: "sig", HOST: "127.0.0.1" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    cleanups.push(() => child.kill("SIGKILL"));
+    let output = "";
+    child.stderr.on("data", (d: Buffer) => (output += d.toString()));
+    const exited = new Promise<string | number>((resolve) => child.on("exit", (code, signal) => resolve(signal ?? code ?? -1)));
+    const serving = await new Promise<{ id: string }>((resolve, reject) => {
+      child.stdout.on("data", (d: Buffer) => {
+        output += d.toString();
+        const line = output.split("\n").find((l) => l.includes('"backend serving"'));
+        if (line) resolve(JSON.parse(line) as { id: string });
+      });
+      void exited.then((code) => reject(new Error(`backend exited (${code}):\n${output}`)));
+    });
+    await watch.find((e) => e.type === "instanceRegistered" && e.instance.id === serving.id, "the backend's registration");
+
+    child.kill("SIGTERM");
+    const removed = await watch.find((e) => e.type === "instanceRemoved", "the backend to unregister");
+    expect(removed).toMatchObject({ instance: { id: serving.id }, reason: "unregistered" });
+    expect(await exited).toBe("SIGTERM");
+  });
+});
