@@ -7,6 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RegistryClient, type RegisteredInstance } from "../../src/client/registry-client.js";
 import { runClientCommand } from "../../src/cli/commands/client-commands.js";
 import type { Output } from "../../src/cli/commands/output.js";
+import { ServerCredentials } from "@grpc/grpc-js";
+import { makeTestPki } from "../ecosystem/test-pki.js";
+import { startHarness, TEST_KEY } from "../support/registry-harness.js";
 import { runCli, startServerProcess, type ServerProcess } from "../support/server-process.js";
 import { freePort, Log } from "./helpers.js";
 
@@ -155,6 +158,29 @@ describe("CLI list, get, watch against a real registry", () => {
     const none = capture();
     expect(await runClientCommand("list", [], none, { env: {}, cwd: mkdtempSync(join(tmpdir(), "cli-nokey-")) })).toBe(2);
     expect(none.stderr).toMatch(/no registration key/);
+  });
+
+  it("talks TLS with --tls-ca, and mTLS with --tls-cert and --tls-key", async () => {
+    const pki = await makeTestPki();
+    const tls = await startHarness({
+      server: {
+        credentials: ServerCredentials.createSsl(
+          Buffer.from(pki.ca.cert),
+          [{ cert_chain: Buffer.from(pki.server.cert), private_key: Buffer.from(pki.server.key) }],
+          true,
+        ),
+      },
+    });
+    try {
+      const base = ["--address", tls.address, "--key", TEST_KEY, "--tls-ca", pki.ca.certFile];
+      const io = capture();
+      expect(await runClientCommand("list", [...base, "--tls-cert", pki.client.certFile, "--tls-key", pki.client.keyFile], io), io.stderr).toBe(0);
+      expect(io.stdout).toBe("no services registered\n");
+      expect(await runClientCommand("list", base, capture())).toBe(1); // no client certificate: refused
+      expect(await runClientCommand("list", [...base, "--tls-cert", pki.client.certFile], capture())).toBe(2);
+    } finally {
+      await tls.close();
+    }
   });
 
   it("watch TYPE --json: the snapshot, then each change as it happens; Ctrl-C ends it with 130", async () => {

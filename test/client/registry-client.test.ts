@@ -1,8 +1,9 @@
-import { status } from "@grpc/grpc-js";
+import { credentials, ServerCredentials, status } from "@grpc/grpc-js";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Backoff } from "../../src/client/backoff.js";
 import { RegistryClientError } from "../../src/client/client-error.js";
 import { RegistryClient } from "../../src/client/registry-client.js";
+import { makeTestPki } from "../ecosystem/test-pki.js";
 import { startBlackhole } from "../support/health-server.js";
 import { startHarness, TEST_KEY, type Harness } from "../support/registry-harness.js";
 import { freePort } from "./helpers.js";
@@ -148,6 +149,29 @@ describe("RegistryClient", () => {
     const c = client();
     c.close();
     expect((await failure(c.listServices())).code).toBe(status.CANCELLED);
+  });
+
+  it("speaks TLS and mTLS with the given channel credentials", async () => {
+    const pki = await makeTestPki();
+    const tls = await startHarness({
+      server: {
+        credentials: ServerCredentials.createSsl(
+          Buffer.from(pki.ca.cert),
+          [{ cert_chain: Buffer.from(pki.server.cert), private_key: Buffer.from(pki.server.key) }],
+          true,
+        ),
+      },
+    });
+    try {
+      const mtls = credentials.createSsl(Buffer.from(pki.ca.cert), Buffer.from(pki.client.key), Buffer.from(pki.client.cert));
+      const c = client({ addresses: [tls.address], credentials: mtls });
+      const a = await c.register({ serviceType: "api", port: 1, host: "10.0.0.1" });
+      expect((await c.getInstance(a.id)).id).toBe(a.id);
+      const plaintext = client({ addresses: [tls.address], deadlineMs: 500 });
+      expect((await failure(plaintext.listServices())).code).toBe(status.UNAVAILABLE);
+    } finally {
+      await tls.close();
+    }
   });
 
   it("shares connections with clients made by withAuth, which close independently", async () => {
