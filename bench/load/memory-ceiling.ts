@@ -9,7 +9,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import Database from "better-sqlite3";
 import { emit, serveIpc } from "../lib/ipc.js";
-import { BENCH_METADATA } from "../lib/workload.js";
+import { BENCH_METADATA, typeName } from "../lib/workload.js";
 
 const { dbPath } = JSON.parse(process.argv[2] ?? "{}") as { dbPath?: string };
 let loaded: { rows: number; ms: number } | undefined;
@@ -28,12 +28,14 @@ const held = new Map<string, object>();
 serveIpc({
   hold({ count }: { count: number }) {
     const now = Date.now();
+    const types = Array.from({ length: 1000 }, (_, t) => typeName(t));
     for (let i = 0; i < count; i++) {
-      const id = randomUUID();
+      // Flat strings and a pooled 32-byte hash: the most compact plain-JS form of an instance.
+      const id = Buffer.from(randomUUID(), "latin1").toString("latin1");
       held.set(id, {
         id,
-        serviceType: `t-${String(i % 1000).padStart(4, "0")}`,
-        host: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
+        serviceType: types[i % types.length],
+        host: [10, (i >> 16) & 255, (i >> 8) & 255, i & 255].join("."),
         port: 8000 + (i % 1000),
         metadata: { ...BENCH_METADATA },
         healthCheckPath: "/health",
@@ -41,7 +43,7 @@ serveIpc({
         registeredAt: now,
         updatedAt: now,
         revision: i + 1,
-        tokenHash: createHash("sha256").update(id).digest(),
+        tokenHash: Buffer.from(createHash("sha256").update(id).digest()),
       });
     }
     return { held: held.size };

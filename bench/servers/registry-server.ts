@@ -84,7 +84,8 @@ serveIpc({
           chunk.push(
             registry.register({
               serviceType: block.serviceType,
-              host: block.host ?? `10.${(k >> 16) & 255}.${(k >> 8) & 255}.${k & 255}`,
+              // Joined, not a template literal: a flat string, as gRPC decoding yields.
+              host: block.host ?? [10, (k >> 16) & 255, (k >> 8) & 255, k & 255].join("."),
               port: block.port ?? 8000 + (k % 1000),
               metadata: BENCH_METADATA,
             }),
