@@ -24,7 +24,7 @@ export interface BackendOptions {
   readonly port?: number;
   readonly checkIntervalMs?: number;
   readonly backoff?: BackoffOptions;
-  readonly unregisterOnSignal?: boolean;
+  readonly unregisterOnSignal?: boolean | readonly NodeJS.Signals[];
 }
 
 export interface Backend {
@@ -101,8 +101,8 @@ async function main(): Promise<void> {
     key,
     host: env.HOST,
     port: Number(env.PORT ?? 0),
-    // On SIGTERM: unregister, then let the signal end the process as usual.
-    unregisterOnSignal: true,
+    // On SIGTERM or Ctrl-C: unregister, then let the signal end the process as usual.
+    unregisterOnSignal: ["SIGTERM", "SIGINT"],
   });
   backend.registration.on("registered", (i) => console.log(JSON.stringify({ msg: "registered", id: i.id })));
   backend.registration.on("lost", (e) => console.log(JSON.stringify({ msg: "registry lost us; registering again", why: e.message })));

@@ -35,11 +35,14 @@ export class HealthyInstances {
   private revision = 0;
   private publishScheduled = false;
   private publishSeq = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly client: RegistryClient,
     readonly serviceType: string,
     private readonly onEmpty: () => void = () => {},
+    /** Wait before watching again after the registry refused the watch. */
+    private readonly retryAfterMs = 10_000,
   ) {}
 
   /**
@@ -54,6 +57,7 @@ export class HealthyInstances {
     if (latest) setImmediate(() => this.listeners.has(listener) && listener(latest));
     return () => {
       if (!this.listeners.delete(listener) || this.listeners.size > 0) return;
+      clearTimeout(this.retryTimer);
       this.watch?.close();
       this.watch = undefined;
       this.onEmpty();
@@ -93,7 +97,13 @@ export class HealthyInstances {
           if (this.synced) this.schedulePublish();
         }
       } catch (err) {
+        // A refusal (a rotated key, say) ends the watch; channels keep their
+        // last list, and the watch is tried again later in case it is fixed.
         this.deliver({ ok: false, error: err as RegistryClientError });
+        this.retryTimer = setTimeout(() => {
+          if (this.watch === watch && this.listeners.size > 0) this.start();
+        }, this.retryAfterMs);
+        this.retryTimer.unref();
       }
     })();
   }

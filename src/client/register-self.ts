@@ -36,7 +36,7 @@ export interface RegisterSelfOptions extends RegisterOptions {
    * afterwards, so the process still exits as it would have.
    */
   readonly unregisterOnSignal?: boolean | readonly NodeJS.Signals[];
-  /** Deadline of each call. Default the client's (5000 ms). */
+  /** Deadline of each call. Default the client's (5000 ms); 2000 ms for the Unregister in `close()`. */
   readonly deadlineMs?: number;
 }
 
@@ -115,7 +115,11 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
     const current = this.current;
     if (current) {
       try {
-        await this.client.unregister(current.id, { auth: { instanceId: current.id, token: current.token }, deadlineMs: this.options.deadlineMs });
+        // Bounded tighter than other calls: a process on its way out should not wait long for a missing registry.
+        await this.client.unregister(current.id, {
+          auth: { instanceId: current.id, token: current.token },
+          deadlineMs: this.options.deadlineMs ?? 2000,
+        });
       } catch (err) {
         const error = toClientError(err, "Unregister");
         // Already gone is fine; anything else is worth telling, but close() still completes.

@@ -26,6 +26,11 @@ export interface RegistryResolverOptions {
   readonly authority?: string;
   /** Told each time a target's address list changes: for logs and tests. */
   readonly onUpdate?: (update: ResolverUpdate) => void;
+  /**
+   * After the registry refuses the watch (a rotated key...), wait this long
+   * before trying again; channels keep their last list meanwhile. Default 10000 ms.
+   */
+  readonly retryAfterMs?: number;
 }
 
 /** An address list handed to grpc-js. */
@@ -49,9 +54,14 @@ class ResolverSource {
   healthySet(serviceType: string): HealthyInstances {
     let set = this.sets.get(serviceType);
     if (!set) {
-      const created = new HealthyInstances(this.options.client, serviceType, () => {
-        if (this.sets.get(serviceType) === created) this.sets.delete(serviceType);
-      });
+      const created = new HealthyInstances(
+        this.options.client,
+        serviceType,
+        () => {
+          if (this.sets.get(serviceType) === created) this.sets.delete(serviceType);
+        },
+        this.options.retryAfterMs,
+      );
       this.sets.set(serviceType, created);
       set = created;
     }

@@ -71,6 +71,25 @@ describe("registerSelf", () => {
     expect(instances.map((i) => i.id)).toEqual([newId]);
   });
 
+  it("removes its own duplicate when a Register's answer was lost after the registry applied it", async () => {
+    const h = await harness();
+    /** A client whose first Register reaches the registry but whose answer is lost, as a timeout would lose it. */
+    class LossyClient extends RegistryClient {
+      lost = 0;
+      override async register(...args: Parameters<RegistryClient["register"]>) {
+        const result = await super.register(...args);
+        if (this.lost++ === 0) throw new RegistryClientError(status.DEADLINE_EXCEEDED, "deadline exceeded", "Register", h.address);
+        return result;
+      }
+    }
+    const lossy = new LossyClient({ addresses: [h.address] });
+    cleanups.push(() => lossy.close());
+    const r = await self(h.address, { client: lossy, connection: undefined });
+    expect(lossy.lost).toBe(2); // registered twice: the lost one and the retry
+    const { instances } = await admin(h.address).getByType("api", { includeUnhealthy: true });
+    expect(instances.map((i) => i.id)).toEqual([r.id]); // the orphan from the lost answer is gone
+  });
+
   it("rejects at once what no retry can fix: a wrong key, an invalid registration", async () => {
     const h = await harness();
     const wrongKey = self(h.address, { key: "not-the-key-0123456789" });

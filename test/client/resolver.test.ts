@@ -91,6 +91,24 @@ describe("registry:/// resolver", () => {
     await eventually(() => h.server.watchStreamCount === 0, "the shared watch to stop once no channel uses it");
   });
 
+  it("after the registry refuses the watch, tries again later and picks up once the credentials work", async () => {
+    const h = await harness();
+    await backend(h, "g1");
+    let key = "rotated-away-key-0123456789";
+    const client = new RegistryClient({ addresses: [h.address], auth: () => ({ key }) });
+    const updates = new Log<ResolverUpdate>();
+    const unregister = registerRegistryResolver({ client, authority: "rotating", retryAfterMs: 100, onUpdate: (u) => updates.push(u) });
+    cleanups.push(() => {
+      unregister();
+      client.close();
+    });
+    const c = channel("registry://rotating/greeter");
+    expect((await callError(c)).details).toMatch(/UNAUTHENTICATED/);
+    key = TEST_KEY;
+    await updates.find((u) => u.addresses.length === 1, "the list once the key is accepted");
+    expect((await sayHello(c, "x")).backend).toBe("g1");
+  });
+
   it("serves several registries by authority, and reports a bad key as the calls' error", async () => {
     const [h1, h2] = [await harness(), await harness()];
     resolverFor(h1, TEST_KEY, "one");
