@@ -36,7 +36,8 @@ export class WatchHub {
   }
 
   publishChange(change: Change): void {
-    for (const watcher of this.watchers) watcher.pushChange(change);
+    const event = { type: "change", change } as const; // one event object for every watcher
+    for (const watcher of this.watchers) watcher.pushChange(change, event);
   }
 
   publishProbe(probe: ProbeEvent): void {

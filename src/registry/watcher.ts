@@ -56,7 +56,10 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
   private position = 0;
   private parked = false;
   private ended: { error?: Error } | undefined;
-  private wake: (() => void) | undefined;
+  /** Resolves the pending `idle()` wait: true when the bookmark interval passed. */
+  private settleIdle: ((bookmark: boolean) => void) | undefined;
+  /** One timer per watcher, re-armed at each idle wait rather than created anew per event. */
+  private bookmarkTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly source: WatchSource,
@@ -86,15 +89,15 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
     return this.position;
   }
 
-  /** Offers a committed change; never blocks. */
-  pushChange(change: Change): void {
+  /** Offers a committed change; never blocks. `event` lets a publisher share one event object among watchers. */
+  pushChange(change: Change, event: WatchEvent = { type: "change", change }): void {
     if (this.ended || this.parked) return;
     if (this.matches(change.instance.serviceType)) {
       if (this.queuedCount() >= this.limits.queueLimit) {
         this.parked = true;
         return;
       }
-      this.enqueue({ type: "change", change });
+      this.enqueue(event);
     }
     this.position = change.revision;
   }
@@ -110,6 +113,7 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
   end(error?: Error): void {
     if (this.ended) return;
     this.ended = error ? { error } : {};
+    clearTimeout(this.bookmarkTimer);
     this.queue.length = 0;
     this.snapshotItems = undefined;
     this.onClose(this);
@@ -197,18 +201,22 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
   /** Waits for new work; resolves true when the bookmark interval passed instead. */
   private idle(): Promise<boolean> {
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.wake = undefined;
-        resolve(true);
-      }, this.limits.bookmarkIntervalMs);
-      timer.unref();
-      this.wake = () => {
-        clearTimeout(timer);
-        this.wake = undefined;
-        resolve(false);
-      };
+      this.settleIdle = resolve;
+      if (this.bookmarkTimer) {
+        this.bookmarkTimer.refresh();
+      } else {
+        this.bookmarkTimer = setTimeout(this.bookmarkDue, this.limits.bookmarkIntervalMs);
+        this.bookmarkTimer.unref();
+      }
     });
   }
+
+  /** The bookmark timer fired: a bookmark is due only if the watcher has been idle all along. */
+  private readonly bookmarkDue = (): void => {
+    const settle = this.settleIdle;
+    this.settleIdle = undefined;
+    settle?.(true);
+  };
 
   private enqueue(event: WatchEvent): void {
     this.queue.push(event);
@@ -216,7 +224,9 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
   }
 
   private notify(): void {
-    this.wake?.();
+    const settle = this.settleIdle;
+    this.settleIdle = undefined;
+    settle?.(false);
   }
 
   private queuedCount(): number {
