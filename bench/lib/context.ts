@@ -29,7 +29,7 @@ export interface BenchParams {
 export const FULL: BenchParams = {
   register: { concurrencies: [1, 16, 64], warmupMs: 1000, durationMs: 3000 },
   getByType: { types: 1000, perType: 100, concurrency: 16, warmupMs: 1000, durationMs: 3000 },
-  fanout: { streams: 1000, processes: [1, 4], rounds: 200 },
+  fanout: { streams: 1000, processes: [1, 4], rounds: 400 },
   probing: { instances: 10_000, healthyPorts: 90, blackholePorts: 10, intervalMs: 5000, ttlMs: 2000, maxRequests: 1500, measureMs: 10_000,
     capacityIntervalMs: 200, capacityConcurrency: 64, capacityMs: 4000 },
   memory: { types: 1000, perType: 100 },

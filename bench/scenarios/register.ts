@@ -48,10 +48,13 @@ export async function registerScenario(ctx: BenchContext): Promise<void> {
     raw[`c${concurrency} etcd`] = detail(etcd);
     for (const [i, s] of STORES.entries()) {
       const reg = registries[i] as RegistryProcess;
+      const before = await reg.child.request<{ commitGroups: number; revision: number }>("storeStats");
       const r = await ctx.load.request<LoopResult>("grpcRegister", {
         address: reg.address, serviceType: "bench-svc", concurrency, serverPid: reg.child.pid, ...timing,
       });
-      raw[`c${concurrency} ${s.name}`] = detail(r);
+      const after = await reg.child.request<{ commitGroups: number; revision: number }>("storeStats");
+      const groups = after.commitGroups - before.commitGroups;
+      raw[`c${concurrency} ${s.name}`] = { ...detail(r), ...(groups > 0 ? { meanCommitGroup: (after.revision - before.revision) / groups } : {}) };
       const caseName = `${s.name}, c=${concurrency}`;
       const throughputTargets: Target[] = [{ against: "peer", op: ">=", bound: s.throughput }];
       const cpuTargets: Target[] = s.cpu ? [{ against: "ceiling", op: "<=", bound: s.cpu }] : [];

@@ -98,6 +98,8 @@ serveIpc({
     return { registered: n, ms: performance.now() - t0, size: registry.size };
   },
   probeCounters: () => ({ ...probes, probes: probes.passed + probes.failed }),
+  /** SQLite transactions so far, and registry revision: their ratio is the mean commit group size. */
+  storeStats: () => ({ commitGroups: store instanceof SqliteStore ? store.commitGroups : 0, revision: registry.revision }),
   /** Samples the registry's own probe-lag statistic (last 1024 probes) every `periodMs`. */
   startLagSampling({ periodMs }: { periodMs: number }) {
     lagWindows = [];
