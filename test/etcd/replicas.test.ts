@@ -1,6 +1,7 @@
 import { credentials, status, type ServiceError } from "@grpc/grpc-js";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { EventType, RegistryServiceClient, type WatchInstancesResponse } from "../../gen/registry/v1/registry.js";
+import { RegistryClient } from "../../src/client/registry-client.js";
 import { RendezvousOwnership } from "../../src/store/etcd/rendezvous-ownership.js";
 import { startEtcd, type EtcdProcess } from "../support/etcd-process.js";
 import { healthStatus } from "../support/health-check-client.js";
@@ -100,6 +101,48 @@ describe.skipIf(!etcdPresent)("registry replicas on one etcd", () => {
     expect(resumed.map((e) => e.instance?.id)).toEqual(later.map((r) => r.serviceId));
     expect(resumed.every((e) => e.revision > last.revision && !e.snapshot)).toBe(true);
     onB.cancel();
+  }, 60_000);
+
+  it("loses no acknowledged Register when a replica is killed under load from the SDK, and clients fail over", async () => {
+    const rs = await Promise.all([replica(), replica(), replica()]);
+    const addresses = rs.map((r) => `127.0.0.1:${r.proc.port}`);
+    const sdks = Array.from({ length: 4 }, () => new RegistryClient({ addresses, auth: { key: KEY }, connectTimeoutMs: 500 }));
+    const acked: { id: string; revision: number }[] = [];
+    let failed = 0;
+    let stop = false;
+    let killedAt = -1;
+    let reached!: () => void;
+    const enough = new Promise<void>((resolve) => (reached = resolve));
+    const loop = async (sdk: RegistryClient, worker: number): Promise<void> => {
+      for (let i = 0; !stop; i++) {
+        try {
+          const { instance } = await sdk.register({ serviceType: "load", port: 1 + ((worker * 997 + i) % 65000), host: "10.1.0.1" });
+          acked.push({ id: instance.id, revision: instance.revision });
+          if (killedAt < 0 && acked.length >= 150) reached();
+          if (killedAt >= 0 && acked.length >= killedAt + 150) stop = true;
+        } catch {
+          failed++; // a Register in flight on the dying replica may fail; it was not acknowledged
+        }
+      }
+    };
+    const workers = sdks.flatMap((sdk, s) => Array.from({ length: 8 }, (_, j) => loop(sdk, s * 8 + j)));
+    await enough;
+    // Every SDK prefers the first address: kill that replica mid-load.
+    rs[0]!.proc.kill("SIGKILL");
+    killedAt = acked.length;
+    await Promise.all(workers);
+    for (const sdk of sdks) sdk.close();
+
+    // The SDKs failed over and kept registering on the surviving replicas...
+    expect(acked.length).toBeGreaterThanOrEqual(killedAt + 150);
+    expect(failed).toBeLessThan(64);
+    // ...and every acknowledged Register is on them, once, in the same order.
+    for (const r of rs.slice(1)) {
+      const all = await call(r.client, r.client.getByType, { serviceType: "load", includeUnhealthy: true }, keyAuth(KEY));
+      const byId = new Map(all.instances.map((i) => [i.id, i.revision]));
+      for (const a of acked) expect(byId.get(a.id)).toBe(a.revision);
+    }
+    expect(new Set(acked.map((a) => a.revision)).size).toBe(acked.length);
   }, 60_000);
 
   it("keeps probing a killed replica's instances: a backend that dies afterwards is marked unhealthy", async () => {
