@@ -4,6 +4,8 @@
  *   1. `buf lint`
  *   2. `buf format -d --exit-code` (proto files formatted)
  *   3. `buf generate -o <temp dir>` and a byte-for-byte comparison with gen/
+ *   4. `buf breaking` against the previous commit, so a shipped field never
+ *      changes meaning (skipped, saying so, where there is no previous commit)
  * Exits 1 naming what is wrong (and how to fix it), 0 when all is in order.
  * Run from anywhere: `npm run check:gen`.
  */
@@ -53,6 +55,17 @@ function main() {
     fail(`proto files are not formatted (fix with \`npx buf format -w\`):\n${format.stdout}${format.stderr}`);
   }
   console.log("check:gen: buf format ok");
+
+  const previous = spawnSync("git", ["rev-parse", "--verify", "--quiet", "HEAD~1"], { cwd: root, encoding: "utf8" });
+  if (previous.status === 0) {
+    const breaking = runBuf(["breaking", "--against", ".git#ref=HEAD~1"]);
+    if (breaking.status !== 0) {
+      fail(`buf breaking: the contract changed incompatibly since the previous commit:\n${breaking.stdout}${breaking.stderr}`);
+    }
+    console.log("check:gen: buf breaking against HEAD~1 ok");
+  } else {
+    console.log("check:gen: buf breaking skipped: no previous commit to compare with");
+  }
 
   const temp = mkdtempSync(join(tmpdir(), "check-gen-"));
   try {
