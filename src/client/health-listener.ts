@@ -46,7 +46,9 @@ export async function listenWithHealth(server: Server, options: HealthListenerOp
   const check = options.check ?? (() => true);
   const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
   const http = createHttpServer((req, res) => {
-    if (req.method !== "GET" || new URL(req.url ?? "/", "http://x").pathname !== path) {
+    const target = req.url ?? "/";
+    const pathname = URL.canParse(target, "http://x") ? new URL(target, "http://x").pathname : undefined;
+    if (req.method !== "GET" || pathname !== path) {
       res.writeHead(404).end();
       return;
     }
@@ -65,6 +67,9 @@ export async function listenWithHealth(server: Server, options: HealthListenerOp
   const tcp = createTcpServer((socket) => {
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
+    // A peer that resets before sending a byte (a TCP health check, a port
+    // scan) must not crash the service with an unhandled 'error'.
+    socket.on("error", () => socket.destroy());
     socket.once("data", (chunk: Buffer) => {
       socket.pause();
       socket.unshift(chunk);

@@ -35,7 +35,13 @@ export class RegistryHttpServer {
   private closing = false;
 
   constructor(private readonly options: RegistryHttpServerOptions) {
-    const handler = (req: IncomingMessage, res: ServerResponse): void => void this.dispatch(req, res);
+    const handler = (req: IncomingMessage, res: ServerResponse): void => {
+      this.dispatch(req, res).catch((err: unknown) => {
+        options.logger.error({ err }, "HTTP request handling failed");
+        if (!res.headersSent) send(res, { status: 500, json: { error: { code: "INTERNAL", message: "internal error" } } });
+        else res.destroy();
+      });
+    };
     const tls = options.tls;
     this.server = tls
       ? createTlsServer({ cert: tls.cert, key: tls.key, ...(tls.ca ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}) }, handler)
@@ -81,8 +87,11 @@ export class RegistryHttpServer {
   private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
     const method = req.method === "HEAD" ? "GET" : (req.method ?? "GET");
-    const url = new URL(req.url ?? "/", "http://registry.invalid");
-    const match = matchRoute(this.options.routes, method, url.pathname);
+    // A request target like "//" or "//[" is not a valid URL: answer 400, never throw.
+    const url = URL.canParse(req.url ?? "/", "http://registry.invalid")
+      ? new URL(req.url ?? "/", "http://registry.invalid")
+      : undefined;
+    const match = url ? matchRoute(this.options.routes, method, url.pathname) : undefined;
     const template = match?.route.template ?? "unmatched";
     res.on("finish", () => {
       const label = ["GET", "HEAD", "POST", "DELETE"].includes(req.method ?? "") ? (req.method as string) : "other";
@@ -91,11 +100,12 @@ export class RegistryHttpServer {
     if (this.closing) res.setHeader("connection", "close");
     let answer: RouteResponse;
     try {
+      if (!url) throw new HttpError(400, "INVALID_ARGUMENT", "request target is not a valid path");
       if (!match) throw new HttpError(404, "NOT_FOUND", "no such route");
       if (match.kind === "method") {
         throw new HttpError(405, "UNIMPLEMENTED", `method ${method} not allowed here`, { allow: match.allow.join(", ") });
       }
-      answer = await match.route.handle({ req, params: match.params, query: url.searchParams });
+      answer = await match.route.handle({ req, params: match.params, query: (url as URL).searchParams });
     } catch (err) {
       const failure = toHttpError(err, this.options.logger, template);
       answer = { status: failure.status, headers: failure.headers, json: failure.body };

@@ -33,6 +33,22 @@ describe("the seed's HTTP/JSON API on HTTP_PORT, with plain fetch", () => {
     http("/service", { method: "POST", headers: { ...JSON_BODY, ...headers }, body: JSON.stringify(body) });
   const asInstance = (id: string, token: string) => ({ "x-service-id": id, "x-service-token": token });
 
+  it("answers a request target that is not a valid URL with 400 and stays up", async () => {
+    const { connect } = await import("node:net");
+    const url = new URL(server.httpUrl);
+    for (const target of ["//", "//[", "//:99999"]) {
+      const statusLine = await new Promise<string>((resolve, reject) => {
+        const socket = connect(Number(url.port), url.hostname, () => socket.write(`GET ${target} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`));
+        let data = "";
+        socket.on("data", (d) => (data += d.toString()));
+        socket.on("end", () => resolve(data.split("\r\n")[0] ?? ""));
+        socket.on("error", reject);
+      });
+      expect(statusLine).toMatch(/^HTTP\/1\.1 400 /);
+    }
+    expect((await http("/healthz")).status).toBe(200);
+  });
+
   it("follows the seed's flow: register with the key, read with instance credentials, unregister itself", async () => {
     const res = await register({ serviceType: "billing", port: 8080, host: "10.0.0.7", metadata: { zone: "eu-1" } });
     expect(res.status).toBe(201);
