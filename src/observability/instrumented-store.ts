@@ -59,7 +59,9 @@ export class InstrumentedStore implements RegistryStore {
       this.setFailing(false);
       return change;
     } catch (err) {
-      const failed = !(err instanceof RegistryError);
+      // A RegistryError is the store refusing one mutation (not found...),
+      // except "unavailable": that is how stores report a failing backend.
+      const failed = !(err instanceof RegistryError) || err.code === "unavailable";
       this.report(mutation, failed ? "error" : "rejected", started);
       if (failed) this.setFailing(true, err);
       throw err;

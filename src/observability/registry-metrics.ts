@@ -132,6 +132,10 @@ export class RegistryMetrics {
       registers,
       collect() {
         this.reset();
+        // While the store is lost the counts may be stale and listServices()
+        // refuses: report no series rather than fail the whole scrape (the
+        // serving-state gauges say why).
+        if (!registry.available) return;
         for (const s of registry.listServices().services) {
           this.set({ service_type: s.serviceType, health: "healthy" }, s.healthyCount);
           this.set({ service_type: s.serviceType, health: "unhealthy" }, s.totalCount - s.healthyCount);

@@ -63,7 +63,9 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   private readonly scheduler: ProbeScheduler | undefined;
   /** Instances with a health mutation in flight, so one transition is committed once. */
   private readonly pendingHealth = new Set<string>();
-  private readonly revisionWaiters: { revision: number; resolve: () => void }[] = [];
+  private readonly revisionWaiters: { revision: number; resolve: () => void; reject: (err: Error) => void }[] = [];
+  private readonly applyQueue: Change[] = [];
+  private applying = false;
   private history: EventHistory | undefined;
   private hub: WatchHub | undefined;
   private currentEpoch = "";
@@ -219,6 +221,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     await this.scheduler?.stop();
     this.prober?.close();
     this.hub?.endAll(shuttingDown());
+    this.rejectWaiters(shuttingDown());
     if (wasStarted) await this.store.close();
     this.state = "closed";
   }
@@ -230,8 +233,24 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     return change;
   }
 
-  /** The one path by which state changes: a committed change from the store. */
+  /**
+   * The one path by which state changes: a committed change from the store.
+   * Changes are applied strictly one after another, in the order the store
+   * reported them, even when a listener commits from inside an apply (the
+   * memory store reports synchronously): a nested change waits in the queue.
+   */
   private apply(change: Change): void {
+    this.applyQueue.push(change);
+    if (this.applying) return;
+    this.applying = true;
+    try {
+      for (let next = this.applyQueue.shift(); next; next = this.applyQueue.shift()) this.applyOne(next);
+    } finally {
+      this.applying = false;
+    }
+  }
+
+  private applyOne(change: Change): void {
     if (change.revision <= this.currentRevision) return; // already applied (replayed by a shared store)
     this.index.apply(change);
     (this.history as EventHistory).append(change);
@@ -309,7 +328,12 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
 
   private applied(revision: number): Promise<void> {
     if (this.currentRevision >= revision) return Promise.resolve();
-    return new Promise((resolve) => this.revisionWaiters.push({ revision, resolve }));
+    return new Promise((resolve, reject) => this.revisionWaiters.push({ revision, resolve, reject }));
+  }
+
+  /** Fails every call waiting for its change to be applied (shutdown, lost store). */
+  private rejectWaiters(error: Error): void {
+    for (const waiter of this.revisionWaiters.splice(0)) waiter.reject(error);
   }
 
   private releaseWaiters(): void {
@@ -343,6 +367,9 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     else {
       this.logger.error({ reason }, "store unreachable; refusing reads and writes until it returns");
       this.hub?.endAll(new RegistryError("unavailable", `this replica lost its store (${reason}); resume on another replica`));
+      this.rejectWaiters(
+        new RegistryError("unavailable", "the change may have been committed, but this replica lost its store before applying it; check on another replica"),
+      );
     }
     this.fire("availability", available, reason);
   }

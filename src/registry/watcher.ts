@@ -157,6 +157,12 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
       const event = this.queue[this.queueHead] as WatchEvent;
       this.queue[this.queueHead++] = undefined as unknown as WatchEvent;
       if (this.queueHead === this.queue.length) this.queue.length = this.queueHead = 0;
+      // A consumer that stays a little behind never empties the queue: drop
+      // the consumed prefix now and then so the array stays near queueLimit.
+      else if (this.queueHead >= 1024 && this.queueHead * 2 >= this.queue.length) {
+        this.queue.splice(0, this.queueHead);
+        this.queueHead = 0;
+      }
       return event;
     }
     if (this.parked) {
