@@ -40,6 +40,11 @@ if (unknown.length > 0) {
   process.exit(2);
 }
 
+if (flag("update-docs") && (quick || only)) {
+  process.stderr.write("--update-docs needs a full run of every scenario (no --quick, no --only)\n");
+  process.exit(2);
+}
+
 const SCENARIOS = [
   { id: 1, name: "Register", run: registerScenario },
   { id: 2, name: "GetByType", run: getByTypeScenario },

@@ -29,6 +29,9 @@ if (!file) {
 const top = Number(args.find((a) => a.startsWith("--top="))?.slice(6) ?? 25);
 const match = args.find((a) => a.startsWith("--match="))?.slice(8);
 
+// Piped into `head`: stop quietly when the reader goes away.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => process.exit(err.code === "EPIPE" ? 0 : 1));
+
 const profile = JSON.parse(readFileSync(file, "utf8")) as Profile;
 const byId = new Map(profile.nodes.map((n) => [n.id, n]));
 const parent = new Map<number, number>();
