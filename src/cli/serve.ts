@@ -43,7 +43,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
   const keys = new RegistrationKeys(resolveRegistrationKeys(config.registrationKey, config.dataDir, logger));
   const serving = new ServingState();
   const metrics = new RegistryMetrics();
-  const store = new InstrumentedStore(options.store ?? createStore(config), {
+  const store = new InstrumentedStore(options.store ?? createStore(config, logger), {
     onCommit: (op, outcome, seconds) => metrics.onCommit(op, outcome, seconds),
     onFailingChange(failing, err) {
       serving.set("store_failing", failing, "a store commit failed");

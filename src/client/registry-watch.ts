@@ -107,8 +107,10 @@ export class RegistryWatch implements AsyncIterableIterator<RegistryWatchEvent> 
     this.epochSeen = options.epoch ?? "";
     this.bufferSize = Math.max(1, options.bufferSize ?? 256);
     if (options.signal?.aborted) this.closed = true;
-    else options.signal?.addEventListener("abort", () => this.close(), { once: true });
+    else options.signal?.addEventListener("abort", this.onAbort, { once: true });
   }
+
+  private readonly onAbort = (): void => this.close();
 
   /** Revision after which the watch resumes: everything up to it has been delivered. */
   get revision(): number {
@@ -152,6 +154,8 @@ export class RegistryWatch implements AsyncIterableIterator<RegistryWatchEvent> 
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    // A long-lived application signal must not keep every ended watch alive.
+    this.options.signal?.removeEventListener("abort", this.onAbort);
     this.ready.length = 0;
     this.onClose();
     this.abort.abort();

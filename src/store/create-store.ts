@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import type { Logger } from "pino";
 import { ConfigError } from "../config/load-config.js";
 import type { Config } from "../config/settings.js";
 import { EtcdStore } from "./etcd/etcd-store.js";
@@ -29,7 +30,7 @@ function parseEndpoints(raw: string): string[] {
 }
 
 /** The store a configuration asks for. */
-export function createStore(config: Config): RegistryStore {
+export function createStore(config: Config, logger?: Logger): RegistryStore {
   switch (config.store) {
     case "memory":
       return new MemoryStore();
@@ -49,6 +50,7 @@ export function createStore(config: Config): RegistryStore {
         endpoints: parseEndpoints(config.etcdEndpoints),
         prefix: config.etcdPrefix,
         memberTtlSeconds: config.etcdMemberTtlS,
+        ...(logger ? { logger } : {}),
         ...(config.replicaId !== "" ? { replicaId: config.replicaId } : {}),
         ...(config.etcdUsername !== "" ? { auth: { username: config.etcdUsername, password: config.etcdPassword } } : {}),
         ...(config.etcdCaFile !== ""

@@ -175,6 +175,25 @@ describe.skipIf(!etcdPresent)("registry replicas on one etcd", () => {
     watch.cancel();
   }, 60_000);
 
+  it("skips a value it cannot decode instead of crashing", async () => {
+    const [a] = await Promise.all([replica()]);
+    const { Etcd3 } = await import("etcd3");
+    const raw = new Etcd3({ hosts: etcd.endpoint });
+    try {
+      await raw.put("/service-registry/instances/garbage").value("{not json");
+      const reg = await registerVia(a!.client, 5000);
+      const got = await call(a!.client, a!.client.getInstance, { instanceId: reg.serviceId }, keyAuth(KEY));
+      expect(got.instance?.id).toBe(reg.serviceId);
+      // A replica started with the bad value already stored starts too.
+      const b = await replica();
+      const all = await call(b.client, b.client.getByType, { serviceType: "api", includeUnhealthy: true }, keyAuth(KEY));
+      expect(all.instances.map((i) => i.id)).toEqual([reg.serviceId]);
+      expect(a!.proc.child.exitCode).toBeNull();
+    } finally {
+      raw.close();
+    }
+  }, 30_000);
+
   it("refuses reads and writes while etcd is gone and recovers by itself when it returns", async () => {
     const [a, b] = await Promise.all([replica(), replica()]);
     const reg = await registerVia(a!.client, 4000);

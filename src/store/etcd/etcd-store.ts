@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { ExponentialBackoff, type IBackoff } from "cockatiel";
 import { Etcd3, type IOptions, type Lease, type Watcher } from "etcd3";
+import type { Logger } from "pino";
 import { RegistryError } from "../../registry/registry-error.js";
 import type { Change, RemovalReason, StoredInstance } from "../../registry/types.js";
 import type { Mutation, RegistryStore, StoreState } from "../registry-store.js";
@@ -21,6 +22,8 @@ export interface EtcdStoreOptions {
   readonly callTimeoutMs?: number;
   /** Names this replica in the membership set. Default: a random UUID. */
   readonly replicaId?: string;
+  /** Where undecodable keys are reported. Default: silent. */
+  readonly logger?: Logger;
 }
 
 /** Could not reach etcd or read its data at start-up. */
@@ -101,7 +104,10 @@ export class EtcdStore implements RegistryStore {
       throw new EtcdOpenError(`cannot reach etcd at ${this.options.endpoints.join(",")}: ${(err as Error).message}`);
     }
     const revision = Number(range.header.revision);
-    const instances = range.kvs.map((kv) => decodeInstance(kv.value, Number(kv.mod_revision)).instance);
+    const instances = range.kvs.flatMap((kv) => {
+      const decoded = this.decode(kv.key, () => decodeInstance(kv.value, Number(kv.mod_revision)).instance);
+      return decoded ? [decoded] : [];
+    });
     const members = await this.client.getAll().prefix(this.membersPrefix).keys();
     this.probeOwnership.setMembers(members.map((k) => k.slice(this.membersPrefix.length)));
     await this.join();
@@ -198,10 +204,26 @@ export class EtcdStore implements RegistryStore {
       const key = e.kv.key.toString("utf8");
       if (!key.startsWith(this.instancesPrefix)) continue;
       const id = key.slice(this.instancesPrefix.length);
-      const change = changeFromEvent(e.type, e.kv, e.prev_kv ?? undefined, reasons.get(`${e.kv.mod_revision}/${id}`));
+      const change = this.decode(e.kv.key, () =>
+        changeFromEvent(e.type, e.kv, e.prev_kv ?? undefined, reasons.get(`${e.kv.mod_revision}/${id}`)),
+      );
       if (change) this.onChange(change);
     }
     if (membersChanged) void this.refreshMembers();
+  }
+
+  /**
+   * Decodes one stored value; a value this build cannot read (written by hand
+   * or by another version) is logged and skipped instead of crashing every
+   * replica that watches it.
+   */
+  private decode<T>(key: Buffer, decode: () => T): T | undefined {
+    try {
+      return decode();
+    } catch (err) {
+      this.options.logger?.error({ err, key: key.toString("utf8").slice(0, 200) }, "skipping an undecodable etcd value");
+      return undefined;
+    }
   }
 
   private async refreshMembers(): Promise<void> {
