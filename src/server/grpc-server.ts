@@ -2,7 +2,7 @@ import { Server, ServerCredentials, type ServerOptions } from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import type { Logger } from "pino";
-import { RegistryServiceService, WatchInstancesResponse } from "../../gen/registry/v1/registry.js";
+import { GetByTypeResponse, RegistryServiceService, WatchInstancesResponse } from "../../gen/registry/v1/registry.js";
 import { RegistryApi } from "../api/registry-api.js";
 import { ServingState } from "../observability/serving-state.js";
 import type { RegistrationKeys } from "../registry/credentials.js";
@@ -18,6 +18,11 @@ import { WatchStreams } from "./watch-handler.js";
 /** The service definition, except that WatchInstances also sends pre-encoded bytes as they are. */
 const registryService = {
   ...RegistryServiceService,
+  getByType: {
+    ...RegistryServiceService.getByType,
+    responseSerialize: (value: GetByTypeResponse | Buffer): Buffer =>
+      Buffer.isBuffer(value) ? value : Buffer.from(GetByTypeResponse.encode(value).finish()),
+  },
   watchInstances: {
     ...RegistryServiceService.watchInstances,
     responseSerialize: (value: WatchInstancesResponse | Buffer): Buffer =>

@@ -5,6 +5,7 @@ import { peerHost } from "../api/peer-address.js";
 import type { CallContext, RegistryApi } from "../api/registry-api.js";
 import { credentialsFromMetadata } from "./auth.js";
 import { toProtoInstance } from "./proto-mapping.js";
+import { TypeAnswerCache } from "./type-answer-cache.js";
 import { toServiceError } from "./status-mapping.js";
 import type { WatchStreams } from "./watch-handler.js";
 
@@ -42,6 +43,7 @@ function context(call: { metadata: ServerUnaryCall<unknown, unknown>["metadata"]
  */
 export function registryHandlers(deps: HandlerDeps) {
   const { api, logger } = deps;
+  const typeAnswers = new TypeAnswerCache();
   return {
     register: unary<pb.RegisterRequest, pb.RegisterResponse>("Register", logger, async (req, call) => {
       const { instance, token } = await api.register(context(call), {
@@ -56,7 +58,9 @@ export function registryHandlers(deps: HandlerDeps) {
 
     getByType: unary<pb.GetByTypeRequest, pb.GetByTypeResponse>("GetByType", logger, (req, call) => {
       const { instances, revision } = api.getByType(context(call), req.serviceType, req.includeUnhealthy);
-      return { instances: instances.map(toProtoInstance), revision };
+      // Pre-encoded bytes; the service definition's serializer passes them through.
+      const key = `${req.includeUnhealthy ? "all" : "healthy"}/${req.serviceType}`;
+      return typeAnswers.encode(key, instances, revision) as unknown as pb.GetByTypeResponse;
     }),
 
     getInstance: unary<pb.GetInstanceRequest, pb.GetInstanceResponse>("GetInstance", logger, (req, call) => {

@@ -1,0 +1,58 @@
+import { BinaryWriter } from "@bufbuild/protobuf/wire";
+import { Instance as PbInstance } from "../../gen/registry/v1/registry.js";
+import type { Instance } from "../registry/types.js";
+import { toProtoInstance } from "./proto-mapping.js";
+
+interface Entry {
+  readonly instances: readonly Instance[];
+  readonly body: Uint8Array;
+}
+
+/**
+ * Caches the encoded instance list of each GetByType answer (the profile put
+ * 79% of a GetByType in encoding an answer that had not changed). Instances
+ * are immutable (a change makes a new object), so an answer is still valid
+ * when the list holds the very same objects: checking that costs one pointer
+ * comparison per instance instead of mapping and encoding each one again.
+ *
+ * Bounded: empty answers (any name a caller makes up) are never cached, and
+ * the cache is dropped whole once it holds more than `maxBytes`.
+ */
+export class TypeAnswerCache {
+  private readonly entries = new Map<string, Entry>();
+  private bytes = 0;
+
+  constructor(private readonly maxBytes = 64 * 1024 * 1024) {}
+
+  /** The encoded GetByTypeResponse for `instances` at `revision`. */
+  encode(key: string, instances: readonly Instance[], revision: number): Buffer {
+    let entry = this.entries.get(key);
+    if (!entry || !sameObjects(entry.instances, instances)) {
+      const w = new BinaryWriter();
+      for (const i of instances) PbInstance.encode(toProtoInstance(i), w.uint32(10).fork()).join();
+      const body = w.finish();
+      if (entry) {
+        this.bytes -= entry.body.length;
+        this.entries.delete(key);
+      }
+      entry = { instances, body };
+      if (instances.length > 0) {
+        if (this.bytes + body.length > this.maxBytes) {
+          this.entries.clear();
+          this.bytes = 0;
+        }
+        this.entries.set(key, entry);
+        this.bytes += body.length;
+      }
+    }
+    const tail = new BinaryWriter();
+    if (revision !== 0) tail.uint32(16).uint64(revision);
+    return Buffer.concat([entry.body, tail.finish()]);
+  }
+}
+
+function sameObjects(a: readonly Instance[], b: readonly Instance[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
