@@ -3,7 +3,7 @@ import { Server } from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { listenWithHealth, type HealthListener } from "../../src/client/health-listener.js";
-import { healthStatus } from "../support/health-check-client.js";
+import { healthStatus } from "../support/health-client.js";
 
 /** Sends raw bytes and resolves with the first response line ("" when the peer just closes). */
 function rawRequest(port: number, bytes: string): Promise<string> {

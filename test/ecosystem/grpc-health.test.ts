@@ -4,7 +4,7 @@ import { RegistryServiceClient } from "../../gen/registry/v1/registry.js";
 import { credentials } from "@grpc/grpc-js";
 import { call, callError, keyAuth } from "../support/registry-harness.js";
 import { FlakyStore } from "./flaky-store.js";
-import { check, healthClient, HealthWatch } from "./health-client.js";
+import { check, healthClient, HealthWatch } from "../support/health-client.js";
 import { startStack } from "./stack.js";
 
 const REGISTER = { serviceType: "api", port: 8080, host: "127.0.0.1", metadata: {} };

@@ -9,7 +9,7 @@ import { loadTls } from "../../src/config/tls.js";
 import { call, callError, keyAuth } from "../support/registry-harness.js";
 import { runCli, tempDataDir } from "../support/server-process.js";
 import { closeReflection } from "./grpcurl.js";
-import { check, healthClient } from "./health-client.js";
+import { check, healthClient } from "../support/health-client.js";
 import { makeTestPki, type Pem, type TestPki } from "./test-pki.js";
 import { startStack } from "./stack.js";
 

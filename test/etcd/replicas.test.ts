@@ -4,7 +4,7 @@ import { EventType, RegistryServiceClient, type WatchInstancesResponse } from ".
 import { RegistryClient } from "../../src/client/registry-client.js";
 import { RendezvousOwnership } from "../../src/store/etcd/rendezvous-ownership.js";
 import { startEtcd, type EtcdProcess } from "../support/etcd-process.js";
-import { healthStatus } from "../support/health-check-client.js";
+import { healthStatus } from "../support/health-client.js";
 import { startHealthServer, type HealthServer } from "../support/health-server.js";
 import { call, instanceAuth, keyAuth, WatchCursor } from "../support/registry-harness.js";
 import { startServerProcess, type ServerProcess } from "../support/server-process.js";

@@ -64,3 +64,13 @@ export class HealthWatch {
     this.stream.cancel();
   }
 }
+
+/** One-shot grpc.health.v1 Check against `address` (plaintext). */
+export async function healthStatus(address: string, service = ""): Promise<string> {
+  const client = healthClient(address);
+  try {
+    return await check(client, service);
+  } finally {
+    client.close();
+  }
+}
