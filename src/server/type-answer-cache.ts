@@ -5,7 +5,11 @@ import { toProtoInstance } from "./proto-mapping.js";
 
 interface Entry {
   readonly instances: readonly Instance[];
-  readonly body: Uint8Array;
+  /** The whole answer: the encoded instances, then the revision field. */
+  answer: Buffer;
+  /** Length of the instances part of `answer`. */
+  readonly bodyLength: number;
+  revision: number;
 }
 
 /**
@@ -27,28 +31,42 @@ export class TypeAnswerCache {
   /** The encoded GetByTypeResponse for `instances` at `revision`. */
   encode(key: string, instances: readonly Instance[], revision: number): Buffer {
     let entry = this.entries.get(key);
-    if (!entry || !sameObjects(entry.instances, instances)) {
-      const w = new BinaryWriter();
-      for (const i of instances) PbInstance.encode(toProtoInstance(i), w.uint32(10).fork()).join();
-      const body = w.finish();
-      if (entry) {
-        this.bytes -= entry.body.length;
-        this.entries.delete(key);
+    if (entry && sameObjects(entry.instances, instances)) {
+      // Same instances: the same answer while the revision holds; else a new tail.
+      if (entry.revision !== revision) {
+        const previous = entry.answer.length;
+        entry.answer = withRevision(entry.answer.subarray(0, entry.bodyLength), revision);
+        entry.revision = revision;
+        if (this.entries.get(key) === entry) this.bytes += entry.answer.length - previous;
       }
-      entry = { instances, body };
-      if (instances.length > 0) {
-        if (this.bytes + body.length > this.maxBytes) {
-          this.entries.clear();
-          this.bytes = 0;
-        }
-        this.entries.set(key, entry);
-        this.bytes += body.length;
-      }
+      return entry.answer;
     }
-    const tail = new BinaryWriter();
-    if (revision !== 0) tail.uint32(16).uint64(revision);
-    return Buffer.concat([entry.body, tail.finish()]);
+    const w = new BinaryWriter();
+    for (const i of instances) PbInstance.encode(toProtoInstance(i), w.uint32(10).fork()).join();
+    const body = w.finish();
+    const answer = withRevision(body, revision);
+    if (entry) {
+      this.bytes -= entry.answer.length;
+      this.entries.delete(key);
+    }
+    entry = { instances, answer, bodyLength: body.length, revision };
+    if (instances.length > 0) {
+      if (this.bytes + answer.length > this.maxBytes) {
+        this.entries.clear();
+        this.bytes = 0;
+      }
+      this.entries.set(key, entry);
+      this.bytes += answer.length;
+    }
+    return answer;
   }
+}
+
+/** `body` followed by the response's revision field (2), omitted at 0 as proto3 does. */
+function withRevision(body: Uint8Array, revision: number): Buffer {
+  const tail = new BinaryWriter();
+  if (revision !== 0) tail.uint32(16).uint64(revision);
+  return Buffer.concat([body, tail.finish()]);
 }
 
 function sameObjects(a: readonly Instance[], b: readonly Instance[]): boolean {
