@@ -64,7 +64,7 @@ export const SETTINGS = {
   etcdCaFile: spec({ env: "ETCD_CA_FILE", description: "CA certificate for etcd over TLS", default: "", parse: text }),
   etcdCertFile: spec({ env: "ETCD_CERT_FILE", description: "client certificate for etcd mTLS", default: "", parse: text }),
   etcdKeyFile: spec({ env: "ETCD_KEY_FILE", description: "client key for etcd mTLS", default: "", parse: text }),
-  replicaId: spec({ env: "REPLICA_ID", description: "names this replica in etcd membership and logs (default: random per start)", default: "", parse: text }),
+  replicaId: spec({ env: "REPLICA_ID", description: "names this replica in etcd membership (default: random per start)", default: "", parse: text }),
   etcdMemberTtlS: spec({ env: "ETCD_MEMBER_TTL_S", description: "lease TTL of a replica's membership: a dead replica's probes move after this", default: 5, parse: integer(2, 3600) }),
   storeSync: spec({
     env: "STORE_SYNC",
