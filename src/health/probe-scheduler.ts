@@ -96,8 +96,14 @@ export class ProbeScheduler {
     this.#queue = new PQueue({ concurrency: options.maxConcurrent });
   }
 
-  /** Schedules `target`, replacing one with the same id. Re-adding an unchanged endpoint keeps its schedule. */
-  add(target: ProbeTarget): void {
+  /**
+   * Schedules `target`, replacing one with the same id. Re-adding an unchanged
+   * endpoint keeps its schedule. A new target is first probed within
+   * `firstProbeMaxDelayMs`; with `spreadOverInterval` (targets loaded after a
+   * restart) within a whole interval instead, so thousands of them are not
+   * probed in one burst and then in step forever.
+   */
+  add(target: ProbeTarget, options: { spreadOverInterval?: boolean } = {}): void {
     const old = this.#entries.get(target.id);
     if (old && old.target.host === target.host && old.target.port === target.port && old.target.path === target.path) {
       old.target = target;
@@ -106,7 +112,7 @@ export class ProbeScheduler {
     if (old) this.#drop(old);
     const entry: Entry = { target, node: undefined, run: undefined };
     this.#entries.set(target.id, entry);
-    entry.node = this.#heap.push(this.#firstDue(), entry);
+    entry.node = this.#heap.push(this.#firstDue(options.spreadOverInterval ?? false), entry);
     if (this.#running) this.#arm();
   }
 
@@ -136,7 +142,7 @@ export class ProbeScheduler {
     for (const entry of this.#entries.values()) {
       if (entry.node && entry.node.due < now) {
         this.#heap.remove(entry.node);
-        entry.node = this.#heap.push(this.#firstDue(), entry);
+        entry.node = this.#heap.push(this.#firstDue(false), entry);
       }
     }
     this.#arm();
@@ -163,8 +169,8 @@ export class ProbeScheduler {
     return { count, p50: at(0.5), p99: at(0.99), max: sorted[count - 1] ?? 0 };
   }
 
-  #firstDue(): number {
-    const spread = Math.min(this.#o.firstProbeMaxDelayMs, this.#o.intervalMs);
+  #firstDue(overInterval: boolean): number {
+    const spread = overInterval ? this.#o.intervalMs : Math.min(this.#o.firstProbeMaxDelayMs, this.#o.intervalMs);
     return this.#o.now() + this.#o.random() * spread;
   }
 

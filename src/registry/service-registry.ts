@@ -105,7 +105,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     this.history = new EventHistory(this.options.historySize, { changes: loaded.history, floor: loaded.historyFloor });
     for (const instance of loaded.instances) {
       this.index.put(instance);
-      if (this.probesHere(instance.id)) this.scheduler?.add(probeTarget(instance));
+      // Loaded instances are spread over an interval; new registrations are probed soon.
+      if (this.probesHere(instance.id)) this.scheduler?.add(probeTarget(instance), { spreadOverInterval: true });
     }
     this.store.probeOwnership?.onChange(() => this.rebalanceProbes());
     this.store.onAvailabilityChange?.((available, reason) => this.setAvailability(available, reason));

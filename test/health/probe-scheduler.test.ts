@@ -321,3 +321,33 @@ describe("ProbeScheduler", () => {
     expect(first.requests.length).toBe(firstCount);
   });
 });
+
+describe("ProbeScheduler first-probe spread", () => {
+  it("spreads targets added with spreadOverInterval over the whole interval, new ones within firstProbeMaxDelayMs", async () => {
+    const { ProbeScheduler } = await import("../../src/health/probe-scheduler.js");
+    const started = performance.now();
+    const firstProbe = new Map<string, number>();
+    let resolveBoth!: () => void;
+    const both = new Promise<void>((resolve) => (resolveBoth = resolve));
+    const scheduler = new ProbeScheduler({
+      intervalMs: 600,
+      maxConcurrent: 4,
+      batchSize: 10,
+      firstProbeMaxDelayMs: 0,
+      random: () => 0.99, // the far end of whatever spread applies
+      probe: async (target) => {
+        if (!firstProbe.has(target.id)) firstProbe.set(target.id, performance.now() - started);
+        if (firstProbe.size === 2) resolveBoth();
+        return { ok: true, status: 200 };
+      },
+      onResult: () => {},
+    });
+    scheduler.add({ id: "loaded", host: "127.0.0.1", port: 1, path: "/health" }, { spreadOverInterval: true });
+    scheduler.add({ id: "new", host: "127.0.0.1", port: 2, path: "/health" });
+    scheduler.start();
+    await both;
+    await scheduler.stop();
+    expect(firstProbe.get("new")).toBeLessThan(300);
+    expect(firstProbe.get("loaded")).toBeGreaterThanOrEqual(500); // 0.99 x 600 ms
+  });
+});
