@@ -7,11 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RegistryClient, type RegisteredInstance } from "../../src/client/registry-client.js";
 import { runClientCommand } from "../../src/cli/commands/client-commands.js";
 import type { Output } from "../../src/cli/commands/output.js";
-import { ServerCredentials } from "@grpc/grpc-js";
 import { makeTestPki } from "../ecosystem/test-pki.js";
-import { startHarness, TEST_KEY } from "../support/registry-harness.js";
+import { TEST_KEY } from "../support/registry-harness.js";
 import { runCli, startServerProcess, type ServerProcess } from "../support/server-process.js";
-import { freePort, Log } from "./helpers.js";
+import { freePort, Log, startMtlsHarness } from "./helpers.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -162,15 +161,7 @@ describe("CLI list, get, watch against a real registry", () => {
 
   it("talks TLS with --tls-ca, and mTLS with --tls-cert and --tls-key", async () => {
     const pki = await makeTestPki();
-    const tls = await startHarness({
-      server: {
-        credentials: ServerCredentials.createSsl(
-          Buffer.from(pki.ca.cert),
-          [{ cert_chain: Buffer.from(pki.server.cert), private_key: Buffer.from(pki.server.key) }],
-          true,
-        ),
-      },
-    });
+    const tls = await startMtlsHarness(pki);
     try {
       const base = ["--address", tls.address, "--key", TEST_KEY, "--tls-ca", pki.ca.certFile];
       const io = capture();

@@ -1,4 +1,3 @@
-import { createServer, type AddressInfo } from "node:net";
 import pino from "pino";
 import { RegistrationKeys } from "../../src/registry/credentials.js";
 import { ServiceRegistry } from "../../src/registry/service-registry.js";
@@ -6,15 +5,12 @@ import { RegistryGrpcServer } from "../../src/server/grpc-server.js";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import type { RegistryWatch } from "../../src/client/registry-watch.js";
 import type { RegistryWatchEvent } from "../../src/client/watch-events.js";
+import { ServerCredentials } from "@grpc/grpc-js";
+import { startHarness, type Harness } from "../support/registry-harness.js";
+import type { TestPki } from "../ecosystem/test-pki.js";
 
 /** A port that was free a moment ago (for restarting a server on the same port). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+export { freePort } from "../support/etcd-process.js";
 
 /**
  * Something to await: resolves the first time `test` holds over an
@@ -131,4 +127,17 @@ export async function startLocalRegistry(port: number, dataDir?: string, key = "
       return closed;
     },
   };
+}
+
+/** A harness whose gRPC server requires TLS with a client certificate from `pki`'s CA. */
+export function startMtlsHarness(pki: TestPki): Promise<Harness> {
+  return startHarness({
+    server: {
+      credentials: ServerCredentials.createSsl(
+        Buffer.from(pki.ca.cert),
+        [{ cert_chain: Buffer.from(pki.server.cert), private_key: Buffer.from(pki.server.key) }],
+        true,
+      ),
+    },
+  });
 }

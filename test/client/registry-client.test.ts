@@ -1,4 +1,4 @@
-import { credentials, ServerCredentials, status } from "@grpc/grpc-js";
+import { credentials, status } from "@grpc/grpc-js";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Backoff } from "../../src/client/backoff.js";
 import { RegistryClientError } from "../../src/client/client-error.js";
@@ -6,7 +6,7 @@ import { RegistryClient } from "../../src/client/registry-client.js";
 import { makeTestPki } from "../ecosystem/test-pki.js";
 import { startBlackhole } from "../support/health-server.js";
 import { startHarness, TEST_KEY, type Harness } from "../support/registry-harness.js";
-import { freePort } from "./helpers.js";
+import { freePort, startMtlsHarness } from "./helpers.js";
 
 /** The rejection of `promise`, which must fail. */
 async function failure(promise: Promise<unknown>): Promise<RegistryClientError> {
@@ -153,15 +153,7 @@ describe("RegistryClient", () => {
 
   it("speaks TLS and mTLS with the given channel credentials", async () => {
     const pki = await makeTestPki();
-    const tls = await startHarness({
-      server: {
-        credentials: ServerCredentials.createSsl(
-          Buffer.from(pki.ca.cert),
-          [{ cert_chain: Buffer.from(pki.server.cert), private_key: Buffer.from(pki.server.key) }],
-          true,
-        ),
-      },
-    });
+    const tls = await startMtlsHarness(pki);
     try {
       const mtls = credentials.createSsl(Buffer.from(pki.ca.cert), Buffer.from(pki.client.key), Buffer.from(pki.client.cert));
       const c = client({ addresses: [tls.address], credentials: mtls });
