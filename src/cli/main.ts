@@ -60,6 +60,17 @@ async function serve(argv: string[]): Promise<void> {
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
+  // `kill -USR2 <pid>`: an online backup of the SQLite data, without downtime.
+  process.on("SIGUSR2", () => {
+    if (!server.backup) {
+      logger.warn({ store: config.store }, "SIGUSR2: this store keeps no local file to back up");
+      return;
+    }
+    server.backup().then(
+      (path) => logger.info({ path }, "backup written"),
+      (err: unknown) => logger.error({ err }, "backup failed"),
+    );
+  });
 }
 
 /** Runs list/get/watch; Ctrl-C ends a watch (exit 130, as a shell expects). */

@@ -1,3 +1,4 @@
+import { join, resolve } from "node:path";
 import type { Logger } from "pino";
 import type { Config } from "../config/settings.js";
 import { resolveRegistrationKeys } from "../config/registration-key.js";
@@ -16,6 +17,8 @@ import { ServiceRegistry } from "../registry/service-registry.js";
 import { RegistryGrpcServer } from "../server/grpc-server.js";
 import { grpcServerCredentials } from "../server/tls-credentials.js";
 import { createStore } from "../store/create-store.js";
+import { SqliteStore } from "../store/sqlite/sqlite-store.js";
+import { ensureDir } from "../util/ensure-dir.js";
 import type { RegistryStore } from "../store/registry-store.js";
 
 /** A started registry server. */
@@ -27,6 +30,11 @@ export interface RunningServer {
   readonly metrics: RegistryMetrics;
   /** Graceful stop: streams end with UNAVAILABLE, in-flight calls finish, the store is flushed. */
   close(): Promise<void>;
+  /**
+   * STORE=sqlite: writes an online backup to `DATA_DIR/backups/` and resolves
+   * with its path. Undefined for stores that keep no local file.
+   */
+  readonly backup: (() => Promise<string>) | undefined;
 }
 
 /** Overrides for embedding and tests. */
@@ -43,7 +51,8 @@ export async function startServer(config: Config, logger: Logger, options: Start
   const keys = new RegistrationKeys(resolveRegistrationKeys(config.registrationKey, config.dataDir, logger));
   const serving = new ServingState();
   const metrics = new RegistryMetrics();
-  const store = new InstrumentedStore(options.store ?? createStore(config, logger), {
+  const innerStore = options.store ?? createStore(config, logger);
+  const store = new InstrumentedStore(innerStore, {
     onCommit: (op, outcome, seconds) => metrics.onCommit(op, outcome, seconds),
     onFailingChange(failing, err) {
       serving.set("store_failing", failing, "a store commit failed");
@@ -123,6 +132,16 @@ export async function startServer(config: Config, logger: Logger, options: Start
     httpPort,
     registry,
     metrics,
+    backup:
+      innerStore instanceof SqliteStore
+        ? async () => {
+            const dir = join(resolve(config.dataDir), "backups");
+            ensureDir(dir);
+            const path = join(dir, `registry-${new Date().toISOString().replaceAll(":", "-")}.db`);
+            await innerStore.backup(path);
+            return path;
+          }
+        : undefined,
     async close() {
       await Promise.all([grpc.shutdown(), http?.close(config.shutdownGraceMs)]);
       await registry.close();

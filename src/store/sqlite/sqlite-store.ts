@@ -93,6 +93,18 @@ export class SqliteStore implements RegistryStore {
   }
 
   /**
+   * Writes a consistent copy of the live database to `destination` (SQLite's
+   * online backup, in steps, while the registry keeps serving). Pending
+   * commits are flushed first, so everything acknowledged is in the copy.
+   */
+  async backup(destination: string): Promise<void> {
+    if (!this.db) throw new Error("store is not open");
+    if (this.flushTimer) clearImmediate(this.flushTimer);
+    this.flush();
+    await this.db.backup(destination);
+  }
+
+  /**
    * Gives the data set a new epoch, so watchers holding revisions from before
    * a restore get RESET instead of a replay of a history that was rewound.
    * Run on a stopped registry's data directory, after restoring a backup.
