@@ -50,6 +50,7 @@ export function createStore(config: Config, logger?: Logger): RegistryStore {
         endpoints: parseEndpoints(config.etcdEndpoints),
         prefix: config.etcdPrefix,
         memberTtlSeconds: config.etcdMemberTtlS,
+        historyLimit: config.historySize,
         ...(logger ? { logger } : {}),
         ...(config.replicaId !== "" ? { replicaId: config.replicaId } : {}),
         ...(config.etcdUsername !== "" ? { auth: { username: config.etcdUsername, password: config.etcdPassword } } : {}),

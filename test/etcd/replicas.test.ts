@@ -103,6 +103,34 @@ describe.skipIf(!etcdPresent)("registry replicas on one etcd", () => {
     onB.cancel();
   }, 60_000);
 
+  it("lets a watcher resume on a replica that started after its resume point (history replayed from etcd)", async () => {
+    const a = await replica();
+    const onA = WatchCursor.open(a.client, {}, keyAuth(KEY));
+    const synced = await onA.next(10_000);
+    const regs = [];
+    for (let i = 0; i < 6; i++) regs.push(await registerVia(a.client, 6000 + i));
+    await call(a.client, a.client.unregister, { instanceId: regs[0]!.serviceId }, keyAuth(KEY));
+    const seen = await changes(onA, 3); // the watcher saw the first three registrations
+    onA.cancel();
+
+    const late = await replica(); // starts after all of it
+    const resumed = WatchCursor.open(late.client, { sinceRevision: seen.at(-1)!.revision, epoch: synced.epoch }, keyAuth(KEY));
+    const rest = await changes(resumed, 4);
+    expect(rest.map((e) => e.type)).toEqual([
+      EventType.EVENT_TYPE_INSTANCE_REGISTERED,
+      EventType.EVENT_TYPE_INSTANCE_REGISTERED,
+      EventType.EVENT_TYPE_INSTANCE_REGISTERED,
+      EventType.EVENT_TYPE_INSTANCE_REMOVED,
+    ]);
+    expect(rest.map((e) => e.instance?.id)).toEqual([...regs.slice(3).map((r) => r.serviceId), regs[0]!.serviceId]);
+    expect(rest.at(-1)!.removalReason).toBe(1); // UNREGISTERED
+    // ...then live changes, in order, with nothing in between.
+    const next = await registerVia(a.client, 6100);
+    const live = await changes(resumed, 1);
+    expect(live[0]!.instance?.id).toBe(next.serviceId);
+    resumed.cancel();
+  }, 60_000);
+
   it("loses no acknowledged Register when a replica is killed under load from the SDK, and clients fail over", async () => {
     const rs = await Promise.all([replica(), replica(), replica()]);
     const addresses = rs.map((r) => `127.0.0.1:${r.proc.port}`);

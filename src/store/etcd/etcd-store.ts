@@ -24,6 +24,11 @@ export interface EtcdStoreOptions {
   readonly replicaId?: string;
   /** Where undecodable keys are reported. Default: silent. */
   readonly logger?: Logger;
+  /**
+   * etcd revisions replayed at start into the history window, so a watcher
+   * can resume on a replica that started after its resume point. Default 10000.
+   */
+  readonly historyLimit?: number;
 }
 
 /** Could not reach etcd or read its data at start-up. */
@@ -56,7 +61,10 @@ export class EtcdStore implements RegistryStore {
   private readonly client: Etcd3;
   private watcher: Watcher | undefined;
   private lease: Lease | undefined;
-  private onChange: (change: Change) => void = () => {};
+  /** Where changes go: buffered during the start-up replay, then the core's change feed. */
+  private deliver: (change: Change) => void = () => {};
+  /** The revision that ends the start-up replay (our own membership put). */
+  private replayEnd: { revision: number; done: () => void } | undefined;
   private readonly availabilityListeners: ((available: boolean, reason: string) => void)[] = [];
   private closed = false;
 
@@ -95,7 +103,6 @@ export class EtcdStore implements RegistryStore {
   }
 
   async open(onChange: (change: Change) => void): Promise<StoreState> {
-    this.onChange = onChange;
     let range;
     try {
       range = await this.client.getAll().prefix(this.instancesPrefix).exec();
@@ -110,20 +117,52 @@ export class EtcdStore implements RegistryStore {
     });
     const members = await this.client.getAll().prefix(this.membersPrefix).keys();
     this.probeOwnership.setMembers(members.map((k) => k.slice(this.membersPrefix.length)));
-    await this.join();
+    const joinedAt = await this.join();
 
-    const watcher = await this.client
-      .watch()
-      .prefix(this.prefix)
-      .startRevision(String(revision + 1))
-      .withPreviousKV()
-      .create();
+    // Replay recent etcd history into the window (what etcd has not compacted),
+    // so a watcher resuming here from before this replica started is served.
+    // Our own membership put (joinedAt) marks the end of the replay; changes
+    // after the loaded revision are held until the core has loaded the state.
+    const backfillFrom = Math.max(1, revision - (this.options.historyLimit ?? 10_000) + 1);
+    const from = backfillFrom <= revision && (await this.retained(backfillFrom)) ? backfillFrom : revision + 1;
+    const history: Change[] = [];
+    const early: Change[] = [];
+    this.deliver = (change) => (change.revision <= revision ? history : early).push(change);
+    const replayed = new Promise<void>((resolve) => (this.replayEnd = { revision: joinedAt, done: resolve }));
+
+    const watcher = await this.client.watch().prefix(this.prefix).startRevision(String(from)).withPreviousKV().create();
     this.watcher = watcher;
     watcher.on("data", (res) => this.onWatchData(res.events as unknown as EtcdEvent[]));
     watcher.on("disconnected", () => this.setAvailable(false, "etcd unreachable"));
     watcher.on("connected", () => this.setAvailable(true, "etcd reachable"));
     watcher.on("error", (err) => this.setAvailable(false, `etcd watch failed (${err.message}); restart this replica`));
-    return { epoch: range.header.cluster_id, revision, instances, history: [], historyFloor: revision };
+
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new EtcdOpenError("etcd history replay did not finish within 15 s")), 15_000);
+    });
+    try {
+      await Promise.race([replayed, timedOut]);
+    } finally {
+      clearTimeout(timer);
+    }
+    // The core applies changes only after open() resolved and it loaded the state.
+    setImmediate(() => {
+      for (const change of early) onChange(change);
+      this.deliver = onChange;
+    });
+    return { epoch: range.header.cluster_id, revision, instances, history, historyFloor: from - 1 };
+  }
+
+  /** True when etcd still holds history at `revision` (it was not compacted away). */
+  private async retained(revision: number): Promise<boolean> {
+    try {
+      await this.client.get(this.instancesPrefix).revision(revision).exec();
+      return true;
+    } catch (err) {
+      if (/compacted/i.test((err as Error).message)) return false;
+      throw err;
+    }
   }
 
   onAvailabilityChange(listener: (available: boolean, reason: string) => void): void {
@@ -207,9 +246,14 @@ export class EtcdStore implements RegistryStore {
       const change = this.decode(e.kv.key, () =>
         changeFromEvent(e.type, e.kv, e.prev_kv ?? undefined, reasons.get(`${e.kv.mod_revision}/${id}`)),
       );
-      if (change) this.onChange(change);
+      if (change) this.deliver(change);
     }
     if (membersChanged) void this.refreshMembers();
+    const end = this.replayEnd;
+    if (end && events.some((e) => Number(e.kv.mod_revision) >= end.revision)) {
+      this.replayEnd = undefined;
+      end.done();
+    }
   }
 
   /**
@@ -236,13 +280,15 @@ export class EtcdStore implements RegistryStore {
   }
 
   /** Announces this replica under a lease; re-joins (retrying) whenever the lease is lost. */
-  private async join(): Promise<void> {
+  /** Returns the revision of the membership put. */
+  private async join(): Promise<number> {
     this.lease?.release();
     const lease = this.client.lease(this.options.memberTtlSeconds ?? 5);
     this.lease = lease;
     lease.on("lost", () => this.rejoinLater());
-    await lease.put(this.membersPrefix + this.probeOwnership.self).value(JSON.stringify({ since: Date.now() }));
+    const put = await lease.put(this.membersPrefix + this.probeOwnership.self).value(JSON.stringify({ since: Date.now() }));
     await this.refreshMembers();
+    return Number(put.header.revision);
   }
 
   private rejoinLater(): void {
