@@ -1,4 +1,4 @@
-import { ChannelCredentials, loadPackageDefinition, Metadata, type Client, type ServiceError } from "@grpc/grpc-js";
+import { ChannelCredentials, Metadata, type Client, type ServiceError } from "@grpc/grpc-js";
 import { GrpcReflection, type Descriptor } from "grpc-js-reflection-client";
 
 /** protobufjs's Type, as the reflection client's own protobufjs version defines it. */

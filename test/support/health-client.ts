@@ -1,5 +1,6 @@
 import { credentials as grpcCredentials, makeGenericClientConstructor, type ChannelCredentials, type Client, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
+import { StreamCursor } from "./stream-cursor.js";
 
 /** A grpc.health.v1 client built from grpc-health-check's own service definition. */
 type HealthClient = Client & {
@@ -23,45 +24,9 @@ export function check(client: HealthClient, service = ""): Promise<string> {
 }
 
 /** grpc.health.v1 Watch as a cursor: `next()` waits (bounded) for the next status. */
-export class HealthWatch {
-  private readonly seen: string[] = [];
-  private waiter: (() => void) | undefined;
-  private failure: Error | undefined;
-  readonly stream: ClientReadableStream<{ status: string }>;
-
+export class HealthWatch extends StreamCursor<{ status: string }, string> {
   constructor(client: HealthClient, service = "") {
-    this.stream = client.watch({ service });
-    this.stream.on("data", (m: { status: string }) => {
-      this.seen.push(m.status);
-      this.waiter?.();
-    });
-    this.stream.on("error", (err: Error) => {
-      this.failure = err;
-      this.waiter?.();
-    });
-  }
-
-  async next(timeoutMs = 5000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const status = this.seen.shift();
-      if (status !== undefined) return status;
-      if (this.failure) throw this.failure;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no health status within ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiter = () => {
-          clearTimeout(t);
-          this.waiter = undefined;
-          resolve();
-        };
-      });
-    }
-  }
-
-  cancel(): void {
-    this.stream.cancel();
+    super(client.watch({ service }), "health watch", (m) => m.status);
   }
 }
 

@@ -9,6 +9,7 @@ import { RegistrationKeys } from "../../src/registry/credentials.js";
 import type { ServiceRegistryOptions } from "../../src/registry/registry-options.js";
 import { ServiceRegistry } from "../../src/registry/service-registry.js";
 import { RegistryGrpcServer, type RegistryGrpcServerOptions } from "../../src/server/grpc-server.js";
+import { StreamCursor } from "./stream-cursor.js";
 
 export const TEST_KEY = "test-registration-key-0123456789";
 
@@ -116,75 +117,14 @@ export async function register(h: Harness, serviceType: string, port: number, ex
   return { id: res.serviceId, token: res.token, instance: res.instance! };
 }
 
-/**
- * A watch stream with an async cursor: `next()` waits (bounded) for the next
- * message and fails with a clear message when none arrives.
- */
-export class WatchCursor {
-  private readonly buffered: WatchInstancesResponse[] = [];
-  private waiter: (() => void) | undefined;
-  error: ServiceError | undefined;
-  ended = false;
-
-  constructor(readonly stream: ClientReadableStream<WatchInstancesResponse>) {
-    stream.on("data", (m: WatchInstancesResponse) => {
-      this.buffered.push(m);
-      this.waiter?.();
-    });
-    stream.on("error", (e: ServiceError) => {
-      this.error = e;
-      this.waiter?.();
-    });
-    stream.on("end", () => {
-      this.ended = true;
-      this.waiter?.();
-    });
+/** A watch stream read through an async cursor (see StreamCursor). */
+export class WatchCursor extends StreamCursor<WatchInstancesResponse> {
+  constructor(stream: ClientReadableStream<WatchInstancesResponse>) {
+    super(stream, "watch stream");
   }
 
   static open(client: RegistryServiceClient, request: Partial<WatchInstancesRequest>, metadata = keyAuth()): WatchCursor {
     const full: WatchInstancesRequest = { serviceType: "", sinceRevision: 0, epoch: "", everyHealthCheck: false, ...request };
     return new WatchCursor(client.watchInstances(full, metadata));
-  }
-
-  async next(timeoutMs = 5000): Promise<WatchInstancesResponse> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const m = this.buffered.shift();
-      if (m) return m;
-      if (this.error) throw this.error;
-      if (this.ended) throw new Error("watch stream ended");
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no watch message within ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiter = () => {
-          clearTimeout(t);
-          this.waiter = undefined;
-          resolve();
-        };
-      });
-    }
-  }
-
-  /** Reads `n` messages. */
-  async take(n: number, timeoutMs = 5000): Promise<WatchInstancesResponse[]> {
-    const out: WatchInstancesResponse[] = [];
-    for (let i = 0; i < n; i++) out.push(await this.next(timeoutMs));
-    return out;
-  }
-
-  /** Waits for the stream's final status. */
-  async status(timeoutMs = 5000): Promise<ServiceError> {
-    const deadline = Date.now() + timeoutMs;
-    while (!this.error) {
-      if (Date.now() > deadline) throw new Error(`watch stream did not end within ${timeoutMs} ms`);
-      this.buffered.length = 0;
-      await this.next(Math.max(1, deadline - Date.now())).catch(() => undefined);
-    }
-    return this.error;
-  }
-
-  cancel(): void {
-    this.stream.cancel();
   }
 }
