@@ -131,6 +131,32 @@ describe.skipIf(!etcdPresent)("registry replicas on one etcd", () => {
     resumed.cancel();
   }, 60_000);
 
+  it("gives a resume point that etcd has compacted away a RESET, not an error", async () => {
+    const a = await replica();
+    const onA = WatchCursor.open(a.client, {}, keyAuth(KEY));
+    const synced = await onA.next(10_000);
+    const first = await registerVia(a.client, 7000);
+    await changes(onA, 1);
+    onA.cancel();
+    const last = await registerVia(a.client, 7001);
+    const { Etcd3 } = await import("etcd3");
+    const raw = new Etcd3({ hosts: etcd.endpoint });
+    try {
+      await raw.kv.compact({ revision: last.instance!.revision, physical: true });
+    } finally {
+      raw.close();
+    }
+    // A replica started now cannot replay from before the compaction...
+    const late = await replica();
+    const resumed = WatchCursor.open(late.client, { sinceRevision: first.instance!.revision, epoch: synced.epoch }, keyAuth(KEY));
+    // ...so the resume point is outside its window: RESET, a fresh snapshot, SYNCED.
+    expect((await resumed.next(10_000)).type).toBe(EventType.EVENT_TYPE_RESET);
+    const snapshot = await resumed.take(2, 10_000);
+    expect(snapshot.every((e) => e.snapshot)).toBe(true);
+    expect((await resumed.next(10_000)).type).toBe(EventType.EVENT_TYPE_SYNCED);
+    resumed.cancel();
+  }, 60_000);
+
   it("loses no acknowledged Register when a replica is killed under load from the SDK, and clients fail over", async () => {
     const rs = await Promise.all([replica(), replica(), replica()]);
     const addresses = rs.map((r) => `127.0.0.1:${r.proc.port}`);
