@@ -1,21 +1,22 @@
 import pino, { type Logger } from "pino";
 
 /**
- * Paths pino blanks out wherever they appear, as a second line of defence:
- * the code never logs a key or token on purpose.
+ * Paths pino blanks out, as a second line of defence: the code never logs a
+ * key or token on purpose (log lines name instances by id, type and address).
+ *
+ * Every path is static. A wildcard (`*.token`) makes the redactor walk every
+ * field of every line: it cost 15-20 µs per line, more than the rest of the
+ * line, on the one `info` line each registration writes. The nested objects we
+ * log are errors (`err`; pino's serializer folds causes into its message and
+ * stack), so those are named instead. `metadata` covers a logged gRPC Metadata.
  */
-export const REDACTED_PATHS = [
-  "token",
-  "key",
-  "authorization",
-  "*.token",
-  "*.key",
-  "*.authorization",
-  "*.tokenHash",
-  '*["x-service-token"]',
-  "*.serviceToken",
-  "*.registrationKey",
-];
+export const REDACTED_PATHS = [...secretFields(""), ...secretFields("err.")];
+
+function secretFields(prefix: string): string[] {
+  return ["token", "key", "authorization", "tokenHash", "serviceToken", "registrationKey", '["x-service-token"]', "metadata"].map(
+    (field) => (field.startsWith("[") ? `${prefix.slice(0, -1)}${field}` : `${prefix}${field}`),
+  );
+}
 
 /** The server's JSON logger. */
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {

@@ -1,5 +1,5 @@
 import { credentials, Metadata, type CallOptions, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
-import pino from "pino";
+import pino, { type Logger } from "pino";
 import {
   RegistryServiceClient,
   type WatchInstancesRequest,
@@ -29,10 +29,12 @@ export interface HarnessOptions {
   readonly registry?: ServiceRegistryOptions;
   readonly server?: Partial<Omit<RegistryGrpcServerOptions, "registry" | "keys" | "logger">>;
   readonly keys?: string[];
+  /** Silent by default; pass one to read what the registry logs. */
+  readonly logger?: Logger;
 }
 
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
-  const logger = pino({ level: "silent" });
+  const logger = options.logger ?? pino({ level: "silent" });
   const registry = new ServiceRegistry({ healthChecks: false, logger, ...options.registry });
   await registry.start();
   const server = new RegistryGrpcServer({
