@@ -38,9 +38,19 @@ ${Object.values(SETTINGS)
 async function serve(argv: string[]): Promise<void> {
   const config = loadConfig({ argv });
   const logger = createLogger(config.logLevel);
+  // Signal handlers go in before start-up: a SIGTERM that comes right after
+  // the "serving" line (or during start-up) must still mean a graceful stop.
+  let stop: ((signal: string) => void) | undefined;
+  let stopRequested: string | undefined;
+  const onStopSignal = (signal: string) => (): void => {
+    stopRequested ??= signal;
+    stop?.(signal);
+  };
+  process.on("SIGTERM", onStopSignal("SIGTERM"));
+  process.on("SIGINT", onStopSignal("SIGINT"));
   const server = await startServer(config, logger);
   let stopping = false;
-  const stop = (signal: string): void => {
+  stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, "shutting down");
@@ -58,8 +68,7 @@ async function serve(argv: string[]): Promise<void> {
       },
     );
   };
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  process.on("SIGINT", () => stop("SIGINT"));
+  if (stopRequested) stop(stopRequested);
   // `kill -USR2 <pid>`: an online backup of the SQLite data, without downtime.
   process.on("SIGUSR2", () => {
     if (!server.backup) {

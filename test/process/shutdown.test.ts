@@ -4,7 +4,9 @@ import { credentials, status } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import { EventType, RegistryServiceClient } from "../../gen/registry/v1/registry.js";
 import { call, keyAuth, WatchCursor } from "../support/registry-harness.js";
-import { startServerProcess, type ServerProcess } from "../support/server-process.js";
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { startServerProcess, tempDataDir, type ServerProcess } from "../support/server-process.js";
 
 describe("graceful shutdown of the server process", () => {
   let server: ServerProcess | undefined;
@@ -34,5 +36,21 @@ describe("graceful shutdown of the server process", () => {
     expect(await server.exited).toBe(0);
     expect(server.output()).toContain('"msg":"stopped"');
     expect(server.output()).not.toContain(key);
+  });
+
+  it("stops gracefully on a SIGTERM that arrives during start-up", async () => {
+    const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve"], {
+      cwd: fileURLToPath(new URL("../../", import.meta.url)),
+      env: { ...process.env, PORT: "0", HTTP_PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", DATA_DIR: tempDataDir() },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    const exited = new Promise<number | string>((resolve) => child.on("exit", (code, sig) => resolve(code ?? sig ?? -1)));
+    // The first line (the generated key's path) is logged before the server binds.
+    child.stdout.once("data", () => child.kill("SIGTERM"));
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    expect(await exited).toBe(0);
+    expect(out).toContain('"msg":"stopped"');
   });
 });
