@@ -75,7 +75,7 @@ export class RegistryGrpcServer {
       stallTimeoutMs: options.watchStallTimeoutMs ?? 60_000,
       ...(options.metrics ? { onEventSent: (type: string) => options.metrics?.onWatchEventSent(type) } : {}),
     });
-    const interceptors = [...(options.serverOptions?.interceptors ?? []), this.healthWatches.interceptor];
+    const interceptors = [...(options.serverOptions?.interceptors ?? [])];
     if (options.metrics) interceptors.unshift(rpcMetricsInterceptor(options.metrics));
     this.server = new Server({ ...options.serverOptions, interceptors });
     this.server.addService(registryService, registryHandlers({ api, logger, watchStreams: this.watchStreams }));
@@ -87,7 +87,7 @@ export class RegistryGrpcServer {
       this.health.setStatus("", status());
       this.health.setStatus(REGISTRY_SERVICE_NAME, status());
     });
-    this.health.addToServer(this.server);
+    this.healthWatches.addToServer(this.health, this.server);
     new ReflectionService(reflectionPackageDefinition()).addToServer(this.server);
   }
 

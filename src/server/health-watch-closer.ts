@@ -1,7 +1,7 @@
-import { ServerInterceptingCall, status, type ServerInterceptor } from "@grpc/grpc-js";
+import { status, type Server, type ServerWritableStream, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import type { HealthImplementation } from "grpc-health-check";
 
-/** The grpc.health.v1 streaming method. */
-const HEALTH_WATCH_PATH = "/grpc.health.v1.Health/Watch";
+type WatchHandler = (call: ServerWritableStream<unknown, unknown>) => void;
 
 /**
  * Lets shutdown end open `grpc.health.v1.Health/Watch` streams.
@@ -11,28 +11,37 @@ const HEALTH_WATCH_PATH = "/grpc.health.v1.Health/Watch";
  * shutdown would then always wait its whole grace period for them. Shutdown
  * first reports NOT_SERVING (the health service writes it to every watcher),
  * then ends these streams with UNAVAILABLE, like watch streams.
+ *
+ * The Watch handler itself is wrapped, rather than every call intercepted: a
+ * server interceptor adds a layer of call objects to every RPC, Register and
+ * GetByType included.
  */
 export class HealthWatchCloser {
-  private readonly open = new Set<ServerInterceptingCall>();
+  private readonly open = new Set<ServerWritableStream<unknown, unknown>>();
 
-  /** Add to the server's interceptors. */
-  readonly interceptor: ServerInterceptor = (method, next) => {
-    if (method.path !== HEALTH_WATCH_PATH) return new ServerInterceptingCall(next);
-    const call: ServerInterceptingCall = new ServerInterceptingCall(next, {
-      start: (go) => go({ onCancel: () => this.open.delete(call) }),
-      sendStatus: (s, go) => {
-        this.open.delete(call);
-        go(s);
+  /** Adds `health` to `server` (as `health.addToServer(server)` does), tracking its Watch streams. */
+  addToServer(health: HealthImplementation, server: Server): void {
+    const tracking = {
+      addService: (service: Parameters<Server["addService"]>[0], impl: UntypedServiceImplementation) => {
+        const watch = impl.watch as WatchHandler;
+        server.addService(service, { ...impl, watch: (call: ServerWritableStream<unknown, unknown>) => this.watch(call, watch) });
       },
-    });
-    this.open.add(call);
-    return call;
-  };
+    };
+    health.addToServer(tracking as unknown as Server);
+  }
 
   /** Ends every open Watch; messages already written (NOT_SERVING) go out first. */
   endAll(): void {
     for (const call of [...this.open]) {
-      call.sendStatus({ code: status.UNAVAILABLE, details: "server is shutting down" });
+      this.open.delete(call);
+      // grpc-js ends a server stream's writes, then sends this status.
+      call.emit("error", { code: status.UNAVAILABLE, details: "server is shutting down" });
     }
+  }
+
+  private watch(call: ServerWritableStream<unknown, unknown>, handler: WatchHandler): void {
+    this.open.add(call);
+    call.on("cancelled", () => this.open.delete(call));
+    handler(call);
   }
 }

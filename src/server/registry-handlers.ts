@@ -16,25 +16,45 @@ export interface HandlerDeps {
   readonly watchStreams: WatchStreams;
 }
 
-/** Adapts an async function to a grpc-js unary handler with the one error mapping. */
+/**
+ * Adapts a handler to a grpc-js unary handler with the one error mapping. A
+ * synchronous answer is sent at once (no promise hops: reads answer from
+ * memory); a thrown error or a rejection becomes the mapped status.
+ */
 function unary<Req, Res>(
   method: string,
   logger: Logger,
   fn: (request: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res> | Res,
 ): handleUnaryCall<Req, Res> {
   return (call, callback) => {
-    Promise.resolve()
-      .then(() => fn(call.request, call))
-      .then(
+    let answer: Promise<Res> | Res;
+    try {
+      answer = fn(call.request, call);
+    } catch (err) {
+      callback(toServiceError(err, logger, method));
+      return;
+    }
+    if (answer instanceof Promise) {
+      answer.then(
         (response) => callback(null, response),
         (err: unknown) => callback(toServiceError(err, logger, method)),
       );
+    } else callback(null, answer);
   };
 }
 
-/** The call context of a gRPC call: credentials from metadata, the caller's address. */
+/**
+ * The call context of a gRPC call: credentials from metadata, and the
+ * caller's address, parsed only when asked for (only a Register without
+ * `host` needs it).
+ */
 function context(call: { metadata: ServerUnaryCall<unknown, unknown>["metadata"]; getPeer(): string }): CallContext {
-  return { credentials: credentialsFromMetadata(call.metadata), peerHost: peerHost(call.getPeer()) };
+  return {
+    credentials: credentialsFromMetadata(call.metadata),
+    get peerHost() {
+      return peerHost(call.getPeer());
+    },
+  };
 }
 
 /**
