@@ -1,6 +1,7 @@
 import type { LoopResult } from "../load/closed-loop.js";
 import type { BenchContext, RegistryProcess } from "../lib/context.js";
 import type { Figure, Target } from "../lib/report.js";
+import type { SqliteWritesResult } from "../load/sqlite-writes.js";
 
 const STORES = [
   { name: "memory", config: { store: "memory" as const }, cpu: 1.3, throughput: 1.5 },
@@ -81,6 +82,26 @@ export async function registerScenario(ctx: BenchContext): Promise<void> {
           targets: cpuTargets,
         },
       ];
+      if (s.config.store === "sqlite") {
+        // What SQLite itself costs per registration at this commit group size:
+        // the no-op plus bare better-sqlite3 writing the same rows is the floor.
+        const bare = await ctx.ceiling.request<SqliteWritesResult>("bareSqliteWrites", {
+          path: `${ctx.dir(`s1-bare-${s.config.sync}-c${concurrency}`)}/bare.db`,
+          sync: s.config.sync,
+          group: concurrency,
+          rows: ctx.quick ? 1000 : 16_000,
+        });
+        raw[`c${concurrency} bare ${s.name}`] = bare;
+        figures.push({
+          scenario: "1 Register",
+          case: caseName,
+          metric: "server CPU/call",
+          unit: "µs",
+          ours: r.serverCpuPerOpUs,
+          ceiling: { name: "no-op + bare SQLite", value: noop.serverCpuPerOpUs + bare.cpuPerRowUs },
+          detail: { bareSqliteCpuPerRowUs: bare.cpuPerRowUs },
+        });
+      }
       ctx.add(...figures);
     }
   }

@@ -6,11 +6,13 @@
  * - GetByType: a handler answering a pre-encoded payload (set by the
  *   orchestrator to the registry's real answer), written as is;
  * - WatchInstances: a bare server stream; each Register pushes one encoded
- *   event, the same bytes, to every open stream before answering.
+ *   event, the same bytes, to every open stream before answering;
+ * - SQLite: on request, bare better-sqlite3 writing a registration's rows.
  */
 import { Server, ServerCredentials, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from "@grpc/grpc-js";
 import * as pb from "../../gen/registry/v1/registry.js";
 import { emit, serveIpc } from "../lib/ipc.js";
+import { bareSqliteWrites } from "../load/sqlite-writes.js";
 import { instanceFor, registerRequest, registerResponseFor } from "../lib/workload.js";
 
 const passThrough = (value: Buffer): Buffer => value;
@@ -66,6 +68,8 @@ const port = await new Promise<number>((resolve, reject) =>
 );
 
 serveIpc({
+  /** The SQLite floor of a registration, measured in this (otherwise idle) process. */
+  bareSqliteWrites,
   setGetByTypePayload({ base64 }: { base64: string }) {
     getByTypePayload = Buffer.from(base64, "base64");
     return { bytes: getByTypePayload.length };
