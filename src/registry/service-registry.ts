@@ -9,6 +9,7 @@ import { hashForStorage, hashSecret, newToken, secretMatches } from "./credentia
 import { EventHistory } from "./event-history.js";
 import { HealthThresholds } from "./health-thresholds.js";
 import { InstanceIndex } from "./instance-index.js";
+import { newInstanceId } from "./instance-id.js";
 import { RegistryError } from "./registry-error.js";
 import { resolveRegistryOptions, type ResolvedRegistryOptions, type ServiceRegistryOptions } from "./registry-options.js";
 import type { Change, Instance, RemovalReason, ServiceSummary, StoredInstance } from "./types.js";
@@ -396,15 +397,6 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     if (this.state === "closing" || this.state === "closed") throw shuttingDown();
     throw new RegistryError("unavailable", "registry is not started");
   }
-}
-
-/**
- * A random UUID as one flat string. `randomUUID()` builds its answer by
- * concatenation, which V8 keeps as a tree of ~14 string pieces (~450 bytes);
- * an id lives as long as its instance, so it is copied flat once.
- */
-function newInstanceId(): string {
-  return Buffer.from(randomUUID(), "latin1").toString("latin1");
 }
 
 function probeTarget(instance: Instance): ProbeTarget {
