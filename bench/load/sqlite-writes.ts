@@ -6,8 +6,8 @@
  * at that concurrency. None of our code runs: this is what the SQLite store
  * costs at the least, the bound of its share of the Register figure.
  */
-import { randomUUID } from "node:crypto";
 import Database from "better-sqlite3";
+import { newInstanceId } from "../../src/registry/instance-id.js";
 import { migrate } from "../../src/store/sqlite/sqlite-schema.js";
 import { BENCH_METADATA } from "../lib/workload.js";
 
@@ -39,7 +39,7 @@ export function bareSqliteWrites(o: { path: string; sync: "normal" | "full"; gro
         revision++;
         const now = Date.now();
         const row = {
-          id: randomUUID(),
+          id: newInstanceId(), // the registry's ids (time-ordered), so the B-tree sees the same key order
           service_type: "bench-svc",
           host: `10.0.${(revision >> 8) & 255}.${revision & 255}`,
           port: 1 + (revision % 65_535),

@@ -9,22 +9,29 @@ let poolOffset = pool.length;
 const text = Buffer.allocUnsafeSlow(36);
 
 /**
- * A new instance id: a random (version 4) UUID, lowercase.
+ * A new instance id: a time-ordered UUID (version 7, RFC 9562): 48 bits of
+ * Unix milliseconds, then 74 random bits, lowercase.
+ *
+ * Time order is for the stores: ids made one after another sort together, so
+ * SQLite inserts them at the end of the instances table's B-tree (one or two
+ * pages per commit) instead of into a random page each (a page per
+ * registration: measured 25-30% of SQLite's CPU per registration). Ids are
+ * not secrets (every GetByType answer lists them); tokens are.
  *
  * Written byte by byte and read out as latin1 in one piece, so the string is
- * flat. `randomUUID()` concatenates its answer, which V8 keeps as a tree of
- * ~14 string pieces (~450 bytes; an id lives as long as its instance), and
- * flattening that afterwards cost four times as much as this whole function.
+ * flat: `randomUUID()` concatenates its answer, which V8 keeps as a tree of
+ * ~14 string pieces (~450 bytes, for as long as the instance lives).
  */
-export function newInstanceId(): string {
+export function newInstanceId(now = Date.now()): string {
   if (poolOffset === pool.length) {
     randomFillSync(pool);
     poolOffset = 0;
   }
   const at = poolOffset;
   poolOffset += ID_BYTES;
-  pool[at + 6] = ((pool[at + 6] as number) & 0x0f) | 0x40; // version 4
-  pool[at + 8] = ((pool[at + 8] as number) & 0x3f) | 0x80; // RFC 4122 variant
+  pool.writeUIntBE(now, at, 6);
+  pool[at + 6] = ((pool[at + 6] as number) & 0x0f) | 0x70; // version 7
+  pool[at + 8] = ((pool[at + 8] as number) & 0x3f) | 0x80; // RFC 9562 variant
   let o = 0;
   for (let i = 0; i < ID_BYTES; i++) {
     if (o === 8 || o === 13 || o === 18 || o === 23) text[o++] = 0x2d; // "-"
