@@ -59,8 +59,25 @@ interface ChangeJson {
 
 const NO_HASH = Buffer.alloc(0);
 
-export function encodeChange(change: Change): string {
-  const { token_hash: _, ...instance } = toInstanceRow(change.instance);
+/**
+ * The history row of a change. `row` is the instance's row when the caller
+ * has already built it (a registration writes both), so it is built once.
+ */
+export function encodeChange(change: Change, row: InstanceRow = toInstanceRow(change.instance)): string {
+  // Field by field, not a rest spread: the token hash stays out, and the
+  // object keeps one fixed shape for JSON.stringify.
+  const instance: ChangeJson["instance"] = {
+    id: row.id,
+    service_type: row.service_type,
+    host: row.host,
+    port: row.port,
+    metadata: row.metadata,
+    health_check_path: row.health_check_path,
+    health: row.health,
+    registered_at: row.registered_at,
+    updated_at: row.updated_at,
+    revision: row.revision,
+  };
   const json: ChangeJson = { kind: change.kind, instance };
   if (change.kind === "removed") json.reason = change.reason;
   if (change.kind === "health" && change.failureReason !== undefined) json.failureReason = change.failureReason;

@@ -173,10 +173,11 @@ export class SqliteStore implements RegistryStore {
 
     const write = (change: Change): void => {
       const { instance } = change;
-      if (change.kind === "registered") insertInstance.run(toInstanceRow(instance as StoredInstance));
+      const row = toInstanceRow(instance as StoredInstance);
+      if (change.kind === "registered") insertInstance.run(row);
       else if (change.kind === "removed") deleteInstance.run(instance.id);
       else updateHealth.run(instance.health, instance.updatedAt, instance.revision, instance.id);
-      insertHistory.run(change.revision, encodeChange(change));
+      insertHistory.run(change.revision, encodeChange(change, row));
     };
     return db.transaction((batch: readonly Pending[]) => {
       const results = batch.map((p): Change | Error => {
