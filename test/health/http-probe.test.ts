@@ -138,9 +138,98 @@ describe("HttpProber", () => {
   it("reuses one keep-alive connection across probes", async () => {
     const s = await server((_req, res) => res.end('{"n":1}'));
     const p = prober();
-    for (let i = 0; i < 5; i++) expect((await p.probe(target(s.port))).ok).toBe(true);
+    for (let i = 0; i < 5; i++) {
+      expect((await p.probe(target(s.port))).ok).toBe(true);
+      // undici hands a kept-alive socket out again one loop turn after a
+      // response ends (a guard against servers that close anyway); real
+      // probes of a target are an interval apart.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
     expect(s.requests).toHaveLength(5);
     expect(s.connections).toBe(1);
+  });
+
+  it("retries once on a fresh connection when the server resets a reused keep-alive socket", async () => {
+    const served = new WeakSet<net.Socket>();
+    const s = await server((req, res) => {
+      // The second request on a connection finds it reset, as when the server's
+      // idle timeout closes a socket just as the prober reuses it.
+      if (served.has(req.socket)) {
+        req.socket.resetAndDestroy();
+        return;
+      }
+      served.add(req.socket);
+      res.end('{"ok":true}');
+    });
+    const p = prober();
+    expect(await p.probe(target(s.port))).toEqual({ ok: true, status: 200, data: { ok: true } });
+    await new Promise((resolve) => setImmediate(resolve)); // let undici hand the socket out again
+    expect(await p.probe(target(s.port))).toEqual({ ok: true, status: 200, data: { ok: true } });
+    expect(s.requests).toHaveLength(3);
+    expect(s.connections).toBe(2);
+  });
+
+  it("reports a reset that repeats on the retry as a connection failure", async () => {
+    const s = await server((req) => req.socket.resetAndDestroy());
+    const result = await prober().probe(target(s.port));
+    expect(result).toEqual({ ok: false, reason: expect.stringMatching(/ECONNRESET|other side closed/) });
+    expect(s.requests).toHaveLength(2);
+  });
+
+  it("times out a blackholed host at the deadline and closes the socket", async () => {
+    const hole = await startBlackhole();
+    cleanups.push(() => hole.close());
+    const connected = nextEvent(hole.server, "connection", 5000);
+    const pending = prober({ timeoutMs: 200 }).probe(target(hole.port));
+    const [socket] = (await connected) as [net.Socket];
+    // Read (and discard) the request so the prober's FIN is seen behind it.
+    socket.resume();
+    const closed = nextEvent(socket, "close", 5000);
+    const started = performance.now();
+    expect(await pending).toEqual({ ok: false, reason: "timed out after 200 ms" });
+    expect(performance.now() - started).toBeLessThan(1000);
+    await closed;
+  });
+
+  it("gives up on a probe still waiting for a connection without waiting for undici", async () => {
+    const hole = await startBlackhole();
+    cleanups.push(() => hole.close());
+    const p = prober({ timeoutMs: 10_000, maxSockets: 1 });
+    const holding = new AbortController();
+    const first = p.probe(target(hole.port), holding.signal);
+    await nextEvent(hole.server, "connection", 5000);
+    // The only connection is taken, so this probe waits in undici's queue.
+    const queued = new AbortController();
+    const second = p.probe(target(hole.port), queued.signal);
+    queued.abort();
+    expect(await second).toEqual({ ok: false, reason: "aborted" });
+    expect(hole.accepted).toBe(1);
+    holding.abort();
+    expect(await first).toEqual({ ok: false, reason: "aborted" });
+  });
+
+  it("aborts every probe sharing a signal, and a finished probe ignores a later abort", async () => {
+    const hole = await startBlackhole();
+    cleanups.push(() => hole.close());
+    const s = await server((_req, res) => res.end("{}"));
+    const p = prober();
+    const controller = new AbortController();
+    expect(await p.probe(target(s.port), controller.signal)).toEqual({ ok: true, status: 200, data: {} });
+    const pending = [p.probe(target(hole.port), controller.signal), p.probe(target(hole.port), controller.signal)];
+    await nextEvent(hole.server, "connection", 5000);
+    controller.abort();
+    expect(await Promise.all(pending)).toEqual([
+      { ok: false, reason: "aborted" },
+      { ok: false, reason: "aborted" },
+    ]);
+  });
+
+  it("reports the status of a failure whose body is over the cap", async () => {
+    const s = await server((_req, res) => {
+      res.writeHead(500, { "content-type": "text/plain" });
+      res.end(Buffer.alloc(200_000, 0x78));
+    });
+    expect(await prober().probe(target(s.port))).toEqual({ ok: false, reason: "HTTP 500" });
   });
 
   it("fails with 'aborted' when the signal aborts, and drops the connection", async () => {
