@@ -1,6 +1,9 @@
 import { performance } from "node:perf_hooks";
 import PQueue from "p-queue";
 import { DueHeap, type HeapNode } from "./due-heap.js";
+import { LagWindow, type LagStats } from "./lag-window.js";
+
+export type { LagStats } from "./lag-window.js";
 import type { ProbeResult, ProbeTarget } from "./http-probe.js";
 
 /** How a {@link ProbeScheduler} paces and bounds probes; see SPEC 4.2. */
@@ -25,26 +28,19 @@ export interface ProbeSchedulerOptions {
   random?: () => number;
 }
 
-/** How late probes started against their due time, in ms, over the last 1024 probes. */
-export interface LagStats {
-  count: number;
-  p50: number;
-  p99: number;
-  max: number;
-}
-
-interface Run {
-  readonly controller: AbortController;
-  settled: Promise<void>;
-}
-
 interface Entry {
   target: ProbeTarget;
   node: HeapNode<Entry> | undefined;
-  run: Run | undefined;
+  /** Aborted when the entry is dropped or the scheduler stops; replaced at the next dispatch after that. */
+  controller: AbortController | undefined;
+  /** Queued for a slot or probing. */
+  inFlight: boolean;
+  /** Due time of the probe in flight, for the lag figure. */
+  due: number;
+  /** The p-queue task, made once per entry rather than once per probe. */
+  readonly task: () => Promise<void>;
 }
 
-const LAG_SAMPLES = 1024;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
@@ -55,6 +51,12 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  * back a round (there are no rounds). A target still in flight when due
  * again is skipped for that slot rather than overlapped. New targets start
  * at a random offset so targets added together are not probed in lockstep.
+ *
+ * A probe costs little more than its HTTP request: each target keeps one
+ * AbortController across its probes (aborted only by remove or stop), one
+ * task function, and goes through p-queue with no per-task signal or timeout
+ * (the prober has its own deadline), so nothing is allocated or listened to
+ * per probe beyond what p-queue itself needs.
  *
  * @example
  * const prober = new HttpProber({ timeoutMs: 2000 });
@@ -73,9 +75,9 @@ export class ProbeScheduler {
   readonly #queue: PQueue;
   readonly #entries = new Map<string, Entry>();
   readonly #heap = new DueHeap<Entry>();
-  readonly #runs = new Set<Run>();
-  readonly #lag = new Float64Array(LAG_SAMPLES);
-  #lagTotal = 0;
+  #inFlight = 0;
+  #idleWaiters: (() => void)[] = [];
+  readonly #lag = new LagWindow();
   #running = false;
   #timer: NodeJS.Timeout | undefined;
   #timerDue = Infinity;
@@ -110,7 +112,14 @@ export class ProbeScheduler {
       return;
     }
     if (old) this.#drop(old);
-    const entry: Entry = { target, node: undefined, run: undefined };
+    const entry: Entry = {
+      target,
+      node: undefined,
+      controller: undefined,
+      inFlight: false,
+      due: 0,
+      task: () => this.#run(entry),
+    };
     this.#entries.set(target.id, entry);
     entry.node = this.#heap.push(this.#firstDue(options.spreadOverInterval ?? false), entry);
     if (this.#running) this.#arm();
@@ -156,17 +165,14 @@ export class ProbeScheduler {
     this.#timerDue = Infinity;
     if (this.#immediate) clearImmediate(this.#immediate);
     this.#immediate = undefined;
-    for (const run of this.#runs) run.controller.abort();
-    await Promise.all([...this.#runs].map((run) => run.settled));
+    // Dropped entries were aborted when dropped; only scheduled ones can be running unaborted.
+    for (const entry of this.#entries.values()) if (entry.inFlight) entry.controller?.abort();
+    if (this.#inFlight > 0) await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
   }
 
   /** Lag (probe start minus due time) over the most recent probes; all zero before the first. */
   lagStats(): LagStats {
-    const count = Math.min(this.#lagTotal, LAG_SAMPLES);
-    if (count === 0) return { count: 0, p50: 0, p99: 0, max: 0 };
-    const sorted = this.#lag.slice(0, count).sort();
-    const at = (q: number): number => sorted[Math.min(count - 1, Math.max(0, Math.ceil(q * count) - 1))] ?? 0;
-    return { count, p50: at(0.5), p99: at(0.99), max: sorted[count - 1] ?? 0 };
+    return this.#lag.stats();
   }
 
   #firstDue(overInterval: boolean): number {
@@ -177,7 +183,7 @@ export class ProbeScheduler {
   #drop(entry: Entry): void {
     if (entry.node) this.#heap.remove(entry.node);
     entry.node = undefined;
-    entry.run?.controller.abort();
+    entry.controller?.abort();
   }
 
   #arm(): void {
@@ -220,19 +226,27 @@ export class ProbeScheduler {
     // Far behind (a stalled loop): skip missed slots but keep the jittered phase.
     if (now - next > interval) next += Math.ceil((now - next) / interval) * interval;
     entry.node = this.#heap.push(next, entry);
-    if (entry.run) return;
+    if (entry.inFlight) return;
     this.#dispatch(entry, due);
   }
 
   #dispatch(entry: Entry, due: number): void {
-    const controller = new AbortController();
-    const { signal } = controller;
-    const target = entry.target;
-    const run: Run = { controller, settled: Promise.resolve() };
-    const task = async (): Promise<void> => {
+    if (!entry.controller || entry.controller.signal.aborted) entry.controller = new AbortController();
+    entry.due = due;
+    entry.inFlight = true;
+    this.#inFlight++;
+    // #run settles normally whatever happens, so the promise needs no handler.
+    void this.#queue.add(entry.task);
+  }
+
+  async #run(entry: Entry): Promise<void> {
+    // Set at dispatch and only replaced once this run is over.
+    const signal = (entry.controller as AbortController).signal;
+    try {
       // Aborted while queued for a slot: nothing to do, give the slot back.
       if (signal.aborted) return;
-      this.#recordLag(this.#o.now() - due);
+      this.#lag.record(this.#o.now() - entry.due);
+      const target = entry.target;
       let result: ProbeResult;
       try {
         result = await this.#o.probe(target, signal);
@@ -245,21 +259,10 @@ export class ProbeScheduler {
       } catch (err) {
         this.#report(err);
       }
-    };
-    run.settled = this.#queue
-      .add(task)
-      .catch((err: unknown) => this.#report(err))
-      .finally(() => {
-        if (entry.run === run) entry.run = undefined;
-        this.#runs.delete(run);
-      });
-    entry.run = run;
-    this.#runs.add(run);
-  }
-
-  #recordLag(ms: number): void {
-    this.#lag[this.#lagTotal % LAG_SAMPLES] = Math.max(0, ms);
-    this.#lagTotal++;
+    } finally {
+      entry.inFlight = false;
+      if (--this.#inFlight === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
+    }
   }
 
   #report(err: unknown): void {

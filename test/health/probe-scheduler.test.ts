@@ -306,6 +306,66 @@ describe("ProbeScheduler", () => {
     expect(byMacrotask.size).toBeGreaterThanOrEqual(10);
   });
 
+  it("reuses one signal per target across probes, and a fresh one after stop() and start()", async () => {
+    const signals: AbortSignal[] = [];
+    const waiter = new Waiter();
+    const scheduler = new ProbeScheduler({
+      intervalMs: 20,
+      maxConcurrent: 2,
+      batchSize: 10,
+      firstProbeMaxDelayMs: 0,
+      probe: async (_t, signal) => {
+        signals.push(signal);
+        waiter.notify();
+        return { ok: true, status: 200 };
+      },
+      onResult: () => undefined,
+    });
+    cleanups.push(() => scheduler.stop());
+    scheduler.add(target("t", 1));
+    scheduler.start();
+    await waiter.until(() => signals.length >= 3, 3000, "three probes");
+    expect(new Set(signals).size).toBe(1);
+    await scheduler.stop();
+    const before = signals.length;
+    scheduler.start();
+    await waiter.until(() => signals.length >= before + 2, 3000, "two probes after the restart");
+    const after = signals.slice(before);
+    expect(after[0]).not.toBe(signals[0]);
+    expect(after.every((s) => s === after[0] && !s.aborted)).toBe(true);
+  });
+
+  it("a target removed while queued for a slot is never probed, and stop() still waits for the one in flight", async () => {
+    const probed: string[] = [];
+    let release!: () => void;
+    const waiter = new Waiter();
+    const scheduler = new ProbeScheduler({
+      intervalMs: 10_000,
+      maxConcurrent: 1,
+      batchSize: 10,
+      firstProbeMaxDelayMs: 0,
+      random: () => 0,
+      probe: (t, signal) =>
+        new Promise((resolve) => {
+          probed.push(t.id);
+          waiter.notify();
+          release = () => resolve({ ok: true, status: 200 });
+          signal.addEventListener("abort", () => resolve({ ok: false, reason: "aborted" }));
+        }),
+      onResult: () => undefined,
+    });
+    scheduler.add(target("a", 1));
+    scheduler.add(target("b", 2));
+    scheduler.start();
+    // Both are due in the same tick: one takes the only slot, the other waits in the queue.
+    await waiter.until(() => probed.length === 1, 3000, "one probe to take the only slot");
+    const running = probed[0];
+    scheduler.remove(running === "a" ? "b" : "a");
+    release();
+    await scheduler.stop();
+    expect(probed).toEqual([running]);
+  });
+
   it("replaces a target with the same id and reports under the new endpoint", async () => {
     const first = await healthy();
     const second = await healthy();
