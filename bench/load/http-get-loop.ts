@@ -1,4 +1,5 @@
 import http from "node:http";
+import { Agent, type Dispatcher } from "undici";
 import { sleep } from "../lib/stats.js";
 
 /** What the bare GET loop did in its measured window; CPU is this process's own. */
@@ -9,26 +10,63 @@ export interface GetLoopResult {
   readonly cpuPerGetUs: number;
 }
 
-function get(agent: http.Agent, port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ agent, host: "127.0.0.1", port, path: "/health" }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => (res.statusCode === 200 ? resolve() : reject(new Error(`HTTP ${res.statusCode}`))));
-      res.on("error", reject);
+/** Which HTTP client the loop runs on: node's own, or undici (the prober's). */
+export type GetLoopClient = "node:http" | "undici";
+
+type Get = (port: number) => Promise<void>;
+
+function nodeGet(agent: http.Agent): Get {
+  return (port) =>
+    new Promise((resolve, reject) => {
+      const req = http.get({ agent, host: "127.0.0.1", port, path: "/health" }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => (res.statusCode === 200 ? resolve() : reject(new Error(`HTTP ${res.statusCode}`))));
+        res.on("error", reject);
+      });
+      req.on("error", reject);
     });
-    req.on("error", reject);
-  });
+}
+
+/**
+ * The least a GET costs on undici: `dispatch()` with a handler that collects
+ * the body, as the prober does (request() would add a stream per GET).
+ */
+function undiciGet(agent: Agent): Get {
+  return (port) =>
+    new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let status = 0;
+      const handler: Dispatcher.DispatchHandler = {
+        // undici takes a handler without onRequestStart for one of the old API.
+        onRequestStart: () => undefined,
+        onResponseStart: (_c, statusCode) => void (status = statusCode),
+        onResponseData: (_c, chunk) => void chunks.push(chunk),
+        onResponseEnd: () => (status === 200 ? resolve() : reject(new Error(`HTTP ${status}`))),
+        onResponseError: (_c, err) => reject(err),
+      };
+      agent.dispatch({ origin: `http://127.0.0.1:${port}`, path: "/health", method: "GET" }, handler);
+    });
 }
 
 /**
  * The probing ceiling: `concurrency` callers each GETting /health in a loop,
  * round-robin over `ports`, on one keep-alive agent, reading each body. No
  * scheduling, timeouts, events or bookkeeping: what an HTTP probe costs in
- * Node at the least.
+ * Node at the least, on node:http (the issue's ceiling) or on undici (the
+ * client the prober uses).
  */
-export async function httpGetLoop(o: { ports: number[]; concurrency: number; warmupMs: number; durationMs: number }): Promise<GetLoopResult> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
+export async function httpGetLoop(o: {
+  ports: number[];
+  concurrency: number;
+  warmupMs: number;
+  durationMs: number;
+  client?: GetLoopClient;
+}): Promise<GetLoopResult> {
+  const undici = o.client === "undici";
+  const nodeAgent = undici ? undefined : new http.Agent({ keepAlive: true, maxSockets: Infinity });
+  const undiciAgent = undici ? new Agent() : undefined;
+  const get = nodeAgent ? nodeGet(nodeAgent) : undiciGet(undiciAgent as Agent);
   let phase: "warmup" | "measure" | "done" = "warmup";
   let gets = 0;
   let errors = 0;
@@ -37,7 +75,7 @@ export async function httpGetLoop(o: { ports: number[]; concurrency: number; war
     while (phase !== "done") {
       const port = o.ports[next++ % o.ports.length] as number;
       try {
-        await get(agent, port);
+        await get(port);
         if (phase === "measure") gets++;
       } catch {
         errors++;
@@ -54,6 +92,7 @@ export async function httpGetLoop(o: { ports: number[]; concurrency: number; war
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   await Promise.all(callers);
-  agent.destroy();
+  nodeAgent?.destroy();
+  await undiciAgent?.destroy();
   return { gets, errors, getsPerSec: gets / seconds, cpuPerGetUs: (cpu.user + cpu.system) / gets };
 }
