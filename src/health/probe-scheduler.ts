@@ -49,7 +49,8 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  * Due times live in a min-heap with one timer armed for the earliest, so a
  * slow or dead target only ever occupies one concurrency slot and never holds
  * back a round (there are no rounds). A target still in flight when due
- * again is skipped for that slot rather than overlapped. New targets start
+ * again is skipped for that slot rather than overlapped: it leaves the heap
+ * when its probe is dispatched and comes back when the probe is over. New targets start
  * at a random offset so targets added together are not probed in lockstep.
  *
  * A probe costs little more than its HTTP request: each target keeps one
@@ -208,7 +209,7 @@ export class ProbeScheduler {
       const top = this.#heap.peek();
       if (!top || top.due > now) break;
       this.#heap.pop();
-      this.#fire(top.value, top.due, now);
+      this.#fire(top.value, top.due);
     }
     const top = this.#heap.peek();
     if (top && top.due <= now) {
@@ -220,14 +221,27 @@ export class ProbeScheduler {
     }
   };
 
-  #fire(entry: Entry, due: number, now: number): void {
-    const interval = this.#o.intervalMs;
-    let next = due + interval;
-    // Far behind (a stalled loop): skip missed slots but keep the jittered phase.
-    if (now - next > interval) next += Math.ceil((now - next) / interval) * interval;
-    entry.node = this.#heap.push(next, entry);
-    if (entry.inFlight) return;
+  #fire(entry: Entry, due: number): void {
+    // Out of the heap until its probe is over (see #reschedule).
+    entry.node = undefined;
     this.#dispatch(entry, due);
+  }
+
+  /**
+   * Puts a target whose probe is over back in the heap, at its first slot
+   * still ahead: slots that passed while it was queued or probing are
+   * skipped, never overlapped or made up in a burst, and the jittered phase
+   * is kept. Waiting until now, rather than re-pushing at every slot, keeps
+   * an overloaded schedule from paying a heap pop and push per skipped slot.
+   */
+  #reschedule(entry: Entry): void {
+    if (entry.node || this.#entries.get(entry.target.id) !== entry) return;
+    const interval = this.#o.intervalMs;
+    const now = this.#o.now();
+    let next = entry.due + interval;
+    if (next <= now) next += Math.max(1, Math.ceil((now - next) / interval)) * interval;
+    entry.node = this.#heap.push(next, entry);
+    if (this.#running) this.#arm();
   }
 
   #dispatch(entry: Entry, due: number): void {
@@ -261,6 +275,7 @@ export class ProbeScheduler {
       }
     } finally {
       entry.inFlight = false;
+      this.#reschedule(entry);
       if (--this.#inFlight === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
     }
   }

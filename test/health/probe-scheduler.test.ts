@@ -273,6 +273,37 @@ describe("ProbeScheduler", () => {
     for (const gap of gaps) expect(gap).toBeGreaterThan(20);
   });
 
+  it("after a probe that outlasts several intervals, probes again at the next slot, not at once", async () => {
+    let offset = 0;
+    const now = (): number => performance.now() + offset;
+    const starts: number[] = [];
+    const waiter = new Waiter();
+    const scheduler = new ProbeScheduler({
+      intervalMs: 50,
+      maxConcurrent: 4,
+      batchSize: 10,
+      firstProbeMaxDelayMs: 0,
+      now,
+      probe: async () => {
+        starts.push(now());
+        // The first probe "takes" 175 ms of the scheduler's clock: slots at 50, 100 and 150 pass meanwhile.
+        if (starts.length === 1) offset += 175;
+        waiter.notify();
+        return { ok: true, status: 200 };
+      },
+      onResult: () => undefined,
+    });
+    cleanups.push(() => scheduler.stop());
+    const added = now();
+    scheduler.add(target("t", 1));
+    scheduler.start();
+    await waiter.until(() => starts.length >= 3, 3000, "three probes");
+    // Timers never fire early: the second probe waits for the 200 ms slot, not ~175 ms (at once).
+    expect(starts[1]).toBeGreaterThanOrEqual(added + 200);
+    expect(starts[1]).toBeLessThan(added + 200 + 1000);
+    expect(starts[2]).toBeGreaterThanOrEqual(added + 250);
+  });
+
   it("dispatches at most batchSize probes per macrotask", async () => {
     let macrotask = 0;
     let ticking = true;
