@@ -85,6 +85,11 @@ export class HttpProber {
       // timeout still bounds a socket left connecting after a probe gave up.
       headersTimeout: 0,
       bodyTimeout: 0,
+      // undici closes an idle socket after 4 s by default, before the next
+      // probe of a target at the default 5 s interval; node's agent kept it.
+      // A server's Keep-Alive hint still takes precedence (undici closes a
+      // little before it), and a socket that dies anyway gets the retry.
+      keepAliveTimeout: 60_000,
       connect: { timeout: options.timeoutMs },
       ...(options.maxSockets === undefined ? {} : { connections: options.maxSockets }),
     });
@@ -94,6 +99,8 @@ export class HttpProber {
   async probe(target: ProbeTarget, signal?: AbortSignal): Promise<ProbeResult> {
     if (this.#closed) return fail("prober closed");
     if (signal?.aborted) return fail("aborted");
+    // undici takes origins as URLs, and WHATWG URLs have no IPv6 zone ids.
+    if (target.host.includes("%")) return fail("IPv6 zone ids (fe80::1%eth0) are not supported by the probe client");
     const attempt = new ProbeAttempt(this.#timeoutMs, signal, this.#fanout);
     try {
       const origin = this.#origin(target);

@@ -250,6 +250,10 @@ describe("HttpProber", () => {
     const bad = await p.probe(target(s.port, "/with space"));
     expect(bad.ok).toBe(false);
     expect(await p.probe(target(s.port), AbortSignal.abort())).toEqual({ ok: false, reason: "aborted" });
+    expect(await p.probe(target(s.port, "/health", "fe80::1%lo"))).toEqual({
+      ok: false,
+      reason: "IPv6 zone ids (fe80::1%eth0) are not supported by the probe client",
+    });
     p.close();
     expect(await p.probe(target(s.port))).toEqual({ ok: false, reason: "prober closed" });
   });
