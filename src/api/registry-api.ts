@@ -60,7 +60,7 @@ export class RegistryApi {
   }
 
   /** Instances of a type, healthy ones unless `includeUnhealthy`. */
-  getByType(ctx: CallContext, serviceType: string, includeUnhealthy: boolean): { instances: Instance[]; revision: number } {
+  getByType(ctx: CallContext, serviceType: string, includeUnhealthy: boolean): { instances: readonly Instance[]; revision: number } {
     this.auth.identify(ctx.credentials);
     return this.registry.getByType(serviceType, includeUnhealthy);
   }

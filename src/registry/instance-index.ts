@@ -1,13 +1,27 @@
 import type { Change, ServiceSummary, StoredInstance } from "./types.js";
 
+/** One service type's instances, with its lists built once per change of the type. */
+interface TypeEntry {
+  readonly members: Map<string, StoredInstance>;
+  all: readonly StoredInstance[] | undefined;
+  healthy: readonly StoredInstance[] | undefined;
+}
+
+const NONE: readonly StoredInstance[] = Object.freeze([]);
+
 /**
  * The in-memory view of the live instances, by id and by service type. It is
  * changed only by applying committed changes, so it always equals the store
  * at the last applied revision.
+ *
+ * A type's lists are built on first read after a change of that type and then
+ * shared, frozen, by every reader until the next change: a steady GetByType
+ * copies and filters nothing, and the same array object tells an answer cache
+ * that nothing changed.
  */
 export class InstanceIndex {
   private readonly byId = new Map<string, StoredInstance>();
-  private readonly byType = new Map<string, Map<string, StoredInstance>>();
+  private readonly byType = new Map<string, TypeEntry>();
 
   /** Adds, replaces or removes the instance a committed change names. */
   apply(change: Change): void {
@@ -18,9 +32,10 @@ export class InstanceIndex {
   /** Loads an instance from a stored state. */
   put(instance: StoredInstance): void {
     this.byId.set(instance.id, instance);
-    let ofType = this.byType.get(instance.serviceType);
-    if (!ofType) this.byType.set(instance.serviceType, (ofType = new Map()));
-    ofType.set(instance.id, instance);
+    let entry = this.byType.get(instance.serviceType);
+    if (!entry) this.byType.set(instance.serviceType, (entry = { members: new Map(), all: undefined, healthy: undefined }));
+    entry.members.set(instance.id, instance);
+    entry.all = entry.healthy = undefined;
   }
 
   get(id: string): StoredInstance | undefined {
@@ -31,20 +46,27 @@ export class InstanceIndex {
     return this.byId.size;
   }
 
-  /** Instances of one type (or all, for an empty type), in registration order. */
-  list(serviceType: string): StoredInstance[] {
+  /** Instances of one type (or all, for an empty type), in registration order. Shared: never mutate. */
+  list(serviceType: string): readonly StoredInstance[] {
     if (serviceType === "") return [...this.byId.values()];
-    const ofType = this.byType.get(serviceType);
-    return ofType ? [...ofType.values()] : [];
+    const entry = this.byType.get(serviceType);
+    if (!entry) return NONE;
+    return (entry.all ??= Object.freeze([...entry.members.values()]));
+  }
+
+  /** The healthy instances of one type, in registration order. Shared: never mutate. */
+  healthy(serviceType: string): readonly StoredInstance[] {
+    const entry = this.byType.get(serviceType);
+    if (!entry) return NONE;
+    return (entry.healthy ??= Object.freeze(this.list(serviceType).filter((i) => i.health === "healthy")));
   }
 
   /** Counts per service type, sorted by type. */
   summaries(): ServiceSummary[] {
     const summaries: ServiceSummary[] = [];
-    for (const [serviceType, ofType] of this.byType) {
-      let healthyCount = 0;
-      for (const instance of ofType.values()) if (instance.health === "healthy") healthyCount++;
-      summaries.push({ serviceType, healthyCount, totalCount: ofType.size });
+    for (const [serviceType, entry] of this.byType) {
+      const healthyCount = this.healthy(serviceType).length;
+      summaries.push({ serviceType, healthyCount, totalCount: entry.members.size });
     }
     return summaries.sort((a, b) => (a.serviceType < b.serviceType ? -1 : 1));
   }
@@ -53,8 +75,10 @@ export class InstanceIndex {
     const instance = this.byId.get(id);
     if (!instance) return;
     this.byId.delete(id);
-    const ofType = this.byType.get(instance.serviceType);
-    ofType?.delete(id);
-    if (ofType?.size === 0) this.byType.delete(instance.serviceType);
+    const entry = this.byType.get(instance.serviceType);
+    if (!entry) return;
+    entry.members.delete(id);
+    entry.all = entry.healthy = undefined;
+    if (entry.members.size === 0) this.byType.delete(instance.serviceType);
   }
 }

@@ -177,12 +177,14 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     return instance;
   }
 
-  /** Instances of a type: healthy ones unless `includeUnhealthy`. */
-  getByType(serviceType: string, includeUnhealthy = false): { instances: Instance[]; revision: number } {
+  /**
+   * Instances of a type: healthy ones unless `includeUnhealthy`. The array is
+   * the index's shared, frozen list: the same object until the type changes.
+   */
+  getByType(serviceType: string, includeUnhealthy = false): { instances: readonly Instance[]; revision: number } {
     validateServiceType(serviceType);
     this.assertFresh();
-    const all = this.index.list(serviceType);
-    const instances = includeUnhealthy ? all : all.filter((i) => i.health === "healthy");
+    const instances = includeUnhealthy ? this.index.list(serviceType) : this.index.healthy(serviceType);
     return { instances, revision: this.currentRevision };
   }
 

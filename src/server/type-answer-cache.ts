@@ -31,7 +31,8 @@ export class TypeAnswerCache {
   /** The encoded GetByTypeResponse for `instances` at `revision`. */
   encode(key: string, instances: readonly Instance[], revision: number): Buffer {
     let entry = this.entries.get(key);
-    if (entry && sameObjects(entry.instances, instances)) {
+    // The index hands out the same array until the type changes: usually one comparison.
+    if (entry && (entry.instances === instances || sameObjects(entry.instances, instances))) {
       // Same instances: the same answer while the revision holds; else a new tail.
       if (entry.revision !== revision) {
         const previous = entry.answer.length;
