@@ -17,6 +17,8 @@ interface Entry {
   inFlight: boolean;
   /** Due time of the probe in flight, for the lag figure. */
   due: number;
+  /** Its first probe came soon after it was added: the next lands anywhere in the interval after. */
+  spreadNext: boolean;
   /** The p-queue task, made once per entry rather than once per probe. */
   readonly task: () => Promise<void>;
 }
@@ -99,6 +101,7 @@ export class ProbeScheduler {
       controller: undefined,
       inFlight: false,
       due: 0,
+      spreadNext: !(options.spreadOverInterval ?? false),
       task: () => this.#run(entry),
     };
     this.#entries.set(target.id, entry);
@@ -133,6 +136,7 @@ export class ProbeScheduler {
       if (entry.node && entry.node.due < now) {
         this.#heap.remove(entry.node);
         entry.node = this.#heap.push(this.#firstDue(false), entry);
+        entry.spreadNext = true;
       }
     }
     this.#arm();
@@ -209,7 +213,8 @@ export class ProbeScheduler {
 
   /**
    * Puts a target whose probe is over back in the heap, at its first slot
-   * still ahead: slots that passed while it was queued or probing are
+   * still ahead (after a first probe: at a random point of the next
+   * interval, which sets its phase): slots that passed while it was queued or probing are
    * skipped, never overlapped or made up in a burst, and the jittered phase
    * is kept. Waiting until now, rather than re-pushing at every slot, keeps
    * an overloaded schedule from paying a heap pop and push per skipped slot.
@@ -218,7 +223,13 @@ export class ProbeScheduler {
     if (entry.node || this.#entries.get(entry.target.id) !== entry) return;
     const interval = this.#o.intervalMs;
     const now = this.#o.now();
-    let next = entry.due + interval;
+    // A target's first probe comes soon after it is added, in the same short
+    // window as every target added with it (a fleet starting, a burst of
+    // registrations). Its second lands anywhere in the interval after, so
+    // such targets take up independent phases instead of being probed in
+    // one burst every interval forever.
+    let next = entry.due + (entry.spreadNext ? this.#o.random() : 1) * interval;
+    entry.spreadNext = false;
     if (next <= now) next += Math.max(1, Math.ceil((now - next) / interval)) * interval;
     entry.node = this.#heap.push(next, entry);
     if (this.#running) this.#arm();

@@ -219,6 +219,37 @@ describe("ProbeScheduler", () => {
     expect(offsets[4]).toBeLessThan(400 + 200);
   });
 
+  it("gives targets added together independent phases from their second probe on", async () => {
+    // firstDue draws once per target (0: all at once), then each second probe draws its phase.
+    const draws = [0, 0, 0, 0, 0, 0.9, 0.1, 0.7, 0.3, 0.5];
+    const probes = new Map<string, number[]>();
+    const waiter = new Waiter();
+    const scheduler = new ProbeScheduler({
+      intervalMs: 1000,
+      maxConcurrent: 10,
+      batchSize: 10,
+      firstProbeMaxDelayMs: 0,
+      random: () => draws.shift() ?? 0,
+      probe: async (t) => {
+        probes.set(t.id, [...(probes.get(t.id) ?? []), performance.now()]);
+        waiter.notify();
+        return { ok: true, status: 200 };
+      },
+      onResult: () => undefined,
+    });
+    cleanups.push(() => scheduler.stop());
+    const ids = ["a", "b", "c", "d", "e"];
+    const started = performance.now();
+    scheduler.start();
+    for (const id of ids) scheduler.add(target(id, 1));
+    await waiter.until(() => ids.every((id) => (probes.get(id)?.length ?? 0) >= 2), 5000, "two probes of every target");
+    const second = ids.map((id) => (probes.get(id)?.[1] ?? 0) - started);
+    // The injected phases 0.9, 0.1, 0.7, 0.3, 0.5 of a 1 s interval, in that order.
+    const order = [...ids].sort((x, y) => (second[ids.indexOf(x)] ?? 0) - (second[ids.indexOf(y)] ?? 0));
+    expect(order).toEqual(["b", "d", "e", "c", "a"]);
+    expect(Math.max(...second) - Math.min(...second)).toBeGreaterThan(500);
+  });
+
   it("skips a target whose previous probe is still in flight instead of overlapping", async () => {
     let active = 0;
     let maxActive = 0;
@@ -284,6 +315,7 @@ describe("ProbeScheduler", () => {
       batchSize: 10,
       firstProbeMaxDelayMs: 0,
       now,
+      random: () => 0, // the second probe keeps the first one's phase
       probe: async () => {
         starts.push(now());
         // The first probe "takes" 175 ms of the scheduler's clock: slots at 50, 100 and 150 pass meanwhile.
