@@ -49,6 +49,34 @@ export function fromInstanceRow(row: InstanceRow): StoredInstance {
   };
 }
 
+/** The `instances` columns in the order {@link fromInstanceValues} reads them. */
+export const INSTANCE_COLUMNS =
+  "id, service_type, host, port, metadata, health_check_path, health, registered_at, updated_at, revision, token_hash";
+
+/**
+ * `fromInstanceRow` for a row read in raw mode (an array in
+ * {@link INSTANCE_COLUMNS} order). Start-up reads every instance this way:
+ * better-sqlite3 builds an array far faster than an object with eleven named
+ * properties, and it is garbage the moment the instance is built.
+ */
+export function fromInstanceValues(v: readonly unknown[]): StoredInstance {
+  const tokenHash = v[10] as Buffer;
+  return {
+    id: v[0] as string,
+    serviceType: v[1] as string,
+    host: v[2] as string,
+    port: v[3] as number,
+    metadata: JSON.parse(v[4] as string) as Record<string, string>,
+    healthCheckPath: v[5] as string,
+    health: v[6] as Health,
+    registeredAt: v[7] as number,
+    updatedAt: v[8] as number,
+    revision: v[9] as number,
+    // As in fromInstanceRow: a 32-byte slice of Node's pool, not an allocation of its own.
+    tokenHash: tokenHash.length > 0 ? Buffer.from(tokenHash) : tokenHash,
+  };
+}
+
 /** JSON form of a change for the `history` table (the token hash is kept out). */
 interface ChangeJson {
   kind: Change["kind"];

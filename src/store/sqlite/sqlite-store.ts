@@ -6,7 +6,7 @@ import { ensureDir } from "../../util/ensure-dir.js";
 import type { Change, StoredInstance } from "../../registry/types.js";
 import type { Mutation, RegistryStore, StoreState } from "../registry-store.js";
 import { StoreStateMachine } from "../state-machine.js";
-import { decodeChange, encodeChange, fromInstanceRow, toInstanceRow, type InstanceRow } from "./row-codec.js";
+import { decodeChange, encodeChange, fromInstanceValues, INSTANCE_COLUMNS, toInstanceRow } from "./row-codec.js";
 import { migrate, SchemaError } from "./sqlite-schema.js";
 
 /** Options of `SqliteStore`. */
@@ -71,7 +71,7 @@ export class SqliteStore implements RegistryStore {
       db.prepare("INSERT INTO meta (key, value) VALUES ('epoch', ?), ('revision', '0')").run(epoch);
     }
     const revision = Number(meta.get("revision") ?? 0);
-    const instances = (db.prepare("SELECT * FROM instances").all() as InstanceRow[]).map(fromInstanceRow);
+    const instances = (db.prepare(`SELECT ${INSTANCE_COLUMNS} FROM instances`).raw(true).all() as unknown[][]).map(fromInstanceValues);
     const history = (db.prepare("SELECT revision, change FROM history ORDER BY revision").all() as {
       revision: number;
       change: string;
