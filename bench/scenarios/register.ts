@@ -89,7 +89,7 @@ export async function registerScenario(ctx: BenchContext): Promise<void> {
           path: `${ctx.dir(`s1-bare-${s.config.sync}-c${concurrency}`)}/bare.db`,
           sync: s.config.sync,
           group: concurrency,
-          rows: ctx.quick ? 1000 : 16_000,
+          rows: ctx.quick ? 300 : 16_000,
         });
         raw[`c${concurrency} bare ${s.name}`] = bare;
         figures.push({
