@@ -1,0 +1,66 @@
+/**
+ * A/B of Register CPU per call: this tree's registry, optionally another
+ * tree's (`--against=../other-checkout`, a worktree of an older commit with
+ * node_modules), and the no-op ceiling, in alternating closed-loop windows,
+ * round after round. On a machine whose speed drifts (a shared VM: adjacent
+ * windows of the no-op itself differ by ±25%) one run proves little; the
+ * median of each build's per-round ratio to the no-op does. Prints every
+ * round and the medians.
+ *
+ * usage: node --import tsx bench/tools/register-ab.ts [--against=PATH] [--stores=memory,sqlite] [--c=16] [--rounds=7] [--ms=2000]
+ */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { BenchChild, killAllChildren } from "../lib/ipc.js";
+import type { LoopResult } from "../load/closed-loop.js";
+
+const arg = (name: string, fallback: string): string =>
+  process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
+const BENCH = fileURLToPath(new URL("../", import.meta.url));
+const against = arg("against", "");
+const stores = arg("stores", "memory").split(",");
+const concurrency = Number(arg("c", "16"));
+const rounds = Number(arg("rounds", "7"));
+const durationMs = Number(arg("ms", "2000"));
+
+const load = BenchChild.start("load", "load/load-worker.ts");
+const ceiling = BenchChild.start<{ port: number }>("ceiling", "servers/ceiling-server.ts");
+const [, ceilingReady] = await Promise.all([load.ready, ceiling.ready]);
+const servers = [{ name: "no-op", address: `127.0.0.1:${ceilingReady.port}`, pid: ceiling.pid }];
+const trees = [{ tree: "this", file: "servers/registry-server.ts" }];
+if (against) trees.push({ tree: "against", file: relative(BENCH, resolve(against, "bench/servers/registry-server.ts")) });
+const registries: BenchChild<{ port: number }>[] = [];
+const data = mkdtempSync(join(tmpdir(), "register-ab-"));
+for (const store of stores) {
+  for (const { tree, file } of trees) {
+    const config = { store: store === "memory" ? "memory" : "sqlite", sync: "normal", dataDir: join(data, `${tree}-${store}`), healthChecks: false };
+    const child = BenchChild.start<{ port: number }>(`${tree}-${store}`, file, [JSON.stringify(config)], { readyTimeoutMs: 60_000 });
+    registries.push(child);
+    servers.push({ name: `${tree}:${store}`, address: `127.0.0.1:${(await child.ready).port}`, pid: child.pid });
+  }
+}
+const ratios = new Map<string, number[]>();
+for (let round = 0; round < rounds; round++) {
+  const results: LoopResult[] = [];
+  for (const { address, pid } of servers) {
+    results.push(
+      await load.request<LoopResult>("grpcRegister", { address, serviceType: "bench-svc", concurrency, serverPid: pid, warmupMs: 1000, durationMs }, 120_000),
+    );
+  }
+  const noop = results[0]!.serverCpuPerOpUs;
+  const line = results.map((r, k) => {
+    const name = servers[k]!.name;
+    if (k > 0) ratios.set(name, [...(ratios.get(name) ?? []), r.serverCpuPerOpUs / noop]);
+    return `${name} ${r.serverCpuPerOpUs.toFixed(1)} µs${k > 0 ? ` (${(r.serverCpuPerOpUs / noop).toFixed(2)}x)` : ""}`;
+  });
+  console.log(`round ${round + 1}: ${line.join("  |  ")}`);
+}
+for (const [name, values] of ratios) {
+  const sorted = [...values].sort((a, b) => a - b);
+  console.log(`${name}: median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(2)}x the no-op (${sorted.map((v) => v.toFixed(2)).join(", ")})`);
+}
+await Promise.all(registries.map((r) => r.stop()));
+killAllChildren();
+process.exit(0);
