@@ -9,6 +9,7 @@
 import Database from "better-sqlite3";
 import { newInstanceId } from "../../src/registry/instance-id.js";
 import { migrate } from "../../src/store/sqlite/sqlite-schema.js";
+import { WRITE_SQL } from "../../src/store/sqlite/write-statements.js";
 import { BENCH_METADATA } from "../lib/workload.js";
 
 /** CPU of this process per registration written, and how many were. */
@@ -25,13 +26,10 @@ export function bareSqliteWrites(o: { path: string; sync: "normal" | "full"; gro
     db.pragma(`synchronous = ${o.sync === "full" ? "FULL" : "NORMAL"}`);
     migrate(db, o.path);
     db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('revision', '0')").run();
-    const insertInstance = db.prepare(
-      `INSERT INTO instances (id, service_type, host, port, metadata, health_check_path, health, registered_at, updated_at, revision, token_hash)
-       VALUES (@id, @service_type, @host, @port, @metadata, @health_check_path, @health, @registered_at, @updated_at, @revision, @token_hash)`,
-    );
-    const insertHistory = db.prepare("INSERT INTO history (revision, change) VALUES (?, ?)");
-    const pruneHistory = db.prepare("DELETE FROM history WHERE revision <= ?");
-    const setRevision = db.prepare("UPDATE meta SET value = ? WHERE key = 'revision'");
+    const insertInstance = db.prepare(WRITE_SQL.insertInstance);
+    const insertHistory = db.prepare(WRITE_SQL.insertHistory);
+    const pruneHistory = db.prepare(WRITE_SQL.pruneHistory);
+    const setRevision = db.prepare(WRITE_SQL.setRevision);
     const tokenHash = Buffer.alloc(32, 7);
     let revision = 0;
     const writeGroup = db.transaction((size: number) => {

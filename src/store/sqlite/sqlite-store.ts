@@ -8,6 +8,7 @@ import type { Mutation, RegistryStore, StoreState } from "../registry-store.js";
 import { StoreStateMachine } from "../state-machine.js";
 import { decodeChange, encodeChange, fromInstanceValues, INSTANCE_COLUMNS, toInstanceRow } from "./row-codec.js";
 import { migrate, SchemaError } from "./sqlite-schema.js";
+import { WRITE_SQL } from "./write-statements.js";
 
 /** Options of `SqliteStore`. */
 export interface SqliteStoreOptions {
@@ -160,15 +161,12 @@ export class SqliteStore implements RegistryStore {
   }
 
   private prepareWriter(db: Database.Database): (batch: readonly Pending[]) => (Change | Error)[] {
-    const insertInstance = db.prepare(
-      `INSERT INTO instances (id, service_type, host, port, metadata, health_check_path, health, registered_at, updated_at, revision, token_hash)
-       VALUES (@id, @service_type, @host, @port, @metadata, @health_check_path, @health, @registered_at, @updated_at, @revision, @token_hash)`,
-    );
-    const updateHealth = db.prepare("UPDATE instances SET health = ?, updated_at = ?, revision = ? WHERE id = ?");
-    const deleteInstance = db.prepare("DELETE FROM instances WHERE id = ?");
-    const insertHistory = db.prepare("INSERT INTO history (revision, change) VALUES (?, ?)");
-    const pruneHistory = db.prepare("DELETE FROM history WHERE revision <= ?");
-    const setRevision = db.prepare("UPDATE meta SET value = ? WHERE key = 'revision'");
+    const insertInstance = db.prepare(WRITE_SQL.insertInstance);
+    const updateHealth = db.prepare(WRITE_SQL.updateHealth);
+    const deleteInstance = db.prepare(WRITE_SQL.deleteInstance);
+    const insertHistory = db.prepare(WRITE_SQL.insertHistory);
+    const pruneHistory = db.prepare(WRITE_SQL.pruneHistory);
+    const setRevision = db.prepare(WRITE_SQL.setRevision);
     const historyLimit = this.options.historyLimit ?? 10_000;
 
     const write = (change: Change): void => {
