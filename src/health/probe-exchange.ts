@@ -50,11 +50,16 @@ export class ProbeExchange implements Dispatcher.DispatchHandler {
     this.done = new Promise((resolve) => (this.#settle = resolve));
   }
 
-  /** Settles now with `reason` and aborts the request (now or as soon as undici starts it). */
+  /**
+   * Settles now with `reason` and aborts the request (now or as soon as undici
+   * starts it). Once a status has arrived it still stands: a 503 whose body
+   * stalls is reported as "HTTP 503", not as the timeout.
+   */
   cancel(reason: Error): void {
     if (this.#cancelReason) return;
     this.#cancelReason = reason;
-    this.#finish({ kind: "error", error: reason, beforeResponse: this.#status === 0 });
+    if (this.#status === 0) this.#finish({ kind: "error", error: reason, beforeResponse: true });
+    else this.#finish({ kind: "response", status: this.#status, headers: this.#headers, body: undefined, bodyError: reason });
     // Aborting destroys the socket, so a stalled server does not keep it either.
     this.#controller?.abort(reason);
   }

@@ -68,6 +68,14 @@ describe("HttpProber", () => {
     expect(await prober({ timeoutMs: 200 }).probe(target(s.port))).toEqual({ ok: false, reason: "timed out after 200 ms" });
   });
 
+  it("reports an error status whose body stalls by its status, not as a timeout", async () => {
+    const s = await server((_req, res) => {
+      res.writeHead(503, { "content-length": "100" });
+      res.write("x");
+    });
+    expect(await prober({ timeoutMs: 200 }).probe(target(s.port))).toEqual({ ok: false, reason: "HTTP 503" });
+  });
+
   it("fails with the connect error when nothing listens", async () => {
     const result = await prober().probe(target(await closedPort()));
     expect(result.ok).toBe(false);
