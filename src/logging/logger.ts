@@ -8,9 +8,18 @@ import pino, { type Logger } from "pino";
  * field of every line: it cost 15-20 µs per line, more than the rest of the
  * line, on the one `info` line each registration writes. The nested objects we
  * log are errors (`err`; pino's serializer folds causes into its message and
- * stack), so those are named instead. `metadata` covers a logged gRPC Metadata.
+ * stack), so those are named instead, with the containers a secret would
+ * travel in (`credentials`, request headers). `metadata` covers a logged gRPC
+ * Metadata.
  */
-export const REDACTED_PATHS = [...secretFields(""), ...secretFields("err.")];
+export const REDACTED_PATHS = [
+  ...secretFields(""),
+  ...secretFields("err."),
+  // Containers a secret would travel in if one were ever logged: named, so
+  // only lines that have them pay for the check.
+  "credentials.*",
+  ...["headers.", "req.headers."].flatMap((p) => [`${p}authorization`, `${p}["x-service-token"]`]),
+];
 
 function secretFields(prefix: string): string[] {
   return ["token", "key", "authorization", "tokenHash", "serviceToken", "registrationKey", '["x-service-token"]', "metadata"].map(
@@ -22,8 +31,10 @@ function secretFields(prefix: string): string[] {
  * The server's JSON logger, to stdout unless `destination` is given.
  *
  * Stdout is written synchronously: a line is out before the change it reports
- * is acknowledged, so a SIGKILL loses no line, and memory stays bounded when
- * the log reader is slow. pino's default (asynchronous writes through the libuv
+ * is acknowledged, so a SIGKILL loses no line, and memory stays bounded. The
+ * price: a log reader that stops reading (a full pipe) stalls the server
+ * until it reads again; at one line per change, not per probe, a reader has
+ * to be stuck, not slow. pino's default (asynchronous writes through the libuv
  * thread pool, one per line) cost more CPU per line here, not less.
  */
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {

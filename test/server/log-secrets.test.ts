@@ -44,10 +44,18 @@ describe("logs never carry a key or a token (SPEC 4.1)", () => {
     });
     await register(h, "api", 9002);
     log.logger.info({ token: a.token, key: TEST_KEY, "x-service-token": a.token, serviceToken: a.token }, "direct");
+    log.logger.info(
+      { credentials: { key: TEST_KEY, serviceToken: a.token }, headers: { authorization: `Bearer ${TEST_KEY}`, "x-service-token": a.token } },
+      "containers",
+    );
 
     const threw = log.records().find((r) => r.msg === "registry event listener threw");
     expect(threw?.err).toMatchObject({ message: "listener failed", token: "[redacted]", authorization: "[redacted]" });
     expect(log.records().find((r) => r.msg === "direct")).toMatchObject({ token: "[redacted]", key: "[redacted]" });
+    expect(log.records().find((r) => r.msg === "containers")).toMatchObject({
+      credentials: { key: "[redacted]", serviceToken: "[redacted]" },
+      headers: { authorization: "[redacted]", "x-service-token": "[redacted]" },
+    });
     const text = log.text();
     expect(text).not.toContain(TEST_KEY);
     expect(text).not.toContain(a.token);
