@@ -11,6 +11,32 @@ afterEach(async () => {
 
 const target = (id: string, port: number): ProbeTarget => ({ id, host: "127.0.0.1", port, path: "/health" });
 
+/**
+ * A scheduler over a synthetic probe that runs `onProbe`, then passes and
+ * notifies the returned waiter. Defaults: 4 in flight, batches of 10, first
+ * probe at once; stopped after the test.
+ */
+function passingScheduler(
+  options: Partial<ProbeSchedulerOptions> & Pick<ProbeSchedulerOptions, "intervalMs">,
+  onProbe: (t: ProbeTarget, signal: AbortSignal) => unknown,
+): { scheduler: ProbeScheduler; waiter: Waiter } {
+  const waiter = new Waiter();
+  const scheduler = new ProbeScheduler({
+    maxConcurrent: 4,
+    batchSize: 10,
+    firstProbeMaxDelayMs: 0,
+    onResult: () => undefined,
+    probe: async (t, signal) => {
+      await onProbe(t, signal);
+      waiter.notify();
+      return { ok: true, status: 200 };
+    },
+    ...options,
+  });
+  cleanups.push(() => scheduler.stop());
+  return { scheduler, waiter };
+}
+
 /** A scheduler over a real HttpProber that records every probe start, settle and result. */
 function harness(options: Partial<ProbeSchedulerOptions> & { timeoutMs?: number } = {}) {
   const prober = new HttpProber({ timeoutMs: options.timeoutMs ?? 2000 });
@@ -193,21 +219,10 @@ describe("ProbeScheduler", () => {
   it("staggers the first probes of targets added together (injected jitter)", async () => {
     const jitter = [0, 0.25, 0.5, 0.75, 1];
     const starts = new Map<string, number>();
-    const waiter = new Waiter();
-    const scheduler = new ProbeScheduler({
-      intervalMs: 10_000,
-      maxConcurrent: 10,
-      batchSize: 10,
-      firstProbeMaxDelayMs: 400,
-      random: () => jitter.shift() ?? 0,
-      probe: async (t) => {
-        starts.set(t.id, performance.now());
-        waiter.notify();
-        return { ok: true, status: 200 };
-      },
-      onResult: () => undefined,
-    });
-    cleanups.push(() => scheduler.stop());
+    const { scheduler, waiter } = passingScheduler(
+      { intervalMs: 10_000, maxConcurrent: 10, firstProbeMaxDelayMs: 400, random: () => jitter.shift() ?? 0 },
+      (t) => starts.set(t.id, performance.now()),
+    );
     const added = performance.now();
     for (const id of ["a", "b", "c", "d", "e"]) scheduler.add(target(id, 1));
     scheduler.start();
@@ -223,21 +238,10 @@ describe("ProbeScheduler", () => {
     // firstDue draws once per target (0: all at once), then each second probe draws its phase.
     const draws = [0, 0, 0, 0, 0, 0.9, 0.1, 0.7, 0.3, 0.5];
     const probes = new Map<string, number[]>();
-    const waiter = new Waiter();
-    const scheduler = new ProbeScheduler({
-      intervalMs: 1000,
-      maxConcurrent: 10,
-      batchSize: 10,
-      firstProbeMaxDelayMs: 0,
-      random: () => draws.shift() ?? 0,
-      probe: async (t) => {
-        probes.set(t.id, [...(probes.get(t.id) ?? []), performance.now()]);
-        waiter.notify();
-        return { ok: true, status: 200 };
-      },
-      onResult: () => undefined,
-    });
-    cleanups.push(() => scheduler.stop());
+    const { scheduler, waiter } = passingScheduler(
+      { intervalMs: 1000, maxConcurrent: 10, random: () => draws.shift() ?? 0 },
+      (t) => probes.set(t.id, [...(probes.get(t.id) ?? []), performance.now()]),
+    );
     const ids = ["a", "b", "c", "d", "e"];
     const started = performance.now();
     scheduler.start();
@@ -254,23 +258,12 @@ describe("ProbeScheduler", () => {
     let active = 0;
     let maxActive = 0;
     let calls = 0;
-    const waiter = new Waiter();
-    const scheduler = new ProbeScheduler({
-      intervalMs: 20,
-      maxConcurrent: 4,
-      batchSize: 10,
-      firstProbeMaxDelayMs: 0,
-      probe: async () => {
-        calls++;
-        maxActive = Math.max(maxActive, ++active);
-        await sleep(70);
-        active--;
-        waiter.notify();
-        return { ok: true, status: 200 };
-      },
-      onResult: () => undefined,
+    const { scheduler, waiter } = passingScheduler({ intervalMs: 20 }, async () => {
+      calls++;
+      maxActive = Math.max(maxActive, ++active);
+      await sleep(70);
+      active--;
     });
-    cleanups.push(() => scheduler.stop());
     scheduler.add(target("slow", 1));
     scheduler.start();
     await waiter.until(() => calls >= 3, 3000, "three probes of the slow target");
@@ -280,23 +273,11 @@ describe("ProbeScheduler", () => {
   it("after a clock jump of many intervals, resumes at the interval without a catch-up burst", async () => {
     let offset = 0;
     const starts: number[] = [];
-    const waiter = new Waiter();
-    const scheduler = new ProbeScheduler({
-      intervalMs: 40,
-      maxConcurrent: 4,
-      batchSize: 10,
-      firstProbeMaxDelayMs: 0,
-      now: () => performance.now() + offset,
-      probe: async () => {
-        starts.push(performance.now());
-        // The whole process stalls for 25 intervals right after the first probe.
-        if (starts.length === 1) offset += 1000;
-        waiter.notify();
-        return { ok: true, status: 200 };
-      },
-      onResult: () => undefined,
+    const { scheduler, waiter } = passingScheduler({ intervalMs: 40, now: () => performance.now() + offset }, () => {
+      starts.push(performance.now());
+      // The whole process stalls for 25 intervals right after the first probe.
+      if (starts.length === 1) offset += 1000;
     });
-    cleanups.push(() => scheduler.stop());
     scheduler.add(target("t", 1));
     scheduler.start();
     await waiter.until(() => starts.length >= 5, 3000, "five probes");
@@ -308,24 +289,12 @@ describe("ProbeScheduler", () => {
     let offset = 0;
     const now = (): number => performance.now() + offset;
     const starts: number[] = [];
-    const waiter = new Waiter();
-    const scheduler = new ProbeScheduler({
-      intervalMs: 50,
-      maxConcurrent: 4,
-      batchSize: 10,
-      firstProbeMaxDelayMs: 0,
-      now,
-      random: () => 0, // the second probe keeps the first one's phase
-      probe: async () => {
-        starts.push(now());
-        // The first probe "takes" 175 ms of the scheduler's clock: slots at 50, 100 and 150 pass meanwhile.
-        if (starts.length === 1) offset += 175;
-        waiter.notify();
-        return { ok: true, status: 200 };
-      },
-      onResult: () => undefined,
+    // random 0: the second probe keeps the first one's phase.
+    const { scheduler, waiter } = passingScheduler({ intervalMs: 50, now, random: () => 0 }, () => {
+      starts.push(now());
+      // The first probe "takes" 175 ms of the scheduler's clock: slots at 50, 100 and 150 pass meanwhile.
+      if (starts.length === 1) offset += 175;
     });
-    cleanups.push(() => scheduler.stop());
     const added = now();
     scheduler.add(target("t", 1));
     scheduler.start();
@@ -347,21 +316,10 @@ describe("ProbeScheduler", () => {
     cleanups.push(() => (ticking = false));
     const byMacrotask = new Map<number, number>();
     let total = 0;
-    const waiter = new Waiter();
-    const scheduler = new ProbeScheduler({
-      intervalMs: 10_000,
-      maxConcurrent: 1000,
-      batchSize: 5,
-      firstProbeMaxDelayMs: 0,
-      probe: async () => {
-        byMacrotask.set(macrotask, (byMacrotask.get(macrotask) ?? 0) + 1);
-        total++;
-        waiter.notify();
-        return { ok: true, status: 200 };
-      },
-      onResult: () => undefined,
+    const { scheduler, waiter } = passingScheduler({ intervalMs: 10_000, maxConcurrent: 1000, batchSize: 5 }, () => {
+      byMacrotask.set(macrotask, (byMacrotask.get(macrotask) ?? 0) + 1);
+      total++;
     });
-    cleanups.push(() => scheduler.stop());
     for (let i = 0; i < 50; i++) scheduler.add(target(`t${i}`, 1));
     scheduler.start();
     await waiter.until(() => total === 50, 3000, "all fifty first probes");
@@ -371,20 +329,7 @@ describe("ProbeScheduler", () => {
 
   it("reuses one signal per target across probes, and a fresh one after stop() and start()", async () => {
     const signals: AbortSignal[] = [];
-    const waiter = new Waiter();
-    const scheduler = new ProbeScheduler({
-      intervalMs: 20,
-      maxConcurrent: 2,
-      batchSize: 10,
-      firstProbeMaxDelayMs: 0,
-      probe: async (_t, signal) => {
-        signals.push(signal);
-        waiter.notify();
-        return { ok: true, status: 200 };
-      },
-      onResult: () => undefined,
-    });
-    cleanups.push(() => scheduler.stop());
+    const { scheduler, waiter } = passingScheduler({ intervalMs: 20, maxConcurrent: 2 }, (_t, signal) => signals.push(signal));
     scheduler.add(target("t", 1));
     scheduler.start();
     await waiter.until(() => signals.length >= 3, 3000, "three probes");
