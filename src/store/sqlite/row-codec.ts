@@ -31,22 +31,19 @@ export function toInstanceRow(instance: StoredInstance): InstanceRow {
   };
 }
 
-export function fromInstanceRow(row: InstanceRow): StoredInstance {
-  return {
-    id: row.id,
-    serviceType: row.service_type,
-    host: row.host,
-    port: row.port,
-    metadata: JSON.parse(row.metadata) as Record<string, string>,
-    healthCheckPath: row.health_check_path,
-    health: row.health as Health,
-    registeredAt: row.registered_at,
-    updatedAt: row.updated_at,
-    revision: row.revision,
-    // SQLite hands each blob over in an allocation of its own; a copy in Node's
-    // buffer pool costs a 32-byte slice (0.6 KiB of RSS less per instance).
-    tokenHash: row.token_hash.length > 0 ? Buffer.from(row.token_hash) : row.token_hash,
-  };
+/** The token hash of instances read from history: replay only, never auth. */
+const NO_HASH = Buffer.alloc(0);
+
+/**
+ * A history row's instance (which carries no token hash) as a stored
+ * instance, built by {@link fromInstanceValues} so that every instance read
+ * back has the one field order, and so the one hidden class.
+ */
+function fromHistoryInstance(row: Omit<InstanceRow, "token_hash">): StoredInstance {
+  return fromInstanceValues([
+    row.id, row.service_type, row.host, row.port, row.metadata, row.health_check_path,
+    row.health, row.registered_at, row.updated_at, row.revision, NO_HASH,
+  ]);
 }
 
 /** The `instances` columns in the order {@link fromInstanceValues} reads them. */
@@ -54,10 +51,10 @@ export const INSTANCE_COLUMNS =
   "id, service_type, host, port, metadata, health_check_path, health, registered_at, updated_at, revision, token_hash";
 
 /**
- * `fromInstanceRow` for a row read in raw mode (an array in
- * {@link INSTANCE_COLUMNS} order). Start-up reads every instance this way:
- * better-sqlite3 builds an array far faster than an object with eleven named
- * properties, and it is garbage the moment the instance is built.
+ * A row read in raw mode (an array in {@link INSTANCE_COLUMNS} order) as a
+ * stored instance. Start-up reads every instance this way: better-sqlite3
+ * builds an array far faster than an object with eleven named properties,
+ * and it is garbage the moment the instance is built.
  */
 export function fromInstanceValues(v: readonly unknown[]): StoredInstance {
   const tokenHash = v[10] as Buffer;
@@ -72,7 +69,8 @@ export function fromInstanceValues(v: readonly unknown[]): StoredInstance {
     registeredAt: v[7] as number,
     updatedAt: v[8] as number,
     revision: v[9] as number,
-    // As in fromInstanceRow: a 32-byte slice of Node's pool, not an allocation of its own.
+    // SQLite hands each blob over in an allocation of its own; a copy in Node's
+    // buffer pool costs a 32-byte slice (0.6 KiB of RSS less per instance).
     tokenHash: tokenHash.length > 0 ? Buffer.from(tokenHash) : tokenHash,
   };
 }
@@ -85,7 +83,6 @@ interface ChangeJson {
   failureReason?: string;
 }
 
-const NO_HASH = Buffer.alloc(0);
 
 /**
  * The history row of a change. `row` is the instance's row when the caller
@@ -112,10 +109,10 @@ export function encodeChange(change: Change, row: InstanceRow = toInstanceRow(ch
   return JSON.stringify(json);
 }
 
-/** History entries carry no token hash: they are for replay, never for auth. */
+/** A history row as the change it records (with an empty token hash). */
 export function decodeChange(revision: number, text: string): Change {
   const json = JSON.parse(text) as ChangeJson;
-  const instance = fromInstanceRow({ ...json.instance, token_hash: NO_HASH });
+  const instance = fromHistoryInstance(json.instance);
   switch (json.kind) {
     case "registered":
       return { kind: "registered", revision, instance };
