@@ -49,6 +49,16 @@ function undiciGet(agent: Agent): Get {
     });
 }
 
+/** One keep-alive agent of the chosen client, and how to close it. */
+function bareClient(client: GetLoopClient): { get: Get; close: () => Promise<void> } {
+  if (client === "undici") {
+    const agent = new Agent();
+    return { get: undiciGet(agent), close: () => agent.destroy() };
+  }
+  const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
+  return { get: nodeGet(agent), close: async () => agent.destroy() };
+}
+
 /**
  * The probing ceiling: `concurrency` callers each GETting /health in a loop,
  * round-robin over `ports`, on one keep-alive agent, reading each body. No
@@ -63,10 +73,7 @@ export async function httpGetLoop(o: {
   durationMs: number;
   client?: GetLoopClient;
 }): Promise<GetLoopResult> {
-  const undici = o.client === "undici";
-  const nodeAgent = undici ? undefined : new http.Agent({ keepAlive: true, maxSockets: Infinity });
-  const undiciAgent = undici ? new Agent() : undefined;
-  const get = nodeAgent ? nodeGet(nodeAgent) : undiciGet(undiciAgent as Agent);
+  const { get, close } = bareClient(o.client ?? "node:http");
   let phase: "warmup" | "measure" | "done" = "warmup";
   let gets = 0;
   let errors = 0;
@@ -92,7 +99,6 @@ export async function httpGetLoop(o: {
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   await Promise.all(callers);
-  nodeAgent?.destroy();
-  await undiciAgent?.destroy();
+  await close();
   return { gets, errors, getsPerSec: gets / seconds, cpuPerGetUs: (cpu.user + cpu.system) / gets };
 }
