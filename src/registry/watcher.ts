@@ -35,7 +35,9 @@ export interface WatcherLimits {
 }
 
 /**
- * One subscriber's view of the change stream, consumed as an async iterator.
+ * One subscriber's view of the change stream, consumed either synchronously
+ * (`consume` + `poll`: the gRPC handler writes each event from inside the
+ * publish, as a bare server stream would) or as an async iterator.
  *
  * Live changes are pushed into a bounded queue without ever blocking the
  * publisher. When the queue is full the watcher is parked: it stops taking
@@ -56,8 +58,12 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
   private position = 0;
   private parked = false;
   private ended: { error?: Error } | undefined;
-  /** Resolves the pending `idle()` wait: true when the bookmark interval passed. */
-  private settleIdle: ((bookmark: boolean) => void) | undefined;
+  /** Told whenever `poll()` may have something new: set by `consume()`, or by a pending `next()`. */
+  private wake: (() => void) | undefined;
+  /** True from a `poll()` that found nothing until the next one that finds something. */
+  private waiting = false;
+  /** The consumer has waited a whole bookmark interval: its next `poll()` answers a BOOKMARK. */
+  private bookmarkDue = false;
   /** One timer per watcher, re-armed at each idle wait rather than created anew per event. */
   private bookmarkTimer: NodeJS.Timeout | undefined;
 
@@ -87,6 +93,43 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
   /** Revision up to which this watcher has seen everything it asked for. */
   get resumeRevision(): number {
     return this.position;
+  }
+
+  /** True once the watcher has ended; `poll()` then answers nothing and `endError` says why. */
+  get closed(): boolean {
+    return this.ended !== undefined;
+  }
+
+  /** The error the watcher ended with, if it ended with one. */
+  get endError(): Error | undefined {
+    return this.ended?.error;
+  }
+
+  /**
+   * Consumes synchronously: `wake` is called, from inside whatever call made
+   * it so (a publish, the bookmark timer, `end`), whenever `poll()` may have
+   * something new. The consumer then polls until `poll()` answers undefined,
+   * or until its own transport is full (it polls again once that drains: the
+   * watcher parks meanwhile if its queue fills). `wake` must not throw.
+   */
+  consume(wake: () => void): void {
+    this.wake = wake;
+  }
+
+  /**
+   * The next event, or undefined when there is none yet (or the watcher has
+   * ended: see `closed`). Finding nothing starts the idle wait after which a
+   * BOOKMARK is due.
+   */
+  poll(): WatchEvent | undefined {
+    if (this.ended) return undefined;
+    const event = this.take() ?? this.takeBookmark();
+    if (event) {
+      this.waiting = false;
+      return event;
+    }
+    this.waitForWork();
+    return undefined;
   }
 
   /** Offers a committed change; never blocks. `event` lets a publisher share one event object among watchers. */
@@ -126,9 +169,9 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
         if (this.ended.error) throw this.ended.error;
         return { done: true, value: undefined };
       }
-      const event = this.take();
+      const event = this.poll();
       if (event) return { done: false, value: event };
-      if (await this.idle()) return { done: false, value: { type: "bookmark", revision: this.position } };
+      await new Promise<void>((resolve) => (this.wake = resolve));
     }
   }
 
@@ -204,25 +247,33 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
     this.notify();
   }
 
-  /** Waits for new work; resolves true when the bookmark interval passed instead. */
-  private idle(): Promise<boolean> {
-    return new Promise((resolve) => {
-      this.settleIdle = resolve;
-      if (this.bookmarkTimer) {
-        this.bookmarkTimer.refresh();
-      } else {
-        this.bookmarkTimer = setTimeout(this.bookmarkDue, this.limits.bookmarkIntervalMs);
-        this.bookmarkTimer.unref();
-      }
-    });
+  /** Starts (or restarts) the idle wait: a bookmark comes due if nothing is taken for a whole interval. */
+  private waitForWork(): void {
+    this.waiting = true;
+    if (this.bookmarkTimer) {
+      this.bookmarkTimer.refresh();
+    } else {
+      this.bookmarkTimer = setTimeout(this.onBookmarkTimer, this.limits.bookmarkIntervalMs);
+      this.bookmarkTimer.unref();
+    }
   }
 
-  /** The bookmark timer fired: a bookmark is due only if the watcher has been idle all along. */
-  private readonly bookmarkDue = (): void => {
-    const settle = this.settleIdle;
-    this.settleIdle = undefined;
-    settle?.(true);
+  /**
+   * The bookmark timer fired: a bookmark is due only if the consumer has been
+   * waiting all along (each `poll()` that finds nothing restarts the timer; a
+   * consumer held up by its transport is not waiting).
+   */
+  private readonly onBookmarkTimer = (): void => {
+    if (!this.waiting || this.ended) return;
+    this.bookmarkDue = true;
+    this.notify();
   };
+
+  private takeBookmark(): WatchEvent | undefined {
+    if (!this.bookmarkDue) return undefined;
+    this.bookmarkDue = false;
+    return { type: "bookmark", revision: this.position };
+  }
 
   private enqueue(event: WatchEvent): void {
     this.queue.push(event);
@@ -230,9 +281,7 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
   }
 
   private notify(): void {
-    const settle = this.settleIdle;
-    this.settleIdle = undefined;
-    settle?.(false);
+    this.wake?.();
   }
 
   private queuedCount(): number {

@@ -26,10 +26,13 @@ export const RESUME_REVISION_TRAILER = "x-resume-revision";
 
 /**
  * Serves WatchInstances: translates the core's watcher into a gRPC server
- * stream. It writes pre-encoded bytes, waits for 'drain' whenever grpc-js
- * says its buffer is full (so a slow client holds only a bounded buffer while
- * its watcher parks and later catches up from history), and ends the stream
- * with a status when the watcher fails or the server shuts down.
+ * stream. Each event is written from inside the call that produced it (the
+ * publish of a change, a timer), with the bytes encoded once for every
+ * stream, as a bare server stream would: no promise or task per event per
+ * stream. When grpc-js says its buffer is full the stream stops taking events
+ * until 'drain' (so a slow client holds only a bounded buffer while its
+ * watcher parks and later catches up from history), and it is ended with a
+ * status when the watcher fails, the client stalls, or the server shuts down.
  */
 export class WatchStreams {
   private readonly open = new Set<(error: RegistryError) => void>();
@@ -48,7 +51,7 @@ export class WatchStreams {
 
   /** The grpc-js handler. */
   readonly handle = (call: ServerWritableStream<WatchInstancesRequest, Buffer>): void => {
-    void this.serve(call);
+    this.serve(call);
   };
 
   /** Number of streams being served. */
@@ -61,19 +64,87 @@ export class WatchStreams {
     for (const end of [...this.open]) end(error);
   }
 
-  private async serve(call: ServerWritableStream<WatchInstancesRequest, Buffer>): Promise<void> {
-    const { api, encoder, stallTimeoutMs } = this.deps;
-    let watcher: Watcher | undefined;
+  private serve(call: ServerWritableStream<WatchInstancesRequest, Buffer>): void {
+    const { api, encoder, stallTimeoutMs, onEventSent } = this.deps;
     let lastSentRevision = call.request.sinceRevision;
-    let stopped: RegistryError | undefined;
-    let wakeDrain: (() => void) | undefined;
-    const end = (error: RegistryError): void => {
-      stopped ??= error;
-      watcher?.end(error);
-      wakeDrain?.();
-    };
-    this.open.add(end);
+    let watcher: Watcher | undefined;
     let ownerId: string | undefined;
+    let finished = false;
+    let pumping = false;
+    let stallTimer: NodeJS.Timeout | undefined;
+
+    /** Ends the stream once: OK when `err` is undefined, else its status (never on a cancelled call). */
+    const finish = (err?: unknown): void => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(stallTimer);
+      call.off("drain", onDrain);
+      watcher?.end();
+      this.open.delete(end);
+      if (ownerId !== undefined) {
+        const ends = this.byInstance.get(ownerId);
+        ends?.delete(end);
+        if (ends?.size === 0) this.byInstance.delete(ownerId);
+      }
+      if (call.cancelled) return;
+      if (err === undefined) {
+        call.end();
+        return;
+      }
+      const status = toServiceError(err, this.deps.logger, "WatchInstances");
+      if (err instanceof RegistryError && (err.code === "resource_exhausted" || err.code === "unavailable")) {
+        const trailer = new Metadata();
+        trailer.set(RESUME_REVISION_TRAILER, String(lastSentRevision));
+        status.metadata = trailer;
+      }
+      call.emit("error", status);
+    };
+    const end = (error: RegistryError): void => finish(error);
+
+    /** Writes every event the watcher has, until it has none or grpc-js's buffer is full. */
+    const pump = (): void => {
+      if (finished || pumping || stallTimer !== undefined) return;
+      pumping = true;
+      try {
+        for (;;) {
+          if (call.cancelled) return finish();
+          const event = (watcher as Watcher).poll();
+          if (event === undefined) {
+            if ((watcher as Watcher).closed) finish((watcher as Watcher).endError);
+            return;
+          }
+          const writable = call.write(encoder.encode(event));
+          onEventSent?.(event.type === "change" ? event.change.kind : event.type);
+          lastSentRevision = resumePoint(event, lastSentRevision);
+          if (!writable) {
+            stallTimer = setTimeout(onStall, stallTimeoutMs);
+            call.once("drain", onDrain);
+            return;
+          }
+        }
+      } catch (err) {
+        finish(err); // e.g. an event that failed to encode: the stream ends, the publisher goes on
+      } finally {
+        pumping = false;
+      }
+    };
+    const onDrain = (): void => {
+      clearTimeout(stallTimer);
+      stallTimer = undefined;
+      pump();
+    };
+    const onStall = (): void => {
+      finish(
+        new RegistryError(
+          "resource_exhausted",
+          `watch stream accepted nothing for ${stallTimeoutMs} ms; resume with since_revision=${lastSentRevision}`,
+        ),
+      );
+    };
+
+    this.open.add(end);
+    // grpc-js never emits 'drain' on a cancelled call: cancellation ends the stream here.
+    call.on("cancelled", () => finish());
     try {
       const { serviceType, sinceRevision, epoch, everyHealthCheck } = call.request;
       const opened = api.watch(
@@ -87,58 +158,16 @@ export class WatchStreams {
         if (!ends) this.byInstance.set(ownerId, (ends = new Set()));
         ends.add(end);
       }
-      const active = watcher;
-      call.on("cancelled", () => {
-        active.end();
-        wakeDrain?.(); // grpc-js never emits 'drain' on a cancelled call
-      });
-      for await (const event of active) {
-        if (call.cancelled) break;
-        const writable = call.write(encoder.encode(event));
-        this.deps.onEventSent?.(event.type === "change" ? event.change.kind : event.type);
-        lastSentRevision = resumePoint(event, lastSentRevision);
-        if (!writable) {
-          const drained = await new Promise<boolean>((resolve) => {
-            const timer = setTimeout(() => resolve(false), stallTimeoutMs);
-            const done = (): void => {
-              clearTimeout(timer);
-              call.off("drain", done);
-              wakeDrain = undefined;
-              resolve(true);
-            };
-            call.on("drain", done);
-            wakeDrain = done;
-          });
-          if (stopped) throw stopped;
-          if (!drained) {
-            throw new RegistryError(
-              "resource_exhausted",
-              `watch stream accepted nothing for ${stallTimeoutMs} ms; resume with since_revision=${lastSentRevision}`,
-            );
-          }
-        }
-      }
-      if (stopped) throw stopped;
-      if (!call.cancelled) call.end();
     } catch (err) {
-      if (!call.cancelled) {
-        const status = toServiceError(err, this.deps.logger, "WatchInstances");
-        if (err instanceof RegistryError && (err.code === "resource_exhausted" || err.code === "unavailable")) {
-          const trailer = new Metadata();
-          trailer.set(RESUME_REVISION_TRAILER, String(lastSentRevision));
-          status.metadata = trailer;
-        }
-        call.emit("error", status);
-      }
-    } finally {
-      watcher?.end();
-      this.open.delete(end);
-      if (ownerId !== undefined) {
-        const ends = this.byInstance.get(ownerId);
-        ends?.delete(end);
-        if (ends?.size === 0) this.byInstance.delete(ownerId);
-      }
+      finish(err);
+      return;
     }
+    // A watcher that ends (shutdown, a lost store) wakes the pump, which ends the stream even while it waits for 'drain'.
+    watcher.consume(() => {
+      if (watcher?.closed && stallTimer !== undefined) finish(watcher.endError);
+      else pump();
+    });
+    pump();
   }
 }
 

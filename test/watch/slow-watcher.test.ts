@@ -174,6 +174,28 @@ describe("WatchInstances: a watcher that cannot keep up", () => {
     expectGapless(await readThrough(resumed, total), resumeFrom + 1, total);
   });
 
+  it("ends a stalled stream as soon as its watcher ends (the registry closing), not after the stall timeout", async () => {
+    ctx = await WatchContext.start({ registry: { watchQueueLimit: 8 } });
+    const stalled = await openStalled(ctx, ctx.isolatedClient());
+    await churn(ctx, 40, "a", ctx.isolatedClient());
+    await waitFor(() => ctx.h.registry.watchStats().parked === 1, "the stalled watcher to be parked");
+    // The core ends every watcher (as on losing a shared store); the gRPC server stays up.
+    await ctx.h.registry.close();
+    await waitFor(() => ctx.h.server.watchStreamCount === 0, "the stalled stream to be ended", 2000);
+    stalled.stream.resume();
+    let err: { code?: number; metadata?: { get(k: string): unknown[] } } | undefined;
+    for (;;) {
+      try {
+        await stalled.next(3000);
+      } catch (e) {
+        err = e as typeof err;
+        break;
+      }
+    }
+    expect(err?.code).toBe(status.UNAVAILABLE);
+    expect(err?.metadata?.get(RESUME_REVISION_TRAILER)).toHaveLength(1);
+  });
+
   it("releases the stream of a stalled client that cancels", async () => {
     ctx = await WatchContext.start({ registry: { watchQueueLimit: 8 } });
     const stalled = await openStalled(ctx, ctx.isolatedClient());
