@@ -7,7 +7,8 @@
  * median of each build's per-round ratio to the no-op does. Prints every
  * round and the medians.
  *
- * usage: node --import tsx bench/tools/register-ab.ts [--against=PATH] [--stores=memory,sqlite] [--c=16] [--rounds=7] [--ms=2000]
+ * usage: node --import tsx bench/tools/register-ab.ts [--against=PATH] [--stores=memory,sqlite] [--c=16] [--rounds=7] [--ms=2000] [--profile=DIR]
+ *   --profile=DIR  every server (the no-op too) under node --cpu-prof, into DIR: compare them with profile-summary
  */
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -24,9 +25,11 @@ const stores = arg("stores", "memory").split(",");
 const concurrency = Number(arg("c", "16"));
 const rounds = Number(arg("rounds", "7"));
 const durationMs = Number(arg("ms", "2000"));
+const profileDir = arg("profile", "");
+const profiled = profileDir ? { nodeFlags: ["--cpu-prof", `--cpu-prof-dir=${resolve(profileDir)}`] } : {};
 
 const load = BenchChild.start("load", "load/load-worker.ts");
-const ceiling = BenchChild.start<{ port: number }>("ceiling", "servers/ceiling-server.ts");
+const ceiling = BenchChild.start<{ port: number }>("ceiling", "servers/ceiling-server.ts", [], profiled);
 const [, ceilingReady] = await Promise.all([load.ready, ceiling.ready]);
 const servers = [{ name: "no-op", address: `127.0.0.1:${ceilingReady.port}`, pid: ceiling.pid }];
 const trees = [{ tree: "this", file: "servers/registry-server.ts" }];
@@ -36,7 +39,7 @@ const data = mkdtempSync(join(tmpdir(), "register-ab-"));
 for (const store of stores) {
   for (const { tree, file } of trees) {
     const config = { store: store === "memory" ? "memory" : "sqlite", sync: "normal", dataDir: join(data, `${tree}-${store}`), healthChecks: false };
-    const child = BenchChild.start<{ port: number }>(`${tree}-${store}`, file, [JSON.stringify(config)], { readyTimeoutMs: 60_000 });
+    const child = BenchChild.start<{ port: number }>(`${tree}-${store}`, file, [JSON.stringify(config)], { readyTimeoutMs: 60_000, ...profiled });
     registries.push(child);
     servers.push({ name: `${tree}:${store}`, address: `127.0.0.1:${(await child.ready).port}`, pid: child.pid });
   }
@@ -61,6 +64,6 @@ for (const [name, values] of ratios) {
   const sorted = [...values].sort((a, b) => a - b);
   console.log(`${name}: median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(2)}x the no-op (${sorted.map((v) => v.toFixed(2)).join(", ")})`);
 }
-await Promise.all(registries.map((r) => r.stop()));
+await Promise.all([...registries, ceiling].map((r) => r.stop())); // a profile is written on a clean exit
 killAllChildren();
 process.exit(0);

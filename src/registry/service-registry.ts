@@ -5,7 +5,7 @@ import { HttpProber, type ProbeResult, type ProbeTarget } from "../health/http-p
 import { ProbeScheduler } from "../health/probe-scheduler.js";
 import { MemoryStore } from "../store/memory-store.js";
 import type { Mutation, RegistryStore } from "../store/registry-store.js";
-import { hashForStorage, hashSecret, newToken, secretMatches } from "./credentials.js";
+import { hashSecret, newToken, secretMatches } from "./credentials.js";
 import { EventHistory } from "./event-history.js";
 import { HealthThresholds } from "./health-thresholds.js";
 import { InstanceIndex } from "./instance-index.js";
@@ -147,7 +147,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     const now = this.options.now();
     const change = await this.commit({
       op: "register",
-      instance: { id: newInstanceId(), ...valid, health: "healthy", registeredAt: now, updatedAt: now, tokenHash: hashForStorage(token) },
+      instance: { id: newInstanceId(), ...valid, health: "healthy", registeredAt: now, updatedAt: now, tokenHash: hashSecret(token) },
     });
     return { instance: change.instance, token };
   }

@@ -1,0 +1,50 @@
+/**
+ * Register with no gRPC and no network: the API layer's register (key check,
+ * validation, token, core, store, log line) plus the response's mapping and
+ * encoding, N times in one process, as CPU per call. Far steadier than the
+ * server figures on a shared VM (a few percent run to run), so it is the way
+ * to see what a change to our own per-call work does; run it in two trees
+ * (a worktree of an older commit) to compare them. It is not the server's
+ * cost: inside the server the same work runs interleaved with grpc-js and
+ * node:http2, with colder caches, and costs about twice as much.
+ *
+ * usage: node --import tsx bench/tools/register-in-process.ts [--n=200000] [--log=info|silent] [--rounds=3]
+ *   --log=info   writes the log line to /dev/null, as the bench's registry does (default)
+ */
+import { openSync } from "node:fs";
+import pino from "pino";
+import { RegisterResponse } from "../../gen/registry/v1/registry.js";
+import { RegistryApi } from "../../src/api/registry-api.js";
+import { createLogger } from "../../src/logging/logger.js";
+import { RegistrationKeys } from "../../src/registry/credentials.js";
+import { ServiceRegistry } from "../../src/registry/service-registry.js";
+import { toProtoInstance } from "../../src/server/proto-mapping.js";
+import { BENCH_KEY, BENCH_METADATA } from "../lib/workload.js";
+
+const arg = (name: string, fallback: string): string =>
+  process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
+const n = Number(arg("n", "200000"));
+const rounds = Number(arg("rounds", "3"));
+const level = arg("log", "info");
+
+for (let round = 1; round <= rounds; round++) {
+  const logger = createLogger(level, pino.destination({ dest: openSync("/dev/null", "w"), sync: true }));
+  const registry = new ServiceRegistry({ logger, healthChecks: false });
+  await registry.start();
+  const api = new RegistryApi(registry, new RegistrationKeys([BENCH_KEY]));
+  const ctx = { credentials: { key: BENCH_KEY } };
+  const started = process.cpuUsage();
+  for (let i = 0; i < n; i++) {
+    const { instance, token } = await api.register(ctx, {
+      serviceType: "bench-svc",
+      port: 8000 + (i % 1000),
+      // Joined, not a template literal: a flat string, as gRPC decoding yields.
+      host: [10, (i >> 16) & 255, (i >> 8) & 255, i & 255].join("."),
+      metadata: BENCH_METADATA,
+    });
+    RegisterResponse.encode({ serviceId: instance.id, token, instance: toProtoInstance(instance) }).finish();
+  }
+  const used = process.cpuUsage(started);
+  await registry.close();
+  console.log(`round ${round}: ${((used.user + used.system) / n).toFixed(2)} µs CPU per Register (${n} calls, log ${level})`);
+}
