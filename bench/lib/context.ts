@@ -7,7 +7,8 @@ import type { Figure } from "./report.js";
 
 /** Counts and durations of one mode: `--quick` (CI, under a minute) or full (under six minutes). */
 export interface BenchParams {
-  readonly register: { concurrencies: number[]; warmupMs: number; durationMs: number };
+  /** `jitWarmupMs`: an unmeasured burst at c=16 against every server before the first window. */
+  readonly register: { concurrencies: number[]; jitWarmupMs: number; warmupMs: number; durationMs: number };
   readonly getByType: { types: number; perType: number; concurrency: number; warmupMs: number; durationMs: number };
   readonly fanout: { streams: number; processes: number[]; rounds: number };
   readonly probing: {
@@ -27,7 +28,7 @@ export interface BenchParams {
 }
 
 export const FULL: BenchParams = {
-  register: { concurrencies: [1, 16, 64], warmupMs: 1000, durationMs: 3000 },
+  register: { concurrencies: [1, 16, 64], jitWarmupMs: 2000, warmupMs: 1000, durationMs: 3000 },
   getByType: { types: 1000, perType: 100, concurrency: 16, warmupMs: 1000, durationMs: 3000 },
   fanout: { streams: 1000, processes: [1, 4], rounds: 400 },
   probing: { instances: 10_000, healthyPorts: 90, blackholePorts: 10, intervalMs: 5000, ttlMs: 2000, maxRequests: 1500, measureMs: 10_000,
@@ -36,7 +37,7 @@ export const FULL: BenchParams = {
 };
 
 export const QUICK: BenchParams = {
-  register: { concurrencies: [1, 16, 64], warmupMs: 200, durationMs: 500 },
+  register: { concurrencies: [1, 16, 64], jitWarmupMs: 300, warmupMs: 200, durationMs: 500 },
   getByType: { types: 50, perType: 100, concurrency: 16, warmupMs: 200, durationMs: 500 },
   fanout: { streams: 200, processes: [1, 4], rounds: 20 },
   probing: { instances: 1000, healthyPorts: 9, blackholePorts: 1, intervalMs: 2000, ttlMs: 1000, maxRequests: 150, measureMs: 2000,
