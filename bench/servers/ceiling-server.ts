@@ -7,12 +7,15 @@
  *   orchestrator to the registry's real answer), written as is;
  * - WatchInstances: a bare server stream; each Register pushes one encoded
  *   event, the same bytes, to every open stream before answering;
- * - SQLite: on request, bare better-sqlite3 writing a registration's rows.
+ * - Register with SQLite ("no-op + SQLite"), on request, on a port of its
+ *   own: the no-op answer once bare better-sqlite3 has written the call's rows
+ *   (instance, history, prune, revision), every call that arrived in the same
+ *   event-loop turn in one transaction, as the store groups its commits.
  */
 import { Server, ServerCredentials, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from "@grpc/grpc-js";
 import * as pb from "../../gen/registry/v1/registry.js";
 import { emit, serveIpc } from "../lib/ipc.js";
-import { bareSqliteWrites } from "../load/sqlite-writes.js";
+import { BareSqliteWriter } from "../load/sqlite-writes.js";
 import { instanceFor, registerRequest, registerResponseFor } from "../lib/workload.js";
 
 const passThrough = (value: Buffer): Buffer => value;
@@ -67,9 +70,43 @@ const port = await new Promise<number>((resolve, reject) =>
   server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
 );
 
+/** The "no-op + SQLite" servers, by sync mode. */
+const sqliteNoops = new Map<string, { server: Server; writer: BareSqliteWriter; port: number }>();
+
+async function startSqliteNoop({ path, sync }: { path: string; sync: "normal" | "full" }): Promise<{ port: number }> {
+  const writer = new BareSqliteWriter(path, sync);
+  let pending: sendUnaryData<pb.RegisterResponse>[] = [];
+  const flush = (): void => {
+    const batch = pending;
+    pending = [];
+    writer.writeGroup(batch.length);
+    for (const callback of batch) callback(null, canned);
+  };
+  const sqliteServer = new Server();
+  sqliteServer.addService(
+    { register: pb.RegistryServiceService.register },
+    {
+      register(_call: ServerUnaryCall<pb.RegisterRequest, pb.RegisterResponse>, callback: sendUnaryData<pb.RegisterResponse>) {
+        if (pending.push(callback) === 1) setImmediate(flush);
+      },
+    },
+  );
+  const sqlitePort = await new Promise<number>((resolve, reject) =>
+    sqliteServer.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  sqliteNoops.set(sync, { server: sqliteServer, writer, port: sqlitePort });
+  return { port: sqlitePort };
+}
+
 serveIpc({
-  /** The SQLite floor of a registration, measured in this (otherwise idle) process. */
-  bareSqliteWrites,
+  startSqliteNoop,
+  stopSqliteNoops() {
+    for (const { server: s, writer } of sqliteNoops.values()) {
+      s.forceShutdown();
+      writer.close();
+    }
+    sqliteNoops.clear();
+  },
   setGetByTypePayload({ base64 }: { base64: string }) {
     getByTypePayload = Buffer.from(base64, "base64");
     return { bytes: getByTypePayload.length };
