@@ -66,6 +66,11 @@ export function validateRegisterInput(input: RegisterInput): Required<RegisterIn
     throw invalidArgument("port", "must be between 1 and 65535");
   }
   if (!isValidHost(input.host)) throw invalidArgument("host", "must be an IP literal or a hostname");
+  // Node accepts "fe80::1%eth0", but neither the prober nor most clients can
+  // dial a zone id: an instance registered with one could never pass a probe.
+  if (input.host.includes("%")) {
+    throw invalidArgument("host", "IPv6 zone ids ('%eth0') are not supported; register a global or unique-local address");
+  }
 
   const entries = Object.entries(input.metadata ?? {});
   if (entries.length > limits.metadataMaxEntries) {

@@ -70,6 +70,7 @@ const rejected: Rejected[] = [
   { name: "host with '_'", patch: { host: "a_b.example" }, field: "host" },
   { name: "host with a port 'svc:80'", patch: { host: "svc:80" }, field: "host" },
   { name: "host as a URL", patch: { host: "http://svc" }, field: "host" },
+  { name: "host with an IPv6 zone id 'fe80::1%eth0'", patch: { host: "fe80::1%eth0" }, field: "host" },
   { name: "host with a 64-char label", patch: { host: `${"a".repeat(64)}.example` }, field: "host" },
   { name: "host of 254 chars", patch: { host: hostnameOfLength(254) }, field: "host" },
   { name: "host of 300 chars", patch: { host: hostnameOfLength(300) }, field: "host" },
