@@ -12,10 +12,10 @@
  *   --log=info   writes the log line to /dev/null, as the bench's registry does (default)
  */
 import { openSync } from "node:fs";
-import pino from "pino";
 import { RegisterResponse } from "../../gen/registry/v1/registry.js";
 import { RegistryApi } from "../../src/api/registry-api.js";
 import { createLogger } from "../../src/logging/logger.js";
+import { SyncFdDestination } from "../../src/logging/sync-fd-destination.js";
 import { RegistrationKeys } from "../../src/registry/credentials.js";
 import { ServiceRegistry } from "../../src/registry/service-registry.js";
 import { toProtoInstance } from "../../src/server/proto-mapping.js";
@@ -28,7 +28,7 @@ const rounds = Number(arg("rounds", "3"));
 const level = arg("log", "info");
 
 for (let round = 1; round <= rounds; round++) {
-  const logger = createLogger(level, pino.destination({ dest: openSync("/dev/null", "w"), sync: true }));
+  const logger = createLogger(level, new SyncFdDestination(openSync("/dev/null", "w"))); // the server's destination, to /dev/null
   const registry = new ServiceRegistry({ logger, healthChecks: false });
   await registry.start();
   const api = new RegistryApi(registry, new RegistrationKeys([BENCH_KEY]));

@@ -1,4 +1,5 @@
 import pino, { type Logger } from "pino";
+import { SyncFdDestination } from "./sync-fd-destination.js";
 
 /**
  * Paths pino blanks out, as a second line of defence: the code never logs a
@@ -39,5 +40,5 @@ function secretFields(prefix: string): string[] {
  */
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
   const options = { level, base: { service: "service-registry" }, redact: { paths: REDACTED_PATHS, censor: "[redacted]" } };
-  return pino(options, destination ?? pino.destination({ dest: 1, sync: true }));
+  return pino(options, destination ?? new SyncFdDestination(1));
 }
