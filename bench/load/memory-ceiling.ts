@@ -43,7 +43,7 @@ serveIpc({
         registeredAt: now,
         updatedAt: now,
         revision: i + 1,
-        tokenHash: Buffer.from(createHash("sha256").update(id).digest()),
+        tokenHash: createHash("sha256").update(id).digest("binary"), // latin1, as the registry keeps it
       });
     }
     return { held: held.size };

@@ -28,8 +28,12 @@ export interface Instance {
 
 /** An instance as the store keeps it: the public record plus the token hash. */
 export interface StoredInstance extends Instance {
-  /** SHA-256 of the instance token. The token itself is never stored. */
-  readonly tokenHash: Buffer;
+  /**
+   * SHA-256 of the instance token, its 32 bytes as a latin1 string (see
+   * `hashSecret`); "" for an instance read back from history, which never
+   * authenticates. The token itself is never stored.
+   */
+  readonly tokenHash: string;
 }
 
 /**

@@ -15,7 +15,7 @@ const INSTANCE = {
   health: "healthy" as const,
   registeredAt: 0,
   updatedAt: 0,
-  tokenHash: Buffer.alloc(32),
+  tokenHash: "\0".repeat(32),
 };
 
 describe("InstrumentedStore", () => {

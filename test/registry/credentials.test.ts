@@ -7,7 +7,8 @@ const sha256 = (s: string): Buffer => createHash("sha256").update(s).digest();
 describe("credentials", () => {
   it("hashes a secret to its SHA-256 digest bytes, whatever characters it holds", () => {
     for (const secret of [newToken(), "key with spaces", "ключ-ünïcödé-🔑", ""]) {
-      expect(hashSecret(secret).equals(sha256(secret))).toBe(true);
+      expect(Buffer.from(hashSecret(secret), "latin1").equals(sha256(secret))).toBe(true);
+      expect(hashSecret(secret)).toHaveLength(32);
     }
   });
 
@@ -19,6 +20,7 @@ describe("credentials", () => {
     expect(secretMatches(newToken(), stored)).toBe(false);
     expect(secretMatches(token, hashSecret(newToken()))).toBe(false);
     expect(secretMatches(token, stored)).toBe(true); // a failed check leaves nothing behind
+    expect(secretMatches(token, "")).toBe(false); // an instance read back from history never authenticates
   });
 
   it("accepts every key of a rotation and no other", () => {

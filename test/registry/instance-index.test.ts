@@ -7,7 +7,7 @@ function instance(id: string, serviceType: string, health: Health = "healthy"): 
   revision++;
   return {
     id, serviceType, host: "10.0.0.1", port: 80, metadata: {}, healthCheckPath: "/health", health,
-    registeredAt: 0, updatedAt: 0, revision, tokenHash: Buffer.alloc(32),
+    registeredAt: 0, updatedAt: 0, revision, tokenHash: "\0".repeat(32),
   };
 }
 

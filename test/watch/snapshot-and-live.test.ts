@@ -178,7 +178,7 @@ describe("WatchInstances: snapshot, SYNCED and live events", () => {
       registeredAt: 1_700_000_000_000,
       updatedAt: 1_700_000_000_000,
       revision: 7,
-      tokenHash: Buffer.alloc(32),
+      tokenHash: "\0".repeat(32),
     };
     const change: Change = { kind: "registered", revision: 7, instance };
     const first = encoder.encode({ type: "change", change });

@@ -27,7 +27,7 @@ export function encodeInstance(instance: Omit<StoredInstance, "revision">, failu
     health: instance.health,
     registeredAt: instance.registeredAt,
     updatedAt: instance.updatedAt,
-    tokenHash: instance.tokenHash.toString("base64"),
+    tokenHash: Buffer.from(instance.tokenHash, "latin1").toString("base64"),
   };
   if (failureReason !== undefined) json.failureReason = failureReason;
   return JSON.stringify(json);
@@ -46,7 +46,7 @@ export function decodeInstance(value: Buffer, revision: number): { instance: Sto
     registeredAt: json.registeredAt,
     updatedAt: json.updatedAt,
     revision,
-    tokenHash: Buffer.from(json.tokenHash, "base64"),
+    tokenHash: Buffer.from(json.tokenHash, "base64").toString("latin1"),
   };
   return json.failureReason === undefined ? { instance } : { instance, failureReason: json.failureReason };
 }
