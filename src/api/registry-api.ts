@@ -50,6 +50,10 @@ export class RegistryApi {
     this.auth.requireKey(ctx.credentials);
     const host = request.host ?? ctx.peerHost;
     if (host === undefined) throw new RegistryError("invalid_argument", "host: caller address is unknown; set host explicitly");
+    if (request.host === undefined && host.includes("%")) {
+      // Validation would name a zone id in a field the caller never sent.
+      throw new RegistryError("invalid_argument", "host: the caller's address is link-local with a zone id; set host explicitly");
+    }
     return this.registry.register({
       serviceType: request.serviceType,
       port: request.port,

@@ -39,7 +39,9 @@ export class SyncFdDestination {
   private writeRest(bytes: Buffer, offset: number): void {
     while (offset < bytes.length) {
       try {
-        offset += writeSync(this.fd, bytes, offset);
+        const written = writeSync(this.fd, bytes, offset);
+        offset += written;
+        if (written === 0) Atomics.wait(waitCell, 0, 0, RETRY_WAIT_MS);
       } catch (err) {
         if (!isRetryable(err)) return;
         Atomics.wait(waitCell, 0, 0, RETRY_WAIT_MS);

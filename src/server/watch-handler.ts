@@ -1,4 +1,4 @@
-import { Metadata, type ServerWritableStream } from "@grpc/grpc-js";
+import { Metadata, status as grpcStatus, type ServerWritableStream, type ServiceError } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { WatchInstancesRequest } from "../../gen/registry/v1/registry.js";
 import { peerHost } from "../api/peer-address.js";
@@ -73,10 +73,21 @@ export class WatchStreams {
     let pumping = false;
     let stallTimer: NodeJS.Timeout | undefined;
 
-    /** Ends the stream once: OK when `err` is undefined, else its status (never on a cancelled call). */
+    /**
+     * Ends the stream once: OK when `err` is undefined, else its status (never
+     * on a cancelled call). It may run inside the registry's publish, so it
+     * never throws: whatever fails in ending one stream stays with it.
+     */
     const finish = (err?: unknown): void => {
       if (finished) return;
       finished = true;
+      try {
+        endStream(err);
+      } catch {
+        // The call is gone either way; the publisher and the other streams go on.
+      }
+    };
+    const endStream = (err: unknown): void => {
       clearTimeout(stallTimer);
       call.off("drain", onDrain);
       watcher?.end();
@@ -91,7 +102,13 @@ export class WatchStreams {
         call.end();
         return;
       }
-      const status = toServiceError(err, this.deps.logger, "WatchInstances");
+      let status: Partial<ServiceError>;
+      try {
+        status = toServiceError(err, this.deps.logger, "WatchInstances");
+      } catch {
+        // A logger that throws must not leave the client's stream open.
+        status = { code: grpcStatus.INTERNAL, details: "internal error", metadata: new Metadata() };
+      }
       if (err instanceof RegistryError && (err.code === "resource_exhausted" || err.code === "unavailable")) {
         const trailer = new Metadata();
         trailer.set(RESUME_REVISION_TRAILER, String(lastSentRevision));

@@ -70,7 +70,7 @@ export function fromInstanceValues(v: readonly unknown[]): StoredInstance {
     revision: v[9] as number,
     // SQLite hands each blob over in an allocation of its own; the string
     // keeps 32 bytes and lets the blob go.
-    tokenHash: (v[10] as Buffer).toString("latin1"),
+    tokenHash: Buffer.isBuffer(v[10]) ? v[10].toString("latin1") : NO_HASH,
   };
 }
 
