@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { constants as osConstants } from "node:os";
 import { ConfigError, loadConfig } from "../config/load-config.js";
 import { generateKey } from "../config/registration-key.js";
 import { flagName, SETTINGS } from "../config/settings.js";
@@ -40,10 +41,17 @@ async function serve(argv: string[]): Promise<void> {
   const logger = createLogger(config.logLevel);
   // Signal handlers go in before start-up: a SIGTERM that comes right after
   // the "serving" line (or during start-up) must still mean a graceful stop.
+  // A second signal while stopping (Ctrl-C twice) exits at once, as 128 +
+  // the signal's number: an operator who asks twice does not want to wait
+  // for in-flight calls. Acknowledged changes are already committed.
   let stop: ((signal: string) => void) | undefined;
   let stopRequested: string | undefined;
-  const onStopSignal = (signal: string) => (): void => {
-    stopRequested ??= signal;
+  const onStopSignal = (signal: NodeJS.Signals) => (): void => {
+    if (stopRequested !== undefined) {
+      logger.warn({ signal }, "second stop signal: exiting now, without waiting for calls in flight");
+      process.exit(128 + (osConstants.signals[signal] ?? 0));
+    }
+    stopRequested = signal;
     stop?.(signal);
   };
   process.on("SIGTERM", onStopSignal("SIGTERM"));
