@@ -52,10 +52,11 @@ export async function registerScenario(ctx: BenchContext): Promise<void> {
   const warmup = { serviceType: "bench-warmup", concurrency: 16, warmupMs: 0, durationMs: p.jitWarmupMs };
   await ctx.load.request<LoopResult>("grpcRegister", { address: ctx.ceilingAddress, serverPid: ctx.ceiling.pid, ...warmup });
   await ctx.load.request<LoopResult>("etcdRegister", { endpoint: ctx.etcd.endpoint, serverPid: ctx.etcd.pid, ...warmup });
-  for (const address of [...sqliteNoops.values(), ...registries.map((r) => r.address)]) {
-    const serverPid = registries.find((r) => r.address === address)?.child.pid ?? ctx.ceiling.pid;
-    await ctx.load.request<LoopResult>("grpcRegister", { address, serverPid, ...warmup });
-  }
+  const warmupTargets = [
+    ...[...sqliteNoops.values()].map((address) => ({ address, serverPid: ctx.ceiling.pid })),
+    ...registries.map((r) => ({ address: r.address, serverPid: r.child.pid })),
+  ];
+  for (const target of warmupTargets) await ctx.load.request<LoopResult>("grpcRegister", { ...target, ...warmup });
   for (const concurrency of p.concurrencies) {
     ctx.log(`scenario 1: Register, concurrency ${concurrency}`);
     const noop = await ctx.load.request<LoopResult>("grpcRegister", {

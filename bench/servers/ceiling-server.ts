@@ -66,12 +66,17 @@ server.addService(service, {
   },
 });
 
-const port = await new Promise<number>((resolve, reject) =>
-  server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-);
+/** Binds a server to a free loopback port. */
+function listenOnLoopback(s: Server): Promise<number> {
+  return new Promise((resolve, reject) =>
+    s.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+}
 
-/** The "no-op + SQLite" servers, by sync mode. */
-const sqliteNoops = new Map<string, { server: Server; writer: BareSqliteWriter; port: number }>();
+const port = await listenOnLoopback(server);
+
+/** The "no-op + SQLite" servers started so far. */
+const sqliteNoops: { server: Server; writer: BareSqliteWriter }[] = [];
 
 async function startSqliteNoop({ path, sync }: { path: string; sync: "normal" | "full" }): Promise<{ port: number }> {
   const writer = new BareSqliteWriter(path, sync);
@@ -91,21 +96,17 @@ async function startSqliteNoop({ path, sync }: { path: string; sync: "normal" | 
       },
     },
   );
-  const sqlitePort = await new Promise<number>((resolve, reject) =>
-    sqliteServer.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
-  sqliteNoops.set(sync, { server: sqliteServer, writer, port: sqlitePort });
-  return { port: sqlitePort };
+  sqliteNoops.push({ server: sqliteServer, writer });
+  return { port: await listenOnLoopback(sqliteServer) };
 }
 
 serveIpc({
   startSqliteNoop,
   stopSqliteNoops() {
-    for (const { server: s, writer } of sqliteNoops.values()) {
+    for (const { server: s, writer } of sqliteNoops.splice(0)) {
       s.forceShutdown();
       writer.close();
     }
-    sqliteNoops.clear();
   },
   setGetByTypePayload({ base64 }: { base64: string }) {
     getByTypePayload = Buffer.from(base64, "base64");

@@ -73,61 +73,43 @@ export class WatchStreams {
     let pumping = false;
     let stallTimer: NodeJS.Timeout | undefined;
 
-    /**
-     * Ends the stream once: OK when `err` is undefined, else its status (never
-     * on a cancelled call). It may run inside the registry's publish, so it
-     * never throws: whatever fails in ending one stream stays with it.
-     */
+    /** Ends the stream once: OK when `err` is undefined, else its status (never on a cancelled call). */
     const finish = (err?: unknown): void => {
       if (finished) return;
       finished = true;
+      clearTimeout(stallTimer);
+      call.off("drain", onDrain);
+      watcher?.end();
+      this.forget(end, ownerId);
+      if (call.cancelled) return;
+      // This may run inside the registry's publish: nothing thrown here may leave it.
       try {
-        endStream(err);
+        if (err === undefined) call.end();
+        else call.emit("error", this.statusOf(err, lastSentRevision));
       } catch {
         // The call is gone either way; the publisher and the other streams go on.
       }
     };
-    const endStream = (err: unknown): void => {
-      clearTimeout(stallTimer);
-      call.off("drain", onDrain);
-      watcher?.end();
-      this.open.delete(end);
-      if (ownerId !== undefined) {
-        const ends = this.byInstance.get(ownerId);
-        ends?.delete(end);
-        if (ends?.size === 0) this.byInstance.delete(ownerId);
-      }
-      if (call.cancelled) return;
-      if (err === undefined) {
-        call.end();
-        return;
-      }
-      let status: Partial<ServiceError>;
-      try {
-        status = toServiceError(err, this.deps.logger, "WatchInstances");
-      } catch {
-        // A logger that throws must not leave the client's stream open.
-        status = { code: grpcStatus.INTERNAL, details: "internal error", metadata: new Metadata() };
-      }
-      if (err instanceof RegistryError && (err.code === "resource_exhausted" || err.code === "unavailable")) {
-        const trailer = new Metadata();
-        trailer.set(RESUME_REVISION_TRAILER, String(lastSentRevision));
-        status.metadata = trailer;
-      }
-      call.emit("error", status);
-    };
     const end = (error: RegistryError): void => finish(error);
 
-    /** Writes every event the watcher has, until it has none or grpc-js's buffer is full. */
-    const pump = (): void => {
-      if (finished || pumping || stallTimer !== undefined) return;
+    /**
+     * Writes every event the watcher has, until it has none or grpc-js's
+     * buffer is full. Woken by the watcher (a publish, its bookmark timer, its
+     * end) and by 'drain'; a watcher that has ended ends the stream even while
+     * it waits for 'drain'.
+     */
+    function pump(): void {
+      const w = watcher as Watcher;
+      if (finished || pumping) return;
+      if (w.closed) return finish(w.endError);
+      if (stallTimer !== undefined) return;
       pumping = true;
       try {
         for (;;) {
           if (call.cancelled) return finish();
-          const event = (watcher as Watcher).poll();
+          const event = w.poll();
           if (event === undefined) {
-            if ((watcher as Watcher).closed) finish((watcher as Watcher).endError);
+            if (w.closed) finish(w.endError);
             return;
           }
           const writable = call.write(encoder.encode(event));
@@ -144,20 +126,20 @@ export class WatchStreams {
       } finally {
         pumping = false;
       }
-    };
-    const onDrain = (): void => {
+    }
+    function onDrain(): void {
       clearTimeout(stallTimer);
       stallTimer = undefined;
       pump();
-    };
-    const onStall = (): void => {
+    }
+    function onStall(): void {
       finish(
         new RegistryError(
           "resource_exhausted",
           `watch stream accepted nothing for ${stallTimeoutMs} ms; resume with since_revision=${lastSentRevision}`,
         ),
       );
-    };
+    }
 
     this.open.add(end);
     // grpc-js never emits 'drain' on a cancelled call: cancellation ends the stream here.
@@ -179,12 +161,34 @@ export class WatchStreams {
       finish(err);
       return;
     }
-    // A watcher that ends (shutdown, a lost store) wakes the pump, which ends the stream even while it waits for 'drain'.
-    watcher.consume(() => {
-      if (watcher?.closed && stallTimer !== undefined) finish(watcher.endError);
-      else pump();
-    });
+    watcher.consume(pump);
     pump();
+  }
+
+  /** Drops an ended stream from the open set and from its instance's streams. */
+  private forget(end: (error: RegistryError) => void, ownerId: string | undefined): void {
+    this.open.delete(end);
+    if (ownerId === undefined) return;
+    const ends = this.byInstance.get(ownerId);
+    ends?.delete(end);
+    if (ends?.size === 0) this.byInstance.delete(ownerId);
+  }
+
+  /** The status a failed stream ends with; a resumable one names the revision to resume from. */
+  private statusOf(err: unknown, lastSentRevision: number): Partial<ServiceError> {
+    let status: Partial<ServiceError>;
+    try {
+      status = toServiceError(err, this.deps.logger, "WatchInstances");
+    } catch {
+      // A logger that throws must not leave the client's stream open.
+      status = { code: grpcStatus.INTERNAL, details: "internal error", metadata: new Metadata() };
+    }
+    if (err instanceof RegistryError && (err.code === "resource_exhausted" || err.code === "unavailable")) {
+      const trailer = new Metadata();
+      trailer.set(RESUME_REVISION_TRAILER, String(lastSentRevision));
+      status.metadata = trailer;
+    }
+    return status;
   }
 }
 
