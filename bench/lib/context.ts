@@ -7,8 +7,11 @@ import type { Figure } from "./report.js";
 
 /** Counts and durations of one mode: `--quick` (CI, under a minute) or full (under six minutes). */
 export interface BenchParams {
-  /** `jitWarmupMs`: an unmeasured burst at c=16 against every server before the first window. */
-  readonly register: { concurrencies: number[]; jitWarmupMs: number; warmupMs: number; durationMs: number };
+  /**
+   * `jitWarmupMs`: an unmeasured burst at c=16 against every server before the first window;
+   * `rounds`: windows per server and concurrency, interleaved with the other servers' and pooled.
+   */
+  readonly register: { concurrencies: number[]; jitWarmupMs: number; rounds: number; warmupMs: number; durationMs: number };
   readonly getByType: { types: number; perType: number; concurrency: number; warmupMs: number; durationMs: number };
   readonly fanout: { streams: number; processes: number[]; rounds: number };
   readonly probing: {
@@ -28,7 +31,7 @@ export interface BenchParams {
 }
 
 export const FULL: BenchParams = {
-  register: { concurrencies: [1, 16, 64], jitWarmupMs: 2000, warmupMs: 1000, durationMs: 3000 },
+  register: { concurrencies: [1, 16, 64], jitWarmupMs: 2000, rounds: 3, warmupMs: 500, durationMs: 1000 },
   getByType: { types: 1000, perType: 100, concurrency: 16, warmupMs: 1000, durationMs: 3000 },
   fanout: { streams: 1000, processes: [1, 4], rounds: 400 },
   probing: { instances: 10_000, healthyPorts: 90, blackholePorts: 10, intervalMs: 5000, ttlMs: 2000, maxRequests: 1500, measureMs: 10_000,
@@ -37,7 +40,7 @@ export const FULL: BenchParams = {
 };
 
 export const QUICK: BenchParams = {
-  register: { concurrencies: [1, 16, 64], jitWarmupMs: 300, warmupMs: 200, durationMs: 500 },
+  register: { concurrencies: [1, 16, 64], jitWarmupMs: 300, rounds: 1, warmupMs: 200, durationMs: 500 },
   getByType: { types: 50, perType: 100, concurrency: 16, warmupMs: 200, durationMs: 500 },
   fanout: { streams: 200, processes: [1, 4], rounds: 20 },
   probing: { instances: 1000, healthyPorts: 9, blackholePorts: 1, intervalMs: 2000, ttlMs: 1000, maxRequests: 150, measureMs: 2000,
@@ -96,7 +99,13 @@ export class BenchContext {
     return { child, address: `127.0.0.1:${ready.port}`, startMs: ready.startMs };
   }
 
-  add(...figures: Figure[]): void {
+  /** Starts a ceiling process (`servers/ceiling-server.ts` with `args`; profiled under `--profile`). */
+  startCeiling(name: string, args: string[] = []): BenchChild<{ port: number }> {
+    const nodeFlags = this.profileDir ? ["--cpu-prof", `--cpu-prof-dir=${join(this.profileDir, name)}`] : [];
+    return BenchChild.start<{ port: number }>(name, "servers/ceiling-server.ts", args, { nodeFlags });
+  }
+
+    add(...figures: Figure[]): void {
     this.figures.push(...figures);
   }
 }

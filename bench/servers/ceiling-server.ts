@@ -11,6 +11,14 @@
  *   own: the no-op answer once bare better-sqlite3 has written the call's rows
  *   (instance, history, prune, revision), every call that arrived in the same
  *   event-loop turn in one transaction, as the store groups its commits.
+ *
+ * With `--keep-requests` (a process of its own, so the bare ceilings' heap
+ * stays empty) every Register keeps its decoded request, by a fresh id, for
+ * the rest of the run: the least a registry holds for what it registered.
+ * Its no-op and its "no-op + SQLite" are the floors of the registry's
+ * Register: V8 has to copy, promote and keep marking every kept object, a
+ * cost that grows with the heap and that no handler which forgets its
+ * requests pays.
  */
 import { Server, ServerCredentials, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from "@grpc/grpc-js";
 import * as pb from "../../gen/registry/v1/registry.js";
@@ -26,6 +34,10 @@ const service = {
 };
 
 const canned = registerResponseFor(registerRequest("bench-svc", 1), 1);
+const kept = process.argv.includes("--keep-requests") ? new Map<string, pb.RegisterRequest>() : undefined;
+const keep = (request: pb.RegisterRequest): void => {
+  kept?.set(`i-${kept.size}`, request);
+};
 let getByTypePayload = Buffer.from(pb.GetByTypeResponse.encode({ instances: [], revision: 0 }).finish());
 const streams = new Set<ServerWritableStream<pb.WatchInstancesRequest, Buffer>>();
 let revision = 1;
@@ -33,6 +45,7 @@ let revision = 1;
 const server = new Server();
 server.addService(service, {
   register(call: ServerUnaryCall<pb.RegisterRequest, pb.RegisterResponse>, callback: sendUnaryData<pb.RegisterResponse>) {
+    keep(call.request);
     if (streams.size > 0) {
       const event = pb.WatchInstancesResponse.encode({
         type: pb.EventType.EVENT_TYPE_INSTANCE_REGISTERED,
@@ -91,7 +104,8 @@ async function startSqliteNoop({ path, sync }: { path: string; sync: "normal" | 
   sqliteServer.addService(
     { register: pb.RegistryServiceService.register },
     {
-      register(_call: ServerUnaryCall<pb.RegisterRequest, pb.RegisterResponse>, callback: sendUnaryData<pb.RegisterResponse>) {
+      register(call: ServerUnaryCall<pb.RegisterRequest, pb.RegisterResponse>, callback: sendUnaryData<pb.RegisterResponse>) {
+        keep(call.request);
         if (pending.push(callback) === 1) setImmediate(flush);
       },
     },
