@@ -19,6 +19,8 @@ export interface LoopResult {
   readonly serverCpuSeconds: number;
   /** Server CPU (user + system, all threads) per completed operation, in microseconds. */
   readonly serverCpuPerOpUs: number;
+  /** The part of it spent outside the server's main thread: in a Node server, mostly V8's GC and compiler threads. */
+  readonly serverHelperThreadsCpuPerOpUs: number;
   /** This load process's own CPU per operation: what bounds throughput on a small machine. */
   readonly clientCpuPerOpUs: number;
   readonly latencyMs: Distribution;
@@ -59,7 +61,7 @@ export async function closedLoop(op: () => Promise<unknown>, o: LoopOptions): Pr
   phase = "measure";
   await Promise.race([sleep(o.durationMs), failed]);
   phase = "done";
-  const { cpuSeconds, wallSeconds } = cpuSince(server);
+  const { cpuSeconds, mainThreadCpuSeconds, wallSeconds } = cpuSince(server);
   const clientCpu = process.cpuUsage(client);
   await failed;
   if (errors > 0 && ops === 0) throw new Error(`every call failed: ${firstError}`);
@@ -71,6 +73,7 @@ export async function closedLoop(op: () => Promise<unknown>, o: LoopOptions): Pr
     opsPerSec: ops / wallSeconds,
     serverCpuSeconds: cpuSeconds,
     serverCpuPerOpUs: (cpuSeconds * 1e6) / ops,
+    serverHelperThreadsCpuPerOpUs: ((cpuSeconds - mainThreadCpuSeconds) * 1e6) / ops,
     clientCpuPerOpUs: (clientCpu.user + clientCpu.system) / ops,
     latencyMs: distribution(latencies),
   };

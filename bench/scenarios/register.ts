@@ -20,6 +20,8 @@ interface Subject {
 interface Pooled {
   readonly opsPerSec: number;
   readonly serverCpuPerOpUs: number;
+  /** Of `serverCpuPerOpUs`, what the server's threads other than its main thread used (V8's GC and compiler). */
+  readonly serverHelperThreadsCpuPerOpUs: number;
   readonly clientCpuPerOpUs: number;
   readonly windows: readonly LoopResult[];
 }
@@ -28,14 +30,22 @@ function pool(windows: readonly LoopResult[]): Pooled {
   let ops = 0;
   let wall = 0;
   let serverCpu = 0;
+  let helperCpuUs = 0;
   let clientCpuUs = 0;
   for (const w of windows) {
     ops += w.ops;
     wall += w.wallSeconds;
     serverCpu += w.serverCpuSeconds;
+    helperCpuUs += w.serverHelperThreadsCpuPerOpUs * w.ops;
     clientCpuUs += w.clientCpuPerOpUs * w.ops;
   }
-  return { opsPerSec: ops / wall, serverCpuPerOpUs: (serverCpu * 1e6) / ops, clientCpuPerOpUs: clientCpuUs / ops, windows };
+  return {
+    opsPerSec: ops / wall,
+    serverCpuPerOpUs: (serverCpu * 1e6) / ops,
+    serverHelperThreadsCpuPerOpUs: helperCpuUs / ops,
+    clientCpuPerOpUs: clientCpuUs / ops,
+    windows,
+  };
 }
 
 /**
@@ -65,9 +75,15 @@ function detail(r: Pooled): Record<string, unknown> {
   return {
     opsPerSec: r.opsPerSec,
     serverCpuPerOpUs: r.serverCpuPerOpUs,
+    serverHelperThreadsCpuPerOpUs: r.serverHelperThreadsCpuPerOpUs,
     clientCpuPerOpUs: r.clientCpuPerOpUs,
     windows: r.windows.map((w) => ({
-      ops: w.ops, seconds: w.wallSeconds, errors: w.errors, serverCpuPerOpUs: w.serverCpuPerOpUs, latencyMs: w.latencyMs,
+      ops: w.ops,
+      seconds: w.wallSeconds,
+      errors: w.errors,
+      serverCpuPerOpUs: w.serverCpuPerOpUs,
+      serverHelperThreadsCpuPerOpUs: w.serverHelperThreadsCpuPerOpUs,
+      latencyMs: w.latencyMs,
     })),
   };
 }
