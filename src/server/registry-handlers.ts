@@ -5,6 +5,7 @@ import { peerHost } from "../api/peer-address.js";
 import type { PresentedCredentials } from "../api/authenticator.js";
 import type { CallContext, RegistryApi } from "../api/registry-api.js";
 import { credentialsFromMetadata } from "./auth.js";
+import { batchPerLoopTurn } from "./loop-turn-batch.js";
 import { toProtoInstance } from "./proto-mapping.js";
 import { TypeAnswerCache } from "./type-answer-cache.js";
 import { toServiceError } from "./status-mapping.js";
@@ -76,7 +77,7 @@ export function registryHandlers(deps: HandlerDeps) {
   const { api, logger } = deps;
   const typeAnswers = new TypeAnswerCache();
   return {
-    register: unary<pb.RegisterRequest, pb.RegisterResponse>("Register", logger, async (req, call) => {
+    register: batchPerLoopTurn(unary<pb.RegisterRequest, pb.RegisterResponse>("Register", logger, async (req, call) => {
       const { instance, token } = await api.register(context(call), {
         serviceType: req.serviceType,
         port: req.port,
@@ -85,7 +86,7 @@ export function registryHandlers(deps: HandlerDeps) {
         healthCheckPath: req.healthCheck?.path,
       });
       return { serviceId: instance.id, token, instance: toProtoInstance(instance) };
-    }),
+    })),
 
     getByType: unary<pb.GetByTypeRequest, pb.GetByTypeResponse>("GetByType", logger, (req, call) => {
       const { instances, revision } = api.getByType(context(call), req.serviceType, req.includeUnhealthy);
