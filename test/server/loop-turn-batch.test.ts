@@ -99,4 +99,25 @@ describe("batchPerLoopTurn", () => {
     expect(handled).toEqual([2, 3, 4]);
     expect(answers).toEqual([{ code: status.UNKNOWN }, 3, 4]);
   });
+
+  it("answers every later call when a callback throws, and runs a call queued during a batch in the next one", async () => {
+    const answered: number[] = [];
+    let handler: ReturnType<typeof batchPerLoopTurn<number, number>>;
+    const done = new Promise<void>((resolve) => {
+      const answer = (n: number) =>
+        ((_err: unknown, v?: number) => {
+          if (n === 1) throw new Error("callback threw"); // the first call's answer throws, twice
+          answered.push(v ?? -1);
+          if (answered.length === 3) resolve();
+        }) as sendUnaryData<number>;
+      handler = batchPerLoopTurn<number, number>((c, callback) => {
+        const n = (c as unknown as { n: number }).n;
+        if (n === 2) handler(Object.assign(fakeCall(), { n: 9 }), answer(9)); // arrives mid-batch
+        callback(null, n);
+      });
+      for (const n of [1, 2, 3]) handler(Object.assign(fakeCall(), { n }), answer(n));
+    });
+    await done;
+    expect(answered).toEqual([2, 3, 9]);
+  });
 });
