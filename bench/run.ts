@@ -16,7 +16,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import os from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { BenchContext, FULL, QUICK } from "./lib/context.js";
+import { BenchContext, FULL, QUICK, startCeiling } from "./lib/context.js";
 import { ETCD_BIN, killAllEtcd, startEtcd } from "./lib/etcd.js";
 import { BenchChild, killAllChildren } from "./lib/ipc.js";
 import { judge, renderTable, type JudgedFigure } from "./lib/report.js";
@@ -97,9 +97,7 @@ try {
   mkdirSync(join(tmp, "etcd"), { recursive: true });
   const etcd = await startEtcd(join(tmp, "etcd", "data"));
   const load = BenchChild.start("load", "load/load-worker.ts");
-  const ceiling = BenchChild.start<{ port: number }>("ceiling", "servers/ceiling-server.ts", [], {
-    nodeFlags: profileDir ? ["--cpu-prof", `--cpu-prof-dir=${join(profileDir, "ceiling")}`] : [],
-  });
+  const ceiling = startCeiling("ceiling", [], profileDir);
   const [, ceilingReady] = await Promise.all([load.ready, ceiling.ready]);
   const ctx = new BenchContext(quick ? QUICK : FULL, quick, profileDir, tmp, load, ceiling, `127.0.0.1:${ceilingReady.port}`, etcd);
   for (const s of SCENARIOS) {

@@ -48,6 +48,19 @@ export const QUICK: BenchParams = {
   memory: { types: 100, perType: 100 },
 };
 
+/**
+ * `node --cpu-prof` into a folder of the process's own when profiling: tsx's
+ * loader thread writes a profile too, and default names carry only the thread id.
+ */
+export function profileFlags(profileDir: string | undefined, name: string): string[] {
+  return profileDir ? ["--cpu-prof", `--cpu-prof-dir=${join(profileDir, name)}`] : [];
+}
+
+/** Starts a ceiling process (`servers/ceiling-server.ts` with `args`; profiled when `profileDir` is set). */
+export function startCeiling(name: string, args: string[], profileDir: string | undefined): BenchChild<{ port: number }> {
+  return BenchChild.start<{ port: number }>(name, "servers/ceiling-server.ts", args, { nodeFlags: profileFlags(profileDir, name) });
+}
+
 /** A registry bench process and its address. */
 export interface RegistryProcess {
   readonly child: BenchChild<{ port: number; startMs: number; uptimeMs: number; instances: number }>;
@@ -86,9 +99,7 @@ export class BenchContext {
 
   /** Starts a bench registry process (profiled under `--profile`) and waits until it serves. */
   async startRegistry(name: string, config: RegistryServerConfig, nodeFlags: string[] = []): Promise<RegistryProcess> {
-    const flags = [...nodeFlags];
-    // One folder per process: tsx's loader thread writes a profile of its own (default names carry the thread id).
-    if (this.profileDir) flags.push("--cpu-prof", `--cpu-prof-dir=${join(this.profileDir, name)}`);
+    const flags = [...nodeFlags, ...profileFlags(this.profileDir, name)];
     const child = BenchChild.start<{ port: number; startMs: number; uptimeMs: number; instances: number }>(
       name,
       "servers/registry-server.ts",
@@ -101,11 +112,10 @@ export class BenchContext {
 
   /** Starts a ceiling process (`servers/ceiling-server.ts` with `args`; profiled under `--profile`). */
   startCeiling(name: string, args: string[] = []): BenchChild<{ port: number }> {
-    const nodeFlags = this.profileDir ? ["--cpu-prof", `--cpu-prof-dir=${join(this.profileDir, name)}`] : [];
-    return BenchChild.start<{ port: number }>(name, "servers/ceiling-server.ts", args, { nodeFlags });
+    return startCeiling(name, args, this.profileDir);
   }
 
-    add(...figures: Figure[]): void {
+  add(...figures: Figure[]): void {
     this.figures.push(...figures);
   }
 }

@@ -118,10 +118,11 @@ export async function registerScenario(ctx: BenchContext): Promise<void> {
     const { port } = await floors.request<{ port: number }>("startSqliteNoop", { path: `${ctx.dir(`s1-bare-${sync}`)}/bare.db`, sync });
     sqliteNoops.set(sync, `127.0.0.1:${port}`);
   }
-  const floorOf = (store: (typeof STORES)[number]): { subject: string; label: string } =>
+  /** Each store's floor: the subject measured, its label in the table, where it listens. */
+  const floorOf = (store: (typeof STORES)[number]): { subject: string; label: string; address: string } =>
     store.config.store === "memory"
-      ? { subject: "no-op + kept", label: "no-op + kept requests" }
-      : { subject: `no-op + SQLite ${store.config.sync}`, label: "no-op + SQLite + kept" };
+      ? { subject: "no-op + kept", label: "no-op + kept requests", address: `127.0.0.1:${floorPort}` }
+      : { subject: `no-op + SQLite ${store.config.sync}`, label: "no-op + SQLite + kept", address: sqliteNoops.get(store.config.sync) as string };
   const subjects: Subject[] = [
     { name: "no-op", op: "grpcRegister", target: { address: ctx.ceilingAddress, serverPid: ctx.ceiling.pid } },
     { name: "etcd", op: "etcdRegister", target: { endpoint: ctx.etcd.endpoint, serverPid: ctx.etcd.pid } },
@@ -129,8 +130,10 @@ export async function registerScenario(ctx: BenchContext): Promise<void> {
       const reg = registries[i] as RegistryProcess;
       return { name: s.name, op: "grpcRegister", target: { address: reg.address, serverPid: reg.child.pid } };
     }),
-    { name: "no-op + kept", op: "grpcRegister", target: { address: `127.0.0.1:${floorPort}`, serverPid: floors.pid } },
-    ...[...sqliteNoops].map(([sync, address]): Subject => ({ name: `no-op + SQLite ${sync}`, op: "grpcRegister", target: { address, serverPid: floors.pid } })),
+    ...STORES.map((s): Subject => {
+      const { subject, address } = floorOf(s);
+      return { name: subject, op: "grpcRegister", target: { address, serverPid: floors.pid } };
+    }),
   ];
   const raw: Record<string, unknown> = {};
   // An unmeasured burst against every server first. A fresh process spends
@@ -155,9 +158,10 @@ export async function registerScenario(ctx: BenchContext): Promise<void> {
       const after = await (registries[i] as RegistryProcess).child.request<{ commitGroups: number; revision: number }>("storeStats");
       const before = groupsBefore[i] as { commitGroups: number; revision: number };
       const groups = after.commitGroups - before.commitGroups;
+      const vsNoop = roundRatios(r, noop);
       raw[`c${concurrency} ${s.name}`] = {
         ...detail(r),
-        cpuRatioPerRound: roundRatios(r, noop).each,
+        cpuRatioPerRound: vsNoop.each,
         // Registrations over SQLite transactions: how many calls one commit carried.
         ...(groups > 0 ? { meanCommitGroup: (after.revision - before.revision) / groups } : {}),
       };
@@ -185,7 +189,7 @@ export async function registerScenario(ctx: BenchContext): Promise<void> {
           ceiling: { name: "no-op", value: noop.serverCpuPerOpUs },
           peer: { name: "etcd", value: etcd.serverCpuPerOpUs },
           targets: cpuTargets,
-          detail: { cpuRatioPerRound: roundRatios(r, noop) },
+          detail: { cpuRatioPerRound: vsNoop },
         },
       ];
       // What a registry cannot avoid at this concurrency, inside a gRPC server:

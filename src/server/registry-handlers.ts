@@ -65,10 +65,6 @@ class GrpcCallContext implements CallContext {
   }
 }
 
-function context(call: { readonly metadata: Metadata; getPeer(): string }): CallContext {
-  return new GrpcCallContext(call);
-}
-
 /**
  * The RegistryService implementation: decode the request, call the API layer
  * (auth, checks, core), encode the answer. No registry logic lives here.
@@ -78,7 +74,7 @@ export function registryHandlers(deps: HandlerDeps) {
   const typeAnswers = new TypeAnswerCache();
   return {
     register: batchPerLoopTurn(unary<pb.RegisterRequest, pb.RegisterResponse>("Register", logger, async (req, call) => {
-      const { instance, token } = await api.register(context(call), {
+      const { instance, token } = await api.register(new GrpcCallContext(call), {
         serviceType: req.serviceType,
         port: req.port,
         host: req.host,
@@ -89,23 +85,23 @@ export function registryHandlers(deps: HandlerDeps) {
     })),
 
     getByType: unary<pb.GetByTypeRequest, pb.GetByTypeResponse>("GetByType", logger, (req, call) => {
-      const { instances, revision } = api.getByType(context(call), req.serviceType, req.includeUnhealthy);
+      const { instances, revision } = api.getByType(new GrpcCallContext(call), req.serviceType, req.includeUnhealthy);
       // Pre-encoded bytes; the service definition's serializer passes them through.
       const key = `${req.includeUnhealthy ? "all" : "healthy"}/${req.serviceType}`;
       return typeAnswers.encode(key, instances, revision) as unknown as pb.GetByTypeResponse;
     }),
 
     getInstance: unary<pb.GetInstanceRequest, pb.GetInstanceResponse>("GetInstance", logger, (req, call) => {
-      return { instance: toProtoInstance(api.getInstance(context(call), req.instanceId)) };
+      return { instance: toProtoInstance(api.getInstance(new GrpcCallContext(call), req.instanceId)) };
     }),
 
     unregister: unary<pb.UnregisterRequest, pb.UnregisterResponse>("Unregister", logger, async (req, call) => {
-      const change = await api.unregister(context(call), req.instanceId);
+      const change = await api.unregister(new GrpcCallContext(call), req.instanceId);
       return { instance: toProtoInstance(change.instance), revision: change.revision };
     }),
 
     listServices: unary<pb.ListServicesRequest, pb.ListServicesResponse>("ListServices", logger, (_req, call) => {
-      return api.listServices(context(call));
+      return api.listServices(new GrpcCallContext(call));
     }),
 
     watchInstances: deps.watchStreams.handle,
