@@ -8,6 +8,14 @@ export interface LoopOptions {
   readonly durationMs: number;
   /** The server whose CPU time is read from /proc at the window's start and end. */
   readonly serverPid: number;
+  /**
+   * When set, the warm-up lasts until this CLOCK_MONOTONIC time
+   * (`process.hrtime.bigint()`, in ns, as a string), which every process on
+   * the machine shares: loads in several processes then measure one window.
+   */
+  readonly startAtNs?: string;
+  /** Return every latency too (`latencySamplesMs`), so loops of several processes can be merged. */
+  readonly keepLatencies?: boolean;
 }
 
 export interface LoopResult {
@@ -24,6 +32,7 @@ export interface LoopResult {
   /** This load process's own CPU per operation: what bounds throughput on a small machine. */
   readonly clientCpuPerOpUs: number;
   readonly latencyMs: Distribution;
+  readonly latencySamplesMs?: number[];
 }
 
 /**
@@ -55,7 +64,7 @@ export async function closedLoop(op: () => Promise<unknown>, o: LoopOptions): Pr
   };
   const callers = Array.from({ length: o.concurrency }, caller);
   const failed = Promise.all(callers).then(() => undefined);
-  await Promise.race([sleep(o.warmupMs), failed]);
+  await Promise.race([sleep(warmupMs(o)), failed]);
   const server = cpuMark(o.serverPid);
   const client = process.cpuUsage();
   phase = "measure";
@@ -76,5 +85,42 @@ export async function closedLoop(op: () => Promise<unknown>, o: LoopOptions): Pr
     serverHelperThreadsCpuPerOpUs: ((cpuSeconds - mainThreadCpuSeconds) * 1e6) / ops,
     clientCpuPerOpUs: (clientCpu.user + clientCpu.system) / ops,
     latencyMs: distribution(latencies),
+    ...(o.keepLatencies ? { latencySamplesMs: latencies } : {}),
+  };
+}
+
+function warmupMs(o: LoopOptions): number {
+  if (o.startAtNs === undefined) return o.warmupMs;
+  return Math.max(0, Number(BigInt(o.startAtNs) - process.hrtime.bigint()) / 1e6);
+}
+
+/**
+ * One load out of closed loops that several processes ran over the same
+ * window (`startAtNs`) against one server, each reading the server's CPU at
+ * the window's edges: operations add up, the server's CPU and the wall time
+ * are the first loop's reading (the edges agree to a timer tick), client CPU
+ * adds up. Every loop must have kept its latencies.
+ */
+export function mergeLoops(loops: readonly LoopResult[]): LoopResult {
+  const first = loops[0];
+  if (!first) throw new Error("no loops to merge");
+  const ops = loops.reduce((n, l) => n + l.ops, 0);
+  const sumOf = (f: (l: LoopResult) => number): number => loops.reduce((n, l) => n + f(l), 0);
+  const samples = loops.flatMap((l) => {
+    if (!l.latencySamplesMs) throw new Error("mergeLoops needs loops run with keepLatencies");
+    return l.latencySamplesMs;
+  });
+  const firstError = loops.find((l) => l.firstError)?.firstError;
+  return {
+    ops,
+    errors: sumOf((l) => l.errors),
+    ...(firstError ? { firstError } : {}),
+    wallSeconds: first.wallSeconds,
+    opsPerSec: ops / first.wallSeconds,
+    serverCpuSeconds: first.serverCpuSeconds,
+    serverCpuPerOpUs: (first.serverCpuSeconds * 1e6) / ops,
+    serverHelperThreadsCpuPerOpUs: (first.serverHelperThreadsCpuPerOpUs * first.ops) / ops,
+    clientCpuPerOpUs: sumOf((l) => l.clientCpuPerOpUs * l.ops) / ops,
+    latencyMs: distribution(samples),
   };
 }

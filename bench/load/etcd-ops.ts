@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { Client } from "@grpc/grpc-js";
 import { etcdValue, registerRequest } from "../lib/workload.js";
 import { etcdLeaseGrant, etcdPutBytes, etcdRangeBytes, etcdTxnPuts } from "./etcd-raw.js";
+import type { RawGrpcClient } from "./raw-grpc-client.js";
 
 /** Lease TTL of a registration: longer than any run, so no lease expires (and deletes keys) mid-measurement. */
 const LEASE_TTL_SECONDS = 3600;
@@ -25,7 +26,7 @@ export async function etcdPut(client: Client, prefix: string, n: number): Promis
 }
 
 /** Every record under `/registry/<type>/`, as the encoded Range answer: the peer of GetByType. */
-export function etcdRange(client: Client, serviceType: string): Promise<Buffer> {
+export function etcdRange(client: RawGrpcClient, serviceType: string): Promise<Buffer> {
   return etcdRangeBytes(client, `/registry/${serviceType}/`);
 }
 

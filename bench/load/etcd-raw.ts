@@ -3,6 +3,7 @@ import { dirname, join } from "node:path";
 import type { Client, ClientDuplexStream } from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { unaryBytes } from "./lean-client.js";
+import type { RawGrpcClient } from "./raw-grpc-client.js";
 
 /**
  * etcd's v3 API from the etcd3 package's own protos, called through the same
@@ -43,8 +44,9 @@ export function prefixEnd(prefix: string): Buffer {
   return end;
 }
 
-export const etcdRangeBytes = (client: Client, prefix: string): Promise<Buffer> =>
-  call(client, RANGE, { key: Buffer.from(prefix), range_end: prefixEnd(prefix) });
+/** A prefix range through the raw HTTP/2 client, as the registry's GetByType is read (see raw-grpc-client.ts). */
+export const etcdRangeBytes = (client: RawGrpcClient, prefix: string): Promise<Buffer> =>
+  client.unary(RANGE.path, (RANGE.requestSerialize as (r: object) => Buffer)({ key: Buffer.from(prefix), range_end: prefixEnd(prefix) }));
 
 /** Decodes a Range answer (for the load's sample checks). */
 export function rangeCount(bytes: Buffer): number {

@@ -9,9 +9,10 @@ import { emit, serveIpc } from "../lib/ipc.js";
 import { closedLoop, type LoopOptions } from "./closed-loop.js";
 import { etcdPut, etcdRange, etcdRegister, etcdSeed } from "./etcd-ops.js";
 import { rangeCount } from "./etcd-raw.js";
-import { getByType, register } from "./grpc-ops.js";
+import { getByType, getByTypeRaw, register } from "./grpc-ops.js";
 import { httpGetLoop } from "./http-get-loop.js";
 import { closeLeanClients, leanClient } from "./lean-client.js";
+import { closeRawGrpcClients, rawGrpcClient } from "./raw-grpc-client.js";
 
 /** One answer in this many is decoded and checked; the rest stay bytes. */
 const CHECK_EVERY = 64;
@@ -22,27 +23,28 @@ function check(n: number, expect: number, what: string): void {
   if (n !== expect) throw new Error(`${what} returned ${n} records, not ${expect}`);
 }
 
-/**
- * Reads every type once, 16 at a time, before a GetByType loop starts: the
- * loop then measures the steady state a router sees (the same types read
- * again and again), not first reads, however fast the machine gets through
- * the warm-up. Every system gets the same priming.
- */
-async function readEveryTypeOnce(types: readonly string[], read: (type: string) => Promise<unknown>): Promise<void> {
-  for (let i = 0; i < types.length; i += 16) await Promise.all(types.slice(i, i + 16).map(read));
-}
 
 serveIpc({
   grpcRegister: (o: LoopOptions & { address: string; serviceType: string }) => {
     const client = leanClient(o.address);
     return closedLoop(() => register(client, o.serviceType), o);
   },
+  /**
+   * Reads every type once, 16 at a time, before the GetByType loops start:
+   * they then measure the steady state a router sees (the same types read
+   * again and again), not first reads, however fast the machine gets through
+   * the warm-up. Every system gets the same priming.
+   */
+  readEveryType: async (o: { system: "registry" | "etcd"; address: string; types: string[] }) => {
+    const client = await rawGrpcClient(o.address);
+    const read = o.system === "etcd" ? etcdRange : getByTypeRaw;
+    for (let i = 0; i < o.types.length; i += 16) await Promise.all(o.types.slice(i, i + 16).map((t) => read(client, t)));
+  },
   grpcGetByType: async (o: LoopOptions & { address: string; types: string[]; expect: number }) => {
-    const client = leanClient(o.address);
-    await readEveryTypeOnce(o.types, (t) => getByType(client, t));
+    const client = await rawGrpcClient(o.address);
     let calls = 0;
     return closedLoop(async () => {
-      const bytes = await getByType(client, nextType(o.types));
+      const bytes = await getByTypeRaw(client, nextType(o.types));
       if (calls++ % CHECK_EVERY === 0) check(pb.GetByTypeResponse.decode(bytes).instances.length, o.expect, "GetByType");
     }, o);
   },
@@ -51,8 +53,7 @@ serveIpc({
     return closedLoop(() => etcdRegister(client, o.serviceType), o);
   },
   etcdRange: async (o: LoopOptions & { endpoint: string; types: string[]; expect: number }) => {
-    const client = leanClient(o.endpoint);
-    await readEveryTypeOnce(o.types, (t) => etcdRange(client, t));
+    const client = await rawGrpcClient(o.endpoint);
     let calls = 0;
     return closedLoop(async () => {
       const bytes = await etcdRange(client, nextType(o.types));
@@ -71,8 +72,9 @@ serveIpc({
     else await register(leanClient(o.target), o.channel, o.seq);
     return process.hrtime.bigint().toString();
   },
-  stop() {
+  async stop() {
     closeLeanClients();
+    await closeRawGrpcClients();
     setImmediate(() => process.exit(0));
   },
 });

@@ -1,0 +1,38 @@
+import { describe, expect, it } from "vitest";
+import { mergeLoops, type LoopResult } from "../../bench/load/closed-loop.js";
+import { distribution } from "../../bench/lib/stats.js";
+
+function loop(ops: number, samples: number[], o: Partial<LoopResult> = {}): LoopResult {
+  return {
+    ops,
+    errors: 0,
+    wallSeconds: 2,
+    opsPerSec: ops / 2,
+    serverCpuSeconds: 0.5,
+    serverCpuPerOpUs: 0.5e6 / ops,
+    serverHelperThreadsCpuPerOpUs: 0.1e6 / ops,
+    clientCpuPerOpUs: 100,
+    latencyMs: distribution(samples),
+    latencySamplesMs: samples,
+    ...o,
+  };
+}
+
+describe("mergeLoops", () => {
+  it("adds up operations and client CPU over one window, and takes the server's CPU once", () => {
+    const merged = mergeLoops([loop(1000, [1, 2, 3]), loop(3000, [4, 5, 6, 7], { clientCpuPerOpUs: 200, errors: 2, firstError: "boom" })]);
+    expect(merged.ops).toBe(4000);
+    expect(merged.opsPerSec).toBe(2000);
+    expect(merged.serverCpuPerOpUs).toBe(125); // 0.5 s of server CPU over 4,000 calls, not 1 s
+    expect(merged.serverHelperThreadsCpuPerOpUs).toBe(25);
+    expect(merged.clientCpuPerOpUs).toBe(175); // (1000 * 100 + 3000 * 200) / 4000
+    expect(merged.errors).toBe(2);
+    expect(merged.firstError).toBe("boom");
+    expect(merged.latencyMs).toEqual(distribution([1, 2, 3, 4, 5, 6, 7]));
+  });
+
+  it("refuses loops that did not keep their latencies", () => {
+    const { latencySamplesMs: _, ...withoutSamples } = loop(10, [1]);
+    expect(() => mergeLoops([withoutSamples])).toThrow(/keepLatencies/);
+  });
+});
