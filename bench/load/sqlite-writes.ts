@@ -1,8 +1,9 @@
 /**
  * The SQLite part of a registration, bare: better-sqlite3 (WAL, the store's
  * pragmas and schema) writing the rows a Register writes — the instance row
- * and its history row, then the per-transaction prune and revision update —
- * in transactions of several registrations, as the store's commit groups are.
+ * and its history row, and every 256 changes the prune and the revision
+ * checkpoint — in transactions of several registrations, as the store's
+ * commit groups are.
  * None of our code runs. The ceiling server answers Register with it ("no-op
  * + SQLite"): what the SQLite store costs at the least, the bound of its share
  * of the Register figure.
@@ -53,8 +54,11 @@ export class BareSqliteWriter {
         const { token_hash: _, ...instance } = row;
         insertHistory.run(revision, JSON.stringify({ kind: "registered", instance }));
       }
-      pruneHistory.run(this.revision - 10_000);
-      setRevision.run(String(this.revision));
+      // As the store: prune and checkpoint the revision once per 256 changes.
+      if (Math.floor(this.revision / 256) > Math.floor((this.revision - size) / 256)) {
+        pruneHistory.run(this.revision - 10_000);
+        setRevision.run(String(this.revision));
+      }
     });
   }
 

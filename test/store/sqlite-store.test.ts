@@ -114,6 +114,50 @@ describe("SqliteStore", () => {
     tooOld.end();
   });
 
+  it("prunes the history table in chunks: never below the limit, never past twice it, the newest row always kept", async () => {
+    const dir = tempDataDir();
+    const store = new SqliteStore({ dataDir: dir, historyLimit: 5 });
+    const r = new ServiceRegistry({ store, healthChecks: false, logger: silent, historySize: 5 });
+    open.push(r);
+    await r.start();
+    for (let i = 1; i <= 23; i++) await r.register({ serviceType: "api", host: "10.0.0.1", port: i });
+    const copy = join(tempDataDir(), "copy.db"); // the store holds its file in exclusive mode
+    await store.backup(copy);
+    const db = new Database(copy, { readonly: true });
+    const history = db.prepare("SELECT count(*) AS rows, min(revision) AS oldest, max(revision) AS newest FROM history").get();
+    db.close();
+    const { rows, oldest, newest } = history as { rows: number; oldest: number; newest: number };
+    expect(newest).toBe(23);
+    expect(rows).toBeGreaterThanOrEqual(5);
+    expect(rows).toBeLessThanOrEqual(9);
+    expect(oldest).toBe(23 - rows + 1);
+  });
+
+  it("refuses a history limit below 1: the newest history row holds the revision", () => {
+    expect(() => new SqliteStore({ dataDir: tempDataDir(), historyLimit: 0 })).toThrow(/historyLimit must be an integer >= 1, not 0/);
+  });
+
+  it("opens a version 1 database, whose revision is meta's, and continues its revisions", async () => {
+    const dir = tempDataDir();
+    const r1 = registry(dir);
+    await r1.start();
+    for (let i = 0; i < 3; i++) await r1.register({ serviceType: "api", host: "10.0.0.1", port: 100 + i });
+    await r1.close();
+    // As a v1 build left it: revision 3 in meta, schema version 1.
+    const db = new Database(join(dir, DATABASE_FILE));
+    db.prepare("UPDATE meta SET value = '3' WHERE key = 'revision'").run();
+    db.pragma("user_version = 1");
+    db.close();
+    const r2 = registry(dir);
+    await r2.start();
+    expect(r2.revision).toBe(3);
+    expect((await r2.register({ serviceType: "api", host: "10.0.0.1", port: 200 })).instance.revision).toBe(4);
+    await r2.close();
+    const after = new Database(join(dir, DATABASE_FILE), { readonly: true });
+    expect(after.pragma("user_version", { simple: true })).toBe(SCHEMA_VERSION);
+    after.close();
+  });
+
   it.each([
     [undefined, "normal"],
     ["normal", "normal"],

@@ -31,6 +31,9 @@ export class StoreOpenError extends Error {
 /** Database file name inside the data directory. */
 export const DATABASE_FILE = "registry.db";
 
+/** Changes between two prunes of the history table (fewer when the history limit is smaller). */
+const PRUNE_EVERY = 256;
+
 interface Pending {
   readonly mutation: Mutation;
   readonly resolve: (change: Change) => void;
@@ -56,6 +59,8 @@ export class SqliteStore implements RegistryStore {
   private writeBatch: ((batch: readonly Pending[]) => (Change | Error)[]) | undefined;
 
   constructor(private readonly options: SqliteStoreOptions) {
+    const limit = options.historyLimit;
+    if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) throw new RangeError(`historyLimit must be an integer >= 1, not ${limit}`);
     this.path = resolve(options.dataDir, DATABASE_FILE);
   }
 
@@ -71,7 +76,8 @@ export class SqliteStore implements RegistryStore {
       epoch = randomUUID();
       db.prepare("INSERT INTO meta (key, value) VALUES ('epoch', ?), ('revision', '0')").run(epoch);
     }
-    const revision = Number(meta.get("revision") ?? 0);
+    const newest = db.prepare("SELECT max(revision) FROM history").pluck().get() as number | null;
+    const revision = Math.max(Number(meta.get("revision") ?? 0), newest ?? 0);
     const instances = (db.prepare(`SELECT ${INSTANCE_COLUMNS} FROM instances`).raw(true).all() as unknown[][]).map(fromInstanceValues);
     const history = (db.prepare("SELECT revision, change FROM history ORDER BY revision").all() as {
       revision: number;
@@ -168,6 +174,14 @@ export class SqliteStore implements RegistryStore {
     const pruneHistory = db.prepare(WRITE_SQL.pruneHistory);
     const setRevision = db.prepare(WRITE_SQL.setRevision);
     const historyLimit = this.options.historyLimit ?? 10_000;
+    // History is pruned, and the revision checkpointed, once per `pruneEvery`
+    // changes rather than in every commit: each of those statements rewrites
+    // a page of its own (the table's oldest leaf, the meta row's), which at
+    // one registration per commit made 2 of the 5 pages a commit writes. The
+    // newest history row holds the current revision (a limit of at least 1
+    // keeps it), so nothing is lost between checkpoints; the table holds at
+    // most twice the limit.
+    const pruneEvery = Math.min(PRUNE_EVERY, historyLimit);
 
     const write = (change: Change): void => {
       const { instance } = change;
@@ -178,6 +192,7 @@ export class SqliteStore implements RegistryStore {
       insertHistory.run(change.revision, encodeChange(change, row));
     };
     return db.transaction((batch: readonly Pending[]) => {
+      const before = this.state.revision;
       const results = batch.map((p): Change | Error => {
         try {
           const change = this.state.apply(p.mutation);
@@ -188,8 +203,10 @@ export class SqliteStore implements RegistryStore {
           throw err;
         }
       });
-      pruneHistory.run(this.state.revision - historyLimit);
-      setRevision.run(String(this.state.revision));
+      if (Math.floor(this.state.revision / pruneEvery) > Math.floor(before / pruneEvery)) {
+        pruneHistory.run(this.state.revision - historyLimit);
+        setRevision.run(String(this.state.revision));
+      }
       return results;
     });
   }
