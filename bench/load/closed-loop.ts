@@ -33,6 +33,8 @@ export interface LoopResult {
   readonly clientCpuPerOpUs: number;
   readonly latencyMs: Distribution;
   readonly latencySamplesMs?: number[];
+  /** When the measured window started, on CLOCK_MONOTONIC (ns, as a string): loops merged must agree on it. */
+  readonly windowStartNs: string;
 }
 
 /**
@@ -40,6 +42,7 @@ export interface LoopResult {
  * then a measured window. Operations completing inside the window count.
  */
 export async function closedLoop(op: () => Promise<unknown>, o: LoopOptions): Promise<LoopResult> {
+  const warmup = warmupMs(o);
   let phase: "warmup" | "measure" | "done" = "warmup";
   let ops = 0;
   let errors = 0;
@@ -64,7 +67,8 @@ export async function closedLoop(op: () => Promise<unknown>, o: LoopOptions): Pr
   };
   const callers = Array.from({ length: o.concurrency }, caller);
   const failed = Promise.all(callers).then(() => undefined);
-  await Promise.race([sleep(warmupMs(o)), failed]);
+  await Promise.race([sleep(warmup), failed]);
+  const windowStartNs = process.hrtime.bigint().toString();
   const server = cpuMark(o.serverPid);
   const client = process.cpuUsage();
   phase = "measure";
@@ -86,13 +90,20 @@ export async function closedLoop(op: () => Promise<unknown>, o: LoopOptions): Pr
     clientCpuPerOpUs: (clientCpu.user + clientCpu.system) / ops,
     latencyMs: distribution(latencies),
     ...(o.keepLatencies ? { latencySamplesMs: latencies } : {}),
+    windowStartNs,
   };
 }
 
+/** The warm-up: `warmupMs`, or until `startAtNs`, which must still be ahead (a late process would measure another window). */
 function warmupMs(o: LoopOptions): number {
   if (o.startAtNs === undefined) return o.warmupMs;
-  return Math.max(0, Number(BigInt(o.startAtNs) - process.hrtime.bigint()) / 1e6);
+  const left = Number(BigInt(o.startAtNs) - process.hrtime.bigint()) / 1e6;
+  if (left < 0) throw new Error(`the shared window started ${(-left).toFixed(1)} ms before this load got its orders`);
+  return left;
 }
+
+/** Loops merged must have measured one window: starts further apart than this are an error. */
+const MAX_WINDOW_SKEW_MS = 5;
 
 /**
  * One load out of closed loops that several processes ran over the same
@@ -104,7 +115,11 @@ function warmupMs(o: LoopOptions): number {
 export function mergeLoops(loops: readonly LoopResult[]): LoopResult {
   const first = loops[0];
   if (!first) throw new Error("no loops to merge");
+  const starts = loops.map((l) => Number(BigInt(l.windowStartNs) - BigInt(first.windowStartNs)) / 1e6);
+  const skew = Math.max(...starts) - Math.min(...starts);
+  if (skew > MAX_WINDOW_SKEW_MS) throw new Error(`the loops' windows started ${skew.toFixed(1)} ms apart; they measured different windows`);
   const ops = loops.reduce((n, l) => n + l.ops, 0);
+  if (first.ops === 0) throw new Error("the first loop completed no calls");
   const sumOf = (f: (l: LoopResult) => number): number => loops.reduce((n, l) => n + f(l), 0);
   const samples = loops.flatMap((l) => {
     if (!l.latencySamplesMs) throw new Error("mergeLoops needs loops run with keepLatencies");
@@ -122,5 +137,6 @@ export function mergeLoops(loops: readonly LoopResult[]): LoopResult {
     serverHelperThreadsCpuPerOpUs: (first.serverHelperThreadsCpuPerOpUs * first.ops) / ops,
     clientCpuPerOpUs: sumOf((l) => l.clientCpuPerOpUs * l.ops) / ops,
     latencyMs: distribution(samples),
+    windowStartNs: first.windowStartNs,
   };
 }

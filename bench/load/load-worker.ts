@@ -23,7 +23,6 @@ function check(n: number, expect: number, what: string): void {
   if (n !== expect) throw new Error(`${what} returned ${n} records, not ${expect}`);
 }
 
-
 serveIpc({
   grpcRegister: (o: LoopOptions & { address: string; serviceType: string }) => {
     const client = leanClient(o.address);

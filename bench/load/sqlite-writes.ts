@@ -2,7 +2,7 @@
  * The SQLite part of a registration, bare: better-sqlite3 (WAL, the store's
  * pragmas and schema) writing the rows a Register writes — the instance row
  * and its history row, and every 256 changes the prune and the revision
- * checkpoint — in transactions of several registrations, as the store's
+ * marker — in transactions of several registrations, as the store's
  * commit groups are.
  * None of our code runs. The ceiling server answers Register with it ("no-op
  * + SQLite"): what the SQLite store costs at the least, the bound of its share
@@ -54,7 +54,7 @@ export class BareSqliteWriter {
         const { token_hash: _, ...instance } = row;
         insertHistory.run(revision, JSON.stringify({ kind: "registered", instance }));
       }
-      // As the store: prune and checkpoint the revision once per 256 changes.
+      // As the store: prune and write the revision marker once per 256 changes.
       if (Math.floor(this.revision / 256) > Math.floor((this.revision - size) / 256)) {
         pruneHistory.run(this.revision - 10_000);
         setRevision.run(String(this.revision));

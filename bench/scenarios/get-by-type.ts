@@ -1,5 +1,5 @@
 import { mergeLoops, type LoopOptions, type LoopResult } from "../load/closed-loop.js";
-import type { BenchContext } from "../lib/context.js";
+import type { BenchContext, RegistryProcess } from "../lib/context.js";
 import { BenchChild } from "../lib/ipc.js";
 import { typeName } from "../lib/workload.js";
 
@@ -18,11 +18,32 @@ const LOAD_PROCESSES = 2;
  */
 export async function getByTypeScenario(ctx: BenchContext): Promise<void> {
   const p = ctx.params.getByType;
-  const types = Array.from({ length: p.types }, (_, i) => typeName(i));
+  if (p.concurrency % LOAD_PROCESSES !== 0) {
+    throw new Error(`GetByType concurrency ${p.concurrency} does not split evenly over ${LOAD_PROCESSES} load processes`);
+  }
   ctx.log(`scenario 2: seeding ${p.types} types x ${p.perType} instances into the registry and etcd`);
   const extraLoads = Array.from({ length: LOAD_PROCESSES - 1 }, (_, i) => BenchChild.start(`load-s2-${i + 2}`, "load/load-worker.ts"));
+  try {
+    await measure(ctx, extraLoads);
+  } finally {
+    await Promise.allSettled(extraLoads.map((l) => l.stop()));
+  }
+}
+
+async function measure(ctx: BenchContext, extraLoads: readonly BenchChild[]): Promise<void> {
+  const p = ctx.params.getByType;
+  const types = Array.from({ length: p.types }, (_, i) => typeName(i));
   const loads = [ctx.load, ...extraLoads];
   const reg = await ctx.startRegistry("s2-get-by-type", { store: "memory", healthChecks: false });
+  try {
+    await measureOn(ctx, loads, reg, types);
+  } finally {
+    await reg.child.stop();
+  }
+}
+
+async function measureOn(ctx: BenchContext, loads: readonly BenchChild[], reg: RegistryProcess, types: readonly string[]): Promise<void> {
+  const p = ctx.params.getByType;
   const [seeded, etcdSeeded] = await Promise.all([
     reg.child.request<{ ms: number; size: number }>("seed", types.map((t) => ({ serviceType: t, count: p.perType })), 300_000),
     ctx.load.request<{ keys: number; ms: number }>("etcdSeed", { endpoint: ctx.etcd.endpoint, types, perType: p.perType }, 300_000),
@@ -30,12 +51,16 @@ export async function getByTypeScenario(ctx: BenchContext): Promise<void> {
   const payload = await ctx.load.request<string>("getByTypeBytes", { address: reg.address, serviceType: typeName(0) });
   const { bytes } = await ctx.ceiling.request<{ bytes: number }>("setGetByTypePayload", { base64: payload });
 
-  await Promise.all(extraLoads.map((l) => l.ready));
-  await Promise.all([
-    ctx.load.request("readEveryType", { system: "registry", address: ctx.ceilingAddress, types }, 120_000),
-    ctx.load.request("readEveryType", { system: "registry", address: reg.address, types }, 120_000),
-    ctx.load.request("readEveryType", { system: "etcd", address: ctx.etcd.endpoint, types }, 120_000),
-  ]);
+  // Every load process reads every type of every system once: the servers'
+  // steady state, and each client's connections and code warm before the
+  // first measured loop (which is the ceiling's).
+  await Promise.all(loads.map((l) => l.ready));
+  const targets = [
+    { system: "registry", address: ctx.ceilingAddress },
+    { system: "registry", address: reg.address },
+    { system: "etcd", address: ctx.etcd.endpoint },
+  ];
+  await Promise.all(loads.flatMap((l) => targets.map((t) => l.request("readEveryType", { ...t, types }, 120_000))));
 
   /** One closed loop of `p.concurrency` callers, spread over every load process, measured over one shared window. */
   const loopAcross = async (method: string, target: { serverPid: number; address?: string; endpoint?: string }): Promise<LoopResult> => {
@@ -79,5 +104,4 @@ export async function getByTypeScenario(ctx: BenchContext): Promise<void> {
     },
   );
   ctx.details.getByType = { answerBytes: bytes, seeded, etcdSeeded, ours, ceiling, etcd };
-  await Promise.all([reg.child.stop(), ...extraLoads.map((l) => l.stop())]);
 }

@@ -14,13 +14,15 @@ function loop(ops: number, samples: number[], o: Partial<LoopResult> = {}): Loop
     clientCpuPerOpUs: 100,
     latencyMs: distribution(samples),
     latencySamplesMs: samples,
+    windowStartNs: "5000000000",
     ...o,
   };
 }
 
 describe("mergeLoops", () => {
   it("adds up operations and client CPU over one window, and takes the server's CPU once", () => {
-    const merged = mergeLoops([loop(1000, [1, 2, 3]), loop(3000, [4, 5, 6, 7], { clientCpuPerOpUs: 200, errors: 2, firstError: "boom" })]);
+    const late = { clientCpuPerOpUs: 200, errors: 2, firstError: "boom", windowStartNs: "5004000000" }; // 4 ms later: one window
+    const merged = mergeLoops([loop(1000, [1, 2, 3]), loop(3000, [4, 5, 6, 7], late)]);
     expect(merged.ops).toBe(4000);
     expect(merged.opsPerSec).toBe(2000);
     expect(merged.serverCpuPerOpUs).toBe(125); // 0.5 s of server CPU over 4,000 calls, not 1 s
@@ -29,6 +31,10 @@ describe("mergeLoops", () => {
     expect(merged.errors).toBe(2);
     expect(merged.firstError).toBe("boom");
     expect(merged.latencyMs).toEqual(distribution([1, 2, 3, 4, 5, 6, 7]));
+  });
+
+  it("refuses loops whose windows started apart: they measured different windows", () => {
+    expect(() => mergeLoops([loop(10, [1]), loop(10, [1], { windowStartNs: "5006000000" })])).toThrow(/6\.0 ms apart/);
   });
 
   it("refuses loops that did not keep their latencies", () => {

@@ -98,7 +98,7 @@ describe("SqliteStore", () => {
     expect(r2.size).toBe(2);
   });
 
-  it("persists health transitions and prunes history to its limit, moving the resume floor", async () => {
+  it("resumes from the last HISTORY_SIZE changes after a restart, and RESETs from before them", async () => {
     const dir = tempDataDir();
     const r = registry(dir, { historySize: 5 });
     await r.start();
@@ -120,38 +120,45 @@ describe("SqliteStore", () => {
     const r = new ServiceRegistry({ store, healthChecks: false, logger: silent, historySize: 5 });
     open.push(r);
     await r.start();
-    for (let i = 1; i <= 23; i++) await r.register({ serviceType: "api", host: "10.0.0.1", port: i });
-    const copy = join(tempDataDir(), "copy.db"); // the store holds its file in exclusive mode
-    await store.backup(copy);
-    const db = new Database(copy, { readonly: true });
-    const history = db.prepare("SELECT count(*) AS rows, min(revision) AS oldest, max(revision) AS newest FROM history").get();
-    db.close();
-    const { rows, oldest, newest } = history as { rows: number; oldest: number; newest: number };
-    expect(newest).toBe(23);
-    expect(rows).toBeGreaterThanOrEqual(5);
-    expect(rows).toBeLessThanOrEqual(9);
-    expect(oldest).toBe(23 - rows + 1);
+    const historyRows = async (): Promise<{ rows: number; oldest: number; newest: number }> => {
+      const copy = join(tempDataDir(), "copy.db"); // the store holds its file in exclusive mode
+      await store.backup(copy);
+      const db = new Database(copy, { readonly: true });
+      const history = db.prepare("SELECT count(*) AS rows, min(revision) AS oldest, max(revision) AS newest FROM history").get();
+      db.close();
+      return history as { rows: number; oldest: number; newest: number };
+    };
+    const registerOne = (port: number) => r.register({ serviceType: "api", host: "10.0.0.1", port });
+    for (let i = 1; i <= 3; i++) await registerOne(i);
+    // One commit of four, crossing revision 5: a prune to the limit.
+    await Promise.all([4, 5, 6, 7].map(registerOne));
+    expect(await historyRows()).toEqual({ rows: 5, oldest: 3, newest: 7 });
+    // Single commits up to 14: no prune until 10 is crossed, then one.
+    for (let i = 8; i <= 14; i++) await registerOne(i);
+    expect(await historyRows()).toEqual({ rows: 9, oldest: 6, newest: 14 });
   });
 
   it("refuses a history limit below 1: the newest history row holds the revision", () => {
     expect(() => new SqliteStore({ dataDir: tempDataDir(), historyLimit: 0 })).toThrow(/historyLimit must be an integer >= 1, not 0/);
   });
 
-  it("opens a version 1 database, whose revision is meta's, and continues its revisions", async () => {
+  it("opens a version 1 database, whose revision is meta's, and continues from it", async () => {
     const dir = tempDataDir();
     const r1 = registry(dir);
     await r1.start();
     for (let i = 0; i < 3; i++) await r1.register({ serviceType: "api", host: "10.0.0.1", port: 100 + i });
     await r1.close();
-    // As a v1 build left it: revision 3 in meta, schema version 1.
+    // As a v1 build could leave it: schema version 1, revision 12 in meta, its
+    // history pruned to nothing (v1 read the revision from meta alone).
     const db = new Database(join(dir, DATABASE_FILE));
-    db.prepare("UPDATE meta SET value = '3' WHERE key = 'revision'").run();
+    db.prepare("UPDATE meta SET value = '12' WHERE key = 'revision'").run();
+    db.prepare("DELETE FROM history").run();
     db.pragma("user_version = 1");
     db.close();
     const r2 = registry(dir);
     await r2.start();
-    expect(r2.revision).toBe(3);
-    expect((await r2.register({ serviceType: "api", host: "10.0.0.1", port: 200 })).instance.revision).toBe(4);
+    expect(r2.revision).toBe(12);
+    expect((await r2.register({ serviceType: "api", host: "10.0.0.1", port: 200 })).instance.revision).toBe(13);
     await r2.close();
     const after = new Database(join(dir, DATABASE_FILE), { readonly: true });
     expect(after.pragma("user_version", { simple: true })).toBe(SCHEMA_VERSION);

@@ -30,7 +30,7 @@ const MIGRATIONS: readonly string[] = [
   ) STRICT;
   `,
   // v2 changes no table. Since v2 the current revision is the newest history
-  // row's, and meta's 'revision' is a checkpoint written when history is
+  // row's, and meta's 'revision' is a marker written when history is
   // pruned; a v1 build reads meta's alone and would reuse revisions, so the
   // version rises to make it refuse the file.
   "SELECT 1;",

@@ -174,12 +174,12 @@ export class SqliteStore implements RegistryStore {
     const pruneHistory = db.prepare(WRITE_SQL.pruneHistory);
     const setRevision = db.prepare(WRITE_SQL.setRevision);
     const historyLimit = this.options.historyLimit ?? 10_000;
-    // History is pruned, and the revision checkpointed, once per `pruneEvery`
+    // History is pruned, and the revision marker in meta written, once per `pruneEvery`
     // changes rather than in every commit: each of those statements rewrites
     // a page of its own (the table's oldest leaf, the meta row's), which at
     // one registration per commit made 2 of the 5 pages a commit writes. The
     // newest history row holds the current revision (a limit of at least 1
-    // keeps it), so nothing is lost between checkpoints; the table holds at
+    // keeps it), so nothing is lost between markers; the table holds at
     // most twice the limit.
     const pruneEvery = Math.min(PRUNE_EVERY, historyLimit);
 

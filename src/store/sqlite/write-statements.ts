@@ -10,6 +10,6 @@ export const WRITE_SQL = {
   deleteInstance: "DELETE FROM instances WHERE id = ?",
   insertHistory: "INSERT INTO history (revision, change) VALUES (?, ?)",
   pruneHistory: "DELETE FROM history WHERE revision <= ?",
-  /** A checkpoint, written when history is pruned: the current revision is the newest history row's. */
+  /** A revision marker, written when history is pruned: the current revision is the newest history row's. */
   setRevision: "UPDATE meta SET value = ? WHERE key = 'revision'",
 } as const;
