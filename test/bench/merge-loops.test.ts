@@ -33,8 +33,17 @@ describe("mergeLoops", () => {
     expect(merged.latencyMs).toEqual(distribution([1, 2, 3, 4, 5, 6, 7]));
   });
 
-  it("refuses loops whose windows started apart: they measured different windows", () => {
-    expect(() => mergeLoops([loop(10, [1]), loop(10, [1], { windowStartNs: "5006000000" })])).toThrow(/6\.0 ms apart/);
+  it("adds each loop's own rate, so windows whose edges slipped apart are not biased", () => {
+    // The second loop's timer fired 10 ms late and its window ran 1.99 s: 995 calls at the same 500/s.
+    const merged = mergeLoops([loop(1000, [1]), loop(995, [1], { wallSeconds: 1.99, windowStartNs: "5010000000" })]);
+    expect(merged.opsPerSec).toBe(1000);
+    expect(merged.serverCpuPerOpUs).toBe(250); // 0.5 s over the 2,000 calls of the first loop's 2 s window
+  });
+
+  it("refuses loops whose windows started further apart than a tenth of the window", () => {
+    expect(() => mergeLoops([loop(10, [1]), loop(10, [1], { windowStartNs: "5250000000" })])).toThrow(
+      /2000 ms windows started 250\.0 ms apart/,
+    );
   });
 
   it("refuses loops that did not keep their latencies", () => {
