@@ -4,7 +4,7 @@ import type { ProbeResult, ProbeTarget } from "./http-probe.js";
 export interface ProbeSchedulerOptions {
   /** Each target is probed once per interval. */
   intervalMs: number;
-  /** Most probes in flight at once (p-queue concurrency). */
+  /** Most probes in flight at once. */
   maxConcurrent: number;
   /** Most due probes handled per timer tick; the rest wait for the next macrotask. */
   batchSize: number;

@@ -1,5 +1,5 @@
 import { performance } from "node:perf_hooks";
-import PQueue from "p-queue";
+import { ConcurrencyGate } from "./concurrency-gate.js";
 import { DueHeap, type HeapNode } from "./due-heap.js";
 import type { ProbeResult, ProbeTarget } from "./http-probe.js";
 import { LagWindow, type LagStats } from "./lag-window.js";
@@ -19,7 +19,7 @@ interface Entry {
   due: number;
   /** Its first probe came soon after it was added: the next lands anywhere in the interval after. */
   spreadNext: boolean;
-  /** The p-queue task, made once per entry rather than once per probe. */
+  /** The gate's task, made once per entry rather than once per probe. */
   readonly task: () => Promise<void>;
 }
 
@@ -36,10 +36,10 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  * at a random offset so targets added together are not probed in lockstep.
  *
  * A probe costs little more than its HTTP request: each target keeps one
- * AbortController across its probes (aborted only by remove or stop), one
- * task function, and goes through p-queue with no per-task signal or timeout
- * (the prober has its own deadline), so nothing is allocated or listened to
- * per probe beyond what p-queue itself needs.
+ * AbortController across its probes (aborted only by remove or stop) and one
+ * task function, and waits for a slot in a bare FIFO concurrency gate (the
+ * prober has its own deadline), so nothing is allocated or listened to per
+ * probe but the probe's own promise.
  *
  * @example
  * const prober = new HttpProber({ timeoutMs: 2000 });
@@ -55,7 +55,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  */
 export class ProbeScheduler {
   readonly #o: Required<Omit<ProbeSchedulerOptions, "onError">> & Pick<ProbeSchedulerOptions, "onError">;
-  readonly #queue: PQueue;
+  readonly #slots: ConcurrencyGate;
   readonly #entries = new Map<string, Entry>();
   readonly #heap = new DueHeap<Entry>();
   #inFlight = 0;
@@ -78,7 +78,7 @@ export class ProbeScheduler {
       now: options.now ?? (() => performance.now()),
       random: options.random ?? Math.random,
     };
-    this.#queue = new PQueue({ concurrency: options.maxConcurrent });
+    this.#slots = new ConcurrencyGate(Math.ceil(options.maxConcurrent));
   }
 
   /**
@@ -240,8 +240,8 @@ export class ProbeScheduler {
     entry.due = due;
     entry.inFlight = true;
     this.#inFlight++;
-    // #run settles normally whatever happens, so the promise needs no handler.
-    void this.#queue.add(entry.task);
+    // #run settles normally whatever happens.
+    this.#slots.run(entry.task);
   }
 
   async #run(entry: Entry): Promise<void> {
