@@ -40,7 +40,7 @@ export const FULL: BenchParams = {
 };
 
 export const QUICK: BenchParams = {
-  register: { concurrencies: [1, 16, 64], jitWarmupMs: 300, rounds: 1, warmupMs: 200, durationMs: 500 },
+  register: { concurrencies: [1, 16, 64], jitWarmupMs: 300, rounds: 1, warmupMs: 200, durationMs: 300 },
   getByType: { types: 50, perType: 100, concurrency: 16, warmupMs: 200, durationMs: 500 },
   fanout: { streams: 200, processes: [1, 4], rounds: 20 },
   probing: { instances: 1000, healthyPorts: 9, blackholePorts: 1, intervalMs: 2000, ttlMs: 1000, maxRequests: 150, measureMs: 2000,
