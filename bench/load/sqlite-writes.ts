@@ -11,7 +11,7 @@
 import Database from "better-sqlite3";
 import { newInstanceId } from "../../src/registry/instance-id.js";
 import { migrate } from "../../src/store/sqlite/sqlite-schema.js";
-import { WRITE_SQL } from "../../src/store/sqlite/write-statements.js";
+import { prunesHistory, WRITE_SQL } from "../../src/store/sqlite/write-statements.js";
 import { BENCH_METADATA } from "../lib/workload.js";
 
 /** A database written the way the store writes it; `writeGroup(n)` commits n registrations in one transaction. */
@@ -54,8 +54,7 @@ export class BareSqliteWriter {
         const { token_hash: _, ...instance } = row;
         insertHistory.run(revision, JSON.stringify({ kind: "registered", instance }));
       }
-      // As the store: prune and write the revision marker once per 256 changes.
-      if (Math.floor(this.revision / 256) > Math.floor((this.revision - size) / 256)) {
+      if (prunesHistory(this.revision - size, this.revision)) {
         pruneHistory.run(this.revision - 10_000);
         setRevision.run(String(this.revision));
       }

@@ -23,22 +23,13 @@ export async function getByTypeScenario(ctx: BenchContext): Promise<void> {
   }
   ctx.log(`scenario 2: seeding ${p.types} types x ${p.perType} instances into the registry and etcd`);
   const extraLoads = Array.from({ length: LOAD_PROCESSES - 1 }, (_, i) => BenchChild.start(`load-s2-${i + 2}`, "load/load-worker.ts"));
+  let reg: RegistryProcess | undefined;
   try {
-    await measure(ctx, extraLoads);
+    reg = await ctx.startRegistry("s2-get-by-type", { store: "memory", healthChecks: false });
+    const types = Array.from({ length: p.types }, (_, i) => typeName(i));
+    await measureOn(ctx, [ctx.load, ...extraLoads], reg, types);
   } finally {
-    await Promise.allSettled(extraLoads.map((l) => l.stop()));
-  }
-}
-
-async function measure(ctx: BenchContext, extraLoads: readonly BenchChild[]): Promise<void> {
-  const p = ctx.params.getByType;
-  const types = Array.from({ length: p.types }, (_, i) => typeName(i));
-  const loads = [ctx.load, ...extraLoads];
-  const reg = await ctx.startRegistry("s2-get-by-type", { store: "memory", healthChecks: false });
-  try {
-    await measureOn(ctx, loads, reg, types);
-  } finally {
-    await reg.child.stop();
+    await Promise.allSettled([...extraLoads.map((l) => l.stop()), reg?.child.stop()]);
   }
 }
 

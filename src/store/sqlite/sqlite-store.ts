@@ -8,7 +8,7 @@ import type { Mutation, RegistryStore, StoreState } from "../registry-store.js";
 import { StoreStateMachine } from "../state-machine.js";
 import { decodeChange, encodeChange, fromInstanceValues, INSTANCE_COLUMNS, toInstanceRow } from "./row-codec.js";
 import { migrate, SchemaError } from "./sqlite-schema.js";
-import { WRITE_SQL } from "./write-statements.js";
+import { PRUNE_EVERY, prunesHistory, WRITE_SQL } from "./write-statements.js";
 
 /** Options of `SqliteStore`. */
 export interface SqliteStoreOptions {
@@ -30,9 +30,6 @@ export class StoreOpenError extends Error {
 
 /** Database file name inside the data directory. */
 export const DATABASE_FILE = "registry.db";
-
-/** Changes between two prunes of the history table (fewer when the history limit is smaller). */
-const PRUNE_EVERY = 256;
 
 interface Pending {
   readonly mutation: Mutation;
@@ -76,13 +73,13 @@ export class SqliteStore implements RegistryStore {
       epoch = randomUUID();
       db.prepare("INSERT INTO meta (key, value) VALUES ('epoch', ?), ('revision', '0')").run(epoch);
     }
-    const newest = db.prepare("SELECT max(revision) FROM history").pluck().get() as number | null;
-    const revision = Math.max(Number(meta.get("revision") ?? 0), newest ?? 0);
     const instances = (db.prepare(`SELECT ${INSTANCE_COLUMNS} FROM instances`).raw(true).all() as unknown[][]).map(fromInstanceValues);
     const history = (db.prepare("SELECT revision, change FROM history ORDER BY revision").all() as {
       revision: number;
       change: string;
     }[]).map((r) => decodeChange(r.revision, r.change));
+    // The newest history row holds the current revision; meta's is a marker (see prunesHistory).
+    const revision = Math.max(Number(meta.get("revision") ?? 0), history.at(-1)?.revision ?? 0);
     const historyFloor = history.length > 0 ? (history[0] as Change).revision - 1 : revision;
     this.state = new StoreStateMachine(revision, instances);
     this.writeBatch = this.prepareWriter(db);
@@ -174,13 +171,6 @@ export class SqliteStore implements RegistryStore {
     const pruneHistory = db.prepare(WRITE_SQL.pruneHistory);
     const setRevision = db.prepare(WRITE_SQL.setRevision);
     const historyLimit = this.options.historyLimit ?? 10_000;
-    // History is pruned, and the revision marker in meta written, once per `pruneEvery`
-    // changes rather than in every commit: each of those statements rewrites
-    // a page of its own (the table's oldest leaf, the meta row's), which at
-    // one registration per commit made 2 of the 5 pages a commit writes. The
-    // newest history row holds the current revision (a limit of at least 1
-    // keeps it), so nothing is lost between markers; the table holds at
-    // most twice the limit.
     const pruneEvery = Math.min(PRUNE_EVERY, historyLimit);
 
     const write = (change: Change): void => {
@@ -203,7 +193,7 @@ export class SqliteStore implements RegistryStore {
           throw err;
         }
       });
-      if (Math.floor(this.state.revision / pruneEvery) > Math.floor(before / pruneEvery)) {
+      if (prunesHistory(before, this.state.revision, pruneEvery)) {
         pruneHistory.run(this.state.revision - historyLimit);
         setRevision.run(String(this.state.revision));
       }

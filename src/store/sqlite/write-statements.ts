@@ -13,3 +13,20 @@ export const WRITE_SQL = {
   /** A revision marker, written when history is pruned: the current revision is the newest history row's. */
   setRevision: "UPDATE meta SET value = ? WHERE key = 'revision'",
 } as const;
+
+/** Changes between two prunes of the history table (fewer when the history limit is smaller). */
+export const PRUNE_EVERY = 256;
+
+/**
+ * Whether a commit taking the revision from `before` to `after` prunes the
+ * history table and writes the revision marker: once per `pruneEvery`
+ * changes rather than in every commit, since each of those statements
+ * rewrites a page of its own (the table's oldest leaf, the meta row's),
+ * which at one registration per commit made 2 of the 5 pages a commit
+ * wrote. The newest history row holds the current revision (a limit of at
+ * least 1 keeps it), so nothing is lost between markers; with `pruneEvery`
+ * at most the limit, the table holds at most twice the limit.
+ */
+export function prunesHistory(before: number, after: number, pruneEvery = PRUNE_EVERY): boolean {
+  return Math.floor(after / pruneEvery) > Math.floor(before / pruneEvery);
+}
