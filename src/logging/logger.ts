@@ -1,5 +1,5 @@
 import pino, { type Logger } from "pino";
-import { SyncFdDestination } from "./sync-fd-destination.js";
+import { FdDestination } from "./fd-destination.js";
 
 /**
  * Paths pino blanks out, as a second line of defence: the code never logs a
@@ -31,14 +31,16 @@ function secretFields(prefix: string): string[] {
 /**
  * The server's JSON logger, to stdout unless `destination` is given.
  *
- * Stdout is written synchronously: a line is out before the change it reports
- * is acknowledged, so a SIGKILL loses no line, and memory stays bounded. The
- * price: a log reader that stops reading (a full pipe) stalls the server
- * until it reads again; at one line per change, not per probe, a reader has
- * to be stuck, not slow. pino's default (asynchronous writes through the libuv
- * thread pool, one per line) cost more CPU per line here, not less.
+ * Stdout is written by the process itself, one write(2) per run of
+ * JavaScript (`FdDestination`): a line is out before the change it reports
+ * is acknowledged, so a SIGKILL loses no line of an acknowledged change, and
+ * memory stays bounded. The price: a log reader that stops reading (a full
+ * pipe) stalls the server until it reads again; at one line per change, not
+ * per probe, a reader has to be stuck, not slow. pino's default
+ * (asynchronous writes through the libuv thread pool, one per line) cost
+ * more CPU per line here, not less.
  */
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
   const options = { level, base: { service: "service-registry" }, redact: { paths: REDACTED_PATHS, censor: "[redacted]" } };
-  return pino(options, destination ?? new SyncFdDestination(1));
+  return pino(options, destination ?? new FdDestination(1));
 }

@@ -1,0 +1,72 @@
+import { once } from "node:events";
+import { credentials } from "@grpc/grpc-js";
+import { afterEach, describe, expect, it } from "vitest";
+import { RegistryServiceClient } from "../../gen/registry/v1/registry.js";
+import { call, keyAuth } from "../support/registry-harness.js";
+import { startServerProcess, type ServerProcess } from "../support/server-process.js";
+
+const KEY = "log-durability-registration-key-01";
+
+/**
+ * The log is written a run of JavaScript at a time (one write(2) for all the
+ * lines of an event-loop turn): a line must still be out before the change
+ * it reports is acknowledged, so a SIGKILL right after an acknowledgement
+ * loses no line of it.
+ */
+describe("the server's log under SIGKILL", () => {
+  let server: ServerProcess | undefined;
+  const clients: RegistryServiceClient[] = [];
+  afterEach(() => {
+    for (const c of clients.splice(0)) c.close();
+    server?.kill("SIGKILL");
+  });
+
+  for (const store of ["memory", "sqlite"]) {
+    it(`has the line of every acknowledged Register, with many calls a turn (STORE=${store})`, async () => {
+      server = await startServerProcess({ STORE: store, SERVICE_REGISTRATION_KEY: KEY, HEALTH_CHECKS: "false" });
+      const closed = once(server.child, "close"); // every byte of stdout read
+      const loaders = Array.from({ length: 2 }, () => {
+        const c = new RegistryServiceClient(`127.0.0.1:${server!.port}`, credentials.createInsecure(), {
+          "grpc.use_local_subchannel_pool": 1,
+        });
+        clients.push(c);
+        return c;
+      });
+      const acked: string[] = [];
+      let killed = false;
+      let reachedTarget!: () => void;
+      const target = new Promise<void>((resolve) => (reachedTarget = resolve));
+      const loop = async (c: RegistryServiceClient, worker: number): Promise<void> => {
+        for (let i = 0; !killed; i++) {
+          try {
+            const res = await call(c, c.register, { serviceType: "logged", port: 1 + ((worker * 1000 + i) % 65535), host: "127.0.0.1", metadata: {} }, keyAuth(KEY));
+            acked.push(res.serviceId);
+            // Killed from inside an acknowledgement: nothing else runs in between.
+            if (acked.length === 300) {
+              server!.kill("SIGKILL");
+              killed = true;
+              reachedTarget();
+            }
+          } catch (err) {
+            if (!killed) throw err;
+          }
+        }
+      };
+      const workers = loaders.flatMap((c, ci) => Array.from({ length: 32 }, (_, j) => loop(c, ci * 32 + j)));
+      await target;
+      await Promise.all(workers);
+      await closed;
+      expect(await server.exited).toBe("SIGKILL");
+
+      const logged = new Set(
+        server
+          .output()
+          .split("\n")
+          .filter((line) => line.includes('"instance registered"'))
+          .map((line) => (JSON.parse(line) as { instanceId: string }).instanceId),
+      );
+      expect(acked.length).toBeGreaterThanOrEqual(300);
+      expect(acked.filter((id) => !logged.has(id))).toEqual([]);
+    }, 60_000);
+  }
+});
