@@ -56,6 +56,34 @@ export function isValidHost(host: string): boolean {
 }
 
 /**
+ * The metadata checked and copied: own data properties (even a key named
+ * "__proto__") in a compact object; a null-prototype object is a hash table,
+ * three times the size. One pass over `Object.keys`, with no entry arrays.
+ */
+function validMetadata(source: Readonly<Record<string, string>> | undefined): Record<string, string> {
+  const metadata: Record<string, string> = {};
+  if (source === undefined) return metadata;
+  const keys = Object.keys(source);
+  if (keys.length > limits.metadataMaxEntries) {
+    throw invalidArgument("metadata", `must have at most ${limits.metadataMaxEntries} entries`);
+  }
+  for (const key of keys) {
+    const value = source[key];
+    if (!METADATA_KEY.test(key)) {
+      throw invalidArgument("metadata", `key ${JSON.stringify(key.slice(0, 80))} must match [A-Za-z0-9._/-]{1,63}`);
+    }
+    if (typeof value !== "string") throw invalidArgument(`metadata.${key}`, "must be a string");
+    // A UTF-16 unit is at most 3 UTF-8 bytes: only a long value needs counting.
+    if (value.length * 3 > limits.metadataValueMaxBytes && Buffer.byteLength(value, "utf8") > limits.metadataValueMaxBytes) {
+      throw invalidArgument(`metadata.${key}`, `must be at most ${limits.metadataValueMaxBytes} bytes`);
+    }
+    if (key === "__proto__") Object.defineProperty(metadata, key, { value, enumerable: true, writable: true, configurable: true });
+    else metadata[key] = value;
+  }
+  return metadata;
+}
+
+/**
  * Checks a registration against SPEC 4.1 and returns it normalised (default
  * health path, a plain metadata copy). Throws INVALID_ARGUMENT naming the
  * first offending field.
@@ -72,23 +100,7 @@ export function validateRegisterInput(input: RegisterInput): Required<RegisterIn
     throw invalidArgument("host", "IPv6 zone ids ('%eth0') are not supported; register a global or unique-local address");
   }
 
-  const entries = Object.entries(input.metadata ?? {});
-  if (entries.length > limits.metadataMaxEntries) {
-    throw invalidArgument("metadata", `must have at most ${limits.metadataMaxEntries} entries`);
-  }
-  for (const [key, value] of entries) {
-    if (!METADATA_KEY.test(key)) {
-      throw invalidArgument("metadata", `key ${JSON.stringify(key.slice(0, 80))} must match [A-Za-z0-9._/-]{1,63}`);
-    }
-    if (typeof value !== "string") throw invalidArgument(`metadata.${key}`, "must be a string");
-    if (Buffer.byteLength(value, "utf8") > limits.metadataValueMaxBytes) {
-      throw invalidArgument(`metadata.${key}`, `must be at most ${limits.metadataValueMaxBytes} bytes`);
-    }
-  }
-  // Own data properties (even a key named "__proto__"), in a compact object:
-  // a null-prototype object is a hash table, three times the size.
-  const metadata: Record<string, string> = Object.fromEntries(entries);
-
+  const metadata = validMetadata(input.metadata);
   const path = input.healthCheckPath === undefined || input.healthCheckPath === "" ? "/health" : input.healthCheckPath;
   if (!path.startsWith("/")) throw invalidArgument("health_check.path", "must start with /");
   if (path.length > limits.healthCheckPathMaxLength) {

@@ -106,6 +106,15 @@ describe("the seed's HTTP/JSON API on HTTP_PORT, with plain fetch", () => {
     expect(((await c.json()) as { instances: unknown[] }).instances).toHaveLength(2);
   });
 
+  it("keeps a metadata key named __proto__ as a plain entry, not as a prototype", async () => {
+    const body = '{"serviceType":"api","port":9003,"host":"10.0.0.9","metadata":{"__proto__":"x","zone":"a"}}';
+    const res = await http("/service", { method: "POST", headers: { ...JSON_BODY, ...KEY }, body });
+    expect(res.status).toBe(201);
+    const { instance } = JSON.parse(await res.text()) as { instance: { metadata: Record<string, string> } };
+    expect(Object.getPrototypeOf(instance.metadata)).toBe(Object.prototype);
+    expect(Object.entries(instance.metadata)).toEqual([["__proto__", "x"], ["zone", "a"]]);
+  });
+
   it("is the same core: a registration over HTTP reaches gRPC watchers", async () => {
     const watch = WatchCursor.open(grpc, { serviceType: "watched" });
     try {
