@@ -12,7 +12,8 @@ export interface BenchParams {
    * `rounds`: windows per server and concurrency, interleaved with the other servers' and pooled.
    */
   readonly register: { concurrencies: number[]; jitWarmupMs: number; rounds: number; warmupMs: number; durationMs: number };
-  readonly getByType: { types: number; perType: number; concurrency: number; warmupMs: number; durationMs: number };
+  /** `rounds`: windows per server, interleaved with the other servers' and pooled. */
+  readonly getByType: { types: number; perType: number; concurrency: number; rounds: number; warmupMs: number; durationMs: number };
   readonly fanout: { streams: number; processes: number[]; rounds: number };
   readonly probing: {
     instances: number;
@@ -32,7 +33,7 @@ export interface BenchParams {
 
 export const FULL: BenchParams = {
   register: { concurrencies: [1, 16, 64], jitWarmupMs: 2000, rounds: 3, warmupMs: 500, durationMs: 1000 },
-  getByType: { types: 1000, perType: 100, concurrency: 16, warmupMs: 1000, durationMs: 3000 },
+  getByType: { types: 1000, perType: 100, concurrency: 16, rounds: 3, warmupMs: 500, durationMs: 1500 },
   fanout: { streams: 1000, processes: [1, 4], rounds: 400 },
   probing: { instances: 10_000, healthyPorts: 90, blackholePorts: 10, intervalMs: 5000, ttlMs: 2000, maxRequests: 1500, measureMs: 10_000,
     capacityIntervalMs: 200, capacityConcurrency: 64, capacityMs: 4000 },
@@ -41,7 +42,7 @@ export const FULL: BenchParams = {
 
 export const QUICK: BenchParams = {
   register: { concurrencies: [1, 16, 64], jitWarmupMs: 300, rounds: 1, warmupMs: 200, durationMs: 300 },
-  getByType: { types: 50, perType: 100, concurrency: 16, warmupMs: 200, durationMs: 500 },
+  getByType: { types: 50, perType: 100, concurrency: 16, rounds: 1, warmupMs: 200, durationMs: 500 },
   fanout: { streams: 200, processes: [1, 4], rounds: 20 },
   probing: { instances: 1000, healthyPorts: 9, blackholePorts: 1, intervalMs: 2000, ttlMs: 1000, maxRequests: 150, measureMs: 2000,
     capacityIntervalMs: 20, capacityConcurrency: 64, capacityMs: 1000 },

@@ -149,6 +149,7 @@ export function mergeLoops(loops: readonly LoopResult[]): LoopResult {
     serverHelperThreadsCpuPerOpUs: (first.serverHelperThreadsCpuPerOpUs * first.ops) / opsInFirstWindow,
     clientCpuPerOpUs: sumOf((l) => l.clientCpuPerOpUs * l.ops) / ops,
     latencyMs: distribution(samples),
+    latencySamplesMs: samples, // so that windows of merged loops can be pooled in turn
     windowStartNs: first.windowStartNs,
   };
 }

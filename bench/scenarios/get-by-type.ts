@@ -1,6 +1,7 @@
 import { mergeLoops, type LoopOptions, type LoopResult } from "../load/closed-loop.js";
 import type { BenchContext, RegistryProcess } from "../lib/context.js";
 import { BenchChild } from "../lib/ipc.js";
+import { pooledDetail, poolWindows, type Pooled } from "../lib/pooled-windows.js";
 import { typeName } from "../lib/workload.js";
 
 /**
@@ -40,7 +41,7 @@ async function measureOn(ctx: BenchContext, loads: readonly BenchChild[], reg: R
     ctx.load.request<{ keys: number; ms: number }>("etcdSeed", { endpoint: ctx.etcd.endpoint, types, perType: p.perType }, 300_000),
   ]);
   const payload = await ctx.load.request<string>("getByTypeBytes", { address: reg.address, serviceType: typeName(0) });
-  const { bytes } = await ctx.ceiling.request<{ bytes: number }>("setGetByTypePayload", { base64: payload });
+  const { bytes } = await ctx.ceiling.request<{ bytes: number }>("setGetByTypePayload", { base64: payload, types });
 
   // Every load process reads every type of every system once: the servers'
   // steady state, and each client's connections and code warm before the
@@ -66,10 +67,22 @@ async function measureOn(ctx: BenchContext, loads: readonly BenchChild[], reg: R
     };
     return mergeLoops(await Promise.all(loads.map((l) => l.request<LoopResult>(method, { ...target, ...options, types, expect: p.perType }))));
   };
-  ctx.log(`scenario 2: GetByType, concurrency ${p.concurrency} from ${loads.length} processes (answer ${bytes} bytes)`);
-  const ceiling = await loopAcross("grpcGetByType", { address: ctx.ceilingAddress, serverPid: ctx.ceiling.pid });
-  const ours = await loopAcross("grpcGetByType", { address: reg.address, serverPid: reg.child.pid });
-  const etcd = await loopAcross("etcdRange", { endpoint: ctx.etcd.endpoint, serverPid: ctx.etcd.pid });
+  ctx.log(`scenario 2: GetByType, concurrency ${p.concurrency} from ${loads.length} processes (answer ${bytes} bytes), ${p.rounds} interleaved round(s)`);
+  const subjects = [
+    { name: "ceiling", method: "grpcGetByType", target: { address: ctx.ceilingAddress, serverPid: ctx.ceiling.pid } },
+    { name: "ours", method: "grpcGetByType", target: { address: reg.address, serverPid: reg.child.pid } },
+    { name: "etcd", method: "etcdRange", target: { endpoint: ctx.etcd.endpoint, serverPid: ctx.etcd.pid } },
+  ];
+  // Rounds of one window per server, each round in a rotated order (as in scenario 1).
+  const windows = new Map<string, LoopResult[]>(subjects.map((s) => [s.name, []]));
+  for (let round = 0; round < p.rounds; round++) {
+    for (let k = 0; k < subjects.length; k++) {
+      const s = subjects[(k + round) % subjects.length] as (typeof subjects)[number];
+      windows.get(s.name)?.push(await loopAcross(s.method, s.target));
+    }
+  }
+  const pooled = (name: string): Pooled => poolWindows(windows.get(name) as LoopResult[]);
+  const [ceiling, ours, etcd] = [pooled("ceiling"), pooled("ours"), pooled("etcd")];
   const caseName = `${p.perType}/type, ${p.types} types, c=${p.concurrency}`;
   ctx.add(
     {
@@ -94,5 +107,5 @@ async function measureOn(ctx: BenchContext, loads: readonly BenchChild[], reg: R
       targets: [{ against: "ceiling", op: "<=", bound: 1.2 }],
     },
   );
-  ctx.details.getByType = { answerBytes: bytes, seeded, etcdSeeded, ours, ceiling, etcd };
+  ctx.details.getByType = { answerBytes: bytes, seeded, etcdSeeded, ours: pooledDetail(ours), ceiling: pooledDetail(ceiling), etcd: pooledDetail(etcd) };
 }

@@ -2,6 +2,7 @@ import type { LoopResult } from "../load/closed-loop.js";
 import type { BenchContext, RegistryProcess } from "../lib/context.js";
 import type { Figure, Target } from "../lib/report.js";
 import { median } from "../lib/stats.js";
+import { pooledDetail, poolWindows, type Pooled } from "../lib/pooled-windows.js";
 
 const STORES = [
   { name: "memory", config: { store: "memory" as const }, cpu: 1.3, throughput: 1.5 },
@@ -14,38 +15,6 @@ interface Subject {
   readonly name: string;
   readonly op: "grpcRegister" | "etcdRegister";
   readonly target: { readonly address: string; readonly serverPid: number } | { readonly endpoint: string; readonly serverPid: number };
-}
-
-/** Every window of one subject at one concurrency, pooled: sums of ops, wall time and server CPU. */
-interface Pooled {
-  readonly opsPerSec: number;
-  readonly serverCpuPerOpUs: number;
-  /** Of `serverCpuPerOpUs`, what the server's threads other than its main thread used (V8's GC and compiler). */
-  readonly serverHelperThreadsCpuPerOpUs: number;
-  readonly clientCpuPerOpUs: number;
-  readonly windows: readonly LoopResult[];
-}
-
-function pool(windows: readonly LoopResult[]): Pooled {
-  let ops = 0;
-  let wall = 0;
-  let serverCpu = 0;
-  let helperCpuUs = 0;
-  let clientCpuUs = 0;
-  for (const w of windows) {
-    ops += w.ops;
-    wall += w.wallSeconds;
-    serverCpu += w.serverCpuSeconds;
-    helperCpuUs += w.serverHelperThreadsCpuPerOpUs * w.ops;
-    clientCpuUs += w.clientCpuPerOpUs * w.ops;
-  }
-  return {
-    opsPerSec: ops / wall,
-    serverCpuPerOpUs: (serverCpu * 1e6) / ops,
-    serverHelperThreadsCpuPerOpUs: helperCpuUs / ops,
-    clientCpuPerOpUs: clientCpuUs / ops,
-    windows,
-  };
 }
 
 /**
@@ -68,24 +37,7 @@ async function interleaved(ctx: BenchContext, subjects: readonly Subject[], conc
       windows.get(s.name)?.push(r);
     }
   }
-  return new Map([...windows].map(([name, w]) => [name, pool(w)]));
-}
-
-function detail(r: Pooled): Record<string, unknown> {
-  return {
-    opsPerSec: r.opsPerSec,
-    serverCpuPerOpUs: r.serverCpuPerOpUs,
-    serverHelperThreadsCpuPerOpUs: r.serverHelperThreadsCpuPerOpUs,
-    clientCpuPerOpUs: r.clientCpuPerOpUs,
-    windows: r.windows.map((w) => ({
-      ops: w.ops,
-      seconds: w.wallSeconds,
-      errors: w.errors,
-      serverCpuPerOpUs: w.serverCpuPerOpUs,
-      serverHelperThreadsCpuPerOpUs: w.serverHelperThreadsCpuPerOpUs,
-      latencyMs: w.latencyMs,
-    })),
-  };
+  return new Map([...windows].map(([name, w]) => [name, poolWindows(w)]));
 }
 
 /** Each round's CPU/call ratio of `ours` to `ceiling` (windows of round i pair up): the spread behind the pooled ratio. */
@@ -151,8 +103,8 @@ export async function registerScenario(ctx: BenchContext): Promise<void> {
     const results = await interleaved(ctx, subjects, concurrency);
     const noop = results.get("no-op") as Pooled;
     const etcd = results.get("etcd") as Pooled;
-    raw[`c${concurrency} no-op`] = detail(noop);
-    raw[`c${concurrency} etcd`] = detail(etcd);
+    raw[`c${concurrency} no-op`] = pooledDetail(noop);
+    raw[`c${concurrency} etcd`] = pooledDetail(etcd);
     for (const [i, s] of STORES.entries()) {
       const r = results.get(s.name) as Pooled;
       const after = await (registries[i] as RegistryProcess).child.request<{ commitGroups: number; revision: number }>("storeStats");
@@ -160,7 +112,7 @@ export async function registerScenario(ctx: BenchContext): Promise<void> {
       const groups = after.commitGroups - before.commitGroups;
       const vsNoop = roundRatios(r, noop);
       raw[`c${concurrency} ${s.name}`] = {
-        ...detail(r),
+        ...pooledDetail(r),
         cpuRatioPerRound: vsNoop.each,
         // Registrations over SQLite transactions: how many calls one commit carried.
         ...(groups > 0 ? { meanCommitGroup: (after.revision - before.revision) / groups } : {}),
@@ -198,7 +150,7 @@ export async function registerScenario(ctx: BenchContext): Promise<void> {
       // them). The gap between this row and 1.0 is ours; the rest is not.
       const { subject, label } = floorOf(s);
       const floor = results.get(subject) as Pooled;
-      raw[`c${concurrency} ${subject}`] = detail(floor);
+      raw[`c${concurrency} ${subject}`] = pooledDetail(floor);
       figures.push({
         scenario: "1 Register",
         case: caseName,

@@ -4,7 +4,11 @@
  * - Register: a no-op unary handler answering a canned response of the
  *   registry's size, through the same generated codec;
  * - GetByType: a handler answering a pre-encoded payload (set by the
- *   orchestrator to the registry's real answer), written as is;
+ *   orchestrator to the registry's real answer), written as is, from a copy
+ *   of its own per type: the registry answers 1,000 types from 1,000
+ *   buffers (14 MB), and one buffer for every type stayed in the CPU's
+ *   cache where the registry's could not (the ceiling read 100-109 µs per
+ *   call against 121-130 µs with a copy per type, on a 2-vCPU EPYC guest);
  * - WatchInstances: a bare server stream; each Register pushes one encoded
  *   event, the same bytes, to every open stream before answering;
  * - Register with SQLite ("no-op + SQLite"), on request, on a port of its
@@ -39,6 +43,8 @@ const keep = (request: pb.RegisterRequest): void => {
   kept?.set(`i-${kept.size}`, request);
 };
 let getByTypePayload = Buffer.from(pb.GetByTypeResponse.encode({ instances: [], revision: 0 }).finish());
+/** The payload once per type, each copy in memory of its own (see `setGetByTypePayload`). */
+let payloadByType = new Map<string, Buffer>();
 const streams = new Set<ServerWritableStream<pb.WatchInstancesRequest, Buffer>>();
 let revision = 1;
 
@@ -61,8 +67,8 @@ server.addService(service, {
     }
     callback(null, canned);
   },
-  getByType(_call: ServerUnaryCall<pb.GetByTypeRequest, Buffer>, callback: sendUnaryData<Buffer>) {
-    callback(null, getByTypePayload);
+  getByType(call: ServerUnaryCall<pb.GetByTypeRequest, Buffer>, callback: sendUnaryData<Buffer>) {
+    callback(null, payloadByType.get(call.request.serviceType) ?? getByTypePayload);
   },
   watchInstances(call: ServerWritableStream<pb.WatchInstancesRequest, Buffer>) {
     streams.add(call);
@@ -122,8 +128,9 @@ serveIpc({
       writer.close();
     }
   },
-  setGetByTypePayload({ base64 }: { base64: string }) {
+  setGetByTypePayload({ base64, types = [] }: { base64: string; types?: string[] }) {
     getByTypePayload = Buffer.from(base64, "base64");
+    payloadByType = new Map(types.map((t) => [t, Buffer.from(getByTypePayload)]));
     return { bytes: getByTypePayload.length };
   },
   endStreams() {
