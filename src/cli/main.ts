@@ -4,8 +4,8 @@ import { ConfigError, loadConfig } from "../config/load-config.js";
 import { generateKey } from "../config/registration-key.js";
 import { flagName, SETTINGS } from "../config/settings.js";
 import { createLogger } from "../logging/logger.js";
-import { EtcdOpenError } from "../store/etcd/etcd-store.js";
-import { SqliteStore, StoreOpenError } from "../store/sqlite/sqlite-store.js";
+import { SqliteStore } from "../store/sqlite/sqlite-store.js";
+import { StoreOpenError } from "../store/store-open-error.js";
 import { isClientCommand, runClientCommand, type ClientCommand } from "./commands/client-commands.js";
 import { processOutput } from "./commands/output.js";
 import { startServer } from "./serve.js";
@@ -133,7 +133,7 @@ async function main(args: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
-  if (err instanceof ConfigError || err instanceof StoreOpenError || err instanceof EtcdOpenError) {
+  if (err instanceof ConfigError || err instanceof StoreOpenError) { // an EtcdOpenError is one too
     process.stderr.write(`service-registry: ${err.message}\n`);
     process.exit(2);
   }

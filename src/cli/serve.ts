@@ -51,7 +51,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
   const keys = new RegistrationKeys(resolveRegistrationKeys(config.registrationKey, config.dataDir, logger));
   const serving = new ServingState();
   const metrics = new RegistryMetrics();
-  const innerStore = options.store ?? createStore(config, logger);
+  const innerStore = options.store ?? (await createStore(config, logger));
   const store = new InstrumentedStore(innerStore, {
     onCommit: (op, outcome, seconds) => metrics.onCommit(op, outcome, seconds),
     onFailingChange(failing, err) {

@@ -42,6 +42,19 @@ describe("configuration", () => {
     expect(stderr).toMatch(/HEALTH_CHECK_TTL_MS/);
   });
 
+  it("stops start-up with one line and exit code 2 when etcd cannot be reached (the etcd store loaded on demand)", async () => {
+    const { code, stdout, stderr } = await runCli(["serve"], {
+      STORE: "etcd",
+      ETCD_ENDPOINTS: "http://127.0.0.1:1",
+      SERVICE_REGISTRATION_KEY: "startup-test-registration-key-01",
+      DATA_DIR: tempDataDir(),
+    });
+    expect(code).toBe(2);
+    expect(stdout).toBe("");
+    expect(stderr.trim().split("\n")).toHaveLength(1);
+    expect(stderr).toMatch(/^service-registry: cannot reach etcd at http:\/\/127\.0\.0\.1:1/);
+  }, 30_000);
+
   it("refuses a short key, says how to make one, and never prints it", async () => {
     const key = "short-key-123";
     const { code, stderr } = await runCli(["serve"], { SERVICE_REGISTRATION_KEY: `a-long-enough-key-0001,${key}`, DATA_DIR: tempDataDir() });

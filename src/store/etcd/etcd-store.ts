@@ -7,6 +7,7 @@ import type { Change, RemovalReason, StoredInstance } from "../../registry/types
 import type { Mutation, RegistryStore, StoreState } from "../registry-store.js";
 import { changeFromEvent, decodeInstance, encodeInstance } from "./instance-codec.js";
 import { RendezvousOwnership } from "./rendezvous-ownership.js";
+import { StoreOpenError } from "../store-open-error.js";
 
 /** Options of `EtcdStore`. */
 export interface EtcdStoreOptions {
@@ -32,7 +33,7 @@ export interface EtcdStoreOptions {
 }
 
 /** Could not reach etcd or read its data at start-up. */
-export class EtcdOpenError extends Error {
+export class EtcdOpenError extends StoreOpenError {
   override readonly name = "EtcdOpenError";
 }
 

@@ -9,6 +9,9 @@ import { StoreStateMachine } from "../state-machine.js";
 import { decodeChange, encodeChange, fromInstanceValues, INSTANCE_COLUMNS, toInstanceRow } from "./row-codec.js";
 import { migrate, SchemaError } from "./sqlite-schema.js";
 import { PRUNE_EVERY, prunesHistory, WRITE_SQL } from "./write-statements.js";
+import { StoreOpenError } from "../store-open-error.js";
+
+export { StoreOpenError };
 
 /** Options of `SqliteStore`. */
 export interface SqliteStoreOptions {
@@ -21,11 +24,6 @@ export interface SqliteStoreOptions {
   readonly sync?: "normal" | "full";
   /** Changes kept for watchers to resume from. Default 10000. */
   readonly historyLimit?: number;
-}
-
-/** A data directory or database the store cannot use; the message names the path. */
-export class StoreOpenError extends Error {
-  override readonly name = "StoreOpenError";
 }
 
 /** Database file name inside the data directory. */
