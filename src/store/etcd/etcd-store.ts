@@ -76,7 +76,10 @@ export class EtcdStore implements RegistryStore {
     const clientOptions: IOptions = {
       hosts: [...options.endpoints],
       dialTimeout: timeout,
-      defaultCallOptions: () => ({ deadline: Date.now() + timeout }),
+      // Unary calls only: a deadline on the watch and lease keep-alive streams
+      // ended them every `timeout` ms, and each end flapped the replica to
+      // unavailable (its watchers cut with UNAVAILABLE) until it reconnected.
+      defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + timeout }),
       // etcd3's default watch backoff grows to 30 s; a replica should be back
       // within a couple of seconds of etcd returning.
       // (etcd3 calls `.next()` on it, as on its own default; its typings predate cockatiel 3.)
