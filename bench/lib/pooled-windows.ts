@@ -27,7 +27,9 @@ export function poolWindows(windows: readonly LoopResult[]): Pooled {
   let helperCpuUs = 0;
   let clientCpuUs = 0;
   for (const w of windows) {
-    ops += w.ops;
+    // A merged window's own rate over its own (the first loop's) wall time,
+    // as mergeLoops normalises it, not every loop's raw count.
+    ops += w.opsPerSec * w.wallSeconds;
     wall += w.wallSeconds;
     serverCpu += w.serverCpuSeconds;
     helperCpuUs += w.serverHelperThreadsCpuPerOpUs * w.ops;

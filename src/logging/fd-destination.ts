@@ -3,26 +3,35 @@ import { writeSync } from "node:fs";
 /** How long to wait before retrying a write that a full non-blocking pipe refused. */
 const RETRY_WAIT_MS = 1;
 const waitCell = new Int32Array(new SharedArrayBuffer(4));
-/** Lines held beyond this many characters are written at once, whatever the turn. */
+/** Lines held beyond this many UTF-16 units are written at once, whatever the run. */
 const MAX_HELD_CHARS = 64 * 1024;
 
 /** Destinations with lines held, written out when the process exits (process.exit included). */
 const holding = new Set<FdDestination>();
 let exitHookInstalled = false;
+/** Set once the process exits: no microtask runs after that, so lines are written as they come. */
+let exiting = false;
 
 /**
  * A pino destination writing to a file descriptor (stdout) with `write(2)`,
- * one write for every line logged by one run of JavaScript.
+ * one write for every line logged by one run of JavaScript (a callback and
+ * the microtasks it queues).
  *
  * The first line of a run queues a microtask that writes it and every line
  * after it in one piece. A microtask runs before any promise continuation
  * queued after it, and every acknowledgement (a gRPC answer, an HTTP
  * response) goes out through one queued after the change it reports was
  * applied and logged: a line is out before its change is acknowledged, and a
- * SIGKILL loses only lines of changes nobody has heard of. With one write per
- * line, the syscall was the largest single item of a Register inside the
- * server (~2% of its CPU at 64 calls in flight, which bring ~30 calls a turn).
- * Held lines are bounded (`MAX_HELD_CHARS`) and written on exit.
+ * SIGKILL loses only lines of changes nobody has heard of. (Watch events are
+ * written to their streams in the same run as the line, and leave after it
+ * because node:http2 sends from an immediate. Not covered: a
+ * `process.nextTick` queued after a line, a synchronous socket write, or an
+ * in-process `change` listener of the library, which run before the write.)
+ * With one write per line, the syscall was the largest single item of a
+ * Register inside the server (~2% of its CPU at 64 calls in flight, which
+ * bring ~30 calls a turn). Held lines are bounded (`MAX_HELD_CHARS` UTF-16
+ * units, up to ~192 KiB) and written on exit; a line logged while the
+ * process exits is written at once.
  *
  * The lines go out as one string: only a partial write (a pipe that is full)
  * pays for a Buffer. pino's own destination (sonic-boom) encodes every line to
@@ -36,15 +45,17 @@ let exitHookInstalled = false;
 export class FdDestination {
   private held = "";
 
-  constructor(private readonly fd: number) {}
+  constructor(private readonly fd: number) {
+    installExitHook();
+  }
 
   write(line: string): void {
     if (this.held === "") {
       queueMicrotask(this.writeHeld);
-      holdUntilExit(this);
+      holding.add(this);
     }
     this.held += line;
-    if (this.held.length >= MAX_HELD_CHARS) this.writeHeld();
+    if (exiting || this.held.length >= MAX_HELD_CHARS) this.writeHeld();
   }
 
   /** Writes every held line now. */
@@ -86,12 +97,16 @@ export class FdDestination {
   }
 }
 
-function holdUntilExit(destination: FdDestination): void {
-  holding.add(destination);
+/**
+ * Once per process, when the first destination is made: 'exit' listeners
+ * added after it run after it, and what they log is written at once.
+ */
+function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   // 'exit' also runs on process.exit() and after an uncaught exception.
   process.on("exit", () => {
+    exiting = true;
     for (const d of holding) d.flushSync();
   });
 }

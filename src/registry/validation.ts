@@ -62,7 +62,7 @@ export function isValidHost(host: string): boolean {
  */
 function validMetadata(source: Readonly<Record<string, string>> | undefined): Record<string, string> {
   const metadata: Record<string, string> = {};
-  if (source === undefined) return metadata;
+  if (source == null) return metadata; // null too: JavaScript callers of the library may pass it
   const keys = Object.keys(source);
   if (keys.length > limits.metadataMaxEntries) {
     throw invalidArgument("metadata", `must have at most ${limits.metadataMaxEntries} entries`);

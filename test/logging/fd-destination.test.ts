@@ -49,18 +49,19 @@ describe("FdDestination", () => {
     expect(written).toBe(line.repeat(64));
   });
 
-  it("writes held lines when the process exits, process.exit() and an uncaught exception included", () => {
+  it("writes held lines when the process exits (process.exit() and an uncaught exception included), and lines logged while it exits", () => {
     const script = (end: string): string =>
       [
         `import { FdDestination } from ${JSON.stringify(join(process.cwd(), "src/logging/fd-destination.ts"))};`,
         "const dest = new FdDestination(1);",
         'dest.write("before exit\\n");',
+        'process.on("exit", () => dest.write("from a later exit listener\\n"));',
         end,
       ].join("\n");
     for (const end of ["process.exit(3);", 'throw new Error("boom");']) {
       const child = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script(end)], { encoding: "utf8" });
       expect(child.status).not.toBe(0);
-      expect(child.stdout).toBe("before exit\n");
+      expect(child.stdout).toBe("before exit\nfrom a later exit listener\n");
     }
   });
 
