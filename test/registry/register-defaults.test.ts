@@ -34,3 +34,14 @@ describe("Register: host defaults to the caller's address", () => {
     await registry.close();
   });
 });
+
+describe("Register through the library", () => {
+  it("takes metadata null (a JavaScript caller's) as no metadata", async () => {
+    const registry = new ServiceRegistry({ healthChecks: false });
+    await registry.start();
+    const metadata = null as unknown as Record<string, string>;
+    const { instance } = await registry.register({ serviceType: "api", port: 8080, host: "10.0.0.1", metadata });
+    expect(instance.metadata).toEqual({});
+    await registry.close();
+  });
+});
