@@ -20,7 +20,7 @@ export interface Pooled {
  * read either way; interleaving puts every server through the same drift and
  * pooling averages it out.
  */
-export function poolWindows(windows: readonly LoopResult[]): Pooled {
+function poolWindows(windows: readonly LoopResult[]): Pooled {
   let ops = 0;
   let wall = 0;
   let serverCpu = 0;
@@ -44,6 +44,28 @@ export function poolWindows(windows: readonly LoopResult[]): Pooled {
     ...(samples ? { latencyMs: distribution(samples) } : {}),
     windows,
   };
+}
+
+/**
+ * Measures every subject in `rounds` rounds of one window each, every round
+ * in a rotated order, and pools each subject's windows (by name). One window
+ * per subject made a target at its edge read either way (Register c=64 met
+ * in one run, missed in the next); interleaving puts every subject through
+ * the same drift, and pooling averages it out.
+ */
+export async function measureInterleaved<S extends { readonly name: string }>(
+  subjects: readonly S[],
+  rounds: number,
+  measure: (subject: S) => Promise<LoopResult>,
+): Promise<Map<string, Pooled>> {
+  const windows = new Map<string, LoopResult[]>(subjects.map((s) => [s.name, []]));
+  for (let round = 0; round < rounds; round++) {
+    for (let k = 0; k < subjects.length; k++) {
+      const s = subjects[(k + round) % subjects.length] as S;
+      windows.get(s.name)?.push(await measure(s));
+    }
+  }
+  return new Map([...windows].map(([name, w]) => [name, poolWindows(w)]));
 }
 
 /** A pooled result for the report's JSON: every window's figures, no latency samples. */

@@ -1,7 +1,7 @@
 import { mergeLoops, type LoopOptions, type LoopResult } from "../load/closed-loop.js";
 import type { BenchContext, RegistryProcess } from "../lib/context.js";
 import { BenchChild } from "../lib/ipc.js";
-import { pooledDetail, poolWindows, type Pooled } from "../lib/pooled-windows.js";
+import { measureInterleaved, pooledDetail, type Pooled } from "../lib/pooled-windows.js";
 import { typeName } from "../lib/workload.js";
 
 /**
@@ -74,16 +74,8 @@ async function measureOn(ctx: BenchContext, loads: readonly BenchChild[], reg: R
     { name: "ours", method: "grpcGetByType", target: { address: reg.address, serverPid: reg.child.pid } },
     { name: "etcd", method: "etcdRange", target: { endpoint: ctx.etcd.endpoint, serverPid: ctx.etcd.pid } },
   ];
-  // Rounds of one window per server, each round in a rotated order (as in scenario 1).
-  const windows = new Map<string, LoopResult[]>(subjects.map((s) => [s.name, []]));
-  for (let round = 0; round < p.rounds; round++) {
-    for (let k = 0; k < subjects.length; k++) {
-      const s = subjects[(k + round) % subjects.length] as (typeof subjects)[number];
-      windows.get(s.name)?.push(await loopAcross(s.method, s.target));
-    }
-  }
-  const pooled = (name: string): Pooled => poolWindows(windows.get(name) as LoopResult[]);
-  const [ceiling, ours, etcd] = [pooled("ceiling"), pooled("ours"), pooled("etcd")];
+  const pooled = await measureInterleaved(subjects, p.rounds, (s) => loopAcross(s.method, s.target));
+  const [ceiling, ours, etcd] = ["ceiling", "ours", "etcd"].map((name) => pooled.get(name) as Pooled) as [Pooled, Pooled, Pooled];
   const caseName = `${p.perType}/type, ${p.types} types, c=${p.concurrency}`;
   ctx.add(
     {

@@ -2,7 +2,7 @@ import type { LoopResult } from "../load/closed-loop.js";
 import type { BenchContext, RegistryProcess } from "../lib/context.js";
 import type { Figure, Target } from "../lib/report.js";
 import { median } from "../lib/stats.js";
-import { pooledDetail, poolWindows, type Pooled } from "../lib/pooled-windows.js";
+import { measureInterleaved, pooledDetail, type Pooled } from "../lib/pooled-windows.js";
 
 const STORES = [
   { name: "memory", config: { store: "memory" as const }, cpu: 1.3, throughput: 1.5 },
@@ -17,27 +17,12 @@ interface Subject {
   readonly target: { readonly address: string; readonly serverPid: number } | { readonly endpoint: string; readonly serverPid: number };
 }
 
-/**
- * Measures every subject at one concurrency in `rounds` rounds of one window
- * each, every round in a rotated order, and pools each subject's windows.
- * On a shared VM the speed of the machine drifts by ±25% between adjacent
- * windows; one window per subject made a target at its edge read either way
- * (c=64 met in one run, missed in the next). Interleaving puts every subject
- * through the same drift, and pooling averages it out.
- */
-async function interleaved(ctx: BenchContext, subjects: readonly Subject[], concurrency: number): Promise<Map<string, Pooled>> {
+/** Every subject at one concurrency, in interleaved rounds (see `measureInterleaved`). */
+function interleaved(ctx: BenchContext, subjects: readonly Subject[], concurrency: number): Promise<Map<string, Pooled>> {
   const p = ctx.params.register;
-  const windows = new Map<string, LoopResult[]>(subjects.map((s) => [s.name, []]));
-  for (let round = 0; round < p.rounds; round++) {
-    for (let k = 0; k < subjects.length; k++) {
-      const s = subjects[(k + round) % subjects.length] as Subject;
-      const r = await ctx.load.request<LoopResult>(s.op, {
-        ...s.target, serviceType: "bench-svc", concurrency, warmupMs: p.warmupMs, durationMs: p.durationMs,
-      });
-      windows.get(s.name)?.push(r);
-    }
-  }
-  return new Map([...windows].map(([name, w]) => [name, poolWindows(w)]));
+  return measureInterleaved(subjects, p.rounds, (s) =>
+    ctx.load.request<LoopResult>(s.op, { ...s.target, serviceType: "bench-svc", concurrency, warmupMs: p.warmupMs, durationMs: p.durationMs }),
+  );
 }
 
 /** Each round's CPU/call ratio of `ours` to `ceiling` (windows of round i pair up): the spread behind the pooled ratio. */

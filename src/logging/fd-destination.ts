@@ -6,11 +6,17 @@ const waitCell = new Int32Array(new SharedArrayBuffer(4));
 /** Lines held beyond this many UTF-16 units are written at once, whatever the run. */
 const MAX_HELD_CHARS = 64 * 1024;
 
-/** Destinations with lines held, written out when the process exits (process.exit included). */
+/** Destinations with lines held, written out when the process exits. */
 const holding = new Set<FdDestination>();
-let exitHookInstalled = false;
 /** Set once the process exits: no microtask runs after that, so lines are written as they come. */
 let exiting = false;
+// 'exit' also runs on process.exit() and after an uncaught exception; 'exit'
+// listeners added after this module loaded run after this one, and what they
+// log is written at once.
+process.on("exit", () => {
+  exiting = true;
+  for (const d of holding) d.flush();
+});
 
 /**
  * A pino destination writing to a file descriptor (stdout) with `write(2)`,
@@ -45,9 +51,7 @@ let exiting = false;
 export class FdDestination {
   private held = "";
 
-  constructor(private readonly fd: number) {
-    installExitHook();
-  }
+  constructor(private readonly fd: number) {}
 
   write(line: string): void {
     if (this.held === "") {
@@ -58,12 +62,7 @@ export class FdDestination {
     if (exiting || this.held.length >= MAX_HELD_CHARS) this.writeHeld();
   }
 
-  /** Writes every held line now. */
-  flushSync(): void {
-    this.writeHeld();
-  }
-
-  /** pino's `logger.flush()`: held lines are written before `callback` runs. */
+  /** Writes every held line now (pino's `logger.flush()` calls it), then `callback`. */
   flush(callback?: (err?: Error) => void): void {
     this.writeHeld();
     callback?.();
@@ -95,20 +94,6 @@ export class FdDestination {
       }
     }
   }
-}
-
-/**
- * Once per process, when the first destination is made: 'exit' listeners
- * added after it run after it, and what they log is written at once.
- */
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  // 'exit' also runs on process.exit() and after an uncaught exception.
-  process.on("exit", () => {
-    exiting = true;
-    for (const d of holding) d.flushSync();
-  });
 }
 
 function isRetryable(err: unknown): boolean {

@@ -18,7 +18,7 @@ describe("FdDestination", () => {
     const fd = openSync(path, "w");
     const dest = new FdDestination(fd);
     for (const line of LINES) dest.write(line);
-    dest.flushSync();
+    dest.flush();
     closeSync(fd);
     expect(readFileSync(path, "utf8")).toBe(LINES.join(""));
   });
@@ -82,7 +82,7 @@ describe("FdDestination", () => {
     const big = `${"x".repeat(300_000)}é${"y".repeat(300_000)}\n`;
     const lines = [LINES[0] as string, big, LINES[1] as string, big];
     for (const line of lines) dest.write(line);
-    dest.flushSync();
+    dest.flush();
     closeSync(fd);
     await exited;
     closeSync(heldOpen);
@@ -99,7 +99,7 @@ describe("FdDestination", () => {
     closeSync(reader); // no reader left: write(2) fails with EPIPE
     const dest = new FdDestination(fd);
     dest.write(LINES[0] as string);
-    expect(() => dest.flushSync()).not.toThrow();
+    expect(() => dest.flush()).not.toThrow();
     closeSync(fd);
   });
 });

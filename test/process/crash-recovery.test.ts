@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { EventType, HealthStatus, RegistryServiceClient } from "../../gen/registry/v1/registry.js";
 import { startHealthServer } from "../support/health-server.js";
 import { call, instanceAuth, keyAuth, WatchCursor } from "../support/registry-harness.js";
+import { registerUntilKilled } from "../support/register-load.js";
 import { startServerProcess, tempDataDir, type ServerProcess } from "../support/server-process.js";
 
 const KEY = "crash-test-registration-key-0001";
@@ -44,27 +45,14 @@ describe("the SQLite store across restarts and crashes", () => {
     const loaders = Array.from({ length: 4 }, () => client(server!.port));
     const epoch = await epochOf(loaders[0]!);
 
-    const acked: Acked[] = [];
-    let killed = false;
-    let reachedTarget!: () => void;
-    const target = new Promise<void>((resolve) => (reachedTarget = resolve));
-    const loop = async (c: RegistryServiceClient, worker: number): Promise<void> => {
-      for (let i = 0; !killed; i++) {
-        try {
-          const res = await call(c, c.register, { serviceType: "load", port: 1 + ((worker * 1000 + i) % 65535), host: "127.0.0.1", metadata: { worker: String(worker) } }, keyAuth(KEY));
-          acked.push({ id: res.serviceId, token: res.token, revision: res.instance!.revision });
-          if (acked.length >= 400) reachedTarget();
-        } catch (err) {
-          if (!killed) throw err;
-        }
-      }
-    };
-    const workers = loaders.flatMap((c, ci) => Array.from({ length: 16 }, (_, j) => loop(c, ci * 16 + j)));
-    await target;
-    server.kill("SIGKILL");
-    killed = true;
+    const answers = await registerUntilKilled(server, loaders, {
+      key: KEY,
+      callersPerClient: 16,
+      killAfter: 400,
+      request: (caller, i) => ({ serviceType: "load", port: 1 + ((caller * 1000 + i) % 65535), host: "127.0.0.1", metadata: { worker: String(caller) } }),
+    });
     expect(await server.exited).toBe("SIGKILL");
-    await Promise.all(workers);
+    const acked: Acked[] = answers.map((res) => ({ id: res.serviceId, token: res.token, revision: res.instance!.revision }));
     const ackedCount = acked.length;
     expect(ackedCount).toBeGreaterThanOrEqual(400);
 

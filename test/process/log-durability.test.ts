@@ -2,7 +2,7 @@ import { once } from "node:events";
 import { credentials } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import { RegistryServiceClient } from "../../gen/registry/v1/registry.js";
-import { call, keyAuth } from "../support/registry-harness.js";
+import { registerUntilKilled } from "../support/register-load.js";
 import { startServerProcess, type ServerProcess } from "../support/server-process.js";
 
 const KEY = "log-durability-registration-key-01";
@@ -32,29 +32,12 @@ describe("the server's log under SIGKILL", () => {
         clients.push(c);
         return c;
       });
-      const acked: string[] = [];
-      let killed = false;
-      let reachedTarget!: () => void;
-      const target = new Promise<void>((resolve) => (reachedTarget = resolve));
-      const loop = async (c: RegistryServiceClient, worker: number): Promise<void> => {
-        for (let i = 0; !killed; i++) {
-          try {
-            const res = await call(c, c.register, { serviceType: "logged", port: 1 + ((worker * 1000 + i) % 65535), host: "127.0.0.1", metadata: {} }, keyAuth(KEY));
-            acked.push(res.serviceId);
-            // Killed from inside an acknowledgement: nothing else runs in between.
-            if (acked.length === 300) {
-              server!.kill("SIGKILL");
-              killed = true;
-              reachedTarget();
-            }
-          } catch (err) {
-            if (!killed) throw err;
-          }
-        }
-      };
-      const workers = loaders.flatMap((c, ci) => Array.from({ length: 32 }, (_, j) => loop(c, ci * 32 + j)));
-      await target;
-      await Promise.all(workers);
+      const acked = await registerUntilKilled(server, loaders, {
+        key: KEY,
+        callersPerClient: 32,
+        killAfter: 300,
+        request: (caller, i) => ({ serviceType: "logged", port: 1 + ((caller * 1000 + i) % 65535), host: "127.0.0.1", metadata: {} }),
+      });
       await closed;
       expect(await server.exited).toBe("SIGKILL");
 
@@ -66,7 +49,7 @@ describe("the server's log under SIGKILL", () => {
           .map((line) => (JSON.parse(line) as { instanceId: string }).instanceId),
       );
       expect(acked.length).toBeGreaterThanOrEqual(300);
-      expect(acked.filter((id) => !logged.has(id))).toEqual([]);
+      expect(acked.map((a) => a.serviceId).filter((id) => !logged.has(id))).toEqual([]);
     }, 60_000);
   }
 });

@@ -6,7 +6,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import { ServiceRegistry } from "../../src/registry/service-registry.js";
 import type { Change } from "../../src/registry/types.js";
 import { SCHEMA_VERSION } from "../../src/store/sqlite/sqlite-schema.js";
-import { DATABASE_FILE, SqliteStore, StoreOpenError } from "../../src/store/sqlite/sqlite-store.js";
+import { DATABASE_FILE, SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
+import { StoreOpenError } from "../../src/store/store-open-error.js";
 import { tempDataDir } from "../support/server-process.js";
 
 const silent = pino({ level: "silent" });

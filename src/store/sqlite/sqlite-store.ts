@@ -11,8 +11,6 @@ import { migrate, SchemaError } from "./sqlite-schema.js";
 import { PRUNE_EVERY, prunesHistory, WRITE_SQL } from "./write-statements.js";
 import { StoreOpenError } from "../store-open-error.js";
 
-export { StoreOpenError };
-
 /** Options of `SqliteStore`. */
 export interface SqliteStoreOptions {
   /** Folder holding `registry.db`; created if missing. */
