@@ -233,7 +233,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   private async commit(mutation: Mutation): Promise<Change> {
     this.assertFresh();
     const change = await this.store.commit(mutation);
-    await this.applied(change.revision);
+    // A store that reports its changes as it commits them (memory, SQLite) has applied this one already.
+    if (change.revision > this.currentRevision) await this.applied(change.revision);
     return change;
   }
 
