@@ -1,0 +1,130 @@
+/**
+ * Where a Register's server CPU goes, kernel and GC included: the no-op
+ * ceiling, the kept-requests floor and this tree's registry, each run under
+ * `node --perf-basic-prof` and sampled by Linux `perf record -g` (every
+ * thread of the process) during a closed loop at `--c`. A V8 `--cpu-prof`
+ * sees only the main thread's JavaScript, and on this VM it puts samples at
+ * system-call returns; perf sees the whole process.
+ *
+ * Prints, per server, CPU per call split into our code (with what it calls:
+ * pino, crypto, system calls), the kernel, V8's GC and the rest (grpc-js and
+ * what it calls, node:http2, V8, libuv); then, for the registry, the
+ * JavaScript functions of our code's share with their inclusive CPU per call.
+ *
+ * Needs `perf` (Debian: linux-perf) and permission to profile the children
+ * (root, or kernel.perf_event_paranoid <= 1).
+ *
+ * usage: node --import tsx bench/tools/register-perf.ts [--c=1] [--ms=5000] [--store=memory|sqlite] [--top=25] [--out=DIR]
+ */
+import { execFileSync, spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { BenchChild, killAllChildren } from "../lib/ipc.js";
+import type { LoopResult } from "../load/closed-loop.js";
+
+const arg = (name: string, fallback: string): string =>
+  process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
+const concurrency = Number(arg("c", "1"));
+const durationMs = Number(arg("ms", "5000"));
+const store = arg("store", "memory");
+const top = Number(arg("top", "25"));
+const out = arg("out", "") || mkdtempSync(join(tmpdir(), "register-perf-"));
+
+const perfFlags = { nodeFlags: ["--perf-basic-prof"], readyTimeoutMs: 60_000 };
+const load = BenchChild.start("load", "load/load-worker.ts");
+const config = { store, sync: "normal", dataDir: join(out, "data"), healthChecks: false };
+const servers = [
+  { name: "no-op", child: BenchChild.start<{ port: number }>("no-op", "servers/ceiling-server.ts", [], perfFlags) },
+  { name: "kept floor", child: BenchChild.start<{ port: number }>("kept", "servers/ceiling-server.ts", ["--keep-requests"], perfFlags) },
+  { name: `registry (${store})`, child: BenchChild.start<{ port: number }>("registry", "servers/registry-server.ts", [JSON.stringify(config)], perfFlags) },
+];
+await load.ready;
+
+/** One perf sample: its frames, leaf first. */
+type Stack = string[];
+
+const OURS = /file:\/\/\/.*\/src\//;
+// The generated codec is grpc-js's (de)serializer: it runs for the no-op too.
+const GRPC = /@grpc\/grpc-js|node:internal\/http2|\/gen\//;
+const GC = /Scaveng|MarkCompact|ConcurrentMarking|Sweeper|Heap::|Evacuat|MinorMC|GCTracer/;
+
+function readStacks(file: string): Stack[] {
+  const text = execFileSync("perf", ["script", "-i", file, "-F", "ip,sym"], { maxBuffer: 1 << 30, stdio: ["ignore", "pipe", "ignore"] }).toString();
+  return text
+    .split("\n\n")
+    .map((block) =>
+      block
+        .split("\n")
+        // Kernel addresses are the top half of the address space: marked "[k]".
+        .map((line) => line.trim().replace(/^([0-9a-f]+) /, (_, ip: string) => (ip.length === 16 && ip.startsWith("ffff") ? "[k] " : "")))
+        .filter(Boolean),
+    )
+    .filter((s) => s.length > 0);
+}
+
+/**
+ * A sample's share: our code when the frame nearest the leaf that is either
+ * ours or grpc-js's (or the codec's) is ours: grpc-js calls our handler, and
+ * our handler calls grpc-js's callback, whose response path the no-op has
+ * too. Then the kernel, V8's GC, and the rest. TurboFan inlines across
+ * packages, so the split is approximate.
+ */
+function bucket(stack: Stack): string {
+  const nearest = stack.find((f) => OURS.test(f) || GRPC.test(f));
+  if (nearest && OURS.test(nearest)) return "our code";
+  const leaf = stack[0] ?? "";
+  if (leaf.startsWith("[k] ")) return "kernel";
+  if (GC.test(leaf)) return "GC";
+  return "grpc-js, node:http2, V8, libuv";
+}
+
+const rows: string[] = [];
+let registryStacks: { stacks: Stack[]; usPerCall: number } | undefined;
+for (const { name, child } of servers) {
+  const address = `127.0.0.1:${(await child.ready).port}`;
+  // Warm the JIT first (see "How it is measured" in docs/performance.md).
+  await load.request<LoopResult>("grpcRegister", { address, serviceType: "bench-svc", concurrency: 16, serverPid: child.pid, warmupMs: 0, durationMs: 3000 }, 60_000);
+  const file = join(out, `${child.pid}.perf.data`);
+  const recorder = spawn("perf", ["record", "-F", "1999", "-g", "-p", String(child.pid), "-o", file], { stdio: "ignore" });
+  const result = await load.request<LoopResult>(
+    "grpcRegister",
+    { address, serviceType: "bench-svc", concurrency, serverPid: child.pid, warmupMs: 500, durationMs },
+    120_000,
+  );
+  recorder.kill("SIGINT");
+  await new Promise((resolve) => recorder.on("exit", resolve));
+  const stacks = readStacks(file);
+  const perCall = result.serverCpuPerOpUs;
+  const shares = new Map<string, number>();
+  for (const s of stacks) shares.set(bucket(s), (shares.get(bucket(s)) ?? 0) + 1);
+  const parts = ["our code", "kernel", "GC", "grpc-js, node:http2, V8, libuv"].map(
+    (b) => `${b} ${(((shares.get(b) ?? 0) / stacks.length) * perCall).toFixed(1)}`,
+  );
+  rows.push(`${name.padEnd(18)} ${perCall.toFixed(1).padStart(6)} µs/call (${Math.round(result.opsPerSec)}/s; ${stacks.length} samples): ${parts.join(", ")}`);
+  if (child === servers[2]!.child) registryStacks = { stacks, usPerCall: perCall };
+}
+
+console.log(`Register at c=${concurrency}, ${durationMs} ms per server, CPU per call (µs) of every thread:`);
+for (const row of rows) console.log(`  ${row}`);
+if (registryStacks) {
+  // Inclusive CPU per call of each JavaScript function under our code (a sample counts once per function).
+  const inclusive = new Map<string, number>();
+  for (const s of registryStacks.stacks) {
+    if (bucket(s) !== "our code") continue;
+    const outermost = s.findLastIndex((f) => OURS.test(f));
+    for (const f of new Set(s.slice(0, outermost + 1))) {
+      if (!f.startsWith("JS:") && !/^\[k\] (ksys_write|do_writev)$/.test(f)) continue;
+      inclusive.set(f, (inclusive.get(f) ?? 0) + 1);
+    }
+  }
+  const scale = registryStacks.usPerCall / registryStacks.stacks.length;
+  console.log(`\nregistry: functions in our code's share, inclusive CPU per call (µs):`);
+  for (const [f, n] of [...inclusive].sort((a, b) => b[1] - a[1]).slice(0, top)) {
+    console.log(`  ${(n * scale).toFixed(2).padStart(6)}  ${f.replace(/^JS:[*~^]?/, "").replace(/file:\/\/\/.*?\/(src|node_modules)\//, "$1/").slice(0, 110)}`);
+  }
+}
+console.log(`\nperf data: ${out}`);
+await Promise.all(servers.map((s) => s.child.stop()));
+killAllChildren();
+process.exit(0);
