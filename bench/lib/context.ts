@@ -66,7 +66,6 @@ export function startCeiling(name: string, args: string[], profileDir: string | 
 export interface RegistryProcess {
   readonly child: BenchChild<{ port: number; startMs: number; uptimeMs: number; instances: number }>;
   readonly address: string;
-  readonly startMs: number;
 }
 
 /** What every scenario gets from the orchestrator. */
@@ -108,7 +107,7 @@ export class BenchContext {
       { nodeFlags: flags, readyTimeoutMs: 120_000 },
     );
     const ready = await child.ready;
-    return { child, address: `127.0.0.1:${ready.port}`, startMs: ready.startMs };
+    return { child, address: `127.0.0.1:${ready.port}` };
   }
 
   /** Starts a ceiling process (`servers/ceiling-server.ts` with `args`; profiled under `--profile`). */

@@ -1,28 +1,11 @@
 /**
- * The ceilings of the memory scenario, in a bare process (no registry code):
- * - hold: N instance records as plain objects in one Map by id (the least a
- *   registry must keep in memory), to measure RSS per instance;
- * - with argv[2] = JSON `{ dbPath }`: read every row of the registry's
- *   SQLite `instances` table before reporting ready, the least a restart
- *   must do before serving.
+ * The ceiling of the memory scenario's RSS, in a bare process (no registry
+ * code): N instance records as plain objects in one Map by id, the least a
+ * registry must keep in memory. (The start-up ceiling is `startup-reader.ts`.)
  */
 import { createHash, randomUUID } from "node:crypto";
-import Database from "better-sqlite3";
 import { emit, serveIpc } from "../lib/ipc.js";
 import { BENCH_METADATA, typeName } from "../lib/workload.js";
-
-const { dbPath } = JSON.parse(process.argv[2] ?? "{}") as { dbPath?: string };
-let loaded: { rows: number; ms: number } | undefined;
-if (dbPath) {
-  const t0 = performance.now();
-  const db = new Database(dbPath, { readonly: true });
-  const rows = (db.prepare("SELECT * FROM instances").all() as { metadata: string }[]).map((r) => ({
-    ...r,
-    metadata: JSON.parse(r.metadata) as Record<string, string>,
-  }));
-  db.close();
-  loaded = { rows: rows.length, ms: performance.now() - t0 };
-}
 
 const held = new Map<string, object>();
 serveIpc({
@@ -58,4 +41,4 @@ serveIpc({
     setImmediate(() => process.exit(0));
   },
 });
-emit("ready", { loaded, uptimeMs: performance.now() });
+emit("ready");
