@@ -17,7 +17,7 @@
  * usage: node --import tsx bench/tools/register-perf.ts [--c=1] [--ms=5000] [--store=memory|sqlite] [--top=25] [--out=DIR]
  */
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdirSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BenchChild, killAllChildren } from "../lib/ipc.js";
@@ -30,6 +30,7 @@ const durationMs = Number(arg("ms", "5000"));
 const store = arg("store", "memory");
 const top = Number(arg("top", "25"));
 const out = arg("out", "") || mkdtempSync(join(tmpdir(), "register-perf-"));
+mkdirSync(out, { recursive: true });
 
 const perfFlags = { nodeFlags: ["--perf-basic-prof"], readyTimeoutMs: 60_000 };
 const load = BenchChild.start("load", "load/load-worker.ts");
@@ -86,14 +87,20 @@ for (const { name, child } of servers) {
   // Warm the JIT first (see "How it is measured" in docs/performance.md).
   await load.request<LoopResult>("grpcRegister", { address, serviceType: "bench-svc", concurrency: 16, serverPid: child.pid, warmupMs: 0, durationMs: 3000 }, 60_000);
   const file = join(out, `${child.pid}.perf.data`);
-  const recorder = spawn("perf", ["record", "-F", "1999", "-g", "-p", String(child.pid), "-o", file], { stdio: "ignore" });
+  const recorder = spawn("perf", ["record", "-F", "1999", "-g", "-p", String(child.pid), "-o", file], { stdio: ["ignore", "ignore", "inherit"] });
+  // Listened for at once: a perf that fails (not installed, not permitted) exits before the loop ends.
+  const recorded = new Promise<number | null>((resolve) => recorder.on("close", resolve));
+  recorder.on("error", (err) => {
+    process.stderr.write(`cannot run perf: ${err.message} (Debian: apt-get install linux-perf)\n`);
+    process.exit(1);
+  });
   const result = await load.request<LoopResult>(
     "grpcRegister",
     { address, serviceType: "bench-svc", concurrency, serverPid: child.pid, warmupMs: 500, durationMs },
     120_000,
   );
   recorder.kill("SIGINT");
-  await new Promise((resolve) => recorder.on("exit", resolve));
+  await recorded;
   const stacks = readStacks(file);
   const perCall = result.serverCpuPerOpUs;
   const shares = new Map<string, number>();
