@@ -163,8 +163,16 @@ export class BenchChild<Ready = unknown> {
 }
 
 const liveChildren = new Set<BenchChild>();
+const liveProcesses = new Set<ChildProcess>();
+
+/** Has {@link killAllChildren} kill `child` too: a process the bench started without IPC. */
+export function trackProcess(child: ChildProcess): void {
+  liveProcesses.add(child);
+  child.once("close", () => liveProcesses.delete(child));
+}
 
 /** Kills every bench child still running (on an orchestrator failure). */
 export function killAllChildren(): void {
   for (const c of liveChildren) c.child.kill("SIGKILL");
+  for (const c of liveProcesses) c.kill("SIGKILL");
 }

@@ -1,7 +1,7 @@
 /**
  * The ceiling of the memory scenario's RSS, in a bare process (no registry
  * code): N instance records as plain objects in one Map by id, the least a
- * registry must keep in memory. (The start-up ceiling is `startup-reader.ts`.)
+ * registry must keep in memory. (The start-up ceiling is `startup-reader.mjs`.)
  */
 import { createHash, randomUUID } from "node:crypto";
 import { emit, serveIpc } from "../lib/ipc.js";

@@ -74,17 +74,21 @@ export async function memoryScenario(ctx: BenchContext): Promise<void> {
   const compiled = await compiling;
   const dbPath = join(dataDir, "registry.db");
   // The server as deployed (compiled, docs/operations.md) and as `npm start` runs it (tsx), each beside a bare reader run the same way.
+  // Run from the data folder: the server reads `.env` from its working directory, so a
+  // developer's `.env` in the checkout would configure it. Hence tsx by its absolute URL.
+  const tsx = ["--import", import.meta.resolve("tsx")];
   const servers = {
     compiled: [join(compiled, "src/cli/main.js"), "serve"],
-    tsx: ["--import", "tsx", join(ROOT, "src/cli/main.ts"), "serve"],
+    tsx: [...tsx, join(ROOT, "src/cli/main.ts"), "serve"],
   };
   const reader = join(ROOT, "bench/load/startup-reader.mjs");
-  const readers = { compiled: [reader, dbPath], tsx: ["--import", "tsx", reader, dbPath] };
+  const readers = { compiled: [reader, dbPath], tsx: [...tsx, reader, dbPath] };
   // The server's whole configuration: nothing from the bench's own environment (LOG_LEVEL, TLS_*, ...).
   const serverEnv = {
     PATH: process.env.PATH,
     HOME: process.env.HOME,
     ...(process.env.TMPDIR ? { TMPDIR: process.env.TMPDIR } : {}),
+    TSX_TSCONFIG_PATH: join(ROOT, "tsconfig.json"),
     LOG_LEVEL: "info",
     STORE: "sqlite",
     DATA_DIR: dataDir,
@@ -97,11 +101,14 @@ export async function memoryScenario(ctx: BenchContext): Promise<void> {
   const starts = { compiled: [] as number[], tsx: [] as number[], compiledReader: [] as number[], tsxReader: [] as number[] };
   for (let i = 0; i < repeats; i++) {
     for (const form of ["compiled", "tsx"] as const) {
-      const server = await timeToLine([...profileFlags(ctx.profileDir, `s5-restart-${form}-${i}`), ...servers[form]], (l) => l.includes("registry serving gRPC"), { env: serverEnv });
+      const server = await timeToLine([...profileFlags(ctx.profileDir, `s5-restart-${form}-${i}`), ...servers[form]], (l) => l.includes("registry serving gRPC"), {
+        env: serverEnv,
+        cwd: dataDir,
+      });
       const held = (JSON.parse(server.line) as { instances?: number }).instances;
       if (held !== n) throw new Error(`restarted registry (${form}) holds ${held} instances, not ${n}`);
       starts[form].push(server.ms);
-      const read = await timeToLine(readers[form], (l) => l.includes("rows read"));
+      const read = await timeToLine(readers[form], (l) => l.includes("rows read"), { env: serverEnv, cwd: dataDir });
       if ((JSON.parse(read.line) as { rows: number }).rows !== n) throw new Error(`the bare reader read ${read.line}, not ${n} rows`);
       starts[`${form}Reader`].push(read.ms);
     }
@@ -166,6 +173,11 @@ export async function memoryScenario(ctx: BenchContext): Promise<void> {
 /** Builds `dist/` as `npm run build` does (the deployed form); resolves with its folder. */
 async function compileForStartup(): Promise<string> {
   const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
-  await promisify(execFile)(process.execPath, [tsc, "-p", join(ROOT, "tsconfig.build.json")]);
+  try {
+    await promisify(execFile)(process.execPath, [tsc, "-p", join(ROOT, "tsconfig.build.json")]);
+  } catch (err) {
+    // tsc reports compile errors on stdout.
+    throw new Error(`npm run build failed: ${(err as { stdout?: string }).stdout ?? ""}${(err as Error).message}`);
+  }
   return join(ROOT, "dist");
 }

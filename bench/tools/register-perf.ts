@@ -17,9 +17,10 @@
  * usage: node --import tsx bench/tools/register-perf.ts [--c=1] [--ms=5000] [--store=memory|sqlite] [--top=25] [--out=DIR]
  */
 import { execFileSync, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { BenchChild, killAllChildren } from "../lib/ipc.js";
 import type { LoopResult } from "../load/closed-loop.js";
 
@@ -45,7 +46,9 @@ await load.ready;
 /** One perf sample: its frames, leaf first. */
 type Stack = string[];
 
-const OURS = /file:\/\/\/.*\/src\//;
+// This checkout's src/ as V8 names its ES modules (grpc-js's build/src/ is CommonJS: plain paths).
+const OURS_URL = pathToFileURL(fileURLToPath(new URL("../../src/", import.meta.url))).href;
+const OURS = { test: (frame: string): boolean => frame.includes(OURS_URL) };
 // The generated codec is grpc-js's (de)serializer: it runs for the no-op too.
 const GRPC = /@grpc\/grpc-js|node:internal\/http2|\/gen\//;
 const GC = /Scaveng|MarkCompact|ConcurrentMarking|Sweeper|Heap::|Evacuat|MinorMC|GCTracer/;
@@ -100,8 +103,10 @@ for (const { name, child } of servers) {
     120_000,
   );
   recorder.kill("SIGINT");
-  await recorded;
+  const code = await recorded;
+  if (!existsSync(file)) throw new Error(`perf record wrote nothing (exit ${code}): see its message above (kernel.perf_event_paranoid?)`);
   const stacks = readStacks(file);
+  if (stacks.length === 0) throw new Error(`perf recorded no samples of ${name}`);
   const perCall = result.serverCpuPerOpUs;
   const shares = new Map<string, number>();
   for (const s of stacks) shares.set(bucket(s), (shares.get(bucket(s)) ?? 0) + 1);
