@@ -16,9 +16,8 @@ import { join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { BenchChild, killAllChildren } from "../lib/ipc.js";
 import type { LoopResult } from "../load/closed-loop.js";
+import { arg } from "../lib/args.js";
 
-const arg = (name: string, fallback: string): string =>
-  process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
 const BENCH = fileURLToPath(new URL("../", import.meta.url));
 const against = arg("against", "");
 const stores = arg("stores", "memory").split(",");

@@ -22,9 +22,8 @@ import { RegistrationKeys } from "../../src/registry/credentials.js";
 import { ServiceRegistry } from "../../src/registry/service-registry.js";
 import { toProtoInstance } from "../../src/server/proto-mapping.js";
 import { BENCH_KEY, BENCH_METADATA } from "../lib/workload.js";
+import { arg } from "../lib/args.js";
 
-const arg = (name: string, fallback: string): string =>
-  process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
 const n = Number(arg("n", "200000"));
 const rounds = Number(arg("rounds", "3"));
 const level = arg("log", "info");

@@ -23,9 +23,8 @@ import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { BenchChild, killAllChildren } from "../lib/ipc.js";
 import type { LoopResult } from "../load/closed-loop.js";
+import { arg } from "../lib/args.js";
 
-const arg = (name: string, fallback: string): string =>
-  process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
 const concurrency = Number(arg("c", "1"));
 const durationMs = Number(arg("ms", "5000"));
 const store = arg("store", "memory");
@@ -48,7 +47,7 @@ type Stack = string[];
 
 // This checkout's src/ as V8 names its ES modules (grpc-js's build/src/ is CommonJS: plain paths).
 const OURS_URL = pathToFileURL(fileURLToPath(new URL("../../src/", import.meta.url))).href;
-const OURS = { test: (frame: string): boolean => frame.includes(OURS_URL) };
+const isOurs = (frame: string): boolean => frame.includes(OURS_URL);
 // The generated codec is grpc-js's (de)serializer: it runs for the no-op too.
 const GRPC = /@grpc\/grpc-js|node:internal\/http2|\/gen\//;
 const GC = /Scaveng|MarkCompact|ConcurrentMarking|Sweeper|Heap::|Evacuat|MinorMC|GCTracer/;
@@ -75,8 +74,8 @@ function readStacks(file: string): Stack[] {
  * packages, so the split is approximate.
  */
 function bucket(stack: Stack): string {
-  const nearest = stack.find((f) => OURS.test(f) || GRPC.test(f));
-  if (nearest && OURS.test(nearest)) return "our code";
+  const nearest = stack.find((f) => isOurs(f) || GRPC.test(f));
+  if (nearest && isOurs(nearest)) return "our code";
   const leaf = stack[0] ?? "";
   if (leaf.startsWith("[k] ")) return "kernel";
   if (GC.test(leaf)) return "GC";
@@ -109,7 +108,10 @@ for (const { name, child } of servers) {
   if (stacks.length === 0) throw new Error(`perf recorded no samples of ${name}`);
   const perCall = result.serverCpuPerOpUs;
   const shares = new Map<string, number>();
-  for (const s of stacks) shares.set(bucket(s), (shares.get(bucket(s)) ?? 0) + 1);
+  for (const s of stacks) {
+    const b = bucket(s);
+    shares.set(b, (shares.get(b) ?? 0) + 1);
+  }
   const parts = ["our code", "kernel", "GC", "grpc-js, node:http2, V8, libuv"].map(
     (b) => `${b} ${(((shares.get(b) ?? 0) / stacks.length) * perCall).toFixed(1)}`,
   );
@@ -124,7 +126,7 @@ if (registryStacks) {
   const inclusive = new Map<string, number>();
   for (const s of registryStacks.stacks) {
     if (bucket(s) !== "our code") continue;
-    const outermost = s.findLastIndex((f) => OURS.test(f));
+    const outermost = s.findLastIndex(isOurs);
     for (const f of new Set(s.slice(0, outermost + 1))) {
       if (!f.startsWith("JS:") && !/^\[k\] (ksys_write|do_writev)$/.test(f)) continue;
       inclusive.set(f, (inclusive.get(f) ?? 0) + 1);

@@ -233,7 +233,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   private async commit(mutation: Mutation): Promise<Change> {
     this.assertFresh();
     const change = await this.store.commit(mutation);
-    // A store that reports its changes as it commits them (memory, SQLite) has applied this one already.
+    // A store that reports its changes as it commits them (memory, SQLite) has
+    // applied this one already: no promise to wait on.
     if (change.revision > this.currentRevision) await this.applied(change.revision);
     return change;
   }
@@ -331,8 +332,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     }
   }
 
+  /** Resolves once `revision`, not yet applied, is (`commit` checks that first). */
   private applied(revision: number): Promise<void> {
-    if (this.currentRevision >= revision) return Promise.resolve();
     return new Promise((resolve, reject) => this.revisionWaiters.push({ revision, resolve, reject }));
   }
 
