@@ -1,4 +1,5 @@
 import pino, { type Logger } from "pino";
+import { markPlainLogger } from "./change-line.js";
 import { FdDestination } from "./fd-destination.js";
 
 /**
@@ -42,5 +43,7 @@ function secretFields(prefix: string): string[] {
  */
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
   const options = { level, base: { service: "service-registry" }, redact: { paths: REDACTED_PATHS, censor: "[redacted]" } };
-  return pino(options, destination ?? new FdDestination(1));
+  const logger = pino(options, destination ?? new FdDestination(1));
+  markPlainLogger(logger); // its change lines may skip pino's generic path (see logChange)
+  return logger;
 }

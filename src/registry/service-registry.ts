@@ -3,6 +3,7 @@ import { EventEmitter } from "node:events";
 import pino, { type Logger } from "pino";
 import { HttpProber, type ProbeResult, type ProbeTarget } from "../health/http-probe.js";
 import { ProbeScheduler } from "../health/probe-scheduler.js";
+import { logChange, type ChangeLineFields } from "../logging/change-line.js";
 import { MemoryStore } from "../store/memory-store.js";
 import type { Mutation, RegistryStore } from "../store/registry-store.js";
 import { hashSecret, newToken, secretMatches } from "./credentials.js";
@@ -264,18 +265,19 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     const { instance } = change;
     if (change.kind === "registered") {
       if (this.probesHere(instance.id)) this.scheduler?.add(probeTarget(instance));
-      this.logger.info(logFields(instance, change.revision), "instance registered");
+      logChange(this.logger, "instance registered", logFields(instance, change.revision));
       this.fire("instanceRegistered", instance);
     } else if (change.kind === "removed") {
       this.scheduler?.remove(instance.id);
       this.thresholds.forget(instance.id);
-      this.logger.info({ ...logFields(instance, change.revision), reason: change.reason }, "instance removed");
+      logChange(this.logger, "instance removed", { ...logFields(instance, change.revision), reason: change.reason });
       this.fire("instanceRemoved", instance, change.reason);
     } else {
-      this.logger.info(
-        { ...logFields(instance, change.revision), health: instance.health, reason: change.failureReason },
-        "instance health changed",
-      );
+      logChange(this.logger, "instance health changed", {
+        ...logFields(instance, change.revision),
+        health: instance.health,
+        reason: change.failureReason,
+      });
     }
     this.hub?.publishChange(change);
     this.fire("change", change);
@@ -408,6 +410,6 @@ function probeTarget(instance: Instance): ProbeTarget {
 }
 
 /** The fields a log line names an instance by: never its token or token hash. */
-function logFields(instance: Instance, revision: number): Record<string, unknown> {
+function logFields(instance: Instance, revision: number): ChangeLineFields {
   return { instanceId: instance.id, serviceType: instance.serviceType, host: instance.host, port: instance.port, revision };
 }
