@@ -45,6 +45,9 @@ export function markPlainLogger(logger: Logger): void {
  * Register's ~40 µs of our code at one call in flight, its code cold in the
  * caches every call; this one is a template and three `JSON.stringify`s.
  * Any other logger (a library user's, a child) goes through pino itself.
+ * Differences from pino: a lone surrogate is escaped (`\ud800`, as
+ * `JSON.stringify` does; pino writes it raw), and pino's `pino_asJson`
+ * tracing channel sees no event for these lines.
  */
 export function logChange(logger: Logger, msg: string, f: ChangeLineFields): void {
   if (!plainLoggers.has(logger)) {
@@ -61,8 +64,13 @@ export function logChange(logger: Logger, msg: string, f: ChangeLineFields): voi
   let line =
     `{"level":${INFO}${(internals[timeSym] as () => string)()}${internals[chindingsSym] as string}` +
     `,"instanceId":${JSON.stringify(f.instanceId)},"serviceType":${JSON.stringify(f.serviceType)}` +
-    `,"host":${JSON.stringify(f.host)},"port":${f.port},"revision":${f.revision}`;
+    `,"host":${JSON.stringify(f.host)},"port":${finite(f.port)},"revision":${finite(f.revision)}`;
   if (f.health !== undefined) line += `,"health":${JSON.stringify(f.health)}`;
   if (f.reason !== undefined) line += `,"reason":${JSON.stringify(f.reason)}`;
   stream.write(`${line},"msg":${JSON.stringify(msg)}}\n`);
+}
+
+/** A number as pino writes it: `null` when not finite, so the line stays JSON. */
+function finite(n: number): number | null {
+  return Number.isFinite(n) ? n : null;
 }

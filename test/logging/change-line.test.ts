@@ -22,6 +22,8 @@ describe("logChange writes the line pino would", () => {
     ["a health change with a reason", "instance health changed", { ...registered, health: "unhealthy", reason: 'HTTP 503 from "/health"' }],
     ["a health change without one", "instance health changed", { ...registered, health: "healthy", reason: undefined }],
     ["text that needs escaping", "instance registered", { ...registered, serviceType: "zone é 東京 🙂 \\ \u0001", host: "fe80::1" }],
+    ["long text, non-ASCII, pino's own escaper", "instance health changed", { ...registered, health: "unhealthy", reason: `GET /health: "timeout" é 東京 🙂 ${"x".repeat(60)}` }],
+    ["numbers that are not finite", "instance registered", { ...registered, port: Number.NaN, revision: Number.POSITIVE_INFINITY }],
   ];
   it.each(cases)("%s: byte for byte, but the time", (_name, msg, fields) => {
     const { logger, lines } = captured();
@@ -30,7 +32,7 @@ describe("logChange writes the line pino would", () => {
     expect(lines).toHaveLength(2);
     expect(untimed(lines[1])).toBe(untimed(lines[0]));
     const record = JSON.parse(lines[1] as string) as Record<string, unknown>;
-    expect(record).toMatchObject({ level: 30, service: "service-registry", msg, instanceId: fields.instanceId, port: fields.port });
+    expect(record).toMatchObject({ level: 30, service: "service-registry", msg, instanceId: fields.instanceId, port: Number.isFinite(fields.port) ? fields.port : null });
     expect(typeof record.time).toBe("number");
   });
 
