@@ -2,6 +2,8 @@ import type { Change, ServiceSummary, StoredInstance } from "./types.js";
 
 /** One service type's instances, with its lists built once per change of the type. */
 interface TypeEntry {
+  /** The type's name as its first instance brought it, shared by the instances after it (see `sharedType`). */
+  readonly serviceType: string;
   readonly members: Map<string, StoredInstance>;
   all: readonly StoredInstance[] | undefined;
   healthy: readonly StoredInstance[] | undefined;
@@ -33,9 +35,18 @@ export class InstanceIndex {
   put(instance: StoredInstance): void {
     this.byId.set(instance.id, instance);
     let entry = this.byType.get(instance.serviceType);
-    if (!entry) this.byType.set(instance.serviceType, (entry = { members: new Map(), all: undefined, healthy: undefined }));
+    if (!entry) this.byType.set(instance.serviceType, (entry = { serviceType: instance.serviceType, members: new Map(), all: undefined, healthy: undefined }));
     entry.members.set(instance.id, instance);
     entry.all = entry.healthy = undefined;
+  }
+
+  /**
+   * `serviceType` as the string the index already holds for that type, when
+   * it has instances: each decoded request carries a fresh copy of its type,
+   * which an instance would otherwise keep (~28 bytes apiece).
+   */
+  sharedType(serviceType: string): string {
+    return this.byType.get(serviceType)?.serviceType ?? serviceType;
   }
 
   get(id: string): StoredInstance | undefined {

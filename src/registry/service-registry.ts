@@ -144,11 +144,12 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   async register(input: RegisterInput): Promise<Registration> {
     this.assertRunning();
     const valid = validateRegisterInput(input);
+    const serviceType = this.index.sharedType(valid.serviceType);
     const token = newToken();
     const now = this.options.now();
     const change = await this.commit({
       op: "register",
-      instance: { id: newInstanceId(), ...valid, health: "healthy", registeredAt: now, updatedAt: now, tokenHash: hashSecret(token) },
+      instance: { id: newInstanceId(), ...valid, serviceType, health: "healthy", registeredAt: now, updatedAt: now, tokenHash: hashSecret(token) },
     });
     return { instance: change.instance, token };
   }

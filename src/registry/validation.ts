@@ -83,6 +83,8 @@ function validMetadata(source: Readonly<Record<string, string>> | undefined): Re
   return metadata;
 }
 
+const DEFAULT_HEALTH_PATH = "/health";
+
 /**
  * Checks a registration against SPEC 4.1 and returns it normalised (default
  * health path, a plain metadata copy). Throws INVALID_ARGUMENT naming the
@@ -101,7 +103,10 @@ export function validateRegisterInput(input: RegisterInput): Required<RegisterIn
   }
 
   const metadata = validMetadata(input.metadata);
-  const path = input.healthCheckPath === undefined || input.healthCheckPath === "" ? "/health" : input.healthCheckPath;
+  // The default as the one shared string: a decoded request's "/health" is a fresh copy, kept per instance.
+  const path = input.healthCheckPath === undefined || input.healthCheckPath === "" || input.healthCheckPath === DEFAULT_HEALTH_PATH
+    ? DEFAULT_HEALTH_PATH
+    : input.healthCheckPath;
   if (!path.startsWith("/")) throw invalidArgument("health_check.path", "must start with /");
   if (path.length > limits.healthCheckPathMaxLength) {
     throw invalidArgument("health_check.path", `must be at most ${limits.healthCheckPathMaxLength} characters`);

@@ -69,7 +69,10 @@ export class SqliteStore implements RegistryStore {
       epoch = randomUUID();
       db.prepare("INSERT INTO meta (key, value) VALUES ('epoch', ?), ('revision', '0')").run(epoch);
     }
-    const instances = (db.prepare(`SELECT ${INSTANCE_COLUMNS} FROM instances`).raw(true).all() as unknown[][]).map(fromInstanceValues);
+    const shared = new Map<string, string>(); // one copy of each type and health path (see fromInstanceValues)
+    const instances = (db.prepare(`SELECT ${INSTANCE_COLUMNS} FROM instances`).raw(true).all() as unknown[][]).map((values) =>
+      fromInstanceValues(values, shared),
+    );
     const history = (db.prepare("SELECT revision, change FROM history ORDER BY revision").all() as {
       revision: number;
       change: string;
