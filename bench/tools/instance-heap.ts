@@ -2,8 +2,9 @@
  * V8 heap bytes per instance, 100,000 instances registered through the API
  * layer (no gRPC), with the request's strings either fresh per call, as
  * gRPC decoding yields them (the default), or shared constants (`--shared`).
- * Steady to the byte run to run (a GC before each reading), so it shows what
- * a change to what an instance keeps does; the bench's RSS figure
+ * Steady within ~3 B run to run (a GC before each reading; the figure moves
+ * a little with --n), so it shows what a change to what an instance keeps
+ * does; the bench's RSS figure
  * (scenario 5) adds the process around it.
  *
  * usage: node --expose-gc --import tsx bench/tools/instance-heap.ts [--shared] [--n=100000]
