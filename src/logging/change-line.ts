@@ -50,17 +50,14 @@ export function markPlainLogger(logger: Logger): void {
  * tracing channel sees no event for these lines.
  */
 export function logChange(logger: Logger, msg: string, f: ChangeLineFields): void {
-  if (!plainLoggers.has(logger)) {
+  const internals = logger as unknown as PinoInternals;
+  const stream = internals[streamSym] as pino.DestinationStream & Record<symbol, unknown>;
+  // A multistream reads pino's per-line metadata: pino writes its lines.
+  if (!plainLoggers.has(logger) || stream[needsMetadataGsym] === true) {
     logger.info(f, msg);
     return;
   }
   if (logger.levelVal > INFO) return;
-  const internals = logger as unknown as PinoInternals;
-  const stream = internals[streamSym] as pino.DestinationStream & Record<symbol, unknown>;
-  if (stream[needsMetadataGsym] === true) {
-    logger.info(f, msg); // a multistream reads pino's per-line metadata
-    return;
-  }
   let line =
     `{"level":${INFO}${(internals[timeSym] as () => string)()}${internals[chindingsSym] as string}` +
     `,"instanceId":${JSON.stringify(f.instanceId)},"serviceType":${JSON.stringify(f.serviceType)}` +

@@ -104,9 +104,7 @@ export function validateRegisterInput(input: RegisterInput): Required<RegisterIn
 
   const metadata = validMetadata(input.metadata);
   // The default as the one shared string: a decoded request's "/health" is a fresh copy, kept per instance.
-  const path = input.healthCheckPath === undefined || input.healthCheckPath === "" || input.healthCheckPath === DEFAULT_HEALTH_PATH
-    ? DEFAULT_HEALTH_PATH
-    : input.healthCheckPath;
+  const path = !input.healthCheckPath || input.healthCheckPath === DEFAULT_HEALTH_PATH ? DEFAULT_HEALTH_PATH : input.healthCheckPath;
   if (!path.startsWith("/")) throw invalidArgument("health_check.path", "must start with /");
   if (path.length > limits.healthCheckPathMaxLength) {
     throw invalidArgument("health_check.path", `must be at most ${limits.healthCheckPathMaxLength} characters`);

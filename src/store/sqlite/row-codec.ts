@@ -56,15 +56,15 @@ export const INSTANCE_COLUMNS =
  * builds an array far faster than an object with eleven named properties,
  * and it is garbage the moment the instance is built.
  */
-export function fromInstanceValues(v: readonly unknown[], shared?: Map<string, string>): StoredInstance {
+export function fromInstanceValues(v: readonly unknown[], share: (value: string) => string = asIs): StoredInstance {
   return {
     id: v[0] as string,
-    serviceType: shared ? share(shared, v[1] as string) : (v[1] as string),
+    serviceType: share(v[1] as string),
     host: v[2] as string,
     port: v[3] as number,
     metadata: JSON.parse(v[4] as string) as Record<string, string>,
-    healthCheckPath: shared ? share(shared, v[5] as string) : (v[5] as string),
-    health: (shared ? share(shared, v[6] as string) : v[6]) as Health,
+    healthCheckPath: share(v[5] as string),
+    health: share(v[6] as string) as Health,
     registeredAt: v[7] as number,
     updatedAt: v[8] as number,
     revision: v[9] as number,
@@ -74,17 +74,23 @@ export function fromInstanceValues(v: readonly unknown[], shared?: Map<string, s
   };
 }
 
+const asIs = (value: string): string => value;
+
 /**
- * `value` as the first equal string `shared` saw: SQLite hands every row's
- * text over as a fresh string, and the types, health paths and healths of a
- * data set are few, so 100,000 instances loaded would otherwise keep 100,000
- * copies of each (~28 bytes apiece). Used for one load, then dropped.
+ * A function answering each string with the first equal one it was given:
+ * SQLite hands every row's text over as a fresh string, and the types,
+ * health paths and healths of a data set are few, so 100,000 instances
+ * loaded would otherwise keep 100,000 copies of each (~28 bytes apiece).
+ * For one load; dropped with it.
  */
-function share(shared: Map<string, string>, value: string): string {
-  const seen = shared.get(value);
-  if (seen !== undefined) return seen;
-  shared.set(value, value);
-  return value;
+export function stringSharer(): (value: string) => string {
+  const seen = new Map<string, string>();
+  return (value) => {
+    const first = seen.get(value);
+    if (first !== undefined) return first;
+    seen.set(value, value);
+    return value;
+  };
 }
 
 /** JSON form of a change for the `history` table (the token hash is kept out). */

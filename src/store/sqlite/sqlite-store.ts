@@ -6,7 +6,7 @@ import { ensureDir } from "../../util/ensure-dir.js";
 import type { Change, StoredInstance } from "../../registry/types.js";
 import type { Mutation, RegistryStore, StoreState } from "../registry-store.js";
 import { StoreStateMachine } from "../state-machine.js";
-import { decodeChange, encodeChange, fromInstanceValues, INSTANCE_COLUMNS, toInstanceRow } from "./row-codec.js";
+import { decodeChange, encodeChange, fromInstanceValues, INSTANCE_COLUMNS, stringSharer, toInstanceRow } from "./row-codec.js";
 import { migrate, SchemaError } from "./sqlite-schema.js";
 import { PRUNE_EVERY, prunesHistory, WRITE_SQL } from "./write-statements.js";
 import { StoreOpenError } from "../store-open-error.js";
@@ -69,9 +69,9 @@ export class SqliteStore implements RegistryStore {
       epoch = randomUUID();
       db.prepare("INSERT INTO meta (key, value) VALUES ('epoch', ?), ('revision', '0')").run(epoch);
     }
-    const shared = new Map<string, string>(); // one copy of each type and health path (see fromInstanceValues)
+    const share = stringSharer(); // one copy of each type, health path and health
     const instances = (db.prepare(`SELECT ${INSTANCE_COLUMNS} FROM instances`).raw(true).all() as unknown[][]).map((values) =>
-      fromInstanceValues(values, shared),
+      fromInstanceValues(values, share),
     );
     const history = (db.prepare("SELECT revision, change FROM history ORDER BY revision").all() as {
       revision: number;
