@@ -10,6 +10,7 @@
  */
 import Database from "better-sqlite3";
 import { newInstanceId } from "../../src/registry/instance-id.js";
+import { instanceRowValues } from "../../src/store/sqlite/row-codec.js";
 import { migrate } from "../../src/store/sqlite/sqlite-schema.js";
 import { prunesHistory, WRITE_SQL } from "../../src/store/sqlite/write-statements.js";
 import { BENCH_METADATA } from "../lib/workload.js";
@@ -50,7 +51,7 @@ export class BareSqliteWriter {
           revision,
           token_hash: tokenHash,
         };
-        insertInstance.run(row);
+        insertInstance.run(instanceRowValues(row));
         const { token_hash: _, ...instance } = row;
         insertHistory.run(revision, JSON.stringify({ kind: "registered", instance }));
       }

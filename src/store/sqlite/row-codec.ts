@@ -31,6 +31,14 @@ export function toInstanceRow(instance: StoredInstance): InstanceRow {
   };
 }
 
+/** A row's values in {@link INSTANCE_COLUMNS} order, as the positional `insertInstance` binds them. */
+export function instanceRowValues(row: InstanceRow): unknown[] {
+  return [
+    row.id, row.service_type, row.host, row.port, row.metadata, row.health_check_path,
+    row.health, row.registered_at, row.updated_at, row.revision, row.token_hash,
+  ];
+}
+
 /** The token hash of instances read from history: replay only, never auth. */
 const NO_HASH = "";
 

@@ -6,7 +6,7 @@ import { ensureDir } from "../../util/ensure-dir.js";
 import type { Change, StoredInstance } from "../../registry/types.js";
 import type { Mutation, RegistryStore, StoreState } from "../registry-store.js";
 import { StoreStateMachine } from "../state-machine.js";
-import { decodeChange, encodeChange, fromInstanceValues, INSTANCE_COLUMNS, stringSharer, toInstanceRow } from "./row-codec.js";
+import { decodeChange, encodeChange, fromInstanceValues, INSTANCE_COLUMNS, instanceRowValues, stringSharer, toInstanceRow } from "./row-codec.js";
 import { migrate, SchemaError } from "./sqlite-schema.js";
 import { PRUNE_EVERY, prunesHistory, WRITE_SQL } from "./write-statements.js";
 import { StoreOpenError } from "../store-open-error.js";
@@ -175,7 +175,7 @@ export class SqliteStore implements RegistryStore {
     const write = (change: Change): void => {
       const { instance } = change;
       const row = toInstanceRow(instance as StoredInstance);
-      if (change.kind === "registered") insertInstance.run(row);
+      if (change.kind === "registered") insertInstance.run(instanceRowValues(row));
       else if (change.kind === "removed") deleteInstance.run(instance.id);
       else updateHealth.run(instance.health, instance.updatedAt, instance.revision, instance.id);
       insertHistory.run(change.revision, encodeChange(change, row));

@@ -1,11 +1,13 @@
+import { INSTANCE_COLUMNS } from "./row-codec.js";
+
 /**
  * The SQL of the SQLite store's writes, in one place: the store prepares
  * these, and the benchmark's bare-SQLite floor (`bench/load/sqlite-writes.ts`)
  * runs the very same statements without the store around them.
  */
 export const WRITE_SQL = {
-  insertInstance: `INSERT INTO instances (id, service_type, host, port, metadata, health_check_path, health, registered_at, updated_at, revision, token_hash)
-       VALUES (@id, @service_type, @host, @port, @metadata, @health_check_path, @health, @registered_at, @updated_at, @revision, @token_hash)`,
+  /** Bound by position, from `instanceRowValues` (named parameters cost better-sqlite3 a string per column per call). */
+  insertInstance: `INSERT INTO instances (${INSTANCE_COLUMNS}) VALUES (${INSTANCE_COLUMNS.split(",").map(() => "?").join(", ")})`,
   updateHealth: "UPDATE instances SET health = ?, updated_at = ?, revision = ? WHERE id = ?",
   deleteInstance: "DELETE FROM instances WHERE id = ?",
   insertHistory: "INSERT INTO history (revision, change) VALUES (?, ?)",
