@@ -8,7 +8,8 @@
  * cost: inside the server the same work runs interleaved with grpc-js and
  * node:http2, with colder caches, and costs about twice as much.
  *
- * usage: node --import tsx bench/tools/register-in-process.ts [--n=200000] [--log=info|silent] [--rounds=3] [--batch=1]
+ * usage: node --import tsx bench/tools/register-in-process.ts [--n=200000] [--log=info|silent] [--rounds=3] [--batch=1] [--store=memory|sqlite]
+ *   --store=sqlite  the SQLite store (normal sync) in a fresh temp directory each round
  *   --log=info   writes the log line to /dev/null, as the bench's registry does (default)
  *   --batch=N    starts N registrations before awaiting them, as the server
  *                runs the calls of one event-loop turn (c=64 brings ~30 a turn)
@@ -18,7 +19,9 @@
  *                in the server (there, the client and the kernel run between
  *                calls). 1-4 MiB changes nothing: the L3 still holds it all.
  */
-import { openSync } from "node:fs";
+import { mkdtempSync, openSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { RegisterResponse } from "../../gen/registry/v1/registry.js";
 import { RegistryApi } from "../../src/api/registry-api.js";
 import { createLogger } from "../../src/logging/logger.js";
@@ -26,6 +29,7 @@ import { FdDestination } from "../../src/logging/fd-destination.js";
 import { RegistrationKeys } from "../../src/registry/credentials.js";
 import { ServiceRegistry } from "../../src/registry/service-registry.js";
 import { toProtoInstance } from "../../src/server/proto-mapping.js";
+import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { BENCH_KEY, BENCH_METADATA } from "../lib/workload.js";
 import { arg } from "../lib/args.js";
 
@@ -34,6 +38,8 @@ const rounds = Number(arg("rounds", "3"));
 const level = arg("log", "info");
 const batch = Number(arg("batch", "1"));
 const coldKiB = Number(arg("cold", "0"));
+const storeKind = arg("store", "memory");
+if (storeKind !== "memory" && storeKind !== "sqlite") throw new Error(`--store must be memory or sqlite, not ${storeKind}`);
 /** Written a byte per cache line between calls (`--cold`): evicts our code and data from the caches. */
 const evictor = new Uint8Array(coldKiB * 1024);
 function evictCaches(): void {
@@ -42,7 +48,8 @@ function evictCaches(): void {
 
 for (let round = 1; round <= rounds; round++) {
   const logger = createLogger(level, new FdDestination(openSync("/dev/null", "w"))); // the server's destination, to /dev/null
-  const registry = new ServiceRegistry({ logger, healthChecks: false });
+  const store = storeKind === "sqlite" ? new SqliteStore({ dataDir: mkdtempSync(join(tmpdir(), "register-in-process-")) }) : undefined;
+  const registry = new ServiceRegistry({ logger, healthChecks: false, ...(store ? { store } : {}) });
   await registry.start();
   const api = new RegistryApi(registry, new RegistrationKeys([BENCH_KEY]));
   const ctx = { credentials: { key: BENCH_KEY } };
@@ -67,7 +74,7 @@ for (let round = 1; round <= rounds; round++) {
       ns += process.hrtime.bigint() - t0;
     }
     await registry.close();
-    console.log(`round ${round}: ${(Number(ns) / 1000 / n).toFixed(2)} µs per Register, caches evicted (${coldKiB} KiB) before each (${n} calls, log ${level})`);
+    console.log(`round ${round}: ${(Number(ns) / 1000 / n).toFixed(2)} µs per Register, caches evicted (${coldKiB} KiB) before each (${n} calls, log ${level}, ${storeKind})`);
     continue;
   }
   const turn: Promise<void>[] = [];
@@ -78,5 +85,5 @@ for (let round = 1; round <= rounds; round++) {
   }
   const used = process.cpuUsage(started);
   await registry.close();
-  console.log(`round ${round}: ${((used.user + used.system) / n).toFixed(2)} µs CPU per Register (${n} calls, ${batch} a turn, log ${level})`);
+  console.log(`round ${round}: ${((used.user + used.system) / n).toFixed(2)} µs CPU per Register (${n} calls, ${batch} a turn, log ${level}, ${storeKind})`);
 }

@@ -4,7 +4,7 @@ import Database from "better-sqlite3";
 import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { ServiceRegistry } from "../../src/registry/service-registry.js";
-import type { Change } from "../../src/registry/types.js";
+import type { Change, StoredInstance } from "../../src/registry/types.js";
 import { SCHEMA_VERSION } from "../../src/store/sqlite/sqlite-schema.js";
 import { DATABASE_FILE, SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { StoreOpenError } from "../../src/store/store-open-error.js";
@@ -137,6 +137,112 @@ describe("SqliteStore", () => {
     // Single commits up to 14: no prune until 10 is crossed, then one.
     for (let i = 8; i <= 14; i++) await registerOne(i);
     expect(await historyRows()).toEqual({ rows: 9, oldest: 6, newest: 14 });
+  });
+
+  function instance(id: string, host = "10.0.0.1"): Omit<StoredInstance, "revision"> {
+    return {
+      id, serviceType: "api", host, port: 80, metadata: {}, healthCheckPath: "/health",
+      health: "healthy", registeredAt: 1, updatedAt: 1, tokenHash: "h".repeat(32),
+    };
+  }
+
+  async function openStore(dir: string): Promise<{ store: SqliteStore; instances: StoredInstance[] }> {
+    const store = new SqliteStore({ dataDir: dir });
+    open.push(store);
+    const state = await store.open(() => {});
+    return { store, instances: [...state.instances] };
+  }
+
+  async function closeStore(store: SqliteStore): Promise<void> {
+    open.splice(open.indexOf(store), 1);
+    await store.close();
+  }
+
+  it("undoes a transaction that fails as a whole, row keys included, and goes on", async () => {
+    const dir = tempDataDir();
+    await closeStore((await openStore(dir)).store);
+    // A write SQLite refuses, failing the transaction it is in.
+    const db = new Database(join(dir, DATABASE_FILE));
+    db.exec("CREATE TRIGGER refuse BEFORE INSERT ON instances WHEN NEW.host = '10.9.9.9' BEGIN SELECT RAISE(ABORT, 'refused'); END;");
+    db.close();
+    const { store } = await openStore(dir);
+    await store.commit({ op: "register", instance: instance("x") });
+
+    // One turn, one transaction: the removal of x and a refused registration.
+    const failed = await Promise.allSettled([
+      store.commit({ op: "remove", id: "x", reason: "unregistered", at: 2 }),
+      store.commit({ op: "register", instance: instance("y", "10.9.9.9") }),
+    ]);
+    expect(failed).toMatchObject([
+      { status: "rejected", reason: { code: "unavailable", message: "the store could not persist the change" } },
+      { status: "rejected", reason: { code: "unavailable" } },
+    ]);
+
+    // x is still there, in memory and in its row: it can change and go.
+    await expect(store.commit({ op: "setHealth", id: "x", health: "unhealthy", at: 3 })).resolves.toMatchObject({ revision: 2 });
+    await expect(store.commit({ op: "register", instance: instance("z") })).resolves.toMatchObject({ revision: 3 });
+    await expect(store.commit({ op: "remove", id: "x", reason: "unregistered", at: 4 })).resolves.toMatchObject({ revision: 4 });
+    await closeStore(store);
+    expect((await openStore(dir)).instances.map((i) => i.id)).toEqual(["z"]);
+  });
+
+  it("finds each row by its row key: health changes and removals reach the right row after a restart", async () => {
+    const dir = tempDataDir();
+    const first = await openStore(dir);
+    for (const id of ["a", "b", "c"]) await first.store.commit({ op: "register", instance: instance(id) });
+    await first.store.commit({ op: "remove", id: "a", reason: "unregistered", at: 2 });
+    await closeStore(first.store);
+
+    const second = await openStore(dir);
+    await second.store.commit({ op: "setHealth", id: "c", health: "unhealthy", at: 3, failureReason: "HTTP 503" });
+    await second.store.commit({ op: "remove", id: "b", reason: "health_check_expired", at: 4 });
+    await second.store.commit({ op: "register", instance: instance("d") });
+    await closeStore(second.store);
+
+    const third = await openStore(dir);
+    expect(third.instances.map((i) => [i.id, i.health, i.revision])).toEqual([
+      ["c", "unhealthy", 5],
+      ["d", "healthy", 7],
+    ]);
+  });
+
+  it("migrates a version 2 database, whose instances table is keyed by id, keeping every instance", async () => {
+    const dir = tempDataDir();
+    const r1 = registry(dir);
+    await r1.start();
+    const kept = await r1.register({ serviceType: "api", host: "10.0.0.1", port: 80, metadata: { zone: "a" } });
+    const gone = await r1.register({ serviceType: "api", host: "10.0.0.2", port: 80 });
+    await r1.close();
+    // The file as a version 2 build left it: the table keyed by the id's text.
+    const db = new Database(join(dir, DATABASE_FILE));
+    db.exec(`
+      CREATE TABLE instances_v2 (
+        id TEXT PRIMARY KEY, service_type TEXT NOT NULL, host TEXT NOT NULL, port INTEGER NOT NULL,
+        metadata TEXT NOT NULL, health_check_path TEXT NOT NULL, health TEXT NOT NULL,
+        registered_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, revision INTEGER NOT NULL, token_hash BLOB NOT NULL
+      ) STRICT;
+      INSERT INTO instances_v2 SELECT id, service_type, host, port, metadata, health_check_path, health,
+        registered_at, updated_at, revision, token_hash FROM instances ORDER BY revision DESC;
+      DROP TABLE instances;
+      ALTER TABLE instances_v2 RENAME TO instances;
+    `);
+    db.pragma("user_version = 2");
+    db.close();
+
+    const r2 = registry(dir);
+    await r2.start();
+    expect(r2.getByType("api", true).instances.map((i) => i.id).sort()).toEqual([kept.instance.id, gone.instance.id].sort());
+    expect(r2.authenticate(kept.instance.id, kept.token).metadata).toEqual({ zone: "a" });
+    await r2.unregister(gone.instance.id);
+    await r2.register({ serviceType: "api", host: "10.0.0.3", port: 80 });
+    const r3 = await reopen(r2, dir);
+    expect(r3.getByType("api", true).instances.map((i) => i.host).sort()).toEqual(["10.0.0.1", "10.0.0.3"]);
+    await r3.close();
+    const after = new Database(join(dir, DATABASE_FILE), { readonly: true });
+    expect(after.pragma("user_version", { simple: true })).toBe(SCHEMA_VERSION);
+    // One B-tree for the instances: no index on the id.
+    expect(after.prepare("SELECT name FROM sqlite_master WHERE tbl_name = 'instances'").pluck().all()).toEqual(["instances"]);
+    after.close();
   });
 
   it("refuses a history limit below 1: the newest history row holds the revision", () => {

@@ -34,6 +34,30 @@ const MIGRATIONS: readonly string[] = [
   // pruned; a v1 build reads meta's alone and would reuse revisions, so the
   // version rises to make it refuse the file.
   "SELECT 1;",
+  // v3 keys the instances table by an integer (SQLite's rowid), no longer by
+  // the id's text: a table keyed by text is two B-trees, the rows and the
+  // key's index, and every registration wrote a page of each to the WAL. The
+  // store keeps each id's row key in memory. Rows keep their rowids.
+  `
+  CREATE TABLE instances_v3 (
+    row_key           INTEGER PRIMARY KEY,
+    id                TEXT NOT NULL,
+    service_type      TEXT NOT NULL,
+    host              TEXT NOT NULL,
+    port              INTEGER NOT NULL,
+    metadata          TEXT NOT NULL,
+    health_check_path TEXT NOT NULL,
+    health            TEXT NOT NULL,
+    registered_at     INTEGER NOT NULL,
+    updated_at        INTEGER NOT NULL,
+    revision          INTEGER NOT NULL,
+    token_hash        BLOB NOT NULL
+  ) STRICT;
+  INSERT INTO instances_v3 (row_key, id, service_type, host, port, metadata, health_check_path, health, registered_at, updated_at, revision, token_hash)
+    SELECT rowid, id, service_type, host, port, metadata, health_check_path, health, registered_at, updated_at, revision, token_hash FROM instances;
+  DROP TABLE instances;
+  ALTER TABLE instances_v3 RENAME TO instances;
+  `,
 ];
 
 /** The schema version this build writes. */

@@ -7,6 +7,9 @@ import type { Change, StoredInstance } from "../../registry/types.js";
 import type { Mutation, RegistryStore, StoreState } from "../registry-store.js";
 import { StoreStateMachine } from "../state-machine.js";
 import { decodeChange, encodeChange, fromInstanceValues, INSTANCE_COLUMNS, instanceRowValues, stringSharer, toInstanceRow } from "./row-codec.js";
+
+/** Where `row_key` is in a row read as `SELECT ${INSTANCE_COLUMNS}, row_key`. */
+const ROW_KEY_COLUMN = INSTANCE_COLUMNS.split(",").length;
 import { migrate, SchemaError } from "./sqlite-schema.js";
 import { PRUNE_EVERY, prunesHistory, WRITE_SQL } from "./write-statements.js";
 import { StoreOpenError } from "../store-open-error.js";
@@ -50,6 +53,8 @@ export class SqliteStore implements RegistryStore {
   private pending: Pending[] = [];
   private flushTimer: NodeJS.Immediate | undefined;
   private writeBatch: ((batch: readonly Pending[]) => (Change | Error)[]) | undefined;
+  /** Each live instance's row key (its rowid): rows are found by it, so the table needs no index on the id. */
+  private rowKeys = new Map<string, number>();
 
   constructor(private readonly options: SqliteStoreOptions) {
     const limit = options.historyLimit;
@@ -70,9 +75,12 @@ export class SqliteStore implements RegistryStore {
       db.prepare("INSERT INTO meta (key, value) VALUES ('epoch', ?), ('revision', '0')").run(epoch);
     }
     const share = stringSharer(); // one copy of each type, health path and health
-    const instances = (db.prepare(`SELECT ${INSTANCE_COLUMNS} FROM instances`).raw(true).all() as unknown[][]).map((values) =>
-      fromInstanceValues(values, share),
-    );
+    const rows = db.prepare(`SELECT ${INSTANCE_COLUMNS}, row_key FROM instances`).raw(true).all() as unknown[][];
+    const instances = rows.map((values) => {
+      const instance = fromInstanceValues(values, share);
+      this.rowKeys.set(instance.id, values[ROW_KEY_COLUMN] as number);
+      return instance;
+    });
     const history = (db.prepare("SELECT revision, change FROM history ORDER BY revision").all() as {
       revision: number;
       change: string;
@@ -172,15 +180,36 @@ export class SqliteStore implements RegistryStore {
     const historyLimit = this.options.historyLimit ?? 10_000;
     const pruneEvery = Math.min(PRUNE_EVERY, historyLimit);
 
+    const rowKeys = this.rowKeys;
+    /** Row keys as they were before this transaction changed them, to put back if it fails. */
+    let rowKeysBefore: [string, number | undefined][] = [];
+    const setRowKey = (id: string, key: number | undefined): void => {
+      rowKeysBefore.push([id, rowKeys.get(id)]);
+      if (key === undefined) rowKeys.delete(id);
+      else rowKeys.set(id, key);
+    };
+    const rowKeyOf = (id: string): number => {
+      const key = rowKeys.get(id);
+      if (key === undefined) throw new Error(`no row key for instance ${id}`); // the store's state and its rows disagree
+      return key;
+    };
+
     const write = (change: Change): void => {
       const { instance } = change;
       const row = toInstanceRow(instance as StoredInstance);
-      if (change.kind === "registered") insertInstance.run(instanceRowValues(row));
-      else if (change.kind === "removed") deleteInstance.run(instance.id);
-      else updateHealth.run(instance.health, instance.updatedAt, instance.revision, instance.id);
+      if (change.kind === "registered") {
+        // A register of a live id replaces it, as the state machine does.
+        if (rowKeys.has(instance.id)) deleteInstance.run(rowKeyOf(instance.id));
+        setRowKey(instance.id, Number(insertInstance.run(instanceRowValues(row)).lastInsertRowid));
+      } else if (change.kind === "removed") {
+        deleteInstance.run(rowKeyOf(instance.id));
+        setRowKey(instance.id, undefined);
+      } else {
+        updateHealth.run(instance.health, instance.updatedAt, instance.revision, rowKeyOf(instance.id));
+      }
       insertHistory.run(change.revision, encodeChange(change, row));
     };
-    return db.transaction((batch: readonly Pending[]) => {
+    const transaction = db.transaction((batch: readonly Pending[]) => {
       const before = this.state.revision;
       const results = batch.map((p): Change | Error => {
         try {
@@ -198,6 +227,18 @@ export class SqliteStore implements RegistryStore {
       }
       return results;
     });
+    return (batch) => {
+      rowKeysBefore = [];
+      try {
+        return transaction(batch);
+      } catch (err) {
+        for (const [id, key] of rowKeysBefore.reverse()) {
+          if (key === undefined) rowKeys.delete(id);
+          else rowKeys.set(id, key);
+        }
+        throw err;
+      }
+    };
   }
 
   private openDatabase(): Database.Database {

@@ -6,10 +6,15 @@ import { INSTANCE_COLUMNS } from "./row-codec.js";
  * runs the very same statements without the store around them.
  */
 export const WRITE_SQL = {
-  /** Bound by position, from `instanceRowValues` (named parameters cost better-sqlite3 a string per column per call). */
+  /**
+   * Bound by position, from `instanceRowValues` (named parameters cost
+   * better-sqlite3 a string per column per call). SQLite gives the row its
+   * row key, the next rowid: `run()`'s `lastInsertRowid`.
+   */
   insertInstance: `INSERT INTO instances (${INSTANCE_COLUMNS}) VALUES (${INSTANCE_COLUMNS.split(",").map(() => "?").join(", ")})`,
-  updateHealth: "UPDATE instances SET health = ?, updated_at = ?, revision = ? WHERE id = ?",
-  deleteInstance: "DELETE FROM instances WHERE id = ?",
+  // A row is found by its row key (the rowid SQLite gave it), which the store keeps per id.
+  updateHealth: "UPDATE instances SET health = ?, updated_at = ?, revision = ? WHERE row_key = ?",
+  deleteInstance: "DELETE FROM instances WHERE row_key = ?",
   insertHistory: "INSERT INTO history (revision, change) VALUES (?, ?)",
   pruneHistory: "DELETE FROM history WHERE revision <= ?",
   /** A revision marker, written when history is pruned: the current revision is the newest history row's. */
