@@ -39,7 +39,7 @@ export class BareSqliteWriter {
         const revision = ++this.revision;
         const now = Date.now();
         const row = {
-          id: newInstanceId(), // the registry's ids (time-ordered), so the B-tree sees the same key order
+          id: newInstanceId(), // the registry's ids, so the rows hold the same bytes
           service_type: "bench-svc",
           host: `10.0.${(revision >> 8) & 255}.${revision & 255}`,
           port: 1 + (revision % 65_535),

@@ -19,7 +19,7 @@
  *                in the server (there, the client and the kernel run between
  *                calls). 1-4 MiB changes nothing: the L3 still holds it all.
  */
-import { mkdtempSync, openSync } from "node:fs";
+import { mkdtempSync, openSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { RegisterResponse } from "../../gen/registry/v1/registry.js";
@@ -48,9 +48,14 @@ function evictCaches(): void {
 
 for (let round = 1; round <= rounds; round++) {
   const logger = createLogger(level, new FdDestination(openSync("/dev/null", "w"))); // the server's destination, to /dev/null
-  const store = storeKind === "sqlite" ? new SqliteStore({ dataDir: mkdtempSync(join(tmpdir(), "register-in-process-")) }) : undefined;
+  const dataDir = storeKind === "sqlite" ? mkdtempSync(join(tmpdir(), "register-in-process-")) : undefined;
+  const store = dataDir !== undefined ? new SqliteStore({ dataDir }) : undefined;
   const registry = new ServiceRegistry({ logger, healthChecks: false, ...(store ? { store } : {}) });
   await registry.start();
+  const stop = async (): Promise<void> => {
+    await registry.close();
+    if (dataDir !== undefined) rmSync(dataDir, { recursive: true, force: true });
+  };
   const api = new RegistryApi(registry, new RegistrationKeys([BENCH_KEY]));
   const ctx = { credentials: { key: BENCH_KEY } };
   const started = process.cpuUsage();
@@ -73,7 +78,7 @@ for (let round = 1; round <= rounds; round++) {
       await registerOne(i);
       ns += process.hrtime.bigint() - t0;
     }
-    await registry.close();
+    await stop();
     console.log(`round ${round}: ${(Number(ns) / 1000 / n).toFixed(2)} µs per Register, caches evicted (${coldKiB} KiB) before each (${n} calls, log ${level}, ${storeKind})`);
     continue;
   }
@@ -84,6 +89,6 @@ for (let round = 1; round <= rounds; round++) {
     turn.length = 0;
   }
   const used = process.cpuUsage(started);
-  await registry.close();
+  await stop();
   console.log(`round ${round}: ${((used.user + used.system) / n).toFixed(2)} µs CPU per Register (${n} calls, ${batch} a turn, log ${level}, ${storeKind})`);
 }

@@ -12,11 +12,13 @@ const text = Buffer.allocUnsafeSlow(36);
  * A new instance id: a time-ordered UUID (version 7, RFC 9562): 48 bits of
  * Unix milliseconds, then 74 random bits, lowercase.
  *
- * Time order is for the stores: ids made one after another sort together, so
- * SQLite inserts them at the end of the instances table's B-tree (one or two
- * pages per commit) instead of into a random page each (a page per
- * registration: measured 25-30% of SQLite's CPU per registration). Ids are
- * not secrets (every GetByType answer lists them); tokens are.
+ * Time order is for stores keyed by the id: ids made one after another sort
+ * together, so such a B-tree takes them at its end (a page or two per
+ * commit) instead of in a random page each (measured on SQLite's table when
+ * it was keyed by id, schema 2: 25-30% of SQLite's CPU per registration).
+ * SQLite's table is keyed by integer row keys since schema 3 and no longer
+ * depends on it; etcd's keys (prefix + id) still sort by it. Ids are not
+ * secrets (every GetByType answer lists them); tokens are.
  *
  * Written byte by byte and read out as latin1 in one piece, so the string is
  * flat: `randomUUID()` concatenates its answer, which V8 keeps as a tree of

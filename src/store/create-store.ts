@@ -38,7 +38,12 @@ export async function createStore(config: Config, logger?: Logger): Promise<Regi
     case "memory":
       return new MemoryStore();
     case "sqlite":
-      return new SqliteStore({ dataDir: config.dataDir, sync: config.storeSync, historyLimit: config.historySize });
+      return new SqliteStore({
+        dataDir: config.dataDir,
+        sync: config.storeSync,
+        historyLimit: config.historySize,
+        ...(logger ? { logger } : {}),
+      });
     case "etcd": {
       if ((config.etcdUsername === "") !== (config.etcdPassword === "")) {
         throw new ConfigError("ETCD_USERNAME and ETCD_PASSWORD must be set together");

@@ -4,13 +4,30 @@ import Database from "better-sqlite3";
 import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { ServiceRegistry } from "../../src/registry/service-registry.js";
-import type { Change, StoredInstance } from "../../src/registry/types.js";
+import type { Change } from "../../src/registry/types.js";
 import { SCHEMA_VERSION } from "../../src/store/sqlite/sqlite-schema.js";
 import { DATABASE_FILE, SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { StoreOpenError } from "../../src/store/store-open-error.js";
 import { tempDataDir } from "../support/server-process.js";
 
 const silent = pino({ level: "silent" });
+
+/**
+ * Rebuilds the instances table as schema versions 1 and 2 had it, keyed by
+ * the id's text (rows inserted newest first, so rowids differ from the
+ * current file's).
+ */
+const KEYED_BY_ID = `
+  CREATE TABLE instances_v2 (
+    id TEXT PRIMARY KEY, service_type TEXT NOT NULL, host TEXT NOT NULL, port INTEGER NOT NULL,
+    metadata TEXT NOT NULL, health_check_path TEXT NOT NULL, health TEXT NOT NULL,
+    registered_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, revision INTEGER NOT NULL, token_hash BLOB NOT NULL
+  ) STRICT;
+  INSERT INTO instances_v2 SELECT id, service_type, host, port, metadata, health_check_path, health,
+    registered_at, updated_at, revision, token_hash FROM instances ORDER BY revision DESC;
+  DROP TABLE instances;
+  ALTER TABLE instances_v2 RENAME TO instances;
+`;
 
 describe("SqliteStore", () => {
   const open: (SqliteStore | ServiceRegistry)[] = [];
@@ -139,73 +156,6 @@ describe("SqliteStore", () => {
     expect(await historyRows()).toEqual({ rows: 9, oldest: 6, newest: 14 });
   });
 
-  function instance(id: string, host = "10.0.0.1"): Omit<StoredInstance, "revision"> {
-    return {
-      id, serviceType: "api", host, port: 80, metadata: {}, healthCheckPath: "/health",
-      health: "healthy", registeredAt: 1, updatedAt: 1, tokenHash: "h".repeat(32),
-    };
-  }
-
-  async function openStore(dir: string): Promise<{ store: SqliteStore; instances: StoredInstance[] }> {
-    const store = new SqliteStore({ dataDir: dir });
-    open.push(store);
-    const state = await store.open(() => {});
-    return { store, instances: [...state.instances] };
-  }
-
-  async function closeStore(store: SqliteStore): Promise<void> {
-    open.splice(open.indexOf(store), 1);
-    await store.close();
-  }
-
-  it("undoes a transaction that fails as a whole, row keys included, and goes on", async () => {
-    const dir = tempDataDir();
-    await closeStore((await openStore(dir)).store);
-    // A write SQLite refuses, failing the transaction it is in.
-    const db = new Database(join(dir, DATABASE_FILE));
-    db.exec("CREATE TRIGGER refuse BEFORE INSERT ON instances WHEN NEW.host = '10.9.9.9' BEGIN SELECT RAISE(ABORT, 'refused'); END;");
-    db.close();
-    const { store } = await openStore(dir);
-    await store.commit({ op: "register", instance: instance("x") });
-
-    // One turn, one transaction: the removal of x and a refused registration.
-    const failed = await Promise.allSettled([
-      store.commit({ op: "remove", id: "x", reason: "unregistered", at: 2 }),
-      store.commit({ op: "register", instance: instance("y", "10.9.9.9") }),
-    ]);
-    expect(failed).toMatchObject([
-      { status: "rejected", reason: { code: "unavailable", message: "the store could not persist the change" } },
-      { status: "rejected", reason: { code: "unavailable" } },
-    ]);
-
-    // x is still there, in memory and in its row: it can change and go.
-    await expect(store.commit({ op: "setHealth", id: "x", health: "unhealthy", at: 3 })).resolves.toMatchObject({ revision: 2 });
-    await expect(store.commit({ op: "register", instance: instance("z") })).resolves.toMatchObject({ revision: 3 });
-    await expect(store.commit({ op: "remove", id: "x", reason: "unregistered", at: 4 })).resolves.toMatchObject({ revision: 4 });
-    await closeStore(store);
-    expect((await openStore(dir)).instances.map((i) => i.id)).toEqual(["z"]);
-  });
-
-  it("finds each row by its row key: health changes and removals reach the right row after a restart", async () => {
-    const dir = tempDataDir();
-    const first = await openStore(dir);
-    for (const id of ["a", "b", "c"]) await first.store.commit({ op: "register", instance: instance(id) });
-    await first.store.commit({ op: "remove", id: "a", reason: "unregistered", at: 2 });
-    await closeStore(first.store);
-
-    const second = await openStore(dir);
-    await second.store.commit({ op: "setHealth", id: "c", health: "unhealthy", at: 3, failureReason: "HTTP 503" });
-    await second.store.commit({ op: "remove", id: "b", reason: "health_check_expired", at: 4 });
-    await second.store.commit({ op: "register", instance: instance("d") });
-    await closeStore(second.store);
-
-    const third = await openStore(dir);
-    expect(third.instances.map((i) => [i.id, i.health, i.revision])).toEqual([
-      ["c", "unhealthy", 5],
-      ["d", "healthy", 7],
-    ]);
-  });
-
   it("migrates a version 2 database, whose instances table is keyed by id, keeping every instance", async () => {
     const dir = tempDataDir();
     const r1 = registry(dir);
@@ -215,17 +165,7 @@ describe("SqliteStore", () => {
     await r1.close();
     // The file as a version 2 build left it: the table keyed by the id's text.
     const db = new Database(join(dir, DATABASE_FILE));
-    db.exec(`
-      CREATE TABLE instances_v2 (
-        id TEXT PRIMARY KEY, service_type TEXT NOT NULL, host TEXT NOT NULL, port INTEGER NOT NULL,
-        metadata TEXT NOT NULL, health_check_path TEXT NOT NULL, health TEXT NOT NULL,
-        registered_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, revision INTEGER NOT NULL, token_hash BLOB NOT NULL
-      ) STRICT;
-      INSERT INTO instances_v2 SELECT id, service_type, host, port, metadata, health_check_path, health,
-        registered_at, updated_at, revision, token_hash FROM instances ORDER BY revision DESC;
-      DROP TABLE instances;
-      ALTER TABLE instances_v2 RENAME TO instances;
-    `);
+    db.exec(KEYED_BY_ID);
     db.pragma("user_version = 2");
     db.close();
 
@@ -258,6 +198,7 @@ describe("SqliteStore", () => {
     // As a v1 build could leave it: schema version 1, revision 12 in meta, its
     // history pruned to nothing (v1 read the revision from meta alone).
     const db = new Database(join(dir, DATABASE_FILE));
+    db.exec(KEYED_BY_ID);
     db.prepare("UPDATE meta SET value = '12' WHERE key = 'revision'").run();
     db.prepare("DELETE FROM history").run();
     db.pragma("user_version = 1");
@@ -265,6 +206,7 @@ describe("SqliteStore", () => {
     const r2 = registry(dir);
     await r2.start();
     expect(r2.revision).toBe(12);
+    expect(r2.size).toBe(3);
     expect((await r2.register({ serviceType: "api", host: "10.0.0.1", port: 200 })).instance.revision).toBe(13);
     await r2.close();
     const after = new Database(join(dir, DATABASE_FILE), { readonly: true });

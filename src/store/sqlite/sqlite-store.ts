@@ -1,18 +1,22 @@
 import { randomUUID } from "node:crypto";
 import { resolve } from "node:path";
 import Database from "better-sqlite3";
+import type { Logger } from "pino";
 import { RegistryError } from "../../registry/registry-error.js";
 import { ensureDir } from "../../util/ensure-dir.js";
 import type { Change, StoredInstance } from "../../registry/types.js";
 import type { Mutation, RegistryStore, StoreState } from "../registry-store.js";
 import { StoreStateMachine } from "../state-machine.js";
-import { decodeChange, encodeChange, fromInstanceValues, INSTANCE_COLUMNS, instanceRowValues, stringSharer, toInstanceRow } from "./row-codec.js";
+import { StoreOpenError } from "../store-open-error.js";
+import { decodeChange, encodeChange, fromInstanceValues, INSTANCE_COLUMNS, type InstanceRow, instanceRowValues, stringSharer, toInstanceRow } from "./row-codec.js";
+import { RowKeyMap } from "./row-key-map.js";
+import { migrate, SchemaError } from "./sqlite-schema.js";
+import { PRUNE_EVERY, prunesHistory, WRITE_SQL } from "./write-statements.js";
 
 /** Where `row_key` is in a row read as `SELECT ${INSTANCE_COLUMNS}, row_key`. */
 const ROW_KEY_COLUMN = INSTANCE_COLUMNS.split(",").length;
-import { migrate, SchemaError } from "./sqlite-schema.js";
-import { PRUNE_EVERY, prunesHistory, WRITE_SQL } from "./write-statements.js";
-import { StoreOpenError } from "../store-open-error.js";
+/** A row key no row has (SQLite gives 1 and up), for an id the map does not hold. */
+const NO_ROW = 0;
 
 /** Options of `SqliteStore`. */
 export interface SqliteStoreOptions {
@@ -25,6 +29,8 @@ export interface SqliteStoreOptions {
   readonly sync?: "normal" | "full";
   /** Changes kept for watchers to resume from. Default 10000. */
   readonly historyLimit?: number;
+  /** Where repairs of the instances table are reported. Default: silent. */
+  readonly logger?: Logger;
 }
 
 /** Database file name inside the data directory. */
@@ -53,8 +59,12 @@ export class SqliteStore implements RegistryStore {
   private pending: Pending[] = [];
   private flushTimer: NodeJS.Immediate | undefined;
   private writeBatch: ((batch: readonly Pending[]) => (Change | Error)[]) | undefined;
-  /** Each live instance's row key (its rowid): rows are found by it, so the table needs no index on the id. */
-  private rowKeys = new Map<string, number>();
+  /**
+   * Rows of the instances table found out of step with the instances in
+   * memory and rewritten (a bug if ever above 0; each is logged).
+   */
+  repairedRows = 0;
+  private rowKeys = new RowKeyMap();
 
   constructor(private readonly options: SqliteStoreOptions) {
     const limit = options.historyLimit;
@@ -74,13 +84,7 @@ export class SqliteStore implements RegistryStore {
       epoch = randomUUID();
       db.prepare("INSERT INTO meta (key, value) VALUES ('epoch', ?), ('revision', '0')").run(epoch);
     }
-    const share = stringSharer(); // one copy of each type, health path and health
-    const rows = db.prepare(`SELECT ${INSTANCE_COLUMNS}, row_key FROM instances`).raw(true).all() as unknown[][];
-    const instances = rows.map((values) => {
-      const instance = fromInstanceValues(values, share);
-      this.rowKeys.set(instance.id, values[ROW_KEY_COLUMN] as number);
-      return instance;
-    });
+    const instances = this.loadInstances(db);
     const history = (db.prepare("SELECT revision, change FROM history ORDER BY revision").all() as {
       revision: number;
       change: string;
@@ -170,10 +174,50 @@ export class SqliteStore implements RegistryStore {
     });
   }
 
+  /** Reads every instance and its row key. */
+  private loadInstances(db: Database.Database): StoredInstance[] {
+    this.rowKeys = new RowKeyMap();
+    const share = stringSharer(); // one copy of each type, health path and health
+    const rows = db.prepare(`SELECT ${INSTANCE_COLUMNS}, row_key FROM instances`).raw(true).all() as unknown[][];
+    const instances = rows.map((values) => {
+      const instance = fromInstanceValues(values, share);
+      this.rowKeys.load(instance.id, values[ROW_KEY_COLUMN] as number);
+      return instance;
+    });
+    return this.rowKeys.size === instances.length ? instances : this.dropRepeatedRows(db, rows, instances);
+  }
+
+  /**
+   * The table does not enforce one row per id (an index would cost every
+   * registration a second B-tree). Should a file hold more (edited by hand,
+   * or a bug), each id's newest row is kept and the others are deleted, so
+   * every id has the one row its row key finds.
+   */
+  private dropRepeatedRows(db: Database.Database, rows: unknown[][], instances: StoredInstance[]): StoredInstance[] {
+    const newest = new Map<string, number>(); // id -> index of its newest row
+    instances.forEach((instance, i) => {
+      const kept = newest.get(instance.id);
+      if (kept === undefined || instance.revision > (instances[kept] as StoredInstance).revision) newest.set(instance.id, i);
+    });
+    const keep = new Set(newest.values());
+    const extraRows = rows.filter((_, i) => !keep.has(i)).map((values) => values[ROW_KEY_COLUMN] as number);
+    const deleteRow = db.prepare("DELETE FROM instances WHERE row_key = ?");
+    db.transaction(() => extraRows.forEach((key) => deleteRow.run(key)))();
+    this.rowKeys = new RowKeyMap();
+    for (const i of keep) this.rowKeys.load((instances[i] as StoredInstance).id, (rows[i] as unknown[])[ROW_KEY_COLUMN] as number);
+    this.repairedRows += extraRows.length;
+    this.options.logger?.warn(
+      { file: this.path, rows: extraRows.length },
+      "deleted instance rows repeating an id; each id's newest row is kept",
+    );
+    return [...keep].map((i) => instances[i] as StoredInstance);
+  }
+
   private prepareWriter(db: Database.Database): (batch: readonly Pending[]) => (Change | Error)[] {
     const insertInstance = db.prepare(WRITE_SQL.insertInstance);
     const updateHealth = db.prepare(WRITE_SQL.updateHealth);
     const deleteInstance = db.prepare(WRITE_SQL.deleteInstance);
+    const deleteInstanceRows = db.prepare(WRITE_SQL.deleteInstanceRows);
     const insertHistory = db.prepare(WRITE_SQL.insertHistory);
     const pruneHistory = db.prepare(WRITE_SQL.pruneHistory);
     const setRevision = db.prepare(WRITE_SQL.setRevision);
@@ -181,31 +225,38 @@ export class SqliteStore implements RegistryStore {
     const pruneEvery = Math.min(PRUNE_EVERY, historyLimit);
 
     const rowKeys = this.rowKeys;
-    /** Row keys as they were before this transaction changed them, to put back if it fails. */
-    let rowKeysBefore: [string, number | undefined][] = [];
-    const setRowKey = (id: string, key: number | undefined): void => {
-      rowKeysBefore.push([id, rowKeys.get(id)]);
-      if (key === undefined) rowKeys.delete(id);
-      else rowKeys.set(id, key);
+    /**
+     * The row key in memory did not find the id's row: the map and the table
+     * are out of step, which is a bug. The table is put right rather than the
+     * change refused (the instances in memory already hold it): every row of
+     * the id goes, found by a scan, and the caller writes the row afresh.
+     */
+    const repair = (id: string): void => {
+      deleteInstanceRows.run(id);
+      rowKeys.delete(id);
+      this.repairedRows++;
+      this.options.logger?.warn({ file: this.path, instanceId: id }, "an instance's row was not where its row key said; rewrote it");
     };
-    const rowKeyOf = (id: string): number => {
-      const key = rowKeys.get(id);
-      if (key === undefined) throw new Error(`no row key for instance ${id}`); // the store's state and its rows disagree
-      return key;
+    const insertRow = (row: InstanceRow): void => {
+      rowKeys.set(row.id, Number(insertInstance.run(instanceRowValues(row)).lastInsertRowid));
+    };
+    const deleteRow = (id: string): void => {
+      if (deleteInstance.run(rowKeys.get(id) ?? NO_ROW, id).changes === 1) rowKeys.delete(id);
+      else repair(id);
     };
 
     const write = (change: Change): void => {
       const { instance } = change;
       const row = toInstanceRow(instance as StoredInstance);
       if (change.kind === "registered") {
-        // A register of a live id replaces it, as the state machine does.
-        if (rowKeys.has(instance.id)) deleteInstance.run(rowKeyOf(instance.id));
-        setRowKey(instance.id, Number(insertInstance.run(instanceRowValues(row)).lastInsertRowid));
+        // A register of a live id replaces its row, as the state machine replaces the instance.
+        if (rowKeys.get(instance.id) !== undefined) deleteRow(instance.id);
+        insertRow(row);
       } else if (change.kind === "removed") {
-        deleteInstance.run(rowKeyOf(instance.id));
-        setRowKey(instance.id, undefined);
-      } else {
-        updateHealth.run(instance.health, instance.updatedAt, instance.revision, rowKeyOf(instance.id));
+        deleteRow(instance.id);
+      } else if (updateHealth.run(instance.health, instance.updatedAt, instance.revision, rowKeys.get(instance.id) ?? NO_ROW, instance.id).changes !== 1) {
+        repair(instance.id);
+        insertRow(row);
       }
       insertHistory.run(change.revision, encodeChange(change, row));
     };
@@ -228,14 +279,12 @@ export class SqliteStore implements RegistryStore {
       return results;
     });
     return (batch) => {
-      rowKeysBefore = [];
       try {
-        return transaction(batch);
+        const results = transaction(batch);
+        rowKeys.commit();
+        return results;
       } catch (err) {
-        for (const [id, key] of rowKeysBefore.reverse()) {
-          if (key === undefined) rowKeys.delete(id);
-          else rowKeys.set(id, key);
-        }
+        rowKeys.rollback(); // SQLite rolled the rows back
         throw err;
       }
     };

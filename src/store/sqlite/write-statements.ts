@@ -12,9 +12,15 @@ export const WRITE_SQL = {
    * row key, the next rowid: `run()`'s `lastInsertRowid`.
    */
   insertInstance: `INSERT INTO instances (${INSTANCE_COLUMNS}) VALUES (${INSTANCE_COLUMNS.split(",").map(() => "?").join(", ")})`,
-  // A row is found by its row key (the rowid SQLite gave it), which the store keeps per id.
-  updateHealth: "UPDATE instances SET health = ?, updated_at = ?, revision = ? WHERE row_key = ?",
-  deleteInstance: "DELETE FROM instances WHERE row_key = ?",
+  /**
+   * A row is found by its row key (the rowid SQLite gave it), which the store
+   * keeps per id; the id is compared too, so a key out of step with the rows
+   * changes nothing (`changes` is 0) instead of another instance's row.
+   */
+  updateHealth: "UPDATE instances SET health = ?, updated_at = ?, revision = ? WHERE row_key = ? AND id = ?",
+  deleteInstance: "DELETE FROM instances WHERE row_key = ? AND id = ?",
+  /** Every row of one id, found by a scan of the table: only to repair a row key out of step. */
+  deleteInstanceRows: "DELETE FROM instances WHERE id = ?",
   insertHistory: "INSERT INTO history (revision, change) VALUES (?, ?)",
   pruneHistory: "DELETE FROM history WHERE revision <= ?",
   /** A revision marker, written when history is pruned: the current revision is the newest history row's. */

@@ -1,0 +1,238 @@
+import { Writable } from "node:stream";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import pino from "pino";
+import { afterEach, describe, expect, it } from "vitest";
+import type { StoredInstance } from "../../src/registry/types.js";
+import { RowKeyMap } from "../../src/store/sqlite/row-key-map.js";
+import { DATABASE_FILE, SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
+import { tempDataDir } from "../support/server-process.js";
+
+/** The SQLite store finds each instance's row by the row key it keeps in memory; these show the keys stay right. */
+describe("SqliteStore row keys", () => {
+  const open: SqliteStore[] = [];
+  afterEach(async () => {
+    for (const s of open.splice(0)) await s.close();
+  });
+
+  function instance(id: string, host = "10.0.0.1", port = 80): Omit<StoredInstance, "revision"> {
+    return {
+      id, serviceType: "api", host, port, metadata: {}, healthCheckPath: "/health",
+      health: "healthy", registeredAt: 1, updatedAt: 1, tokenHash: "h".repeat(32),
+    };
+  }
+
+  /** Log lines the store writes, parsed. */
+  function capturedLogger(): { logger: pino.Logger; lines: Record<string, unknown>[] } {
+    const lines: Record<string, unknown>[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        lines.push(JSON.parse(chunk.toString("utf8")) as Record<string, unknown>);
+        done();
+      },
+    });
+    return { logger: pino({ level: "warn" }, sink), lines };
+  }
+
+  async function openStore(dir: string, logger?: pino.Logger): Promise<{ store: SqliteStore; instances: StoredInstance[] }> {
+    const store = new SqliteStore({ dataDir: dir, ...(logger ? { logger } : {}) });
+    open.push(store);
+    const state = await store.open(() => {});
+    return { store, instances: [...state.instances] };
+  }
+
+  async function closeStore(store: SqliteStore): Promise<void> {
+    open.splice(open.indexOf(store), 1);
+    await store.close();
+  }
+
+  /** The instances table's rows as [id, host, health], read from the file of a closed store. */
+  function rowsOnDisk(dir: string): [string, string, string][] {
+    const db = new Database(join(dir, DATABASE_FILE), { readonly: true });
+    try {
+      return db.prepare("SELECT id, host, health FROM instances ORDER BY row_key").raw(true).all() as [string, string, string][];
+    } finally {
+      db.close();
+    }
+  }
+
+  function withDatabase(dir: string, edit: (db: Database.Database) => void): void {
+    const db = new Database(join(dir, DATABASE_FILE));
+    try {
+      edit(db);
+    } finally {
+      db.close();
+    }
+  }
+
+  it("finds each row by its row key: health changes and removals reach the right row after a restart", async () => {
+    const dir = tempDataDir();
+    const first = await openStore(dir);
+    for (const id of ["a", "b", "c"]) await first.store.commit({ op: "register", instance: instance(id) });
+    await first.store.commit({ op: "remove", id: "a", reason: "unregistered", at: 2 });
+    await closeStore(first.store);
+
+    const second = await openStore(dir);
+    await second.store.commit({ op: "setHealth", id: "c", health: "unhealthy", at: 3, failureReason: "HTTP 503" });
+    await second.store.commit({ op: "remove", id: "b", reason: "health_check_expired", at: 4 });
+    await second.store.commit({ op: "register", instance: instance("d") });
+    expect(second.store.repairedRows).toBe(0);
+    await closeStore(second.store);
+
+    const third = await openStore(dir);
+    expect(third.instances.map((i) => [i.id, i.health, i.revision])).toEqual([
+      ["c", "unhealthy", 5],
+      ["d", "healthy", 7],
+    ]);
+  });
+
+  it("replaces the row of a live id registered again: one row, the newer one", async () => {
+    const dir = tempDataDir();
+    const { store } = await openStore(dir);
+    await store.commit({ op: "register", instance: instance("x", "10.0.0.1") });
+    await store.commit({ op: "register", instance: instance("x", "10.0.0.2") });
+    await store.commit({ op: "setHealth", id: "x", health: "unhealthy", at: 2 });
+    expect(store.repairedRows).toBe(0);
+    await closeStore(store);
+    expect(rowsOnDisk(dir)).toEqual([["x", "10.0.0.2", "unhealthy"]]);
+    expect((await openStore(dir)).instances.map((i) => [i.id, i.host, i.revision])).toEqual([["x", "10.0.0.2", 3]]);
+  });
+
+  it("undoes a transaction that fails as a whole, row keys included, and goes on", async () => {
+    const dir = tempDataDir();
+    await closeStore((await openStore(dir)).store);
+    // A write SQLite refuses, failing the transaction it is in.
+    withDatabase(dir, (db) =>
+      db.exec("CREATE TRIGGER refuse BEFORE INSERT ON instances WHEN NEW.host = '10.9.9.9' BEGIN SELECT RAISE(ABORT, 'refused'); END;"),
+    );
+    const { store } = await openStore(dir);
+    await store.commit({ op: "register", instance: instance("x") });
+    await store.commit({ op: "register", instance: instance("w") });
+
+    // One turn, one transaction, x's row key changed twice (replaced, then
+    // gone) and w's once, then a refused registration fails it all.
+    const failed = await Promise.allSettled([
+      store.commit({ op: "register", instance: instance("x", "10.0.0.5") }),
+      store.commit({ op: "remove", id: "x", reason: "unregistered", at: 2 }),
+      store.commit({ op: "remove", id: "w", reason: "unregistered", at: 2 }),
+      store.commit({ op: "register", instance: instance("y", "10.9.9.9") }),
+    ]);
+    expect(failed.map((f) => f.status)).toEqual(["rejected", "rejected", "rejected", "rejected"]);
+    expect(failed[0]).toMatchObject({ reason: { code: "unavailable", message: "the store could not persist the change" } });
+
+    // x and w are still there, in memory and in their rows, found by their keys.
+    await expect(store.commit({ op: "setHealth", id: "x", health: "unhealthy", at: 3 })).resolves.toMatchObject({ revision: 3 });
+    await expect(store.commit({ op: "setHealth", id: "w", health: "unhealthy", at: 3 })).resolves.toMatchObject({ revision: 4 });
+    await expect(store.commit({ op: "register", instance: instance("z") })).resolves.toMatchObject({ revision: 5 });
+    await expect(store.commit({ op: "remove", id: "w", reason: "unregistered", at: 4 })).resolves.toMatchObject({ revision: 6 });
+    expect(store.repairedRows).toBe(0);
+    await closeStore(store);
+    expect(rowsOnDisk(dir)).toEqual([
+      ["x", "10.0.0.1", "unhealthy"],
+      ["z", "10.0.0.1", "healthy"],
+    ]);
+  });
+
+  it("rewrites a row its row key no longer finds, never touching the row the key finds instead, and logs it", async () => {
+    const dir = tempDataDir();
+    await closeStore((await openStore(dir)).store);
+    // Puts the row of 'other' where SQLite said a new row went, and that row
+    // elsewhere: the keys in memory and the table are out of step, as a bug
+    // could leave them, and a stale key finds another instance's row.
+    withDatabase(dir, (db) =>
+      db.exec(
+        "CREATE TRIGGER move AFTER INSERT ON instances WHEN NEW.host = '10.8.8.8' BEGIN " +
+          "UPDATE instances SET row_key = NEW.row_key + 1000 WHERE row_key = NEW.row_key; " +
+          "UPDATE instances SET row_key = NEW.row_key WHERE id = 'other'; END;",
+      ),
+    );
+    const { logger, lines } = capturedLogger();
+    const { store } = await openStore(dir, logger);
+    await store.commit({ op: "register", instance: instance("other") });
+    await store.commit({ op: "register", instance: instance("moved", "10.8.8.8") });
+
+    await store.commit({ op: "setHealth", id: "moved", health: "unhealthy", at: 2 });
+    expect(store.repairedRows).toBe(1);
+    expect(lines).toEqual([
+      expect.objectContaining({ level: 40, instanceId: "moved", msg: "an instance's row was not where its row key said; rewrote it" }),
+    ]);
+    expect(JSON.stringify(lines)).not.toContain("h".repeat(32)); // no token hash in the log
+    await store.commit({ op: "setHealth", id: "other", health: "unhealthy", at: 2 });
+    expect(store.repairedRows).toBe(2);
+    await closeStore(store);
+    const byId = (rows: [string, string, string][]) => rows.sort((x, y) => x[0].localeCompare(y[0]));
+    expect(byId(rowsOnDisk(dir))).toEqual([
+      ["moved", "10.8.8.8", "unhealthy"],
+      ["other", "10.0.0.1", "unhealthy"],
+    ]);
+
+    // The same for a removal: the row goes though its key missed it, and the
+    // row the key found stays.
+    const again = await openStore(dir);
+    await again.store.commit({ op: "register", instance: instance("moved2", "10.8.8.8") });
+    await again.store.commit({ op: "remove", id: "moved2", reason: "unregistered", at: 3 });
+    expect(again.store.repairedRows).toBe(1);
+    await closeStore(again.store);
+    expect(byId(rowsOnDisk(dir)).map(([id]) => id)).toEqual(["moved", "other"]);
+  });
+
+  it("keeps each id's newest row when a file holds several, and deletes the others", async () => {
+    const dir = tempDataDir();
+    const first = await openStore(dir);
+    await first.store.commit({ op: "register", instance: instance("x", "10.0.0.1") }); // revision 1
+    await first.store.commit({ op: "register", instance: instance("y", "10.0.0.1") }); // revision 2
+    await closeStore(first.store);
+    // A file edited by hand: an older copy of x after it, a newer copy of y.
+    withDatabase(dir, (db) => {
+      db.exec(`
+        INSERT INTO instances (id, service_type, host, port, metadata, health_check_path, health, registered_at, updated_at, revision, token_hash)
+          SELECT id, service_type, '10.0.0.7', port, metadata, health_check_path, health, registered_at, updated_at, 0, token_hash
+          FROM instances WHERE id = 'x';
+        INSERT INTO instances (id, service_type, host, port, metadata, health_check_path, health, registered_at, updated_at, revision, token_hash)
+          SELECT id, service_type, '10.0.0.8', port, metadata, health_check_path, 'unhealthy', registered_at, updated_at, 2, token_hash
+          FROM instances WHERE id = 'y';
+      `);
+      // The newer copy of y is revision 2 as well; make the original older.
+      db.exec("UPDATE instances SET revision = 1 WHERE id = 'y' AND host = '10.0.0.1'");
+    });
+
+    const { logger, lines } = capturedLogger();
+    const second = await openStore(dir, logger);
+    expect(second.instances.map((i) => [i.id, i.host]).sort()).toEqual([
+      ["x", "10.0.0.1"],
+      ["y", "10.0.0.8"],
+    ]);
+    expect(second.store.repairedRows).toBe(2);
+    expect(lines).toEqual([expect.objectContaining({ level: 40, rows: 2 })]);
+    // Each id's one row is the one its key finds.
+    await second.store.commit({ op: "setHealth", id: "y", health: "healthy", at: 5 });
+    await second.store.commit({ op: "remove", id: "x", reason: "unregistered", at: 5 });
+    expect(second.store.repairedRows).toBe(2);
+    await closeStore(second.store);
+    expect(rowsOnDisk(dir)).toEqual([["y", "10.0.0.8", "healthy"]]);
+  });
+});
+
+describe("RowKeyMap", () => {
+  it("rolls back a transaction's changes newest first, however often one id changed", () => {
+    const keys = new RowKeyMap();
+    keys.load("a", 1);
+    keys.load("b", 2);
+    keys.set("a", 3);
+    keys.delete("a");
+    keys.set("a", 4);
+    keys.delete("b");
+    keys.set("c", 5);
+    keys.rollback();
+    expect([keys.get("a"), keys.get("b"), keys.get("c"), keys.size]).toEqual([1, 2, undefined, 2]);
+  });
+
+  it("keeps a committed transaction's changes through a later rollback", () => {
+    const keys = new RowKeyMap();
+    keys.set("a", 1);
+    keys.commit();
+    keys.set("a", 2);
+    keys.rollback();
+    expect(keys.get("a")).toBe(1);
+  });
+});
