@@ -4,6 +4,7 @@ import { ConfigError, loadConfig } from "../config/load-config.js";
 import { generateKey } from "../config/registration-key.js";
 import { flagName, SETTINGS } from "../config/settings.js";
 import { createLogger } from "../logging/logger.js";
+import { FdDestination } from "../logging/fd-destination.js";
 import { SqliteStore } from "../store/sqlite/sqlite-store.js";
 import { StoreOpenError } from "../store/store-open-error.js";
 import { isClientCommand, runClientCommand, type ClientCommand } from "./commands/client-commands.js";
@@ -119,7 +120,8 @@ async function main(args: string[]): Promise<void> {
   }
   if (first === "rotate-epoch") {
     const config = loadConfig({ argv: rest });
-    const store = new SqliteStore({ dataDir: config.dataDir });
+    // Warnings (rows the store repairs on opening) to stderr: stdout is the command's answer.
+    const store = new SqliteStore({ dataDir: config.dataDir, logger: createLogger("warn", new FdDestination(2)) });
     await store.open(() => {});
     const epoch = store.rotateEpoch();
     await store.close();

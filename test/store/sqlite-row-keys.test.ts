@@ -6,7 +6,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { StoredInstance } from "../../src/registry/types.js";
 import { RowKeyMap } from "../../src/store/sqlite/row-key-map.js";
 import { DATABASE_FILE, SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
-import { tempDataDir } from "../support/server-process.js";
+import { StoreOpenError } from "../../src/store/store-open-error.js";
+import { runCli, tempDataDir } from "../support/server-process.js";
 
 /** The SQLite store finds each instance's row by the row key it keeps in memory; these show the keys stay right. */
 describe("SqliteStore row keys", () => {
@@ -98,6 +99,17 @@ describe("SqliteStore row keys", () => {
     expect((await openStore(dir)).instances.map((i) => [i.id, i.host, i.revision])).toEqual([["x", "10.0.0.2", 3]]);
   });
 
+  it("forgets a removed instance's row key: the id registered again gets a row of its own", async () => {
+    const dir = tempDataDir();
+    const { store } = await openStore(dir);
+    await store.commit({ op: "register", instance: instance("x", "10.0.0.1") });
+    await store.commit({ op: "remove", id: "x", reason: "unregistered", at: 2 });
+    await store.commit({ op: "register", instance: instance("x", "10.0.0.3") });
+    expect(store.repairedRows).toBe(0);
+    await closeStore(store);
+    expect(rowsOnDisk(dir)).toEqual([["x", "10.0.0.3", "healthy"]]);
+  });
+
   it("undoes a transaction that fails as a whole, row keys included, and goes on", async () => {
     const dir = tempDataDir();
     await closeStore((await openStore(dir)).store);
@@ -154,7 +166,7 @@ describe("SqliteStore row keys", () => {
     await store.commit({ op: "setHealth", id: "moved", health: "unhealthy", at: 2 });
     expect(store.repairedRows).toBe(1);
     expect(lines).toEqual([
-      expect.objectContaining({ level: 40, instanceId: "moved", msg: "an instance's row was not where its row key said; rewrote it" }),
+      expect.objectContaining({ level: 40, instanceId: "moved", msg: "an instance's row was not where its row key said; repaired it" }),
     ]);
     expect(JSON.stringify(lines)).not.toContain("h".repeat(32)); // no token hash in the log
     await store.commit({ op: "setHealth", id: "other", health: "unhealthy", at: 2 });
@@ -172,8 +184,56 @@ describe("SqliteStore row keys", () => {
     await again.store.commit({ op: "register", instance: instance("moved2", "10.8.8.8") });
     await again.store.commit({ op: "remove", id: "moved2", reason: "unregistered", at: 3 });
     expect(again.store.repairedRows).toBe(1);
+    // Registered again, elsewhere: a fresh row, found by its fresh key.
+    await again.store.commit({ op: "register", instance: instance("moved2", "10.0.0.9") });
+    await again.store.commit({ op: "setHealth", id: "moved2", health: "unhealthy", at: 4 });
+    expect(again.store.repairedRows).toBe(1);
     await closeStore(again.store);
-    expect(byId(rowsOnDisk(dir)).map(([id]) => id)).toEqual(["moved", "other"]);
+    expect(byId(rowsOnDisk(dir))).toEqual([
+      ["moved", "10.8.8.8", "unhealthy"],
+      ["moved2", "10.0.0.9", "unhealthy"],
+      ["other", "10.0.0.1", "unhealthy"],
+    ]);
+  });
+
+  it("counts and logs a repair only once its transaction commits", async () => {
+    const dir = tempDataDir();
+    await closeStore((await openStore(dir)).store);
+    withDatabase(dir, (db) =>
+      db.exec(`
+        CREATE TRIGGER move AFTER INSERT ON instances WHEN NEW.host = '10.8.8.8'
+          BEGIN UPDATE instances SET row_key = NEW.row_key + 1000 WHERE row_key = NEW.row_key; END;
+        CREATE TRIGGER refuse BEFORE INSERT ON instances WHEN NEW.host = '10.9.9.9' BEGIN SELECT RAISE(ABORT, 'refused'); END;
+      `),
+    );
+    const { logger, lines } = capturedLogger();
+    const { store } = await openStore(dir, logger);
+    await store.commit({ op: "register", instance: instance("moved", "10.8.8.8") });
+
+    // A repair and a refused write in one transaction: both undone.
+    const failed = await Promise.allSettled([
+      store.commit({ op: "setHealth", id: "moved", health: "unhealthy", at: 2 }),
+      store.commit({ op: "register", instance: instance("y", "10.9.9.9") }),
+    ]);
+    expect(failed.map((f) => f.status)).toEqual(["rejected", "rejected"]);
+    expect(store.repairedRows).toBe(0);
+    expect(lines).toEqual([]);
+
+    await store.commit({ op: "setHealth", id: "moved", health: "unhealthy", at: 3 });
+    expect(store.repairedRows).toBe(1);
+    expect(lines).toHaveLength(1);
+    await closeStore(store);
+    expect(rowsOnDisk(dir)).toEqual([["moved", "10.8.8.8", "unhealthy"]]);
+  });
+
+  it("goes on from an instance's revision when a hand-edited file puts it above the store's", async () => {
+    const dir = tempDataDir();
+    const first = await openStore(dir);
+    await first.store.commit({ op: "register", instance: instance("x") }); // revision 1
+    await closeStore(first.store);
+    withDatabase(dir, (db) => db.exec("UPDATE instances SET revision = 40 WHERE id = 'x'"));
+    const { store } = await openStore(dir);
+    await expect(store.commit({ op: "setHealth", id: "x", health: "unhealthy", at: 2 })).resolves.toMatchObject({ revision: 41 });
   });
 
   it("keeps each id's newest row when a file holds several, and deletes the others", async () => {
@@ -191,6 +251,13 @@ describe("SqliteStore row keys", () => {
         INSERT INTO instances (id, service_type, host, port, metadata, health_check_path, health, registered_at, updated_at, revision, token_hash)
           SELECT id, service_type, '10.0.0.8', port, metadata, health_check_path, 'unhealthy', registered_at, updated_at, 2, token_hash
           FROM instances WHERE id = 'y';
+        -- Two copies of z at one revision: the one written last is kept.
+        INSERT INTO instances (id, service_type, host, port, metadata, health_check_path, health, registered_at, updated_at, revision, token_hash)
+          SELECT 'z', service_type, '10.0.1.1', port, metadata, health_check_path, health, registered_at, updated_at, 1, token_hash
+          FROM instances WHERE id = 'x' AND host = '10.0.0.1';
+        INSERT INTO instances (id, service_type, host, port, metadata, health_check_path, health, registered_at, updated_at, revision, token_hash)
+          SELECT 'z', service_type, '10.0.1.2', port, metadata, health_check_path, health, registered_at, updated_at, 1, token_hash
+          FROM instances WHERE id = 'x' AND host = '10.0.0.1';
       `);
       // The newer copy of y is revision 2 as well; make the original older.
       db.exec("UPDATE instances SET revision = 1 WHERE id = 'y' AND host = '10.0.0.1'");
@@ -201,15 +268,65 @@ describe("SqliteStore row keys", () => {
     expect(second.instances.map((i) => [i.id, i.host]).sort()).toEqual([
       ["x", "10.0.0.1"],
       ["y", "10.0.0.8"],
+      ["z", "10.0.1.2"],
     ]);
-    expect(second.store.repairedRows).toBe(2);
-    expect(lines).toEqual([expect.objectContaining({ level: 40, rows: 2 })]);
+    expect(second.store.repairedRows).toBe(3);
+    expect(lines).toEqual([expect.objectContaining({ level: 40, rows: 3, instanceIds: ["y", "x", "z"] })]);
     // Each id's one row is the one its key finds.
     await second.store.commit({ op: "setHealth", id: "y", health: "healthy", at: 5 });
     await second.store.commit({ op: "remove", id: "x", reason: "unregistered", at: 5 });
-    expect(second.store.repairedRows).toBe(2);
+    expect(second.store.repairedRows).toBe(3);
     await closeStore(second.store);
-    expect(rowsOnDisk(dir)).toEqual([["y", "10.0.0.8", "healthy"]]);
+    expect(rowsOnDisk(dir)).toEqual([
+      ["y", "10.0.0.8", "healthy"],
+      ["z", "10.0.1.2", "healthy"],
+    ]);
+  });
+});
+
+describe("SqliteStore row keys, opening", () => {
+  /** A data directory holding instance x twice (as a hand-edited file could), with `extraSql` run on it. */
+  async function fileWithRepeatedRow(extraSql = ""): Promise<string> {
+    const dir = tempDataDir();
+    const store = new SqliteStore({ dataDir: dir });
+    await store.open(() => {});
+    await store.commit({
+      op: "register",
+      instance: { id: "x", serviceType: "api", host: "10.0.0.1", port: 80, metadata: {}, healthCheckPath: "/health", health: "healthy", registeredAt: 1, updatedAt: 1, tokenHash: "h".repeat(32) },
+    });
+    await store.close();
+    const db = new Database(join(dir, DATABASE_FILE));
+    db.exec(`
+      INSERT INTO instances (id, service_type, host, port, metadata, health_check_path, health, registered_at, updated_at, revision, token_hash)
+        SELECT id, service_type, '10.0.0.2', port, metadata, health_check_path, health, registered_at, updated_at, 0, token_hash FROM instances;
+      ${extraSql}
+    `);
+    db.close();
+    return dir;
+  }
+
+  it("refuses to start when the repeated rows cannot be deleted, naming the file, and lets go of it", async () => {
+    const dir = await fileWithRepeatedRow("CREATE TRIGGER keep BEFORE DELETE ON instances BEGIN SELECT RAISE(ABORT, 'kept'); END;");
+    const err = await new SqliteStore({ dataDir: dir }).open(() => {}).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StoreOpenError);
+    expect((err as Error).message).toContain(join(dir, DATABASE_FILE));
+    // The failed open closed its connection: the file is not held locked.
+    const db = new Database(join(dir, DATABASE_FILE));
+    db.exec("DROP TRIGGER keep");
+    db.close();
+    const store = new SqliteStore({ dataDir: dir });
+    const state = await store.open(() => {});
+    expect(state.instances.map((i) => i.host)).toEqual(["10.0.0.1"]);
+    await store.close();
+  });
+
+  it("rotate-epoch reports the rows it deleted on stderr, its answer alone on stdout", async () => {
+    const dir = await fileWithRepeatedRow();
+    const out = await runCli(["rotate-epoch", "--data-dir", dir]);
+    expect(out.code).toBe(0);
+    expect(out.stdout).toMatch(/^new epoch \S+ for .*\n$/);
+    expect(out.stderr).toContain("deleted instance rows repeating an id");
+    expect(out.stderr).toContain('"instanceIds":["x"]');
   });
 });
 

@@ -69,10 +69,11 @@ export class SchemaError extends Error {
 }
 
 /**
- * Brings the database to `SCHEMA_VERSION`, one migration per transaction.
- * Refuses a database written by a newer build instead of guessing.
+ * Brings the database to `SCHEMA_VERSION`, one migration per transaction,
+ * and answers how many ran. Refuses a database written by a newer build
+ * instead of guessing.
  */
-export function migrate(db: Database.Database, path: string): void {
+export function migrate(db: Database.Database, path: string): number {
   const version = db.pragma("user_version", { simple: true }) as number;
   if (version > SCHEMA_VERSION) {
     throw new SchemaError(
@@ -86,4 +87,5 @@ export function migrate(db: Database.Database, path: string): void {
       db.pragma(`user_version = ${v + 1}`);
     })();
   }
+  return SCHEMA_VERSION - version;
 }

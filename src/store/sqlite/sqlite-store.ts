@@ -75,7 +75,19 @@ export class SqliteStore implements RegistryStore {
   async open(onChange: (change: Change) => void): Promise<StoreState> {
     this.onChange = onChange;
     const db = this.openDatabase();
-    this.db = db;
+    try {
+      const state = this.readState(db);
+      this.writeBatch = this.prepareWriter(db);
+      this.db = db;
+      return state;
+    } catch (err) {
+      db.close(); // releases the exclusive lock
+      throw new StoreOpenError(describeOpenFailure(this.path, err));
+    }
+  }
+
+  /** Everything the registry starts from: epoch, revision, instances, history. */
+  private readState(db: Database.Database): StoreState {
     const meta = new Map(
       (db.prepare("SELECT key, value FROM meta").all() as { key: string; value: string }[]).map((r) => [r.key, r.value]),
     );
@@ -89,11 +101,13 @@ export class SqliteStore implements RegistryStore {
       revision: number;
       change: string;
     }[]).map((r) => decodeChange(r.revision, r.change));
-    // The newest history row holds the current revision; meta's is a marker (see prunesHistory).
-    const revision = Math.max(Number(meta.get("revision") ?? 0), history.at(-1)?.revision ?? 0);
+    // The newest history row holds the current revision; meta's is a marker
+    // (see prunesHistory). No instance can be newer, unless the file was
+    // edited by hand: then revisions go on from that instance's, never back.
+    let revision = Math.max(Number(meta.get("revision") ?? 0), history.at(-1)?.revision ?? 0);
+    for (const instance of instances) if (instance.revision > revision) revision = instance.revision;
     const historyFloor = history.length > 0 ? (history[0] as Change).revision - 1 : revision;
     this.state = new StoreStateMachine(revision, instances);
-    this.writeBatch = this.prepareWriter(db);
     return { epoch, revision, instances, history, historyFloor };
   }
 
@@ -178,7 +192,7 @@ export class SqliteStore implements RegistryStore {
   private loadInstances(db: Database.Database): StoredInstance[] {
     this.rowKeys = new RowKeyMap();
     const share = stringSharer(); // one copy of each type, health path and health
-    const rows = db.prepare(`SELECT ${INSTANCE_COLUMNS}, row_key FROM instances`).raw(true).all() as unknown[][];
+    const rows = db.prepare(`SELECT ${INSTANCE_COLUMNS}, row_key FROM instances ORDER BY row_key`).raw(true).all() as unknown[][];
     const instances = rows.map((values) => {
       const instance = fromInstanceValues(values, share);
       this.rowKeys.load(instance.id, values[ROW_KEY_COLUMN] as number);
@@ -190,24 +204,26 @@ export class SqliteStore implements RegistryStore {
   /**
    * The table does not enforce one row per id (an index would cost every
    * registration a second B-tree). Should a file hold more (edited by hand,
-   * or a bug), each id's newest row is kept and the others are deleted, so
-   * every id has the one row its row key finds.
+   * or a bug), each id's newest row (highest revision; of equal ones, the
+   * last written) is kept and the others are deleted, so every id has the
+   * one row its row key finds. `rows` are in row-key order.
    */
   private dropRepeatedRows(db: Database.Database, rows: unknown[][], instances: StoredInstance[]): StoredInstance[] {
     const newest = new Map<string, number>(); // id -> index of its newest row
     instances.forEach((instance, i) => {
       const kept = newest.get(instance.id);
-      if (kept === undefined || instance.revision > (instances[kept] as StoredInstance).revision) newest.set(instance.id, i);
+      if (kept === undefined || instance.revision >= (instances[kept] as StoredInstance).revision) newest.set(instance.id, i);
     });
     const keep = new Set(newest.values());
-    const extraRows = rows.filter((_, i) => !keep.has(i)).map((values) => values[ROW_KEY_COLUMN] as number);
+    const extra = rows.filter((_, i) => !keep.has(i));
+    const extraRows = extra.map((values) => values[ROW_KEY_COLUMN] as number);
     const deleteRow = db.prepare("DELETE FROM instances WHERE row_key = ?");
     db.transaction(() => extraRows.forEach((key) => deleteRow.run(key)))();
     this.rowKeys = new RowKeyMap();
     for (const i of keep) this.rowKeys.load((instances[i] as StoredInstance).id, (rows[i] as unknown[])[ROW_KEY_COLUMN] as number);
     this.repairedRows += extraRows.length;
     this.options.logger?.warn(
-      { file: this.path, rows: extraRows.length },
+      { file: this.path, rows: extraRows.length, instanceIds: [...new Set(extra.map((values) => values[0] as string))].slice(0, 10) },
       "deleted instance rows repeating an id; each id's newest row is kept",
     );
     return [...keep].map((i) => instances[i] as StoredInstance);
@@ -225,23 +241,26 @@ export class SqliteStore implements RegistryStore {
     const pruneEvery = Math.min(PRUNE_EVERY, historyLimit);
 
     const rowKeys = this.rowKeys;
+    /** Ids repaired in the open transaction: counted and logged once it commits. */
+    let repaired: string[] = [];
     /**
      * The row key in memory did not find the id's row: the map and the table
      * are out of step, which is a bug. The table is put right rather than the
      * change refused (the instances in memory already hold it): every row of
-     * the id goes, found by a scan, and the caller writes the row afresh.
+     * the id goes, found by a scan, and the caller writes the row afresh
+     * unless the change removes it.
      */
     const repair = (id: string): void => {
       deleteInstanceRows.run(id);
       rowKeys.delete(id);
-      this.repairedRows++;
-      this.options.logger?.warn({ file: this.path, instanceId: id }, "an instance's row was not where its row key said; rewrote it");
+      repaired.push(id);
     };
     const insertRow = (row: InstanceRow): void => {
       rowKeys.set(row.id, Number(insertInstance.run(instanceRowValues(row)).lastInsertRowid));
     };
     const deleteRow = (id: string): void => {
-      if (deleteInstance.run(rowKeys.get(id) ?? NO_ROW, id).changes === 1) rowKeys.delete(id);
+      const key = rowKeys.get(id);
+      if (key !== undefined && deleteInstance.run(key, id).changes === 1) rowKeys.delete(id);
       else repair(id);
     };
 
@@ -255,6 +274,7 @@ export class SqliteStore implements RegistryStore {
       } else if (change.kind === "removed") {
         deleteRow(instance.id);
       } else if (updateHealth.run(instance.health, instance.updatedAt, instance.revision, rowKeys.get(instance.id) ?? NO_ROW, instance.id).changes !== 1) {
+        // (An id the map does not hold binds NO_ROW, which no row has: the update misses and repairs.)
         repair(instance.id);
         insertRow(row);
       }
@@ -282,10 +302,16 @@ export class SqliteStore implements RegistryStore {
       try {
         const results = transaction(batch);
         rowKeys.commit();
+        for (const id of repaired) {
+          this.repairedRows++;
+          this.options.logger?.warn({ file: this.path, instanceId: id }, "an instance's row was not where its row key said; repaired it");
+        }
         return results;
       } catch (err) {
-        rowKeys.rollback(); // SQLite rolled the rows back
+        rowKeys.rollback(); // SQLite rolled the rows back, repairs included
         throw err;
+      } finally {
+        repaired = [];
       }
     };
   }
@@ -307,7 +333,9 @@ export class SqliteStore implements RegistryStore {
       db.pragma("locking_mode = EXCLUSIVE");
       db.pragma("journal_mode = WAL");
       db.pragma(`synchronous = ${this.options.sync === "full" ? "FULL" : "NORMAL"}`);
-      migrate(db, this.path);
+      // A migration that rebuilt a table wrote it through the WAL, which
+      // would otherwise stay that size until the process stops.
+      if (migrate(db, this.path) > 0) db.pragma("wal_checkpoint(TRUNCATE)");
       return db;
     } catch (err) {
       db.close();
