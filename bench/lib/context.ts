@@ -41,10 +41,10 @@ export const FULL: BenchParams = {
 };
 
 export const QUICK: BenchParams = {
-  register: { concurrencies: [1, 16, 64], jitWarmupMs: 300, rounds: 1, warmupMs: 100, durationMs: 200 },
+  register: { concurrencies: [1, 16, 64], jitWarmupMs: 150, rounds: 1, warmupMs: 100, durationMs: 200 },
   getByType: { types: 50, perType: 100, concurrency: 16, rounds: 1, warmupMs: 200, durationMs: 500 },
-  fanout: { streams: 200, processes: [1, 4], rounds: 20 },
-  probing: { instances: 1000, healthyPorts: 9, blackholePorts: 1, intervalMs: 2000, ttlMs: 1000, maxRequests: 150, measureMs: 1000,
+  fanout: { streams: 200, processes: [1, 4], rounds: 10 },
+  probing: { instances: 1000, healthyPorts: 9, blackholePorts: 1, intervalMs: 1000, ttlMs: 500, maxRequests: 150, measureMs: 1000,
     capacityIntervalMs: 20, capacityConcurrency: 64, capacityMs: 500 },
   memory: { types: 50, perType: 100 },
 };

@@ -1,9 +1,7 @@
-import { execFile } from "node:child_process";
-import { createRequire } from "node:module";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { profileFlags, type BenchContext } from "../lib/context.js";
+import { buildDist } from "../lib/build-dist.js";
 import { startEtcd } from "../lib/etcd.js";
 import { BenchChild } from "../lib/ipc.js";
 import type { Figure } from "../lib/report.js";
@@ -43,7 +41,7 @@ export async function memoryScenario(ctx: BenchContext): Promise<void> {
   const blocks = (list: string[]) => list.map((t) => ({ serviceType: t, count: p.perType }));
 
   // Compiled while the RSS part runs (it measures memory, not time); awaited before the start-up part.
-  const compiling = compileForStartup();
+  const compiling = buildDist();
   compiling.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
   ctx.log(`scenario 5: RSS with ${n} instances`);
   const reg = await ctx.startRegistry("s5-memory", config, ["--expose-gc"]);
@@ -164,16 +162,4 @@ export async function memoryScenario(ctx: BenchContext): Promise<void> {
   );
   const starts = Object.fromEntries(forms.map((f) => [f.name, { server: f.starts, reader: f.readerStarts }]));
   ctx.details.memory = { seeded, starts, etcdStart, before: gc0, after: gc1 };
-}
-
-/** Builds `dist/` as `npm run build` does (the deployed form); resolves with its folder. */
-async function compileForStartup(): Promise<string> {
-  const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
-  try {
-    await promisify(execFile)(process.execPath, [tsc, "-p", join(ROOT, "tsconfig.build.json")]);
-  } catch (err) {
-    // tsc reports compile errors on stdout.
-    throw new Error(`npm run build failed: ${(err as { stdout?: string }).stdout ?? ""}${(err as Error).message}`);
-  }
-  return join(ROOT, "dist");
 }
