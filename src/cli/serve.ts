@@ -97,7 +97,12 @@ export async function startServer(config: Config, logger: Logger, options: Start
     watchStallTimeoutMs: config.watchStallTimeoutMs,
     shutdownGraceMs: config.shutdownGraceMs,
   });
-  metrics.observe({ registry, serving, watchStreams: () => grpc.watchStreamCount });
+  metrics.observe({
+    registry,
+    serving,
+    watchStreams: () => grpc.watchStreamCount,
+    ...(innerStore instanceof SqliteStore ? { storeRepairedRows: () => innerStore.repairedRows } : {}),
+  });
   const wantedHttpPort = options.httpPort ?? (config.httpPort === 0 ? undefined : config.httpPort);
   const http =
     wantedHttpPort === undefined

@@ -17,6 +17,8 @@ export interface MetricsSources {
   /** Open gRPC watch streams. */
   readonly watchStreams?: () => number;
   readonly serving?: ServingState;
+  /** Rows the SQLite store found out of step and repaired (`SqliteStore.repairedRows`); other stores have none. */
+  readonly storeRepairedRows?: () => number;
 }
 
 const RPC_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -123,8 +125,19 @@ export class RegistryMetrics {
 
   /** Registers the gauges read at scrape time. Call once, when the sources exist. */
   observe(sources: MetricsSources): void {
-    const { registry, serving, watchStreams } = sources;
+    const { registry, serving, watchStreams, storeRepairedRows } = sources;
     const registers = [this.prometheus];
+    if (storeRepairedRows) {
+      new Counter({
+        name: "registry_store_repaired_rows_total",
+        help: "Instance rows the SQLite store found out of step with its keys and repaired (a bug if ever above 0; each is logged).",
+        registers,
+        collect() {
+          this.reset();
+          this.inc(storeRepairedRows());
+        },
+      });
+    }
     new Gauge({
       name: "registry_instances",
       help: "Registered instances, by service type and health.",
