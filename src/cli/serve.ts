@@ -4,7 +4,7 @@ import type { Config } from "../config/settings.js";
 import { resolveRegistrationKeys } from "../config/registration-key.js";
 import { loadTls } from "../config/tls.js";
 import { RegistryApi } from "../api/registry-api.js";
-import { HttpProber } from "../health/http-probe.js";
+import { LazyHttpProber } from "../health/lazy-http-prober.js";
 import { RegistryHttpServer } from "../http/http-server.js";
 import { jsonApiRoutes } from "../http/json-api.js";
 import { opsRoutes } from "../http/ops-routes.js";
@@ -60,7 +60,11 @@ export async function startServer(config: Config, logger: Logger, options: Start
       else logger.warn("store commits again; serving");
     },
   });
-  const prober = config.healthChecks ? new HttpProber({ timeoutMs: config.healthCheckTtlMs }) : undefined;
+  // Probes wait until the server is up to load their HTTP client (undici,
+  // ~110 modules): it serves first, and probes due during start-up run just after.
+  let markUp: () => void = () => {};
+  const up = new Promise<void>((resolve) => (markUp = resolve));
+  const prober = config.healthChecks ? new LazyHttpProber({ timeoutMs: config.healthCheckTtlMs }, up) : undefined;
   const registry = new ServiceRegistry({
     store,
     logger,
@@ -132,6 +136,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
     { host: config.host, port, httpPort, tls: transport, store: config.store, dataDir: config.dataDir, epoch: registry.epoch, instances: registry.size },
     "registry serving gRPC",
   );
+  markUp();
   return {
     port,
     httpPort,

@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import pino, { type Logger } from "pino";
-import { HttpProber, type ProbeResult, type ProbeTarget } from "../health/http-probe.js";
+import type { ProbeResult, ProbeTarget } from "../health/http-probe.js";
+import { LazyHttpProber } from "../health/lazy-http-prober.js";
 import { ProbeScheduler } from "../health/probe-scheduler.js";
 import { logChange, type ChangeLineFields } from "../logging/change-line.js";
 import { MemoryStore } from "../store/memory-store.js";
@@ -61,7 +62,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   private readonly logger: Logger;
   private readonly index = new InstanceIndex();
   private readonly thresholds: HealthThresholds;
-  private readonly prober: HttpProber | undefined;
+  private readonly prober: LazyHttpProber | undefined;
   private readonly scheduler: ProbeScheduler | undefined;
   /** Instances with a health mutation in flight, so one transition is committed once. */
   private readonly pendingHealth = new Set<string>();
@@ -83,8 +84,9 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     this.logger = options.logger ?? pino({ level: "silent" });
     this.thresholds = new HealthThresholds(this.options.unhealthyThreshold, this.options.healthyThreshold);
     if (this.options.healthChecks) {
-      const prober = this.options.probe ? undefined : new HttpProber({ timeoutMs: this.options.healthCheckTTL });
-      const probe = this.options.probe ?? ((t: ProbeTarget, s: AbortSignal) => (prober as HttpProber).probe(t, s));
+      // Loaded at the first probe (see LazyHttpProber): importing the registry does not load undici.
+      const prober = this.options.probe ? undefined : new LazyHttpProber({ timeoutMs: this.options.healthCheckTTL });
+      const probe = this.options.probe ?? ((t: ProbeTarget, s: AbortSignal) => (prober as LazyHttpProber).probe(t, s));
       this.prober = prober;
       this.scheduler = new ProbeScheduler({
         intervalMs: this.options.healthCheckInterval,

@@ -1,0 +1,59 @@
+import type { HttpProber, HttpProberOptions, ProbeResult, ProbeTarget } from "./http-probe.js";
+
+/**
+ * An {@link HttpProber} loaded when first needed. undici, its HTTP client, is
+ * about 110 modules (160-190 ms to load on the slower bench guest, ~8% of a
+ * start with 100,000 stored instances), and a registry can answer calls
+ * before any probe has run. With `after`, probes wait for that promise
+ * before loading it: the server passes one it resolves once it serves, so
+ * undici loads after the "serving" line, not before it. Same contract as
+ * HttpProber: `probe` resolves, never rejects.
+ */
+export class LazyHttpProber {
+  readonly #options: HttpProberOptions;
+  readonly #after: Promise<unknown>;
+  readonly #closing: Promise<void>;
+  #markClosed: () => void = () => {};
+  #prober: Promise<HttpProber | undefined> | undefined;
+  #closed = false;
+
+  constructor(options: HttpProberOptions, after: Promise<unknown> = Promise.resolve()) {
+    if (!(options.timeoutMs > 0 && Number.isFinite(options.timeoutMs))) {
+      // As HttpProber would, but now rather than at the first probe.
+      throw new RangeError(`timeoutMs must be a positive number, got ${options.timeoutMs}`);
+    }
+    this.#options = options;
+    this.#after = after;
+    this.#closing = new Promise((resolve) => (this.#markClosed = resolve));
+  }
+
+  async probe(target: ProbeTarget, signal?: AbortSignal): Promise<ProbeResult> {
+    let prober: HttpProber | undefined;
+    try {
+      prober = await this.#load();
+    } catch (err) {
+      return { ok: false, reason: `the probe client did not load: ${(err as Error).message}` };
+    }
+    if (prober === undefined || this.#closed) return { ok: false, reason: "prober closed" };
+    return prober.probe(target, signal);
+  }
+
+  /** Closes the prober (loaded or not); waiting and later probes fail with "prober closed". */
+  close(): void {
+    this.#closed = true;
+    this.#markClosed();
+    void this.#prober?.then((p) => p?.close(), () => undefined);
+  }
+
+  /** The prober, loaded once `after` settles; undefined when closed first. */
+  #load(): Promise<HttpProber | undefined> {
+    this.#prober ??= Promise.race([this.#after, this.#closing]).then(async () => {
+      if (this.#closed) return undefined;
+      const { HttpProber } = await import("./http-probe.js");
+      const prober = new HttpProber(this.#options);
+      if (this.#closed) prober.close(); // closed while it loaded
+      return prober;
+    });
+    return this.#prober;
+  }
+}
