@@ -1,5 +1,5 @@
 import { Agent } from "undici";
-import { AbortFanout, ProbeAttempt } from "./probe-attempt.js";
+import { AbortFanout, assertProbeTimeout, ProbeAttempt } from "./probe-attempt.js";
 import { ProbeExchange, type ExchangeOutcome } from "./probe-exchange.js";
 
 /** Where to send one health probe: `GET http://{host}:{port}{path}`. */
@@ -67,9 +67,7 @@ export class HttpProber {
   #closed = false;
 
   constructor(options: HttpProberOptions) {
-    if (!(options.timeoutMs > 0 && Number.isFinite(options.timeoutMs))) {
-      throw new RangeError(`timeoutMs must be a positive number, got ${options.timeoutMs}`);
-    }
+    assertProbeTimeout(options.timeoutMs);
     const maxBody = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
     if (!(Number.isInteger(maxBody) && maxBody >= 0)) {
       throw new RangeError(`maxBodyBytes must be a non-negative integer, got ${maxBody}`);

@@ -1,4 +1,5 @@
 import type { HttpProber, HttpProberOptions, ProbeResult, ProbeTarget } from "./http-probe.js";
+import { assertProbeTimeout } from "./probe-attempt.js";
 
 /**
  * An {@link HttpProber} loaded when first needed. undici, its HTTP client, is
@@ -18,10 +19,7 @@ export class LazyHttpProber {
   #closed = false;
 
   constructor(options: HttpProberOptions, after: Promise<unknown> = Promise.resolve()) {
-    if (!(options.timeoutMs > 0 && Number.isFinite(options.timeoutMs))) {
-      // As HttpProber would, but now rather than at the first probe.
-      throw new RangeError(`timeoutMs must be a positive number, got ${options.timeoutMs}`);
-    }
+    assertProbeTimeout(options.timeoutMs); // as HttpProber would, but now rather than at the first probe
     this.#options = options;
     this.#after = after;
     this.#closing = new Promise((resolve) => (this.#markClosed = resolve));

@@ -1,3 +1,8 @@
+/** Throws unless `timeoutMs` can bound a probe: a positive, finite number of milliseconds. */
+export function assertProbeTimeout(timeoutMs: number): void {
+  if (!(timeoutMs > 0 && Number.isFinite(timeoutMs))) throw new RangeError(`timeoutMs must be a positive number, got ${timeoutMs}`);
+}
+
 /** Something an {@link ProbeAttempt} can cancel: the exchange in progress. */
 export interface Cancellable {
   cancel(reason: Error): void;

@@ -1,12 +1,9 @@
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { credentials, status } from "@grpc/grpc-js";
-import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import { EventType, RegistryServiceClient } from "../../gen/registry/v1/registry.js";
-import { DATABASE_FILE, SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { startHealthServer, type HealthServer } from "../support/health-server.js";
+import { tempDataDir } from "../support/server-process.js";
+import { dataDirWithRepeatedRow } from "../support/sqlite-data.js";
 import { call, callError, keyAuth, WatchCursor } from "../support/registry-harness.js";
 import { parseExposition, type Exposition } from "./prometheus-text.js";
 import { startStack } from "./stack.js";
@@ -164,26 +161,13 @@ describe("Prometheus /metrics on HTTP_PORT", () => {
 
   it("counts the rows the SQLite store repaired, from zero; other stores show no such series", async () => {
     // A data directory whose file holds one instance in two rows (as a hand edit could leave it).
-    const dataDir = mkdtempSync(join(tmpdir(), "registry-repairs-"));
-    const store = new SqliteStore({ dataDir });
-    await store.open(() => {});
-    await store.commit({
-      op: "register",
-      instance: { id: "x", serviceType: "api", host: "10.0.0.1", port: 80, metadata: {}, healthCheckPath: "/health", health: "healthy", registeredAt: 1, updatedAt: 1, tokenHash: "h".repeat(32) },
-    });
-    await store.close();
-    const db = new Database(join(dataDir, DATABASE_FILE));
-    db.exec(`INSERT INTO instances (id, service_type, host, port, metadata, health_check_path, health, registered_at, updated_at, revision, token_hash)
-      SELECT id, service_type, '10.0.0.2', port, metadata, health_check_path, health, registered_at, updated_at, 0, token_hash FROM instances`);
-    db.close();
-
-    const { server: sqlite } = await start({ STORE: "sqlite", DATA_DIR: dataDir });
+    const { server: sqlite } = await start({ STORE: "sqlite", DATA_DIR: await dataDirWithRepeatedRow() });
     const m = await scrape(sqlite);
     expect(m.types.get("registry_store_repaired_rows_total")).toBe("counter");
     expect(m.value("registry_store_repaired_rows_total")).toBe(1);
     expect(m.value("registry_instances", { service_type: "api", health: "healthy" })).toBe(1);
 
-    const { server: fresh } = await start({ STORE: "sqlite", DATA_DIR: mkdtempSync(join(tmpdir(), "registry-repairs-")) });
+    const { server: fresh } = await start({ STORE: "sqlite", DATA_DIR: tempDataDir() });
     expect((await scrape(fresh)).value("registry_store_repaired_rows_total")).toBe(0);
     const { server: memory } = await start();
     expect((await scrape(memory)).types.get("registry_store_repaired_rows_total")).toBeUndefined();

@@ -8,6 +8,10 @@ import { RowKeyMap } from "../../src/store/sqlite/row-key-map.js";
 import { DATABASE_FILE, SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { StoreOpenError } from "../../src/store/store-open-error.js";
 import { runCli, tempDataDir } from "../support/server-process.js";
+import { dataDirWith, dataDirWithRepeatedRow, editDatabase } from "../support/sqlite-data.js";
+
+/** A write SQLite refuses (an instance at 10.9.9.9), failing the transaction it is in. */
+const REFUSE_TRIGGER = "CREATE TRIGGER refuse BEFORE INSERT ON instances WHEN NEW.host = '10.9.9.9' BEGIN SELECT RAISE(ABORT, 'refused'); END;";
 
 /** The SQLite store finds each instance's row by the row key it keeps in memory; these show the keys stay right. */
 describe("SqliteStore row keys", () => {
@@ -52,15 +56,6 @@ describe("SqliteStore row keys", () => {
     const db = new Database(join(dir, DATABASE_FILE), { readonly: true });
     try {
       return db.prepare("SELECT id, host, health FROM instances ORDER BY row_key").raw(true).all() as [string, string, string][];
-    } finally {
-      db.close();
-    }
-  }
-
-  function withDatabase(dir: string, edit: (db: Database.Database) => void): void {
-    const db = new Database(join(dir, DATABASE_FILE));
-    try {
-      edit(db);
     } finally {
       db.close();
     }
@@ -111,12 +106,7 @@ describe("SqliteStore row keys", () => {
   });
 
   it("undoes a transaction that fails as a whole, row keys included, and goes on", async () => {
-    const dir = tempDataDir();
-    await closeStore((await openStore(dir)).store);
-    // A write SQLite refuses, failing the transaction it is in.
-    withDatabase(dir, (db) =>
-      db.exec("CREATE TRIGGER refuse BEFORE INSERT ON instances WHEN NEW.host = '10.9.9.9' BEGIN SELECT RAISE(ABORT, 'refused'); END;"),
-    );
+    const dir = await dataDirWith(REFUSE_TRIGGER);
     const { store } = await openStore(dir);
     await store.commit({ op: "register", instance: instance("x") });
     await store.commit({ op: "register", instance: instance("w") });
@@ -146,17 +136,13 @@ describe("SqliteStore row keys", () => {
   });
 
   it("rewrites a row its row key no longer finds, never touching the row the key finds instead, and logs it", async () => {
-    const dir = tempDataDir();
-    await closeStore((await openStore(dir)).store);
     // Puts the row of 'other' where SQLite said a new row went, and that row
     // elsewhere: the keys in memory and the table are out of step, as a bug
     // could leave them, and a stale key finds another instance's row.
-    withDatabase(dir, (db) =>
-      db.exec(
-        "CREATE TRIGGER move AFTER INSERT ON instances WHEN NEW.host = '10.8.8.8' BEGIN " +
-          "UPDATE instances SET row_key = NEW.row_key + 1000 WHERE row_key = NEW.row_key; " +
-          "UPDATE instances SET row_key = NEW.row_key WHERE id = 'other'; END;",
-      ),
+    const dir = await dataDirWith(
+      "CREATE TRIGGER move AFTER INSERT ON instances WHEN NEW.host = '10.8.8.8' BEGIN " +
+        "UPDATE instances SET row_key = NEW.row_key + 1000 WHERE row_key = NEW.row_key; " +
+        "UPDATE instances SET row_key = NEW.row_key WHERE id = 'other'; END;",
     );
     const { logger, lines } = capturedLogger();
     const { store } = await openStore(dir, logger);
@@ -197,15 +183,11 @@ describe("SqliteStore row keys", () => {
   });
 
   it("counts and logs a repair only once its transaction commits", async () => {
-    const dir = tempDataDir();
-    await closeStore((await openStore(dir)).store);
-    withDatabase(dir, (db) =>
-      db.exec(`
-        CREATE TRIGGER move AFTER INSERT ON instances WHEN NEW.host = '10.8.8.8'
-          BEGIN UPDATE instances SET row_key = NEW.row_key + 1000 WHERE row_key = NEW.row_key; END;
-        CREATE TRIGGER refuse BEFORE INSERT ON instances WHEN NEW.host = '10.9.9.9' BEGIN SELECT RAISE(ABORT, 'refused'); END;
-      `),
-    );
+    const dir = await dataDirWith(`
+      CREATE TRIGGER move AFTER INSERT ON instances WHEN NEW.host = '10.8.8.8'
+        BEGIN UPDATE instances SET row_key = NEW.row_key + 1000 WHERE row_key = NEW.row_key; END;
+      ${REFUSE_TRIGGER}
+    `);
     const { logger, lines } = capturedLogger();
     const { store } = await openStore(dir, logger);
     await store.commit({ op: "register", instance: instance("moved", "10.8.8.8") });
@@ -231,7 +213,7 @@ describe("SqliteStore row keys", () => {
     const first = await openStore(dir);
     await first.store.commit({ op: "register", instance: instance("x") }); // revision 1
     await closeStore(first.store);
-    withDatabase(dir, (db) => db.exec("UPDATE instances SET revision = 40 WHERE id = 'x'"));
+    editDatabase(dir, "UPDATE instances SET revision = 40 WHERE id = 'x'");
     const { store } = await openStore(dir);
     await expect(store.commit({ op: "setHealth", id: "x", health: "unhealthy", at: 2 })).resolves.toMatchObject({ revision: 41 });
   });
@@ -243,8 +225,9 @@ describe("SqliteStore row keys", () => {
     await first.store.commit({ op: "register", instance: instance("y", "10.0.0.1") }); // revision 2
     await closeStore(first.store);
     // A file edited by hand: an older copy of x after it, a newer copy of y.
-    withDatabase(dir, (db) => {
-      db.exec(`
+    editDatabase(
+      dir,
+      `
         INSERT INTO instances (id, service_type, host, port, metadata, health_check_path, health, registered_at, updated_at, revision, token_hash)
           SELECT id, service_type, '10.0.0.7', port, metadata, health_check_path, health, registered_at, updated_at, 0, token_hash
           FROM instances WHERE id = 'x';
@@ -258,10 +241,10 @@ describe("SqliteStore row keys", () => {
         INSERT INTO instances (id, service_type, host, port, metadata, health_check_path, health, registered_at, updated_at, revision, token_hash)
           SELECT 'z', service_type, '10.0.1.2', port, metadata, health_check_path, health, registered_at, updated_at, 1, token_hash
           FROM instances WHERE id = 'x' AND host = '10.0.0.1';
-      `);
-      // The newer copy of y is revision 2 as well; make the original older.
-      db.exec("UPDATE instances SET revision = 1 WHERE id = 'y' AND host = '10.0.0.1'");
-    });
+        -- The newer copy of y is revision 2 as well; make the original older.
+        UPDATE instances SET revision = 1 WHERE id = 'y' AND host = '10.0.0.1';
+      `,
+    );
 
     const { logger, lines } = capturedLogger();
     const second = await openStore(dir, logger);
@@ -285,35 +268,13 @@ describe("SqliteStore row keys", () => {
 });
 
 describe("SqliteStore row keys, opening", () => {
-  /** A data directory holding instance x twice (as a hand-edited file could), with `extraSql` run on it. */
-  async function fileWithRepeatedRow(extraSql = ""): Promise<string> {
-    const dir = tempDataDir();
-    const store = new SqliteStore({ dataDir: dir });
-    await store.open(() => {});
-    await store.commit({
-      op: "register",
-      instance: { id: "x", serviceType: "api", host: "10.0.0.1", port: 80, metadata: {}, healthCheckPath: "/health", health: "healthy", registeredAt: 1, updatedAt: 1, tokenHash: "h".repeat(32) },
-    });
-    await store.close();
-    const db = new Database(join(dir, DATABASE_FILE));
-    db.exec(`
-      INSERT INTO instances (id, service_type, host, port, metadata, health_check_path, health, registered_at, updated_at, revision, token_hash)
-        SELECT id, service_type, '10.0.0.2', port, metadata, health_check_path, health, registered_at, updated_at, 0, token_hash FROM instances;
-      ${extraSql}
-    `);
-    db.close();
-    return dir;
-  }
-
   it("refuses to start when the repeated rows cannot be deleted, naming the file, and lets go of it", async () => {
-    const dir = await fileWithRepeatedRow("CREATE TRIGGER keep BEFORE DELETE ON instances BEGIN SELECT RAISE(ABORT, 'kept'); END;");
+    const dir = await dataDirWithRepeatedRow("CREATE TRIGGER keep BEFORE DELETE ON instances BEGIN SELECT RAISE(ABORT, 'kept'); END;");
     const err = await new SqliteStore({ dataDir: dir }).open(() => {}).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(StoreOpenError);
     expect((err as Error).message).toContain(join(dir, DATABASE_FILE));
     // The failed open closed its connection: the file is not held locked.
-    const db = new Database(join(dir, DATABASE_FILE));
-    db.exec("DROP TRIGGER keep");
-    db.close();
+    editDatabase(dir, "DROP TRIGGER keep");
     const store = new SqliteStore({ dataDir: dir });
     const state = await store.open(() => {});
     expect(state.instances.map((i) => i.host)).toEqual(["10.0.0.1"]);
@@ -321,7 +282,7 @@ describe("SqliteStore row keys, opening", () => {
   });
 
   it("rotate-epoch reports the rows it deleted on stderr, its answer alone on stdout", async () => {
-    const dir = await fileWithRepeatedRow();
+    const dir = await dataDirWithRepeatedRow();
     const out = await runCli(["rotate-epoch", "--data-dir", dir]);
     expect(out.code).toBe(0);
     expect(out.stdout).toMatch(/^new epoch \S+ for .*\n$/);

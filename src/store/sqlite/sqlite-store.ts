@@ -216,14 +216,13 @@ export class SqliteStore implements RegistryStore {
     });
     const keep = new Set(newest.values());
     const extra = rows.filter((_, i) => !keep.has(i));
-    const extraRows = extra.map((values) => values[ROW_KEY_COLUMN] as number);
-    const deleteRow = db.prepare("DELETE FROM instances WHERE row_key = ?");
-    db.transaction(() => extraRows.forEach((key) => deleteRow.run(key)))();
-    this.rowKeys = new RowKeyMap();
+    const deleteInstance = db.prepare(WRITE_SQL.deleteInstance);
+    db.transaction(() => extra.forEach((values) => deleteInstance.run(values[ROW_KEY_COLUMN], values[0])))();
+    // Every id is in the map already, with its last row's key: point it at the row kept.
     for (const i of keep) this.rowKeys.load((instances[i] as StoredInstance).id, (rows[i] as unknown[])[ROW_KEY_COLUMN] as number);
-    this.repairedRows += extraRows.length;
+    this.repairedRows += extra.length;
     this.options.logger?.warn(
-      { file: this.path, rows: extraRows.length, instanceIds: [...new Set(extra.map((values) => values[0] as string))].slice(0, 10) },
+      { file: this.path, rows: extra.length, instanceIds: [...new Set(extra.map((values) => values[0] as string))].slice(0, 10) },
       "deleted instance rows repeating an id; each id's newest row is kept",
     );
     return [...keep].map((i) => instances[i] as StoredInstance);
