@@ -54,12 +54,19 @@ function fromHistoryInstance(row: Omit<InstanceRow, "token_hash">): StoredInstan
   ]);
 }
 
-/** The `instances` columns in the order {@link fromInstanceValues} reads them. */
+/** The `instances` columns, in the order `insertInstance` binds them. */
 export const INSTANCE_COLUMNS =
   "id, service_type, host, port, metadata, health_check_path, health, registered_at, updated_at, revision, token_hash";
 
 /**
- * A row read in raw mode (an array in {@link INSTANCE_COLUMNS} order) as a
+ * The `instances` columns as {@link fromInstanceValues} reads them: the token
+ * hash as hex text, which better-sqlite3 hands over as a plain string, where
+ * a blob costs a Buffer of its own apiece (100,000 of them at start-up).
+ */
+export const LOADED_INSTANCE_COLUMNS = INSTANCE_COLUMNS.replace("token_hash", "hex(token_hash)");
+
+/**
+ * A row read in raw mode (an array in {@link LOADED_INSTANCE_COLUMNS} order) as a
  * stored instance. Start-up reads every instance this way: better-sqlite3
  * builds an array far faster than an object with eleven named properties,
  * and it is garbage the moment the instance is built.
@@ -76,9 +83,8 @@ export function fromInstanceValues(v: readonly unknown[], share: (value: string)
     registeredAt: v[7] as number,
     updatedAt: v[8] as number,
     revision: v[9] as number,
-    // SQLite hands each blob over in an allocation of its own; the string
-    // keeps 32 bytes and lets the blob go.
-    tokenHash: Buffer.isBuffer(v[10]) ? v[10].toString("latin1") : NO_HASH,
+    // Held as 32 latin1 characters, as `hashSecret` makes it.
+    tokenHash: v[10] === NO_HASH ? NO_HASH : Buffer.from(v[10] as string, "hex").toString("latin1"),
   };
 }
 

@@ -8,13 +8,13 @@ import type { Change, StoredInstance } from "../../registry/types.js";
 import type { Mutation, RegistryStore, StoreState } from "../registry-store.js";
 import { StoreStateMachine } from "../state-machine.js";
 import { StoreOpenError } from "../store-open-error.js";
-import { decodeChange, encodeChange, fromInstanceValues, INSTANCE_COLUMNS, type InstanceRow, instanceRowValues, stringSharer, toInstanceRow } from "./row-codec.js";
+import { decodeChange, encodeChange, fromInstanceValues, type InstanceRow, instanceRowValues, LOADED_INSTANCE_COLUMNS, stringSharer, toInstanceRow } from "./row-codec.js";
 import { RowKeyMap } from "./row-key-map.js";
 import { migrate, SchemaError } from "./sqlite-schema.js";
 import { PRUNE_EVERY, prunesHistory, WRITE_SQL } from "./write-statements.js";
 
-/** Where `row_key` is in a row read as `SELECT ${INSTANCE_COLUMNS}, row_key`. */
-const ROW_KEY_COLUMN = INSTANCE_COLUMNS.split(",").length;
+/** Where `row_key` is in a row read as `SELECT ${LOADED_INSTANCE_COLUMNS}, row_key`. */
+const ROW_KEY_COLUMN = LOADED_INSTANCE_COLUMNS.split(",").length;
 /** A row key no row has (SQLite gives 1 and up), for an id the map does not hold. */
 const NO_ROW = 0;
 
@@ -192,13 +192,20 @@ export class SqliteStore implements RegistryStore {
   private loadInstances(db: Database.Database): StoredInstance[] {
     this.rowKeys = new RowKeyMap();
     const share = stringSharer(); // one copy of each type, health path and health
-    const rows = db.prepare(`SELECT ${INSTANCE_COLUMNS}, row_key FROM instances ORDER BY row_key`).raw(true).all() as unknown[][];
-    const instances = rows.map((values) => {
+    const select = db.prepare(`SELECT ${LOADED_INSTANCE_COLUMNS}, row_key FROM instances ORDER BY row_key`).raw(true);
+    const instances: StoredInstance[] = [];
+    const keys: number[] = [];
+    // Row by row rather than `all()`: each row's array is garbage
+    // once its instance is built, instead of 100,000 of them outliving
+    // scavenges that then copy them.
+    for (const values of select.iterate() as IterableIterator<unknown[]>) {
       const instance = fromInstanceValues(values, share);
-      this.rowKeys.load(instance.id, values[ROW_KEY_COLUMN] as number);
-      return instance;
-    });
-    return this.rowKeys.size === instances.length ? instances : this.dropRepeatedRows(db, rows, instances);
+      const key = values[ROW_KEY_COLUMN] as number;
+      this.rowKeys.load(instance.id, key);
+      instances.push(instance);
+      keys.push(key);
+    }
+    return this.rowKeys.size === instances.length ? instances : this.dropRepeatedRows(db, keys, instances);
   }
 
   /**
@@ -206,23 +213,23 @@ export class SqliteStore implements RegistryStore {
    * registration a second B-tree). Should a file hold more (edited by hand,
    * or a bug), each id's newest row (highest revision; of equal ones, the
    * last written) is kept and the others are deleted, so every id has the
-   * one row its row key finds. `rows` are in row-key order.
+   * one row its row key finds. `keys` are the instances' row keys, in order.
    */
-  private dropRepeatedRows(db: Database.Database, rows: unknown[][], instances: StoredInstance[]): StoredInstance[] {
+  private dropRepeatedRows(db: Database.Database, keys: readonly number[], instances: StoredInstance[]): StoredInstance[] {
     const newest = new Map<string, number>(); // id -> index of its newest row
     instances.forEach((instance, i) => {
       const kept = newest.get(instance.id);
       if (kept === undefined || instance.revision >= (instances[kept] as StoredInstance).revision) newest.set(instance.id, i);
     });
     const keep = new Set(newest.values());
-    const extra = rows.filter((_, i) => !keep.has(i));
+    const extra = instances.flatMap((instance, i) => (keep.has(i) ? [] : [{ id: instance.id, key: keys[i] as number }]));
     const deleteInstance = db.prepare(WRITE_SQL.deleteInstance);
-    db.transaction(() => extra.forEach((values) => deleteInstance.run(values[ROW_KEY_COLUMN], values[0])))();
+    db.transaction(() => extra.forEach((row) => deleteInstance.run(row.key, row.id)))();
     // Every id is in the map already, with its last row's key: point it at the row kept.
-    for (const i of keep) this.rowKeys.load((instances[i] as StoredInstance).id, (rows[i] as unknown[])[ROW_KEY_COLUMN] as number);
+    for (const i of keep) this.rowKeys.load((instances[i] as StoredInstance).id, keys[i] as number);
     this.repairedRows += extra.length;
     this.options.logger?.warn(
-      { file: this.path, rows: extra.length, instanceIds: [...new Set(extra.map((values) => values[0] as string))].slice(0, 10) },
+      { file: this.path, rows: extra.length, instanceIds: [...new Set(extra.map((row) => row.id))].slice(0, 10) },
       "deleted instance rows repeating an id; each id's newest row is kept",
     );
     return [...keep].map((i) => instances[i] as StoredInstance);
