@@ -9,6 +9,7 @@ import { SCHEMA_VERSION } from "../../src/store/sqlite/sqlite-schema.js";
 import { DATABASE_FILE, SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { StoreOpenError } from "../../src/store/store-open-error.js";
 import { tempDataDir } from "../support/server-process.js";
+import { dataDirWith, editDatabase } from "../support/sqlite-data.js";
 
 const silent = pino({ level: "silent" });
 
@@ -247,6 +248,24 @@ describe("SqliteStore", () => {
     expect((err as Error).message).toMatch(/not a readable registry database/);
     const { readFileSync } = await import("node:fs");
     expect(readFileSync(join(dir, DATABASE_FILE)).equals(garbage)).toBe(true);
+  });
+
+  it("refuses a row it cannot read, naming the file and the row, and lets go of the file", async () => {
+    const dir = await dataDirWith(
+      `INSERT INTO instances (id, service_type, host, port, metadata, health_check_path, health, registered_at, updated_at, revision, token_hash)
+         VALUES ('good', 'api', '10.0.0.1', 80, '{}', '/health', 'healthy', 1, 1, 1, zeroblob(32)),
+                ('bad', 'api', '10.0.0.2', 80, '{"zone": eu}', '/health', 'healthy', 1, 1, 2, zeroblob(32));`,
+    );
+    const err = await new SqliteStore({ dataDir: dir }).open(() => {}).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StoreOpenError);
+    expect((err as Error).message).toContain(join(dir, DATABASE_FILE));
+    expect((err as Error).message).toMatch(/instances row 2 \(instance bad\) cannot be read/);
+    // The failed open let go of the file (the row was read mid-iteration): it can be mended and opened.
+    editDatabase(dir, `UPDATE instances SET metadata = '{"zone":"eu"}' WHERE id = 'bad'`);
+    const store = new SqliteStore({ dataDir: dir });
+    const state = await store.open(() => {});
+    expect(state.instances.map((i) => [i.id, i.metadata])).toEqual([["good", {}], ["bad", { zone: "eu" }]]);
+    await store.close();
   });
 
   it("refuses a database from a newer schema version, naming it", async () => {

@@ -199,8 +199,13 @@ export class SqliteStore implements RegistryStore {
     // once its instance is built, instead of 100,000 of them outliving
     // scavenges that then copy them.
     for (const values of select.iterate() as IterableIterator<unknown[]>) {
-      const instance = fromInstanceValues(values, share);
       const key = values[ROW_KEY_COLUMN] as number;
+      let instance: StoredInstance;
+      try {
+        instance = fromInstanceValues(values, share);
+      } catch (err) {
+        throw new Error(`instances row ${key} (instance ${String(values[0])}) cannot be read (${(err as Error).message}); restore a backup, or delete or mend that row`);
+      }
       this.rowKeys.load(instance.id, key);
       instances.push(instance);
       keys.push(key);
