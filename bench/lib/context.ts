@@ -34,7 +34,7 @@ export interface BenchParams {
 export const FULL: BenchParams = {
   register: { concurrencies: [1, 16, 64], jitWarmupMs: 2000, rounds: 3, warmupMs: 500, durationMs: 1000 },
   getByType: { types: 1000, perType: 100, concurrency: 16, rounds: 3, warmupMs: 500, durationMs: 1500 },
-  fanout: { streams: 1000, processes: [1, 4], rounds: 300 },
+  fanout: { streams: 1000, processes: [1, 4], rounds: 250 },
   probing: { instances: 10_000, healthyPorts: 90, blackholePorts: 10, intervalMs: 5000, ttlMs: 2000, maxRequests: 1500, measureMs: 10_000,
     capacityIntervalMs: 200, capacityConcurrency: 64, capacityMs: 4000 },
   memory: { types: 1000, perType: 100 },
