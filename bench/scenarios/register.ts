@@ -21,8 +21,14 @@ interface Subject {
 function interleaved(ctx: BenchContext, subjects: readonly Subject[], concurrency: number): Promise<Map<string, Pooled>> {
   const p = ctx.params.register;
   return measureInterleaved(subjects, p.rounds, (s) =>
-    ctx.load.request<LoopResult>(s.op, { ...s.target, serviceType: "bench-svc", concurrency, warmupMs: p.warmupMs, durationMs: p.durationMs }),
+    ctx.load.request<LoopResult>(s.op, { ...s.target, serviceType: "bench-svc", concurrency, warmupMs: p.warmupMs, durationMs: windowMs(p.durationMs, concurrency) }),
   );
+}
+
+function windowMs(byConcurrency: Readonly<Record<number, number>>, concurrency: number): number {
+  const ms = byConcurrency[concurrency];
+  if (ms === undefined) throw new Error(`no Register window length for concurrency ${concurrency}`);
+  return ms;
 }
 
 /** Each round's CPU/call ratio of `ours` to `ceiling` (windows of round i pair up): the spread behind the pooled ratio. */
