@@ -60,8 +60,10 @@ export const INSTANCE_COLUMNS =
 
 /**
  * The `instances` columns as {@link fromInstanceValues} reads them: the token
- * hash as hex text, which better-sqlite3 hands over as a plain string, where
- * a blob costs a Buffer of its own apiece (100,000 of them at start-up).
+ * hash as hex text, which better-sqlite3 hands over as a plain string. A blob
+ * comes as a Buffer with memory of its own apiece (100,000 of them at
+ * start-up); decoding the hex takes only a small slice of Node's shared
+ * Buffer pool, garbage at once.
  */
 export const LOADED_INSTANCE_COLUMNS = INSTANCE_COLUMNS.replace("token_hash", "hex(token_hash)");
 

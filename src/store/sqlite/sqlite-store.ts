@@ -204,7 +204,7 @@ export class SqliteStore implements RegistryStore {
       try {
         instance = fromInstanceValues(values, share);
       } catch (err) {
-        throw new Error(`instances row ${key} (instance ${String(values[0])}) cannot be read (${(err as Error).message}); restore a backup, or delete or mend that row`);
+        throw new Error(`instances row ${key} (instance ${String(values[0])}) cannot be read (${(err as Error).message}); restore a backup, or delete or mend that row`, { cause: err });
       }
       this.rowKeys.load(instance.id, key);
       instances.push(instance);
