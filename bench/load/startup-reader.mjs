@@ -3,7 +3,9 @@
  * every row of the registry's SQLite `instances` table, parses each row's
  * metadata, keeps one object per row, and prints one JSON line when done,
  * the least a restart must do before it serves. It reads the cheapest way
- * the server knows: row by row as arrays, the token hash as hex text.
+ * the server knows: row by row as arrays, the token hash as hex text (the
+ * columns of `LOADED_INSTANCE_COLUMNS` in src/store/sqlite/row-codec.ts,
+ * written out: this process loads none of our code).
  * JavaScript, so that it runs under plain node beside the
  * compiled server, and under `node --import tsx` beside `npm start`.
  *

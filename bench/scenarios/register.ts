@@ -17,18 +17,12 @@ interface Subject {
   readonly target: { readonly address: string; readonly serverPid: number } | { readonly endpoint: string; readonly serverPid: number };
 }
 
-/** Every subject at one concurrency, in interleaved rounds (see `measureInterleaved`). */
-function interleaved(ctx: BenchContext, subjects: readonly Subject[], concurrency: number): Promise<Map<string, Pooled>> {
+/** Every subject at one concurrency, in interleaved rounds of `durationMs` windows (see `measureInterleaved`). */
+function interleaved(ctx: BenchContext, subjects: readonly Subject[], concurrency: number, durationMs: number): Promise<Map<string, Pooled>> {
   const p = ctx.params.register;
   return measureInterleaved(subjects, p.rounds, (s) =>
-    ctx.load.request<LoopResult>(s.op, { ...s.target, serviceType: "bench-svc", concurrency, warmupMs: p.warmupMs, durationMs: windowMs(p.durationMs, concurrency) }),
+    ctx.load.request<LoopResult>(s.op, { ...s.target, serviceType: "bench-svc", concurrency, warmupMs: p.warmupMs, durationMs }),
   );
-}
-
-function windowMs(byConcurrency: Readonly<Record<number, number>>, concurrency: number): number {
-  const ms = byConcurrency[concurrency];
-  if (ms === undefined) throw new Error(`no Register window length for concurrency ${concurrency}`);
-  return ms;
 }
 
 /** Each round's CPU/call ratio of `ours` to `ceiling` (windows of round i pair up): the spread behind the pooled ratio. */
@@ -88,10 +82,10 @@ export async function registerScenario(ctx: BenchContext): Promise<void> {
   for (const s of subjects) {
     await ctx.load.request<LoopResult>(s.op, { ...s.target, serviceType: "bench-warmup", concurrency: 16, warmupMs: 0, durationMs: p.jitWarmupMs });
   }
-  for (const concurrency of p.concurrencies) {
+  for (const { concurrency, durationMs } of p.concurrencies) {
     ctx.log(`scenario 1: Register, concurrency ${concurrency}, ${p.rounds} interleaved round(s)`);
     const groupsBefore = await Promise.all(registries.map((r) => r.child.request<{ commitGroups: number; revision: number }>("storeStats")));
-    const results = await interleaved(ctx, subjects, concurrency);
+    const results = await interleaved(ctx, subjects, concurrency, durationMs);
     const noop = results.get("no-op") as Pooled;
     const etcd = results.get("etcd") as Pooled;
     raw[`c${concurrency} no-op`] = pooledDetail(noop);
