@@ -26,6 +26,7 @@
  */
 import { Server, ServerCredentials, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from "@grpc/grpc-js";
 import * as pb from "../../gen/registry/v1/registry.js";
+import { heapSamplingCommands } from "../lib/heap-sampling.js";
 import { emit, serveIpc } from "../lib/ipc.js";
 import { BareSqliteWriter } from "../load/sqlite-writes.js";
 import { instanceFor, registerRequest, registerResponseFor } from "../lib/workload.js";
@@ -121,6 +122,7 @@ async function startSqliteNoop({ path, sync }: { path: string; sync: "normal" | 
 }
 
 serveIpc({
+  ...heapSamplingCommands,
   startSqliteNoop,
   stopSqliteNoops() {
     for (const { server: s, writer } of sqliteNoops.splice(0)) {

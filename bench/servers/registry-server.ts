@@ -13,6 +13,7 @@ import { ServiceRegistry } from "../../src/registry/service-registry.js";
 import { RegistryGrpcServer } from "../../src/server/grpc-server.js";
 import { MemoryStore } from "../../src/store/memory-store.js";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
+import { heapSamplingCommands } from "../lib/heap-sampling.js";
 import { emit, serveIpc } from "../lib/ipc.js";
 import { BENCH_KEY, BENCH_METADATA } from "../lib/workload.js";
 
@@ -72,6 +73,7 @@ let lagTimer: NodeJS.Timeout | undefined;
 let lagWindows: ReturnType<ServiceRegistry["probeLag"]>[] = [];
 
 serveIpc({
+  ...heapSamplingCommands,
   /** Registers instances in chunks (one SQLite commit group per chunk). */
   async seed(blocks: SeedBlock[]) {
     const t0 = performance.now();

@@ -56,7 +56,7 @@ for (let round = 0; round < rounds; round++) {
     const name = servers[k]!.name;
     if (k > 0) ratios.set(name, [...(ratios.get(name) ?? []), r.serverCpuPerOpUs / noop]);
     const ratio = k > 0 ? ` (${(r.serverCpuPerOpUs / noop).toFixed(2)}x)` : "";
-    return `${name} ${r.serverCpuPerOpUs.toFixed(1)} µs${ratio}, ${Math.round(r.opsPerSec)}/s, p99 ${r.latencyMs.p99.toFixed(2)} ms`;
+    return `${name} ${r.serverCpuPerOpUs.toFixed(1)} µs (helpers ${r.serverHelperThreadsCpuPerOpUs.toFixed(0)})${ratio}, ${Math.round(r.opsPerSec)}/s, p99 ${r.latencyMs.p99.toFixed(2)} ms`;
   });
   console.log(`round ${round + 1}: ${line.join("  |  ")}`);
 }
