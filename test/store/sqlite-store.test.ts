@@ -254,12 +254,13 @@ describe("SqliteStore", () => {
     const dir = await dataDirWith(
       `INSERT INTO instances (id, service_type, host, port, metadata, health_check_path, health, registered_at, updated_at, revision, token_hash)
          VALUES ('good', 'api', '10.0.0.1', 80, '{}', '/health', 'healthy', 1, 1, 1, zeroblob(32)),
-                ('bad', 'api', '10.0.0.2', 80, '{"zone": eu}', '/health', 'healthy', 1, 1, 2, zeroblob(32));`,
+                ('bad', 'api', '10.0.0.2', 80, '{"pin": p4ssw0rd}', '/health', 'healthy', 1, 1, 2, zeroblob(32));`,
     );
     const err = await new SqliteStore({ dataDir: dir }).open(() => {}).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(StoreOpenError);
     expect((err as Error).message).toContain(join(dir, DATABASE_FILE));
-    expect((err as Error).message).toMatch(/instances row 2 \(instance bad\) cannot be read/);
+    expect((err as Error).message).toMatch(/instances row 2 \(instance bad\) cannot be read \(its metadata is not valid JSON\)/);
+    expect((err as Error).message).not.toContain("p4ssw0rd"); // JSON.parse's own message would quote it
     // The failed open let go of the file (the row was read mid-iteration): it can be mended and opened.
     editDatabase(dir, `UPDATE instances SET metadata = '{"zone":"eu"}' WHERE id = 'bad'`);
     const store = new SqliteStore({ dataDir: dir });

@@ -204,7 +204,9 @@ export class SqliteStore implements RegistryStore {
       try {
         instance = fromInstanceValues(values, share);
       } catch (err) {
-        throw new Error(`instances row ${key} (instance ${String(values[0])}) cannot be read (${(err as Error).message}); restore a backup, or delete or mend that row`, { cause: err });
+        // Not JSON.parse's message: it quotes the start of the metadata, which may hold what an operator would not print.
+        const why = err instanceof SyntaxError ? "its metadata is not valid JSON" : (err as Error).message;
+        throw new Error(`instances row ${key} (instance ${String(values[0])}) cannot be read (${why}); restore a backup, or delete or mend that row`);
       }
       this.rowKeys.load(instance.id, key);
       instances.push(instance);
