@@ -17,6 +17,7 @@ import { arg } from "../lib/args.js";
 import type { SampledObjects } from "../lib/heap-sampling.js";
 import { BenchChild, killAllChildren } from "../lib/ipc.js";
 import type { LoopResult } from "../load/closed-loop.js";
+import type { RegistryServerConfig } from "../servers/registry-server.js";
 
 interface ProfileNode {
   readonly callFrame: { readonly functionName: string; readonly url: string; readonly lineNumber: number };
@@ -31,10 +32,16 @@ const out = arg("out", "");
 const sampled = arg("sampled", "promoted") as SampledObjects;
 
 const load = BenchChild.start("load", "load/load-worker.ts");
-const config = { store: serverKind, sync: "normal", dataDir: join(mkdtempSync(join(tmpdir(), "promoted-heap-")), "data"), healthChecks: false };
 const server = serverKind.startsWith("no-op")
   ? BenchChild.start<{ port: number }>("no-op", "servers/ceiling-server.ts", serverKind === "no-op-kept" ? ["--keep-requests"] : [], { nodeFlags: ["--expose-gc"] })
-  : BenchChild.start<{ port: number }>("registry", "servers/registry-server.ts", [JSON.stringify(config)], { readyTimeoutMs: 60_000, nodeFlags: ["--expose-gc"] });
+  : BenchChild.start<{ port: number }>("registry", "servers/registry-server.ts", [JSON.stringify(registryConfig(serverKind))], { readyTimeoutMs: 60_000, nodeFlags: ["--expose-gc"] });
+/** The registry's configuration; a fresh data directory only for the SQLite store. */
+function registryConfig(store: string): RegistryServerConfig {
+  if (store === "memory") return { store, healthChecks: false };
+  if (store !== "sqlite") throw new Error(`--server must be memory, sqlite, no-op or no-op-kept, not ${store}`);
+  return { store, sync: "normal", dataDir: join(mkdtempSync(join(tmpdir(), "promoted-heap-")), "data"), healthChecks: false };
+}
+
 const [, { port }] = await Promise.all([load.ready, server.ready]);
 const loop = { address: `127.0.0.1:${port}`, serviceType: "bench-svc", concurrency, serverPid: server.pid };
 await load.request<LoopResult>("grpcRegister", { ...loop, warmupMs: 2000, durationMs: 1000 });
