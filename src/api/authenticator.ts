@@ -13,7 +13,12 @@ export interface PresentedCredentials {
   readonly serviceToken?: string;
 }
 
-const BEARER = /^bearer\s+(\S+)\s*$/i;
+/**
+ * The credential is everything after "Bearer ", spaces included: RFC 6750
+ * allows only token68 characters, but the seed's own example key is a
+ * sentence, and keys are configured as free text.
+ */
+const BEARER = /^bearer +(\S.*?)\s*$/is;
 const MISSING =
   "missing credentials: send 'authorization: Bearer <registration key>' or 'x-service-id' and 'x-service-token'";
 

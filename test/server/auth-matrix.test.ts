@@ -379,3 +379,30 @@ describe("a watch opened with instance credentials", () => {
     }
   });
 });
+
+describe("a registration key with spaces (the seed's .env example)", () => {
+  const SEED_KEY = "some really long and complicated string";
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({ keys: [SEED_KEY] });
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+
+  it("is everything after 'Bearer ', spaces included", async () => {
+    const res = await call(h.client, h.client.register, { serviceType: "seed", port: 3000, host: "127.0.0.1", metadata: {} }, keyAuth(SEED_KEY));
+    const listed = await call(h.client, h.client.getByType, { serviceType: "seed", includeUnhealthy: false }, keyAuth(SEED_KEY));
+    expect(listed.instances.map((i) => i.id)).toEqual([res.serviceId]);
+  });
+
+  it.each([
+    ["its first word", "some"],
+    ["all but its last word", "some really long and complicated"],
+    ["the key with one more word", `${SEED_KEY} extra`],
+  ])("refuses %s, without echoing it", async (_label, presented) => {
+    const err = await callError(h.client, h.client.listServices, {}, keyAuth(presented));
+    expect(err.code).toBe(status.UNAUTHENTICATED);
+    expect(err.details).not.toContain("some");
+  });
+});
