@@ -15,7 +15,7 @@ import type { Route } from "./routes.js";
  * |---|---|---|
  * | `POST /service` | key | 201 `{"serviceId", "token", "instance"}` |
  * | `GET /services` | key or instance | `{"services": [...], "revision"}` |
- * | `GET /services/:type` (`?includeUnhealthy=true`) | key or instance | `{"instances": [...], "revision"}` |
+ * | `GET /services/:type` (`?includeUnhealthy=true`, or the proto's `include_unhealthy`) | key or instance | `{"instances": [...], "revision"}` |
  * | `GET /service/:id` | key or instance | `{"instance"}` |
  * | `DELETE /service/:id` | the instance itself, or key | `{"instance", "revision"}` |
  *
@@ -48,7 +48,7 @@ export function jsonApiRoutes(api: RegistryApi, options: { maxBodyBytes?: number
       method: "GET",
       template: "/services/:type",
       handle({ req, params, query }) {
-        const includeUnhealthy = flag(query, "includeUnhealthy");
+        const includeUnhealthy = flag(query, "includeUnhealthy") || flag(query, "include_unhealthy");
         const { instances, revision } = api.getByType(context(req), params.type ?? "", includeUnhealthy);
         return { status: 200, json: { instances: instances.map(instanceJson), revision } };
       },

@@ -1,5 +1,6 @@
 import type { RegisterRequest } from "../api/registry-api.js";
 import { invalidArgument } from "../registry/registry-error.js";
+import { HttpError } from "./http-errors.js";
 import type { Instance, ServiceSummary } from "../registry/types.js";
 
 /** An instance as the HTTP/JSON API shows it: the gRPC contract's fields, camelCase. */
@@ -38,18 +39,36 @@ export function serviceJson(summary: ServiceSummary): { serviceType: string; hea
   return { serviceType: summary.serviceType, healthyCount: summary.healthyCount, totalCount: summary.totalCount };
 }
 
+/** Snake_case spellings (the proto's field names) that the JSON API spells in camelCase. */
+const CAMEL_CASE: Readonly<Record<string, string>> = {
+  service_type: "serviceType",
+  health_check: "healthCheck",
+};
+
+/** A port as a decimal string: the seed's own example sends `"port": "3000"`. */
+const DECIMAL_PORT = /^(0|[1-9][0-9]{0,9})$/;
+
 /**
  * Decodes `POST /service`'s body: `{"serviceType", "port", "host"?,
  * "metadata"?, "healthCheck"?}`. Only JSON types are checked here; the values
- * are validated by the core exactly as for gRPC. `healthCheck` is
- * `{"path": "/ready"}` (the contract's shape) or just the path. Unknown
- * fields are ignored.
+ * are validated by the core exactly as for gRPC. `port` is a number or a
+ * decimal string of one (as the seed sends it), answered exactly as the number
+ * would be. `healthCheck` is `{"path": "/ready"}` (the contract's shape) or
+ * just the path. A snake_case field name is refused with the camelCase one it
+ * means; other unknown fields are ignored.
  */
 export function registerRequestFromJson(body: unknown): RegisterRequest {
   if (!isObject(body)) throw invalidArgument("body", "must be a JSON object");
-  const { serviceType, port, host, metadata, healthCheck } = body;
+  for (const [snake, camel] of Object.entries(CAMEL_CASE)) {
+    // An HttpError, not the core's field error, so the edge does not rename the field it names.
+    if (Object.hasOwn(body, snake)) {
+      throw new HttpError(400, "INVALID_ARGUMENT", `${snake}: unknown field; the HTTP/JSON API spells it ${camel}`);
+    }
+  }
+  const { serviceType, host, metadata, healthCheck } = body;
+  if (serviceType === undefined || serviceType === null) throw invalidArgument("serviceType", "required");
   if (typeof serviceType !== "string") throw invalidArgument("serviceType", "must be a string");
-  if (typeof port !== "number") throw invalidArgument("port", "must be a number");
+  const port = portFromJson(body.port);
   if (host !== undefined && host !== null && typeof host !== "string") throw invalidArgument("host", "must be a string");
   if (metadata !== undefined && metadata !== null && !isObject(metadata)) {
     throw invalidArgument("metadata", "must be an object of strings");
@@ -71,6 +90,13 @@ export function registerRequestFromJson(body: unknown): RegisterRequest {
     metadata: (metadata ?? undefined) as Record<string, string> | undefined,
     healthCheckPath,
   };
+}
+
+function portFromJson(port: unknown): number {
+  if (port === undefined || port === null) throw invalidArgument("port", "required");
+  if (typeof port === "number") return port;
+  if (typeof port === "string" && DECIMAL_PORT.test(port)) return Number(port);
+  throw invalidArgument("port", "must be an integer 1-65535, as a number or a decimal string");
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

@@ -1,4 +1,5 @@
 import { credentials, status, type ServiceError } from "@grpc/grpc-js";
+import { createServer as createNetServer, type AddressInfo } from "node:net";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EventType, RegistryServiceClient } from "../../gen/registry/v1/registry.js";
@@ -152,9 +153,17 @@ describe("the seed's HTTP/JSON API on HTTP_PORT, with plain fetch", () => {
 
   it.each([
     ["an invalid serviceType", { serviceType: "Bad Type", port: 80 }, /^serviceType: /],
-    ["a missing serviceType", { port: 80 }, /^serviceType: must be a string/],
+    ["a missing serviceType", { port: 80 }, /^serviceType: required$/],
+    ["a serviceType that is not a string", { serviceType: 7, port: 80 }, /^serviceType: must be a string/],
+    ["a missing port", { serviceType: "api" }, /^port: required$/],
     ["port out of range", { serviceType: "api", port: 0 }, /^port: /],
-    ["port as a string", { serviceType: "api", port: "8080" }, /^port: must be a number/],
+    ["port as a fraction in a string", { serviceType: "api", port: "3000.5" }, /^port: must be an integer 1-65535, as a number or a decimal string/],
+    ["port as an empty string", { serviceType: "api", port: "" }, /^port: must be an integer/],
+    ["port as a word", { serviceType: "api", port: "abc" }, /^port: must be an integer/],
+    ["port as a string with a space", { serviceType: "api", port: " 3000" }, /^port: must be an integer/],
+    ["port as a signed string", { serviceType: "api", port: "+3000" }, /^port: must be an integer/],
+    ["the proto's snake_case service_type", { service_type: "api", port: 80 }, /^service_type: unknown field; the HTTP\/JSON API spells it serviceType$/],
+    ["the proto's snake_case health_check", { serviceType: "api", port: 80, health_check: { path: "/h" } }, /^health_check: .* healthCheck$/],
     ["a bad host", { serviceType: "api", port: 80, host: "not a host" }, /^host: /],
     ["metadata that is not an object", { serviceType: "api", port: 80, metadata: ["a"] }, /^metadata: /],
     ["a metadata value that is not a string", { serviceType: "api", port: 80, metadata: { a: 1 } }, /^metadata\.a: must be a string/],
@@ -166,6 +175,53 @@ describe("the seed's HTTP/JSON API on HTTP_PORT, with plain fetch", () => {
     const { error } = (await res.json()) as { error: { code: string; message: string } };
     expect(error.code).toBe("INVALID_ARGUMENT");
     expect(error.message).toMatch(message);
+  });
+
+  it("takes the seed's port as a decimal string and answers exactly as for the number", async () => {
+    // The seed's own body: {"serviceType": "product-service", "port": "3000"}.
+    const res = await register({ serviceType: "product-service", port: "3000", host: "10.0.0.9" });
+    expect(res.status).toBe(201);
+    const created = (await res.json()) as { instance: { port: number; serviceType: string } };
+    expect(created.instance).toMatchObject({ serviceType: "product-service", port: 3000 });
+    for (const [asString, asNumber] of [["0", 0], ["70000", 70000]] as const) {
+      const [a, b] = await Promise.all([
+        register({ serviceType: "api", port: asString, host: "10.0.0.9" }),
+        register({ serviceType: "api", port: asNumber, host: "10.0.0.9" }),
+      ]);
+      expect(a.status).toBe(400);
+      expect(await a.json()).toEqual(await b.json());
+    }
+  });
+
+  it("accepts the proto's include_unhealthy beside includeUnhealthy, and refuses a value it cannot read", async () => {
+    // A probing stack and an instance on a port nobody listens on: it turns UNHEALTHY.
+    const probing = await startStack({ HEALTH_CHECKS: "true", HEALTH_CHECK_INTERVAL_MS: "100", HEALTH_CHECK_TTL_MS: "500" });
+    try {
+      const closedPort = await new Promise<number>((resolve) => {
+        const s = createNetServer().listen(0, "127.0.0.1", () => {
+          const { port } = s.address() as AddressInfo;
+          s.close(() => resolve(port));
+        });
+      });
+      const failed = new Promise<void>((resolve) => probing.registry.on("change", (c) => c.kind === "health" && c.instance.health === "unhealthy" && resolve()));
+      const res = await fetch(`${probing.httpUrl}/service`, {
+        method: "POST",
+        headers: { ...JSON_BODY, ...KEY },
+        body: JSON.stringify({ serviceType: "flag-check", port: closedPort, host: "127.0.0.1" }),
+      });
+      const { serviceId } = (await res.json()) as { serviceId: string };
+      await failed;
+      const ids = async (query: string) =>
+        ((await (await fetch(`${probing.httpUrl}/services/flag-check${query}`, { headers: KEY })).json()) as { instances: { id: string }[] }).instances.map((i) => i.id);
+      expect(await ids("")).toEqual([]);
+      expect(await ids("?includeUnhealthy=true")).toEqual([serviceId]);
+      expect(await ids("?include_unhealthy=true")).toEqual([serviceId]);
+      const bad = await fetch(`${probing.httpUrl}/services/flag-check?include_unhealthy=yes`, { headers: KEY });
+      expect(bad.status).toBe(400);
+      expect(((await bad.json()) as { error: { message: string } }).error.message).toBe("include_unhealthy: must be true or false");
+    } finally {
+      await probing.close();
+    }
   });
 
   it("answers bad JSON and an empty body with 400, an oversized body with 413", async () => {
