@@ -1,30 +1,11 @@
+#!/usr/bin/env node
 /**
- * service-registry as a library: the registry core, its stores, the gRPC
- * server and the HTTP server (JSON API, metrics, health) that front it.
+ * The server's entry point, as the seed's README runs it: `tsx src/index.ts`
+ * (and `nodemon -x tsx src/index.ts` in development). It is the CLI with its
+ * arguments, so with none it serves; `tsx src/index.ts --port 5000` passes
+ * flags as `service-registry serve` does.
+ *
+ * The library is `src/lib.ts` (the package's main export), so importing
+ * the package never starts a server.
  */
-export { ServiceRegistry, type RegistryEvents, type Registration } from "./registry/service-registry.js";
-export type { ServiceRegistryOptions } from "./registry/registry-options.js";
-export { RegistryError, type RegistryErrorCode } from "./registry/registry-error.js";
-export type { Change, Health, Instance, RemovalReason, ServiceSummary, WatchEvent } from "./registry/types.js";
-export type { RegisterInput } from "./registry/validation.js";
-export { limits } from "./registry/validation.js";
-export type { Watcher, WatchOptions } from "./registry/watcher.js";
-export { RegistrationKeys } from "./registry/credentials.js";
-export { MemoryStore } from "./store/memory-store.js";
-export type { RegistryStore, Mutation, StoreState } from "./store/registry-store.js";
-export { RegistryGrpcServer, type RegistryGrpcServerOptions } from "./server/grpc-server.js";
-export { RegistryApi, type CallContext, type RegisterRequest } from "./api/registry-api.js";
-export { Authenticator, type PresentedCredentials, type Principal } from "./api/authenticator.js";
-export { RegistryHttpServer, type RegistryHttpServerOptions } from "./http/http-server.js";
-export { jsonApiRoutes } from "./http/json-api.js";
-export { opsRoutes } from "./http/ops-routes.js";
-export type { Route } from "./http/routes.js";
-export { RegistryMetrics } from "./observability/registry-metrics.js";
-export { ServingState, type NotServingReason } from "./observability/serving-state.js";
-export { InstrumentedStore, type StoreObserver } from "./observability/instrumented-store.js";
-export { instrumentProbe } from "./observability/instrumented-probe.js";
-export { loadConfig, ConfigError } from "./config/load-config.js";
-export { loadTls, type TlsMaterial } from "./config/tls.js";
-export { startServer, type RunningServer, type StartOptions } from "./cli/serve.js";
-// The client SDK: RegistryClient, registerSelf, the registry:/// resolver (SPEC 4.6).
-export * from "./client/index.js";
+import "./cli/main.js";

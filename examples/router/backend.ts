@@ -8,7 +8,7 @@
  */
 import { pathToFileURL } from "node:url";
 import { Server, type sendUnaryData, type ServerUnaryCall } from "@grpc/grpc-js";
-import { listenWithHealth, registerSelf, type BackoffOptions, type SelfRegistration } from "../../src/index.js";
+import { listenWithHealth, registerSelf, type BackoffOptions, type SelfRegistration } from "../../src/client/index.js";
 import { greeterService, type SayHelloRequest, type SayHelloResponse } from "./greeter.js";
 
 export interface BackendOptions {

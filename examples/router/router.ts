@@ -17,7 +17,7 @@ import {
   registerRegistryResolver,
   ROUND_ROBIN_SERVICE_CONFIG,
   type ResolverUpdate,
-} from "../../src/index.js";
+} from "../../src/client/index.js";
 import { greeterClient, sayHello, type GreeterClient } from "./greeter.js";
 
 /**
