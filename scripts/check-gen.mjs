@@ -3,7 +3,9 @@
  * Checks the contract and the generated code, without touching the tree:
  *   1. `buf lint`
  *   2. `buf format -d --exit-code` (proto files formatted)
- *   3. `buf generate -o <temp dir>` and a byte-for-byte comparison with gen/
+ *   3. `buf generate -o <temp dir>`, then the descriptor sets `buf build`
+ *      writes into gen/ (DESCRIPTOR_SETS), and a byte-for-byte comparison of
+ *      the lot with gen/
  *   4. `buf breaking` against the previous commit, so a shipped field never
  *      changes meaning (skipped, saying so, where there is no previous commit)
  * Exits 1 naming what is wrong (and how to fix it), 0 when all is in order.
@@ -18,6 +20,23 @@ import { fileURLToPath } from "node:url";
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const buf = join(root, "node_modules", ".bin", "buf");
 const GEN = "gen";
+/**
+ * The FileDescriptorSets server reflection serves (src/server/proto-files.ts),
+ * built after `buf generate` because its `clean: true` empties gen/. The
+ * package.json "generate" script runs the same commands:
+ *   buf generate
+ *   && buf build --as-file-descriptor-set -o gen/registry.binpb
+ *   && buf build node_modules/grpc-health-check/proto --as-file-descriptor-set -o gen/health.binpb
+ *   && buf build node_modules/@grpc/reflection/build/proto --path node_modules/@grpc/reflection/build/proto/grpc/reflection --as-file-descriptor-set -o gen/reflection.binpb
+ * If the two drift apart, this check reports the difference.
+ * `--as-file-descriptor-set` leaves out buf's own metadata (field 8042).
+ */
+const REFLECTION_PROTO = "node_modules/@grpc/reflection/build/proto";
+const DESCRIPTOR_SETS = [
+  { args: ["."], out: "registry.binpb" },
+  { args: ["node_modules/grpc-health-check/proto"], out: "health.binpb" },
+  { args: [REFLECTION_PROTO, "--path", `${REFLECTION_PROTO}/grpc/reflection`], out: "reflection.binpb" },
+];
 
 /** Runs buf from the repository root; returns the result with output captured. */
 function runBuf(args) {
@@ -72,6 +91,10 @@ function main() {
     const generate = runBuf(["generate", "-o", temp]);
     if (generate.status !== 0) fail(`buf generate failed:\n${generate.stdout}${generate.stderr}`);
     const fresh = join(temp, GEN);
+    for (const { args, out } of DESCRIPTOR_SETS) {
+      const build = runBuf(["build", ...args, "--as-file-descriptor-set", "-o", join(fresh, out)]);
+      if (build.status !== 0) fail(`buf build ${args.join(" ")} failed:\n${build.stdout}${build.stderr}`);
+    }
     const committed = join(root, GEN);
     const freshFiles = listFiles(fresh);
     const committedFiles = listFiles(committed);
