@@ -1,5 +1,19 @@
-import { create, createFileRegistry, fromBinary } from "@bufbuild/protobuf";
-import { FileDescriptorProtoSchema, FileDescriptorSetSchema, type FileDescriptorProto } from "@bufbuild/protobuf/wkt";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { clearField, clone, create, createFileRegistry, fromBinary } from "@bufbuild/protobuf";
+import { protoCamelCase } from "@bufbuild/protobuf/reflect";
+import {
+  FieldDescriptorProtoSchema,
+  file_google_protobuf_timestamp,
+  FileDescriptorProtoSchema,
+  FileDescriptorSetSchema,
+  TimestampSchema,
+  type DescriptorProto,
+  type FileDescriptorProto,
+} from "@bufbuild/protobuf/wkt";
 import { ChannelCredentials } from "@grpc/grpc-js";
 import { GrpcReflection } from "grpc-js-reflection-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -23,9 +37,90 @@ describe.each(["v1", "v1alpha"])("server reflection (%s) seen by grpc-js-reflect
     await server.close();
   });
 
-  it("lists the registry service and grpc.health.v1.Health", async () => {
+  it("lists the registry service, grpc.health.v1.Health and server reflection itself", async () => {
     const services = await reflection.listServices();
-    expect(services).toEqual(expect.arrayContaining(["registry.v1.RegistryService", "grpc.health.v1.Health"]));
+    expect(services).toEqual(
+      expect.arrayContaining([
+        "registry.v1.RegistryService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+      ]),
+    );
+  });
+
+  it("answers file_by_filename for the paths clients import the files by", async () => {
+    const raw = reflection as unknown as RawReflection;
+    for (const [name, pkg] of Object.entries(SERVED_FILES)) {
+      const [file] = decode(await raw.getProtoDescriptorByFileName(name));
+      expect({ name: file?.name, package: file?.package }).toEqual({ name, package: pkg });
+    }
+  });
+
+  it("no longer serves proto-loader's made-up file names", async () => {
+    const raw = reflection as unknown as RawReflection;
+    for (const name of ["registry_v1.proto", "google_protobuf.proto", "grpc_health_v1.proto"]) {
+      await expect(raw.getProtoDescriptorByFileName(name), name).rejects.toThrow(/not found/i);
+    }
+  });
+
+  it("answers file_containing_symbol with the defining file's real name and real imports", async () => {
+    const raw = reflection as unknown as RawReflection;
+    const defining = async (symbol: string) => decode(await raw.getProtoDescriptorBySymbol(symbol))[0];
+    expect(await defining("registry.v1.RegistryService")).toMatchObject({
+      name: "registry/v1/registry.proto",
+      dependency: ["google/protobuf/timestamp.proto"],
+    });
+    expect((await defining("registry.v1.Instance"))?.name).toBe("registry/v1/registry.proto");
+    expect((await defining("google.protobuf.Timestamp"))?.name).toBe("google/protobuf/timestamp.proto");
+    expect((await defining("grpc.health.v1.Health"))?.name).toBe("grpc/health/v1/health.proto");
+    expect((await defining("grpc.reflection.v1.ServerReflection"))?.name).toBe("grpc/reflection/v1/reflection.proto");
+  });
+
+  it("serves every file a listed service needs, each import resolvable by the name the importer gives", async () => {
+    // rawFiles fetches each dependency by name and fails if the server does not answer with that file.
+    const names = new Set<string>();
+    for (const service of await reflection.listServices()) {
+      for (const file of await rawFiles(reflection, service)) names.add(file.name);
+    }
+    expect([...names].sort()).toEqual(Object.keys(SERVED_FILES).sort());
+  });
+
+  it("lets a client that brings its own well-known types resolve registry.proto's import", async () => {
+    const raw = reflection as unknown as RawReflection;
+    const [served] = decode(await raw.getProtoDescriptorByFileName("registry/v1/registry.proto"));
+    // Only the registry file from the server; google/protobuf/timestamp.proto from the client's own runtime.
+    const registry = createFileRegistry(served as FileDescriptorProto, (name) =>
+      name === file_google_protobuf_timestamp.proto.name ? file_google_protobuf_timestamp : undefined,
+    );
+    expect(registry.getMessage("registry.v1.Instance")?.field.registeredAt?.message).toBe(TimestampSchema);
+  });
+
+  it("serves the descriptors `buf build` makes from proto/, default json_names left out as protoc's CopyTo does", async () => {
+    const raw = reflection as unknown as RawReflection;
+    const built = bufBuild();
+    expect(built.map((f) => f.name)).toEqual(["google/protobuf/timestamp.proto", "registry/v1/registry.proto"]);
+    for (const file of built) {
+      const [served] = decode(await raw.getProtoDescriptorByFileName(file.name));
+      expect(served).toEqual(withoutDefaultJsonNames(file));
+    }
+  });
+
+  it("serves files protobufjs decodes into the expected services and messages", async () => {
+    const registry = (await reflection.getDescriptorByFileName("registry/v1/registry.proto")).getProtobufJsRoot();
+    expect(Object.keys(registry.lookupService("registry.v1.RegistryService").methods)).toEqual([
+      "Register",
+      "GetByType",
+      "GetInstance",
+      "Unregister",
+      "ListServices",
+      "WatchInstances",
+    ]);
+    const instance = registry.lookupType("registry.v1.Instance");
+    expect(instance.fields.registered_at?.resolve().resolvedType?.fullName).toBe(".google.protobuf.Timestamp");
+    const health = (await reflection.getDescriptorByFileName("grpc/health/v1/health.proto")).getProtobufJsRoot();
+    expect(Object.keys(health.lookupService("grpc.health.v1.Health").methods)).toEqual(expect.arrayContaining(["Check", "Watch"]));
+    expect(health.lookupType("grpc.health.v1.HealthCheckRequest").fields.service?.type).toBe("string");
   });
 
   it("lists every RegistryService method with its request and response types", async () => {
@@ -84,6 +179,53 @@ describe.each(["v1", "v1alpha"])("server reflection (%s) seen by grpc-js-reflect
     await expect(reflection.getDescriptorBySymbol("registry.v1.NoSuchThing")).rejects.toThrow();
   });
 });
+
+/** Every file the server describes, by the path clients import it by, with its package. */
+const SERVED_FILES: Record<string, string> = {
+  "registry/v1/registry.proto": "registry.v1",
+  "google/protobuf/timestamp.proto": "google.protobuf",
+  "grpc/health/v1/health.proto": "grpc.health.v1",
+  "grpc/reflection/v1/reflection.proto": "grpc.reflection.v1",
+  "grpc/reflection/v1alpha/reflection.proto": "grpc.reflection.v1alpha",
+};
+
+function decode(files: Uint8Array[]): FileDescriptorProto[] {
+  return files.map((bytes) => fromBinary(FileDescriptorProtoSchema, bytes));
+}
+
+let built: FileDescriptorProto[] | undefined;
+
+/** What `buf build` makes of proto/ now, imports included (built once per run). */
+function bufBuild(): FileDescriptorProto[] {
+  if (built) return built;
+  const root = fileURLToPath(new URL("../../", import.meta.url));
+  const temp = mkdtempSync(join(tmpdir(), "reflection-buf-"));
+  try {
+    const out = join(temp, "registry.binpb");
+    execFileSync(join(root, "node_modules", ".bin", "buf"), ["build", "--as-file-descriptor-set", "-o", out], {
+      cwd: root,
+      stdio: "pipe",
+    });
+    built = fromBinary(FileDescriptorSetSchema, readFileSync(out)).file;
+    return built;
+  } finally {
+    rmSync(temp, { recursive: true, force: true });
+  }
+}
+
+/** A copy of `file` with each field's json_name cleared where it is protoc's default for the field's name. */
+function withoutDefaultJsonNames(file: FileDescriptorProto): FileDescriptorProto {
+  const copy = clone(FileDescriptorProtoSchema, file);
+  const visit = (message: DescriptorProto): void => {
+    for (const field of message.field) {
+      expect(field.jsonName, `buf sets json_name on ${field.name}`).not.toBe("");
+      if (field.jsonName === protoCamelCase(field.name)) clearField(field, FieldDescriptorProtoSchema.field.jsonName);
+    }
+    message.nestedType.forEach(visit);
+  };
+  copy.messageType.forEach(visit);
+  return copy;
+}
 
 /** The reflection client's raw calls: what grpcurl asks for (file containing a symbol, then each import by name). */
 interface RawReflection {
