@@ -14,22 +14,30 @@ import { startServer } from "./serve.js";
 const USAGE = `usage: service-registry [serve] [--flag value ...]
        service-registry keygen
        service-registry rotate-epoch [--data-dir DIR]
-       service-registry list [SERVICE_TYPE] [--json] [--address HOST:PORT] [--key KEY]
-       service-registry get INSTANCE_ID [--json] [--address HOST:PORT] [--key KEY]
-       service-registry watch [SERVICE_TYPE] [--json] [--address HOST:PORT] [--key KEY]
+       service-registry services [--json] [connection flags]
+       service-registry list [SERVICE_TYPE] [--json] [connection flags]
+       service-registry get INSTANCE_ID [--json] [connection flags]
+       service-registry watch [SERVICE_TYPE] [--json] [connection flags]
+       service-registry register SERVICE_TYPE --port PORT [--host HOST] [--metadata KEY=VALUE ...]
+                                 [--health-path /PATH] [--json] [connection flags]
+       service-registry unregister INSTANCE_ID [--json] [connection flags]
 
 Commands:
   serve          run the registry (default)
   keygen         print a new random registration key
   rotate-epoch   give a stopped registry's SQLite data a new epoch (after restoring a backup)
-  list           service types with instance counts; with a type, its instances
+  services       service types with healthy and total instance counts
+  list           the same; with a type, its instances
   get            one instance by id
   watch          the instances, then every change as it happens (Ctrl-C to stop)
+  register       register an instance; prints its id and token (the token only this once)
+  unregister     remove an instance by id
 
-  Client commands find the registry at --address, REGISTRY_ADDRESS or
-  127.0.0.1:$PORT, and the key in --key, SERVICE_REGISTRATION_KEY or
+  Client commands find the registry at --address HOST[:PORT], REGISTRY_ADDRESS
+  or 127.0.0.1 (port $PORT, default 4000, when none is given), and the key in
+  --key, SERVICE_REGISTRATION_KEY (environment or .env) or
   DATA_DIR/registration-key; \`service-registry list --help\` for details.
-  Exit codes: 0 done, 1 failed (not found, unreachable, refused), 2 usage.
+  Exit codes: 0 done, 1 failed (not found, unreachable, refused, rejected), 2 usage.
 
 Server flags (serve; each also read from the environment or .env):
 ${Object.values(SETTINGS)
@@ -91,7 +99,7 @@ async function serve(argv: string[]): Promise<void> {
   });
 }
 
-/** Runs list/get/watch; Ctrl-C ends a watch (exit 130, as a shell expects). */
+/** Runs a client command (list, register...); Ctrl-C ends a watch (exit 130, as a shell expects). */
 async function clientCommand(command: ClientCommand, args: string[]): Promise<void> {
   const controller = new AbortController();
   let signalled: number | undefined;

@@ -5,8 +5,10 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RegistryClient, type RegisteredInstance } from "../../src/client/registry-client.js";
+import { parseCliArgs, UsageError } from "../../src/cli/commands/cli-args.js";
 import { runClientCommand } from "../../src/cli/commands/client-commands.js";
 import type { Output } from "../../src/cli/commands/output.js";
+import { connect, registryAddress } from "../../src/cli/commands/registry-connection.js";
 import { makeTestPki } from "../ecosystem/test-pki.js";
 import { TEST_KEY } from "../support/registry-harness.js";
 import { runCli, startServerProcess, type ServerProcess } from "../support/server-process.js";
@@ -140,6 +142,10 @@ describe("CLI list, get, watch against a real registry", () => {
     const help = capture();
     expect(await runClientCommand("watch", ["--help"], help)).toBe(0);
     expect(help.stdout).toMatch(/usage: service-registry watch/);
+    const listHelp = await runCli(["list", "--help"]);
+    expect(listHelp.code).toBe(0);
+    expect(listHelp.stdout).toMatch(/usage: service-registry list/);
+    expect(listHelp.stdout).toMatch(/--address HOST\[:PORT\]/);
   });
 
   it("finds the address and key in flags, the environment, a .env file, or the server's data directory", async () => {
@@ -218,5 +224,270 @@ describe("CLI list, get, watch against a real registry", () => {
     expect(io.stdout).toContain(`greeter  ${a.id}  10.0.0.7:8080  healthy`);
     expect(io.stdout).toMatch(new RegExp(`REGISTERED +rev \\d+ +greeter  ${d.id}  10\\.0\\.0\\.12:8083`));
     await admin.unregister(d.id);
+  });
+});
+
+describe("CLI register, unregister, services against a real registry", () => {
+  const KEY = "cli-register-test-key-0123456789";
+  let server: ServerProcess;
+  let address: string;
+  /** A key from the environment, as an operator who exported SERVICE_REGISTRATION_KEY has it. */
+  const keyed = (): Record<string, string> => ({ SERVICE_REGISTRATION_KEY: KEY });
+  const at = (): string[] => ["--address", address];
+  /** Table rows with runs of spaces squeezed to one. */
+  const rows = (stdout: string): string[] => stdout.trim().split("\n").map((l) => l.split(/\s+/).join(" "));
+
+  beforeAll(async () => {
+    server = await startServerProcess({ STORE: "memory", HEALTH_CHECKS: "false", SERVICE_REGISTRATION_KEY: KEY });
+    address = `127.0.0.1:${server.port}`;
+  });
+
+  afterAll(() => {
+    server?.kill("SIGKILL");
+  });
+
+  it("register, list, services, get, unregister: the instance appears, then goes (human output)", async () => {
+    const env = { env: keyed(), cwd: ROOT };
+    const registered = await runCli(["register", "greeter", "--port", "8080", "--metadata", "zone=eu-1", ...at()], keyed());
+    expect(registered, registered.stderr).toMatchObject({ code: 0, stderr: "" });
+    const id = /^id: +(\S+)$/m.exec(registered.stdout)?.[1] as string;
+    const token = /^token: +(\S+)$/m.exec(registered.stdout)?.[1] as string;
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(token.length).toBeGreaterThanOrEqual(16);
+    expect(registered.stdout).toMatch(/^registered greeter at 127\.0\.0\.1:8080 \(health check \/health\)$/m);
+    expect(registered.stdout).toMatch(/token is shown only this once/);
+    // The token printed is the instance's real credential.
+    const asInstance = new RegistryClient({ addresses: [address], auth: { instanceId: id, token } });
+    try {
+      expect((await asInstance.getInstance(id)).metadata).toEqual({ zone: "eu-1" });
+    } finally {
+      asInstance.close();
+    }
+
+    const other = capture();
+    const otherArgs = ["billing", "--port", "9000", "--host", "10.0.0.9", "--metadata", "tier=web", "--metadata=zone=eu-2", "--health-path", "/ready"];
+    expect(await runClientCommand("register", [...otherArgs, ...at()], other, env), other.stderr).toBe(0);
+    const otherId = /^id: +(\S+)$/m.exec(other.stdout)?.[1] as string;
+    const one = capture();
+    expect(await runClientCommand("get", [otherId, ...at()], one, env)).toBe(0);
+    expect(one.stdout).toMatch(/^address: +10\.0\.0\.9:9000$/m);
+    expect(one.stdout).toMatch(/^health check: \/ready$/m);
+    expect(one.stdout).toMatch(/^metadata: +tier=web,zone=eu-2$/m);
+
+    const [listed, services] = await Promise.all([runCli(["list", "greeter", ...at()], keyed()), runCli(["services", ...at()], keyed())]);
+    expect(listed.code).toBe(0);
+    expect(rows(listed.stdout)[1]).toMatch(new RegExp(`^${id} 127\\.0\\.0\\.1:8080 healthy \\d+s zone=eu-1$`));
+    expect(services).toMatchObject({ code: 0, stderr: "" });
+    expect(rows(services.stdout)).toEqual(["SERVICE HEALTHY TOTAL", "billing 1 1", "greeter 1 1"]);
+    const list = capture();
+    expect(await runClientCommand("list", at(), list, env)).toBe(0);
+    expect(list.stdout).toBe(services.stdout);
+
+    const removed = await runCli(["unregister", id, ...at()], keyed());
+    expect(removed).toMatchObject({ code: 0, stderr: "" });
+    expect(removed.stdout).toMatch(new RegExp(`^removed greeter ${id} at 127\\.0\\.0\\.1:8080 \\(revision \\d+\\)\\n$`));
+    const gone = await runCli(["list", "greeter", ...at()], keyed());
+    expect(gone).toMatchObject({ code: 0, stdout: "no instances of greeter\n" });
+    const again = capture();
+    expect(await runClientCommand("unregister", [id, ...at()], again, env)).toBe(1);
+    expect(again.stdout).toBe("");
+    expect(again.stderr).toMatch(/^service-registry unregister: .*not found.*\(NOT_FOUND\)\n$/i);
+    expect(await runClientCommand("unregister", [otherId, ...at()], capture(), env)).toBe(0);
+    const none = capture();
+    expect(await runClientCommand("services", at(), none, env)).toBe(0);
+    expect(none.stdout).toBe("no services registered\n");
+  });
+
+  it("--json: the Register answer, the Unregister answer, and services as list shows them", async () => {
+    const env = { env: keyed(), cwd: ROOT };
+    const registered = await runCli(
+      ["register", "json-demo", "--port", "7000", "--host", "10.2.0.1", "--metadata", "a=1", "--json", ...at()],
+      keyed(),
+    );
+    expect(registered.code, registered.stderr).toBe(0);
+    const answer = JSON.parse(registered.stdout) as { serviceId: string; token: string; instance: Record<string, unknown> };
+    expect(Object.keys(answer).sort()).toEqual(["instance", "serviceId", "token"]);
+    expect(answer.token.length).toBeGreaterThanOrEqual(16);
+    expect(answer.instance).toMatchObject({
+      id: answer.serviceId,
+      serviceType: "json-demo",
+      host: "10.2.0.1",
+      port: 7000,
+      metadata: { a: "1" },
+      healthCheckPath: "/health",
+      health: "healthy",
+    });
+    expect(answer.instance.registeredAt).toMatch(/^\d{4}-\d\d-\d\dT/);
+
+    const services = capture();
+    expect(await runClientCommand("services", ["--json", ...at()], services, env)).toBe(0);
+    const list = capture();
+    expect(await runClientCommand("list", ["--json", ...at()], list, env)).toBe(0);
+    expect(JSON.parse(services.stdout)).toMatchObject({ services: [{ serviceType: "json-demo", healthyCount: 1, totalCount: 1 }] });
+    expect(services.stdout).toBe(list.stdout);
+
+    const removed = capture();
+    expect(await runClientCommand("unregister", [answer.serviceId, "--json", ...at()], removed, env)).toBe(0);
+    const unregistered = JSON.parse(removed.stdout) as { instance: { id: string; serviceType: string }; revision: number };
+    expect(unregistered.instance).toMatchObject({ id: answer.serviceId, serviceType: "json-demo" });
+    expect(unregistered.revision).toBeGreaterThan(answer.instance.revision as number);
+    const after = capture();
+    expect(await runClientCommand("services", ["--json", ...at()], after, env)).toBe(0);
+    expect(JSON.parse(after.stdout)).toEqual({ services: [], revision: unregistered.revision });
+  });
+
+  it("exit 2 with one line for usage errors; exit 1 naming the problem when the registry says no or cannot be reached", async () => {
+    const env = { env: keyed(), cwd: ROOT };
+    const run = async (command: "register" | "unregister" | "services" | "list", args: string[]): Promise<[number, string, string]> => {
+      const io = capture();
+      return [await runClientCommand(command, [...at(), ...args], io, env), io.stdout, io.stderr];
+    };
+    const usage = await Promise.all([
+      run("register", ["--port", "8080"]),
+      run("register", ["greeter", "--port", "http"]),
+      run("register", ["greeter", "--port", "8080", "--metadata", "zone"]),
+      run("register", ["greeter", "--port", "8080", "--metadata", "a=1", "--metadata", "a=2"]),
+      run("unregister", []),
+      run("services", ["greeter"]),
+      run("list", ["--port", "8080"]),
+    ]);
+    expect(usage.map(([code, stdout]) => [code, stdout])).toEqual(usage.map(() => [2, ""]));
+    expect(usage.map(([, , stderr]) => stderr)).toEqual(
+      [
+        ["register", "register needs a SERVICE_TYPE"],
+        ["register", "--port must be a number from 1 to 65535"],
+        ["register", '--metadata "zone": expected KEY=VALUE'],
+        ["register", '--metadata "a" given twice'],
+        ["unregister", "unregister needs an INSTANCE_ID"],
+        ["services", 'unexpected argument "greeter"'],
+        ["list", 'unknown option "--port"'],
+      ].map(([command, message]) => `service-registry ${command}: ${message} (see service-registry ${command} --help)\n`),
+    );
+    // As a process: the same exit code and one line.
+    const noPort = await runCli(["register", "greeter", ...at()], keyed());
+    expect(noPort).toMatchObject({
+      code: 2,
+      stdout: "",
+      stderr: "service-registry register: register needs --port (see service-registry register --help)\n",
+    });
+
+    const [badPath, unreachable] = await Promise.all([
+      runCli(["register", "greeter", "--port", "8080", "--health-path", "ready", ...at()], keyed()),
+      run("register", ["greeter", "--port", "8080", "--address", `127.0.0.1:${await freePort()}`]),
+    ]);
+    expect(badPath).toMatchObject({
+      code: 1,
+      stdout: "",
+      stderr: "service-registry register: the registry rejected the request: health_check.path: must start with / (INVALID_ARGUMENT)\n",
+    });
+    expect(unreachable[0]).toBe(1);
+    expect(unreachable[2]).toMatch(/^service-registry register: cannot reach the registry at 127\.0\.0\.1:\d+ /);
+    const [badTypeCode, , badType] = await run("register", ["Greeter!", "--port", "8080"]);
+    expect(badTypeCode).toBe(1);
+    expect(badType).toMatch(/^service-registry register: the registry rejected the request: service_type: .*\(INVALID_ARGUMENT\)\n$/);
+  });
+
+  it("--address with a host alone reaches the registry on $PORT, not 443", async () => {
+    const port = String(server.port);
+    const byFlag = await runCli(["list", "--address", "127.0.0.1"], { ...keyed(), PORT: port });
+    expect(byFlag, byFlag.stderr).toMatchObject({ code: 0, stderr: "" });
+    const byEnv = capture();
+    expect(await runClientCommand("list", [], byEnv, { env: { ...keyed(), REGISTRY_ADDRESS: "localhost", PORT: port }, cwd: ROOT }), byEnv.stderr).toBe(0);
+    const dir = mkdtempSync(join(tmpdir(), "cli-port-"));
+    writeFileSync(join(dir, ".env"), `PORT=${port}\nSERVICE_REGISTRATION_KEY=${KEY}\n`);
+    const byDotenv = capture();
+    expect(await runClientCommand("list", ["--address", "127.0.0.1"], byDotenv, { env: {}, cwd: dir }), byDotenv.stderr).toBe(0);
+    // PORT unset: the server's default port.
+    const client = connect(parseCliArgs(["--address", "localhost,[::1],10.0.0.2:5000", "--key", KEY], { maxPositional: 0 }), {
+      env: {},
+      cwd: mkdtempSync(join(tmpdir(), "cli-no-dotenv-")),
+    }).client;
+    expect(client.addresses).toEqual(["localhost:4000", "[::1]:4000", "10.0.0.2:5000"]);
+    client.close();
+    const bad = await runCli(["list", "--address", "127.0.0.1:http"], keyed());
+    expect(bad).toMatchObject({ code: 2, stderr: 'service-registry list: address "127.0.0.1:http": the port must be a number from 1 to 65535 (see service-registry list --help)\n' });
+  });
+
+  it("a refused key: the error names where the key came from, never the key", async () => {
+    const WRONG = "stale-key-from-an-earlier-run-0123456789";
+    // The issue's case: a data directory holding the key a server generated
+    // before SERVICE_REGISTRATION_KEY was set; the server now uses the variable.
+    const dataDir = mkdtempSync(join(tmpdir(), "cli-stale-key-"));
+    writeFileSync(join(dataDir, "registration-key"), `${WRONG}\n`);
+    const dotenvDir = mkdtempSync(join(tmpdir(), "cli-stale-dotenv-"));
+    writeFileSync(join(dotenvDir, ".env"), `SERVICE_REGISTRATION_KEY=${WRONG}\n`);
+    const refused = (stderr: string, source: string): void => {
+      expect(stderr).toContain(`the registry refused the registration key from ${source} (UNAUTHENTICATED: invalid registration key)`);
+      expect(stderr).not.toContain(WRONG);
+      expect(stderr).not.toContain(KEY);
+      expect(stderr.split("\n")).toHaveLength(2);
+    };
+    const [fromFile, registerFromFile] = await Promise.all([
+      runCli(["list", "--data-dir", dataDir, ...at()], { SERVICE_REGISTRATION_KEY: "" }),
+      runCli(["register", "greeter", "--port", "8080", "--data-dir", dataDir, ...at()], { SERVICE_REGISTRATION_KEY: "" }),
+    ]);
+    expect(fromFile.code).toBe(1);
+    refused(fromFile.stderr, `the key file ${join(dataDir, "registration-key")}`);
+    expect(fromFile.stderr).toMatch(/if the server has one now, set SERVICE_REGISTRATION_KEY here too or pass --key/);
+    expect(registerFromFile.code).toBe(1);
+    refused(registerFromFile.stderr, `the key file ${join(dataDir, "registration-key")}`);
+
+    const io = (): ReturnType<typeof capture> => capture();
+    const fromFlag = io();
+    expect(await runClientCommand("services", ["--key", WRONG, ...at()], fromFlag, { env: keyed(), cwd: dotenvDir })).toBe(1);
+    refused(fromFlag.stderr, "--key");
+    const fromEnv = io();
+    expect(await runClientCommand("unregister", ["some-id", ...at()], fromEnv, { env: { SERVICE_REGISTRATION_KEY: WRONG }, cwd: ROOT })).toBe(1);
+    refused(fromEnv.stderr, "SERVICE_REGISTRATION_KEY (environment)");
+    const fromDotenv = io();
+    expect(await runClientCommand("services", ["--data-dir", dataDir, ...at()], fromDotenv, { env: {}, cwd: dotenvDir })).toBe(1);
+    refused(fromDotenv.stderr, `SERVICE_REGISTRATION_KEY in ${join(dotenvDir, ".env")}`);
+    const watching = io();
+    expect(await runClientCommand("watch", ["--key", WRONG, ...at()], watching, { env: {}, cwd: ROOT })).toBe(1);
+    refused(watching.stderr, "--key");
+  });
+
+  it("takes the key in the server's order: --key, then the environment, then .env, then the key file", async () => {
+    const stale = mkdtempSync(join(tmpdir(), "cli-order-"));
+    writeFileSync(join(stale, "registration-key"), "stale-key-in-the-data-dir-0123456789\n");
+    const good = mkdtempSync(join(tmpdir(), "cli-order-good-"));
+    writeFileSync(join(good, ".env"), `SERVICE_REGISTRATION_KEY=${KEY}\n`);
+    const wrong = mkdtempSync(join(tmpdir(), "cli-order-wrong-"));
+    writeFileSync(join(wrong, ".env"), "SERVICE_REGISTRATION_KEY=wrong-key-in-dotenv-0123456789\n");
+    const code = async (args: string[], env: NodeJS.ProcessEnv, cwd: string): Promise<[number, string]> => {
+      const io = capture();
+      return [await runClientCommand("list", [...args, "--data-dir", stale, ...at()], io, { env, cwd }), io.stderr];
+    };
+    expect(await code(["--key", KEY], { SERVICE_REGISTRATION_KEY: "wrong-key-in-env-0123456789" }, wrong)).toEqual([0, ""]);
+    expect(await code([], { SERVICE_REGISTRATION_KEY: KEY }, wrong)).toEqual([0, ""]);
+    expect(await code([], {}, good)).toEqual([0, ""]);
+    // Set but empty, as for the server: no key from the variable, and .env does not fill it in.
+    const [emptyCode, emptyErr] = await code([], { SERVICE_REGISTRATION_KEY: "" }, good);
+    expect(emptyCode).toBe(1);
+    expect(emptyErr).toContain(`from the key file ${join(stale, "registration-key")}`);
+  });
+});
+
+describe("registryAddress: a host alone gets the default port", () => {
+  it("adds the port to hostnames, IPv4 and IPv6 hosts; keeps given ports and grpc-js targets", () => {
+    expect(
+      ["localhost", "127.0.0.1", "registry.internal", "[::1]", "::1", "[fd00::7]:5000", "localhost:5000", "dns:///registry:5000", "unix:/run/r.sock"].map(
+        (a) => registryAddress(a, "4100"),
+      ),
+    ).toEqual([
+      "localhost:4100",
+      "127.0.0.1:4100",
+      "registry.internal:4100",
+      "[::1]:4100",
+      "[::1]:4100",
+      "[fd00::7]:5000",
+      "localhost:5000",
+      "dns:///registry:5000",
+      "unix:/run/r.sock",
+    ]);
+    for (const bad of ["localhost:", "localhost:0", "localhost:70000", "[::1]:x", "[::1", "fd00::zz", ":4000"]) {
+      expect(() => registryAddress(bad, "4100"), bad).toThrow(UsageError);
+    }
+    expect(() => registryAddress("localhost", "0")).toThrow(/no port, and PORT \("0"\) is not one to connect to/);
   });
 });

@@ -3,32 +3,64 @@ export class UsageError extends Error {
   override readonly name = "UsageError";
 }
 
-/** Flags the client commands take; `true` marks a boolean flag. */
-const FLAGS = {
-  "--address": false,
-  "--key": false,
-  "--data-dir": false,
-  "--timeout-ms": false,
-  "--tls-ca": false,
-  "--tls-cert": false,
-  "--tls-key": false,
-  "--json": true,
-  "--every-health-check": true,
-  "--help": true,
-} as const;
+/** How a flag takes its value: `switch` none, `value` one, `repeat` one per occurrence. */
+type FlagKind = "switch" | "value" | "repeat";
 
-type FlagName = keyof typeof FLAGS;
+/** Every flag a client command may take. */
+const FLAGS = {
+  "--address": "value",
+  "--key": "value",
+  "--data-dir": "value",
+  "--timeout-ms": "value",
+  "--tls-ca": "value",
+  "--tls-cert": "value",
+  "--tls-key": "value",
+  "--json": "switch",
+  "--help": "switch",
+  "--every-health-check": "switch",
+  "--port": "value",
+  "--host": "value",
+  "--metadata": "repeat",
+  "--health-path": "value",
+} as const satisfies Record<string, FlagKind>;
+
+/** A flag's name, `--` included. */
+export type FlagName = keyof typeof FLAGS;
+
+/** Flags every client command takes: where the registry is, the key, the output format. */
+const COMMON_FLAGS: readonly FlagName[] = [
+  "--address",
+  "--key",
+  "--data-dir",
+  "--timeout-ms",
+  "--tls-ca",
+  "--tls-cert",
+  "--tls-key",
+  "--json",
+  "--help",
+];
 
 /** A parsed client command line. */
 export interface CliArgs {
   readonly positional: string[];
-  readonly flags: Partial<Record<FlagName, string | true>>;
+  readonly flags: Partial<Record<FlagName, string | true | string[]>>;
 }
 
-/** Splits `args` into positionals and known flags (`--flag value`, `--flag=value`); throws UsageError otherwise. */
-export function parseCliArgs(args: readonly string[], maxPositional: number): CliArgs {
+/** What a command accepts besides the common flags. */
+export interface CommandSyntax {
+  readonly maxPositional: number;
+  /** The command's own flags (e.g. `--port` for `register`). */
+  readonly flags?: readonly FlagName[];
+}
+
+/**
+ * Splits `args` into positionals and flags (`--flag value`, `--flag=value`);
+ * throws UsageError for a flag this command does not take.
+ */
+export function parseCliArgs(args: readonly string[], syntax: CommandSyntax): CliArgs {
+  const allowed = new Set<string>([...COMMON_FLAGS, ...(syntax.flags ?? [])]);
   const positional: string[] = [];
-  const flags: Partial<Record<FlagName, string | true>> = {};
+  const flags: Partial<Record<FlagName, string | true | string[]>> = {};
   for (let i = 0; i < args.length; i++) {
     const arg = args[i] as string;
     if (arg === "-h") {
@@ -41,17 +73,25 @@ export function parseCliArgs(args: readonly string[], maxPositional: number): Cl
     }
     const eq = arg.indexOf("=");
     const name = (eq === -1 ? arg : arg.slice(0, eq)) as FlagName;
-    if (!(name in FLAGS)) throw new UsageError(`unknown option ${JSON.stringify(name)}`);
-    if (FLAGS[name]) {
+    if (!allowed.has(name)) throw new UsageError(`unknown option ${JSON.stringify(name)}`);
+    const kind: FlagKind = FLAGS[name];
+    if (kind === "switch") {
       if (eq !== -1) throw new UsageError(`${name} takes no value`);
       flags[name] = true;
       continue;
     }
     const value = eq === -1 ? args[++i] : arg.slice(eq + 1);
     if (value === undefined || value === "") throw new UsageError(`${name} needs a value`);
-    flags[name] = value;
+    if (kind === "repeat") {
+      const list = flags[name];
+      flags[name] = Array.isArray(list) ? [...list, value] : [value];
+    } else {
+      flags[name] = value;
+    }
   }
-  if (positional.length > maxPositional) throw new UsageError(`unexpected argument ${JSON.stringify(positional[maxPositional])}`);
+  if (positional.length > syntax.maxPositional) {
+    throw new UsageError(`unexpected argument ${JSON.stringify(positional[syntax.maxPositional])}`);
+  }
   return { positional, flags };
 }
 
@@ -59,4 +99,10 @@ export function parseCliArgs(args: readonly string[], maxPositional: number): Cl
 export function stringFlag(args: CliArgs, name: FlagName): string | undefined {
   const value = args.flags[name];
   return typeof value === "string" ? value : undefined;
+}
+
+/** Every value of a repeatable flag, in order (none: `[]`). */
+export function listFlag(args: CliArgs, name: FlagName): readonly string[] {
+  const value = args.flags[name];
+  return Array.isArray(value) ? value : [];
 }

@@ -1,33 +1,107 @@
 import { status } from "@grpc/grpc-js";
 import { RegistryClientError } from "../../client/client-error.js";
-import { parseCliArgs, UsageError } from "./cli-args.js";
+import type { RegistryClient } from "../../client/registry-client.js";
+import { parseCliArgs, UsageError, type CliArgs, type CommandSyntax } from "./cli-args.js";
 import { getCommand } from "./get-command.js";
-import { listCommand } from "./list-command.js";
-import { connect, CONNECTION_HELP, type CliEnvironment } from "./registry-connection.js";
+import { listCommand, servicesCommand } from "./list-command.js";
+import { registerCommand, registerOptions } from "./register-command.js";
+import { connect, CONNECTION_HELP, type CliConnection, type CliEnvironment, type KeySource } from "./registry-connection.js";
 import { processOutput, type Output } from "./output.js";
+import { unregisterCommand } from "./unregister-command.js";
 import { watchCommand } from "./watch-command.js";
 
 /** The commands that talk to a running registry. */
-export const CLIENT_COMMANDS = ["list", "get", "watch"] as const;
+export const CLIENT_COMMANDS = ["list", "services", "get", "watch", "register", "unregister"] as const;
 export type ClientCommand = (typeof CLIENT_COMMANDS)[number];
 
-const HELP: Record<ClientCommand, string> = {
-  list: `usage: service-registry list [SERVICE_TYPE] [--json] [connection flags]
+/** What a command does once its command line is checked. */
+type Run = (client: RegistryClient) => Promise<number>;
 
-Without SERVICE_TYPE: every service type with its healthy and total counts.
-With SERVICE_TYPE: its instances, unhealthy ones included.
+interface CommandSpec {
+  readonly syntax: CommandSyntax;
+  readonly help: string;
+  /** Checks the command line (throwing UsageError) before anything is sent. */
+  prepare(args: CliArgs, json: boolean, io: Output, signal: AbortSignal): Run;
+}
+
+const COMMANDS: Record<ClientCommand, CommandSpec> = {
+  list: {
+    syntax: { maxPositional: 1 },
+    help: `usage: service-registry list [SERVICE_TYPE] [--json] [connection flags]
+
+Without SERVICE_TYPE: every service type with its healthy and total counts
+(as \`services\`). With SERVICE_TYPE: its instances, unhealthy ones included.
 `,
-  get: `usage: service-registry get INSTANCE_ID [--json] [connection flags]
+    prepare: (args, json, io) => (client) => listCommand(client, args.positional[0], json, io),
+  },
+  services: {
+    syntax: { maxPositional: 0 },
+    help: `usage: service-registry services [--json] [connection flags]
+
+Every service type with its healthy and total counts.
+`,
+    prepare: (_args, json, io) => (client) => servicesCommand(client, json, io),
+  },
+  get: {
+    syntax: { maxPositional: 1 },
+    help: `usage: service-registry get INSTANCE_ID [--json] [connection flags]
 
 One instance in detail. Exits 1 if the registry does not know it.
 `,
-  watch: `usage: service-registry watch [SERVICE_TYPE] [--json] [--every-health-check] [connection flags]
+    prepare: (args, json, io) => {
+      const id = required(args, "get needs an INSTANCE_ID");
+      return (client) => getCommand(client, id, json, io);
+    },
+  },
+  watch: {
+    syntax: { maxPositional: 1, flags: ["--every-health-check"] },
+    help: `usage: service-registry watch [SERVICE_TYPE] [--json] [--every-health-check] [connection flags]
 
 The current instances, then every change as it happens (--json: one object
 per line), until interrupted. Resumes across registry restarts without
 missing a change.
 `,
+    prepare: (args, json, io, signal) => (client) =>
+      watchCommand(
+        client,
+        { serviceType: args.positional[0], json, everyHealthCheck: args.flags["--every-health-check"] === true, signal },
+        io,
+      ),
+  },
+  register: {
+    syntax: { maxPositional: 1, flags: ["--port", "--host", "--metadata", "--health-path"] },
+    help: `usage: service-registry register SERVICE_TYPE --port PORT [--host HOST] [--metadata KEY=VALUE ...]
+                                 [--health-path /PATH] [--json] [connection flags]
+
+Registers an instance with the registration key and prints its id and its
+token (shown only this once). --host defaults to the address the registry
+sees this command come from; --metadata may be repeated; the registry
+probes http://HOST:PORT/PATH (default /health). --json: the Register answer.
+`,
+    prepare: (args, json, io) => {
+      const options = registerOptions(args);
+      return (client) => registerCommand(client, options, json, io);
+    },
+  },
+  unregister: {
+    syntax: { maxPositional: 1 },
+    help: `usage: service-registry unregister INSTANCE_ID [--json] [connection flags]
+
+Removes an instance with the registration key and prints what was removed.
+Exits 1 if the registry does not know it.
+`,
+    prepare: (args, json, io) => {
+      const id = required(args, "unregister needs an INSTANCE_ID");
+      return (client) => unregisterCommand(client, id, json, io);
+    },
+  },
 };
+
+function required(args: CliArgs, message: string): string {
+  const value = args.positional[0];
+  if (value === undefined) throw new UsageError(message);
+  return value;
+}
 
 /** Whether `name` is a client command. */
 export function isClientCommand(name: string | undefined): name is ClientCommand {
@@ -35,8 +109,9 @@ export function isClientCommand(name: string | undefined): name is ClientCommand
 }
 
 /**
- * Runs `list`, `get` or `watch` and resolves with the exit code: 0 done,
- * 1 the registry said no (not found, unreachable, refused), 2 usage.
+ * Runs a client command and resolves with the exit code: 0 done, 1 the
+ * registry said no (not found, unreachable, refused, invalid argument),
+ * 2 usage.
  */
 export async function runClientCommand(
   command: ClientCommand,
@@ -45,61 +120,56 @@ export async function runClientCommand(
   where?: CliEnvironment,
   signal: AbortSignal = new AbortController().signal,
 ): Promise<number> {
-  let args;
+  const spec = COMMANDS[command];
+  let run: Run;
+  let connection: CliConnection;
   try {
-    args = parseCliArgs(argv, 1);
+    const args = parseCliArgs(argv, spec.syntax);
     if (args.flags["--help"]) {
-      io.out(`${HELP[command]}\n${CONNECTION_HELP}\n`);
+      io.out(`${spec.help}\n${CONNECTION_HELP}\n`);
       return 0;
     }
-    if (command === "get" && args.positional.length !== 1) throw new UsageError("get needs an INSTANCE_ID");
+    run = spec.prepare(args, args.flags["--json"] === true, io, signal);
+    connection = connect(args, where);
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
-    io.err(`service-registry ${command}: ${err.message}\n\n${HELP[command]}`);
+    io.err(`service-registry ${command}: ${err.message} (see service-registry ${command} --help)\n`);
     return 2;
   }
-  let client;
+  const { client, keySource } = connection;
   try {
-    client = connect(args, where);
+    return await run(client);
   } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    io.err(`service-registry ${command}: ${err.message}\n`);
-    return 2;
-  }
-  const json = args.flags["--json"] === true;
-  try {
-    switch (command) {
-      case "list":
-        return await listCommand(client, args.positional[0], json, io);
-      case "get":
-        return await getCommand(client, args.positional[0] as string, json, io);
-      case "watch":
-        return await watchCommand(
-          client,
-          { serviceType: args.positional[0], json, everyHealthCheck: args.flags["--every-health-check"] === true, signal },
-          io,
-        );
-    }
-  } catch (err) {
-    io.err(`service-registry ${command}: ${describe(err, client.addresses)}\n`);
+    io.err(`service-registry ${command}: ${describe(err, client.addresses, keySource)}\n`);
     return 1;
   } finally {
     client.close();
   }
 }
 
-/** A one-line reason a shell user can act on. */
-function describe(err: unknown, addresses: readonly string[]): string {
+/** A one-line reason a shell user can act on; it names the key's source, never the key. */
+function describe(err: unknown, addresses: readonly string[], keySource: KeySource): string {
   if (!(err instanceof RegistryClientError)) return (err as Error).message;
+  const answer = `(${err.codeName}: ${err.details})`;
   switch (err.code) {
     case status.NOT_FOUND:
       return `${err.details} (NOT_FOUND)`;
     case status.UNAVAILABLE:
     case status.DEADLINE_EXCEEDED:
-      return `cannot reach the registry at ${addresses.join(", ")} (${err.codeName}: ${err.details})`;
+      return `cannot reach the registry at ${addresses.join(", ")} ${answer}`;
     case status.UNAUTHENTICATED:
-      return `the registry refused the registration key (${err.details}); check --key or SERVICE_REGISTRATION_KEY`;
+    case status.PERMISSION_DENIED:
+      return `the registry refused the registration key from ${keySource.label} ${answer}; ${keyHint(keySource)}`;
+    case status.INVALID_ARGUMENT:
+      return `the registry rejected the request: ${err.details} (INVALID_ARGUMENT)`;
     default:
       return `${err.details} (${err.codeName})`;
   }
+}
+
+function keyHint(source: KeySource): string {
+  if (source.from === "file") {
+    return "that file holds the key a server generated when it ran without SERVICE_REGISTRATION_KEY; if the server has one now, set SERVICE_REGISTRATION_KEY here too or pass --key";
+  }
+  return "pass the server's key with --key or SERVICE_REGISTRATION_KEY";
 }

@@ -2,21 +2,27 @@ import type { RegistryClient } from "../../client/registry-client.js";
 import { addressText, age, instanceJson, metadataText, table, type Output } from "./output.js";
 
 /**
- * `list`: every service type with its healthy and total counts.
+ * `services` (and `list` without a type): every service type with its
+ * healthy and total counts.
+ */
+export async function servicesCommand(client: RegistryClient, json: boolean, io: Output): Promise<number> {
+  const { services, revision } = await client.listServices();
+  if (json) {
+    io.out(`${JSON.stringify({ services, revision })}\n`);
+  } else if (services.length === 0) {
+    io.out("no services registered\n");
+  } else {
+    io.out(table(["SERVICE", "HEALTHY", "TOTAL"], services.map((s) => [s.serviceType, String(s.healthyCount), String(s.totalCount)])));
+  }
+  return 0;
+}
+
+/**
  * `list <type>`: that type's instances, unhealthy ones included.
+ * `list`: the service types, as `services` shows them.
  */
 export async function listCommand(client: RegistryClient, serviceType: string | undefined, json: boolean, io: Output): Promise<number> {
-  if (serviceType === undefined) {
-    const { services, revision } = await client.listServices();
-    if (json) {
-      io.out(`${JSON.stringify({ services, revision })}\n`);
-    } else if (services.length === 0) {
-      io.out("no services registered\n");
-    } else {
-      io.out(table(["SERVICE", "HEALTHY", "TOTAL"], services.map((s) => [s.serviceType, String(s.healthyCount), String(s.totalCount)])));
-    }
-    return 0;
-  }
+  if (serviceType === undefined) return servicesCommand(client, json, io);
   const { instances, revision } = await client.getByType(serviceType, { includeUnhealthy: true });
   if (json) {
     io.out(`${JSON.stringify({ instances: instances.map(instanceJson), revision })}\n`);
