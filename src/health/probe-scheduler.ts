@@ -1,5 +1,5 @@
 import { performance } from "node:perf_hooks";
-import { ConcurrencyGate } from "./concurrency-gate.js";
+import PQueue from "p-queue";
 import { DueHeap, type HeapNode } from "./due-heap.js";
 import type { ProbeResult, ProbeTarget } from "./http-probe.js";
 import { LagWindow, type LagStats } from "./lag-window.js";
@@ -19,7 +19,7 @@ interface Entry {
   due: number;
   /** Its first probe came soon after it was added: the next lands anywhere in the interval after. */
   spreadNext: boolean;
-  /** The gate's task, made once per entry rather than once per probe. */
+  /** The queue's task, made once per entry rather than once per probe. */
   readonly task: () => Promise<void>;
 }
 
@@ -35,11 +35,14 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  * when its probe is dispatched and comes back when the probe is over. New targets start
  * at a random offset so targets added together are not probed in lockstep.
  *
- * A probe costs little more than its HTTP request: each target keeps one
- * AbortController across its probes (aborted only by remove or stop) and one
- * task function, and waits for a slot in a bare FIFO concurrency gate (the
- * prober has its own deadline), so nothing is allocated or listened to per
- * probe but the probe's own promise.
+ * Due probes wait for a slot in p-queue, the user's choice for probe
+ * concurrency: one FIFO bounded by `maxConcurrent`, so a backlog is worked
+ * off in due order. Each target keeps one AbortController across its probes
+ * (aborted only by remove or stop) and one task function, and is queued with
+ * no per-task signal or timeout: the prober has its own deadline, and a probe
+ * aborted while queued ends as soon as it reaches a slot. What p-queue's
+ * bookkeeping costs per probe, beside a bare FIFO, is a figure of the
+ * bench's probing scenario.
  *
  * @example
  * const prober = new HttpProber({ timeoutMs: 2000 });
@@ -55,7 +58,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  */
 export class ProbeScheduler {
   readonly #o: Required<Omit<ProbeSchedulerOptions, "onError">> & Pick<ProbeSchedulerOptions, "onError">;
-  readonly #slots: ConcurrencyGate;
+  readonly #queue: PQueue;
   readonly #entries = new Map<string, Entry>();
   readonly #heap = new DueHeap<Entry>();
   #inFlight = 0;
@@ -78,7 +81,7 @@ export class ProbeScheduler {
       now: options.now ?? (() => performance.now()),
       random: options.random ?? Math.random,
     };
-    this.#slots = new ConcurrencyGate(Math.ceil(options.maxConcurrent));
+    this.#queue = new PQueue({ concurrency: Math.ceil(options.maxConcurrent) });
   }
 
   /**
@@ -240,8 +243,8 @@ export class ProbeScheduler {
     entry.due = due;
     entry.inFlight = true;
     this.#inFlight++;
-    // #run settles normally whatever happens.
-    this.#slots.run(entry.task);
+    // #run settles normally whatever happens, so the promise needs no handler.
+    void this.#queue.add(entry.task);
   }
 
   async #run(entry: Entry): Promise<void> {

@@ -1,3 +1,4 @@
+import type http from "node:http";
 import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { HttpProber, type ProbeResult, type ProbeTarget } from "../../src/health/http-probe.js";
@@ -42,16 +43,19 @@ function harness(options: Partial<ProbeSchedulerOptions> & { timeoutMs?: number 
   const prober = new HttpProber({ timeoutMs: options.timeoutMs ?? 2000 });
   const waiter = new Waiter();
   const results = new Map<string, ProbeResult[]>();
+  const started: string[] = [];
   const settled: { id: string; result: ProbeResult }[] = [];
   const count = (id: string): number => results.get(id)?.length ?? 0;
   let inFlight = 0;
+  let maxInFlight = 0;
   const scheduler = new ProbeScheduler({
     intervalMs: 100,
     maxConcurrent: 4,
     batchSize: 100,
     firstProbeMaxDelayMs: 20,
     probe: async (t, signal) => {
-      inFlight++;
+      started.push(t.id);
+      maxInFlight = Math.max(maxInFlight, ++inFlight);
       try {
         const result = await prober.probe(t, signal);
         settled.push({ id: t.id, result });
@@ -71,13 +75,27 @@ function harness(options: Partial<ProbeSchedulerOptions> & { timeoutMs?: number 
     await scheduler.stop();
     prober.close();
   });
-  return { scheduler, waiter, results, settled, count, inFlight: () => inFlight };
+  return { scheduler, waiter, results, started, settled, count, inFlight: () => inFlight, maxInFlight: () => maxInFlight };
 }
 
 async function healthy() {
   const s = await startHttp((_req, res) => res.end('{"status":"up"}'));
   cleanups.push(() => s.close());
   return s;
+}
+
+/**
+ * Options that make targets added at time 0 due in the order of `draws`:
+ * each is due at its draw (in ms), the clock stands still until `due()`
+ * moves it past all of them, and the next tick dispatches every one at once,
+ * so all but `maxConcurrent` of them wait in the probe queue together.
+ */
+function fixedDueOrder(draws: number[]) {
+  let clock = 0;
+  return {
+    options: { firstProbeMaxDelayMs: 1, now: () => clock, random: () => draws.shift() ?? 0.5 },
+    due: () => void (clock = 1),
+  };
 }
 
 async function blackhole() {
@@ -372,6 +390,93 @@ describe("ProbeScheduler", () => {
     release();
     await scheduler.stop();
     expect(probed).toEqual([running]);
+  });
+
+  it("probes at most maxConcurrent targets at once, the rest in due order as slots free", async () => {
+    const held = new Map<string, http.ServerResponse>();
+    let maxHeld = 0;
+    const server = await startHttp((req, res) => {
+      held.set(req.url ?? "", res);
+      maxHeld = Math.max(maxHeld, held.size);
+      h.waiter.notify();
+    });
+    cleanups.push(() => server.close());
+    const answer = (id: string): void => {
+      held.get(`/${id}`)?.end('{"status":"up"}');
+      held.delete(`/${id}`);
+    };
+    // t0..t4 drawn due at 0.8, 0.2, 0.6, 0 and 0.4 ms.
+    const clock = fixedDueOrder([0.8, 0.2, 0.6, 0, 0.4]);
+    const h = harness({ intervalMs: 60_000, maxConcurrent: 2, ...clock.options });
+    h.scheduler.start();
+    for (let i = 0; i < 5; i++) h.scheduler.add({ id: `t${i}`, host: "127.0.0.1", port: server.port, path: `/t${i}` });
+    clock.due();
+    const dueOrder = ["t3", "t1", "t4", "t2", "t0"];
+    await h.waiter.until(() => held.size === 2, 5000, "two probes held by the server");
+    expect(h.started).toEqual(dueOrder.slice(0, 2));
+    for (let i = 2; i < dueOrder.length; i++) {
+      // The oldest probe held is answered: its slot goes to the next target due, and only to it.
+      answer(dueOrder[i - 2]!);
+      await h.waiter.until(() => held.size === 2, 5000, `the probe of ${dueOrder[i]} after ${dueOrder[i - 2]} was answered`);
+      expect(h.started).toEqual(dueOrder.slice(0, i + 1));
+    }
+    answer(dueOrder[3]!);
+    answer(dueOrder[4]!);
+    await h.waiter.until(() => dueOrder.every((id) => h.count(id) === 1), 5000, "a result for every target");
+    expect(dueOrder.every((id) => h.results.get(id)?.[0]?.ok)).toBe(true);
+    expect([maxHeld, h.maxInFlight()]).toEqual([2, 2]);
+  });
+
+  it("works off a backlog of 300 due probes in due order, never more than maxConcurrent at once", async () => {
+    const s = await healthy();
+    const n = 300;
+    // Target i is due at rank (7i mod 300): a fixed permutation of the insertion order.
+    const rank = (i: number): number => (i * 7) % n;
+    const clock = fixedDueOrder(Array.from({ length: n }, (_, i) => rank(i) / n));
+    const h = harness({ intervalMs: 60_000, maxConcurrent: 3, batchSize: n, ...clock.options });
+    h.scheduler.start();
+    for (let i = 0; i < n; i++) h.scheduler.add(target(`t${i}`, s.port));
+    clock.due();
+    await h.waiter.until(() => h.settled.length === n, 10_000, "a probe of all 300 targets");
+    const dueOrder = Array.from({ length: n }, (_, i) => i).sort((a, b) => rank(a) - rank(b)).map((i) => `t${i}`);
+    expect(h.started).toEqual(dueOrder);
+    expect(h.maxInFlight()).toBe(3);
+    expect(h.settled.every((x) => x.result.ok)).toBe(true);
+  });
+
+  it("gives the slot of a probe that throws or rejects to the next target, reporting the failure", async () => {
+    const ok = await healthy();
+    const prober = new HttpProber({ timeoutMs: 2000 });
+    cleanups.push(() => prober.close());
+    const waiter = new Waiter();
+    const results: [string, ProbeResult][] = [];
+    const clock = fixedDueOrder([0, 0.3, 0.6]);
+    const scheduler = new ProbeScheduler({
+      intervalMs: 60_000,
+      maxConcurrent: 1,
+      batchSize: 10,
+      ...clock.options,
+      probe: (t, signal) => {
+        if (t.id === "throws") throw new Error("threw instead of returning a promise");
+        if (t.id === "rejects") return Promise.reject(new Error("rejected"));
+        return prober.probe(t, signal);
+      },
+      onResult: (t, r) => {
+        results.push([t.id, r]);
+        waiter.notify();
+      },
+    });
+    cleanups.push(() => scheduler.stop());
+    scheduler.start();
+    for (const id of ["throws", "rejects", "http"]) scheduler.add(target(id, ok.port));
+    clock.due();
+    await waiter.until(() => results.length === 3, 5000, "a result for each of the three targets through one slot");
+    expect(results).toEqual([
+      ["throws", { ok: false, reason: "threw instead of returning a promise" }],
+      ["rejects", { ok: false, reason: "rejected" }],
+      ["http", expect.objectContaining({ ok: true, status: 200 })],
+    ]);
+    expect(ok.requests.length).toBe(1);
   });
 
   it("replaces a target with the same id and reports under the new endpoint", async () => {
