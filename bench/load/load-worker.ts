@@ -12,6 +12,7 @@ import { rangeCount } from "./etcd-raw.js";
 import { getByType, getByTypeRaw, register } from "./grpc-ops.js";
 import { httpGetLoop } from "./http-get-loop.js";
 import { closeLeanClients, leanClient } from "./lean-client.js";
+import { probeQueueCost } from "./probe-queue-cost.js";
 import { closeRawGrpcClients, rawGrpcClient } from "./raw-grpc-client.js";
 
 /** One answer in this many is decoded and checked; the rest stay bytes. */
@@ -61,6 +62,7 @@ serveIpc({
   },
   etcdSeed: (o: { endpoint: string; types: string[]; perType: number }) => etcdSeed(leanClient(o.endpoint), o.types, o.perType),
   httpGetLoop,
+  probeQueueCost,
   /** The registry's GetByType answer for one type, as sent: the ceiling's pre-encoded payload. */
   async getByTypeBytes(o: { address: string; serviceType: string }) {
     return (await getByType(leanClient(o.address), o.serviceType)).toString("base64");

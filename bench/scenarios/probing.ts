@@ -1,4 +1,5 @@
 import type { GetLoopClient, GetLoopResult } from "../load/http-get-loop.js";
+import type { ProbeQueueCost } from "../load/probe-queue-cost.js";
 import type { BenchContext, BenchParams } from "../lib/context.js";
 import { BenchChild } from "../lib/ipc.js";
 import { cpuMark, cpuSince } from "../lib/proc-stat.js";
@@ -94,6 +95,9 @@ async function capacityRun(ctx: BenchContext, p: Probing, healthyPorts: number[]
  * timeout) leave room for the rest. Ceiling: a bare keep-alive GET loop over
  * the healthy ports at the capacity run's concurrency, on node:http (the
  * issue's ceiling, the target's) and on undici (the prober's own client).
+ * The probe queue (p-queue, the user's choice) is also measured alone in the
+ * load process against a bare FIFO, and what it adds is set beside a whole
+ * probe's CPU from the capacity run.
  */
 export async function probingScenario(ctx: BenchContext): Promise<void> {
   const p = ctx.params.probing;
@@ -119,6 +123,12 @@ export async function probingScenario(ctx: BenchContext): Promise<void> {
   const bareUndici = await bareLoop("undici");
   const farmCounters = await farm.request("counters");
   await farm.stop();
+  ctx.log(`scenario 4: probe queue alone, p-queue against a bare FIFO, ${p.queueTasks} queued, ${p.capacityConcurrency} at a time`);
+  const queue = await ctx.load.request<ProbeQueueCost>("probeQueueCost", {
+    tasks: p.queueTasks,
+    concurrency: p.capacityConcurrency,
+    rounds: p.queueRounds,
+  });
 
   const scheduled = `${p.instances} inst, 10% blackholed, every ${p.intervalMs / 1000} s`;
   const flatOut = `${p.instances - Math.round(p.instances / 10)} healthy, flat out, c=${p.capacityConcurrency}`;
@@ -158,6 +168,23 @@ export async function probingScenario(ctx: BenchContext): Promise<void> {
       targets: [{ against: "ceiling", op: "<=", bound: 1 }],
     },
     { scenario: "4 Probing", case: flatOut, metric: "prober CPU/probe", unit: "µs", ours: capacity.cpuPerProbeUs, ceiling: undiciLoop(bareUndici.cpuPerGetUs) },
+    {
+      scenario: "4 Probing",
+      case: `queue alone, ${p.queueTasks} queued, c=${p.capacityConcurrency}`,
+      metric: "p-queue CPU/probe",
+      unit: "µs",
+      ours: queue.pQueueUs,
+      ceiling: { name: "bare FIFO", value: queue.fifoUs },
+    },
+    // The ratio is p-queue's share of a whole probe's CPU.
+    {
+      scenario: "4 Probing",
+      case: flatOut,
+      metric: "p-queue over bare FIFO/probe",
+      unit: "µs",
+      ours: queue.pQueueUs - queue.fifoUs,
+      ceiling: { name: "prober CPU/probe", value: capacity.cpuPerProbeUs },
+    },
   );
-  ctx.details.probing = { schedule, capacity, bare, bareUndici, farmCounters };
+  ctx.details.probing = { schedule, capacity, bare, bareUndici, queue, farmCounters };
 }
