@@ -1,3 +1,4 @@
+import type { Socket } from "node:net";
 import { join, resolve } from "node:path";
 import type { Logger } from "pino";
 import type { Config } from "../config/settings.js";
@@ -15,7 +16,7 @@ import { ServingState } from "../observability/serving-state.js";
 import { RegistrationKeys } from "../registry/credentials.js";
 import { ServiceRegistry } from "../registry/service-registry.js";
 import { RegistryGrpcServer } from "../server/grpc-server.js";
-import { grpcServerCredentials } from "../server/tls-credentials.js";
+import { PortListener } from "../transport/port-listener.js";
 import { createStore } from "../store/create-store.js";
 import { SqliteStore } from "../store/sqlite/sqlite-store.js";
 import { ensureDir } from "../util/ensure-dir.js";
@@ -24,7 +25,7 @@ import type { RegistryStore } from "../store/registry-store.js";
 /** A started registry server. */
 export interface RunningServer {
   readonly port: number;
-  /** The HTTP port (/metrics, /healthz, JSON API), or undefined when HTTP_PORT=0. */
+  /** The separate HTTP port (/metrics, /healthz, JSON API), or undefined when HTTP_PORT=0. */
   readonly httpPort: number | undefined;
   readonly registry: ServiceRegistry;
   readonly metrics: RegistryMetrics;
@@ -95,7 +96,6 @@ export async function startServer(config: Config, logger: Logger, options: Start
     keys,
     api,
     logger,
-    credentials: grpcServerCredentials(tls),
     serving,
     metrics,
     watchStallTimeoutMs: config.watchStallTimeoutMs,
@@ -108,22 +108,28 @@ export async function startServer(config: Config, logger: Logger, options: Start
     ...(innerStore instanceof SqliteStore ? { storeRepairedRows: () => innerStore.repairedRows } : {}),
   });
   const wantedHttpPort = options.httpPort ?? (config.httpPort === 0 ? undefined : config.httpPort);
-  const http =
-    wantedHttpPort === undefined
-      ? undefined
-      : new RegistryHttpServer({
-          routes: [...opsRoutes(metrics, serving), ...jsonApiRoutes(api)],
-          metrics,
-          logger,
-          ...(tls ? { tls: { cert: tls.cert, key: tls.key, ca: tls.clientCa } } : {}),
-        });
+  const http = new RegistryHttpServer({
+    routes: [...opsRoutes(metrics, serving), ...jsonApiRoutes(api)],
+    metrics,
+    logger,
+    ...(tls ? { tls: { cert: tls.cert, key: tls.key, ca: tls.clientCa } } : {}),
+  });
+  // PORT: gRPC and, as the seed's examples use it, HTTP/1.1 (TLS, if any, ends here for both).
+  const shared = new PortListener({
+    grpc: (socket) => grpc.acceptConnection(socket),
+    http: config.portServesHttp ? (socket) => http.acceptConnection(socket) : refuseHttp,
+    ...(tls ? { tls: { cert: tls.cert, key: tls.key, ca: tls.clientCa } } : {}),
+  });
   let port: number;
   let httpPort: number | undefined;
   try {
-    port = await grpc.listen(config.host, config.port);
-    httpPort = wantedHttpPort === undefined ? undefined : await http?.listen(config.host, wantedHttpPort);
+    port = await shared.listen(config.host, config.port);
+    httpPort = wantedHttpPort === undefined ? undefined : await http.listen(config.host, wantedHttpPort);
   } catch (err) {
-    await Promise.all([grpc.shutdown(), http?.close(0)]);
+    const unbound = shared.close();
+    await Promise.all([grpc.shutdown(), http.close(0)]);
+    shared.destroyConnections();
+    await unbound;
     await registry.close();
     prober?.close();
     throw err;
@@ -133,7 +139,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
   }
   const transport = tls ? (tls.clientCa ? "mtls" : "tls") : "plaintext";
   logger.info(
-    { host: config.host, port, httpPort, tls: transport, store: config.store, dataDir: config.dataDir, epoch: registry.epoch, instances: registry.size },
+    { host: config.host, port, portServesHttp: config.portServesHttp, httpPort, tls: transport, store: config.store, dataDir: config.dataDir, epoch: registry.epoch, instances: registry.size },
     "registry serving gRPC",
   );
   markUp();
@@ -153,9 +159,18 @@ export async function startServer(config: Config, logger: Logger, options: Start
           }
         : undefined,
     async close() {
-      await Promise.all([grpc.shutdown(), http?.close(config.shutdownGraceMs)]);
+      const unbound = shared.close();
+      await Promise.all([grpc.shutdown(), http.close(config.shutdownGraceMs)]);
+      shared.destroyConnections();
+      await unbound;
       await registry.close();
       prober?.close();
     },
   };
+}
+
+/** PORT_SERVES_HTTP=false: an HTTP/1.1 client on PORT is told where HTTP is, not left hanging. */
+function refuseHttp(socket: Socket): void {
+  const body = "this port serves gRPC only (PORT_SERVES_HTTP=false); HTTP is on HTTP_PORT\n";
+  socket.end(`HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
 }

@@ -43,11 +43,22 @@ const spec = <T>(s: SettingSpec<T>): SettingSpec<T> => s;
 
 /** The settings of SPEC 4.5 plus the watch-stream tunables. */
 export const SETTINGS = {
-  port: spec({ env: "PORT", description: "gRPC port", default: 4000, parse: integer(0, 65535) }),
+  port: spec({
+    env: "PORT",
+    description: "the registry's port: gRPC, and HTTP/1.1 too unless PORT_SERVES_HTTP=false",
+    default: 4000,
+    parse: integer(0, 65535),
+  }),
+  portServesHttp: spec({
+    env: "PORT_SERVES_HTTP",
+    description: "serve the HTTP/JSON API, /healthz and /metrics on PORT beside gRPC, as the seed's examples use :4000 (false: gRPC only)",
+    default: true,
+    parse: boolean,
+  }),
   host: spec({ env: "HOST", description: "bind address of the gRPC and HTTP ports", default: "0.0.0.0", parse: text }),
   httpPort: spec({
     env: "HTTP_PORT",
-    description: "HTTP port: /metrics, /healthz and the HTTP/JSON API (0 = off)",
+    description: "a separate HTTP port: /metrics, /healthz and the HTTP/JSON API (0 = off)",
     default: 4001,
     parse: integer(0, 65535),
   }),

@@ -1,10 +1,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { createServer as createTlsServer } from "node:https";
-import type { AddressInfo, Socket } from "node:net";
+import type { Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
 import type { RegistryMetrics } from "../observability/registry-metrics.js";
 import { HttpError, toHttpError } from "./http-errors.js";
+import { PortListener } from "../transport/port-listener.js";
 import { matchRoute, type Route, type RouteResponse } from "./routes.js";
 
 /** TLS for HTTP_PORT: the gRPC server's certificate; with `ca`, client certificates are required. */
@@ -24,15 +24,21 @@ export interface RegistryHttpServerOptions {
 }
 
 /**
- * The HTTP side of the registry on HTTP_PORT (node:http, no framework for a
- * handful of routes): dispatches to route handlers, answers JSON errors
- * through the one HTTP error mapping, counts and times every request by
- * route template, and shuts down without cutting requests in flight.
+ * The HTTP side of the registry (node:http, no framework for a handful of
+ * routes): dispatches to route handlers, answers JSON errors through the one
+ * HTTP error mapping, counts and times every request by route template, and
+ * shuts down without cutting requests in flight. It serves HTTP_PORT
+ * (`listen`) and the HTTP/1.1 connections of the port it shares with gRPC
+ * (`acceptConnection`).
  */
 export class RegistryHttpServer {
+  /** Never listens itself: every connection is handed to it, plaintext or with TLS already terminated. */
   private readonly server: Server;
+  private listener: PortListener | undefined;
   private readonly sockets = new Set<Socket>();
   private closing = false;
+  /** While closing: resolves the wait once the last connection is gone. */
+  private drainCheck: (() => void) | undefined;
 
   constructor(private readonly options: RegistryHttpServerOptions) {
     const handler = (req: IncomingMessage, res: ServerResponse): void => {
@@ -42,16 +48,20 @@ export class RegistryHttpServer {
         else res.destroy();
       });
     };
-    const tls = options.tls;
-    this.server = tls
-      ? createTlsServer({ cert: tls.cert, key: tls.key, ...(tls.ca ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}) }, handler)
-      : createServer(handler);
+    this.server = createServer(handler);
     // Bounded waits for slow or idle clients.
     this.server.headersTimeout = 10_000;
     this.server.requestTimeout = 30_000;
+    // node:http tracks connections (for closeIdleConnections) and enforces the
+    // two timeouts above from its 'listening' event on. This server is handed
+    // its connections instead of listening, so it is told it listens.
+    this.server.emit("listening");
     this.server.on("connection", (socket: Socket) => {
       this.sockets.add(socket);
-      socket.on("close", () => this.sockets.delete(socket));
+      socket.on("close", () => {
+        this.sockets.delete(socket);
+        this.drainCheck?.();
+      });
     });
     this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
       if (socket.writable && err.code !== "ECONNRESET") socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
@@ -59,29 +69,43 @@ export class RegistryHttpServer {
     });
   }
 
-  /** Binds and serves; resolves with the bound port. */
+  /** Binds HTTP_PORT (HTTPS with the `tls` option) and serves; resolves with the bound port. */
   listen(host: string, port: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.once("error", reject);
-      this.server.listen(port, host, () => {
-        this.server.off("error", reject);
-        resolve((this.server.address() as AddressInfo).port);
-      });
-    });
+    this.listener = new PortListener({ http: (socket) => this.acceptConnection(socket), ...(this.options.tls ? { tls: this.options.tls } : {}) });
+    return this.listener.listen(host, port);
+  }
+
+  /** Serves an HTTP/1.x connection accepted elsewhere (the port shared with gRPC). */
+  acceptConnection(socket: Socket): void {
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    this.server.emit("connection", socket);
   }
 
   /** Stops accepting, lets requests in flight finish for up to `graceMs`, then cuts the rest. */
   async close(graceMs = 5000): Promise<void> {
     this.closing = true;
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const stopped = this.listener?.close();
+    this.server.close();
     this.server.closeIdleConnections();
+    // The server never listened, so its 'close' does not wait for connections: wait for them here.
+    const drained = new Promise<void>((resolve) => {
+      const check = (): void => {
+        if (this.sockets.size === 0) resolve();
+      };
+      check();
+      this.drainCheck = check;
+    });
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
-    await Promise.race([closed, timedOut]);
+    await Promise.race([drained, timedOut]);
     clearTimeout(timer);
     this.server.closeAllConnections();
     for (const socket of this.sockets) socket.destroy();
-    await closed;
+    this.listener?.destroyConnections();
+    await stopped;
   }
 
   private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -1,4 +1,5 @@
-import { Server, ServerCredentials, type ServerOptions } from "@grpc/grpc-js";
+import type { Socket } from "node:net";
+import { Server, ServerCredentials, type ConnectionInjector, type ServerOptions } from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import type { Logger } from "pino";
@@ -64,6 +65,7 @@ export class RegistryGrpcServer {
   private readonly serving: ServingState;
   private readonly watchStreams: WatchStreams;
   private readonly healthWatches = new HealthWatchCloser();
+  private injector: ConnectionInjector | undefined;
 
   constructor(private readonly options: RegistryGrpcServerOptions) {
     const { registry, keys, logger } = options;
@@ -99,6 +101,16 @@ export class RegistryGrpcServer {
         err ? reject(err) : resolve(bound),
       );
     });
+  }
+
+  /**
+   * Serves an HTTP/2 connection accepted elsewhere: the port shared with
+   * HTTP/1.1 (`PortListener`), which has already terminated any TLS, so the
+   * connection is taken as plaintext. Shutdown covers these connections too.
+   */
+  acceptConnection(socket: Socket): void {
+    this.injector ??= this.server.createConnectionInjector(ServerCredentials.createInsecure());
+    this.injector.injectConnection(socket);
   }
 
   /** Number of open watch streams. */
