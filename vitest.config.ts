@@ -5,5 +5,7 @@ export default defineConfig({
     include: ["test/**/*.test.ts"],
     testTimeout: 20_000,
     hookTimeout: 20_000,
+    // The library logs to console by default (as the seed says): show it for failing tests only.
+    silent: "passed-only",
   },
 });

@@ -7,6 +7,7 @@
  */
 export { ServiceRegistry, type RegistryEvents, type Registration } from "./registry/service-registry.js";
 export type { ServiceRegistryOptions } from "./registry/registry-options.js";
+export type { RegistryLogger } from "./logging/registry-logger.js";
 export { RegistryError, type RegistryErrorCode } from "./registry/registry-error.js";
 export type { Change, Health, Instance, RemovalReason, ServiceSummary, WatchEvent } from "./registry/types.js";
 export type { RegisterInput } from "./registry/validation.js";

@@ -49,15 +49,19 @@ export function markPlainLogger(logger: Logger): void {
  * `JSON.stringify` does; pino writes it raw), and pino's `pino_asJson`
  * tracing channel sees no event for these lines.
  */
-export function logChange(logger: Logger, msg: string, f: ChangeLineFields): void {
-  const internals = logger as unknown as PinoInternals;
-  const stream = internals[streamSym] as pino.DestinationStream & Record<symbol, unknown>;
-  // A multistream reads pino's per-line metadata: pino writes its lines.
-  if (!plainLoggers.has(logger) || stream[needsMetadataGsym] === true) {
+export function logChange(logger: Pick<Logger, "info">, msg: string, f: ChangeLineFields): void {
+  if (!plainLoggers.has(logger as Logger)) {
     logger.info(f, msg);
     return;
   }
-  if (logger.levelVal > INFO) return;
+  const internals = logger as unknown as PinoInternals;
+  const stream = internals[streamSym] as pino.DestinationStream & Record<symbol, unknown>;
+  // A multistream reads pino's per-line metadata: pino writes its lines.
+  if (stream[needsMetadataGsym] === true) {
+    logger.info(f, msg);
+    return;
+  }
+  if ((logger as Logger).levelVal > INFO) return;
   let line =
     `{"level":${INFO}${(internals[timeSym] as () => string)()}${internals[chindingsSym] as string}` +
     `,"instanceId":${JSON.stringify(f.instanceId)},"serviceType":${JSON.stringify(f.serviceType)}` +

@@ -1,4 +1,4 @@
-import type { Logger } from "pino";
+import type { RegistryLogger } from "../logging/registry-logger.js";
 import type { ProbeResult, ProbeTarget } from "../health/http-probe.js";
 import type { RegistryStore } from "../store/registry-store.js";
 
@@ -32,8 +32,13 @@ export interface ServiceRegistryOptions {
   watchQueueLimit?: number;
   /** Idle time before a watcher gets a BOOKMARK, ms. Default 30000. */
   bookmarkInterval?: number;
-  /** pino logger. Default: silent. */
-  logger?: Logger;
+  /**
+   * Where the registry logs registrations, removals, health transitions and
+   * errors: `console` (the default, as in the seed), a pino logger (what the
+   * server passes), or any object with debug/info/warn/error methods. Pass
+   * `pino({ level: "silent" })` or a no-op object to keep it quiet.
+   */
+  logger?: RegistryLogger;
   /** Wall clock in ms. Default `Date.now`. */
   now?: () => number;
   /** Replaces the HTTP prober (for non-HTTP checks or tests). */

@@ -1,10 +1,10 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
-import pino, { type Logger } from "pino";
 import type { ProbeResult, ProbeTarget } from "../health/http-probe.js";
 import { LazyHttpProber } from "../health/lazy-http-prober.js";
 import { ProbeScheduler } from "../health/probe-scheduler.js";
 import { logChange, type ChangeLineFields } from "../logging/change-line.js";
+import { structuredLogger, type StructuredLogger } from "../logging/registry-logger.js";
 import { MemoryStore } from "../store/memory-store.js";
 import type { Mutation, RegistryStore } from "../store/registry-store.js";
 import { hashSecret, newToken, secretMatches } from "./credentials.js";
@@ -59,7 +59,7 @@ const UNKNOWN_ID_HASH = hashSecret(randomUUID());
 export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   private readonly options: ResolvedRegistryOptions;
   private readonly store: RegistryStore;
-  private readonly logger: Logger;
+  private readonly logger: StructuredLogger;
   private readonly index = new InstanceIndex();
   private readonly thresholds: HealthThresholds;
   private readonly prober: LazyHttpProber | undefined;
@@ -81,7 +81,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     super();
     this.options = resolveRegistryOptions(options);
     this.store = options.store ?? new MemoryStore();
-    this.logger = options.logger ?? pino({ level: "silent" });
+    this.logger = structuredLogger(options.logger ?? console);
     this.thresholds = new HealthThresholds(this.options.unhealthyThreshold, this.options.healthyThreshold);
     if (this.options.healthChecks) {
       // Loaded at the first probe (see LazyHttpProber): importing the registry does not load undici.
