@@ -21,6 +21,8 @@ export interface RegistryHttpServerOptions {
   readonly logger: Logger;
   /** HTTPS instead of HTTP. */
   readonly tls?: HttpTlsOptions;
+  /** A client must send a request's headers within this. Default 10000 ms. */
+  readonly headersTimeoutMs?: number;
 }
 
 /**
@@ -48,10 +50,11 @@ export class RegistryHttpServer {
         else res.destroy();
       });
     };
-    this.server = createServer(handler);
-    // Bounded waits for slow or idle clients.
-    this.server.headersTimeout = 10_000;
-    this.server.requestTimeout = 30_000;
+    // Bounded waits for slow or idle clients, checked every second rather than
+    // node's default of every 30 s, so a client that trickles its headers
+    // holds a connection for about headersTimeout, not up to half a minute more.
+    const headersTimeout = options.headersTimeoutMs ?? 10_000;
+    this.server = createServer({ connectionsCheckingInterval: Math.min(1000, headersTimeout), headersTimeout, requestTimeout: 30_000 }, handler);
     // node:http tracks connections (for closeIdleConnections) and enforces the
     // two timeouts above from its 'listening' event on. This server is handed
     // its connections instead of listening, so it is told it listens.
@@ -64,7 +67,8 @@ export class RegistryHttpServer {
       });
     });
     this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
-      if (socket.writable && err.code !== "ECONNRESET") socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
+      const status = err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? "408 Request Timeout" : "400 Bad Request";
+      if (socket.writable && err.code !== "ECONNRESET") socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\n\r\n`);
       else socket.destroy();
     });
   }

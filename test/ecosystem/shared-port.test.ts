@@ -220,3 +220,21 @@ describe("PortListener", () => {
     again.close();
   });
 });
+
+describe("the HTTP server fed by a PortListener", () => {
+  it("closes a connection that trickles its headers past headersTimeout", async () => {
+    const { RegistryHttpServer } = await import("../../src/http/http-server.js");
+    const pino = (await import("pino")).default;
+    const server = new RegistryHttpServer({ routes: [], logger: pino({ level: "silent" }), headersTimeoutMs: 300 });
+    const port = await server.listen("127.0.0.1", 0);
+    try {
+      const started = Date.now();
+      // Half a request line, then nothing: only node:http's header timeout can end it.
+      const answer = await rawExchange(port, ["GET / HTTP/1.1\r\nhost: x\r\n"]);
+      expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+      expect(Date.now() - started).toBeLessThan(5000);
+    } finally {
+      await server.close(0);
+    }
+  });
+});
