@@ -72,6 +72,17 @@ describe("one port for gRPC and HTTP/1.1 (plaintext)", () => {
     expect(await (await fetch(`${base}/metrics`)).text()).toContain("registry_instances");
   });
 
+  it("knows the caller's address on both protocols: host defaults to it", async () => {
+    const overGrpc = await call(grpc, grpc.register, { serviceType: "peer-check", port: 9000, metadata: {} }, keyAuth());
+    expect(overGrpc.instance?.host).toBe("127.0.0.1");
+    const overHttp = await fetch(`http://127.0.0.1:${server.port}/service`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...KEY },
+      body: JSON.stringify({ serviceType: "peer-check", port: 9001 }),
+    });
+    expect(((await overHttp.json()) as { instance: { host: string } }).instance.host).toBe("127.0.0.1");
+  });
+
   it("routes an HTTP/2 preface that arrives in pieces to gRPC", async () => {
     // A raw HTTP/2 session whose preface is written a byte at a time, then a real request.
     const socket = await new Promise<Socket>((resolve) => {
