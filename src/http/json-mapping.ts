@@ -1,7 +1,18 @@
 import type { RegisterRequest } from "../api/registry-api.js";
 import { invalidArgument } from "../registry/registry-error.js";
 import { HttpError } from "./http-errors.js";
-import type { Instance, ServiceSummary } from "../registry/types.js";
+import type { Health, Instance, ServiceSummary } from "../registry/types.js";
+
+/** Health as the HTTP/JSON API and the CLI spell it (see the README's "Health spelling"). */
+export type HealthJson = "HEALTHY" | "UNHEALTHY";
+
+/**
+ * The core's `healthy`/`unhealthy` as the HTTP/JSON API and the CLI show it:
+ * the proto enum's value name without its `HEALTH_STATUS_` prefix.
+ */
+export function healthJson(health: Health): HealthJson {
+  return health === "healthy" ? "HEALTHY" : "UNHEALTHY";
+}
 
 /** An instance as the HTTP/JSON API shows it: the gRPC contract's fields, camelCase. */
 export interface InstanceJson {
@@ -10,7 +21,7 @@ export interface InstanceJson {
   readonly host: string;
   readonly port: number;
   readonly metadata: Readonly<Record<string, string>>;
-  readonly health: "HEALTHY" | "UNHEALTHY";
+  readonly health: HealthJson;
   readonly healthCheckPath: string;
   /** RFC 3339 timestamps, as google.protobuf.Timestamp renders in JSON. */
   readonly registeredAt: string;
@@ -26,7 +37,7 @@ export function instanceJson(instance: Instance): InstanceJson {
     host: instance.host,
     port: instance.port,
     metadata: { ...instance.metadata },
-    health: instance.health === "healthy" ? "HEALTHY" : "UNHEALTHY",
+    health: healthJson(instance.health),
     healthCheckPath: instance.healthCheckPath,
     registeredAt: new Date(instance.registeredAt).toISOString(),
     updatedAt: new Date(instance.updatedAt).toISOString(),

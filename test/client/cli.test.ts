@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,8 +10,10 @@ import { parseCliArgs, UsageError } from "../../src/cli/commands/cli-args.js";
 import { runClientCommand } from "../../src/cli/commands/client-commands.js";
 import type { Output } from "../../src/cli/commands/output.js";
 import { connect, registryAddress } from "../../src/cli/commands/registry-connection.js";
+import { instanceJson as httpInstanceJson } from "../../src/http/json-mapping.js";
+import type { ServiceRegistry } from "../../src/registry/service-registry.js";
 import { makeTestPki } from "../ecosystem/test-pki.js";
-import { TEST_KEY } from "../support/registry-harness.js";
+import { startHarness, TEST_KEY, type Harness } from "../support/registry-harness.js";
 import { runCli, startServerProcess, type ServerProcess } from "../support/server-process.js";
 import { freePort, Log, startMtlsHarness } from "./helpers.js";
 
@@ -81,8 +84,8 @@ describe("CLI list, get, watch against a real registry", () => {
     expect(header!.split(/\s+/)).toEqual(["ID", "ADDRESS", "HEALTH", "AGE", "METADATA"]);
     expect(rows.map((r) => r.split(/\s+/).filter((_, i) => i !== 3)).sort()).toEqual(
       [
-        [a.id, "10.0.0.7:8080", "healthy", "zone=eu-1"],
-        [b.id, "10.0.0.8:8081", "healthy", "-"],
+        [a.id, "10.0.0.7:8080", "HEALTHY", "zone=eu-1"],
+        [b.id, "10.0.0.8:8081", "HEALTHY", "-"],
       ].sort(),
     );
 
@@ -116,7 +119,7 @@ describe("CLI list, get, watch against a real registry", () => {
     expect(parsed.instances[0]!.registeredAt).toMatch(/^\d{4}-\d\d-\d\dT/);
     const one = capture();
     expect(await runClientCommand("get", [a.id, "--json", ...at()], one)).toBe(0);
-    expect(JSON.parse(one.stdout)).toMatchObject({ id: a.id, serviceType: "greeter", port: 8080, health: "healthy" });
+    expect(JSON.parse(one.stdout)).toMatchObject({ id: a.id, serviceType: "greeter", port: 8080, health: "HEALTHY" });
     const empty = capture();
     expect(await runClientCommand("list", ["nothing-here", ...at()], empty)).toBe(0);
     expect(empty.stdout).toBe("no instances of nothing-here\n");
@@ -221,7 +224,7 @@ describe("CLI list, get, watch against a real registry", () => {
     controller.abort();
     expect(await done).toBe(0);
     expect(io.stdout).toMatch(/SNAPSHOT +rev \d+ +\d+ instances/);
-    expect(io.stdout).toContain(`greeter  ${a.id}  10.0.0.7:8080  healthy`);
+    expect(io.stdout).toContain(`greeter  ${a.id}  10.0.0.7:8080  HEALTHY`);
     expect(io.stdout).toMatch(new RegExp(`REGISTERED +rev \\d+ +greeter  ${d.id}  10\\.0\\.0\\.12:8083`));
     await admin.unregister(d.id);
   });
@@ -276,7 +279,7 @@ describe("CLI register, unregister, services against a real registry", () => {
 
     const [listed, services] = await Promise.all([runCli(["list", "greeter", ...at()], keyed()), runCli(["services", ...at()], keyed())]);
     expect(listed.code).toBe(0);
-    expect(rows(listed.stdout)[1]).toMatch(new RegExp(`^${id} 127\\.0\\.0\\.1:8080 healthy \\d+s zone=eu-1$`));
+    expect(rows(listed.stdout)[1]).toMatch(new RegExp(`^${id} 127\\.0\\.0\\.1:8080 HEALTHY \\d+s zone=eu-1$`));
     expect(services).toMatchObject({ code: 0, stderr: "" });
     expect(rows(services.stdout)).toEqual(["SERVICE HEALTHY TOTAL", "billing 1 1", "greeter 1 1"]);
     const list = capture();
@@ -315,7 +318,7 @@ describe("CLI register, unregister, services against a real registry", () => {
       port: 7000,
       metadata: { a: "1" },
       healthCheckPath: "/health",
-      health: "healthy",
+      health: "HEALTHY",
     });
     expect(answer.instance.registeredAt).toMatch(/^\d{4}-\d\d-\d\dT/);
 
@@ -465,6 +468,99 @@ describe("CLI register, unregister, services against a real registry", () => {
     const [emptyCode, emptyErr] = await code([], { SERVICE_REGISTRATION_KEY: "" }, good);
     expect(emptyCode).toBe(1);
     expect(emptyErr).toContain(`from the key file ${join(stale, "registration-key")}`);
+  });
+});
+
+/** Resolves when instance `id` is unhealthy (awaits the registry's `change` events), or fails after 5 s. */
+async function unhealthy(registry: ServiceRegistry, id: string): Promise<void> {
+  const signal = AbortSignal.timeout(5000);
+  while (registry.getInstance(id).health !== "unhealthy") {
+    await once(registry, "change", { signal }).catch(() => {
+      throw new Error(`instance ${id} did not turn unhealthy within 5 s`);
+    });
+  }
+}
+
+describe("CLI health spelling: HEALTHY and UNHEALTHY in tables, lines and --json, as the HTTP/JSON API", () => {
+  const SICK_PORT = 9999;
+  let h: Harness;
+  let admin: RegistryClient;
+  let well: RegisteredInstance;
+  let sick: RegisteredInstance;
+  const at = (): string[] => ["--address", h.address, "--key", TEST_KEY];
+  const where = { env: {}, cwd: ROOT };
+
+  beforeAll(async () => {
+    // Probes fail for one port only: that instance turns unhealthy, the other stays healthy.
+    h = await startHarness({
+      registry: {
+        healthChecks: true,
+        healthCheckInterval: 50,
+        probe: async (target) => (target.port === SICK_PORT ? { ok: false, reason: "HTTP 503" } : { ok: true, status: 200 }),
+      },
+    });
+    admin = new RegistryClient({ addresses: [h.address], auth: { key: TEST_KEY } });
+    well = await admin.register({ serviceType: "spelling", port: 8080, host: "10.0.0.1" });
+    sick = await admin.register({ serviceType: "spelling", port: SICK_PORT, host: "10.0.0.2" });
+    await unhealthy(h.registry, sick.id);
+  });
+
+  afterAll(async () => {
+    admin?.close();
+    await h?.close();
+  });
+
+  it("list TYPE and get ID (human): the HEALTH column and the health line", async () => {
+    const list = capture();
+    expect(await runClientCommand("list", ["spelling", ...at()], list, where), list.stderr).toBe(0);
+    const rows = list.stdout.trim().split("\n").slice(1).map((r) => r.split(/\s+/).slice(0, 3));
+    expect(rows).toEqual([
+      [well.id, "10.0.0.1:8080", "HEALTHY"],
+      [sick.id, `10.0.0.2:${SICK_PORT}`, "UNHEALTHY"],
+    ]);
+    const get = capture();
+    expect(await runClientCommand("get", [sick.id, ...at()], get, where), get.stderr).toBe(0);
+    expect(get.stdout).toMatch(/^health: +UNHEALTHY$/m);
+  });
+
+  it("--json: each instance is the HTTP/JSON API's instance object, health and all", async () => {
+    const asHttp = (id: string) => httpInstanceJson(h.registry.getInstance(id));
+    const list = capture();
+    expect(await runClientCommand("list", ["spelling", "--json", ...at()], list, where), list.stderr).toBe(0);
+    const listed = JSON.parse(list.stdout) as { instances: unknown[] };
+    expect(listed.instances).toEqual([asHttp(well.id), asHttp(sick.id)]);
+    expect(listed.instances).toMatchObject([{ health: "HEALTHY" }, { health: "UNHEALTHY" }]);
+    const get = capture();
+    expect(await runClientCommand("get", [sick.id, "--json", ...at()], get, where), get.stderr).toBe(0);
+    expect(JSON.parse(get.stdout)).toEqual({ ...asHttp(sick.id), health: "UNHEALTHY" });
+  });
+
+  it("watch, human and --json: the snapshot's instances and a transition to UNHEALTHY", async () => {
+    const human = capture();
+    const json = capture();
+    const controller = new AbortController();
+    const watching = [
+      runClientCommand("watch", ["spelling", ...at()], human, where, controller.signal),
+      runClientCommand("watch", ["spelling", "--json", ...at()], json, where, controller.signal),
+    ];
+    await human.lines.find((l) => l.includes("SNAPSHOT"), "the human snapshot");
+    await json.lines.find((l) => l.includes('"snapshot"'), "the --json snapshot");
+    const next = await admin.register({ serviceType: "spelling", port: SICK_PORT, host: "10.0.0.3" });
+    await human.lines.find((l) => l.includes("UNHEALTHY") && l.includes(next.id), "the human transition line");
+    const failed = JSON.parse(await json.lines.find((l) => l.includes('"healthCheckFailed"'), "the --json transition")) as Record<string, unknown>;
+    controller.abort();
+    expect(await Promise.all(watching)).toEqual([0, 0]);
+
+    expect(human.stdout).toContain(`spelling  ${well.id}  10.0.0.1:8080  HEALTHY\n`);
+    expect(human.stdout).toContain(`spelling  ${sick.id}  10.0.0.2:${SICK_PORT}  UNHEALTHY\n`);
+    expect(human.stdout).toMatch(new RegExp(`UNHEALTHY +rev \\d+ +spelling  ${next.id}  10\\.0\\.0\\.3:${SICK_PORT}  HTTP 503`));
+    const snapshot = JSON.parse(json.lines.items[0] as string) as { type: string; instances: { id: string; health: string }[] };
+    expect(snapshot.type).toBe("snapshot");
+    expect(snapshot.instances.map((i) => [i.id, i.health])).toEqual([
+      [well.id, "HEALTHY"],
+      [sick.id, "UNHEALTHY"],
+    ]);
+    expect(failed).toMatchObject({ type: "healthCheckFailed", failureReason: "HTTP 503", instance: { id: next.id, health: "UNHEALTHY" } });
   });
 });
 

@@ -1,5 +1,5 @@
 import type { RegistryClient } from "../../client/registry-client.js";
-import { addressText, age, instanceJson, metadataText, type Output } from "./output.js";
+import { addressText, age, healthText, instanceJson, metadataText, type Output } from "./output.js";
 
 /** `get <id>`: one instance in detail. NOT_FOUND surfaces as an error (exit 1). */
 export async function getCommand(client: RegistryClient, id: string, json: boolean, io: Output): Promise<number> {
@@ -12,7 +12,7 @@ export async function getCommand(client: RegistryClient, id: string, json: boole
     ["id", instance.id],
     ["service type", instance.serviceType],
     ["address", addressText(instance)],
-    ["health", instance.health],
+    ["health", healthText(instance)],
     ["health check", instance.healthCheckPath],
     ["registered", `${new Date(instance.registeredAt).toISOString()} (${age(instance.registeredAt)} ago)`],
     ["updated", `${new Date(instance.updatedAt).toISOString()} (${age(instance.updatedAt)} ago)`],

@@ -1,5 +1,5 @@
 import type { RegistryClient } from "../../client/registry-client.js";
-import { addressText, age, instanceJson, metadataText, table, type Output } from "./output.js";
+import { addressText, age, healthText, instanceJson, metadataText, table, type Output } from "./output.js";
 
 /**
  * `services` (and `list` without a type): every service type with its
@@ -33,7 +33,7 @@ export async function listCommand(client: RegistryClient, serviceType: string | 
     io.out(
       table(
         ["ID", "ADDRESS", "HEALTH", "AGE", "METADATA"],
-        instances.map((i) => [i.id, addressText(i), i.health, age(i.registeredAt, now), metadataText(i.metadata)]),
+        instances.map((i) => [i.id, addressText(i), healthText(i), age(i.registeredAt, now), metadataText(i.metadata)]),
       ),
     );
   }

@@ -1,3 +1,4 @@
+import { healthJson, instanceJson as httpInstanceJson, type HealthJson, type InstanceJson } from "../../http/json-mapping.js";
 import type { Instance } from "../../registry/types.js";
 
 /** Where a command writes; tests and `main` pass process streams. */
@@ -43,11 +44,19 @@ export function addressText(instance: Instance): string {
   return instance.host.includes(":") ? `[${instance.host}]:${instance.port}` : `${instance.host}:${instance.port}`;
 }
 
-/** An instance for `--json`: timestamps as ISO 8601 strings. */
-export function instanceJson(instance: Instance): Record<string, unknown> {
-  return {
-    ...instance,
-    registeredAt: new Date(instance.registeredAt).toISOString(),
-    updatedAt: new Date(instance.updatedAt).toISOString(),
-  };
+/**
+ * An instance's health as every CLI command prints it, in tables, lines and
+ * `--json` alike: `HEALTHY` or `UNHEALTHY`, as the HTTP/JSON API spells it.
+ */
+export function healthText(instance: Instance): HealthJson {
+  return healthJson(instance.health);
+}
+
+/**
+ * An instance for `--json`: the HTTP/JSON API's instance object
+ * (`"health": "HEALTHY"`, RFC 3339 timestamps), so a script reads the CLI's
+ * answers and the API's alike.
+ */
+export function instanceJson(instance: Instance): InstanceJson {
+  return httpInstanceJson(instance);
 }

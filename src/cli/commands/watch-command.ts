@@ -2,7 +2,7 @@ import type { RegistryClient } from "../../client/registry-client.js";
 import type { RegistryClientError } from "../../client/client-error.js";
 import type { RegistryWatchEvent } from "../../client/watch-events.js";
 import type { Instance } from "../../registry/types.js";
-import { addressText, instanceJson, type Output } from "./output.js";
+import { addressText, healthText, instanceJson, type Output } from "./output.js";
 
 /** Options of `watch`. */
 export interface WatchCommandOptions {
@@ -57,7 +57,7 @@ function humanLine(event: RegistryWatchEvent): string {
     case "snapshot":
       return [
         `${head("SNAPSHOT")}  ${event.instances.length} instance${event.instances.length === 1 ? "" : "s"}\n`,
-        ...event.instances.map((i) => `${" ".repeat(time.length + 2)}${about(i)}  ${i.health}\n`),
+        ...event.instances.map((i) => `${" ".repeat(time.length + 2)}${about(i)}  ${healthText(i)}\n`),
       ].join("");
     case "reset":
       return `${head("RESET")}  the registry cannot resume this watch (its data changed); a fresh snapshot follows\n`;
