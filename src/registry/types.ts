@@ -3,7 +3,11 @@
  * the protobuf contract; the server layer translates them.
  */
 
-/** The registry's view of an instance's health. */
+/**
+ * The registry's view of an instance's health, spelled as the library, the
+ * SDK, the logs and the metrics spell it; HTTP/JSON and the CLI say
+ * `HEALTHY`/`UNHEALTHY`, gRPC `HEALTH_STATUS_*` (README, "Health spelling").
+ */
 export type Health = "healthy" | "unhealthy";
 
 /** Why an instance left the registry. */
