@@ -6,7 +6,7 @@ import { RegistryClient } from "../../src/client/registry-client.js";
 import { makeTestPki } from "../ecosystem/test-pki.js";
 import { startBlackhole } from "../support/health-server.js";
 import { startHarness, TEST_KEY, type Harness } from "../support/registry-harness.js";
-import { freePort, startMtlsHarness } from "./helpers.js";
+import { drain, freePort, startMtlsHarness } from "./helpers.js";
 
 /** The rejection of `promise`, which must fail. */
 async function failure(promise: Promise<unknown>): Promise<RegistryClientError> {
@@ -163,6 +163,35 @@ describe("RegistryClient", () => {
       expect((await failure(plaintext.listServices())).code).toBe(status.UNAVAILABLE);
     } finally {
       await tls.close();
+    }
+  });
+
+  it("spells health in lower case, as the core does, in every answer and watch event", async () => {
+    // Probes fail for port 9999 only: that instance turns unhealthy.
+    const probing = await startHarness({
+      registry: { healthChecks: true, healthCheckInterval: 50, probe: async (t) => (t.port === 9999 ? { ok: false, reason: "HTTP 503" } : { ok: true, status: 200 }) },
+    });
+    const c = client({ addresses: [probing.address] });
+    const watch = c.watch({ serviceType: "api" });
+    const events = drain(watch);
+    try {
+      await events.find((e) => e.type === "snapshot", "the snapshot");
+      const well = await c.register({ serviceType: "api", port: 8080, host: "10.0.0.1" });
+      const sick = await c.register({ serviceType: "api", port: 9999, host: "10.0.0.2" });
+      const failed = await events.find((e) => e.type === "healthCheckFailed", "the transition to unhealthy");
+      expect(failed).toMatchObject({ instance: { id: sick.id, health: "unhealthy" } });
+      expect(events.items.filter((e) => e.type === "instanceRegistered").map((e) => "instance" in e && e.instance.health)).toEqual(["healthy", "healthy"]);
+
+      expect((await c.getByType("api", { includeUnhealthy: true })).instances.map((i) => [i.id, i.health])).toEqual([
+        [well.id, "healthy"],
+        [sick.id, "unhealthy"],
+      ]);
+      expect((await c.getInstance(sick.id)).health).toBe("unhealthy");
+      expect((await c.unregister(sick.id)).instance.health).toBe("unhealthy");
+    } finally {
+      watch.close();
+      await events.done;
+      await probing.close();
     }
   });
 

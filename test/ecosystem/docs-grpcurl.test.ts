@@ -61,7 +61,11 @@ describe.each(DOCS)("grpcurl commands in %s", (doc) => {
     const find = (needle: string) => results.find((r) => r.line.includes(needle))?.result;
     expect(find(" list")).toMatchObject({ kind: "list", names: expect.arrayContaining(["registry.v1.RegistryService", "grpc.health.v1.Health"]) });
     expect(find("grpc.health.v1.Health/Check")).toEqual({ kind: "invoke", responses: [{ status: "SERVING" }] });
-    expect(find("/Register")).toMatchObject({ kind: "invoke", responses: [{ service_id: expect.any(String), token: expect.any(String) }] });
+    expect(find("/Register")).toMatchObject({
+      kind: "invoke",
+      // grpcurl prints enums by name: the contract's spelling of health.
+      responses: [{ service_id: expect.any(String), token: expect.any(String), instance: { health: "HEALTH_STATUS_HEALTHY" } }],
+    });
     const watch = find("/WatchInstances");
     expect(watch?.kind === "invoke" && watch.responses.at(-1)?.type).toBe("EVENT_TYPE_SYNCED");
     expect(find("/Unregister")).toMatchObject({ kind: "invoke", responses: [{ instance: { id: vars.ID } }] });

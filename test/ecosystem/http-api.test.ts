@@ -10,12 +10,23 @@ import { jsonApiRoutes } from "../../src/http/json-api.js";
 import { RegistrationKeys } from "../../src/registry/credentials.js";
 import { RegistryError, type RegistryErrorCode } from "../../src/registry/registry-error.js";
 import { ServiceRegistry } from "../../src/registry/service-registry.js";
+import { startHealthServer } from "../support/health-server.js";
 import { callError, instanceAuth, keyAuth, TEST_KEY, WatchCursor } from "../support/registry-harness.js";
 import { parseExposition } from "./prometheus-text.js";
 import { startStack } from "./stack.js";
 
 const KEY = { authorization: `Bearer ${TEST_KEY}` };
 const JSON_BODY = { "content-type": "application/json" };
+
+/** A loopback port nobody listens on: probes of an instance there fail at once. */
+function closedPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createNetServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
 
 describe("the seed's HTTP/JSON API on HTTP_PORT, with plain fetch", () => {
   let server: Awaited<ReturnType<typeof startStack>>;
@@ -197,17 +208,11 @@ describe("the seed's HTTP/JSON API on HTTP_PORT, with plain fetch", () => {
     // A probing stack and an instance on a port nobody listens on: it turns UNHEALTHY.
     const probing = await startStack({ HEALTH_CHECKS: "true", HEALTH_CHECK_INTERVAL_MS: "100", HEALTH_CHECK_TTL_MS: "500" });
     try {
-      const closedPort = await new Promise<number>((resolve) => {
-        const s = createNetServer().listen(0, "127.0.0.1", () => {
-          const { port } = s.address() as AddressInfo;
-          s.close(() => resolve(port));
-        });
-      });
       const failed = new Promise<void>((resolve) => probing.registry.on("change", (c) => c.kind === "health" && c.instance.health === "unhealthy" && resolve()));
       const res = await fetch(`${probing.httpUrl}/service`, {
         method: "POST",
         headers: { ...JSON_BODY, ...KEY },
-        body: JSON.stringify({ serviceType: "flag-check", port: closedPort, host: "127.0.0.1" }),
+        body: JSON.stringify({ serviceType: "flag-check", port: await closedPort(), host: "127.0.0.1" }),
       });
       const { serviceId } = (await res.json()) as { serviceId: string };
       await failed;
@@ -220,6 +225,39 @@ describe("the seed's HTTP/JSON API on HTTP_PORT, with plain fetch", () => {
       expect(bad.status).toBe(400);
       expect(((await bad.json()) as { error: { message: string } }).error.message).toBe("include_unhealthy: must be true or false");
     } finally {
+      await probing.close();
+    }
+  });
+
+  it("spells health HEALTHY and UNHEALTHY in every answer that carries an instance, for real probe results", async () => {
+    const probing = await startStack({ HEALTH_CHECKS: "true", HEALTH_CHECK_INTERVAL_MS: "100", HEALTH_CHECK_TTL_MS: "500" });
+    const up = await startHealthServer();
+    try {
+      const post = async (port: number) =>
+        (await (
+          await fetch(`${probing.httpUrl}/service`, {
+            method: "POST",
+            headers: { ...JSON_BODY, ...KEY },
+            body: JSON.stringify({ serviceType: "spelled", port, host: "127.0.0.1" }),
+          })
+        ).json()) as { serviceId: string };
+      const failed = new Promise<void>((resolve) => probing.registry.on("change", (c) => c.kind === "health" && c.instance.health === "unhealthy" && resolve()));
+      const well = await post(up.port);
+      const sick = await post(await closedPort());
+      await failed;
+      await up.nextRequest(); // probed and passing: still HEALTHY
+
+      const get = (path: string, init: RequestInit = {}) => fetch(`${probing.httpUrl}${path}`, { headers: KEY, ...init }).then((r) => r.json());
+      const listed = (await get("/services/spelled?includeUnhealthy=true")) as { instances: { id: string; health: string }[] };
+      expect(listed.instances.map((i) => [i.id, i.health])).toEqual([
+        [well.serviceId, "HEALTHY"],
+        [sick.serviceId, "UNHEALTHY"],
+      ]);
+      expect(await get(`/service/${sick.serviceId}`)).toMatchObject({ instance: { id: sick.serviceId, health: "UNHEALTHY" } });
+      expect(await get(`/service/${well.serviceId}`)).toMatchObject({ instance: { id: well.serviceId, health: "HEALTHY" } });
+      expect(await get(`/service/${sick.serviceId}`, { method: "DELETE" })).toMatchObject({ instance: { id: sick.serviceId, health: "UNHEALTHY" } });
+    } finally {
+      await up.close();
       await probing.close();
     }
   });

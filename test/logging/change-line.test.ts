@@ -1,7 +1,9 @@
+import { once } from "node:events";
 import pino from "pino";
 import { describe, expect, it } from "vitest";
 import { logChange, type ChangeLineFields } from "../../src/logging/change-line.js";
 import { createLogger } from "../../src/logging/logger.js";
+import { ServiceRegistry } from "../../src/registry/service-registry.js";
 
 /** A logger with the server's settings writing into memory. */
 function captured(level = "info") {
@@ -60,5 +62,33 @@ describe("logChange writes the line pino would", () => {
     const logger = createLogger("info", pino.multistream([{ level: "info", stream: { write: (line: string) => void lines.push(line) } }]));
     logChange(logger, "instance registered", registered);
     expect(JSON.parse(lines[0] as string)).toMatchObject({ msg: "instance registered", instanceId: registered.instanceId });
+  });
+});
+
+describe("the registry's health lines", () => {
+  it('spell health in lower case, as the core does: "health":"unhealthy", then "healthy"', async () => {
+    const { logger, lines } = captured();
+    let passing = false;
+    const registry = new ServiceRegistry({
+      logger,
+      healthCheckInterval: 20,
+      probe: async () => (passing ? { ok: true, status: 200 } : { ok: false, reason: "HTTP 503" }),
+    });
+    await registry.start();
+    try {
+      const healthLines = (): Record<string, unknown>[] =>
+        lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((r) => r.msg === "instance health changed");
+      const signal = AbortSignal.timeout(5000);
+      const { instance } = await registry.register({ serviceType: "api", host: "10.0.0.7", port: 8080 });
+      while (healthLines().length < 1) await once(registry, "change", { signal });
+      passing = true;
+      while (healthLines().length < 2) await once(registry, "change", { signal });
+      expect(healthLines().map((r) => [r.instanceId, r.health, r.reason])).toEqual([
+        [instance.id, "unhealthy", "HTTP 503"],
+        [instance.id, "healthy", undefined],
+      ]);
+    } finally {
+      await registry.close();
+    }
   });
 });
