@@ -13,7 +13,7 @@ const STOP_GRACE_MS = 10_000;
 
 /**
  * Starts `node <args>` and times it from the spawn to the first stdout line
- * that `ready` accepts (the server's "registry serving gRPC" log line), then
+ * that `ready` accepts (the server's start-up log line, "serving gRPC ..."), then
  * stops it with SIGTERM (SIGKILL after 10 s: a server stuck in start-up
  * acts on a stop signal only once started) and waits for it to exit. Rejects,
  * with the process's last stderr, if it exits first or is not ready within

@@ -102,7 +102,7 @@ export async function memoryScenario(ctx: BenchContext): Promise<void> {
     for (const form of i === 0 ? forms : forms.filter((f) => f.target)) {
       const server = await timeToLine(
         [...profileFlags(ctx.profileDir, `s5-restart-${form.name}-${i}`), ...form.node, form.server, "serve"],
-        (l) => l.includes("registry serving gRPC"),
+        (l) => l.startsWith("{") && l.includes('"msg":"serving gRPC'),
         { env, cwd: dataDir },
       );
       const held = (JSON.parse(server.line) as { instances?: number }).instances;

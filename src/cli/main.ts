@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 import { constants as osConstants } from "node:os";
-import { ConfigError, loadConfig } from "../config/load-config.js";
+import { ConfigError, loadConfig, loadConfigWithOrigins } from "../config/load-config.js";
 import { generateKey } from "../config/registration-key.js";
 import { flagName, SETTINGS } from "../config/settings.js";
-import { createLogger } from "../logging/logger.js";
+import { createLogger, stdoutDestination } from "../logging/logger.js";
 import { FdDestination } from "../logging/fd-destination.js";
 import { SqliteStore } from "../store/sqlite/sqlite-store.js";
 import { StoreOpenError } from "../store/store-open-error.js";
@@ -46,8 +46,8 @@ ${Object.values(SETTINGS)
 `;
 
 async function serve(argv: string[]): Promise<void> {
-  const config = loadConfig({ argv });
-  const logger = createLogger(config.logLevel);
+  const { config, origins } = loadConfigWithOrigins({ argv });
+  const logger = createLogger(config.logLevel, await stdoutDestination(config.logFormat));
   // Signal handlers go in before start-up: a SIGTERM that comes right after
   // the "serving" line (or during start-up) must still mean a graceful stop.
   // A second signal while stopping (Ctrl-C twice) exits at once, as 128 +
@@ -65,7 +65,7 @@ async function serve(argv: string[]): Promise<void> {
   };
   process.on("SIGTERM", onStopSignal("SIGTERM"));
   process.on("SIGINT", onStopSignal("SIGINT"));
-  const server = await startServer(config, logger);
+  const server = await startServer(config, logger, { registrationKeyOrigin: origins.registrationKey });
   let stopping = false;
   stop = (signal: string): void => {
     if (stopping) return;

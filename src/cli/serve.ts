@@ -2,6 +2,7 @@ import type { Socket } from "node:net";
 import { join, resolve } from "node:path";
 import type { Logger } from "pino";
 import type { Config } from "../config/settings.js";
+import type { SettingOrigin } from "../config/load-config.js";
 import { resolveRegistrationKeys } from "../config/registration-key.js";
 import { loadTls } from "../config/tls.js";
 import { RegistryApi } from "../api/registry-api.js";
@@ -12,6 +13,7 @@ import { opsRoutes } from "../http/ops-routes.js";
 import { instrumentProbe } from "../observability/instrumented-probe.js";
 import { InstrumentedStore } from "../observability/instrumented-store.js";
 import { RegistryMetrics } from "../observability/registry-metrics.js";
+import { servingSummary } from "../logging/serving-summary.js";
 import { ServingState } from "../observability/serving-state.js";
 import { RegistrationKeys } from "../registry/credentials.js";
 import { ServiceRegistry } from "../registry/service-registry.js";
@@ -44,12 +46,15 @@ export interface StartOptions {
   readonly store?: RegistryStore;
   /** Serve HTTP on this port instead of HTTP_PORT; here 0 means an ephemeral port (HTTP_PORT=0 turns HTTP off). */
   readonly httpPort?: number;
+  /** Where `config.registrationKey` came from, for the start-up line (`loadConfigWithOrigins`). */
+  readonly registrationKeyOrigin?: SettingOrigin;
 }
 
 /** Builds the registry from a configuration and serves it over gRPC and HTTP. */
 export async function startServer(config: Config, logger: Logger, options: StartOptions = {}): Promise<RunningServer> {
   const tls = loadTls(config);
-  const keys = new RegistrationKeys(resolveRegistrationKeys(config.registrationKey, config.dataDir, logger));
+  const resolvedKeys = resolveRegistrationKeys(config.registrationKey, config.dataDir, options.registrationKeyOrigin);
+  const keys = new RegistrationKeys(resolvedKeys.keys);
   const serving = new ServingState();
   const metrics = new RegistryMetrics();
   const innerStore = options.store ?? (await createStore(config, logger));
@@ -134,14 +139,27 @@ export async function startServer(config: Config, logger: Logger, options: Start
     prober?.close();
     throw err;
   }
+  const transport = tls ? (tls.clientCa ? "mtls" : "tls") : "plaintext";
+  // The first line a person sees (key resolution and store opening log only trouble).
+  const { source: keySource } = resolvedKeys;
+  logger.info(
+    {
+      host: config.host, port, portServesHttp: config.portServesHttp, httpPort, tls: transport, store: config.store, dataDir: config.dataDir,
+      epoch: registry.epoch, instances: registry.size, pid: process.pid, keySource: keySource.from, keySourceFile: keySource.path,
+    },
+    servingSummary({
+      ...config,
+      port,
+      httpPort,
+      tls: transport,
+      dataDir: resolve(config.dataDir),
+      keyCount: resolvedKeys.keys.length,
+      keySource,
+    }),
+  );
   if (tls && Date.parse(tls.leaf.validTo) < Date.now()) {
     logger.warn({ validTo: tls.leaf.validTo, subject: tls.leaf.subject }, "TLS_CERT_FILE has expired: clients will refuse it");
   }
-  const transport = tls ? (tls.clientCa ? "mtls" : "tls") : "plaintext";
-  logger.info(
-    { host: config.host, port, portServesHttp: config.portServesHttp, httpPort, tls: transport, store: config.store, dataDir: config.dataDir, epoch: registry.epoch, instances: registry.size },
-    "registry serving gRPC",
-  );
   markUp();
   return {
     port,

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { parseEnv } from "node:util";
 import { flagName, SETTINGS, type Config, type SettingName } from "./settings.js";
 
@@ -17,20 +18,50 @@ export interface ConfigSources {
 }
 
 /**
+ * Where a setting's value came from: its `--flag`, the environment, the
+ * `.env` file at `path`, or its default (also when set but empty).
+ */
+export type SettingOrigin =
+  | { readonly from: "flag" }
+  | { readonly from: "environment" }
+  | { readonly from: "dotenv"; readonly path: string }
+  | { readonly from: "default" };
+
+/** A configuration and the layer each of its settings came from. */
+export interface LoadedConfig {
+  readonly config: Config;
+  readonly origins: { readonly [K in SettingName]: SettingOrigin };
+}
+
+/**
  * Resolves the configuration: defaults, then `.env`, then the environment,
  * then `--flags`. Throws a ConfigError naming the first bad setting.
  */
 export function loadConfig(sources: ConfigSources = {}): Config {
+  return loadConfigWithOrigins(sources).config;
+}
+
+/**
+ * `loadConfig`, and where each setting came from: the start-up line says
+ * where the registration key was found (never the key).
+ */
+export function loadConfigWithOrigins(sources: ConfigSources = {}): LoadedConfig {
   const env = sources.env ?? process.env;
-  const dotenv = readDotenv(sources.cwd ?? process.cwd());
+  const dotenvPath = resolve(sources.cwd ?? process.cwd(), ".env");
+  const dotenv = readDotenv(dotenvPath);
   const flags = parseFlags(sources.argv ?? []);
   const config: Record<string, unknown> = {};
+  const origins: Record<string, SettingOrigin> = {};
   for (const [name, setting] of Object.entries(SETTINGS) as [SettingName, (typeof SETTINGS)[SettingName]][]) {
-    const raw = flags.get(flagName(setting.env)) ?? env[setting.env] ?? dotenv[setting.env];
+    const flag = flags.get(flagName(setting.env));
+    const raw = flag ?? env[setting.env] ?? dotenv[setting.env];
     if (raw === undefined || raw === "") {
       config[name] = setting.default;
+      origins[name] = { from: "default" };
       continue;
     }
+    origins[name] =
+      flag !== undefined ? { from: "flag" } : env[setting.env] !== undefined ? { from: "environment" } : { from: "dotenv", path: dotenvPath };
     try {
       config[name] = setting.parse(raw);
     } catch (err) {
@@ -39,11 +70,10 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       throw new ConfigError(`${setting.env} (${flagName(setting.env)}) ${why}`);
     }
   }
-  return config as Config;
+  return { config: config as Config, origins: origins as LoadedConfig["origins"] };
 }
 
-function readDotenv(cwd: string): Record<string, string> {
-  const path = `${cwd}/.env`;
+function readDotenv(path: string): Record<string, string> {
   if (!existsSync(path)) return {};
   try {
     return parseEnv(readFileSync(path, "utf8")) as Record<string, string>;

@@ -1,9 +1,8 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
-import type { Logger } from "pino";
 import { newToken } from "../registry/credentials.js";
 import { ensureDir } from "../util/ensure-dir.js";
-import { ConfigError } from "./load-config.js";
+import { ConfigError, type SettingOrigin } from "./load-config.js";
 
 /** Shortest registration key accepted (SPEC 4.1). */
 export const MIN_KEY_LENGTH = 16;
@@ -20,11 +19,36 @@ export function generateKey(): string {
 }
 
 /**
+ * Where the server's registration keys came from, as the start-up line says
+ * it: `flag` (--service-registration-key), `environment` or `dotenv`
+ * (SERVICE_REGISTRATION_KEY), `setting` (configured, layer unknown: an
+ * embedder's config), `file` (the key stored in DATA_DIR) or `generated`
+ * (written there now). Names files, never a key.
+ */
+export interface KeySource {
+  readonly from: "flag" | "environment" | "dotenv" | "setting" | "file" | "generated";
+  /** The `.env` file or the key file. */
+  readonly path?: string;
+  /** How a person would read it after "key", e.g. `from SERVICE_REGISTRATION_KEY in /srv/.env`. */
+  readonly description: string;
+}
+
+/** The accepted keys and where they came from. */
+export interface ResolvedKeys {
+  readonly keys: string[];
+  readonly source: KeySource;
+}
+
+/**
  * The accepted registration keys: the comma-separated configured ones, or
  * else the key stored in `dataDir`, generated there (mode 0600) on first
- * start. Logs the file's path, never a key.
+ * start. `origin` is the layer the configured keys came from, for `source`.
+ *
+ * @example
+ * resolveRegistrationKeys("", "./data").source.description
+ * // "generated into /srv/registry/data/registration-key" on first start
  */
-export function resolveRegistrationKeys(configured: string, dataDir: string, logger: Logger): string[] {
+export function resolveRegistrationKeys(configured: string, dataDir: string, origin?: SettingOrigin): ResolvedKeys {
   if (configured !== "") {
     const keys = configured.split(",").map((k) => k.trim()).filter((k) => k !== "");
     if (keys.length === 0) throw new ConfigError(`SERVICE_REGISTRATION_KEY holds no key; ${HOW_TO_MAKE}`);
@@ -33,14 +57,13 @@ export function resolveRegistrationKeys(configured: string, dataDir: string, log
         `SERVICE_REGISTRATION_KEY: every key must be at least ${MIN_KEY_LENGTH} characters; ${HOW_TO_MAKE}`,
       );
     }
-    return keys;
+    return { keys, source: configuredSource(origin) };
   }
   const path = resolve(dataDir, KEY_FILE_NAME);
   try {
     const stored = readFileSync(path, "utf8").trim();
     if (stored.length < MIN_KEY_LENGTH) throw new ConfigError(`${path} holds a key shorter than ${MIN_KEY_LENGTH} characters`);
-    logger.info({ keyFile: path }, "using the registration key stored in the data directory");
-    return [stored];
+    return { keys: [stored], source: { from: "file", path, description: `from the key file ${path}` } };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") {
       if (err instanceof ConfigError) throw err;
@@ -51,9 +74,22 @@ export function resolveRegistrationKeys(configured: string, dataDir: string, log
     ensureDir(dataDir);
     const key = generateKey();
     writeFileSync(path, `${key}\n`, { mode: 0o600, flag: "wx" });
-    logger.warn({ keyFile: path }, "no SERVICE_REGISTRATION_KEY set: generated one; services read it from this file");
-    return [key];
+    const description = `generated into ${path}, where services read it (no SERVICE_REGISTRATION_KEY set)`;
+    return { keys: [key], source: { from: "generated", path, description } };
   } catch (err) {
     throw new ConfigError(`DATA_DIR: cannot create the registration key file ${path}: ${(err as Error).message}`);
+  }
+}
+
+function configuredSource(origin: SettingOrigin | undefined): KeySource {
+  switch (origin?.from) {
+    case "flag":
+      return { from: "flag", description: "from --service-registration-key" };
+    case "environment":
+      return { from: "environment", description: "from SERVICE_REGISTRATION_KEY in the environment" };
+    case "dotenv":
+      return { from: "dotenv", path: origin.path, description: `from SERVICE_REGISTRATION_KEY in ${origin.path}` };
+    default:
+      return { from: "setting", description: "from SERVICE_REGISTRATION_KEY" };
   }
 }

@@ -117,6 +117,12 @@ export const SETTINGS = {
     default: "info" as "info",
     parse: oneOf("fatal", "error", "warn", "info", "debug", "trace", "silent"),
   }),
+  logFormat: spec({
+    env: "LOG_FORMAT",
+    description: "log lines: json (one object a line), pretty (human-readable, pino-pretty) or auto (pretty when stdout is a terminal)",
+    default: "auto" as "auto" | "json" | "pretty",
+    parse: oneOf("auto", "json", "pretty"),
+  }),
 };
 
 export type SettingName = keyof typeof SETTINGS;

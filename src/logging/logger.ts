@@ -1,6 +1,8 @@
+import { isatty } from "node:tty";
 import pino, { type Logger } from "pino";
 import { markPlainLogger } from "./change-line.js";
 import { FdDestination } from "./fd-destination.js";
+import { prettyDestination } from "./pretty-destination.js";
 
 /**
  * Paths pino blanks out, as a second line of defence: the code never logs a
@@ -30,7 +32,8 @@ function secretFields(prefix: string): string[] {
 }
 
 /**
- * The server's JSON logger, to stdout unless `destination` is given.
+ * The server's logger: JSON lines to stdout unless `destination` is given
+ * (`stdoutDestination` gives stdout as LOG_FORMAT asks).
  *
  * Stdout is written by the process itself, one write(2) per run of
  * JavaScript (`FdDestination`): a line is out before the change it reports
@@ -46,4 +49,22 @@ export function createLogger(level: string, destination?: pino.DestinationStream
   const logger = pino(options, destination ?? new FdDestination(1));
   markPlainLogger(logger); // its change lines may skip pino's generic path (see logChange)
   return logger;
+}
+
+/** LOG_FORMAT: JSON lines, pino-pretty's human-readable lines, or pretty on a terminal only. */
+export type LogFormat = "auto" | "json" | "pretty";
+
+/**
+ * Stdout for `createLogger`, in the format asked for: JSON (`json`, or `auto`
+ * when stdout is not a terminal: a file, a pipe, a log collector), else
+ * human-readable lines (`PrettyDestination`). Both write through an
+ * `FdDestination`, with the same durability.
+ *
+ * `isatty(1)`, not `process.stdout.isTTY`: that getter would open a libuv
+ * stream on fd 1 (a pipe's turns non-blocking) just to ask.
+ */
+export async function stdoutDestination(format: LogFormat, isTerminal = isatty(1)): Promise<pino.DestinationStream> {
+  const stdout = new FdDestination(1);
+  if (format === "json" || (format === "auto" && !isTerminal)) return stdout;
+  return prettyDestination(stdout);
 }

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { ConfigError, loadConfig } from "../../src/config/load-config.js";
+import { ConfigError, loadConfig, loadConfigWithOrigins } from "../../src/config/load-config.js";
 import { runCli, startServerProcess, tempDataDir, type ServerProcess } from "../support/server-process.js";
 
 describe("configuration", () => {
@@ -20,6 +20,20 @@ describe("configuration", () => {
     expect(config.deregisterAfterMs).toBe(0);
     expect(config.host).toBe("0.0.0.0");
     expect(config.healthChecks).toBe(true);
+  });
+
+  it("says which layer each setting came from", () => {
+    const cwd = mkdtempSync(join(tmpdir(), "registry-env-"));
+    writeFileSync(join(cwd, ".env"), "PORT=4100\nHOST=127.0.0.1\nSTORE=memory\nHEALTH_CHECKS=false\n");
+    const { config, origins } = loadConfigWithOrigins({ cwd, env: { HOST: "::1", STORE: "" }, argv: ["--health-checks", "true"] });
+    expect(config).toMatchObject({ port: 4100, host: "::1", store: "sqlite", healthChecks: true });
+    expect(origins).toMatchObject({
+      port: { from: "dotenv", path: join(cwd, ".env") },
+      host: { from: "environment" },
+      store: { from: "default" }, // set but empty: unset, and .env hidden
+      healthChecks: { from: "flag" },
+      logLevel: { from: "default" },
+    });
   });
 
   it.each([

@@ -1,10 +1,14 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync } from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { SERVING_PREFIX } from "../../src/logging/serving-summary.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+/** tsx by its absolute URL: `--import tsx` resolves from the working directory. */
+const TSX = pathToFileURL(createRequire(join(ROOT, "package.json")).resolve("tsx")).href;
 
 /** A registry server running as a child process, as `npm start` runs it. */
 export interface ServerProcess {
@@ -24,15 +28,33 @@ export function tempDataDir(): string {
 }
 
 /**
+ * The JSON start-up line in `output` ("serving gRPC ... on HOST:PORT ..."),
+ * parsed; undefined until it is there.
+ */
+export function servingLine(output: string): ({ msg: string; port: number; pid: number } & Record<string, unknown>) | undefined {
+  const line = output.split("\n").find((l) => l.startsWith("{") && l.includes(`"msg":"${SERVING_PREFIX}`));
+  return line === undefined ? undefined : JSON.parse(line);
+}
+
+/**
  * Starts `src/cli/main.ts serve` on an ephemeral loopback port and resolves
  * once it logs that it serves. Rejects with its output if it exits first.
+ * A variable given as undefined is removed from the environment; `cwd`
+ * (default: the checkout) is where the server looks for `.env`.
  */
-export async function startServerProcess(env: Record<string, string> = {}, args: string[] = []): Promise<ServerProcess> {
+export async function startServerProcess(
+  env: Record<string, string | undefined> = {},
+  args: string[] = [],
+  { cwd = ROOT }: { cwd?: string } = {},
+): Promise<ServerProcess> {
   const dataDir = env.DATA_DIR ?? tempDataDir();
-  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve", ...args], {
-    cwd: ROOT,
-    // HTTP_PORT=0: no HTTP port unless a test asks for one (the default 4001 would collide across parallel tests).
-    env: { ...process.env, PORT: "0", HTTP_PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", DATA_DIR: dataDir, ...env },
+  // HTTP_PORT=0: no HTTP port unless a test asks for one (the default 4001 would collide across parallel tests).
+  // LOG_FORMAT=auto: JSON to the pipe, whatever a developer's shell exports.
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, PORT: "0", HTTP_PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", LOG_FORMAT: "auto", DATA_DIR: dataDir, ...env };
+  for (const [name, value] of Object.entries(childEnv)) if (value === undefined) delete childEnv[name];
+  const child = spawn(process.execPath, ["--import", TSX, join(ROOT, "src/cli/main.ts"), "serve", ...args], {
+    cwd,
+    env: childEnv,
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
@@ -42,11 +64,11 @@ export async function startServerProcess(env: Record<string, string> = {}, args:
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start within 15 s:\n${out}`)), 15_000);
     const onData = (): void => {
-      const line = out.split("\n").find((l) => l.includes('"registry serving gRPC"'));
+      const line = servingLine(out);
       if (!line) return;
       clearTimeout(timer);
       child.stdout.off("data", onData);
-      resolve((JSON.parse(line) as { port: number }).port);
+      resolve(line.port);
     };
     child.stdout.on("data", onData);
     void exited.then((code) => {
