@@ -45,6 +45,9 @@ ${Object.values(SETTINGS)
   .join("\n")}
 `;
 
+/** A stop signal repeated within this many ms is one request, not "exit now". */
+const REPEATED_SIGNAL_MS = 1000;
+
 async function serve(argv: string[]): Promise<void> {
   const { config, origins } = loadConfigWithOrigins({ argv });
   const logger = createLogger(config.logLevel, await stdoutDestination(config.logFormat));
@@ -55,12 +58,18 @@ async function serve(argv: string[]): Promise<void> {
   // for in-flight calls. Acknowledged changes are already committed.
   let stop: ((signal: string) => void) | undefined;
   let stopRequested: string | undefined;
+  let stopRequestedAt = 0;
   const onStopSignal = (signal: NodeJS.Signals) => (): void => {
+    // A signal sent to a process group (Ctrl-C in a terminal, systemd's stop,
+    // `kill -- -PGID`) reaches the server directly and again through npm,
+    // which forwards it: a repeat within a moment is the same request.
+    if (stopRequested !== undefined && Date.now() - stopRequestedAt < REPEATED_SIGNAL_MS) return;
     if (stopRequested !== undefined) {
       logger.warn({ signal }, "second stop signal: exiting now, without waiting for calls in flight");
       process.exit(128 + (osConstants.signals[signal] ?? 0));
     }
     stopRequested = signal;
+    stopRequestedAt = Date.now();
     stop?.(signal);
   };
   process.on("SIGTERM", onStopSignal("SIGTERM"));

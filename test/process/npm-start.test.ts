@@ -1,10 +1,12 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { connect as http2Connect } from "node:http2";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { servingLine, tempDataDir } from "../support/server-process.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const KEY = "npm-start-test-key-0123456789";
 
 function alive(pid: number): boolean {
   try {
@@ -41,6 +43,65 @@ describe("npm start", () => {
     // An orphan the test found: stopped by its process id, nothing else.
     if (serverPid !== undefined && alive(serverPid)) process.kill(serverPid, "SIGKILL");
   });
+
+  /** Starts `npm start` in its own process group; resolves with the server's pid and port once it serves. */
+  async function npmStart(): Promise<{ pid: number; port: number; output: () => string; npmExited: Promise<void> }> {
+    npm = spawn("npm", ["start"], {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        PORT: "0",
+        HTTP_PORT: "0",
+        HOST: "127.0.0.1",
+        STORE: "memory",
+        DATA_DIR: tempDataDir(),
+        LOG_FORMAT: "json",
+        SERVICE_REGISTRATION_KEY: KEY,
+        SHUTDOWN_GRACE_MS: "3000",
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+    });
+    let out = "";
+    npm.stdout?.on("data", (d: Buffer) => (out += d.toString()));
+    npm.stderr?.on("data", (d: Buffer) => (out += d.toString()));
+    const npmExited = new Promise<void>((resolve) => npm?.once("exit", () => resolve()));
+    await until(() => servingLine(out) !== undefined, 30_000, `npm start did not log its start-up line:\n${out}`);
+    const { pid, port } = servingLine(out) as { pid: number; port: number };
+    serverPid = pid;
+    return { pid, port, output: () => out, npmExited };
+  }
+
+  it.each(["SIGINT", "SIGTERM"] as const)(
+    "stops gracefully on a %s to the whole process group (Ctrl-C, systemd): npm's forwarded copy is not a second signal",
+    async (signal) => {
+      const { pid, port, output, npmExited } = await npmStart();
+      // A Register whose message is still on its way holds the graceful stop for the grace period,
+      // so npm's forwarded copy of the signal arrives while the server is stopping.
+      const session = http2Connect(`http://127.0.0.1:${port}`);
+      session.on("error", () => {});
+      await new Promise<void>((resolve) => session.once("connect", () => resolve()));
+      const stream = session.request({
+        ":method": "POST",
+        ":path": "/registry.v1.RegistryService/Register",
+        "content-type": "application/grpc",
+        te: "trailers",
+        authorization: `Bearer ${KEY}`,
+      });
+      stream.on("error", () => {});
+      stream.write(Buffer.from([0, 0, 0, 0, 100, 0x0a, 0x03])); // a 100-byte message, 2 bytes of it sent
+      // The server answers a PING after the frames before it: the call is in flight.
+      await new Promise<void>((resolve, reject) => session.ping((err) => (err ? reject(err) : resolve())));
+      process.kill(-(npm?.pid as number), signal);
+      await npmExited;
+      await until(() => !alive(pid), 10_000, `the server (pid ${pid}) outlived npm:\n${output()}`);
+      expect(await portFree(port)).toBe(true);
+      expect(output()).toContain('"msg":"stopped"');
+      expect(output()).not.toContain("second stop signal");
+      session.destroy();
+    },
+    45_000,
+  );
 
   it("stops the server when npm gets SIGTERM: no orphan holding the port", async () => {
     npm = spawn("npm", ["start"], {
