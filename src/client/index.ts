@@ -34,3 +34,5 @@ export {
 } from "./registry-resolver.js";
 export { HealthyInstances, type HealthySet, type ResolvedInstance } from "./healthy-instances.js";
 export { listenWithHealth, type HealthListener, type HealthListenerOptions } from "./health-listener.js";
+// The shapes results carry (types only: nothing of the core is loaded).
+export type { Health, Instance, RemovalReason, ServiceSummary } from "../registry/types.js";
