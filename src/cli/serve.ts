@@ -105,6 +105,9 @@ export async function startServer(config: Config, logger: Logger, options: Start
     metrics,
     watchStallTimeoutMs: config.watchStallTimeoutMs,
     shutdownGraceMs: config.shutdownGraceMs,
+    // A connection whose peer does not answer a PING (frozen, gone, or one that sent the
+    // preface and nothing else) is cut: nothing else ever times out an HTTP/2 connection.
+    serverOptions: { "grpc.keepalive_time_ms": 10_000, "grpc.keepalive_timeout_ms": 5_000 },
   });
   metrics.observe({
     registry,
@@ -190,5 +193,5 @@ export async function startServer(config: Config, logger: Logger, options: Start
 /** PORT_SERVES_HTTP=false: an HTTP/1.1 client on PORT is told where HTTP is, not left hanging. */
 function refuseHttp(socket: Socket): void {
   const body = "this port serves gRPC only (PORT_SERVES_HTTP=false); HTTP is on HTTP_PORT\n";
-  socket.end(`HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
+  socket.end(`HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`, () => socket.destroy());
 }

@@ -23,6 +23,12 @@ export interface RegistryHttpServerOptions {
   readonly tls?: HttpTlsOptions;
   /** A client must send a request's headers within this. Default 10000 ms. */
   readonly headersTimeoutMs?: number;
+  /**
+   * A connection on which nothing moves this long, neither in nor out, is
+   * closed: a peer that stopped reading (frozen, or hostile) must not pin an
+   * answer in memory forever. Default 30000 ms.
+   */
+  readonly idleTimeoutMs?: number;
 }
 
 /**
@@ -55,6 +61,8 @@ export class RegistryHttpServer {
     // holds a connection for about headersTimeout, not up to half a minute more.
     const headersTimeout = options.headersTimeoutMs ?? 10_000;
     this.server = createServer({ connectionsCheckingInterval: Math.min(1000, headersTimeout), headersTimeout, requestTimeout: 30_000 }, handler);
+    // node:http destroys a connection idle this long (its socket's inactivity timeout).
+    this.server.timeout = options.idleTimeoutMs ?? 30_000;
     // node:http tracks connections (for closeIdleConnections) and enforces the
     // two timeouts above from its 'listening' event on. This server is handed
     // its connections instead of listening, so it is told it listens.
@@ -67,8 +75,13 @@ export class RegistryHttpServer {
       });
     });
     this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
-      const status = err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? "408 Request Timeout" : "400 Bad Request";
-      if (socket.writable && err.code !== "ECONNRESET") socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\n\r\n`);
+      const status =
+        err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? "408 Request Timeout"
+        : err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large"
+        : "400 Bad Request";
+      // end() alone would leave the connection half-open until the peer closes its side, which a
+      // frozen or hostile peer never does: close ours once the answer is out, as node:http does.
+      if (socket.writable && err.code !== "ECONNRESET") socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\n\r\n`, () => socket.destroy());
       else socket.destroy();
     });
   }
@@ -137,11 +150,18 @@ export class RegistryHttpServer {
     } catch (err) {
       const failure = toHttpError(err, this.options.logger, template);
       answer = { status: failure.status, headers: failure.headers, json: failure.body };
-      // Do not read (or wait for) a body we are refusing.
-      if (!req.complete) res.setHeader("connection", "close");
+      // Do not read (or wait for) a body we are refusing. A request without one (a GET) is
+      // not complete yet either when the route throws at once, but its connection can stay.
+      if (!req.complete && hasBody(req)) res.setHeader("connection", "close");
     }
     send(res, answer);
   }
+}
+
+/** Whether a body follows the request's headers (RFC 9112 §6.3). */
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers["content-length"];
+  return req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
 }
 
 function send(res: ServerResponse, answer: RouteResponse): void {

@@ -66,6 +66,7 @@ export class RegistryGrpcServer {
   private readonly watchStreams: WatchStreams;
   private readonly healthWatches = new HealthWatchCloser();
   private injector: ConnectionInjector | undefined;
+  private shuttingDown = false;
 
   constructor(private readonly options: RegistryGrpcServerOptions) {
     const { registry, keys, logger } = options;
@@ -109,6 +110,8 @@ export class RegistryGrpcServer {
    * connection is taken as plaintext. Shutdown covers these connections too.
    */
   acceptConnection(socket: Socket): void {
+    // grpc-js would serve a connection injected after tryShutdown(): refuse it here.
+    if (this.shuttingDown) return void socket.destroy();
     this.injector ??= this.server.createConnectionInjector(ServerCredentials.createInsecure());
     this.injector.injectConnection(socket);
   }
@@ -124,6 +127,7 @@ export class RegistryGrpcServer {
    * period), then cut whatever is left.
    */
   async shutdown(): Promise<void> {
+    this.shuttingDown = true;
     this.serving.set("shutting_down", true);
     this.healthWatches.endAll();
     const drained = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));

@@ -40,6 +40,9 @@ export class PortListener {
   private readonly undecided = new Set<Socket>();
   /** Every accepted connection still open (the TCP socket, under any TLS). */
   private readonly open = new Set<Socket>();
+  /** TLS connections still in their handshake, by peer address: not handed over either. */
+  private readonly handshaking = new Map<string, Socket>();
+  private closed = false;
   private readonly timeoutMs: number;
 
   constructor(private readonly options: PortListenerOptions) {
@@ -53,7 +56,12 @@ export class PortListener {
         handshakeTimeout: this.timeoutMs,
         ...(tls.ca ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}),
       });
-      server.on("secureConnection", (socket: TLSSocket) => this.route(socket, socket.alpnProtocol));
+      server.on("secureConnection", (socket: TLSSocket) => {
+        this.handshaking.delete(peerKey(socket));
+        // A handshake that completes while closing comes too late.
+        if (this.closed) return void socket.destroy();
+        this.route(socket, socket.alpnProtocol);
+      });
       // A failed handshake (a plaintext client, a bad certificate) concerns that client only.
       server.on("tlsClientError", (_err, socket) => socket.destroy());
       this.server = server;
@@ -62,7 +70,12 @@ export class PortListener {
     }
     this.server.on("connection", (socket: Socket) => {
       this.open.add(socket);
-      socket.on("close", () => this.open.delete(socket));
+      const key = peerKey(socket);
+      if (tls) this.handshaking.set(key, socket);
+      socket.on("close", () => {
+        this.open.delete(socket);
+        this.handshaking.delete(key);
+      });
     });
   }
 
@@ -88,9 +101,11 @@ export class PortListener {
    * every connection is gone. `destroyConnections()` ends the wait.
    */
   close(): Promise<void> {
+    this.closed = true;
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    for (const socket of this.undecided) socket.destroy();
+    for (const socket of [...this.undecided, ...this.handshaking.values()]) socket.destroy();
     this.undecided.clear();
+    this.handshaking.clear();
     return closed;
   }
 
@@ -112,7 +127,12 @@ export class PortListener {
     if (alpn === "h2") return grpc(socket);
     if (alpn === "http/1.1") return http(socket);
     this.sniff(socket, (isH2) => {
-      if (isH2) return grpc(socket); // node:http2 reads what the socket holds already
+      if (isH2) {
+        // HTTP/2 with prior knowledge over TLS (no ALPN): node:http2 answers a TLS socket
+        // whose ALPN is not h2 with "403 Missing ALPN Protocol"; the preface says h2.
+        if (alpn === false) (socket as TLSSocket).alpnProtocol = "h2";
+        return grpc(socket); // node:http2 reads what the socket holds already
+      }
       http(socket);
       // node:http takes the bytes put back only as 'data' events: let them flow.
       socket.resume();
@@ -122,7 +142,9 @@ export class PortListener {
   /** Reads the first bytes, puts them back, and says whether they are the HTTP/2 preface. */
   private sniff(socket: Socket, decided: (isH2: boolean) => void): void {
     this.undecided.add(socket);
-    socket.setTimeout(this.timeoutMs, () => socket.destroy());
+    // A deadline, not an idle timer: a peer trickling the preface a byte at a time
+    // must not hold an undecided connection for 24 timeouts.
+    const deadline = setTimeout(() => socket.destroy(), this.timeoutMs);
     let seen: Buffer = Buffer.alloc(0);
     const onData = (chunk: Buffer): void => {
       seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
@@ -133,15 +155,20 @@ export class PortListener {
       socket.off("data", onData);
       socket.off("close", onClose);
       socket.pause();
-      socket.setTimeout(0);
+      clearTimeout(deadline);
       socket.unshift(seen);
       this.undecided.delete(socket);
       decided(isH2);
     };
     const onClose = (): void => {
+      clearTimeout(deadline);
       this.undecided.delete(socket);
     };
     socket.on("data", onData);
     socket.on("close", onClose);
   }
+}
+
+function peerKey(socket: Socket): string {
+  return `${socket.remoteAddress}:${socket.remotePort}`;
 }

@@ -12,8 +12,8 @@ import { fileURLToPath } from "node:url";
 import { credentials } from "@grpc/grpc-js";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RegistryServiceClient, WatchInstancesRequest } from "../../gen/registry/v1/registry.js";
-import { RegistryHttpServer } from "../../src/http/http-server.js";
+import { GetByTypeRequest, RegisterRequest, RegistryServiceClient, WatchInstancesRequest } from "../../gen/registry/v1/registry.js";
+import { RegistryHttpServer, type RegistryHttpServerOptions } from "../../src/http/http-server.js";
 import { PortListener } from "../../src/transport/port-listener.js";
 import { call, keyAuth, TEST_KEY } from "../support/registry-harness.js";
 import { startStack } from "./stack.js";
@@ -687,6 +687,215 @@ describe("a real server process under attack", () => {
       expect(server.output()).toContain('"stopped"');
     } finally {
       server.child.kill("SIGKILL");
+    }
+  });
+});
+
+const logger = pino({ level: "silent" });
+
+describe("an error answer (400, 408, gRPC-only 404) closes the connection instead of leaving it half-open", () => {
+  // A peer that never closes its side (SIGSTOPped, or allowHalfOpen) and never writes again: only
+  // close() tells whether the server still holds the connection (it then waits out its grace period).
+  it("HTTP_PORT: after node:http's 408 to a silent peer, the server holds nothing", async () => {
+    const http = new RegistryHttpServer({ routes: [], logger, headersTimeoutMs: 300 });
+    const port = await http.listen("127.0.0.1", 0);
+    const p = await tcpPeer(port, { allowHalfOpen: true });
+    await within(3000, "the 408 and the server's FIN", once(p.socket, "end"));
+    expect(p.text()).toMatch(/^HTTP\/1\.1 408 /);
+    const started = Date.now();
+    await http.close(5000);
+    expect(Date.now() - started, "close() waited for the connection answered 408").toBeLessThan(1000);
+    p.socket.destroy();
+  });
+
+  it("PORT: after the 400 to a peer that sent garbage, the server holds nothing", async () => {
+    const server = await startStack({ SHUTDOWN_GRACE_MS: "5000" });
+    const p = await tcpPeer(server.port, { allowHalfOpen: true });
+    p.socket.write(Buffer.from([0, 1, 2, 0xff, 13, 10, 13, 10]));
+    await within(3000, "the 400 and the server's FIN", once(p.socket, "end"));
+    expect(p.text()).toMatch(/^HTTP\/1\.1 400 /);
+    const started = Date.now();
+    await server.close();
+    expect(Date.now() - started, "close() waited for the connection answered 400").toBeLessThan(1000);
+    p.socket.destroy();
+  });
+
+  it("PORT_SERVES_HTTP=false: an HTTP/1.1 peer that keeps its side open after the 404 is let go", async () => {
+    const server = await startStack({ PORT_SERVES_HTTP: "false", SHUTDOWN_GRACE_MS: "1000" });
+    try {
+      const p = await tcpPeer(server.port, { allowHalfOpen: true });
+      p.socket.write("GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n");
+      await within(3000, "the 404 and the server's FIN", once(p.socket, "end"));
+      expect(p.text()).toMatch(/^HTTP\/1\.1 404 /);
+      // A server that let go answers the knock with a reset; one that holds the connection swallows it.
+      knockUntilClosed(p);
+      await within(3000, "the server letting go of the refused connection", p.closed);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe("a peer that stops reading does not pin a large HTTP answer forever", () => {
+  it("cuts a frozen reader after the idle timeout", async () => {
+    const big = "x".repeat(10 << 20);
+    const options = { routes: [{ method: "GET", template: "/big", handle: () => ({ status: 200, text: big }) }], logger, idleTimeoutMs: 500 } as RegistryHttpServerOptions;
+    const http = new RegistryHttpServer(options);
+    const port = await http.listen("127.0.0.1", 0);
+    try {
+      const frozen = await tcpPeer(port, { frozen: true });
+      frozen.socket.write("GET /big HTTP/1.1\r\nhost: x\r\n\r\n");
+      // The peer reads nothing for 4x the idle timeout (what is tested is the passing of time), then reads again.
+      await new Promise((r) => setTimeout(r, 2000));
+      frozen.socket.resume();
+      await within(3000, "the frozen reader's connection ending once it reads again", frozen.closed);
+      expect(frozen.bytes()).toBeLessThan(big.length);
+    } finally {
+      await http.close(0);
+    }
+  });
+});
+
+describe("over TLS without ALPN, an HTTP/2 preface is served as HTTP/2", () => {
+  let pki: TestPki;
+  let server: Stack;
+  beforeAll(async () => {
+    pki = await makeTestPki();
+    server = await startStack({ TLS_CERT_FILE: pki.server.certFile, TLS_KEY_FILE: pki.server.keyFile, SHUTDOWN_GRACE_MS: "1000" });
+  });
+  afterAll(async () => {
+    await server.close();
+  });
+
+  it.each([
+    ["in one TLS record", [PREFACE]],
+    ["split across TLS records", [PREFACE.subarray(0, 10), PREFACE.subarray(10, 17), PREFACE.subarray(17)]],
+  ])("answers a preface sent %s with HTTP/2 SETTINGS", async (_label, pieces) => {
+    const p = await tlsPeer(server.port, { ca: pki.ca.cert }); // no ALPN offered
+    for (const piece of pieces) {
+      p.socket.write(piece);
+      await new Promise((r) => setImmediate(r));
+    }
+    await within(3000, "the server's first bytes", once(p.socket, "data"));
+    expect(p.text()).not.toMatch(/^HTTP\/1\.0 403/);
+    expect(frameTypes(Buffer.from(p.text(), "latin1"))[0]).toBe(0x4);
+    p.socket.destroy();
+  });
+});
+
+describe("a peer trickling the preface is cut at the first-byte deadline", () => {
+  it("closes it at firstByteTimeoutMs after it connected", async () => {
+    const listener = new PortListener({ grpc: (s) => s.destroy(), http: (s) => s.destroy(), firstByteTimeoutMs: 300 });
+    const port = await listener.listen("127.0.0.1", 0);
+    try {
+      const p = await tcpPeer(port);
+      const started = Date.now();
+      let sent = 0;
+      const drip = setInterval(() => {
+        if (sent < PREFACE.length - 1 && !p.socket.destroyed) p.socket.write(PREFACE.subarray(sent, ++sent));
+      }, 100);
+      try {
+        await within(5000, "the trickling peer being closed", p.closed);
+      } finally {
+        clearInterval(drip);
+      }
+      expect(Date.now() - started).toBeLessThan(1000);
+    } finally {
+      await listener.close();
+    }
+  });
+});
+
+describe("TLS connections mid-handshake are cut on close and never served after shutdown began", () => {
+  let pki: TestPki;
+  beforeAll(async () => {
+    pki = await makeTestPki();
+  });
+
+  it("PortListener.close() closes a connection still in its TLS handshake", async () => {
+    const listener = new PortListener({ grpc: (s) => s.destroy(), http: (s) => s.destroy(), tls: { cert: Buffer.from(pki.server.cert), key: Buffer.from(pki.server.key) } });
+    const port = await listener.listen("127.0.0.1", 0);
+    const p = await tcpPeer(port);
+    await within(1000, "PortListener.close() with a connection mid-handshake (handshake timeout 10 s)", listener.close());
+    await within(1000, "the mid-handshake connection being closed", p.closed);
+  });
+
+  it("refuses a Register sent on a connection whose handshake completes after shutdown began", async () => {
+    const server = await startStack({ TLS_CERT_FILE: pki.server.certFile, TLS_KEY_FILE: pki.server.keyFile, SHUTDOWN_GRACE_MS: "1500" });
+    // An HTTP request in flight keeps the grace period running.
+    const inFlight = await tlsPeer(server.port, { ca: pki.ca.cert, ALPNProtocols: ["http/1.1"] });
+    inFlight.socket.write(`POST /service HTTP/1.1\r\nhost: x\r\nauthorization: ${AUTH}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{`);
+    const raw = connectTcp(server.port, "127.0.0.1");
+    raw.on("error", () => {});
+    await once(raw, "connect");
+    const closing = server.close();
+    const late = connectTls({ socket: raw, ca: pki.ca.cert, servername: "localhost", ALPNProtocols: ["h2"] });
+    late.on("error", () => {});
+    const handshake = await within(3000, "the late handshake ending one way or the other", new Promise<string>((resolve) => {
+      late.once("secureConnect", () => resolve("completed"));
+      late.once("close", () => resolve("refused"));
+    }));
+    if (handshake === "completed") {
+      const session = connectHttp2("https://localhost", { createConnection: () => late });
+      session.on("error", () => {});
+      const register = rawGrpcCall(session, "/registry.v1.RegistryService/Register", grpcFrame(RegisterRequest.encode(RegisterRequest.fromPartial({ serviceType: "late", host: "10.0.0.9", port: 9 })).finish()));
+      expect(await within(3000, "the late Register ending", register.status)).not.toBe("0");
+      session.destroy();
+    }
+    await closing;
+    expect(server.registry.size).toBe(0);
+  });
+});
+
+describe("an HTTP/2 peer that goes quiet is cut by keepalive", () => {
+  it("closes connections that went quiet after the preface, after SETTINGS, or after a GOAWAY, within the keepalive bound", async () => {
+    const server = await startStack({ SHUTDOWN_GRACE_MS: "1000" });
+    try {
+      const quiet = [
+        PREFACE,
+        Buffer.concat([PREFACE, Buffer.from([0, 0, 0, 0x4, 0, 0, 0, 0, 0])]),
+        // A SETTINGS frame of a bad length: answered GOAWAY(FRAME_SIZE_ERROR), but never closed (node:http2 alone does the same).
+        Buffer.concat([PREFACE, Buffer.from([0, 0, 5, 0x4, 0x0, 0, 0, 0, 0, 1, 2, 3, 4, 5])]),
+      ];
+      const peers = await Promise.all(quiet.map(async (bytes) => {
+        const p = await tcpPeer(server.port);
+        p.socket.write(bytes);
+        return p;
+      }));
+      // Proposed: keepalive_time 10 s + keepalive_timeout 5 s: a peer that never answers a PING is cut.
+      await within(17_000, "the quiet HTTP/2 connections being closed", Promise.all(peers.map((p) => p.closed)));
+    } finally {
+      await server.close();
+    }
+  }, 20_000);
+});
+
+describe("an error answer to a bodyless request keeps the connection", () => {
+  let server: Stack;
+  beforeAll(async () => {
+    server = await startStack({ SHUTDOWN_GRACE_MS: "1000" });
+  });
+  afterAll(async () => {
+    await server.close();
+  });
+
+  it.each([
+    ["PORT", () => server.port],
+    ["HTTP_PORT", () => server.httpPort as number],
+  ])("answers a pipelined request after a 404 and a 405 on %s", async (_label, portOf) => {
+    const answer = await exchange(portOf(), ["GET /nope HTTP/1.1\r\nhost: x\r\n\r\nDELETE /services HTTP/1.1\r\nhost: x\r\n\r\nGET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"], { end: false });
+    // Today the 404 comes with "connection: close", and the two requests after it are dropped.
+    expect([...answer.matchAll(/^HTTP\/1\.1 (\d{3}) /gm)].map((m) => m[1])).toEqual(["404", "405", "200"]);
+  });
+});
+
+describe("an oversized header block is answered 431", () => {
+  it("says 431 Request Header Fields Too Large", async () => {
+    const server = await startStack({ SHUTDOWN_GRACE_MS: "1000" });
+    try {
+      expect(await exchange(server.port, [`GET / HTTP/1.1\r\nx-big: ${"b".repeat(64 << 10)}\r\n\r\n`], { end: false })).toMatch(/^HTTP\/1\.1 431 /);
+    } finally {
+      await server.close();
     }
   });
 });
