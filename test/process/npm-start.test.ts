@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { connect as http2Connect } from "node:http2";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
+import { holdRegisterInFlight } from "../support/call-in-flight.js";
 import { servingLine, tempDataDir } from "../support/server-process.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -78,20 +78,7 @@ describe("npm start", () => {
       const { pid, port, output, npmExited } = await npmStart();
       // A Register whose message is still on its way holds the graceful stop for the grace period,
       // so npm's forwarded copy of the signal arrives while the server is stopping.
-      const session = http2Connect(`http://127.0.0.1:${port}`);
-      session.on("error", () => {});
-      await new Promise<void>((resolve) => session.once("connect", () => resolve()));
-      const stream = session.request({
-        ":method": "POST",
-        ":path": "/registry.v1.RegistryService/Register",
-        "content-type": "application/grpc",
-        te: "trailers",
-        authorization: `Bearer ${KEY}`,
-      });
-      stream.on("error", () => {});
-      stream.write(Buffer.from([0, 0, 0, 0, 100, 0x0a, 0x03])); // a 100-byte message, 2 bytes of it sent
-      // The server answers a PING after the frames before it: the call is in flight.
-      await new Promise<void>((resolve, reject) => session.ping((err) => (err ? reject(err) : resolve())));
+      const session = await holdRegisterInFlight(port, KEY);
       process.kill(-(npm?.pid as number), signal);
       await npmExited;
       await until(() => !alive(pid), 10_000, `the server (pid ${pid}) outlived npm:\n${output()}`);
@@ -104,24 +91,13 @@ describe("npm start", () => {
   );
 
   it("stops the server when npm gets SIGTERM: no orphan holding the port", async () => {
-    npm = spawn("npm", ["start"], {
-      cwd: ROOT,
-      env: { ...process.env, PORT: "0", HTTP_PORT: "0", HOST: "127.0.0.1", STORE: "memory", DATA_DIR: tempDataDir(), LOG_FORMAT: "json" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    npm.stdout?.on("data", (d: Buffer) => (out += d.toString()));
-    npm.stderr?.on("data", (d: Buffer) => (out += d.toString()));
-    const npmExited = new Promise<void>((resolve) => npm?.once("exit", () => resolve()));
-    await until(() => servingLine(out) !== undefined, 30_000, `npm start did not log its start-up line:\n${out}`);
-    const { pid, port } = servingLine(out) as { pid: number; port: number };
-    serverPid = pid;
-    expect(pid).not.toBe(npm.pid);
+    const { pid, port, output, npmExited } = await npmStart();
+    expect(pid).not.toBe(npm?.pid);
 
-    npm.kill("SIGTERM");
+    npm?.kill("SIGTERM");
     await npmExited;
-    await until(() => !alive(pid), 10_000, `the server (pid ${pid}) outlived npm:\n${out}`);
+    await until(() => !alive(pid), 10_000, `the server (pid ${pid}) outlived npm:\n${output()}`);
     expect(await portFree(port)).toBe(true);
-    expect(out).toContain('"msg":"stopped"'); // a graceful stop, not a kill
+    expect(output()).toContain('"msg":"stopped"'); // a graceful stop, not a kill
   }, 45_000);
 });

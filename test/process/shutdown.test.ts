@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { EventType, RegistryServiceClient } from "../../gen/registry/v1/registry.js";
 import { call, keyAuth, WatchCursor } from "../support/registry-harness.js";
 import { spawn } from "node:child_process";
-import { connect as http2Connect } from "node:http2";
+import { holdRegisterInFlight } from "../support/call-in-flight.js";
 import { fileURLToPath } from "node:url";
 import { startServerProcess, tempDataDir, type ServerProcess } from "../support/server-process.js";
 
@@ -43,20 +43,7 @@ describe("graceful shutdown of the server process", () => {
     server = await startServerProcess({ SHUTDOWN_GRACE_MS: "60000" });
     const key = readFileSync(join(server.dataDir, "registration-key"), "utf8").trim();
     // A Register whose message never arrives in full holds the graceful stop for the whole grace period.
-    const session = http2Connect(`http://127.0.0.1:${server.port}`);
-    session.on("error", () => {});
-    await new Promise<void>((resolve) => session.once("connect", () => resolve()));
-    const stream = session.request({
-      ":method": "POST",
-      ":path": "/registry.v1.RegistryService/Register",
-      "content-type": "application/grpc",
-      te: "trailers",
-      authorization: `Bearer ${key}`,
-    });
-    stream.on("error", () => {});
-    stream.write(Buffer.from([0, 0, 0, 0, 100, 0x0a, 0x03])); // a 100-byte message, 2 bytes of it sent
-    // The server answers a PING after the frames before it: the call is in flight.
-    await new Promise<void>((resolve, reject) => session.ping((err) => (err ? reject(err) : resolve())));
+    const session = await holdRegisterInFlight(server.port, key);
 
     const output = server.child.stdout as NodeJS.ReadableStream;
     const shuttingDown = new Promise<void>((resolve) => {
