@@ -165,8 +165,12 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   /**
    * Checks instance credentials. Unknown ids and wrong tokens get the same
    * error after the same work, so the answer is no oracle for valid ids.
+   * While the store is unreachable the index may not hold an instance
+   * registered elsewhere: the answer is UNAVAILABLE (try another replica),
+   * never UNAUTHENTICATED, which an SDK reads as "register again".
    */
   authenticate(id: string, token: string): Instance {
+    this.assertFresh();
     const instance = this.index.get(id);
     const matches = secretMatches(token, instance?.tokenHash ?? UNKNOWN_ID_HASH);
     if (!instance || !matches) throw new RegistryError("unauthenticated", "invalid instance credentials");
