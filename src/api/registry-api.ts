@@ -90,9 +90,14 @@ export class RegistryApi {
     return this.registry.listServices();
   }
 
-  /** Opens a watch; the principal lets a transport end the stream when its instance goes away. */
-  watch(ctx: CallContext, options: WatchOptions): { watcher: Watcher; principal: Principal } {
+  /**
+   * Opens a watch; the principal lets a transport end the stream when its
+   * instance goes away. A resume point this replica has not reached yet is
+   * waited for (see `ServiceRegistry.reach`).
+   */
+  async watch(ctx: CallContext, options: WatchOptions): Promise<{ watcher: Watcher; principal: Principal }> {
     const principal = this.auth.identify(ctx.credentials);
+    await this.registry.reach(options.epoch, options.sinceRevision);
     return { watcher: this.registry.watch(options), principal };
   }
 }

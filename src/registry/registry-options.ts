@@ -33,6 +33,12 @@ export interface ServiceRegistryOptions {
   /** Idle time before a watcher gets a BOOKMARK, ms. Default 30000. */
   bookmarkInterval?: number;
   /**
+   * How long a watch resuming from a revision of this epoch that this
+   * registry has not applied yet (a replica behind another) waits for it
+   * before answering UNAVAILABLE, ms. Default 5000.
+   */
+  resumeWait?: number;
+  /**
    * Where the registry logs registrations, removals, health transitions and
    * errors: `console` (the default, as in the seed), a pino logger (what the
    * server passes), or any object with debug/info/warn/error methods. Pass
@@ -50,7 +56,7 @@ export type ResolvedRegistryOptions = Required<Omit<ServiceRegistryOptions, "pro
   Pick<ServiceRegistryOptions, "probe">;
 
 const positive = ["healthCheckBatchSize", "healthCheckInterval", "healthCheckMaxRequests", "healthCheckTTL",
-  "unhealthyThreshold", "healthyThreshold", "historySize", "watchQueueLimit", "bookmarkInterval"] as const;
+  "unhealthyThreshold", "healthyThreshold", "historySize", "watchQueueLimit", "bookmarkInterval", "resumeWait"] as const;
 
 /** Fills defaults and rejects nonsensical numbers with a RangeError naming the option. */
 export function resolveRegistryOptions(options: ServiceRegistryOptions): ResolvedRegistryOptions {
@@ -66,6 +72,7 @@ export function resolveRegistryOptions(options: ServiceRegistryOptions): Resolve
     historySize: options.historySize ?? 10_000,
     watchQueueLimit: options.watchQueueLimit ?? 1024,
     bookmarkInterval: options.bookmarkInterval ?? 30_000,
+    resumeWait: options.resumeWait ?? 5000,
     now: options.now ?? Date.now,
     probe: options.probe,
   };

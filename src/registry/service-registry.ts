@@ -202,6 +202,46 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     return { services: this.index.summaries(), revision: this.currentRevision };
   }
 
+  /**
+   * Resolves once this registry has applied `revision`, when `epoch` is its
+   * own and the revision is ahead of it: a replica behind a client's resume
+   * point (another replica served it newer changes) waits for the change
+   * instead of answering RESET with a snapshot older than what the client has
+   * seen. UNAVAILABLE after the `resumeWait` option, so the client tries
+   * another replica. Resolves at once otherwise (no resume, another epoch,
+   * a revision already applied).
+   */
+  async reach(epoch: string, revision: number): Promise<void> {
+    this.assertRunning();
+    if (epoch !== this.currentEpoch || revision <= this.currentRevision) return;
+    this.assertFresh();
+    const waiter = { revision, resolve: () => {}, reject: (_err: Error) => {} };
+    const reached = new Promise<boolean>((resolve, reject) => {
+      waiter.resolve = () => resolve(true);
+      waiter.reject = reject;
+    });
+    this.revisionWaiters.push(waiter);
+    this.resumesWaiting++;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), this.options.resumeWait)));
+    try {
+      if (await Promise.race([reached, timedOut])) return;
+    } finally {
+      this.resumesWaiting--;
+      clearTimeout(timer);
+      // A revision never reached (a made-up one) must not leave its waiter behind.
+      const at = this.revisionWaiters.indexOf(waiter);
+      if (at !== -1) this.revisionWaiters.splice(at, 1);
+    }
+    throw new RegistryError(
+      "unavailable",
+      `this replica has not reached revision ${revision} yet (it is at ${this.currentRevision}); resume on another replica`,
+    );
+  }
+
+  /** Watches waiting in `reach` for a revision this registry has not applied yet. */
+  resumesWaiting = 0;
+
   /** Opens a watch: a snapshot or a resume, then live changes (SPEC 4.3). */
   watch(options: WatchOptions): Watcher {
     this.assertRunning();

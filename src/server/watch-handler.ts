@@ -144,25 +144,31 @@ export class WatchStreams {
     this.open.add(end);
     // grpc-js never emits 'drain' on a cancelled call: cancellation ends the stream here.
     call.on("cancelled", () => finish());
-    try {
-      const { serviceType, sinceRevision, epoch, everyHealthCheck } = call.request;
-      const opened = api.watch(
-        { credentials: credentialsFromMetadata(call.metadata), peerHost: peerHost(call.getPeer()) },
-        { serviceType, sinceRevision, epoch, everyHealthCheck },
+    const { serviceType, sinceRevision, epoch, everyHealthCheck } = call.request;
+    // Inside the promise, so a malformed credential (which throws while read) ends this stream only.
+    Promise.resolve()
+      .then(() =>
+        api.watch(
+          { credentials: credentialsFromMetadata(call.metadata), peerHost: peerHost(call.getPeer()) },
+          { serviceType, sinceRevision, epoch, everyHealthCheck },
+        ),
+      )
+      .then(
+        (opened) => {
+          // Ended (cancelled, shutdown) while it waited to reach the resume point.
+          if (finished) return opened.watcher.end();
+          watcher = opened.watcher;
+          if (opened.principal.kind === "instance") {
+            ownerId = opened.principal.instance.id;
+            let ends = this.byInstance.get(ownerId);
+            if (!ends) this.byInstance.set(ownerId, (ends = new Set()));
+            ends.add(end);
+          }
+          watcher.consume(pump);
+          pump();
+        },
+        (err: unknown) => finish(err),
       );
-      watcher = opened.watcher;
-      if (opened.principal.kind === "instance") {
-        ownerId = opened.principal.instance.id;
-        let ends = this.byInstance.get(ownerId);
-        if (!ends) this.byInstance.set(ownerId, (ends = new Set()));
-        ends.add(end);
-      }
-    } catch (err) {
-      finish(err);
-      return;
-    }
-    watcher.consume(pump);
-    pump();
   }
 
   /** Drops an ended stream from the open set and from its instance's streams. */

@@ -1,3 +1,4 @@
+import { status } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import { EventType } from "../../gen/registry/v1/registry.js";
 import type { WatchCursor } from "../support/registry-harness.js";
@@ -154,13 +155,28 @@ describe("WatchInstances: RESET", () => {
     expect(await watch.next()).toMatchObject({ type: REGISTERED, revision: e.revision, snapshot: false, instance: { id: e.id } });
   });
 
-  it("a since_revision ahead of the registry gets RESET, a fresh snapshot and SYNCED", async () => {
+  it("a since_revision ahead of the registry, same epoch, waits until the registry reaches it: no RESET, no older snapshot", async () => {
+    // A client that saw revision R on a replica further ahead resumes here, behind it.
     ctx = await WatchContext.start();
     await seed(ctx);
-    const watch = ctx.watch({ sinceRevision: ctx.h.registry.revision + 1, epoch: ctx.h.registry.epoch });
-    await expectResetAndSnapshot(ctx, watch);
-    const e = await ctx.register("cache", 6379);
-    expect(await watch.next()).toMatchObject({ type: REGISTERED, revision: e.revision, snapshot: false });
+    const ahead = ctx.h.registry.revision + 1;
+    const watch = ctx.watch({ sinceRevision: ahead, epoch: ctx.h.registry.epoch });
+    await expect.poll(() => ctx?.h.registry.resumesWaiting).toBe(1);
+    const seen = await ctx.register("cache", 6379); // the change the client already has
+    expect(seen.revision).toBe(ahead);
+    const next = await ctx.register("cache", 6380);
+    expect(await watch.next()).toMatchObject({ type: REGISTERED, revision: next.revision, snapshot: false, instance: { id: next.id } });
+    expect(ctx.h.registry.watchStats().resets).toBe(0);
+  });
+
+  it("a since_revision ahead of the registry that it does not reach in time ends with UNAVAILABLE, not an older snapshot", async () => {
+    ctx = await WatchContext.start({ registry: { resumeWait: 200 } });
+    await seed(ctx);
+    const watch = ctx.watch({ sinceRevision: ctx.h.registry.revision + 5, epoch: ctx.h.registry.epoch });
+    const err = await watch.status();
+    expect(err.code).toBe(status.UNAVAILABLE);
+    expect(err.details).toMatch(/has not reached revision \d+ yet .* resume on another replica/);
+    expect(ctx.h.registry.watchStats().resets).toBe(0);
   });
 
   it("a since_revision that left the history window gets RESET, a fresh snapshot and SYNCED", async () => {
@@ -186,7 +202,8 @@ describe("WatchInstances: RESET", () => {
 
   it("RESET on an empty registry is followed directly by SYNCED", async () => {
     ctx = await WatchContext.start();
-    const watch = ctx.watch({ sinceRevision: 3, epoch: ctx.h.registry.epoch });
+    // A resume point from another data set (a restarted memory store): RESET, then the (empty) snapshot.
+    const watch = ctx.watch({ sinceRevision: 3, epoch: "an-older-epoch" });
     const msgs = await watch.take(2);
     expect(msgs.map((m) => [m.type, m.revision, m.epoch])).toEqual([
       [RESET, 0, ctx.h.registry.epoch],
