@@ -5,7 +5,7 @@ import { authMetadata, type AuthSource, type RegistryAuth } from "./auth.js";
 import type { BackoffOptions } from "./backoff.js";
 import { RegistryClientError } from "./client-error.js";
 import { fromProtoInstance, fromProtoSummary } from "./proto-conversion.js";
-import { RegistryConnections, type ConnectionOptions, type RegistryEndpoint } from "./registry-connections.js";
+import { RegistryConnections, type CallKind, type ConnectionOptions, type RegistryEndpoint } from "./registry-connections.js";
 import { RegistryWatch, type RegistryWatchOptions } from "./registry-watch.js";
 
 /** Options of `RegistryClient`. */
@@ -18,6 +18,12 @@ export interface RegistryClientOptions extends Omit<ConnectionOptions, "addresse
   readonly deadlineMs?: number;
   /** Default reconnect schedule of `watch()`. */
   readonly backoff?: BackoffOptions;
+  /**
+   * Default `idleTimeoutMs` of `watch()`: a stream with no message for this
+   * long is abandoned for another address. Set it to twice the registry's
+   * BOOKMARK_INTERVAL_MS. Default 60000 ms (the registry's default interval is 30 s).
+   */
+  readonly watchIdleTimeoutMs?: number;
 }
 
 /** Per-call options. */
@@ -116,7 +122,7 @@ export class RegistryClient {
 
   /** Registers an instance (needs the registration key). Not retried on another address once sent. */
   async register(input: RegisterOptions, call: RegistryCallOptions = {}): Promise<RegisteredInstance> {
-    const response = await this.unary("Register", false, call, (c) => c.register, {
+    const response = await this.unary("Register", "once", call, (c) => c.register, {
       serviceType: input.serviceType,
       port: input.port,
       host: input.host,
@@ -137,7 +143,7 @@ export class RegistryClient {
     serviceType: string,
     options: RegistryCallOptions & { readonly includeUnhealthy?: boolean } = {},
   ): Promise<InstanceList> {
-    const response = await this.unary("GetByType", true, options, (c) => c.getByType, {
+    const response = await this.unary("GetByType", "read", options, (c) => c.getByType, {
       serviceType,
       includeUnhealthy: options.includeUnhealthy ?? false,
     });
@@ -146,21 +152,21 @@ export class RegistryClient {
 
   /** One instance by id; NOT_FOUND when the registry does not know it. */
   async getInstance(instanceId: string, call: RegistryCallOptions = {}): Promise<Instance> {
-    const response = await this.unary("GetInstance", true, call, (c) => c.getInstance, { instanceId });
+    const response = await this.unary("GetInstance", "read", call, (c) => c.getInstance, { instanceId });
     if (!response.instance) throw missing("GetInstance", "instance");
     return fromProtoInstance(response.instance);
   }
 
   /** Removes an instance (the instance itself, or a key holder). */
   async unregister(instanceId: string, call: RegistryCallOptions = {}): Promise<Unregistered> {
-    const response = await this.unary("Unregister", true, call, (c) => c.unregister, { instanceId });
+    const response = await this.unary("Unregister", "idempotent", call, (c) => c.unregister, { instanceId });
     if (!response.instance) throw missing("Unregister", "instance");
     return { instance: fromProtoInstance(response.instance), revision: response.revision, reason: "unregistered" };
   }
 
   /** Every service type that has instances, with healthy and total counts. */
   async listServices(call: RegistryCallOptions = {}): Promise<ServiceList> {
-    const response = await this.unary("ListServices", true, call, (c) => c.listServices, {});
+    const response = await this.unary("ListServices", "read", call, (c) => c.listServices, {});
     return { services: response.services.map(fromProtoSummary), revision: response.revision };
   }
 
@@ -173,7 +179,12 @@ export class RegistryClient {
     if (this.closed) throw new RegistryClientError(status.CANCELLED, "the client is closed", "WatchInstances");
     const watch = new RegistryWatch(
       this.connections,
-      { ...options, auth: options.auth ?? this.options.auth, backoff: options.backoff ?? this.options.backoff },
+      {
+        ...options,
+        auth: options.auth ?? this.options.auth,
+        backoff: options.backoff ?? this.options.backoff,
+        idleTimeoutMs: options.idleTimeoutMs ?? this.options.watchIdleTimeoutMs,
+      },
       () => this.watches.delete(watch),
     );
     this.watches.add(watch);
@@ -190,7 +201,7 @@ export class RegistryClient {
 
   private unary<Req, Res>(
     method: string,
-    idempotent: boolean,
+    kind: CallKind,
     call: RegistryCallOptions,
     pick: (client: RegistryServiceClient) => Unary<Req, Res>,
     request: Req,
@@ -198,8 +209,8 @@ export class RegistryClient {
     if (this.closed) return Promise.reject(new RegistryClientError(status.CANCELLED, "the client is closed", method));
     const deadline = Date.now() + (call.deadlineMs ?? this.options.deadlineMs ?? 5000);
     const metadata = (): Metadata => authMetadata(call.auth ?? this.options.auth);
-    return this.connections.run(method, deadline, idempotent, (endpoint: RegistryEndpoint) =>
-      invoke(method, pick(endpoint.client).bind(endpoint.client), request, metadata(), deadline, call.signal),
+    return this.connections.run(method, deadline, kind, (endpoint: RegistryEndpoint, attemptDeadline: number) =>
+      invoke(method, pick(endpoint.client).bind(endpoint.client), request, metadata(), attemptDeadline, call.signal),
     );
   }
 }

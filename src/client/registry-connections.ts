@@ -31,16 +31,53 @@ export interface ConnectionOptions {
    * until its deadline (which rides out a registry restart). Default false.
    */
   readonly failFast?: boolean;
+  /**
+   * Interval of the HTTP/2 PINGs the SDK sends on every open connection, busy
+   * or idle. A hung or cut-off registry (a frozen process, a blackholed path:
+   * no RST ever comes) answers none, and its connection is dropped after
+   * `keepaliveTimeoutMs`: its calls and watch streams fail UNAVAILABLE and move
+   * to another address. Default 1000 ms; 0 disables. The registry (a grpc-js
+   * server) accepts pings at any rate; a proxy in between may not.
+   */
+  readonly keepaliveTimeMs?: number;
+  /** How long a PING may go unanswered before the connection is dropped. Default 1000 ms. */
+  readonly keepaliveTimeoutMs?: number;
+  /**
+   * With several addresses: how long a read (GetByType, GetInstance,
+   * ListServices) waits on one address before it is tried on the next, which
+   * becomes preferred. The last address tried gets the rest of the call's
+   * deadline. Default 1000 ms.
+   */
+  readonly attemptTimeoutMs?: number;
 }
 
 /**
- * Reconnect quickly after a registry restart: grpc-js would otherwise back off
- * up to two minutes between connection attempts.
+ * How a call may be repeated on another address: a `read` also after its
+ * attempt timed out; an `idempotent` write after UNAVAILABLE; a write
+ * `once` only when it provably never left.
  */
-const DEFAULT_CHANNEL_OPTIONS: ChannelOptions = {
-  "grpc.initial_reconnect_backoff_ms": 200,
-  "grpc.max_reconnect_backoff_ms": 2000,
-};
+export type CallKind = "read" | "idempotent" | "once";
+
+/**
+ * The SDK's channel options: reconnect quickly after a registry restart
+ * (grpc-js would otherwise back off up to two minutes between connection
+ * attempts), and keepalive PINGs even without calls, so a hung registry is
+ * noticed on an idle connection before a call waits on it.
+ */
+function defaultChannelOptions(options: ConnectionOptions): ChannelOptions {
+  return {
+    "grpc.initial_reconnect_backoff_ms": 200,
+    "grpc.max_reconnect_backoff_ms": 2000,
+    "grpc.keepalive_time_ms": options.keepaliveTimeMs ?? 1000,
+    "grpc.keepalive_timeout_ms": options.keepaliveTimeoutMs ?? 1000,
+    "grpc.keepalive_permit_without_calls": 1,
+  };
+}
+
+/** The address, not the request, is at fault: unreachable, dropped (a missed keepalive), or silent. */
+function addressFault(error: RegistryClientError): boolean {
+  return isUnavailable(error) || error.code === status.DEADLINE_EXCEEDED;
+}
 
 /** One registry address and its client. */
 export interface RegistryEndpoint {
@@ -59,6 +96,7 @@ export class RegistryConnections {
   readonly addresses: readonly string[];
   private readonly clients: (RegistryServiceClient | undefined)[];
   private readonly connectTimeoutMs: number;
+  private readonly attemptTimeoutMs: number;
   private preferred = 0;
   private refs = 1;
 
@@ -67,6 +105,7 @@ export class RegistryConnections {
     this.addresses = [...options.addresses];
     this.clients = this.addresses.map(() => undefined);
     this.connectTimeoutMs = options.connectTimeoutMs ?? 2000;
+    this.attemptTimeoutMs = options.attemptTimeoutMs ?? 1000;
   }
 
   /** True once the last holder released the connections. */
@@ -95,16 +134,25 @@ export class RegistryConnections {
       client = new RegistryServiceClient(
         this.addresses[index] as string,
         this.options.credentials ?? grpcCredentials.createInsecure(),
-        { ...DEFAULT_CHANNEL_OPTIONS, ...this.options.channelOptions },
+        { ...defaultChannelOptions(this.options), ...this.options.channelOptions },
       );
       this.clients[index] = client;
     }
     return { index, address: this.addresses[index] as string, client };
   }
 
-  /** Moves the preference away from `index` (it failed), to the next address. */
+  /**
+   * Moves the preference away from `index`, to the next address: a call or
+   * watch on it failed UNAVAILABLE (unreachable, or its connection dropped
+   * after a missed keepalive) or DEADLINE_EXCEEDED (it did not answer).
+   */
   markFailed(index: number): void {
     if (this.preferred === index) this.preferred = (index + 1) % this.addresses.length;
+  }
+
+  /** Marks the endpoint failed when `error` is the address's fault (see `markFailed`). */
+  noteFailure(index: number, error: RegistryClientError): void {
+    if (addressFault(error)) this.markFailed(index);
   }
 
   /**
@@ -133,27 +181,30 @@ export class RegistryConnections {
 
   /**
    * Runs one call with failover: on the preferred address, then the next ones
-   * while the address cannot be reached, or (for `idempotent` calls) answers
-   * UNAVAILABLE. A non-idempotent call that reached a registry is never
-   * repeated: it might have been applied. Unless `failFast`, a call that
-   * found no registry is retried with a short backoff until its deadline, so
-   * a registry restart costs latency, not an error.
+   * while the address cannot be reached, or (unless `once`) answers
+   * UNAVAILABLE, or (a `read`) does not answer within `attemptTimeoutMs`. An
+   * address that failed UNAVAILABLE or DEADLINE_EXCEEDED stops being
+   * preferred, so the next call does not wait on it. A `once` call that
+   * reached a registry is never repeated: it might have been applied. Unless
+   * `failFast`, a call that found no registry is retried with a short
+   * backoff until its deadline, so a registry restart costs latency, not an
+   * error. `attempt` gets the deadline of its own attempt.
    */
   async run<T>(
     method: string,
     deadline: number,
-    idempotent: boolean,
-    attempt: (endpoint: RegistryEndpoint) => Promise<T>,
+    kind: CallKind,
+    attempt: (endpoint: RegistryEndpoint, attemptDeadline: number) => Promise<T>,
   ): Promise<T> {
     const backoff = new Backoff({ initialMs: 50, maxMs: 1000 });
     for (;;) {
       let error: RegistryClientError;
       try {
-        return await this.runOnce(method, deadline, idempotent, attempt);
+        return await this.runOnce(method, deadline, kind, attempt);
       } catch (err) {
         error = toClientError(err, method);
       }
-      const retryable = neverSent(error) || (idempotent && isUnavailable(error));
+      const retryable = neverSent(error) || (kind !== "once" && isUnavailable(error));
       const delay = backoff.next();
       if (this.options.failFast || !retryable || this.refs <= 0 || Date.now() + delay >= deadline) throw error;
       await sleep(delay);
@@ -163,8 +214,8 @@ export class RegistryConnections {
   private async runOnce<T>(
     method: string,
     deadline: number,
-    idempotent: boolean,
-    attempt: (endpoint: RegistryEndpoint) => Promise<T>,
+    kind: CallKind,
+    attempt: (endpoint: RegistryEndpoint, attemptDeadline: number) => Promise<T>,
   ): Promise<T> {
     const n = this.addresses.length;
     let lastError: RegistryClientError | undefined;
@@ -172,13 +223,16 @@ export class RegistryConnections {
       const endpoint = await this.pick(method, deadline).catch((err: unknown) => {
         throw lastError ?? toClientError(err, method);
       });
+      const attemptDeadline = kind === "read" && tried < n - 1 ? Math.min(deadline, Date.now() + this.attemptTimeoutMs) : deadline;
       try {
-        return await attempt(endpoint);
+        return await attempt(endpoint, attemptDeadline);
       } catch (err) {
         const error = toClientError(err, method, endpoint.address);
-        if (!(n > 1 && (neverSent(error) || (idempotent && isUnavailable(error))) && Date.now() < deadline)) throw error;
+        this.noteFailure(endpoint.index, error);
+        const timedOut = error.code === status.DEADLINE_EXCEEDED && attemptDeadline < deadline;
+        const again = neverSent(error) || (kind !== "once" && isUnavailable(error)) || timedOut;
+        if (!(n > 1 && again && Date.now() < deadline)) throw error;
         lastError = error;
-        this.markFailed(endpoint.index);
       }
     }
     throw lastError as RegistryClientError;

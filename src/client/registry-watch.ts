@@ -2,7 +2,7 @@ import { status, type ClientReadableStream } from "@grpc/grpc-js";
 import * as pb from "../../gen/registry/v1/registry.js";
 import { authMetadata, type AuthSource } from "./auth.js";
 import { Backoff, sleep, type BackoffOptions } from "./backoff.js";
-import { isPermanent, isUnavailable, RegistryClientError, toClientError } from "./client-error.js";
+import { isPermanent, RegistryClientError, toClientError } from "./client-error.js";
 import { fromProtoInstance, fromProtoRemovalReason } from "./proto-conversion.js";
 import type { RegistryConnections } from "./registry-connections.js";
 import type { RegistryWatchEvent } from "./watch-events.js";
@@ -24,10 +24,13 @@ export interface RegistryWatchOptions {
   /** Reconnect schedule; default the client's, else 250 ms doubling to 5 s, half jittered. */
   readonly backoff?: BackoffOptions;
   /**
-   * Reconnect when the stream delivers nothing for this long, which catches a
-   * silently dead connection. The registry sends a BOOKMARK on idle streams
-   * (every BOOKMARK_INTERVAL_MS, default 30 s), so keep this well above that.
-   * Default 90000 ms; 0 disables.
+   * Move to another address when the stream delivers nothing for this long:
+   * a registry that hangs, or one whose path is cut, sends nothing. The
+   * registry sends a BOOKMARK on idle streams (every BOOKMARK_INTERVAL_MS,
+   * default 30 s); set this to twice that. Default: the client's
+   * `watchIdleTimeoutMs`, else 60000 ms; 0 disables. (The connection's
+   * keepalive notices a hung registry sooner; this also covers a registry
+   * that answers PINGs but whose watch stream stopped.)
    */
   readonly idleTimeoutMs?: number;
   /**
@@ -53,6 +56,9 @@ export interface WatchDisconnect {
   readonly revision: number;
 }
 
+/** Two of the registry's default BOOKMARK intervals (30 s). */
+const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
+
 const HEALTH_TYPES = new Set([pb.EventType.EVENT_TYPE_HEALTH_CHECK_PASSED, pb.EventType.EVENT_TYPE_HEALTH_CHECK_FAILED]);
 
 /**
@@ -64,7 +70,7 @@ const HEALTH_TYPES = new Set([pb.EventType.EVENT_TYPE_HEALTH_CHECK_PASSED, pb.Ev
  * order. After any disconnect — the registry shutting down (UNAVAILABLE), a
  * stall end (RESOURCE_EXHAUSTED), a network failure — it reconnects with
  * jittered exponential backoff, failing over to the next registry address
- * when one is unavailable, and resumes after the last revision and epoch it
+ * when one is unavailable or silent, and resumes after the last revision and epoch it
  * delivered, so no change is missed or repeated. When the registry cannot
  * honour that point (its data set changed, or the point left its history) the
  * watch yields `reset` and then a fresh `snapshot` that replaces everything
@@ -180,7 +186,7 @@ export class RegistryWatch implements AsyncIterableIterator<RegistryWatchEvent> 
         const endpoint = await this.connections.pick("WatchInstances");
         if (this.closed) return;
         ({ error, progressed } = await this.streamOnce(endpoint.client, endpoint.address));
-        if (isUnavailable(error)) this.connections.markFailed(endpoint.index);
+        this.connections.noteFailure(endpoint.index, error);
       } catch (err) {
         error = toClientError(err, "WatchInstances");
       }
@@ -241,7 +247,7 @@ export class RegistryWatch implements AsyncIterableIterator<RegistryWatchEvent> 
       stream.on("end", () =>
         finish(new RegistryClientError(status.UNAVAILABLE, "the registry ended the watch stream", "WatchInstances", address)),
       );
-      const idleMs = this.options.idleTimeoutMs ?? 90_000;
+      const idleMs = this.options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
       this.onIdle = () =>
         finish(new RegistryClientError(status.DEADLINE_EXCEEDED, `no message for ${idleMs} ms`, "WatchInstances", address));
       this.armIdleTimer();
@@ -349,7 +355,7 @@ export class RegistryWatch implements AsyncIterableIterator<RegistryWatchEvent> 
   }
 
   private armIdleTimer(): void {
-    const idleMs = this.options.idleTimeoutMs ?? 90_000;
+    const idleMs = this.options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
     clearTimeout(this.idleTimer);
     const onIdle = this.onIdle;
     if (idleMs <= 0 || !onIdle) return;
