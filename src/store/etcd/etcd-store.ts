@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { ExponentialBackoff, type IBackoff } from "cockatiel";
+import { ExponentialBackoff, type IBackoff, type IBackoffFactory } from "cockatiel";
 import { Etcd3, type IOptions, type Lease, type Watcher } from "etcd3";
 import type { Logger } from "pino";
 import { RegistryError } from "../../registry/registry-error.js";
@@ -7,6 +7,7 @@ import type { Change, RemovalReason, StoredInstance } from "../../registry/types
 import type { Mutation, RegistryStore, StoreState } from "../registry-store.js";
 import { changeFromEvent, decodeInstance, encodeInstance } from "./instance-codec.js";
 import { RendezvousOwnership } from "./rendezvous-ownership.js";
+import { RejoinLoop, type MembershipEvent } from "./rejoin-loop.js";
 import { StoreOpenError } from "../store-open-error.js";
 
 /** Options of `EtcdStore`. */
@@ -19,6 +20,13 @@ export interface EtcdStoreOptions {
   readonly tls?: { readonly ca: Buffer; readonly cert?: Buffer; readonly key?: Buffer };
   /** TTL of this replica's membership lease, seconds. Default 5. */
   readonly memberTtlSeconds?: number;
+  /**
+   * Delays between attempts to rejoin the membership set after the lease was
+   * lost. Default: decorrelated-jitter exponential, 250 ms growing to 5 s.
+   */
+  readonly rejoinBackoff?: IBackoffFactory<unknown>;
+  /** Told of every membership attempt, join, loss and failed rejoin (tests, metrics). Default: none. */
+  readonly onMembership?: (event: MembershipEvent) => void;
   /** Deadline of each etcd call, ms. Default 3000. */
   readonly callTimeoutMs?: number;
   /** Names this replica in the membership set. Default: a random UUID. */
@@ -62,6 +70,7 @@ export class EtcdStore implements RegistryStore {
   private readonly client: Etcd3;
   private watcher: Watcher | undefined;
   private lease: Lease | undefined;
+  private readonly rejoin: RejoinLoop;
   /** Where changes go: buffered during the start-up replay, then the core's change feed. */
   private deliver: (change: Change) => void = () => {};
   /** The revision that ends the start-up replay (our own membership put). */
@@ -94,6 +103,14 @@ export class EtcdStore implements RegistryStore {
       };
     }
     this.client = new Etcd3(clientOptions);
+    this.rejoin = new RejoinLoop({
+      attempt: () => this.join(),
+      ...(options.rejoinBackoff ? { backoff: options.rejoinBackoff } : {}),
+      onFailure: (error, attempt, retryInMs) => {
+        this.options.logger?.debug({ err: error, attempt, retryInMs }, "rejoining the membership set failed; retrying");
+        this.tell({ kind: "failed", attempt, retryInMs, error });
+      },
+    });
   }
 
   private get instancesPrefix(): string {
@@ -184,6 +201,7 @@ export class EtcdStore implements RegistryStore {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.rejoin.close();
     await this.watcher?.cancel().catch(() => undefined);
     await this.lease?.revoke().catch(() => undefined); // hand our probes to the others at once
     this.client.close();
@@ -283,23 +301,47 @@ export class EtcdStore implements RegistryStore {
     }
   }
 
-  /** Announces this replica under a lease; re-joins (retrying) whenever the lease is lost. */
-  /** Returns the revision of the membership put. */
+  /**
+   * Announces this replica under a fresh lease and returns the revision of
+   * the membership put. A failed attempt releases its lease (keepalive timers
+   * and stream) and throws; only a lease whose put succeeded listens for
+   * `lost`, and a loss only wakes the one rejoin loop.
+   */
   private async join(): Promise<number> {
     this.lease?.release();
     const lease = this.client.lease(this.options.memberTtlSeconds ?? 5);
     this.lease = lease;
-    lease.on("lost", () => this.rejoinLater());
-    const put = await lease.put(this.membersPrefix + this.probeOwnership.self).value(JSON.stringify({ since: Date.now() }));
-    await this.refreshMembers();
-    return Number(put.header.revision);
+    this.tell({ kind: "attempt" });
+    try {
+      const put = await lease.put(this.membersPrefix + this.probeOwnership.self).value(JSON.stringify({ since: Date.now() }));
+      if (this.closed) throw new Error("the store was closed while joining");
+      if (lease.revoked()) throw new Error("the membership lease was lost while joining");
+      lease.on("lost", (err: Error) => this.rejoinLater(lease, err));
+      await this.refreshMembers();
+      const revision = Number(put.header.revision);
+      this.tell({ kind: "joined", revision });
+      return revision;
+    } catch (err) {
+      lease.release();
+      if (this.lease === lease) this.lease = undefined;
+      throw err;
+    }
   }
 
-  private rejoinLater(): void {
-    if (this.closed) return;
-    setTimeout(() => {
-      if (!this.closed) this.join().catch(() => this.rejoinLater());
-    }, 500).unref();
+  /** The current lease was lost (etcd unreachable for more than 2×TTL, or it expired): rejoin, once. */
+  private rejoinLater(lease: Lease, error: Error): void {
+    if (this.closed || lease !== this.lease) return;
+    this.options.logger?.warn({ err: error }, "membership lease lost; rejoining");
+    this.tell({ kind: "lost", error });
+    this.rejoin.trigger();
+  }
+
+  private tell(event: MembershipEvent): void {
+    try {
+      this.options.onMembership?.(event);
+    } catch {
+      // An observer's fault must not break membership.
+    }
   }
 
   private setAvailable(available: boolean, reason: string): void {
