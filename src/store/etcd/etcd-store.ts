@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import { RegistryError } from "../../registry/registry-error.js";
 import type { Change, RemovalReason, StoredInstance } from "../../registry/types.js";
 import type { Mutation, RegistryStore, StoreState } from "../registry-store.js";
+import { EtcdLiveness } from "./etcd-liveness.js";
 import { changeFromEvent, decodeInstance, encodeInstance } from "./instance-codec.js";
 import { RendezvousOwnership } from "./rendezvous-ownership.js";
 import { RejoinLoop, type MembershipEvent } from "./rejoin-loop.js";
@@ -38,6 +39,19 @@ export interface EtcdStoreOptions {
    * can resume on a replica that started after its resume point. Default 10000.
    */
   readonly historyLimit?: number;
+  /**
+   * How this replica notices, with no client traffic, that it lost etcd: a
+   * linearizable read every `intervalMs` (default 500) with a deadline of
+   * `deadlineMs` (default 1000); none succeeding for `staleAfterMs` (default
+   * 2000) makes the store unavailable. `catchUpTimeoutMs` (default 5000)
+   * bounds each attempt to catch up with etcd before serving again.
+   */
+  readonly liveness?: {
+    readonly intervalMs?: number;
+    readonly deadlineMs?: number;
+    readonly staleAfterMs?: number;
+    readonly catchUpTimeoutMs?: number;
+  };
 }
 
 /** Could not reach etcd or read its data at start-up. */
@@ -77,6 +91,19 @@ export class EtcdStore implements RegistryStore {
   private replayEnd: { revision: number; done: () => void } | undefined;
   private readonly availabilityListeners: ((available: boolean, reason: string) => void)[] = [];
   private closed = false;
+  private liveness: EtcdLiveness | undefined;
+  /** What listeners were last told: unavailable carries its reason. */
+  private reported: { available: true } | { available: false; reason: string } = { available: true };
+  /** Set while etcd3 reports the watch stream down (between 'disconnected' and 'connected'). */
+  private watchDown = false;
+  /** Set when the watch was cancelled for good (e.g. compacted): only a restart recovers. */
+  private fatal: string | undefined;
+  /** Bumped at every loss: a catch-up that started before one does not make the store available. */
+  private lossGeneration = 0;
+  private catchingUp = false;
+  /** Highest etcd revision the watch has delivered: every change under the prefix up to it has been applied. */
+  private watchedRevision = 0;
+  private readonly watchedWaiters: { revision: number; resolve: () => void; reject: (err: Error) => void }[] = [];
 
   constructor(private readonly options: EtcdStoreOptions) {
     this.prefix = options.prefix ?? "/service-registry/";
@@ -154,9 +181,18 @@ export class EtcdStore implements RegistryStore {
     const watcher = await this.client.watch().prefix(this.prefix).startRevision(String(from)).withPreviousKV().create();
     this.watcher = watcher;
     watcher.on("data", (res) => this.onWatchData(res.events as unknown as EtcdEvent[]));
-    watcher.on("disconnected", () => this.setAvailable(false, "etcd unreachable"));
-    watcher.on("connected", () => this.setAvailable(true, "etcd reachable"));
-    watcher.on("error", (err) => this.setAvailable(false, `etcd watch failed (${err.message}); restart this replica`));
+    watcher.on("disconnected", () => {
+      this.watchDown = true;
+      this.markLost("etcd unreachable (watch stream broken)");
+    });
+    watcher.on("connected", () => {
+      this.watchDown = false;
+      this.tryRecover();
+    });
+    watcher.on("error", (err) => {
+      this.fatal = `etcd watch failed (${err.message}); restart this replica`;
+      this.markLost(this.fatal);
+    });
 
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<never>((_, reject) => {
@@ -167,6 +203,7 @@ export class EtcdStore implements RegistryStore {
     } finally {
       clearTimeout(timer);
     }
+    this.startLiveness();
     // The core applies changes only after open() resolved and it loaded the state.
     setImmediate(() => {
       for (const change of early) onChange(change);
@@ -188,6 +225,8 @@ export class EtcdStore implements RegistryStore {
 
   onAvailabilityChange(listener: (available: boolean, reason: string) => void): void {
     this.availabilityListeners.push(listener);
+    // Lost before the listener was added (during open): say so now.
+    if (!this.reported.available) listener(false, this.reported.reason);
   }
 
   async commit(mutation: Mutation): Promise<Change> {
@@ -202,6 +241,8 @@ export class EtcdStore implements RegistryStore {
   async close(): Promise<void> {
     this.closed = true;
     this.rejoin.close();
+    await this.liveness?.stop();
+    for (const w of this.watchedWaiters.splice(0)) w.reject(new Error("store closed"));
     await this.watcher?.cancel().catch(() => undefined);
     await this.lease?.revoke().catch(() => undefined); // hand our probes to the others at once
     this.client.close();
@@ -251,6 +292,12 @@ export class EtcdStore implements RegistryStore {
 
   /** Turns one watch response into registry changes and membership updates, in revision order. */
   private onWatchData(events: EtcdEvent[]): void {
+    this.deliverEvents(events);
+    const last = events.at(-1);
+    if (last) this.watched(Number(last.kv.mod_revision));
+  }
+
+  private deliverEvents(events: EtcdEvent[]): void {
     const reasons = new Map<string, RemovalReason>();
     let membersChanged = false;
     for (const e of events) {
@@ -344,9 +391,108 @@ export class EtcdStore implements RegistryStore {
     }
   }
 
-  private setAvailable(available: boolean, reason: string): void {
+  private get syncKey(): string {
+    return `${this.prefix}sync`;
+  }
+
+  /** Checks etcd with linearizable reads, so a silent partition is noticed without client traffic. */
+  private startLiveness(): void {
+    const { intervalMs, deadlineMs, staleAfterMs } = this.options.liveness ?? {};
+    this.liveness = new EtcdLiveness({
+      // Linearizable (etcd3's default): etcd's leader confirms a quorum before answering.
+      check: (deadline) => this.client.get(this.syncKey).options({ deadline }).exec(),
+      onLost: (reason) => this.markLost(reason),
+      onRegained: () => this.tryRecover(),
+      ...(intervalMs === undefined ? {} : { intervalMs }),
+      ...(deadlineMs === undefined ? {} : { deadlineMs }),
+      ...(staleAfterMs === undefined ? {} : { staleAfterMs }),
+    });
+    this.liveness.start();
+  }
+
+  /** The view may be stale from now on: tell the core (once) and abandon any catch-up in flight. */
+  private markLost(reason: string): void {
     if (this.closed) return;
-    if (available) void this.refreshMembers();
+    this.lossGeneration++;
+    for (const w of this.watchedWaiters.splice(0)) w.reject(new Error(reason));
+    if (!this.reported.available) return;
+    this.reported = { available: false, reason };
+    this.notify(false, reason);
+  }
+
+  /**
+   * Serves again only once this replica has applied every change etcd had
+   * committed when etcd answered again: it writes a marker key under the
+   * prefix and waits until its own watch delivers that write. etcd's watch
+   * delivers events in revision order with no gap, so seeing the marker's
+   * revision W means every change up to W, at least etcd's revision when
+   * the catch-up began, has been applied. (A watch response's header
+   * revision, or a progress notification, does not say that on etcd 3.4.)
+   */
+  private tryRecover(): void {
+    if (this.closed || this.fatal !== undefined || this.reported.available || this.catchingUp) return;
+    if (this.watchDown || this.liveness?.isLost) return;
+    this.catchingUp = true;
+    const generation = this.lossGeneration;
+    void this.catchUp()
+      .then(
+        (revision) => {
+          if (generation !== this.lossGeneration || this.closed) return;
+          this.reported = { available: true };
+          void this.refreshMembers();
+          this.notify(true, `etcd reachable; caught up at revision ${revision}`);
+        },
+        (err: unknown) => {
+          this.options.logger?.warn({ err }, "could not catch up with etcd yet; retrying");
+          setTimeout(() => this.tryRecover(), 500).unref();
+        },
+      )
+      .finally(() => {
+        this.catchingUp = false;
+      });
+  }
+
+  private async catchUp(): Promise<number> {
+    const put = await this.client.put(this.syncKey).value(this.probeOwnership.self).exec();
+    const revision = Number(put.header.revision);
+    await this.watchedUpTo(revision, this.options.liveness?.catchUpTimeoutMs ?? 5000);
+    return revision;
+  }
+
+  /** Resolves once the watch has delivered `revision`; rejects after `timeoutMs` or at a loss. */
+  private watchedUpTo(revision: number, timeoutMs: number): Promise<void> {
+    if (this.watchedRevision >= revision) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const i = this.watchedWaiters.indexOf(waiter);
+        if (i >= 0) this.watchedWaiters.splice(i, 1);
+        reject(new Error(`the etcd watch did not reach revision ${revision} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const waiter = {
+        revision,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (err: Error) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      };
+      this.watchedWaiters.push(waiter);
+    });
+  }
+
+  /** Records that the watch delivered everything up to `revision` and wakes catch-ups waiting for it. */
+  private watched(revision: number): void {
+    if (revision <= this.watchedRevision) return;
+    this.watchedRevision = revision;
+    const reached = this.watchedWaiters.filter((w) => w.revision <= revision);
+    for (const w of reached) this.watchedWaiters.splice(this.watchedWaiters.indexOf(w), 1);
+    for (const w of reached) w.resolve();
+  }
+
+  private notify(available: boolean, reason: string): void {
     for (const listener of this.availabilityListeners) listener(available, reason);
   }
 }

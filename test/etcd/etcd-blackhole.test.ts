@@ -1,0 +1,176 @@
+import { credentials, status, type ServiceError } from "@grpc/grpc-js";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { EventType, RegistryServiceClient, type WatchInstancesResponse } from "../../gen/registry/v1/registry.js";
+import { RESUME_REVISION_TRAILER } from "../../src/server/watch-handler.js";
+import { startEtcd, type EtcdProcess } from "../support/etcd-process.js";
+import { startFaultProxy, type FaultProxy } from "../support/fault-proxy.js";
+import { healthClient, HealthWatch } from "../support/health-client.js";
+import { call, keyAuth, WatchCursor } from "../support/registry-harness.js";
+import { startServerProcess, type ServerProcess } from "../support/server-process.js";
+import { etcdPresent } from "./etcd-suite.js";
+
+const KEY = "etcd-suite-registration-key-0001";
+
+/** Reads a watch stream until it ends; returns what it sent and how it ended. */
+async function untilEnd(w: WatchCursor, timeoutMs: number): Promise<{ seen: WatchInstancesResponse[]; error: ServiceError }> {
+  const seen: WatchInstancesResponse[] = [];
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      seen.push(await w.next(Math.max(1, deadline - Date.now())));
+    } catch (err) {
+      if (w.error) return { seen, error: w.error };
+      throw err;
+    }
+  }
+}
+
+describe.skipIf(!etcdPresent)("a replica blackholed from etcd", () => {
+  let etcd: EtcdProcess;
+  let proxy: FaultProxy;
+  const replicas: ServerProcess[] = [];
+  const closers: (() => void)[] = [];
+
+  beforeEach(async () => {
+    etcd = await startEtcd();
+    const { hostname, port } = new URL(etcd.endpoint);
+    proxy = await startFaultProxy(hostname, Number(port));
+  });
+  afterEach(async () => {
+    for (const close of closers.splice(0)) close();
+    for (const r of replicas.splice(0)) r.kill("SIGKILL");
+    await Promise.all(replicas.map((r) => r.exited));
+    await proxy.close();
+    await etcd.close();
+  });
+
+  async function replica(endpoint: string): Promise<{ proc: ServerProcess; client: RegistryServiceClient; address: string }> {
+    const proc = await startServerProcess({
+      STORE: "etcd",
+      ETCD_ENDPOINTS: endpoint,
+      SERVICE_REGISTRATION_KEY: KEY,
+      HEALTH_CHECKS: "false",
+      ETCD_MEMBER_TTL_S: "2",
+    });
+    replicas.push(proc);
+    const address = `127.0.0.1:${proc.port}`;
+    const client = new RegistryServiceClient(address, credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 });
+    closers.push(() => client.close());
+    return { proc, client, address };
+  }
+
+  const registerVia = (c: RegistryServiceClient, port: number) =>
+    call(c, c.register, { serviceType: "api", port, host: "127.0.0.1", metadata: {} }, keyAuth(KEY));
+  const getApi = (c: RegistryServiceClient) => call(c, c.getByType, { serviceType: "api", includeUnhealthy: true }, keyAuth(KEY));
+
+  it("notices by itself within 3 s, refuses to serve, and serves again only once caught up", async () => {
+    const cut = await replica(proxy.url); // its etcd connection goes through the proxy
+    const direct = await replica(etcd.endpoint);
+    const first = await registerVia(cut.client, 8000); // acknowledged once `cut` has applied it
+
+    const healthConn = healthClient(cut.address);
+    closers.push(() => healthConn.close());
+    const health = new HealthWatch(healthConn);
+    expect(await health.next(5000)).toBe("SERVING");
+    const watch = WatchCursor.open(cut.client, {}, keyAuth(KEY));
+    let synced: WatchInstancesResponse;
+    do synced = await watch.next(5000);
+    while (synced.type !== EventType.EVENT_TYPE_SYNCED);
+    expect(synced.revision).toBeGreaterThanOrEqual(first.instance!.revision);
+
+    // No client traffic from here on: only the replica's own checks can notice.
+    proxy.blackhole();
+    const cutAt = Date.now();
+    expect(await health.next(3000)).toBe("NOT_SERVING");
+    expect(Date.now() - cutAt).toBeLessThan(3000);
+
+    // The open watch ends with UNAVAILABLE and names where to resume.
+    const ended = await untilEnd(watch, 1000);
+    expect(ended.error.code).toBe(status.UNAVAILABLE);
+    const resumeFrom = Number(ended.error.metadata.get(RESUME_REVISION_TRAILER)[0]);
+    expect(resumeFrom).toBe(ended.seen.at(-1)?.revision ?? synced.revision);
+    // Reads are refused rather than answered from a view that may be stale.
+    const refused = await getApi(cut.client).then(() => undefined, (e: ServiceError) => e);
+    expect(refused?.code).toBe(status.UNAVAILABLE);
+
+    // Meanwhile another replica, still on etcd, takes registrations: enough
+    // that catching up takes several etcd watch responses.
+    const during = [];
+    for (let batch = 0; batch < 10; batch++) {
+      during.push(...(await Promise.all(Array.from({ length: 20 }, (_, i) => registerVia(direct.client, 8001 + batch * 20 + i)))));
+    }
+    const allIds = [first.serviceId, ...during.map((r) => r.serviceId)].sort();
+
+    // After healing, every read the replica answers has that registration.
+    proxy.heal();
+    let served = false;
+    const sampling = (async () => {
+      let answered = 0;
+      while (!served) {
+        const got = await getApi(cut.client).catch((e: ServiceError) => e);
+        if (got instanceof Error) expect(got.code).toBe(status.UNAVAILABLE);
+        else {
+          expect(got.instances.map((i) => i.id).sort()).toEqual(allIds);
+          answered++;
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return answered;
+    })();
+    const healed = await health.next(20_000).finally(() => (served = true));
+    expect(healed).toBe("SERVING");
+    await sampling;
+    const after = await getApi(cut.client);
+    expect(after.instances.map((i) => i.id).sort()).toEqual(allIds);
+
+    // A watcher resuming from where its stream ended gets exactly what it missed: no RESET, no gap.
+    const resumed = WatchCursor.open(cut.client, { sinceRevision: resumeFrom, epoch: synced.epoch }, keyAuth(KEY));
+    closers.push(() => resumed.cancel());
+    const missed: WatchInstancesResponse[] = [];
+    while (missed.length < during.length) {
+      const next = await resumed.next(5000);
+      if (next.type !== EventType.EVENT_TYPE_BOOKMARK) missed.push(next);
+    }
+    expect(missed.every((e) => e.type === EventType.EVENT_TYPE_INSTANCE_REGISTERED && !e.snapshot)).toBe(true);
+    const byRevision = [...during].sort((a, b) => a.instance!.revision - b.instance!.revision);
+    expect(missed.map((e) => `${e.revision}:${e.instance?.id}`)).toEqual(byRevision.map((r) => `${r.instance!.revision}:${r.serviceId}`));
+  }, 60_000);
+
+  it("after a partition that ends in a reset, serves again only once it has replayed everything it missed", async () => {
+    const cut = await replica(proxy.url);
+    const direct = await replica(etcd.endpoint);
+    const first = await registerVia(cut.client, 9000);
+    const healthConn = healthClient(cut.address);
+    closers.push(() => healthConn.close());
+    const health = new HealthWatch(healthConn);
+    expect(await health.next(5000)).toBe("SERVING");
+
+    proxy.blackhole();
+    expect(await health.next(3000)).toBe("NOT_SERVING");
+    // More than etcd sends a re-created watch in one batch (1000 revisions):
+    // the replay after the reset takes several etcd sync rounds.
+    const during = [];
+    for (let batch = 0; batch < 22; batch++) {
+      during.push(...(await Promise.all(Array.from({ length: 50 }, (_, i) => registerVia(direct.client, 10_000 + batch * 50 + i)))));
+    }
+    const total = during.length + 1;
+
+    // The connection is reset: etcd answers the replica's reads at once on a
+    // new one, while its watch re-creates itself from the old revision and replays.
+    proxy.reset();
+    let served = false;
+    const sampling = (async () => {
+      while (!served) {
+        const got = await getApi(cut.client).catch((e: ServiceError) => e);
+        if (got instanceof Error) expect(got.code).toBe(status.UNAVAILABLE);
+        else expect(got.instances.length, "a read answered before the replica caught up").toBe(total);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
+    const healed = await health.next(20_000).finally(() => (served = true));
+    expect(healed).toBe("SERVING");
+    await sampling;
+    const after = await getApi(cut.client);
+    expect(after.instances.map((i) => i.id).sort()).toEqual([first.serviceId, ...during.map((r) => r.serviceId)].sort());
+  }, 90_000);
+});
