@@ -47,6 +47,10 @@ export class InstrumentedStore implements RegistryStore {
     this.inner.onAvailabilityChange?.(listener);
   }
 
+  onProgress(listener: (revision: number) => void): void {
+    this.inner.onProgress?.(listener);
+  }
+
   open(onChange: (change: Change) => void): Promise<StoreState> {
     return this.inner.open(onChange);
   }

@@ -67,7 +67,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   /** Instances with a health mutation in flight, so one transition is committed once. */
   private readonly pendingHealth = new Set<string>();
   private readonly revisionWaiters: { revision: number; resolve: () => void; reject: (err: Error) => void }[] = [];
-  private readonly applyQueue: Change[] = [];
+  /** Changes, and progress marks (bare revisions) from a shared store, in feed order. */
+  private readonly applyQueue: (Change | number)[] = [];
   private applying = false;
   private history: EventHistory | undefined;
   private hub: WatchHub | undefined;
@@ -103,6 +104,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   async start(): Promise<void> {
     if (this.state !== "new") throw new Error("ServiceRegistry.start() may be called once");
     this.state = "starting";
+    // Progress marks share the apply queue, so one never overtakes a change queued before it.
+    this.store.onProgress?.((revision) => this.apply(revision));
     const loaded = await this.store.open((change) => this.apply(change));
     this.currentEpoch = loaded.epoch;
     this.currentRevision = loaded.revision;
@@ -293,12 +296,15 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
    * reported them, even when a listener commits from inside an apply (the
    * memory store reports synchronously): a nested change waits in the queue.
    */
-  private apply(change: Change): void {
-    this.applyQueue.push(change);
+  private apply(item: Change | number): void {
+    this.applyQueue.push(item);
     if (this.applying) return;
     this.applying = true;
     try {
-      for (let next = this.applyQueue.shift(); next; next = this.applyQueue.shift()) this.applyOne(next);
+      for (let next = this.applyQueue.shift(); next !== undefined; next = this.applyQueue.shift()) {
+        if (typeof next === "number") this.applyProgress(next);
+        else this.applyOne(next);
+      }
     } finally {
       this.applying = false;
     }
@@ -328,6 +334,20 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     }
     this.hub?.publishChange(change);
     this.fire("change", change);
+    this.releaseWaiters();
+  }
+
+  /**
+   * The store delivered every change up to `revision`, and none lies after the
+   * last one applied: the revision moves on with no history entry (a watcher
+   * resuming from anywhere in between gets exactly the changes after it),
+   * open watchers' positions and BOOKMARKs follow, and resumes waiting in
+   * `reach` for it are released.
+   */
+  private applyProgress(revision: number): void {
+    if (revision <= this.currentRevision) return;
+    this.currentRevision = revision;
+    this.hub?.publishProgress(revision);
     this.releaseWaiters();
   }
 

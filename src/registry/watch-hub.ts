@@ -40,6 +40,11 @@ export class WatchHub {
     for (const watcher of this.watchers) watcher.pushChange(change, event);
   }
 
+  /** Every change up to `revision` has been published: watchers' resume points (and BOOKMARKs) move on to it. */
+  publishProgress(revision: number): void {
+    for (const watcher of this.watchers) watcher.pushProgress(revision);
+  }
+
   publishProbe(probe: ProbeEvent): void {
     for (const watcher of this.watchers) watcher.pushProbe(probe);
   }

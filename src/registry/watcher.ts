@@ -145,6 +145,16 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
     this.position = change.revision;
   }
 
+  /**
+   * The registry reached `revision` with no change after the last one pushed:
+   * a live watcher has seen everything up to it. A parked one takes the
+   * registry's revision when it catches up.
+   */
+  pushProgress(revision: number): void {
+    if (this.ended || this.parked) return;
+    if (revision > this.position) this.position = revision;
+  }
+
   /** Offers a probe result; dropped when not wanted or when the watcher is behind. */
   pushProbe(probe: ProbeEvent): void {
     if (this.ended || this.parked || !this.options.everyHealthCheck) return;

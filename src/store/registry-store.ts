@@ -66,4 +66,15 @@ export interface RegistryStore {
    * (`true`) the backend. While lost, the registry's view may be stale.
    */
   onAvailabilityChange?(listener: (available: boolean, reason: string) => void): void;
+  /**
+   * Shared stores whose revisions also count keys that are not instances
+   * (etcd: membership, removal reasons, the sync marker): reports that every
+   * change up to `revision` has been delivered, so the registry's revision
+   * follows the backend's even when no instance changed. Every replica then
+   * reports the same revision for the same state, and a replica that started
+   * at the backend's revision agrees with those that ran all along. Called in
+   * order with the change feed, after the changes it covers; register the
+   * listener before `open`.
+   */
+  onProgress?(listener: (revision: number) => void): void;
 }

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { ExponentialBackoff, type IBackoff, type IBackoffFactory } from "cockatiel";
+import { ExponentialBackoff, noop, type IBackoff, type IBackoffFactory } from "cockatiel";
 import { Etcd3, type IOptions, type Lease, type Watcher } from "etcd3";
 import type { Logger } from "pino";
 import { RegistryError } from "../../registry/registry-error.js";
@@ -69,7 +69,8 @@ interface EtcdEvent {
  * Shared store on etcd for several registry replicas (SPEC 4.4).
  *
  * - etcd's revision is the registry revision and the cluster id the epoch, so
- *   a watcher can resume on any replica.
+ *   a watcher can resume on any replica. Every write under the prefix moves it
+ *   (non-instance keys through `onProgress`), so caught-up replicas agree.
  * - Writes are transactions (guarded by mod_revision so a stale replica never
  *   overwrites or resurrects), acknowledged after etcd commits.
  * - One etcd watch per replica feeds every change, from every replica, to the
@@ -82,11 +83,16 @@ export class EtcdStore implements RegistryStore {
   readonly probeOwnership: RendezvousOwnership;
   private readonly prefix: string;
   private readonly client: Etcd3;
+  private readonly livenessClient: Etcd3;
   private watcher: Watcher | undefined;
   private lease: Lease | undefined;
   private readonly rejoin: RejoinLoop;
-  /** Where changes go: buffered during the start-up replay, then the core's change feed. */
-  private deliver: (change: Change) => void = () => {};
+  /**
+   * Where changes (and progress marks, as bare revisions) go: buffered during
+   * the start-up replay, then the core's change feed and progress listener.
+   */
+  private deliver: (item: Change | number) => void = () => {};
+  private progressListener: ((revision: number) => void) | undefined;
   /** The revision that ends the start-up replay (our own membership put). */
   private replayEnd: { revision: number; done: () => void } | undefined;
   private readonly availabilityListeners: ((available: boolean, reason: string) => void)[] = [];
@@ -130,6 +136,11 @@ export class EtcdStore implements RegistryStore {
       };
     }
     this.client = new Etcd3(clientOptions);
+    // The liveness check has a client of its own, without retries or circuit
+    // breaker: under CPU starvation its reads can miss their tight deadline,
+    // and three such misses on the shared client opened etcd3's breaker for
+    // every call, so commits failed for 5 s on a replica that was fine.
+    this.livenessClient = new Etcd3({ ...clientOptions, faultHandling: { ...clientOptions.faultHandling, host: () => noop, global: noop } });
     this.rejoin = new RejoinLoop({
       attempt: () => this.join(),
       ...(options.rejoinBackoff ? { backoff: options.rejoinBackoff } : {}),
@@ -156,6 +167,7 @@ export class EtcdStore implements RegistryStore {
       range = await this.client.getAll().prefix(this.instancesPrefix).exec();
     } catch (err) {
       this.client.close();
+      this.livenessClient.close();
       throw new EtcdOpenError(`cannot reach etcd at ${this.options.endpoints.join(",")}: ${(err as Error).message}`);
     }
     const revision = Number(range.header.revision);
@@ -174,8 +186,12 @@ export class EtcdStore implements RegistryStore {
     const backfillFrom = Math.max(1, revision - (this.options.historyLimit ?? 10_000) + 1);
     const from = backfillFrom <= revision && (await this.retained(backfillFrom)) ? backfillFrom : revision + 1;
     const history: Change[] = [];
-    const early: Change[] = [];
-    this.deliver = (change) => (change.revision <= revision ? history : early).push(change);
+    const early: (Change | number)[] = [];
+    this.deliver = (item) => {
+      if (typeof item === "number") {
+        if (item > revision) early.push(item); // progress up to `revision` is the loaded state itself
+      } else (item.revision <= revision ? history : early).push(item);
+    };
     const replayed = new Promise<void>((resolve) => (this.replayEnd = { revision: joinedAt, done: resolve }));
 
     const watcher = await this.client.watch().prefix(this.prefix).startRevision(String(from)).withPreviousKV().create();
@@ -205,9 +221,13 @@ export class EtcdStore implements RegistryStore {
     }
     this.startLiveness();
     // The core applies changes only after open() resolved and it loaded the state.
+    const forward = (item: Change | number): void => {
+      if (typeof item === "number") this.progressListener?.(item);
+      else onChange(item);
+    };
     setImmediate(() => {
-      for (const change of early) onChange(change);
-      this.deliver = onChange;
+      for (const item of early) forward(item);
+      this.deliver = forward;
     });
     return { epoch: range.header.cluster_id, revision, instances, history, historyFloor: from - 1 };
   }
@@ -221,6 +241,10 @@ export class EtcdStore implements RegistryStore {
       if (/compacted/i.test((err as Error).message)) return false;
       throw err;
     }
+  }
+
+  onProgress(listener: (revision: number) => void): void {
+    this.progressListener = listener;
   }
 
   onAvailabilityChange(listener: (available: boolean, reason: string) => void): void {
@@ -246,6 +270,7 @@ export class EtcdStore implements RegistryStore {
     await this.watcher?.cancel().catch(() => undefined);
     await this.lease?.revoke().catch(() => undefined); // hand our probes to the others at once
     this.client.close();
+    this.livenessClient.close();
   }
 
   private async commitOnce(mutation: Mutation): Promise<Change> {
@@ -290,7 +315,14 @@ export class EtcdStore implements RegistryStore {
     throw new RegistryError("unavailable", "the instance kept changing; retry");
   }
 
-  /** Turns one watch response into registry changes and membership updates, in revision order. */
+  /**
+   * Turns one watch response into registry changes and membership updates, in
+   * revision order. When the response ends past its last instance change
+   * (membership, removal-reason or sync-marker keys), a progress mark at its
+   * last revision follows the changes: every replica's revision is then the
+   * last revision under the prefix, whether it ran all along or started at
+   * etcd's header revision.
+   */
   private onWatchData(events: EtcdEvent[]): void {
     this.deliverEvents(events);
     const last = events.at(-1);
@@ -308,6 +340,7 @@ export class EtcdStore implements RegistryStore {
         membersChanged = true;
       }
     }
+    let delivered = 0;
     for (const e of events) {
       const key = e.kv.key.toString("utf8");
       if (!key.startsWith(this.instancesPrefix)) continue;
@@ -315,8 +348,13 @@ export class EtcdStore implements RegistryStore {
       const change = this.decode(e.kv.key, () =>
         changeFromEvent(e.type, e.kv, e.prev_kv ?? undefined, reasons.get(`${e.kv.mod_revision}/${id}`)),
       );
-      if (change) this.deliver(change);
+      if (change) {
+        this.deliver(change);
+        delivered = change.revision;
+      }
     }
+    const last = events.at(-1);
+    if (last && Number(last.kv.mod_revision) > delivered) this.deliver(Number(last.kv.mod_revision));
     if (membersChanged) void this.refreshMembers();
     const end = this.replayEnd;
     if (end && events.some((e) => Number(e.kv.mod_revision) >= end.revision)) {
@@ -400,7 +438,7 @@ export class EtcdStore implements RegistryStore {
     const { intervalMs, deadlineMs, staleAfterMs } = this.options.liveness ?? {};
     this.liveness = new EtcdLiveness({
       // Linearizable (etcd3's default): etcd's leader confirms a quorum before answering.
-      check: (deadline) => this.client.get(this.syncKey).options({ deadline }).exec(),
+      check: (deadline) => this.livenessClient.get(this.syncKey).options({ deadline }).exec(),
       onLost: (reason) => this.markLost(reason),
       onRegained: () => this.tryRecover(),
       ...(intervalMs === undefined ? {} : { intervalMs }),
