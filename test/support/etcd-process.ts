@@ -69,7 +69,8 @@ export async function startEtcd(): Promise<EtcdProcess> {
 
   const stop = async (): Promise<void> => {
     const c = child;
-    if (!c || c.exitCode !== null) return;
+    // Already gone (exited, or killed by a signal): its 'exit' will not come again.
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
     const exited = new Promise((resolve) => c.once("exit", resolve));
     c.kill("SIGKILL");
     await exited;
