@@ -44,15 +44,20 @@ export class Authenticator {
   ) {}
 
   /** Register: only the registration key is accepted. */
-  requireKey(presented: PresentedCredentials): void {
-    const principal = this.identify(presented);
-    if (principal.kind !== "key") {
-      throw new RegistryError("permission_denied", "Register requires the registration key, not instance credentials");
-    }
+  requireKey(presented: PresentedCredentials): void | Promise<void> {
+    return andThen(this.identify(presented), (principal) => {
+      if (principal.kind !== "key") {
+        throw new RegistryError("permission_denied", "Register requires the registration key, not instance credentials");
+      }
+    });
   }
 
-  /** Reads and watches: the key or any live instance's credentials. */
-  identify(presented: PresentedCredentials): Principal {
+  /**
+   * Reads and watches: the key or any live instance's credentials.
+   * Synchronous when this replica's index answers; a promise when it must
+   * ask a shared store first (see `ServiceRegistry.readCaughtUp`).
+   */
+  identify(presented: PresentedCredentials): Principal | Promise<Principal> {
     if (presented.key !== undefined) {
       if (!this.keys.accepts(presented.key)) throw new RegistryError("unauthenticated", "invalid registration key");
       return { kind: "key" };
@@ -61,16 +66,28 @@ export class Authenticator {
       if (!presented.serviceId || !presented.serviceToken) {
         throw new RegistryError("unauthenticated", "instance credentials need both x-service-id and x-service-token");
       }
-      return { kind: "instance", instance: this.registry.authenticate(presented.serviceId, presented.serviceToken) };
+      const { serviceId: id, serviceToken: token } = presented;
+      // Unknown ids and wrong tokens take the same path, store read included: no oracle for valid ids.
+      const instance = this.registry.readCaughtUp(id, "unauthenticated", () => this.registry.authenticate(id, token));
+      return andThen(instance, (i): Principal => ({ kind: "instance", instance: i }));
     }
     throw new RegistryError("unauthenticated", MISSING);
   }
 
   /** Unregister: the instance itself or a key holder. */
-  requireOwnerOrKey(presented: PresentedCredentials, instanceId: string): void {
-    const principal = this.identify(presented);
-    if (principal.kind === "instance" && principal.instance.id !== instanceId) {
-      throw new RegistryError("permission_denied", "an instance may unregister only itself");
-    }
+  requireOwnerOrKey(presented: PresentedCredentials, instanceId: string): void | Promise<void> {
+    return andThen(this.identify(presented), (principal) => {
+      if (principal.kind === "instance" && principal.instance.id !== instanceId) {
+        throw new RegistryError("permission_denied", "an instance may unregister only itself");
+      }
+    });
   }
+}
+
+/**
+ * Runs `next` on `value` now, or once it resolves when it is a promise: an
+ * answer from memory stays synchronous (no promise hops on the read path).
+ */
+export function andThen<T, R>(value: T | Promise<T>, next: (value: T) => R | Promise<R>): R | Promise<R> {
+  return value instanceof Promise ? value.then(next) : next(value);
 }

@@ -3,7 +3,7 @@ import { RegistryError } from "../registry/registry-error.js";
 import type { Registration, ServiceRegistry } from "../registry/service-registry.js";
 import type { Change, Instance, ServiceSummary } from "../registry/types.js";
 import type { Watcher, WatchOptions } from "../registry/watcher.js";
-import { Authenticator, type PresentedCredentials, type Principal } from "./authenticator.js";
+import { andThen, Authenticator, type PresentedCredentials, type Principal } from "./authenticator.js";
 
 /** What a transport knows about a call: the credentials presented and the caller's address. */
 export interface CallContext {
@@ -20,6 +20,9 @@ export interface RegisterRequest {
   readonly metadata?: Readonly<Record<string, string>> | undefined;
   readonly healthCheckPath?: string | undefined;
 }
+
+type TypeAnswer = { instances: readonly Instance[]; revision: number };
+type ServicesAnswer = { services: ServiceSummary[]; revision: number };
 
 /** Longest instance id accepted in a request (ids are UUIDs; this only bounds garbage). */
 const MAX_ID_LENGTH = 128;
@@ -47,7 +50,7 @@ export class RegistryApi {
 
   /** Register: needs the registration key; `host` defaults to the caller's address. */
   async register(ctx: CallContext, request: RegisterRequest): Promise<Registration> {
-    this.auth.requireKey(ctx.credentials);
+    await this.auth.requireKey(ctx.credentials);
     const host = request.host ?? ctx.peerHost;
     if (host === undefined) throw new RegistryError("invalid_argument", "host: caller address is unknown; set host explicitly");
     if (request.host === undefined && host.includes("%")) {
@@ -65,29 +68,28 @@ export class RegistryApi {
   }
 
   /** Instances of a type, healthy ones unless `includeUnhealthy`. */
-  getByType(ctx: CallContext, serviceType: string, includeUnhealthy: boolean): { instances: readonly Instance[]; revision: number } {
-    this.auth.identify(ctx.credentials);
-    return this.registry.getByType(serviceType, includeUnhealthy);
+  getByType(ctx: CallContext, serviceType: string, includeUnhealthy: boolean): TypeAnswer | Promise<TypeAnswer> {
+    return andThen(this.auth.identify(ctx.credentials), () => this.registry.getByType(serviceType, includeUnhealthy));
   }
 
-  /** One instance by id. */
-  getInstance(ctx: CallContext, instanceId: string): Instance {
-    this.auth.identify(ctx.credentials);
-    requireInstanceId(instanceId);
-    return this.registry.getInstance(instanceId);
+  /** One instance by id; one registered on another replica a moment ago is waited for, not NOT_FOUND. */
+  getInstance(ctx: CallContext, instanceId: string): Instance | Promise<Instance> {
+    return andThen(this.auth.identify(ctx.credentials), () => {
+      requireInstanceId(instanceId);
+      return this.registry.readCaughtUp(instanceId, "not_found", () => this.registry.getInstance(instanceId));
+    });
   }
 
   /** Unregister: the instance itself or a key holder. */
   async unregister(ctx: CallContext, instanceId: string): Promise<Change> {
-    this.auth.requireOwnerOrKey(ctx.credentials, instanceId);
+    await this.auth.requireOwnerOrKey(ctx.credentials, instanceId);
     requireInstanceId(instanceId);
     return this.registry.unregister(instanceId);
   }
 
   /** Counts per service type. */
-  listServices(ctx: CallContext): { services: ServiceSummary[]; revision: number } {
-    this.auth.identify(ctx.credentials);
-    return this.registry.listServices();
+  listServices(ctx: CallContext): ServicesAnswer | Promise<ServicesAnswer> {
+    return andThen(this.auth.identify(ctx.credentials), () => this.registry.listServices());
   }
 
   /**
@@ -96,7 +98,7 @@ export class RegistryApi {
    * waited for (see `ServiceRegistry.reach`).
    */
   async watch(ctx: CallContext, options: WatchOptions): Promise<{ watcher: Watcher; principal: Principal }> {
-    const principal = this.auth.identify(ctx.credentials);
+    const principal = await this.auth.identify(ctx.credentials);
     await this.registry.reach(options.epoch, options.sinceRevision);
     return { watcher: this.registry.watch(options), principal };
   }

@@ -30,7 +30,7 @@ export function jsonApiRoutes(api: RegistryApi, options: { maxBodyBytes?: number
       template: "/service",
       async handle({ req }) {
         const ctx = context(req);
-        api.auth.requireKey(ctx.credentials); // refuse before reading a stranger's body
+        await api.auth.requireKey(ctx.credentials); // refuse before reading a stranger's body
         const request = registerRequestFromJson(await readJsonBody(req, maxBodyBytes));
         const { instance, token } = await api.register(ctx, request);
         return { status: 201, json: { serviceId: instance.id, token, instance: instanceJson(instance) } };
@@ -39,25 +39,25 @@ export function jsonApiRoutes(api: RegistryApi, options: { maxBodyBytes?: number
     {
       method: "GET",
       template: "/services",
-      handle({ req }) {
-        const { services, revision } = api.listServices(context(req));
+      async handle({ req }) {
+        const { services, revision } = await api.listServices(context(req));
         return { status: 200, json: { services: services.map(serviceJson), revision } };
       },
     },
     {
       method: "GET",
       template: "/services/:type",
-      handle({ req, params, query }) {
+      async handle({ req, params, query }) {
         const includeUnhealthy = flag(query, "includeUnhealthy") || flag(query, "include_unhealthy");
-        const { instances, revision } = api.getByType(context(req), params.type ?? "", includeUnhealthy);
+        const { instances, revision } = await api.getByType(context(req), params.type ?? "", includeUnhealthy);
         return { status: 200, json: { instances: instances.map(instanceJson), revision } };
       },
     },
     {
       method: "GET",
       template: "/service/:id",
-      handle({ req, params }) {
-        return { status: 200, json: { instance: instanceJson(api.getInstance(context(req), params.id ?? "")) } };
+      async handle({ req, params }) {
+        return { status: 200, json: { instance: instanceJson(await api.getInstance(context(req), params.id ?? "")) } };
       },
     },
     {

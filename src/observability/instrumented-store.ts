@@ -51,6 +51,11 @@ export class InstrumentedStore implements RegistryStore {
     this.inner.onProgress?.(listener);
   }
 
+  /** The real store's, when it has one: the registry asks a store of this process nothing. */
+  get lookup(): ((id: string) => Promise<number | undefined>) | undefined {
+    return this.inner.lookup?.bind(this.inner);
+  }
+
   open(onChange: (change: Change) => void): Promise<StoreState> {
     return this.inner.open(onChange);
   }

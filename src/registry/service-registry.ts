@@ -12,7 +12,7 @@ import { EventHistory } from "./event-history.js";
 import { HealthThresholds } from "./health-thresholds.js";
 import { InstanceIndex } from "./instance-index.js";
 import { newInstanceId } from "./instance-id.js";
-import { RegistryError } from "./registry-error.js";
+import { RegistryError, type RegistryErrorCode } from "./registry-error.js";
 import { resolveRegistryOptions, type ResolvedRegistryOptions, type ServiceRegistryOptions } from "./registry-options.js";
 import type { Change, Instance, RemovalReason, ServiceSummary, StoredInstance } from "./types.js";
 import { validateRegisterInput, validateServiceType, type RegisterInput } from "./validation.js";
@@ -218,23 +218,11 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     this.assertRunning();
     if (epoch !== this.currentEpoch || revision <= this.currentRevision) return;
     this.assertFresh();
-    const waiter = { revision, resolve: () => {}, reject: (_err: Error) => {} };
-    const reached = new Promise<boolean>((resolve, reject) => {
-      waiter.resolve = () => resolve(true);
-      waiter.reject = reject;
-    });
-    this.revisionWaiters.push(waiter);
     this.resumesWaiting++;
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), this.options.resumeWait)));
     try {
-      if (await Promise.race([reached, timedOut])) return;
+      if (await this.reached(revision)) return;
     } finally {
       this.resumesWaiting--;
-      clearTimeout(timer);
-      // A revision never reached (a made-up one) must not leave its waiter behind.
-      const at = this.revisionWaiters.indexOf(waiter);
-      if (at !== -1) this.revisionWaiters.splice(at, 1);
     }
     throw new RegistryError(
       "unavailable",
@@ -244,6 +232,64 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
 
   /** Watches waiting in `reach` for a revision this registry has not applied yet. */
   resumesWaiting = 0;
+
+  /**
+   * Answers `read` (about instance `id`, from this replica's index) and, when
+   * it fails with `missCode`, looks the instance up in a shared store: a
+   * replica that is behind (another replica registered it a moment ago, this
+   * one's watch has not delivered it yet) waits until it has applied the
+   * instance's latest change, bounded by `resumeWait`, and answers `read`
+   * again; UNAVAILABLE when it cannot catch up in time, so the client tries
+   * another replica instead of reading "unknown instance" (which `registerSelf`
+   * takes as "register again"). Each miss costs the store one read; a store
+   * of this process (memory, SQLite) is the index's own truth and is not
+   * asked. Synchronous unless the store is asked.
+   */
+  readCaughtUp<T>(id: string, missCode: RegistryErrorCode, read: () => T): T | Promise<T> {
+    try {
+      return read();
+    } catch (err) {
+      if (!this.store.lookup || !(err instanceof RegistryError) || err.code !== missCode) throw err;
+      return this.catchUpOn(id).then(read);
+    }
+  }
+
+  private async catchUpOn(id: string): Promise<void> {
+    let revision: number | undefined;
+    try {
+      revision = await this.store.lookup?.(id);
+    } catch (err) {
+      throw new RegistryError("unavailable", "this replica could not check its store; try another replica", { cause: err });
+    }
+    if (revision === undefined || revision <= this.currentRevision) return;
+    this.assertFresh();
+    if (await this.reached(revision)) return;
+    throw new RegistryError(
+      "unavailable",
+      `this replica has not caught up with revision ${revision} yet (it is at ${this.currentRevision}); try another replica`,
+    );
+  }
+
+  /** True once `revision` is applied; false after `resumeWait`. Rejects when the store is lost or the registry closes. */
+  private async reached(revision: number): Promise<boolean> {
+    if (revision <= this.currentRevision) return true;
+    const waiter = { revision, resolve: () => {}, reject: (_err: Error) => {} };
+    const applied = new Promise<boolean>((resolve, reject) => {
+      waiter.resolve = () => resolve(true);
+      waiter.reject = reject;
+    });
+    this.revisionWaiters.push(waiter);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), this.options.resumeWait)));
+    try {
+      return await Promise.race([applied, timedOut]);
+    } finally {
+      clearTimeout(timer);
+      // A revision never reached (a made-up one) must not leave its waiter behind.
+      const at = this.revisionWaiters.indexOf(waiter);
+      if (at !== -1) this.revisionWaiters.splice(at, 1);
+    }
+  }
 
   /** Opens a watch: a snapshot or a resume, then live changes (SPEC 4.3). */
   watch(options: WatchOptions): Watcher {

@@ -1,8 +1,8 @@
 import type { handleUnaryCall, Metadata, ServerUnaryCall } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type * as pb from "../../gen/registry/v1/registry.js";
+import { andThen, type PresentedCredentials } from "../api/authenticator.js";
 import { peerHost } from "../api/peer-address.js";
-import type { PresentedCredentials } from "../api/authenticator.js";
 import type { CallContext, RegistryApi } from "../api/registry-api.js";
 import { credentialsFromMetadata } from "./auth.js";
 import { batchPerLoopTurn } from "./loop-turn-batch.js";
@@ -85,14 +85,14 @@ export function registryHandlers(deps: HandlerDeps) {
     })),
 
     getByType: unary<pb.GetByTypeRequest, pb.GetByTypeResponse>("GetByType", logger, (req, call) => {
-      const { instances, revision } = api.getByType(new GrpcCallContext(call), req.serviceType, req.includeUnhealthy);
+      const answer = api.getByType(new GrpcCallContext(call), req.serviceType, req.includeUnhealthy);
       // Pre-encoded bytes; the service definition's serializer passes them through.
       const key = `${req.includeUnhealthy ? "all" : "healthy"}/${req.serviceType}`;
-      return typeAnswers.encode(key, instances, revision) as unknown as pb.GetByTypeResponse;
+      return andThen(answer, ({ instances, revision }) => typeAnswers.encode(key, instances, revision) as unknown as pb.GetByTypeResponse);
     }),
 
     getInstance: unary<pb.GetInstanceRequest, pb.GetInstanceResponse>("GetInstance", logger, (req, call) => {
-      return { instance: toProtoInstance(api.getInstance(new GrpcCallContext(call), req.instanceId)) };
+      return andThen(api.getInstance(new GrpcCallContext(call), req.instanceId), (instance) => ({ instance: toProtoInstance(instance) }));
     }),
 
     unregister: unary<pb.UnregisterRequest, pb.UnregisterResponse>("Unregister", logger, async (req, call) => {

@@ -77,4 +77,11 @@ export interface RegistryStore {
    * listener before `open`.
    */
   onProgress?(listener: (revision: number) => void): void;
+  /**
+   * Shared stores: the revision of instance `id`'s latest change, read from
+   * the backend itself (linearizably), or undefined when it holds no such
+   * instance. Lets a replica that is behind tell "not registered" from "not
+   * applied here yet". Stores of one process have none: the index is the truth.
+   */
+  lookup?(id: string): Promise<number | undefined>;
 }

@@ -262,6 +262,13 @@ export class EtcdStore implements RegistryStore {
     }
   }
 
+  async lookup(id: string): Promise<number | undefined> {
+    // Linearizable (etcd3's default): sees every write etcd acknowledged before the call.
+    const res = await this.client.get(this.instancesPrefix + id).exec();
+    const kv = res.kvs[0];
+    return kv ? Number(kv.mod_revision) : undefined;
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     this.rejoin.close();
