@@ -39,6 +39,9 @@ export interface Registration {
   readonly token: string;
 }
 
+/** The shape of the ids `newInstanceId` makes (UUID text). */
+const INSTANCE_ID_SHAPE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 /** A hash to compare against for unknown ids, so they take as long as known ones. */
 const UNKNOWN_ID_HASH = hashSecret(randomUUID());
 
@@ -250,6 +253,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
       return read();
     } catch (err) {
       if (!this.store.lookup || !(err instanceof RegistryError) || err.code !== missCode) throw err;
+      // Ids this registry makes are UUIDs: anything else is a miss without asking the store.
+      if (!INSTANCE_ID_SHAPE.test(id)) throw err;
       return this.catchUpOn(id).then(read);
     }
   }
