@@ -83,7 +83,6 @@ export class EtcdStore implements RegistryStore {
   readonly probeOwnership: RendezvousOwnership;
   private readonly prefix: string;
   private readonly client: Etcd3;
-  private readonly livenessClient: Etcd3;
   private watcher: Watcher | undefined;
   private lease: Lease | undefined;
   private readonly rejoin: RejoinLoop;
@@ -125,7 +124,16 @@ export class EtcdStore implements RegistryStore {
       // etcd3's default watch backoff grows to 30 s; a replica should be back
       // within a couple of seconds of etcd returning.
       // (etcd3 calls `.next()` on it, as on its own default; its typings predate cockatiel 3.)
-      faultHandling: { watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2000 }) as unknown as IBackoff<unknown> },
+      faultHandling: {
+        watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2000 }) as unknown as IBackoff<unknown>,
+        // No per-host circuit breaker (etcd3's default opens for 5 s after three
+        // failed calls). The liveness check's reads have a tight deadline; under
+        // CPU starvation three misses opened it for every call, and commits then
+        // failed for 5 s on a replica that was fine. Loss of etcd is this
+        // store's liveness check's to judge; the global retry still moves a
+        // failed call to another endpoint.
+        host: () => noop,
+      },
     };
     if (options.auth) clientOptions.auth = { ...options.auth };
     if (options.tls) {
@@ -136,11 +144,6 @@ export class EtcdStore implements RegistryStore {
       };
     }
     this.client = new Etcd3(clientOptions);
-    // The liveness check has a client of its own, without retries or circuit
-    // breaker: under CPU starvation its reads can miss their tight deadline,
-    // and three such misses on the shared client opened etcd3's breaker for
-    // every call, so commits failed for 5 s on a replica that was fine.
-    this.livenessClient = new Etcd3({ ...clientOptions, faultHandling: { ...clientOptions.faultHandling, host: () => noop, global: noop } });
     this.rejoin = new RejoinLoop({
       attempt: () => this.join(),
       ...(options.rejoinBackoff ? { backoff: options.rejoinBackoff } : {}),
@@ -167,7 +170,6 @@ export class EtcdStore implements RegistryStore {
       range = await this.client.getAll().prefix(this.instancesPrefix).exec();
     } catch (err) {
       this.client.close();
-      this.livenessClient.close();
       throw new EtcdOpenError(`cannot reach etcd at ${this.options.endpoints.join(",")}: ${(err as Error).message}`);
     }
     const revision = Number(range.header.revision);
@@ -277,7 +279,6 @@ export class EtcdStore implements RegistryStore {
     await this.watcher?.cancel().catch(() => undefined);
     await this.lease?.revoke().catch(() => undefined); // hand our probes to the others at once
     this.client.close();
-    this.livenessClient.close();
   }
 
   private async commitOnce(mutation: Mutation): Promise<Change> {
@@ -445,7 +446,7 @@ export class EtcdStore implements RegistryStore {
     const { intervalMs, deadlineMs, staleAfterMs } = this.options.liveness ?? {};
     this.liveness = new EtcdLiveness({
       // Linearizable (etcd3's default): etcd's leader confirms a quorum before answering.
-      check: (deadline) => this.livenessClient.get(this.syncKey).options({ deadline }).exec(),
+      check: (deadline) => this.client.get(this.syncKey).options({ deadline }).exec(),
       onLost: (reason) => this.markLost(reason),
       onRegained: () => this.tryRecover(),
       ...(intervalMs === undefined ? {} : { intervalMs }),
