@@ -84,8 +84,9 @@ describe.skipIf(!etcdPresent)("a replica behind another one", () => {
     // No oracle: an unknown id and a wrong token for a known one get the same answer.
     const unknownId = call(b, b.getByType, { serviceType: "api", includeUnhealthy: true }, instanceAuth("0190f0aa-0000-7000-8000-000000000000", x.token));
     const wrongToken = call(b, b.getByType, { serviceType: "api", includeUnhealthy: true }, instanceAuth(x.serviceId, `${x.token}x`));
-    for (const refused of [unknownId, wrongToken]) {
-      const err = await refused.then(() => undefined, (e: ServiceError) => e);
+    // Both settle together: awaiting one while the other rejects would leave that rejection unhandled for a moment.
+    for (const refused of await Promise.allSettled([unknownId, wrongToken])) {
+      const err = refused.status === "rejected" ? (refused.reason as ServiceError) : undefined;
       expect(err?.code).toBe(status.UNAUTHENTICATED);
       expect(err?.details).toBe("invalid instance credentials");
     }
