@@ -12,7 +12,7 @@
  * Run from anywhere: `npm run check:gen`.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -22,7 +22,7 @@ const buf = join(root, "node_modules", ".bin", "buf");
 const GEN = "gen";
 /**
  * The FileDescriptorSets server reflection serves (src/server/proto-files.ts),
- * built after `buf generate` because its `clean: true` empties gen/. The
+ * built by `buf build` beside what `buf generate` writes (buf.gen.yaml does not clean gen/). The
  * package.json "generate" script runs the same commands:
  *   buf generate
  *   && buf build --as-file-descriptor-set -o gen/registry.binpb
@@ -113,6 +113,20 @@ function main() {
       fail(`${GEN}/ is stale; run \`npm run generate\` and commit the result:\n  ${problems.join("\n  ")}`);
     }
     console.log(`check:gen: ${GEN}/ is up to date (${freshFiles.length} files)`);
+
+    // Plain `buf generate` on a copy of the committed gen/ must leave it as it
+    // is: nothing it writes may differ, and nothing (the descriptor sets) be removed.
+    const plain = join(temp, "plain");
+    cpSync(committed, join(plain, GEN), { recursive: true });
+    const again = runBuf(["generate", "-o", plain]);
+    if (again.status !== 0) fail(`buf generate failed:\n${again.stdout}${again.stderr}`);
+    const after = listFiles(join(plain, GEN));
+    const changed = [
+      ...committedFiles.filter((f) => !after.includes(f)).map((f) => `removed:  ${GEN}/${f}`),
+      ...after.filter((f) => !committedFiles.includes(f) || !readFileSync(join(plain, GEN, f)).equals(readFileSync(join(committed, f)))).map((f) => `changed:  ${GEN}/${f}`),
+    ];
+    if (changed.length > 0) fail(`\`buf generate\` changes the committed ${GEN}/:\n  ${changed.join("\n  ")}`);
+    console.log(`check:gen: \`buf generate\` leaves ${GEN}/ as committed`);
   } finally {
     rmSync(temp, { recursive: true, force: true });
   }
