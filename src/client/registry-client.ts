@@ -21,7 +21,7 @@ export interface RegistryClientOptions extends Omit<ConnectionOptions, "addresse
   /**
    * Default `idleTimeoutMs` of `watch()`: a stream with no message for this
    * long is abandoned for another address. Set it to twice the registry's
-   * BOOKMARK_INTERVAL_MS. Default 60000 ms (the registry's default interval is 30 s).
+   * BOOKMARK_INTERVAL_MS (the default is twice the registry's default interval; docs/client.md).
    */
   readonly watchIdleTimeoutMs?: number;
 }

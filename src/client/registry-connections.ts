@@ -36,17 +36,17 @@ export interface ConnectionOptions {
    * or idle. A hung or cut-off registry (a frozen process, a blackholed path:
    * no RST ever comes) answers none, and its connection is dropped after
    * `keepaliveTimeoutMs`: its calls and watch streams fail UNAVAILABLE and move
-   * to another address. Default 1000 ms; 0 disables. The registry (a grpc-js
-   * server) accepts pings at any rate; a proxy in between may not.
+   * to another address. 0 disables (defaults: docs/client.md). The registry (a
+   * grpc-js server) accepts pings at any rate; a proxy in between may not.
    */
   readonly keepaliveTimeMs?: number;
-  /** How long a PING may go unanswered before the connection is dropped. Default 1000 ms. */
+  /** How long a PING may go unanswered before the connection is dropped. */
   readonly keepaliveTimeoutMs?: number;
   /**
    * With several addresses: how long a read (GetByType, GetInstance,
    * ListServices) waits on one address before it is tried on the next, which
    * becomes preferred. The last address tried gets the rest of the call's
-   * deadline. Default 1000 ms.
+   * deadline.
    */
   readonly attemptTimeoutMs?: number;
 }

@@ -26,9 +26,9 @@ export interface RegistryWatchOptions {
   /**
    * Move to another address when the stream delivers nothing for this long:
    * a registry that hangs, or one whose path is cut, sends nothing. The
-   * registry sends a BOOKMARK on idle streams (every BOOKMARK_INTERVAL_MS,
-   * default 30 s); set this to twice that. Default: the client's
-   * `watchIdleTimeoutMs`, else 60000 ms; 0 disables. (The connection's
+   * registry sends a BOOKMARK on idle streams (every BOOKMARK_INTERVAL_MS);
+   * set this to twice that. Default: the client's `watchIdleTimeoutMs`
+   * (docs/client.md); 0 disables. (The connection's
    * keepalive notices a hung registry sooner; this also covers a registry
    * that answers PINGs but whose watch stream stopped.)
    */

@@ -26,7 +26,7 @@ export interface RegistryHttpServerOptions {
   /**
    * A connection on which nothing moves this long, neither in nor out, is
    * closed: a peer that stopped reading (frozen, or hostile) must not pin an
-   * answer in memory forever. Default 30000 ms.
+   * answer in memory forever (the default is in docs/operations.md).
    */
   readonly idleTimeoutMs?: number;
 }
