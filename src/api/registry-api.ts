@@ -10,6 +10,8 @@ export interface CallContext {
   readonly credentials: PresentedCredentials;
   /** The caller's IP (IPv4-mapped IPv6 unwrapped); the default `host` of a registration. */
   readonly peerHost?: string | undefined;
+  /** When the caller stops waiting for the answer (epoch ms); absent when it set no deadline. */
+  readonly deadline?: number | undefined;
 }
 
 /** A registration as a transport decoded it; `host` absent means "the caller's address". */
@@ -64,7 +66,7 @@ export class RegistryApi {
       host,
       ...(request.metadata ? { metadata: request.metadata } : {}),
       ...(request.healthCheckPath !== undefined ? { healthCheckPath: request.healthCheckPath } : {}),
-    });
+    }, ctx.deadline);
   }
 
   /** Instances of a type, healthy ones unless `includeUnhealthy`. */

@@ -148,8 +148,12 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     return this.currentRevision;
   }
 
-  /** Registers an instance; resolves once committed and visible to readers. */
-  async register(input: RegisterInput): Promise<Registration> {
+  /**
+   * Registers an instance; resolves once committed and visible to readers.
+   * `notAfter` (epoch ms) is when the caller stops waiting: past it, a shared
+   * store does not commit the registration at all.
+   */
+  async register(input: RegisterInput, notAfter?: number): Promise<Registration> {
     this.assertRunning();
     const valid = validateRegisterInput(input);
     const serviceType = this.index.sharedType(valid.serviceType);
@@ -158,6 +162,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     const change = await this.commit({
       op: "register",
       instance: { id: newInstanceId(), ...valid, serviceType, health: "healthy", registeredAt: now, updatedAt: now, tokenHash: hashSecret(token) },
+      ...(notAfter === undefined ? {} : { notAfter }),
     });
     return { instance: change.instance, token };
   }

@@ -1,4 +1,4 @@
-import type { handleUnaryCall, Metadata, ServerUnaryCall } from "@grpc/grpc-js";
+import type { Deadline, handleUnaryCall, Metadata, ServerUnaryCall } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type * as pb from "../../gen/registry/v1/registry.js";
 import { andThen, type PresentedCredentials } from "../api/authenticator.js";
@@ -56,12 +56,19 @@ function unary<Req, Res>(
 class GrpcCallContext implements CallContext {
   readonly credentials: PresentedCredentials;
 
-  constructor(private readonly call: { readonly metadata: Metadata; getPeer(): string }) {
+  constructor(private readonly call: { readonly metadata: Metadata; getPeer(): string; getDeadline(): Deadline }) {
     this.credentials = credentialsFromMetadata(call.metadata);
   }
 
   get peerHost(): string | undefined {
     return peerHost(this.call.getPeer());
+  }
+
+  /** grpc-js reports "no deadline" as Infinity. */
+  get deadline(): number | undefined {
+    const deadline = this.call.getDeadline();
+    const ms = deadline instanceof Date ? deadline.getTime() : deadline;
+    return Number.isFinite(ms) ? ms : undefined;
   }
 }
 

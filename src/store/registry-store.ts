@@ -19,7 +19,16 @@ export interface StoreState {
 
 /** A state change the core asks a store to commit. The store assigns revisions. */
 export type Mutation =
-  | { readonly op: "register"; readonly instance: Omit<StoredInstance, "revision"> }
+  | {
+      readonly op: "register";
+      readonly instance: Omit<StoredInstance, "revision">;
+      /**
+       * When the caller stops waiting (epoch ms). A store whose commit can be
+       * held up in the network (etcd) must not let it land after that: the
+       * caller has been told it failed and may register again.
+       */
+      readonly notAfter?: number;
+    }
   | { readonly op: "remove"; readonly id: string; readonly reason: RemovalReason; readonly at: number }
   | {
       readonly op: "setHealth";

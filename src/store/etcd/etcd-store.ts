@@ -76,12 +76,14 @@ interface EtcdEvent {
  * - One etcd watch per replica feeds every change, from every replica, to the
  *   core in revision order; a removal carries its reason in a side key written
  *   in the same transaction.
- * - No lease per instance: only each replica's membership key has a lease,
- *   and probing is split between live members by rendezvous hashing.
+ * - No lease per instance: each replica's membership key has a lease, and
+ *   each Register a short one that fences it by its caller's deadline
+ *   (`fenceLease`); probing is split between live members by rendezvous hashing.
  */
 export class EtcdStore implements RegistryStore {
   readonly probeOwnership: RendezvousOwnership;
   private readonly prefix: string;
+  private readonly callTimeoutMs: number;
   private readonly client: Etcd3;
   private watcher: Watcher | undefined;
   private lease: Lease | undefined;
@@ -114,6 +116,7 @@ export class EtcdStore implements RegistryStore {
     this.prefix = options.prefix ?? "/service-registry/";
     this.probeOwnership = new RendezvousOwnership(options.replicaId ?? randomUUID());
     const timeout = options.callTimeoutMs ?? 3000;
+    this.callTimeoutMs = timeout;
     const clientOptions: IOptions = {
       hosts: [...options.endpoints],
       dialTimeout: timeout,
@@ -284,9 +287,12 @@ export class EtcdStore implements RegistryStore {
   private async commitOnce(mutation: Mutation): Promise<Change> {
     if (mutation.op === "register") {
       const key = this.instancesPrefix + mutation.instance.id;
+      const notAfter = Math.min(mutation.notAfter ?? Infinity, Date.now() + this.callTimeoutMs);
+      const fence = await this.fenceLease(notAfter);
       const res = await this.client
         .if(key, "Create", "==", 0)
-        .then(this.client.put(key).value(encodeInstance(mutation.instance)))
+        .then(this.client.put(key).value(encodeInstance(mutation.instance)), this.client.put(this.fenceKey).value("").lease(fence))
+        .options({ deadline: notAfter })
         .commit();
       if (!res.succeeded) throw new RegistryError("unavailable", "instance id collision; retry");
       const revision = Number(res.header.revision);
@@ -321,6 +327,25 @@ export class EtcdStore implements RegistryStore {
         : { kind: "health", revision, instance: updated, failureReason: mutation.failureReason };
     }
     throw new RegistryError("unavailable", "the instance kept changing; retry");
+  }
+
+  /**
+   * A lease that etcd expires at about `notAfter`, for a Register to put its
+   * fence key under in the same transaction. A transaction that names a lease
+   * etcd no longer holds fails whole, so a Register held up in the network
+   * (a partition that heals later, or etcd3 retrying it) cannot commit once
+   * the lease is gone: its caller was told it failed and may register again.
+   * The lease is granted before the transaction is sent, so etcd's clock
+   * starts before the caller's deadline; etcd rounds the TTL up to whole
+   * seconds and to its minimum. Every Register puts the same fence key, so
+   * only the last lease to expire deletes it; the others expire empty.
+   */
+  private async fenceLease(notAfter: number): Promise<string> {
+    const remaining = notAfter - Date.now();
+    if (remaining <= 0) throw new RegistryError("unavailable", "the call's deadline passed before etcd was asked");
+    const { ID } = await this.client.leaseClient.leaseGrant({ TTL: Math.ceil(remaining / 1000), ID: 0 }, { deadline: notAfter });
+    if (Date.now() >= notAfter) throw new RegistryError("unavailable", "the call's deadline passed while etcd granted the fence lease");
+    return ID;
   }
 
   /**
@@ -435,6 +460,11 @@ export class EtcdStore implements RegistryStore {
     } catch {
       // An observer's fault must not break membership.
     }
+  }
+
+  /** Written by every Register under a lease that ends at its caller's deadline (see `fenceLease`). */
+  private get fenceKey(): string {
+    return `${this.prefix}fence`;
   }
 
   private get syncKey(): string {
