@@ -65,6 +65,13 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
   private readonly signalHandlers: [NodeJS.Signals, () => void][] = [];
   private loop: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
+  /**
+   * Set after a Register whose answer was lost: the registry may still commit
+   * it a little later (on etcd, until that call's deadline rounded up to
+   * whole seconds, and at least etcd's minimum lease TTL), so the next check
+   * looks for a duplicate once more.
+   */
+  private sweepAtNextCheck = false;
 
   /** Use `registerSelf()`. */
   constructor(
@@ -145,6 +152,10 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
         });
         this.backoff.reset();
         delay = jittered(interval);
+        if (this.sweepAtNextCheck) {
+          this.sweepAtNextCheck = false;
+          await this.removeDuplicates();
+        }
       } catch (err) {
         if (this.abort.signal.aborted) return;
         const error = toClientError(err, "GetInstance");
@@ -182,7 +193,10 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
         this.current = registered;
         this.backoff.reset();
         this.emit("registered", registered.instance);
-        if (ambiguous) await this.removeDuplicates();
+        if (ambiguous) {
+          await this.removeDuplicates();
+          this.sweepAtNextCheck = true;
+        }
         return;
       } catch (err) {
         const error = toClientError(err, "Register");

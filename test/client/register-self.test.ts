@@ -90,6 +90,34 @@ describe("registerSelf", () => {
     expect(instances.map((i) => i.id)).toEqual([r.id]); // the orphan from the lost answer is gone
   });
 
+  it("also removes a duplicate the registry commits after its first look (a Register held up in the network)", async () => {
+    const h = await harness();
+    /** A client whose first Register times out while still on its way: the test lets it land later. */
+    class HoldingClient extends RegistryClient {
+      held: Parameters<RegistryClient["register"]> | undefined;
+      override async register(...args: Parameters<RegistryClient["register"]>) {
+        if (this.held) return super.register(...args);
+        this.held = args;
+        throw new RegistryClientError(status.DEADLINE_EXCEEDED, "deadline exceeded", "Register", h.address);
+      }
+    }
+    const holding = new HoldingClient({ addresses: [h.address] });
+    cleanups.push(() => holding.close());
+    const r = await self(h.address, { client: holding, connection: undefined });
+    const stream = admin(h.address).watch({ serviceType: "api" });
+    cleanups.push(() => stream.close());
+    const watch = drain(stream);
+    await watch.find((e) => e.type === "snapshot", "the snapshot");
+
+    // registerSelf has registered again and found no duplicate; now the held Register commits.
+    const late = await admin(h.address).register(...holding.held!);
+    expect(late.instance.metadata[SESSION_METADATA_KEY]).toBe(r.instance.metadata[SESSION_METADATA_KEY]);
+    const removed = await watch.find((e) => e.type === "instanceRemoved", "the late duplicate's removal");
+    expect(removed).toMatchObject({ instance: { id: late.instance.id }, reason: "unregistered" });
+    const { instances } = await admin(h.address).getByType("api", { includeUnhealthy: true });
+    expect(instances.map((i) => i.id)).toEqual([r.id]);
+  });
+
   it("rejects at once what no retry can fix: a wrong key, an invalid registration", async () => {
     const h = await harness();
     const wrongKey = self(h.address, { key: "not-the-key-0123456789" });
