@@ -58,9 +58,18 @@ export async function startServer(config: Config, logger: Logger, options: Start
   const serving = new ServingState();
   const metrics = new RegistryMetrics();
   const innerStore = options.store ?? (await createStore(config, logger));
+  // A store that watches its own backend (etcd) says when it is lost and
+  // regained; there one failed commit is a caller's deadline or a blip, not a
+  // verdict, and only another commit could clear it: a replica that balancers
+  // stop sending writes to would stay NOT_SERVING for good.
+  const storeJudgesItself = innerStore.onAvailabilityChange !== undefined;
   const store = new InstrumentedStore(innerStore, {
     onCommit: (op, outcome, seconds) => metrics.onCommit(op, outcome, seconds),
     onFailingChange(failing, err) {
+      if (storeJudgesItself) {
+        if (failing) logger.warn({ err }, "store commit failed");
+        return;
+      }
       serving.set("store_failing", failing, "a store commit failed");
       if (failing) logger.error({ err }, "store commit failed; reporting NOT_SERVING until a commit succeeds");
       else logger.warn("store commits again; serving");

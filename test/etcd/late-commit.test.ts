@@ -4,6 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { RegistryServiceClient, type RegisterResponse } from "../../gen/registry/v1/registry.js";
 import { startEtcd, type EtcdProcess } from "../support/etcd-process.js";
 import { startFaultProxy, type FaultProxy } from "../support/fault-proxy.js";
+import { healthClient, HealthWatch } from "../support/health-client.js";
 import { keyAuth } from "../support/registry-harness.js";
 import { startServerProcess, type ServerProcess } from "../support/server-process.js";
 import { etcdPresent } from "./etcd-suite.js";
@@ -71,6 +72,17 @@ describe.skipIf(!etcdPresent)("a Register whose caller gave up", () => {
     // would notice the loss of etcd: the held bytes reach etcd now.
     await new Promise((r) => setTimeout(r, cutAt + 1500 - Date.now()));
     proxy.heal();
+    // The failed Register is not a verdict on etcd: the replica serves with no
+    // further writes (only a successful commit used to clear a failed one).
+    const health = healthClient(`127.0.0.1:${replica.port}`);
+    try {
+      const statuses = new HealthWatch(health);
+      let status;
+      do status = await statuses.next(10_000);
+      while (status !== "SERVING");
+    } finally {
+      health.close();
+    }
     // A Register sent after the heal travels behind the held bytes.
     await register(7002);
     expect(await portsInEtcd(direct)).toEqual([7000, 7002]);
