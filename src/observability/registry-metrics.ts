@@ -53,6 +53,8 @@ export class RegistryMetrics {
   private readonly probes: Counter<"outcome">;
   private readonly probeSeconds: Histogram<"outcome">;
   private readonly commitSeconds: Histogram<"op" | "outcome">;
+  private readonly quotaRefusals: Counter<"quota">;
+  private readonly authFailures: Counter<"kind">;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.prometheus];
@@ -89,6 +91,18 @@ export class RegistryMetrics {
       name: "registry_watch_events_sent_total",
       help: "Watch events written to gRPC watch streams, by type.",
       labelNames: ["type"],
+      registers,
+    });
+    this.quotaRefusals = new Counter({
+      name: "registry_quota_refusals_total",
+      help: "Requests and connections refused because a quota was reached, by quota (its setting name).",
+      labelNames: ["quota"],
+      registers,
+    });
+    this.authFailures = new Counter({
+      name: "registry_auth_failures_total",
+      help: "Failed authentications (wrong or missing key or token), and those refused by the rate limit unchecked.",
+      labelNames: ["kind"],
       registers,
     });
     this.probes = new Counter({
@@ -249,6 +263,16 @@ export class RegistryMetrics {
   onProbe(outcome: ProbeOutcome, seconds: number): void {
     this.probes.inc({ outcome });
     this.probeSeconds.observe({ outcome }, seconds);
+  }
+
+  /** A quota refused a request or a connection; `quota` is the setting's name, e.g. `MAX_INSTANCES`. */
+  onQuotaRefused(quota: string): void {
+    this.quotaRefusals.inc({ quota });
+  }
+
+  /** An authentication failed (`kind`: "key" or "token"), or was refused by the rate limit ("rate_limited"). */
+  onAuthFailure(kind: "key" | "token" | "rate_limited"): void {
+    this.authFailures.inc({ kind });
   }
 
   /** A store commit finished. */
