@@ -152,10 +152,7 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
         });
         this.backoff.reset();
         delay = jittered(interval);
-        if (this.sweepAtNextCheck) {
-          this.sweepAtNextCheck = false;
-          await this.removeDuplicates();
-        }
+        if (this.sweepAtNextCheck) this.sweepAtNextCheck = !(await this.removeDuplicates());
       } catch (err) {
         if (this.abort.signal.aborted) return;
         const error = toClientError(err, "GetInstance");
@@ -210,8 +207,8 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
     }
   }
 
-  /** Unregisters other instances of this session (left by a Register whose answer was lost). */
-  private async removeDuplicates(): Promise<void> {
+  /** Unregisters other instances of this session (left by a Register whose answer was lost); false when it could not look. */
+  private async removeDuplicates(): Promise<boolean> {
     const mine = this.registered().id;
     try {
       const { instances } = await this.client.getByType(this.options.serviceType, {
@@ -223,8 +220,10 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
           await this.client.unregister(instance.id, { auth: { key: this.options.key } });
         }
       }
+      return true;
     } catch (err) {
       this.emitRetry(toClientError(err, "Unregister"), 0);
+      return false;
     }
   }
 

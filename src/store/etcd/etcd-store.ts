@@ -84,6 +84,8 @@ export class EtcdStore implements RegistryStore {
   readonly probeOwnership: RendezvousOwnership;
   private readonly prefix: string;
   private readonly callTimeoutMs: number;
+  /** Fence leases being granted or granted, by the second in which they expire (see `fenceLease`). */
+  private readonly fenceLeases = new Map<number, Promise<string>>();
   private readonly client: Etcd3;
   private watcher: Watcher | undefined;
   private lease: Lease | undefined;
@@ -289,13 +291,21 @@ export class EtcdStore implements RegistryStore {
       const key = this.instancesPrefix + mutation.instance.id;
       const notAfter = Math.min(mutation.notAfter ?? Infinity, Date.now() + this.callTimeoutMs);
       const fence = await this.fenceLease(notAfter);
+      const value = encodeInstance(mutation.instance);
       const res = await this.client
         .if(key, "Create", "==", 0)
-        .then(this.client.put(key).value(encodeInstance(mutation.instance)), this.client.put(this.fenceKey).value("").lease(fence))
+        .then(this.client.put(key).value(value), this.client.put(this.fenceKey).value("").lease(fence))
+        .else(this.client.get(key))
         .options({ deadline: notAfter })
         .commit();
-      if (!res.succeeded) throw new RegistryError("unavailable", "instance id collision; retry");
-      const revision = Number(res.header.revision);
+      let revision = Number(res.header.revision);
+      if (!res.succeeded) {
+        // etcd3 resends a transaction whose answer was lost; if the first
+        // attempt committed, this is our own instance, not a collision.
+        const existing = res.responses[0]?.response_range?.kvs[0];
+        if (existing?.value.toString("utf8") !== value) throw new RegistryError("unavailable", "instance id collision; retry");
+        revision = Number(existing.mod_revision);
+      }
       return { kind: "registered", revision, instance: { ...mutation.instance, revision } };
     }
     // Read-modify-write guarded by mod_revision: retried when another replica
@@ -330,22 +340,35 @@ export class EtcdStore implements RegistryStore {
   }
 
   /**
-   * A lease that etcd expires at about `notAfter`, for a Register to put its
-   * fence key under in the same transaction. A transaction that names a lease
-   * etcd no longer holds fails whole, so a Register held up in the network
-   * (a partition that heals later, or etcd3 retrying it) cannot commit once
-   * the lease is gone: its caller was told it failed and may register again.
-   * The lease is granted before the transaction is sent, so etcd's clock
-   * starts before the caller's deadline; etcd rounds the TTL up to whole
-   * seconds and to its minimum. Every Register puts the same fence key, so
-   * only the last lease to expire deletes it; the others expire empty.
+   * A lease that etcd expires about when the caller of a Register stops
+   * waiting, for the Register to put the fence key under in its transaction.
+   * etcd refuses, whole, a transaction naming a lease it no longer holds, so
+   * a Register held up in the network (a partition that heals later) cannot
+   * commit once its lease is gone: its caller was told it failed and may
+   * register again. The lease is granted before the transaction is sent;
+   * etcd counts its TTL (whole seconds, at least etcd's minimum) from when it
+   * granted it. Registers whose deadlines end in the same second share one
+   * lease, so a stream of Registers costs etcd about one grant a second, not
+   * one each, and leases are few enough for etcd to revoke them on time.
+   * Every Register puts the same fence key: only the last lease to expire
+   * deletes it.
    */
-  private async fenceLease(notAfter: number): Promise<string> {
-    const remaining = notAfter - Date.now();
-    if (remaining <= 0) throw new RegistryError("unavailable", "the call's deadline passed before etcd was asked");
-    const { ID } = await this.client.leaseClient.leaseGrant({ TTL: Math.ceil(remaining / 1000), ID: 0 }, { deadline: notAfter });
-    if (Date.now() >= notAfter) throw new RegistryError("unavailable", "the call's deadline passed while etcd granted the fence lease");
-    return ID;
+  private fenceLease(notAfter: number): Promise<string> {
+    if (notAfter - Date.now() <= 0) return Promise.reject(new RegistryError("unavailable", "the call's deadline passed before etcd was asked"));
+    const second = Math.ceil(notAfter / 1000);
+    let lease = this.fenceLeases.get(second);
+    if (!lease) {
+      const ttl = Math.max(1, second - Math.floor(Date.now() / 1000));
+      lease = this.client.leaseClient.leaseGrant({ TTL: ttl, ID: 0 }, { deadline: notAfter }).then((r) => r.ID);
+      this.fenceLeases.set(second, lease);
+      // Dropped once its second has passed (or at once when the grant failed).
+      const forget = (): void => void (this.fenceLeases.get(second) === lease && this.fenceLeases.delete(second));
+      lease.then(() => setTimeout(forget, second * 1000 - Date.now()).unref(), forget);
+    }
+    return lease.then((id) => {
+      if (Date.now() >= notAfter) throw new RegistryError("unavailable", "the call's deadline passed while etcd granted the fence lease");
+      return id;
+    });
   }
 
   /**

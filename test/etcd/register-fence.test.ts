@@ -1,0 +1,98 @@
+import { Etcd3 } from "etcd3";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { EtcdStore } from "../../src/store/etcd/etcd-store.js";
+import type { Mutation } from "../../src/store/registry-store.js";
+import { startEtcd, type EtcdProcess } from "../support/etcd-process.js";
+import { startFaultProxy, type FaultProxy } from "../support/fault-proxy.js";
+import { etcdPresent } from "./etcd-suite.js";
+
+const PREFIX = "/fence-test/";
+
+function registration(n: number, notAfter: number): Mutation {
+  const now = Date.now();
+  return {
+    op: "register",
+    notAfter,
+    instance: {
+      id: `00000000-0000-7000-8000-${String(n).padStart(12, "0")}`,
+      serviceType: "api", host: "127.0.0.1", port: n, metadata: {}, healthCheckPath: "/health",
+      health: "healthy", registeredAt: now, updatedAt: now, tokenHash: "h".repeat(32),
+    },
+  };
+}
+
+/**
+ * The store's etcd client, with `after` run each time a fence lease grant
+ * has been answered: the moment between the grant and the transaction that
+ * a partition must hit for the lease, not the deadline, to be what stops a
+ * late commit. The grant itself still goes to etcd.
+ */
+function onGrant(store: EtcdStore, after: () => void): void {
+  const leaseClient = (store as unknown as { client: Etcd3 }).client.leaseClient;
+  const grant = leaseClient.leaseGrant.bind(leaseClient);
+  leaseClient.leaseGrant = async (...args) => {
+    const answer = await grant(...args);
+    after();
+    return answer;
+  };
+}
+
+describe.skipIf(!etcdPresent)("the Register fence on etcd", () => {
+  let etcd: EtcdProcess;
+  let proxy: FaultProxy;
+  let store: EtcdStore;
+  let direct: Etcd3;
+
+  beforeEach(async () => {
+    etcd = await startEtcd();
+    const { hostname, port } = new URL(etcd.endpoint);
+    proxy = await startFaultProxy(hostname, Number(port));
+    direct = new Etcd3({ hosts: etcd.endpoint });
+    // Liveness reads slow enough not to reset the held connection meanwhile.
+    store = new EtcdStore({ endpoints: [proxy.url], prefix: PREFIX, liveness: { intervalMs: 10_000, deadlineMs: 10_000, staleAfterMs: 20_000 } });
+    await store.open(() => {});
+  });
+  afterEach(async () => {
+    await store.close().catch(() => undefined);
+    direct.close();
+    await proxy.close();
+    await etcd.close();
+  });
+
+  const inEtcd = async (m: Mutation) =>
+    (await direct.get(`${PREFIX}instances/${m.op === "register" ? m.instance.id : ""}`).exec()).kvs.length === 1;
+
+  it("holds back a transaction delayed past its lease: the partition starts right after the grant", async () => {
+    onGrant(store, () => proxy.blackhole());
+    const m = registration(1, Date.now() + 500);
+    await expect(store.commit(m)).rejects.toThrow(/etcd did not commit/);
+    // The lease (etcd's minimum TTL) has expired and been revoked before the held transaction arrives.
+    await new Promise((r) => setTimeout(r, 3500));
+    proxy.heal();
+    // The held bytes reach etcd at once; give it a moment to apply what it would.
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await inEtcd(m)).toBe(false);
+  }, 30_000);
+
+  it("acknowledges a Register that etcd3 resent after its first attempt committed, instead of calling it a collision", async () => {
+    const outcomes: string[] = [];
+    for (let n = 10; n < 14; n++) {
+      let armed = true;
+      onGrant(store, () => {
+        if (!armed) return;
+        armed = false;
+        // The transaction goes out, its answer is lost with the connection.
+        proxy.blackhole();
+        setTimeout(() => {
+          proxy.heal();
+          setTimeout(() => proxy.reset(), 1);
+        }, 50);
+      });
+      // Deadlines in different seconds: each Register gets a lease of its own, granted now.
+      const m = registration(n, Date.now() + 3000 + (n - 10) * 1100);
+      const told = await store.commit(m).then(() => "acknowledged", (e: Error) => e.message);
+      outcomes.push(`${told} / ${(await inEtcd(m)) ? "in etcd" : "not in etcd"}`);
+    }
+    expect(outcomes.filter((o) => o.includes("collision"))).toEqual([]);
+  }, 60_000);
+});
