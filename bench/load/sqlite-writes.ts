@@ -50,9 +50,10 @@ export class BareSqliteWriter {
           updated_at: now,
           revision,
           token_hash: tokenHash,
+          key_id: null,
         };
         insertInstance.run(instanceRowValues(row));
-        const { token_hash: _, ...instance } = row;
+        const { token_hash: _, key_id: __, ...instance } = row;
         insertHistory.run(revision, JSON.stringify({ kind: "registered", instance }));
       }
       if (prunesHistory(this.revision - size, this.revision)) {

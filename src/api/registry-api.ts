@@ -1,4 +1,4 @@
-import type { RegistrationKeys } from "../registry/credentials.js";
+import { keyIdOf, type RegistrationKeys } from "../registry/credentials.js";
 import { RegistryError } from "../registry/registry-error.js";
 import type { Registration, ServiceRegistry } from "../registry/service-registry.js";
 import type { Change, Instance, ServiceSummary } from "../registry/types.js";
@@ -66,7 +66,7 @@ export class RegistryApi {
       host,
       ...(request.metadata ? { metadata: request.metadata } : {}),
       ...(request.healthCheckPath !== undefined ? { healthCheckPath: request.healthCheckPath } : {}),
-    }, ctx.deadline);
+    }, { keyId: ctx.credentials.key === undefined ? undefined : keyIdOf(ctx.credentials.key), notAfter: ctx.deadline });
   }
 
   /** Instances of a type, healthy ones unless `includeUnhealthy`. */

@@ -95,6 +95,13 @@ export async function startServer(config: Config, logger: Logger, options: Start
     historySize: config.historySize,
     watchQueueLimit: config.watchQueueLimit,
     bookmarkInterval: config.bookmarkIntervalMs,
+    quotas: {
+      MAX_INSTANCES: bound(config.maxInstances),
+      MAX_INSTANCES_PER_TYPE: bound(config.maxInstancesPerType),
+      MAX_INSTANCES_PER_KEY: bound(config.maxInstancesPerKey),
+      MAX_SERVICE_TYPES: bound(config.maxServiceTypes),
+    },
+    onQuotaRefused: (quota) => metrics.onQuotaRefused(quota),
   });
   try {
     await registry.start();
@@ -122,6 +129,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
     registry,
     serving,
     watchStreams: () => grpc.watchStreamCount,
+    serviceTypeSeries: config.metricsServiceTypes,
     ...(innerStore instanceof SqliteStore ? { storeRepairedRows: () => innerStore.repairedRows } : {}),
   });
   const wantedHttpPort = options.httpPort ?? (config.httpPort === 0 ? undefined : config.httpPort);
@@ -203,4 +211,9 @@ export async function startServer(config: Config, logger: Logger, options: Start
 function refuseHttp(socket: Socket): void {
   const body = "this port serves gRPC only (PORT_SERVES_HTTP=false); HTTP is on HTTP_PORT\n";
   socket.end(`HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`, () => socket.destroy());
+}
+
+/** A quota setting as a bound: 0 means none. */
+function bound(setting: number): number {
+  return setting === 0 ? Infinity : setting;
 }

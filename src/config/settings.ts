@@ -123,6 +123,16 @@ export const SETTINGS = {
     default: "auto" as "auto" | "json" | "pretty",
     parse: oneOf("auto", "json", "pretty"),
   }),
+  maxInstances: spec({ env: "MAX_INSTANCES", description: "live instances in all; a Register past it gets RESOURCE_EXHAUSTED (0 = no bound)", default: 100_000, parse: integer(0) }),
+  maxInstancesPerType: spec({ env: "MAX_INSTANCES_PER_TYPE", description: "live instances of one service type (0 = no bound)", default: 20_000, parse: integer(0) }),
+  maxInstancesPerKey: spec({ env: "MAX_INSTANCES_PER_KEY", description: "live instances registered with one registration key (0 = no bound)", default: 100_000, parse: integer(0) }),
+  metricsServiceTypes: spec({
+    env: "METRICS_SERVICE_TYPES",
+    description: "service types with series of their own in registry_instances (those with the most instances); the rest are summed as _other",
+    default: 100,
+    parse: integer(0),
+  }),
+  maxServiceTypes: spec({ env: "MAX_SERVICE_TYPES", description: "service types with live instances (0 = no bound)", default: 10_000, parse: integer(0) }),
 };
 
 export type SettingName = keyof typeof SETTINGS;

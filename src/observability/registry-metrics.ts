@@ -19,7 +19,16 @@ export interface MetricsSources {
   readonly serving?: ServingState;
   /** Rows the SQLite store found out of step and repaired (`SqliteStore.repairedRows`); other stores have none. */
   readonly storeRepairedRows?: () => number;
+  /**
+   * Service types with series of their own in `registry_instances` (those
+   * with the most instances); the rest are summed under `service_type="_other"`.
+   * Default 100.
+   */
+  readonly serviceTypeSeries?: number;
 }
+
+/** The `service_type` label of the instances of every type beyond `serviceTypeSeries` ("_" starts no type name). */
+export const OTHER_SERVICE_TYPES = "_other";
 
 const RPC_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const PROBE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -31,9 +40,9 @@ const COMMIT_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.0
  *
  * Counters and histograms are fed by the transports and decorators through
  * the `on*` methods; gauges are read from the registry at scrape time. No
- * label carries a secret or an unbounded value: labels are method names,
- * status codes, outcomes, routes and service types (bounded by what has
- * been registered), never instance ids, hosts or tokens.
+ * label carries a secret or a value a client can multiply: labels are
+ * method names, status codes, outcomes, routes and the service types with
+ * the most instances (a bounded number), never instance ids, hosts or tokens.
  *
  * @example
  * const metrics = new RegistryMetrics();
@@ -140,6 +149,7 @@ export class RegistryMetrics {
   /** Registers the gauges read at scrape time. Call once, when the sources exist. */
   observe(sources: MetricsSources): void {
     const { registry, serving, watchStreams, storeRepairedRows } = sources;
+    const typeSeries = sources.serviceTypeSeries ?? 100;
     const registers = [this.prometheus];
     if (storeRepairedRows) {
       new Counter({
@@ -154,7 +164,7 @@ export class RegistryMetrics {
     }
     new Gauge({
       name: "registry_instances",
-      help: "Registered instances, by service type and health.",
+      help: `Registered instances, by service type and health: the types with the most instances, the rest as service_type="${OTHER_SERVICE_TYPES}".`,
       labelNames: ["service_type", "health"],
       registers,
       collect() {
@@ -163,10 +173,37 @@ export class RegistryMetrics {
         // refuses: report no series rather than fail the whole scrape (the
         // serving-state gauges say why).
         if (!registry.available) return;
-        for (const s of registry.listServices().services) {
-          this.set({ service_type: s.serviceType, health: "healthy" }, s.healthyCount);
-          this.set({ service_type: s.serviceType, health: "unhealthy" }, s.totalCount - s.healthyCount);
+        // Types are chosen by whoever holds a key: only the largest get series
+        // of their own, so a flood of types cannot flood the scrape.
+        const services = registry.listServices().services.sort((a, b) => b.totalCount - a.totalCount);
+        let otherHealthy = 0;
+        let otherTotal = 0;
+        services.forEach((s, i) => {
+          if (i < typeSeries) {
+            this.set({ service_type: s.serviceType, health: "healthy" }, s.healthyCount);
+            this.set({ service_type: s.serviceType, health: "unhealthy" }, s.totalCount - s.healthyCount);
+          } else {
+            otherHealthy += s.healthyCount;
+            otherTotal += s.totalCount;
+          }
+        });
+        if (services.length > typeSeries) {
+          this.set({ service_type: OTHER_SERVICE_TYPES, health: "healthy" }, otherHealthy);
+          this.set({ service_type: OTHER_SERVICE_TYPES, health: "unhealthy" }, otherTotal - otherHealthy);
         }
+      },
+    });
+    new Gauge({
+      name: "registry_service_types",
+      help: "Service types with instances: all of them, and those with no healthy instance (alert on this one: it covers every type).",
+      labelNames: ["state"],
+      registers,
+      collect() {
+        this.reset();
+        if (!registry.available) return;
+        const services = registry.listServices().services;
+        this.set({ state: "total" }, services.length);
+        this.set({ state: "without_healthy" }, services.filter((s) => s.healthyCount === 0).length);
       },
     });
     new Gauge({

@@ -30,6 +30,15 @@ export function hashSecret(secret: string): string {
   return hash("sha256", secret, "binary"); // "binary" is latin1
 }
 
+/**
+ * A registration key's identity as instances record it: the first 16 hex
+ * digits of its SHA-256, enough to tell an operator's keys apart, and
+ * nothing that helps guess a key of 16 or more random characters.
+ */
+export function keyIdOf(key: string): string {
+  return hash("sha256", key, "hex").slice(0, 16);
+}
+
 /** The presented and the stored digest, compared here: no Buffer per check. Used synchronously only. */
 const presentedDigest = Buffer.allocUnsafeSlow(32);
 const storedDigest = Buffer.allocUnsafeSlow(32);

@@ -24,6 +24,8 @@ const NONE: readonly StoredInstance[] = Object.freeze([]);
 export class InstanceIndex {
   private readonly byId = new Map<string, StoredInstance>();
   private readonly byType = new Map<string, TypeEntry>();
+  /** Live instances per registration key id (instances that carry one). */
+  private readonly byKey = new Map<string, number>();
 
   /** Adds, replaces or removes the instance a committed change names. */
   apply(change: Change): void {
@@ -33,6 +35,7 @@ export class InstanceIndex {
 
   /** Loads an instance from a stored state. */
   put(instance: StoredInstance): void {
+    if (instance.keyId !== undefined && !this.byId.has(instance.id)) this.byKey.set(instance.keyId, (this.byKey.get(instance.keyId) ?? 0) + 1);
     this.byId.set(instance.id, instance);
     let entry = this.byType.get(instance.serviceType);
     if (!entry) this.byType.set(instance.serviceType, (entry = { serviceType: instance.serviceType, members: new Map(), all: undefined, healthy: undefined }));
@@ -55,6 +58,20 @@ export class InstanceIndex {
 
   get size(): number {
     return this.byId.size;
+  }
+
+  /** Service types with at least one instance. */
+  get typeCount(): number {
+    return this.byType.size;
+  }
+
+  countOfType(serviceType: string): number {
+    return this.byType.get(serviceType)?.members.size ?? 0;
+  }
+
+  /** Live instances registered with the key `keyId` identifies. */
+  countOfKey(keyId: string): number {
+    return this.byKey.get(keyId) ?? 0;
   }
 
   /** Instances of one type (or all, for an empty type), in registration order. Shared: never mutate. */
@@ -86,6 +103,11 @@ export class InstanceIndex {
     const instance = this.byId.get(id);
     if (!instance) return;
     this.byId.delete(id);
+    if (instance.keyId !== undefined) {
+      const left = (this.byKey.get(instance.keyId) ?? 1) - 1;
+      if (left === 0) this.byKey.delete(instance.keyId);
+      else this.byKey.set(instance.keyId, left);
+    }
     const entry = this.byType.get(instance.serviceType);
     if (!entry) return;
     entry.members.delete(id);

@@ -1,6 +1,7 @@
 import type { RegistryLogger } from "../logging/registry-logger.js";
 import type { ProbeResult, ProbeTarget } from "../health/http-probe.js";
 import type { RegistryStore } from "../store/registry-store.js";
+import type { InstanceQuotaLimits, QuotaName } from "./instance-quotas.js";
 
 /**
  * Options of `ServiceRegistry`. The health-check names and defaults are the
@@ -49,10 +50,14 @@ export interface ServiceRegistryOptions {
   now?: () => number;
   /** Replaces the HTTP prober (for non-HTTP checks or tests). */
   probe?: (target: ProbeTarget, signal: AbortSignal) => Promise<ProbeResult>;
+  /** Bounds on instances and service types (each absent one: no bound). Default: none. */
+  quotas?: Partial<InstanceQuotaLimits>;
+  /** Told of every registration a quota refused (metrics). */
+  onQuotaRefused?: (quota: QuotaName) => void;
 }
 
 /** Options with every default filled in. */
-export type ResolvedRegistryOptions = Required<Omit<ServiceRegistryOptions, "probe" | "store" | "logger">> &
+export type ResolvedRegistryOptions = Required<Omit<ServiceRegistryOptions, "probe" | "store" | "logger" | "quotas" | "onQuotaRefused">> &
   Pick<ServiceRegistryOptions, "probe">;
 
 const positive = ["healthCheckBatchSize", "healthCheckInterval", "healthCheckMaxRequests", "healthCheckTTL",

@@ -11,6 +11,7 @@ import { hashSecret, newToken, secretMatches } from "./credentials.js";
 import { EventHistory } from "./event-history.js";
 import { HealthThresholds } from "./health-thresholds.js";
 import { InstanceIndex } from "./instance-index.js";
+import { InstanceQuotas, UNLIMITED } from "./instance-quotas.js";
 import { newInstanceId } from "./instance-id.js";
 import { RegistryError, type RegistryErrorCode } from "./registry-error.js";
 import { resolveRegistryOptions, type ResolvedRegistryOptions, type ServiceRegistryOptions } from "./registry-options.js";
@@ -39,6 +40,17 @@ export interface Registration {
   readonly token: string;
 }
 
+/** How a registration was asked for, beyond what it registers. */
+export interface RegisterOptions {
+  /** The registration key's identity (`keyIdOf`), counted by MAX_INSTANCES_PER_KEY and kept with the instance. */
+  readonly keyId?: string | undefined;
+  /**
+   * When the caller stops waiting (epoch ms): past it, a shared store does
+   * not commit the registration at all.
+   */
+  readonly notAfter?: number | undefined;
+}
+
 /** The shape of the ids `newInstanceId` makes (UUID text). */
 const INSTANCE_ID_SHAPE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -64,6 +76,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   private readonly store: RegistryStore;
   private readonly logger: StructuredLogger;
   private readonly index = new InstanceIndex();
+  private readonly quotas: InstanceQuotas;
   private readonly thresholds: HealthThresholds;
   private readonly prober: LazyHttpProber | undefined;
   private readonly scheduler: ProbeScheduler | undefined;
@@ -84,6 +97,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   constructor(options: ServiceRegistryOptions = {}) {
     super();
     this.options = resolveRegistryOptions(options);
+    this.quotas = new InstanceQuotas({ ...UNLIMITED, ...options.quotas }, this.index, options.onQuotaRefused);
     this.store = options.store ?? new MemoryStore();
     this.logger = structuredLogger(options.logger ?? console);
     this.thresholds = new HealthThresholds(this.options.unhealthyThreshold, this.options.healthyThreshold);
@@ -150,21 +164,29 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
 
   /**
    * Registers an instance; resolves once committed and visible to readers.
-   * `notAfter` (epoch ms) is when the caller stops waiting: past it, a shared
-   * store does not commit the registration at all.
+   * Refused with RESOURCE_EXHAUSTED when it would exceed a quota.
    */
-  async register(input: RegisterInput, notAfter?: number): Promise<Registration> {
+  async register(input: RegisterInput, options: RegisterOptions = {}): Promise<Registration> {
     this.assertRunning();
     const valid = validateRegisterInput(input);
     const serviceType = this.index.sharedType(valid.serviceType);
-    const token = newToken();
-    const now = this.options.now();
-    const change = await this.commit({
-      op: "register",
-      instance: { id: newInstanceId(), ...valid, serviceType, health: "healthy", registeredAt: now, updatedAt: now, tokenHash: hashSecret(token) },
-      ...(notAfter === undefined ? {} : { notAfter }),
-    });
-    return { instance: change.instance, token };
+    const { keyId, notAfter } = options;
+    const id = newInstanceId();
+    const reservation = this.quotas.reserve(id, serviceType, keyId);
+    try {
+      const token = newToken();
+      const now = this.options.now();
+      const change = await this.commit({
+        op: "register",
+        instance: {
+          id, ...valid, serviceType, health: "healthy", registeredAt: now, updatedAt: now, tokenHash: hashSecret(token), keyId,
+        },
+        ...(notAfter === undefined ? {} : { notAfter }),
+      });
+      return { instance: change.instance, token };
+    } finally {
+      reservation.release();
+    }
   }
 
   /** Removes an instance. Rejects with NOT_FOUND when it is not registered. */

@@ -38,6 +38,12 @@ export interface StoredInstance extends Instance {
    * authenticates. The token itself is never stored.
    */
   readonly tokenHash: string;
+  /**
+   * Identifies the registration key the instance was registered with (a
+   * digest prefix, see `keyIdOf`; never the key), for per-key quotas. Absent
+   * on instances registered before keys were told apart.
+   */
+  readonly keyId?: string | undefined;
 }
 
 /**

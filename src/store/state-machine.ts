@@ -97,5 +97,6 @@ function storedInstance(
     updatedAt,
     revision,
     tokenHash: i.tokenHash,
+    keyId: i.keyId,
   };
 }

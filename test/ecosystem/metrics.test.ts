@@ -182,6 +182,23 @@ describe("Prometheus /metrics on HTTP_PORT", () => {
     expect((await scrape(two.server)).value("registry_instances")).toBeUndefined();
   });
 
+  it("keeps registry_instances to the largest service types however many a key holder registers; the rest are summed", async () => {
+    const { server } = await start({ METRICS_SERVICE_TYPES: "3" });
+    // 2,000 types of one instance each, and three larger ones.
+    for (let i = 0; i < 2000; i++) await server.registry.register({ serviceType: `flood-${i}`, host: "10.0.0.1", port: 1 });
+    for (const [type, n] of [["big", 4], ["bigger", 5], ["biggest", 6]] as const) {
+      for (let p = 0; p < n; p++) await server.registry.register({ serviceType: type, host: "10.0.0.1", port: 1 + p });
+    }
+    const m = await scrape(server);
+    const series = m.samples.filter((s) => s.name === "registry_instances");
+    expect(series.map((s) => `${s.labels.service_type}/${s.labels.health}=${s.value}`).sort()).toEqual(
+      ["_other/healthy=2000", "_other/unhealthy=0", "big/healthy=4", "big/unhealthy=0", "bigger/healthy=5", "bigger/unhealthy=0", "biggest/healthy=6", "biggest/unhealthy=0"].sort(),
+    );
+    // Every type is still covered by an alert on the type counts.
+    expect(m.value("registry_service_types", { state: "total" })).toBe(2003);
+    expect(m.value("registry_service_types", { state: "without_healthy" })).toBe(0);
+  });
+
   it("counts HTTP requests by route template, and answers unknown paths with a JSON 404", async () => {
     const { server } = await start();
     const missing = await fetch(`${server.httpUrl}/no/such/path`);

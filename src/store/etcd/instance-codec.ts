@@ -12,6 +12,8 @@ interface InstanceJson {
   registeredAt: number;
   updatedAt: number;
   tokenHash: string;
+  /** The registration key's identity (`keyIdOf`); absent on instances written by older builds. */
+  keyId?: string;
   /** Why the last health check failed, set with a transition to unhealthy. */
   failureReason?: string;
 }
@@ -29,6 +31,7 @@ export function encodeInstance(instance: Omit<StoredInstance, "revision">, failu
     updatedAt: instance.updatedAt,
     tokenHash: Buffer.from(instance.tokenHash, "latin1").toString("base64"),
   };
+  if (instance.keyId !== undefined) json.keyId = instance.keyId;
   if (failureReason !== undefined) json.failureReason = failureReason;
   return JSON.stringify(json);
 }
@@ -47,6 +50,7 @@ export function decodeInstance(value: Buffer, revision: number): { instance: Sto
     updatedAt: json.updatedAt,
     revision,
     tokenHash: Buffer.from(json.tokenHash, "base64").toString("latin1"),
+    keyId: json.keyId,
   };
   return json.failureReason === undefined ? { instance } : { instance, failureReason: json.failureReason };
 }

@@ -13,6 +13,7 @@ export interface InstanceRow {
   updated_at: number;
   revision: number;
   token_hash: Buffer;
+  key_id: string | null;
 }
 
 export function toInstanceRow(instance: StoredInstance): InstanceRow {
@@ -28,6 +29,7 @@ export function toInstanceRow(instance: StoredInstance): InstanceRow {
     updated_at: instance.updatedAt,
     revision: instance.revision,
     token_hash: Buffer.from(instance.tokenHash, "latin1"),
+    key_id: instance.keyId ?? null,
   };
 }
 
@@ -35,7 +37,7 @@ export function toInstanceRow(instance: StoredInstance): InstanceRow {
 export function instanceRowValues(row: InstanceRow): unknown[] {
   return [
     row.id, row.service_type, row.host, row.port, row.metadata, row.health_check_path,
-    row.health, row.registered_at, row.updated_at, row.revision, row.token_hash,
+    row.health, row.registered_at, row.updated_at, row.revision, row.token_hash, row.key_id,
   ];
 }
 
@@ -47,7 +49,7 @@ const NO_HASH = "";
  * instance, built by {@link fromInstanceValues} so that every instance read
  * back has the one field order, and so the one hidden class.
  */
-function fromHistoryInstance(row: Omit<InstanceRow, "token_hash">): StoredInstance {
+function fromHistoryInstance(row: Omit<InstanceRow, "token_hash" | "key_id">): StoredInstance {
   return fromInstanceValues([
     row.id, row.service_type, row.host, row.port, row.metadata, row.health_check_path,
     row.health, row.registered_at, row.updated_at, row.revision, NO_HASH,
@@ -56,7 +58,7 @@ function fromHistoryInstance(row: Omit<InstanceRow, "token_hash">): StoredInstan
 
 /** The `instances` columns, in the order `insertInstance` binds them. */
 export const INSTANCE_COLUMNS =
-  "id, service_type, host, port, metadata, health_check_path, health, registered_at, updated_at, revision, token_hash";
+  "id, service_type, host, port, metadata, health_check_path, health, registered_at, updated_at, revision, token_hash, key_id";
 
 /**
  * The `instances` columns as {@link fromInstanceValues} reads them: the token
@@ -87,6 +89,7 @@ export function fromInstanceValues(v: readonly unknown[], share: (value: string)
     revision: v[9] as number,
     // Held as 32 latin1 characters, as `hashSecret` makes it.
     tokenHash: v[10] === NO_HASH ? NO_HASH : Buffer.from(v[10] as string, "hex").toString("latin1"),
+    keyId: (v[11] as string | null | undefined) ?? undefined,
   };
 }
 
@@ -112,7 +115,7 @@ export function stringSharer(): (value: string) => string {
 /** JSON form of a change for the `history` table (the token hash is kept out). */
 interface ChangeJson {
   kind: Change["kind"];
-  instance: Omit<InstanceRow, "token_hash">;
+  instance: Omit<InstanceRow, "token_hash" | "key_id">;
   reason?: RemovalReason;
   failureReason?: string;
 }

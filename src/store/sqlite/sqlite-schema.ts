@@ -58,6 +58,9 @@ const MIGRATIONS: readonly string[] = [
   DROP TABLE instances;
   ALTER TABLE instances_v3 RENAME TO instances;
   `,
+  // v4 records which registration key registered each instance (a digest
+  // prefix, never the key), for per-key quotas; NULL for older rows.
+  "ALTER TABLE instances ADD COLUMN key_id TEXT;",
 ];
 
 /** The schema version this build writes. */
