@@ -28,6 +28,7 @@ const DENIED_LITERALS = [
   "fe80::1",
   "224.0.0.1",
   "ff02::1",
+  "fd00:ec2::254",
 ];
 
 describe("probe-target policy at Register (real gRPC)", () => {
