@@ -7,6 +7,7 @@ import { resolveRegistrationKeys } from "../config/registration-key.js";
 import { loadTls } from "../config/tls.js";
 import { RegistryApi } from "../api/registry-api.js";
 import { LazyHttpProber } from "../health/lazy-http-prober.js";
+import { ProbeTargetPolicy } from "../health/probe-target-policy.js";
 import { RegistryHttpServer } from "../http/http-server.js";
 import { jsonApiRoutes } from "../http/json-api.js";
 import { opsRoutes } from "../http/ops-routes.js";
@@ -79,7 +80,8 @@ export async function startServer(config: Config, logger: Logger, options: Start
   // ~110 modules): it serves first, and probes due during start-up run just after.
   let markUp: () => void = () => {};
   const up = new Promise<void>((resolve) => (markUp = resolve));
-  const prober = config.healthChecks ? new LazyHttpProber({ timeoutMs: config.healthCheckTtlMs }, up) : undefined;
+  const probeTargetPolicy = new ProbeTargetPolicy({ allow: config.probeAllowCidrs, deny: config.probeDenyCidrs });
+  const prober = config.healthChecks ? new LazyHttpProber({ timeoutMs: config.healthCheckTtlMs, targetPolicy: probeTargetPolicy }, up) : undefined;
   const registry = new ServiceRegistry({
     store,
     logger,
@@ -102,6 +104,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
       MAX_SERVICE_TYPES: bound(config.maxServiceTypes),
     },
     onQuotaRefused: (quota) => metrics.onQuotaRefused(quota),
+    probeTargetPolicy,
   });
   try {
     await registry.start();

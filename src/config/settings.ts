@@ -1,3 +1,5 @@
+import { DEFAULT_PROBE_DENY_CIDRS, parseCidrList } from "../health/probe-target-policy.js";
+
 /**
  * Every setting the server reads, in one table: its environment name (the CLI
  * flag is derived from it), default and parser. The README's configuration
@@ -36,6 +38,12 @@ function oneOf<T extends string>(...values: T[]) {
 }
 
 function text(raw: string): string {
+  return raw.trim();
+}
+
+/** A comma-separated CIDR list, checked now so a typo stops start-up; kept as text. */
+function cidrList(raw: string): string {
+  parseCidrList(raw);
   return raw.trim();
 }
 
@@ -133,6 +141,18 @@ export const SETTINGS = {
     parse: integer(0),
   }),
   maxServiceTypes: spec({ env: "MAX_SERVICE_TYPES", description: "service types with live instances (0 = no bound)", default: 10_000, parse: integer(0) }),
+  probeAllowCidrs: spec({
+    env: "PROBE_ALLOW_CIDRS",
+    description: "probe only addresses in these CIDR ranges, comma separated (empty: any address not denied); PROBE_DENY_CIDRS wins over it",
+    default: "",
+    parse: cidrList,
+  }),
+  probeDenyCidrs: spec({
+    env: "PROBE_DENY_CIDRS",
+    description: "never probe addresses in these CIDR ranges (names are resolved and checked at every probe; none = deny nothing)",
+    default: DEFAULT_PROBE_DENY_CIDRS,
+    parse: cidrList,
+  }),
 };
 
 export type SettingName = keyof typeof SETTINGS;

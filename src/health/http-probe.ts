@@ -1,6 +1,9 @@
+import { lookup } from "node:dns/promises";
+import { isIP } from "node:net";
 import { Agent } from "undici";
 import { AbortFanout, assertProbeTimeout, ProbeAttempt } from "./probe-attempt.js";
 import { ProbeExchange, type ExchangeOutcome } from "./probe-exchange.js";
+import { PROBE_TARGET_DENIED, ProbeTargetPolicy } from "./probe-target-policy.js";
 
 /** Where to send one health probe: `GET http://{host}:{port}{path}`. */
 export interface ProbeTarget {
@@ -29,6 +32,16 @@ export interface HttpProberOptions {
   userAgent?: string;
   /** Connection cap per host:port (default unbounded; the scheduler bounds concurrency). */
   maxSockets?: number;
+  /** Which addresses may be probed. Default: `new ProbeTargetPolicy()` (denies link-local, unspecified, multicast). */
+  targetPolicy?: ProbeTargetPolicy;
+  /** Resolves a host name to its addresses, in the order to try them. Default: `dns.lookup` (all addresses). */
+  resolve?: (hostname: string) => Promise<string[]>;
+}
+
+/** One address to send a probe to, and the Host header naming the target there. */
+interface Route {
+  readonly origin: string;
+  readonly headers: Record<string, string>;
 }
 
 const DEFAULT_MAX_BODY_BYTES = 65_536;
@@ -41,6 +54,12 @@ const SAME_HOST = "same-host.invalid";
 // Errors that mean "the connection went away under the request" rather than
 // "the service refused": undici's own socket error, and the kernel's reset.
 const STALE_SOCKET_CODES = new Set(["UND_ERR_SOCKET", "ECONNRESET", "EPIPE"]);
+// Errors that say this address takes no connection at all: the next address of the name may.
+const NEXT_ADDRESS_CODES = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EADDRNOTAVAIL", "EAFNOSUPPORT"]);
+
+async function lookupAll(hostname: string): Promise<string[]> {
+  return (await lookup(hostname, { all: true })).map((a) => a.address);
+}
 
 /**
  * Probes HTTP health endpoints over one keep-alive undici agent.
@@ -51,6 +70,16 @@ const STALE_SOCKET_CODES = new Set(["UND_ERR_SOCKET", "ECONNRESET", "EPIPE"]);
  * per request, and probing is the registry's steady background load.
  * `probe()` never rejects: every problem becomes `{ ok: false, reason }`,
  * so the scheduler has nothing to guard against.
+ *
+ * Every probe is checked against a {@link ProbeTargetPolicy}. A host name is
+ * resolved by the prober itself at each probe, each address is judged, and
+ * the request goes to an allowed address as an IP origin (the name in the
+ * Host header): what was checked is what is connected to, so a name that
+ * changes its answer between check and connect (DNS rebinding) gains
+ * nothing. A name with no allowed address fails with
+ * "probe target denied by policy". Failure reasons name what failed
+ * (refused, timed out, HTTP status) in fixed words, never response bytes or
+ * the addresses a name resolved to: they are streamed to every watcher.
  *
  * @example
  * const prober = new HttpProber({ timeoutMs: 2000 });
@@ -64,6 +93,8 @@ export class HttpProber {
   readonly #maxBodyBytes: number;
   readonly #headers: Record<string, string>;
   readonly #fanout = new AbortFanout();
+  readonly #policy: ProbeTargetPolicy;
+  readonly #resolve: (hostname: string) => Promise<string[]>;
   #closed = false;
 
   constructor(options: HttpProberOptions) {
@@ -77,6 +108,8 @@ export class HttpProber {
     const userAgent = options.userAgent ?? DEFAULT_USER_AGENT;
     if (/[\r\n]/.test(userAgent)) throw new RangeError("userAgent must not contain line breaks");
     this.#headers = { "user-agent": userAgent, accept: "application/json, */*;q=0.5" };
+    this.#policy = options.targetPolicy ?? new ProbeTargetPolicy();
+    this.#resolve = options.resolve ?? lookupAll;
     this.#agent = new Agent({
       // Our own deadline covers the whole probe; undici's per-phase timers
       // would only add a second, differently worded timeout. The connect
@@ -101,10 +134,11 @@ export class HttpProber {
     if (target.host.includes("%")) return fail("IPv6 zone ids (fe80::1%eth0) are not supported by the probe client");
     const attempt = new ProbeAttempt(this.#timeoutMs, signal, this.#fanout);
     try {
-      const origin = this.#origin(target);
+      const routes = await this.#routes(target, attempt);
+      if (routes.length === 0) return fail(PROBE_TARGET_DENIED);
       let path = target.path || "/";
       for (let hops = 0; ; hops++) {
-        const out = await this.#send(origin, path, attempt);
+        const out = await this.#sendToFirst(routes, path, attempt);
         if (out.kind === "error") return fail(attempt.reason ?? describe(out.error));
         const status = out.status;
         if (status >= 200 && status <= 299) {
@@ -133,31 +167,66 @@ export class HttpProber {
     this.#agent.destroy().catch(() => undefined);
   }
 
-  async #send(origin: string, path: string, attempt: ProbeAttempt): Promise<ExchangeOutcome> {
-    const first = await this.#exchange(origin, path, attempt);
+  /**
+   * The allowed addresses of `target`, as routes in the order to try them;
+   * empty when the policy allows none. A name is resolved now, within the
+   * probe's deadline, so every probe judges what the name says at that time.
+   */
+  async #routes(target: ProbeTarget, attempt: ProbeAttempt): Promise<Route[]> {
+    const bare = unbracket(target.host);
+    if (isIP(bare) !== 0) return this.#policy.allows(bare) ? [{ origin: origin(bare, target.port), headers: this.#headers }] : [];
+    let cancel: (reason: Error) => void = () => {};
+    const cancelled = new Promise<never>((_resolve, reject) => (cancel = reject));
+    attempt.track({ cancel });
+    const addresses = await Promise.race([this.#resolve(bare), cancelled]);
+    const headers = { ...this.#headers, host: `${bare}:${target.port}` };
+    return [...new Set(addresses)].filter((a) => this.#policy.allows(a)).map((a) => ({ origin: origin(a, target.port), headers }));
+  }
+
+  /**
+   * Sends to the first route that takes a connection; once one answered,
+   * later requests of this probe (redirects) go to that one only.
+   */
+  async #sendToFirst(routes: Route[], path: string, attempt: ProbeAttempt): Promise<ExchangeOutcome> {
+    for (let i = 0; ; i++) {
+      const route = routes[i] as Route;
+      const out = await this.#send(route, path, attempt);
+      const last = i === routes.length - 1;
+      if (out.kind === "error" && !last && attempt.reason === undefined && NEXT_ADDRESS_CODES.has(errorCode(out.error) ?? "")) continue;
+      if (out.kind === "response") routes.splice(0, routes.length, route);
+      return out;
+    }
+  }
+
+  async #send(route: Route, path: string, attempt: ProbeAttempt): Promise<ExchangeOutcome> {
+    const first = await this.#exchange(route, path, attempt);
     // A server may close an idle keep-alive socket just as we reuse it; that
     // says nothing about the service's health, so retry once on a fresh one.
     // undici does not retry this itself. It cannot tell us whether the socket
     // was reused, so a reset on a fresh connection is retried too: harmless,
     // the retry fails the same way and reports it.
     if (first.kind !== "error" || !first.beforeResponse || attempt.reason !== undefined) return first;
-    if (!STALE_SOCKET_CODES.has((first.error as NodeJS.ErrnoException).code ?? "")) return first;
-    return this.#exchange(origin, path, attempt);
+    if (!STALE_SOCKET_CODES.has(errorCode(first.error) ?? "")) return first;
+    return this.#exchange(route, path, attempt);
   }
 
-  #exchange(origin: string, path: string, attempt: ProbeAttempt): Promise<ExchangeOutcome> {
+  #exchange(route: Route, path: string, attempt: ProbeAttempt): Promise<ExchangeOutcome> {
     const exchange = new ProbeExchange(this.#maxBodyBytes);
     attempt.track(exchange);
     // dispatch() reports its own failures (a bad path, a closed agent) to the handler.
-    this.#agent.dispatch({ origin, path, method: "GET", headers: this.#headers }, exchange);
+    this.#agent.dispatch({ origin: route.origin, path, method: "GET", headers: route.headers }, exchange);
     return exchange.done;
   }
+}
 
-  /** `http://host:port`, with IPv6 literals bracketed as URLs need them. */
-  #origin(target: ProbeTarget): string {
-    const bare = unbracket(target.host);
-    return `http://${bare.includes(":") ? `[${bare}]` : bare}:${target.port}`;
-  }
+/** `http://address:port`, with IPv6 literals bracketed as URLs need them. */
+function origin(address: string, port: number): string {
+  return `http://${address.includes(":") ? `[${address}]` : address}:${port}`;
+}
+
+function errorCode(err: unknown): string | undefined {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === "string" ? code : undefined;
 }
 
 function parseJson(body: Buffer): unknown {
@@ -201,11 +270,35 @@ function unbracket(host: string): string {
   return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
 }
 
+// What each error code means, in the words a watcher sees. Error messages
+// themselves are not passed on: they carry the address a name resolved to
+// and, for some parser errors, bytes of the response.
+const CODE_WORDS: Readonly<Record<string, string>> = {
+  ECONNREFUSED: "connection refused",
+  ECONNRESET: "connection reset",
+  EPIPE: "connection reset",
+  UND_ERR_SOCKET: "connection closed by the server",
+  EHOSTUNREACH: "host unreachable",
+  ENETUNREACH: "network unreachable",
+  EADDRNOTAVAIL: "address not available",
+  ETIMEDOUT: "connect timed out",
+  UND_ERR_CONNECT_TIMEOUT: "connect timed out",
+  ENOTFOUND: "host name not found",
+  EAI_AGAIN: "host name lookup failed",
+  ENODATA: "host name has no address",
+  UND_ERR_HEADERS_OVERFLOW: "response headers too large",
+  UND_ERR_RES_CONTENT_LENGTH_MISMATCH: "response length mismatch",
+};
+
 function describe(err: unknown): string {
   // Node 20 tries every address of a name and reports an AggregateError with an empty message.
   if (err instanceof AggregateError && err.errors.length > 0) return describe(err.errors[0]);
-  if (err instanceof Error) return err.message || (err as NodeJS.ErrnoException).code || err.name;
-  return String(err);
+  const code = errorCode(err);
+  if (code !== undefined) {
+    const words = CODE_WORDS[code] ?? (code.startsWith("HPE_") ? "invalid HTTP response" : "probe failed");
+    return `${words} (${code})`;
+  }
+  return err instanceof Error ? `probe failed (${err.name})` : "probe failed";
 }
 
 function fail(reason: string): ProbeResult {

@@ -1,11 +1,12 @@
 import { performance } from "node:perf_hooks";
 import type { ProbeResult, ProbeTarget } from "../health/http-probe.js";
+import { PROBE_TARGET_DENIED } from "../health/probe-target-policy.js";
 
 /** A probe function, as `ServiceRegistryOptions.probe` takes it. */
 export type ProbeFn = (target: ProbeTarget, signal: AbortSignal) => Promise<ProbeResult>;
 
 /** A probe's outcome as a bounded label: the failure reasons are free text, these are not. */
-export type ProbeOutcome = "pass" | "http_status" | "timeout" | "connection" | "redirect" | "aborted";
+export type ProbeOutcome = "pass" | "http_status" | "timeout" | "connection" | "redirect" | "aborted" | "denied";
 
 /**
  * Wraps a probe function so every probe reports its outcome and duration,
@@ -32,6 +33,7 @@ export function probeOutcome(result: ProbeResult): ProbeOutcome {
   if (/^HTTP \d+$/.test(reason)) return "http_status";
   if (reason.startsWith("timed out")) return "timeout";
   if (reason === "aborted" || reason === "prober closed") return "aborted";
+  if (reason === PROBE_TARGET_DENIED) return "denied";
   if (/redirect/.test(reason)) return "redirect";
   return "connection";
 }

@@ -116,7 +116,7 @@ export class RegistryMetrics {
     });
     this.probes = new Counter({
       name: "registry_health_probes_total",
-      help: "Health probes finished, by outcome (pass, http_status, timeout, connection, redirect, aborted).",
+      help: "Health probes finished, by outcome (pass, http_status, timeout, connection, redirect, aborted, denied: target refused by the probe-target policy).",
       labelNames: ["outcome"],
       registers,
     });

@@ -1,5 +1,6 @@
 import type { RegistryLogger } from "../logging/registry-logger.js";
 import type { ProbeResult, ProbeTarget } from "../health/http-probe.js";
+import { ProbeTargetPolicy } from "../health/probe-target-policy.js";
 import type { RegistryStore } from "../store/registry-store.js";
 import type { InstanceQuotaLimits, QuotaName } from "./instance-quotas.js";
 
@@ -54,6 +55,14 @@ export interface ServiceRegistryOptions {
   quotas?: Partial<InstanceQuotaLimits>;
   /** Told of every registration a quota refused (metrics). */
   onQuotaRefused?: (quota: QuotaName) => void;
+  /**
+   * Which addresses instances may be probed at. Register refuses an IP
+   * literal host it denies (INVALID_ARGUMENT); names are judged by the
+   * prober at each probe. Default: `new ProbeTargetPolicy()` (denies
+   * link-local, unspecified and multicast). The default prober uses it too;
+   * a `probe` passed in must apply it itself.
+   */
+  probeTargetPolicy?: ProbeTargetPolicy;
 }
 
 /** Options with every default filled in. */
@@ -80,6 +89,7 @@ export function resolveRegistryOptions(options: ServiceRegistryOptions): Resolve
     resumeWait: options.resumeWait ?? 5000,
     now: options.now ?? Date.now,
     probe: options.probe,
+    probeTargetPolicy: options.probeTargetPolicy ?? new ProbeTargetPolicy(),
   };
   for (const name of positive) {
     const value = resolved[name];

@@ -16,7 +16,7 @@ import { newInstanceId } from "./instance-id.js";
 import { RegistryError, type RegistryErrorCode } from "./registry-error.js";
 import { resolveRegistryOptions, type ResolvedRegistryOptions, type ServiceRegistryOptions } from "./registry-options.js";
 import type { Change, Instance, RemovalReason, ServiceSummary, StoredInstance } from "./types.js";
-import { validateRegisterInput, validateServiceType, type RegisterInput } from "./validation.js";
+import { assertProbeTargetAllowed, validateRegisterInput, validateServiceType, type RegisterInput } from "./validation.js";
 import { WatchHub, type WatchHubStats } from "./watch-hub.js";
 import { shuttingDown, type Watcher, type WatchOptions, type WatchSource } from "./watcher.js";
 
@@ -103,7 +103,9 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     this.thresholds = new HealthThresholds(this.options.unhealthyThreshold, this.options.healthyThreshold);
     if (this.options.healthChecks) {
       // Loaded at the first probe (see LazyHttpProber): importing the registry does not load undici.
-      const prober = this.options.probe ? undefined : new LazyHttpProber({ timeoutMs: this.options.healthCheckTTL });
+      const prober = this.options.probe
+        ? undefined
+        : new LazyHttpProber({ timeoutMs: this.options.healthCheckTTL, targetPolicy: this.options.probeTargetPolicy });
       const probe = this.options.probe ?? ((t: ProbeTarget, s: AbortSignal) => (prober as LazyHttpProber).probe(t, s));
       this.prober = prober;
       this.scheduler = new ProbeScheduler({
@@ -169,6 +171,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   async register(input: RegisterInput, options: RegisterOptions = {}): Promise<Registration> {
     this.assertRunning();
     const valid = validateRegisterInput(input);
+    assertProbeTargetAllowed(valid.host, this.options.probeTargetPolicy);
     const serviceType = this.index.sharedType(valid.serviceType);
     const { keyId, notAfter } = options;
     const id = newInstanceId();

@@ -1,4 +1,5 @@
 import { isIP } from "node:net";
+import type { ProbeTargetPolicy } from "../health/probe-target-policy.js";
 import { invalidArgument } from "./registry-error.js";
 
 /** What a caller asks to register, before validation. */
@@ -81,6 +82,17 @@ function validMetadata(source: Readonly<Record<string, string>> | undefined): Re
     else metadata[key] = value;
   }
   return metadata;
+}
+
+/**
+ * Throws INVALID_ARGUMENT naming `host` when it is an IP literal the probe
+ * target policy denies. A name passes: it is resolved, and each address
+ * judged, at every probe (what it resolves to now says nothing of later).
+ */
+export function assertProbeTargetAllowed(host: string, policy: ProbeTargetPolicy): void {
+  if (isIP(host) !== 0 && !policy.allows(host)) {
+    throw invalidArgument("host", `${host} is denied by the probe-target policy (PROBE_ALLOW_CIDRS / PROBE_DENY_CIDRS)`);
+  }
 }
 
 const DEFAULT_HEALTH_PATH = "/health";

@@ -310,6 +310,43 @@ describe("SqliteStore", () => {
   });
 });
 
+describe("an empty registry.db", () => {
+  it("starts a new data set with a warning naming the file, not silently", async () => {
+    const dir = tempDataDir();
+    const file = join(dir, DATABASE_FILE);
+    writeFileSync(file, ""); // what a truncated copy or a botched restore leaves
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino({ level: "info" }, { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) });
+    const r = new ServiceRegistry({ store: new SqliteStore({ dataDir: dir, logger }), healthChecks: false, logger: silent });
+    await r.start();
+    try {
+      const warnings = lines.filter((l) => l.level === 40);
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toMatchObject({ file });
+      expect(String(warnings[0]?.msg)).toContain(file);
+      expect(String(warnings[0]?.msg)).toMatch(/new epoch/);
+    } finally {
+      await r.close();
+    }
+
+    // Once it holds the data set it started, a restart is quiet again.
+    lines.length = 0;
+    const again = new ServiceRegistry({ store: new SqliteStore({ dataDir: dir, logger }), healthChecks: false, logger: silent });
+    await again.start();
+    await again.close();
+    expect(lines.filter((l) => l.level === 40)).toEqual([]);
+  });
+
+  it("a fresh data directory (no file yet) starts without that warning", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino({ level: "info" }, { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) });
+    const r = new ServiceRegistry({ store: new SqliteStore({ dataDir: tempDataDir(), logger }), healthChecks: false, logger: silent });
+    await r.start();
+    await r.close();
+    expect(lines.filter((l) => l.level === 40)).toEqual([]);
+  });
+});
+
 describe("restoring a backup", () => {
   it("rotate-epoch gives the data a new epoch, so old resume points get RESET", async () => {
     const dir = tempDataDir();

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import Database from "better-sqlite3";
 import type { Logger } from "pino";
@@ -74,9 +75,12 @@ export class SqliteStore implements RegistryStore {
 
   async open(onChange: (change: Change) => void): Promise<StoreState> {
     this.onChange = onChange;
+    // SQLite opens an existing empty file as a new database; remember that a
+    // file was there, so a new data set started in it is not silent.
+    const fileWasThere = existsSync(this.path);
     const db = this.openDatabase();
     try {
-      const state = this.readState(db);
+      const state = this.readState(db, fileWasThere);
       this.writeBatch = this.prepareWriter(db);
       this.db = db;
       return state;
@@ -87,7 +91,7 @@ export class SqliteStore implements RegistryStore {
   }
 
   /** Everything the registry starts from: epoch, revision, instances, history. */
-  private readState(db: Database.Database): StoreState {
+  private readState(db: Database.Database, fileWasThere: boolean): StoreState {
     const meta = new Map(
       (db.prepare("SELECT key, value FROM meta").all() as { key: string; value: string }[]).map((r) => [r.key, r.value]),
     );
@@ -95,6 +99,15 @@ export class SqliteStore implements RegistryStore {
     if (epoch === undefined) {
       epoch = randomUUID();
       db.prepare("INSERT INTO meta (key, value) VALUES ('epoch', ?), ('revision', '0')").run(epoch);
+      // A file with no data set is most often a truncated copy or a restore
+      // that went wrong: the operator should hear that every instance is
+      // gone and that watchers will be RESET, not find out from clients.
+      if (fileWasThere) {
+        this.options.logger?.warn(
+          { file: this.path, epoch },
+          `${this.path} existed but held no data set (empty file?): starting a new data set with a new epoch; restore a backup if it should have held instances`,
+        );
+      }
     }
     const instances = this.loadInstances(db);
     const history = (db.prepare("SELECT revision, change FROM history ORDER BY revision").all() as {
