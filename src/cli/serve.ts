@@ -3,7 +3,8 @@ import { join, resolve } from "node:path";
 import type { Logger } from "pino";
 import type { Config } from "../config/settings.js";
 import type { SettingOrigin } from "../config/load-config.js";
-import { resolveRegistrationKeys } from "../config/registration-key.js";
+import { resolveRegistrationKeys, weakKeyWarning } from "../config/registration-key.js";
+import { AuthFailureLimiter } from "../api/auth-failure-limiter.js";
 import { loadTls } from "../config/tls.js";
 import { RegistryApi } from "../api/registry-api.js";
 import { LazyHttpProber } from "../health/lazy-http-prober.js";
@@ -104,7 +105,13 @@ export async function startServer(config: Config, logger: Logger, options: Start
     throw err;
   }
   serving.follow(registry);
-  const api = new RegistryApi(registry, keys);
+  const authLimiter = new AuthFailureLimiter({
+    failuresPerMinute: config.authFailuresPerMinute,
+    burst: config.authFailureBurst,
+    maxAddresses: config.authFailureAddresses,
+    logger,
+  });
+  const api = new RegistryApi(registry, keys, { limiter: authLimiter, onFailure: (kind) => metrics.onAuthFailure(kind) });
   const grpc = new RegistryGrpcServer({
     registry,
     keys,
@@ -149,6 +156,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
     await unbound;
     await registry.close();
     prober?.close();
+    authLimiter.close();
     throw err;
   }
   const transport = tls ? (tls.clientCa ? "mtls" : "tls") : "plaintext";
@@ -169,6 +177,8 @@ export async function startServer(config: Config, logger: Logger, options: Start
       keySource,
     }),
   );
+  const weak = weakKeyWarning(resolvedKeys.keys);
+  if (weak) logger.warn({ keySource: keySource.from }, weak);
   if (tls && Date.parse(tls.leaf.validTo) < Date.now()) {
     logger.warn({ validTo: tls.leaf.validTo, subject: tls.leaf.subject }, "TLS_CERT_FILE has expired: clients will refuse it");
   }
@@ -195,6 +205,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
       await unbound;
       await registry.close();
       prober?.close();
+      authLimiter.close();
     },
   };
 }

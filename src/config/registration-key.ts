@@ -7,6 +7,9 @@ import { ConfigError, type SettingOrigin } from "./load-config.js";
 /** Shortest registration key accepted (SPEC 4.1). */
 export const MIN_KEY_LENGTH = 16;
 
+/** Keys shorter than this get a start-up warning: `keygen` makes 43 characters (256 random bits). */
+export const STRONG_KEY_LENGTH = 32;
+
 /** File in the data directory holding the generated key. */
 export const KEY_FILE_NAME = "registration-key";
 
@@ -79,6 +82,22 @@ export function resolveRegistrationKeys(configured: string, dataDir: string, ori
   } catch (err) {
     throw new ConfigError(`DATA_DIR: cannot create the registration key file ${path}: ${(err as Error).message}`);
   }
+}
+
+/**
+ * The warning to log when a key is shorter than {@link STRONG_KEY_LENGTH}
+ * characters (accepted from {@link MIN_KEY_LENGTH} on, so existing
+ * deployments keep starting), or undefined. Says how to make a strong one;
+ * never quotes a key.
+ */
+export function weakKeyWarning(keys: readonly string[]): string | undefined {
+  const weak = keys.filter((k) => k.length < STRONG_KEY_LENGTH).length;
+  if (weak === 0) return undefined;
+  return (
+    `${weak} of ${keys.length} registration key(s) shorter than ${STRONG_KEY_LENGTH} characters: easier to guess; ` +
+    `replace with a random one from \`service-registry keygen\` (from a checkout: \`npm run cli -- keygen\`) ` +
+    "added beside the old key in SERVICE_REGISTRATION_KEY, then drop the old one (SIGHUP reloads)"
+  );
 }
 
 function configuredSource(origin: SettingOrigin | undefined): KeySource {
