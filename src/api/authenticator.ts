@@ -4,8 +4,12 @@ import { RegistryError } from "../registry/registry-error.js";
 import type { ServiceRegistry } from "../registry/service-registry.js";
 import type { Instance } from "../registry/types.js";
 
-/** Who made a call: a holder of the registration key, or a registered instance. */
-export type Principal = { readonly kind: "key" } | { readonly kind: "instance"; readonly instance: Instance };
+/**
+ * Who made a call: a holder of a registration key (`keyId` names which, by
+ * its hash, so a stream opened with it can end when it is removed), or a
+ * registered instance.
+ */
+export type Principal = { readonly kind: "key"; readonly keyId: string } | { readonly kind: "instance"; readonly instance: Instance };
 
 /** Credentials as found in a request, before checking. */
 export interface PresentedCredentials {
@@ -106,8 +110,9 @@ export class Authenticator {
 
   private check(presented: PresentedCredentials): Principal | Promise<Principal> {
     if (presented.key !== undefined) {
-      if (!this.keys.accepts(presented.key)) throw new RegistryError("unauthenticated", "invalid registration key");
-      return { kind: "key" };
+      const keyId = this.keys.match(presented.key);
+      if (keyId === undefined) throw new RegistryError("unauthenticated", "invalid registration key");
+      return { kind: "key", keyId };
     }
     if (presented.serviceId !== undefined || presented.serviceToken !== undefined) {
       if (!presented.serviceId || !presented.serviceToken) {

@@ -46,12 +46,19 @@ export interface ResolvedKeys {
  * The accepted registration keys: the comma-separated configured ones, or
  * else the key stored in `dataDir`, generated there (mode 0600) on first
  * start. `origin` is the layer the configured keys came from, for `source`.
+ * A reload passes `generate: false`: a key file that is gone is an error
+ * then (the current keys stay), not a reason to mint a key nobody holds.
  *
  * @example
  * resolveRegistrationKeys("", "./data").source.description
  * // "generated into /srv/registry/data/registration-key" on first start
  */
-export function resolveRegistrationKeys(configured: string, dataDir: string, origin?: SettingOrigin): ResolvedKeys {
+export function resolveRegistrationKeys(
+  configured: string,
+  dataDir: string,
+  origin?: SettingOrigin,
+  { generate = true }: { generate?: boolean } = {},
+): ResolvedKeys {
   if (configured !== "") {
     const keys = configured.split(",").map((k) => k.trim()).filter((k) => k !== "");
     if (keys.length === 0) throw new ConfigError(`SERVICE_REGISTRATION_KEY holds no key; ${HOW_TO_MAKE}`);
@@ -73,6 +80,7 @@ export function resolveRegistrationKeys(configured: string, dataDir: string, ori
       throw new ConfigError(`cannot read the registration key file ${path}: ${(err as Error).message}`);
     }
   }
+  if (!generate) throw new ConfigError(`no SERVICE_REGISTRATION_KEY is set and the key file ${path} is gone`);
   try {
     ensureDir(dataDir);
     const key = generateKey();
