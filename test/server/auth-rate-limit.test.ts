@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { credentials, status } from "@grpc/grpc-js";
 import pino from "pino";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { RegistryServiceClient } from "../../gen/registry/v1/registry.js";
 import { addressGroup, AuthFailureLimiter } from "../../src/api/auth-failure-limiter.js";
 import { startServer, type RunningServer } from "../../src/cli/serve.js";
@@ -151,6 +151,23 @@ describe("AuthFailureLimiter", () => {
     limiter.failed("10.0.0.1");
     limiter.close();
     expect(lines.map((l) => (JSON.parse(l) as { failures: number }).failures)).toEqual([1, 10]);
+  });
+
+  it("flushes the counts of an address that went quiet, then forgets it once refilled", () => {
+    vi.useFakeTimers({ now: 0 });
+    try {
+      const { logger, lines } = capturingLogger();
+      const limiter = new AuthFailureLimiter({ failuresPerMinute: 60, burst: 10, logger, now: () => Date.now() });
+      for (let i = 0; i < 6; i++) limiter.failed("10.0.0.1");
+      expect(lines).toHaveLength(1);
+      vi.advanceTimersByTime(60_000);
+      expect(lines.map((l) => (JSON.parse(l) as { failures: number }).failures)).toEqual([1, 5]);
+      vi.advanceTimersByTime(60_000);
+      expect(limiter.size).toBe(0);
+      limiter.close();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("refills at the configured rate", () => {
