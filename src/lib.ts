@@ -19,6 +19,7 @@ export type { RegistryStore, Mutation, StoreState } from "./store/registry-store
 export { RegistryGrpcServer, type RegistryGrpcServerOptions } from "./server/grpc-server.js";
 export { RegistryApi, type CallContext, type RegisterRequest } from "./api/registry-api.js";
 export { Authenticator, type PresentedCredentials, type Principal } from "./api/authenticator.js";
+export { AuthFailureLimiter, type AuthFailureLimiterOptions } from "./api/auth-failure-limiter.js";
 export { RegistryHttpServer, type RegistryHttpServerOptions } from "./http/http-server.js";
 export { jsonApiRoutes } from "./http/json-api.js";
 export { opsRoutes } from "./http/ops-routes.js";

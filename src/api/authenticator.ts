@@ -1,16 +1,34 @@
 import type { RegistrationKeys } from "../registry/credentials.js";
+import type { AuthFailureLimiter } from "./auth-failure-limiter.js";
 import { RegistryError } from "../registry/registry-error.js";
 import type { ServiceRegistry } from "../registry/service-registry.js";
 import type { Instance } from "../registry/types.js";
 
-/** Who made a call: a holder of the registration key, or a registered instance. */
-export type Principal = { readonly kind: "key" } | { readonly kind: "instance"; readonly instance: Instance };
+/**
+ * Who made a call: a holder of a registration key (`keyId` names which, by
+ * its hash, so a stream opened with it can end when it is removed), or a
+ * registered instance.
+ */
+export type Principal = { readonly kind: "key"; readonly keyId: string } | { readonly kind: "instance"; readonly instance: Instance };
 
 /** Credentials as found in a request, before checking. */
 export interface PresentedCredentials {
   readonly key?: string;
   readonly serviceId?: string;
   readonly serviceToken?: string;
+}
+
+/** Who is calling, as far as the transport knows: read only when needed (a failure, or an address being limited). */
+export interface Caller {
+  readonly peerHost?: string | undefined;
+}
+
+/** What the Authenticator counts failures with; both optional. */
+export interface AuthenticatorOptions {
+  /** Rate-limits failures per caller address (point of SPEC 4.8). */
+  readonly limiter?: AuthFailureLimiter;
+  /** Told of each failure and each refusal by the limiter (`RegistryMetrics.onAuthFailure`). */
+  readonly onFailure?: (kind: "key" | "token" | "rate_limited") => void;
 }
 
 /**
@@ -39,13 +57,14 @@ export function bearerKey(authorization: string | undefined): string | undefined
  */
 export class Authenticator {
   constructor(
-    private readonly keys: RegistrationKeys,
+    readonly keys: RegistrationKeys,
     private readonly registry: ServiceRegistry,
+    private readonly options: AuthenticatorOptions = {},
   ) {}
 
   /** Register: only the registration key is accepted. */
-  requireKey(presented: PresentedCredentials): void | Promise<void> {
-    return andThen(this.identify(presented), (principal) => {
+  requireKey(presented: PresentedCredentials, caller?: Caller): void | Promise<void> {
+    return andThen(this.identify(presented, caller), (principal) => {
       if (principal.kind !== "key") {
         throw new RegistryError("permission_denied", "Register requires the registration key, not instance credentials");
       }
@@ -56,11 +75,44 @@ export class Authenticator {
    * Reads and watches: the key or any live instance's credentials.
    * Synchronous when this replica's index answers; a promise when it must
    * ask a shared store first (see `ServiceRegistry.readCaughtUp`).
+   *
+   * A caller whose address has used up its failures is refused with
+   * RESOURCE_EXHAUSTED before anything is checked: a guess made then tells
+   * nothing, right or wrong. Each failure is counted against the address.
    */
-  identify(presented: PresentedCredentials): Principal | Promise<Principal> {
+  identify(presented: PresentedCredentials, caller?: Caller): Principal | Promise<Principal> {
+    const { limiter } = this.options;
+    if (limiter?.enabled && limiter.limited(caller?.peerHost)) {
+      this.options.onFailure?.("rate_limited");
+      const seconds = Math.max(1, Math.ceil(limiter.retryAfterMs(caller?.peerHost) / 1000));
+      throw new RegistryError("resource_exhausted", `too many failed authentications from this address; retry in ${seconds} s`);
+    }
+    try {
+      const principal = this.check(presented);
+      if (!(principal instanceof Promise)) return principal;
+      return principal.catch((err: unknown) => {
+        throw this.failed(err, presented, caller);
+      });
+    } catch (err) {
+      throw this.failed(err, presented, caller);
+    }
+  }
+
+  /** Counts an authentication failure (not an unavailable store) and hands the error back. */
+  private failed(err: unknown, presented: PresentedCredentials, caller: Caller | undefined): unknown {
+    if (err instanceof RegistryError && err.code === "unauthenticated") {
+      const instanceCredentials = presented.key === undefined && (presented.serviceId !== undefined || presented.serviceToken !== undefined);
+      this.options.onFailure?.(instanceCredentials ? "token" : "key");
+      this.options.limiter?.failed(caller?.peerHost);
+    }
+    return err;
+  }
+
+  private check(presented: PresentedCredentials): Principal | Promise<Principal> {
     if (presented.key !== undefined) {
-      if (!this.keys.accepts(presented.key)) throw new RegistryError("unauthenticated", "invalid registration key");
-      return { kind: "key" };
+      const keyId = this.keys.match(presented.key);
+      if (keyId === undefined) throw new RegistryError("unauthenticated", "invalid registration key");
+      return { kind: "key", keyId };
     }
     if (presented.serviceId !== undefined || presented.serviceToken !== undefined) {
       if (!presented.serviceId || !presented.serviceToken) {
@@ -75,8 +127,8 @@ export class Authenticator {
   }
 
   /** Unregister: the instance itself or a key holder. */
-  requireOwnerOrKey(presented: PresentedCredentials, instanceId: string): void | Promise<void> {
-    return andThen(this.identify(presented), (principal) => {
+  requireOwnerOrKey(presented: PresentedCredentials, instanceId: string, caller?: Caller): void | Promise<void> {
+    return andThen(this.identify(presented, caller), (principal) => {
       if (principal.kind === "instance" && principal.instance.id !== instanceId) {
         throw new RegistryError("permission_denied", "an instance may unregister only itself");
       }

@@ -3,7 +3,7 @@ import { RegistryError } from "../registry/registry-error.js";
 import type { Registration, ServiceRegistry } from "../registry/service-registry.js";
 import type { Change, Instance, ServiceSummary } from "../registry/types.js";
 import type { Watcher, WatchOptions } from "../registry/watcher.js";
-import { andThen, Authenticator, type PresentedCredentials, type Principal } from "./authenticator.js";
+import { andThen, Authenticator, type AuthenticatorOptions, type PresentedCredentials, type Principal } from "./authenticator.js";
 
 /** What a transport knows about a call: the credentials presented and the caller's address. */
 export interface CallContext {
@@ -46,13 +46,14 @@ export class RegistryApi {
   constructor(
     readonly registry: ServiceRegistry,
     keys: RegistrationKeys,
+    authOptions: AuthenticatorOptions = {},
   ) {
-    this.auth = new Authenticator(keys, registry);
+    this.auth = new Authenticator(keys, registry, authOptions);
   }
 
   /** Register: needs the registration key; `host` defaults to the caller's address. */
   async register(ctx: CallContext, request: RegisterRequest): Promise<Registration> {
-    await this.auth.requireKey(ctx.credentials);
+    await this.auth.requireKey(ctx.credentials, ctx);
     const host = request.host ?? ctx.peerHost;
     if (host === undefined) throw new RegistryError("invalid_argument", "host: caller address is unknown; set host explicitly");
     if (request.host === undefined && host.includes("%")) {
@@ -71,12 +72,12 @@ export class RegistryApi {
 
   /** Instances of a type, healthy ones unless `includeUnhealthy`. */
   getByType(ctx: CallContext, serviceType: string, includeUnhealthy: boolean): TypeAnswer | Promise<TypeAnswer> {
-    return andThen(this.auth.identify(ctx.credentials), () => this.registry.getByType(serviceType, includeUnhealthy));
+    return andThen(this.auth.identify(ctx.credentials, ctx), () => this.registry.getByType(serviceType, includeUnhealthy));
   }
 
   /** One instance by id; one registered on another replica a moment ago is waited for, not NOT_FOUND. */
   getInstance(ctx: CallContext, instanceId: string): Instance | Promise<Instance> {
-    return andThen(this.auth.identify(ctx.credentials), () => {
+    return andThen(this.auth.identify(ctx.credentials, ctx), () => {
       requireInstanceId(instanceId);
       return this.registry.readCaughtUp(instanceId, "not_found", () => this.registry.getInstance(instanceId));
     });
@@ -84,14 +85,14 @@ export class RegistryApi {
 
   /** Unregister: the instance itself or a key holder. */
   async unregister(ctx: CallContext, instanceId: string): Promise<Change> {
-    await this.auth.requireOwnerOrKey(ctx.credentials, instanceId);
+    await this.auth.requireOwnerOrKey(ctx.credentials, instanceId, ctx);
     requireInstanceId(instanceId);
     return this.registry.unregister(instanceId);
   }
 
   /** Counts per service type. */
   listServices(ctx: CallContext): ServicesAnswer | Promise<ServicesAnswer> {
-    return andThen(this.auth.identify(ctx.credentials), () => this.registry.listServices());
+    return andThen(this.auth.identify(ctx.credentials, ctx), () => this.registry.listServices());
   }
 
   /**
@@ -100,7 +101,7 @@ export class RegistryApi {
    * waited for (see `ServiceRegistry.reach`).
    */
   async watch(ctx: CallContext, options: WatchOptions): Promise<{ watcher: Watcher; principal: Principal }> {
-    const principal = await this.auth.identify(ctx.credentials);
+    const principal = await this.auth.identify(ctx.credentials, ctx);
     await this.registry.reach(options.epoch, options.sinceRevision);
     return { watcher: this.registry.watch(options), principal };
   }

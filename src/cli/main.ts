@@ -74,7 +74,28 @@ async function serve(argv: string[]): Promise<void> {
   };
   process.on("SIGTERM", onStopSignal("SIGTERM"));
   process.on("SIGINT", onStopSignal("SIGINT"));
+  // `kill -HUP <pid>`: read the configuration again (flags, environment,
+  // .env) and accept the registration keys it names, without a restart.
+  // Only the keys: other settings still need one. Installed before start-up,
+  // where SIGHUP's default would end the process.
+  let reloadKeys: (() => void) | undefined;
+  let reloadRequested = false;
+  process.on("SIGHUP", () => {
+    if (reloadKeys) reloadKeys();
+    else reloadRequested = true;
+  });
   const server = await startServer(config, logger, { registrationKeyOrigin: origins.registrationKey });
+  reloadKeys = (): void => {
+    let loaded: ReturnType<typeof loadConfigWithOrigins>;
+    try {
+      loaded = loadConfigWithOrigins({ argv });
+    } catch (err) {
+      logger.error({ signal: "SIGHUP", reason: (err as Error).message }, "registration keys not reloaded; the current keys stay");
+      return;
+    }
+    server.reloadKeys(loaded.config.registrationKey, loaded.origins.registrationKey);
+  };
+  if (reloadRequested) reloadKeys();
   let stopping = false;
   stop = (signal: string): void => {
     if (stopping) return;

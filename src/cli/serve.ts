@@ -1,9 +1,11 @@
+import { unwatchFile, watchFile, type Stats } from "node:fs";
 import type { Socket } from "node:net";
 import { join, resolve } from "node:path";
 import type { Logger } from "pino";
 import type { Config } from "../config/settings.js";
 import type { SettingOrigin } from "../config/load-config.js";
-import { resolveRegistrationKeys } from "../config/registration-key.js";
+import { resolveRegistrationKeys, weakKeyWarning, type KeySource, type ResolvedKeys } from "../config/registration-key.js";
+import { AuthFailureLimiter } from "../api/auth-failure-limiter.js";
 import { loadTls } from "../config/tls.js";
 import { RegistryApi } from "../api/registry-api.js";
 import { LazyHttpProber } from "../health/lazy-http-prober.js";
@@ -39,6 +41,14 @@ export interface RunningServer {
    * with its path. Undefined for stores that keep no local file.
    */
   readonly backup: (() => Promise<string>) | undefined;
+  /**
+   * Accepts the registration keys `configured` names from now on (SIGHUP,
+   * with the configuration read again): removed keys are refused at once and
+   * watch streams opened with them end with UNAUTHENTICATED; instance tokens
+   * are untouched. On a bad configuration the current keys stay. Logs the
+   * outcome with counts, never a key. Returns whether the keys were replaced.
+   */
+  reloadKeys(configured: string, origin?: SettingOrigin): boolean;
 }
 
 /** Overrides for embedding and tests. */
@@ -56,6 +66,28 @@ export async function startServer(config: Config, logger: Logger, options: Start
   const tls = loadTls(config);
   const resolvedKeys = resolveRegistrationKeys(config.registrationKey, config.dataDir, options.registrationKeyOrigin);
   const keys = new RegistrationKeys(resolvedKeys.keys);
+  const reloadKeys = (configured: string, origin?: SettingOrigin): boolean => {
+    let next: ResolvedKeys;
+    try {
+      next = resolveRegistrationKeys(configured, config.dataDir, origin, { generate: false });
+    } catch (err) {
+      // ConfigError messages name settings and files, never a key.
+      logger.error({ reason: (err as Error).message }, "registration keys not reloaded; the current keys stay");
+      return false;
+    }
+    const { added, removed } = keys.replace(next.keys);
+    keyFile.follow(next.source);
+    logger.info(
+      { keys: keys.size, added, removed, keySource: next.source.from, keySourceFile: next.source.path },
+      "registration keys reloaded",
+    );
+    const weak = weakKeyWarning(next.keys);
+    if (weak) logger.warn({ keySource: next.source.from }, weak);
+    return true;
+  };
+  // A key that came from the key file is reloaded when that file changes.
+  const keyFile = new KeyFileFollower(() => reloadKeys(""));
+  keyFile.follow(resolvedKeys.source);
   const serving = new ServingState();
   const metrics = new RegistryMetrics();
   const innerStore = options.store ?? (await createStore(config, logger));
@@ -114,7 +146,13 @@ export async function startServer(config: Config, logger: Logger, options: Start
     throw err;
   }
   serving.follow(registry);
-  const api = new RegistryApi(registry, keys);
+  const authLimiter = new AuthFailureLimiter({
+    failuresPerMinute: config.authFailuresPerMinute,
+    burst: config.authFailureBurst,
+    maxAddresses: config.authFailureAddresses,
+    logger,
+  });
+  const api = new RegistryApi(registry, keys, { limiter: authLimiter, onFailure: (kind) => metrics.onAuthFailure(kind) });
   const grpc = new RegistryGrpcServer({
     registry,
     keys,
@@ -160,6 +198,8 @@ export async function startServer(config: Config, logger: Logger, options: Start
     await unbound;
     await registry.close();
     prober?.close();
+    authLimiter.close();
+    keyFile.close();
     throw err;
   }
   const transport = tls ? (tls.clientCa ? "mtls" : "tls") : "plaintext";
@@ -180,6 +220,8 @@ export async function startServer(config: Config, logger: Logger, options: Start
       keySource,
     }),
   );
+  const weak = weakKeyWarning(resolvedKeys.keys);
+  if (weak) logger.warn({ keySource: keySource.from }, weak);
   if (tls && Date.parse(tls.leaf.validTo) < Date.now()) {
     logger.warn({ validTo: tls.leaf.validTo, subject: tls.leaf.subject }, "TLS_CERT_FILE has expired: clients will refuse it");
   }
@@ -189,6 +231,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
     httpPort,
     registry,
     metrics,
+    reloadKeys,
     backup:
       innerStore instanceof SqliteStore
         ? async () => {
@@ -206,8 +249,41 @@ export async function startServer(config: Config, logger: Logger, options: Start
       await unbound;
       await registry.close();
       prober?.close();
+      authLimiter.close();
+      keyFile.close();
     },
   };
+}
+
+/**
+ * Watches the key file while the keys come from it, by polling its stat
+ * once a second: that sees a file replaced by rename (as editors and
+ * `mv` do) as well as one rewritten in place, and costs nothing per store
+ * commit (watching DATA_DIR itself would wake on every write to the
+ * database beside it).
+ */
+class KeyFileFollower {
+  private path: string | undefined;
+  private readonly listener = (current: Stats, previous: Stats): void => {
+    if (current.mtimeMs === previous.mtimeMs && current.ino === previous.ino && current.size === previous.size) return;
+    this.onChange();
+  };
+
+  constructor(private readonly onChange: () => void) {}
+
+  /** Follows the key file when `source` is it, and nothing otherwise. */
+  follow(source: KeySource): void {
+    const path = source.from === "file" || source.from === "generated" ? source.path : undefined;
+    if (path === this.path) return;
+    this.close();
+    this.path = path;
+    if (path !== undefined) watchFile(path, { interval: 1000, persistent: false }, this.listener);
+  }
+
+  close(): void {
+    if (this.path !== undefined) unwatchFile(this.path, this.listener);
+    this.path = undefined;
+  }
 }
 
 /** PORT_SERVES_HTTP=false: an HTTP/1.1 client on PORT is told where HTTP is, not left hanging. */

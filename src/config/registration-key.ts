@@ -7,6 +7,9 @@ import { ConfigError, type SettingOrigin } from "./load-config.js";
 /** Shortest registration key accepted (SPEC 4.1). */
 export const MIN_KEY_LENGTH = 16;
 
+/** Keys shorter than this get a start-up warning: `keygen` makes 43 characters (256 random bits). */
+export const STRONG_KEY_LENGTH = 32;
+
 /** File in the data directory holding the generated key. */
 export const KEY_FILE_NAME = "registration-key";
 
@@ -43,12 +46,19 @@ export interface ResolvedKeys {
  * The accepted registration keys: the comma-separated configured ones, or
  * else the key stored in `dataDir`, generated there (mode 0600) on first
  * start. `origin` is the layer the configured keys came from, for `source`.
+ * A reload passes `generate: false`: a key file that is gone is an error
+ * then (the current keys stay), not a reason to mint a key nobody holds.
  *
  * @example
  * resolveRegistrationKeys("", "./data").source.description
  * // "generated into /srv/registry/data/registration-key" on first start
  */
-export function resolveRegistrationKeys(configured: string, dataDir: string, origin?: SettingOrigin): ResolvedKeys {
+export function resolveRegistrationKeys(
+  configured: string,
+  dataDir: string,
+  origin?: SettingOrigin,
+  { generate = true }: { generate?: boolean } = {},
+): ResolvedKeys {
   if (configured !== "") {
     const keys = configured.split(",").map((k) => k.trim()).filter((k) => k !== "");
     if (keys.length === 0) throw new ConfigError(`SERVICE_REGISTRATION_KEY holds no key; ${HOW_TO_MAKE}`);
@@ -70,6 +80,7 @@ export function resolveRegistrationKeys(configured: string, dataDir: string, ori
       throw new ConfigError(`cannot read the registration key file ${path}: ${(err as Error).message}`);
     }
   }
+  if (!generate) throw new ConfigError(`no SERVICE_REGISTRATION_KEY is set and the key file ${path} is gone`);
   try {
     ensureDir(dataDir);
     const key = generateKey();
@@ -79,6 +90,22 @@ export function resolveRegistrationKeys(configured: string, dataDir: string, ori
   } catch (err) {
     throw new ConfigError(`DATA_DIR: cannot create the registration key file ${path}: ${(err as Error).message}`);
   }
+}
+
+/**
+ * The warning to log when a key is shorter than {@link STRONG_KEY_LENGTH}
+ * characters (accepted from {@link MIN_KEY_LENGTH} on, so existing
+ * deployments keep starting), or undefined. Says how to make a strong one;
+ * never quotes a key.
+ */
+export function weakKeyWarning(keys: readonly string[]): string | undefined {
+  const weak = keys.filter((k) => k.length < STRONG_KEY_LENGTH).length;
+  if (weak === 0) return undefined;
+  return (
+    `${weak} of ${keys.length} registration key(s) shorter than ${STRONG_KEY_LENGTH} characters: easier to guess; ` +
+    `replace with a random one from \`service-registry keygen\` (from a checkout: \`npm run cli -- keygen\`) ` +
+    "added beside the old key in SERVICE_REGISTRATION_KEY, then drop the old one (SIGHUP reloads)"
+  );
 }
 
 function configuredSource(origin: SettingOrigin | undefined): KeySource {

@@ -153,6 +153,24 @@ export const SETTINGS = {
     default: DEFAULT_PROBE_DENY_CIDRS,
     parse: cidrList,
   }),
+  authFailuresPerMinute: spec({
+    env: "AUTH_FAILURES_PER_MINUTE",
+    description: "failed authentications (wrong key or token) one address (IPv6: its /64) may make per minute, sustained; beyond that its calls get RESOURCE_EXHAUSTED unchecked (0 = no limit)",
+    default: 120,
+    parse: integer(0),
+  }),
+  authFailureBurst: spec({
+    env: "AUTH_FAILURE_BURST",
+    description: "failed authentications one address may make at once before AUTH_FAILURES_PER_MINUTE applies",
+    default: 100,
+    parse: integer(1),
+  }),
+  authFailureAddresses: spec({
+    env: "AUTH_FAILURE_ADDRESSES",
+    description: "addresses with recent failed authentications tracked at most (bounds the limiter's memory; the least recent is forgotten)",
+    default: 10_000,
+    parse: integer(1),
+  }),
 };
 
 export type SettingName = keyof typeof SETTINGS;

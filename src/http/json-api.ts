@@ -30,7 +30,7 @@ export function jsonApiRoutes(api: RegistryApi, options: { maxBodyBytes?: number
       template: "/service",
       async handle({ req }) {
         const ctx = context(req);
-        await api.auth.requireKey(ctx.credentials); // refuse before reading a stranger's body
+        await api.auth.requireKey(ctx.credentials, ctx); // refuse before reading a stranger's body
         const request = registerRequestFromJson(await readJsonBody(req, maxBodyBytes));
         const { instance, token } = await api.register(ctx, request);
         return { status: 201, json: { serviceId: instance.id, token, instance: instanceJson(instance) } };

@@ -57,21 +57,66 @@ export function secretMatches(presented: string, storedHash: string): boolean {
 }
 
 /**
- * Holds the accepted registration keys (several during a rotation) as hashes.
+ * Holds the accepted registration keys (several during a rotation) as
+ * hashes. `replace` swaps them while the server runs (SIGHUP): a removed key
+ * is refused from the next check on, and listeners learn which keys went so
+ * streams opened with them can be ended. A key is known here only by its
+ * hash, which is also its id.
  */
 export class RegistrationKeys {
-  private readonly hashes: readonly Buffer[];
+  private hashes: readonly Buffer[];
+  private ids: ReadonlySet<string>;
+  private readonly removalListeners: ((removedIds: ReadonlySet<string>) => void)[] = [];
 
   constructor(keys: readonly string[]) {
     this.hashes = keys.map((key) => Buffer.from(hashSecret(key), "latin1"));
+    this.ids = new Set(this.hashes.map((h) => h.toString("latin1")));
+  }
+
+  /** Number of distinct keys accepted. */
+  get size(): number {
+    return this.ids.size;
   }
 
   /** True when `presented` is one of the keys; checks every key so timing says nothing. */
   accepts(presented: string): boolean {
+    return this.match(presented) !== undefined;
+  }
+
+  /**
+   * The id of the key `presented` is, or undefined. Compares with every key
+   * (constant time per key) so timing tells neither which key nor whether.
+   */
+  match(presented: string): string | undefined {
     presentedDigest.write(hashSecret(presented), "latin1");
-    let match = false;
-    for (const hash of this.hashes) match = timingSafeEqual(presentedDigest, hash) || match;
+    let found: Buffer | undefined;
+    for (const hash of this.hashes) if (timingSafeEqual(presentedDigest, hash)) found = hash;
     presentedDigest.fill(0);
-    return match;
+    return found?.toString("latin1");
+  }
+
+  /** True while the key with this id is accepted. */
+  has(id: string): boolean {
+    return this.ids.has(id);
+  }
+
+  /**
+   * Accepts exactly `keys` from now on; tells the removal listeners which
+   * ids are gone (when any). Returns how many keys came and went.
+   */
+  replace(keys: readonly string[]): { added: number; removed: number } {
+    const hashes = keys.map((key) => Buffer.from(hashSecret(key), "latin1"));
+    const ids = new Set(hashes.map((h) => h.toString("latin1")));
+    const removed = new Set([...this.ids].filter((id) => !ids.has(id)));
+    const added = [...ids].filter((id) => !this.ids.has(id)).length;
+    this.hashes = hashes;
+    this.ids = ids;
+    if (removed.size > 0) for (const listener of this.removalListeners) listener(removed);
+    return { added, removed: removed.size };
+  }
+
+  /** Calls `listener` with the ids of the keys each `replace` removed. */
+  onRemoved(listener: (removedIds: ReadonlySet<string>) => void): void {
+    this.removalListeners.push(listener);
   }
 }

@@ -38,8 +38,19 @@ export class WatchStreams {
   private readonly open = new Set<(error: RegistryError) => void>();
   /** Streams opened with instance credentials, by instance id: they end when it is removed. */
   private readonly byInstance = new Map<string, Set<(error: RegistryError) => void>>();
+  /** Streams opened with a registration key, by the key's id: they end when a reload removes it. */
+  private readonly byKey = new Map<string, Set<(error: RegistryError) => void>>();
 
   constructor(private readonly deps: WatchHandlerDeps) {
+    deps.api.auth.keys.onRemoved((removedIds) => {
+      const error = new RegistryError("unauthenticated", "the registration key that opened this stream was removed");
+      for (const id of removedIds) {
+        const ends = this.byKey.get(id);
+        if (!ends) continue;
+        this.byKey.delete(id);
+        for (const end of ends) end(error);
+      }
+    });
     deps.api.registry.on("instanceRemoved", (instance) => {
       const ends = this.byInstance.get(instance.id);
       if (!ends) return;
@@ -69,6 +80,7 @@ export class WatchStreams {
     let lastSentRevision = call.request.sinceRevision;
     let watcher: Watcher | undefined;
     let ownerId: string | undefined;
+    let keyId: string | undefined;
     let finished = false;
     let pumping = false;
     let stallTimer: NodeJS.Timeout | undefined;
@@ -80,7 +92,7 @@ export class WatchStreams {
       clearTimeout(stallTimer);
       call.off("drain", onDrain);
       watcher?.end();
-      this.forget(end, ownerId);
+      this.forget(end, ownerId, keyId);
       if (call.cancelled) return;
       // This may run inside the registry's publish: nothing thrown here may leave it.
       try {
@@ -160,9 +172,14 @@ export class WatchStreams {
           watcher = opened.watcher;
           if (opened.principal.kind === "instance") {
             ownerId = opened.principal.instance.id;
-            let ends = this.byInstance.get(ownerId);
-            if (!ends) this.byInstance.set(ownerId, (ends = new Set()));
-            ends.add(end);
+            addTo(this.byInstance, ownerId, end);
+          } else {
+            // A reload may have removed the key while the stream waited to reach its resume point.
+            if (!api.auth.keys.has(opened.principal.keyId)) {
+              return finish(new RegistryError("unauthenticated", "the registration key that opened this stream was removed"));
+            }
+            keyId = opened.principal.keyId;
+            addTo(this.byKey, keyId, end);
           }
           watcher.consume(pump);
           pump();
@@ -172,12 +189,10 @@ export class WatchStreams {
   }
 
   /** Drops an ended stream from the open set and from its instance's streams. */
-  private forget(end: (error: RegistryError) => void, ownerId: string | undefined): void {
+  private forget(end: (error: RegistryError) => void, ownerId: string | undefined, keyId: string | undefined): void {
     this.open.delete(end);
-    if (ownerId === undefined) return;
-    const ends = this.byInstance.get(ownerId);
-    ends?.delete(end);
-    if (ends?.size === 0) this.byInstance.delete(ownerId);
+    if (ownerId !== undefined) removeFrom(this.byInstance, ownerId, end);
+    if (keyId !== undefined) removeFrom(this.byKey, keyId, end);
   }
 
   /** The status a failed stream ends with; a resumable one names the revision to resume from. */
@@ -196,6 +211,18 @@ export class WatchStreams {
     }
     return status;
   }
+}
+
+function addTo<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
+  let set = map.get(key);
+  if (!set) map.set(key, (set = new Set()));
+  set.add(value);
+}
+
+function removeFrom<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
+  const set = map.get(key);
+  set?.delete(value);
+  if (set?.size === 0) map.delete(key);
 }
 
 /** The since_revision a client holding everything sent so far should resume from. */
