@@ -47,6 +47,8 @@ export interface RegistryGrpcServerOptions {
   readonly credentials?: ServerCredentials;
   /** A watch stream accepting nothing this long is ended. Default 60000 ms. */
   readonly watchStallTimeoutMs?: number;
+  /** After a stalled stream's status, how long before its HTTP/2 stream is reset. Default 2000 ms. */
+  readonly watchResetGraceMs?: number;
   /** How long shutdown waits for in-flight calls before cutting them. Default 5000 ms. */
   readonly shutdownGraceMs?: number;
   /** grpc-js server options (message sizes, keepalive...). */
@@ -76,6 +78,7 @@ export class RegistryGrpcServer {
       logger,
       encoder: new WatchEventEncoder(() => registry.epoch),
       stallTimeoutMs: options.watchStallTimeoutMs ?? 60_000,
+      ...(options.watchResetGraceMs !== undefined ? { resetGraceMs: options.watchResetGraceMs } : {}),
       ...(options.metrics ? { onEventSent: (type: string) => options.metrics?.onWatchEventSent(type) } : {}),
     });
     const interceptors = [...(options.serverOptions?.interceptors ?? [])];

@@ -1,3 +1,4 @@
+import { constants as http2Constants } from "node:http2";
 import { Metadata, status as grpcStatus, type ServerWritableStream, type ServiceError } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { WatchInstancesRequest } from "../../gen/registry/v1/registry.js";
@@ -7,6 +8,7 @@ import { RegistryError } from "../registry/registry-error.js";
 import type { WatchEvent } from "../registry/types.js";
 import type { Watcher } from "../registry/watcher.js";
 import { credentialsFromMetadata } from "./auth.js";
+import { http2StreamOf } from "./call-stream.js";
 import { toServiceError } from "./status-mapping.js";
 import type { WatchEventEncoder } from "./watch-encoder.js";
 
@@ -19,6 +21,13 @@ export interface WatchHandlerDeps {
   readonly stallTimeoutMs: number;
   /** Told of every event written, by a bounded type name (for metrics). */
   readonly onEventSent?: (type: string) => void;
+  /**
+   * A stream ended while its client was not reading gets this long for the
+   * status to get out (a client that reads again gets the status and its
+   * resume point); then it is reset on the wire, which frees its buffers.
+   * Default 2000 ms.
+   */
+  readonly resetGraceMs?: number;
 }
 
 /** Trailer naming the revision a client should resume from after a stall. */
@@ -38,6 +47,7 @@ export class WatchStreams {
   private readonly open = new Set<(error: RegistryError) => void>();
   /** Streams opened with instance credentials, by instance id: they end when it is removed. */
   private readonly byInstance = new Map<string, Set<(error: RegistryError) => void>>();
+  private warnedNoStream = false;
 
   constructor(private readonly deps: WatchHandlerDeps) {
     deps.api.registry.on("instanceRemoved", (instance) => {
@@ -77,6 +87,8 @@ export class WatchStreams {
     const finish = (err?: unknown): void => {
       if (finished) return;
       finished = true;
+      // Waiting for 'drain': the status would queue behind data the client does not take.
+      const blocked = stallTimer !== undefined;
       clearTimeout(stallTimer);
       call.off("drain", onDrain);
       watcher?.end();
@@ -89,6 +101,7 @@ export class WatchStreams {
       } catch {
         // The call is gone either way; the publisher and the other streams go on.
       }
+      if (blocked) this.resetLater(call);
     };
     const end = (error: RegistryError): void => finish(error);
 
@@ -169,6 +182,28 @@ export class WatchStreams {
         },
         (err: unknown) => finish(err),
       );
+  }
+
+  /**
+   * Resets the call's HTTP/2 stream (RST_STREAM ENHANCE_YOUR_CALM, which
+   * grpc-js clients report as RESOURCE_EXHAUSTED) unless it closes within the
+   * grace period. Without it a client that never reads again keeps the
+   * stream, grpc-js's write buffer and node:http2's queue alive for as long as
+   * its connection lives.
+   */
+  private resetLater(call: ServerWritableStream<WatchInstancesRequest, Buffer>): void {
+    const stream = http2StreamOf(call);
+    if (stream === undefined) {
+      if (!this.warnedNoStream) this.deps.logger.warn("cannot reach the HTTP/2 stream of a grpc-js call: stalled watch streams are not reset");
+      this.warnedNoStream = true;
+      return;
+    }
+    if (stream.closed || stream.destroyed) return;
+    const timer = setTimeout(() => {
+      if (!stream.closed && !stream.destroyed) stream.close(http2Constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    }, this.deps.resetGraceMs ?? 2000);
+    timer.unref();
+    stream.once("close", () => clearTimeout(timer));
   }
 
   /** Drops an ended stream from the open set and from its instance's streams. */
