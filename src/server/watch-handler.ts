@@ -28,6 +28,12 @@ export interface WatchHandlerDeps {
    * Default 2000 ms.
    */
   readonly resetGraceMs?: number;
+  /** Watch streams open at once, all connections together (MAX_WATCH_STREAMS). Default unlimited. */
+  readonly maxStreams?: number;
+  /** Watch streams open at once on one connection (MAX_WATCH_STREAMS_PER_CONNECTION). Default unlimited. */
+  readonly maxStreamsPerConnection?: number;
+  /** Told of every stream refused by a quota, by the quota's setting name (for metrics). */
+  readonly onQuotaRefused?: (quota: string) => void;
 }
 
 /** Trailer naming the revision a client should resume from after a stall. */
@@ -48,6 +54,8 @@ export class WatchStreams {
   /** Streams opened with instance credentials, by instance id: they end when it is removed. */
   private readonly byInstance = new Map<string, Set<(error: RegistryError) => void>>();
   private warnedNoStream = false;
+  /** Open streams by connection (grpc-js's peer string, address and port, names one connection). */
+  private readonly byConnection = new Map<string, number>();
 
   constructor(private readonly deps: WatchHandlerDeps) {
     deps.api.registry.on("instanceRemoved", (instance) => {
@@ -76,6 +84,13 @@ export class WatchStreams {
 
   private serve(call: ServerWritableStream<WatchInstancesRequest, Buffer>): void {
     const { api, encoder, stallTimeoutMs, onEventSent } = this.deps;
+    const connection = call.getPeer();
+    const refusal = this.quotaRefusal(connection);
+    if (refusal !== undefined) {
+      // Before any credential is read: a refused stream costs the server nothing more.
+      call.emit("error", toServiceError(refusal, this.deps.logger, "WatchInstances"));
+      return;
+    }
     let lastSentRevision = call.request.sinceRevision;
     let watcher: Watcher | undefined;
     let ownerId: string | undefined;
@@ -92,7 +107,7 @@ export class WatchStreams {
       clearTimeout(stallTimer);
       call.off("drain", onDrain);
       watcher?.end();
-      this.forget(end, ownerId);
+      this.forget(end, ownerId, connection);
       if (call.cancelled) return;
       // This may run inside the registry's publish: nothing thrown here may leave it.
       try {
@@ -155,6 +170,7 @@ export class WatchStreams {
     }
 
     this.open.add(end);
+    this.byConnection.set(connection, (this.byConnection.get(connection) ?? 0) + 1);
     // grpc-js never emits 'drain' on a cancelled call: cancellation ends the stream here.
     call.on("cancelled", () => finish());
     const { serviceType, sinceRevision, epoch, everyHealthCheck } = call.request;
@@ -206,9 +222,34 @@ export class WatchStreams {
     stream.once("close", () => clearTimeout(timer));
   }
 
-  /** Drops an ended stream from the open set and from its instance's streams. */
-  private forget(end: (error: RegistryError) => void, ownerId: string | undefined): void {
-    this.open.delete(end);
+  /** The quota a new stream on `connection` would exceed, as the error to end it with. */
+  private quotaRefusal(connection: string): RegistryError | undefined {
+    const { maxStreams, maxStreamsPerConnection, onQuotaRefused } = this.deps;
+    let quota: string | undefined;
+    let message = "";
+    const onConnection = this.byConnection.get(connection) ?? 0;
+    if (maxStreams !== undefined && this.open.size >= maxStreams) {
+      quota = "MAX_WATCH_STREAMS";
+      message = `MAX_WATCH_STREAMS reached (${this.open.size} open)`;
+    } else if (maxStreamsPerConnection !== undefined && onConnection >= maxStreamsPerConnection) {
+      quota = "MAX_WATCH_STREAMS_PER_CONNECTION";
+      message = `MAX_WATCH_STREAMS_PER_CONNECTION reached (${onConnection} open on this connection)`;
+    }
+    if (quota === undefined) return undefined;
+    try {
+      onQuotaRefused?.(quota);
+    } catch {
+      // A metrics failure must not turn a refusal into a crash.
+    }
+    return new RegistryError("resource_exhausted", message);
+  }
+
+  /** Drops an ended stream from the open set, its connection's count and its instance's streams. */
+  private forget(end: (error: RegistryError) => void, ownerId: string | undefined, connection: string): void {
+    if (!this.open.delete(end)) return;
+    const left = (this.byConnection.get(connection) ?? 1) - 1;
+    if (left > 0) this.byConnection.set(connection, left);
+    else this.byConnection.delete(connection);
     if (ownerId === undefined) return;
     const ends = this.byInstance.get(ownerId);
     ends?.delete(end);
