@@ -1,4 +1,5 @@
-import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream } from "node:http2";
+import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type ServerHttp2Stream } from "node:http2";
+import { ServerInterceptingCall, type ServerInterceptor } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import { WatchInstancesRequest } from "../../gen/registry/v1/registry.js";
 import { startHarness, TEST_KEY, type Harness } from "../support/registry-harness.js";
@@ -44,7 +45,13 @@ describe("a watch stream whose client stopped reading", () => {
   });
 
   it("is reset on the wire (RST_STREAM) within the stall timeout plus a few seconds, and the server lets it go", async () => {
-    h = await startHarness({ server: { watchStallTimeoutMs: STALL_MS } });
+    // The server side of each watch: the first interceptor wraps grpc-js's base call, which holds it.
+    const serverStreams: ServerHttp2Stream[] = [];
+    const capture: ServerInterceptor = (method, next) => {
+      if (method.path.endsWith("/WatchInstances")) serverStreams.push((next as unknown as { stream: ServerHttp2Stream }).stream);
+      return new ServerInterceptingCall(next);
+    };
+    h = await startHarness({ server: { watchStallTimeoutMs: STALL_MS, serverOptions: { interceptors: [capture] } } });
     // ~3 MB of snapshot: far beyond the stream and connection windows.
     const metadata = bigMetadata("m");
     for (let i = 0; i < 100; i++) await h.registry.register({ serviceType: "big", host: "10.0.0.1", port: 1000 + i, metadata });
@@ -59,6 +66,9 @@ describe("a watch stream whose client stopped reading", () => {
     await waitFor(() => h!.server.watchStreamCount === 3, "the three watch streams to open", 5000);
     const opened = Date.now();
     await waitFor(() => h!.server.watchStreamCount === 0, "the stalled streams to be ended by the handler", 5000);
+    expect(serverStreams).toHaveLength(3);
+    // Ended by the handler, but still holding what the client would not take.
+    expect(serverStreams.some((s) => !s.destroyed && s.writableLength > 0)).toBe(true);
 
     const bound = STALL_MS + RESET_GRACE_MS + 3000;
     const outcome = await Promise.race([
@@ -71,6 +81,9 @@ describe("a watch stream whose client stopped reading", () => {
       expect(rstCode).toBe(constants.NGHTTP2_ENHANCE_YOUR_CALM);
       expect(at - opened).toBeLessThan(bound);
     }
+    // The server's streams are gone with their buffers.
+    await waitFor(() => serverStreams.every((s) => s.destroyed), "the server's HTTP/2 streams to be destroyed", 2000);
+    expect(serverStreams.map((s) => s.writableLength)).toEqual([0, 0, 0]);
     // The connection and the server stay usable: a new stream on the same session is served.
     const again = openNeverRead(session);
     await waitFor(() => h!.server.watchStreamCount === 1, "a new watch stream on the same connection", 5000);
