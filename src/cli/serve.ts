@@ -21,6 +21,8 @@ import { ServingState } from "../observability/serving-state.js";
 import { RegistrationKeys } from "../registry/credentials.js";
 import { ServiceRegistry } from "../registry/service-registry.js";
 import { RegistryGrpcServer } from "../server/grpc-server.js";
+import { ThrottledWarning } from "../logging/throttled-warning.js";
+import { ConnectionLimits, effectiveConnectionLimits } from "../transport/connection-limits.js";
 import { PortListener } from "../transport/port-listener.js";
 import { createStore } from "../store/create-store.js";
 import { SqliteStore } from "../store/sqlite/sqlite-store.js";
@@ -162,9 +164,9 @@ export async function startServer(config: Config, logger: Logger, options: Start
     metrics,
     watchStallTimeoutMs: config.watchStallTimeoutMs,
     shutdownGraceMs: config.shutdownGraceMs,
-    // A connection whose peer does not answer a PING (frozen, gone, or one that sent the
-    // preface and nothing else) is cut: nothing else ever times out an HTTP/2 connection.
-    serverOptions: { "grpc.keepalive_time_ms": 10_000, "grpc.keepalive_timeout_ms": 5_000 },
+    maxWatchStreams: config.maxWatchStreams,
+    maxWatchStreamsPerConnection: config.maxWatchStreamsPerConnection,
+    serverOptions: grpcConnectionOptions(config),
   });
   metrics.observe({
     registry,
@@ -174,16 +176,20 @@ export async function startServer(config: Config, logger: Logger, options: Start
     ...(innerStore instanceof SqliteStore ? { storeRepairedRows: () => innerStore.repairedRows } : {}),
   });
   const wantedHttpPort = options.httpPort ?? (config.httpPort === 0 ? undefined : config.httpPort);
+  const limits = connectionLimits(config, metrics, logger);
   const http = new RegistryHttpServer({
     routes: [...opsRoutes(metrics, serving), ...jsonApiRoutes(api)],
     metrics,
     logger,
+    limits,
     ...(tls ? { tls: { cert: tls.cert, key: tls.key, ca: tls.clientCa } } : {}),
   });
   // PORT: gRPC and, as the seed's examples use it, HTTP/1.1 (TLS, if any, ends here for both).
   const shared = new PortListener({
     grpc: (socket) => grpc.acceptConnection(socket),
     http: config.portServesHttp ? (socket) => http.acceptConnection(socket) : refuseHttp,
+    firstByteTimeoutMs: config.connectionPrefaceTimeoutMs,
+    limits,
     ...(tls ? { tls: { cert: tls.cert, key: tls.key, ca: tls.clientCa } } : {}),
   });
   let port: number;
@@ -284,6 +290,43 @@ class KeyFileFollower {
     if (this.path !== undefined) unwatchFile(this.path, this.listener);
     this.path = undefined;
   }
+}
+
+/**
+ * grpc-js server options that bound what one HTTP/2 connection can hold.
+ * Keepalive: a peer that does not answer a PING (frozen, gone) is cut, and
+ * nothing else times out a connection with a call in flight. Idle: a
+ * connection with no call for CONNECTION_IDLE_MS gets a GOAWAY (clients
+ * reconnect on their next call). Age: every connection is asked to go away
+ * after an hour (grpc-js adds ±10% jitter) and cut after a further grace,
+ * so long-lived clients rebalance across replicas and no connection lives
+ * forever; watch streams resume from their last revision. Concurrent
+ * streams: room for MAX_WATCH_STREAMS_PER_CONNECTION watches plus unary
+ * calls; nghttp2 refuses streams beyond it, clients queue them.
+ */
+function grpcConnectionOptions(config: Config): Record<string, number> {
+  return {
+    "grpc.keepalive_time_ms": 10_000,
+    "grpc.keepalive_timeout_ms": 5_000,
+    "grpc.max_connection_idle_ms": config.connectionIdleMs,
+    "grpc.max_connection_age_ms": 3_600_000,
+    "grpc.max_connection_age_grace_ms": 300_000,
+    "grpc.max_concurrent_streams": Math.max(1000, config.maxWatchStreamsPerConnection + 100),
+  };
+}
+
+/** MAX_CONNECTIONS / MAX_CONNECTIONS_PER_ADDRESS for every listener: each refusal counted and (throttled) logged. */
+function connectionLimits(config: Config, metrics: RegistryMetrics, logger: Logger): ConnectionLimits {
+  const caps = effectiveConnectionLimits(config);
+  const warning = new ThrottledWarning({ logger });
+  return new ConnectionLimits({
+    ...caps,
+    onRefused(quota, address) {
+      metrics.onQuotaRefused(quota);
+      const limit = quota === "MAX_CONNECTIONS" ? caps.maxConnections : caps.maxConnectionsPerAddress;
+      warning.note(quota, `connection refused at accept: ${quota} (${limit}) reached`, { quota, limit, address });
+    },
+  });
 }
 
 /** PORT_SERVES_HTTP=false: an HTTP/1.1 client on PORT is told where HTTP is, not left hanging. */

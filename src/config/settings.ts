@@ -171,6 +171,42 @@ export const SETTINGS = {
     default: 10_000,
     parse: integer(1),
   }),
+  maxConnections: spec({
+    env: "MAX_CONNECTIONS",
+    description: "connections open at once on PORT and HTTP_PORT together; more are closed at accept (0 = three quarters of the open-file limit, at most 50000)",
+    default: 0,
+    parse: integer(0),
+  }),
+  maxConnectionsPerAddress: spec({
+    env: "MAX_CONNECTIONS_PER_ADDRESS",
+    description: "connections open at once from one remote address; more are closed at accept (0 = a quarter of MAX_CONNECTIONS)",
+    default: 0,
+    parse: integer(0),
+  }),
+  maxWatchStreams: spec({
+    env: "MAX_WATCH_STREAMS",
+    description: "WatchInstances streams open at once; more are answered RESOURCE_EXHAUSTED",
+    default: 10_000,
+    parse: integer(1),
+  }),
+  maxWatchStreamsPerConnection: spec({
+    env: "MAX_WATCH_STREAMS_PER_CONNECTION",
+    description: "WatchInstances streams open at once on one connection; more are answered RESOURCE_EXHAUSTED",
+    default: 500,
+    parse: integer(1),
+  }),
+  connectionIdleMs: spec({
+    env: "CONNECTION_IDLE_MS",
+    description: "close a gRPC connection with no call in flight for this long (GOAWAY; clients reconnect when needed)",
+    default: 300_000,
+    parse: integer(1000),
+  }),
+  connectionPrefaceTimeoutMs: spec({
+    env: "CONNECTION_PREFACE_TIMEOUT_MS",
+    description: "close a connection on PORT that has not finished its TLS handshake and its first bytes (for HTTP/2: the whole preface) this long after accept",
+    default: 5000,
+    parse: integer(100),
+  }),
 };
 
 export type SettingName = keyof typeof SETTINGS;

@@ -4,6 +4,7 @@ import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
 import type { RegistryMetrics } from "../observability/registry-metrics.js";
 import { HttpError, toHttpError } from "./http-errors.js";
+import type { ConnectionLimits } from "../transport/connection-limits.js";
 import { PortListener } from "../transport/port-listener.js";
 import { matchRoute, type Route, type RouteResponse } from "./routes.js";
 
@@ -29,6 +30,8 @@ export interface RegistryHttpServerOptions {
    * answer in memory forever (the default is in docs/operations.md).
    */
   readonly idleTimeoutMs?: number;
+  /** Connection caps HTTP_PORT shares with PORT (MAX_CONNECTIONS...): checked at accept. None when omitted. */
+  readonly limits?: ConnectionLimits;
 }
 
 /**
@@ -88,7 +91,11 @@ export class RegistryHttpServer {
 
   /** Binds HTTP_PORT (HTTPS with the `tls` option) and serves; resolves with the bound port. */
   listen(host: string, port: number): Promise<number> {
-    this.listener = new PortListener({ http: (socket) => this.acceptConnection(socket), ...(this.options.tls ? { tls: this.options.tls } : {}) });
+    this.listener = new PortListener({
+      http: (socket) => this.acceptConnection(socket),
+      ...(this.options.tls ? { tls: this.options.tls } : {}),
+      ...(this.options.limits ? { limits: this.options.limits } : {}),
+    });
     return this.listener.listen(host, port);
   }
 

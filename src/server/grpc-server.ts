@@ -47,12 +47,18 @@ export interface RegistryGrpcServerOptions {
   readonly credentials?: ServerCredentials;
   /** A watch stream accepting nothing this long is ended. Default 60000 ms. */
   readonly watchStallTimeoutMs?: number;
+  /** After a stalled stream's status, how long before its HTTP/2 stream is reset. Default 2000 ms. */
+  readonly watchResetGraceMs?: number;
+  /** Watch streams open at once (MAX_WATCH_STREAMS); unlimited when omitted. */
+  readonly maxWatchStreams?: number;
+  /** Watch streams open at once on one connection (MAX_WATCH_STREAMS_PER_CONNECTION); unlimited when omitted. */
+  readonly maxWatchStreamsPerConnection?: number;
   /** How long shutdown waits for in-flight calls before cutting them. Default 5000 ms. */
   readonly shutdownGraceMs?: number;
   /** grpc-js server options (message sizes, keepalive...). */
   readonly serverOptions?: ServerOptions;
   /** Receives RPC counts and latencies and watch events sent (RegistryMetrics). */
-  readonly metrics?: RpcObserver & { onWatchEventSent(type: string): void };
+  readonly metrics?: RpcObserver & { onWatchEventSent(type: string): void; onQuotaRefused?(quota: string): void };
 }
 
 /**
@@ -76,6 +82,10 @@ export class RegistryGrpcServer {
       logger,
       encoder: new WatchEventEncoder(() => registry.epoch),
       stallTimeoutMs: options.watchStallTimeoutMs ?? 60_000,
+      ...(options.watchResetGraceMs !== undefined ? { resetGraceMs: options.watchResetGraceMs } : {}),
+      ...(options.maxWatchStreams !== undefined ? { maxStreams: options.maxWatchStreams } : {}),
+      ...(options.maxWatchStreamsPerConnection !== undefined ? { maxStreamsPerConnection: options.maxWatchStreamsPerConnection } : {}),
+      ...(options.metrics?.onQuotaRefused ? { onQuotaRefused: (quota: string) => options.metrics?.onQuotaRefused?.(quota) } : {}),
       ...(options.metrics ? { onEventSent: (type: string) => options.metrics?.onWatchEventSent(type) } : {}),
     });
     const interceptors = [...(options.serverOptions?.interceptors ?? [])];

@@ -1,3 +1,4 @@
+import { constants as http2Constants } from "node:http2";
 import { Metadata, status as grpcStatus, type ServerWritableStream, type ServiceError } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { WatchInstancesRequest } from "../../gen/registry/v1/registry.js";
@@ -7,6 +8,7 @@ import { RegistryError } from "../registry/registry-error.js";
 import type { WatchEvent } from "../registry/types.js";
 import type { Watcher } from "../registry/watcher.js";
 import { credentialsFromMetadata } from "./auth.js";
+import { http2StreamOf } from "./call-stream.js";
 import { toServiceError } from "./status-mapping.js";
 import type { WatchEventEncoder } from "./watch-encoder.js";
 
@@ -19,6 +21,19 @@ export interface WatchHandlerDeps {
   readonly stallTimeoutMs: number;
   /** Told of every event written, by a bounded type name (for metrics). */
   readonly onEventSent?: (type: string) => void;
+  /**
+   * A stream ended while its client was not reading gets this long for the
+   * status to get out (a client that reads again gets the status and its
+   * resume point); then it is reset on the wire, which frees its buffers.
+   * Default 2000 ms.
+   */
+  readonly resetGraceMs?: number;
+  /** Watch streams open at once, all connections together (MAX_WATCH_STREAMS). Default unlimited. */
+  readonly maxStreams?: number;
+  /** Watch streams open at once on one connection (MAX_WATCH_STREAMS_PER_CONNECTION). Default unlimited. */
+  readonly maxStreamsPerConnection?: number;
+  /** Told of every stream refused by a quota, by the quota's setting name (for metrics). */
+  readonly onQuotaRefused?: (quota: string) => void;
 }
 
 /** Trailer naming the revision a client should resume from after a stall. */
@@ -40,6 +55,9 @@ export class WatchStreams {
   private readonly byInstance = new Map<string, Set<(error: RegistryError) => void>>();
   /** Streams opened with a registration key, by the key's id: they end when a reload removes it. */
   private readonly byKey = new Map<string, Set<(error: RegistryError) => void>>();
+  private warnedNoStream = false;
+  /** Open streams by connection (grpc-js's peer string, address and port, names one connection). */
+  private readonly byConnection = new Map<string, number>();
 
   constructor(private readonly deps: WatchHandlerDeps) {
     deps.api.auth.keys.onRemoved((removedIds) => {
@@ -77,6 +95,13 @@ export class WatchStreams {
 
   private serve(call: ServerWritableStream<WatchInstancesRequest, Buffer>): void {
     const { api, encoder, stallTimeoutMs, onEventSent } = this.deps;
+    const connection = call.getPeer();
+    const refusal = this.quotaRefusal(connection);
+    if (refusal !== undefined) {
+      // Before any credential is read: a refused stream costs the server nothing more.
+      call.emit("error", toServiceError(refusal, this.deps.logger, "WatchInstances"));
+      return;
+    }
     let lastSentRevision = call.request.sinceRevision;
     let watcher: Watcher | undefined;
     let ownerId: string | undefined;
@@ -89,10 +114,12 @@ export class WatchStreams {
     const finish = (err?: unknown): void => {
       if (finished) return;
       finished = true;
+      // Waiting for 'drain': the status would queue behind data the client does not take.
+      const blocked = stallTimer !== undefined;
       clearTimeout(stallTimer);
       call.off("drain", onDrain);
       watcher?.end();
-      this.forget(end, ownerId, keyId);
+      this.forget(end, ownerId, keyId, connection);
       if (call.cancelled) return;
       // This may run inside the registry's publish: nothing thrown here may leave it.
       try {
@@ -101,6 +128,7 @@ export class WatchStreams {
       } catch {
         // The call is gone either way; the publisher and the other streams go on.
       }
+      if (blocked) this.resetLater(call);
     };
     const end = (error: RegistryError): void => finish(error);
 
@@ -154,6 +182,7 @@ export class WatchStreams {
     }
 
     this.open.add(end);
+    this.byConnection.set(connection, (this.byConnection.get(connection) ?? 0) + 1);
     // grpc-js never emits 'drain' on a cancelled call: cancellation ends the stream here.
     call.on("cancelled", () => finish());
     const { serviceType, sinceRevision, epoch, everyHealthCheck } = call.request;
@@ -188,9 +217,56 @@ export class WatchStreams {
       );
   }
 
-  /** Drops an ended stream from the open set and from its instance's streams. */
-  private forget(end: (error: RegistryError) => void, ownerId: string | undefined, keyId: string | undefined): void {
-    this.open.delete(end);
+  /**
+   * Resets the call's HTTP/2 stream (RST_STREAM ENHANCE_YOUR_CALM, which
+   * grpc-js clients report as RESOURCE_EXHAUSTED) unless it closes within the
+   * grace period. Without it a client that never reads again keeps the
+   * stream, grpc-js's write buffer and node:http2's queue alive for as long as
+   * its connection lives.
+   */
+  private resetLater(call: ServerWritableStream<WatchInstancesRequest, Buffer>): void {
+    const stream = http2StreamOf(call);
+    if (stream === undefined) {
+      if (!this.warnedNoStream) this.deps.logger.warn("cannot reach the HTTP/2 stream of a grpc-js call: stalled watch streams are not reset");
+      this.warnedNoStream = true;
+      return;
+    }
+    if (stream.closed || stream.destroyed) return;
+    const timer = setTimeout(() => {
+      if (!stream.closed && !stream.destroyed) stream.close(http2Constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    }, this.deps.resetGraceMs ?? 2000);
+    timer.unref();
+    stream.once("close", () => clearTimeout(timer));
+  }
+
+  /** The quota a new stream on `connection` would exceed, as the error to end it with. */
+  private quotaRefusal(connection: string): RegistryError | undefined {
+    const { maxStreams, maxStreamsPerConnection, onQuotaRefused } = this.deps;
+    let quota: string | undefined;
+    let message = "";
+    const onConnection = this.byConnection.get(connection) ?? 0;
+    if (maxStreams !== undefined && this.open.size >= maxStreams) {
+      quota = "MAX_WATCH_STREAMS";
+      message = `MAX_WATCH_STREAMS reached (${this.open.size} open)`;
+    } else if (maxStreamsPerConnection !== undefined && onConnection >= maxStreamsPerConnection) {
+      quota = "MAX_WATCH_STREAMS_PER_CONNECTION";
+      message = `MAX_WATCH_STREAMS_PER_CONNECTION reached (${onConnection} open on this connection)`;
+    }
+    if (quota === undefined) return undefined;
+    try {
+      onQuotaRefused?.(quota);
+    } catch {
+      // A metrics failure must not turn a refusal into a crash.
+    }
+    return new RegistryError("resource_exhausted", message);
+  }
+
+  /** Drops an ended stream from the open set, its connection's count, and its instance's and key's streams. */
+  private forget(end: (error: RegistryError) => void, ownerId: string | undefined, keyId: string | undefined, connection: string): void {
+    if (!this.open.delete(end)) return;
+    const left = (this.byConnection.get(connection) ?? 1) - 1;
+    if (left > 0) this.byConnection.set(connection, left);
+    else this.byConnection.delete(connection);
     if (ownerId !== undefined) removeFrom(this.byInstance, ownerId, end);
     if (keyId !== undefined) removeFrom(this.byKey, keyId, end);
   }

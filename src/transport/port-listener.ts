@@ -1,5 +1,6 @@
 import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from "node:net";
 import { createServer as createTlsServer, type TLSSocket } from "node:tls";
+import type { ConnectionLimits } from "./connection-limits.js";
 
 /** Where a connection goes once its protocol is known. */
 export type ConnectionHandler = (socket: Socket) => void;
@@ -19,12 +20,23 @@ export interface PortListenerOptions {
   readonly http: ConnectionHandler;
   /** TLS terminated here; handlers get the decrypted socket. Plaintext when omitted. */
   readonly tls?: ListenerTls;
-  /** A connection that sends no byte (or finishes no TLS handshake) this long is closed. Default 10000 ms. */
+  /**
+   * Deadline from accept for the protocol to be known: the TLS handshake, and
+   * for HTTP/2 the whole client preface (the 24-byte magic and the first
+   * SETTINGS frame); a connection that has not got that far is closed.
+   * Default 10000 ms.
+   */
   readonly firstByteTimeoutMs?: number;
+  /** Caps on open connections (total, per address), checked at accept. None when omitted. */
+  readonly limits?: ConnectionLimits;
 }
 
 /** The client connection preface every HTTP/2 connection starts with (RFC 9113 §3.4). */
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+/** HTTP/2 frame header length, the SETTINGS frame type, and the largest frame a peer may send before SETTINGS are agreed. */
+const FRAME_HEADER = 9;
+const SETTINGS = 0x4;
+const DEFAULT_MAX_FRAME = 16_384;
 
 /**
  * One TCP port for gRPC and HTTP/1.1, as the seed's examples use :4000 for
@@ -66,9 +78,11 @@ export class PortListener {
       server.on("tlsClientError", (_err, socket) => socket.destroy());
       this.server = server;
     } else {
-      this.server = createNetServer((socket) => this.route(socket, undefined));
+      this.server = createNetServer();
     }
     this.server.on("connection", (socket: Socket) => {
+      // Refused at accept: closed before it costs a handshake or a buffer.
+      if (options.limits?.admit(socket) !== undefined) return;
       this.open.add(socket);
       const key = peerKey(socket);
       if (tls) this.handshaking.set(key, socket);
@@ -76,6 +90,7 @@ export class PortListener {
         this.open.delete(socket);
         this.handshaking.delete(key);
       });
+      if (!tls) this.route(socket, undefined);
     });
   }
 
@@ -124,8 +139,9 @@ export class PortListener {
     // Errors of a connection we still hold (a reset before the first byte) end it quietly.
     socket.on("error", () => socket.destroy());
     if (!grpc) return http(socket);
-    if (alpn === "h2") return grpc(socket);
     if (alpn === "http/1.1") return http(socket);
+    // ALPN said h2: whatever comes is HTTP/2's to judge, but only once the preface is in.
+    if (alpn === "h2") return this.sniff(socket, () => grpc(socket));
     this.sniff(socket, (isH2) => {
       if (isH2) {
         // HTTP/2 with prior knowledge over TLS (no ALPN): node:http2 answers a TLS socket
@@ -139,7 +155,12 @@ export class PortListener {
     });
   }
 
-  /** Reads the first bytes, puts them back, and says whether they are the HTTP/2 preface. */
+  /**
+   * Reads the first bytes, puts them back, and says whether they are the
+   * HTTP/2 preface. For HTTP/2 it waits for the preface's SETTINGS frame too:
+   * a peer that sends the magic and then nothing must not become a session
+   * that only keepalive would ever end.
+   */
   private sniff(socket: Socket, decided: (isH2: boolean) => void): void {
     this.undecided.add(socket);
     // A deadline, not an idle timer: a peer trickling the preface a byte at a time
@@ -151,7 +172,7 @@ export class PortListener {
       const n = Math.min(seen.length, H2_PREFACE.length);
       const isH2 = seen.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
       // A prefix of the preface could still turn out to be HTTP/2: wait for more.
-      if (isH2 && n < H2_PREFACE.length) return;
+      if (isH2 && !prefaceComplete(seen)) return;
       socket.off("data", onData);
       socket.off("close", onClose);
       socket.pause();
@@ -167,6 +188,20 @@ export class PortListener {
     socket.on("data", onData);
     socket.on("close", onClose);
   }
+}
+
+/**
+ * Whether `seen`, which starts with the preface magic (or a prefix of it),
+ * holds the magic and the whole first frame. A first frame that is not
+ * SETTINGS, or is oversized, counts as complete: node:http2 answers it with
+ * a GOAWAY, which is not for the sniffer to imitate.
+ */
+function prefaceComplete(seen: Buffer): boolean {
+  const header = H2_PREFACE.length;
+  if (seen.length < header + FRAME_HEADER) return false;
+  const length = seen.readUIntBE(header, 3);
+  if (seen[header + 3] !== SETTINGS || length > DEFAULT_MAX_FRAME) return true;
+  return seen.length >= header + FRAME_HEADER + length;
 }
 
 function peerKey(socket: Socket): string {

@@ -767,9 +767,12 @@ describe("over TLS without ALPN, an HTTP/2 preface is served as HTTP/2", () => {
     await server.close();
   });
 
+  // The whole client preface (RFC 9113 §3.4): the magic and a SETTINGS frame; the listener hands
+  // a connection to HTTP/2 only once both are in.
+  const clientPreface = Buffer.concat([PREFACE, Buffer.from([0, 0, 0, 0x4, 0, 0, 0, 0, 0])]);
   it.each([
-    ["in one TLS record", [PREFACE]],
-    ["split across TLS records", [PREFACE.subarray(0, 10), PREFACE.subarray(10, 17), PREFACE.subarray(17)]],
+    ["in one TLS record", [clientPreface]],
+    ["split across TLS records", [clientPreface.subarray(0, 10), clientPreface.subarray(10, 17), clientPreface.subarray(17, 28), clientPreface.subarray(28)]],
   ])("answers a preface sent %s with HTTP/2 SETTINGS", async (_label, pieces) => {
     const p = await tlsPeer(server.port, { ca: pki.ca.cert }); // no ALPN offered
     for (const piece of pieces) {

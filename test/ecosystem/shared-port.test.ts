@@ -92,8 +92,13 @@ describe("one port for gRPC and HTTP/1.1 (plaintext)", () => {
       socket.write(Buffer.from([byte]));
       await new Promise((r) => setImmediate(r));
     }
-    // node:http2 sends the (whole) preface itself: the registry must see one, so hand it the rest.
+    // node:http2 sends the (whole) preface itself: the registry must see one, so hand it the rest,
+    // and the SETTINGS frame that completes a client preface (RFC 9113 §3.4), in two pieces.
     socket.write("\r\nSM\r\n\r\n");
+    await new Promise((r) => setImmediate(r));
+    socket.write(Buffer.from([0, 0, 0, 0x4]));
+    await new Promise((r) => setImmediate(r));
+    socket.write(Buffer.from([0, 0, 0, 0, 0]));
     const answer = await new Promise<string>((resolve) => {
       let data = "";
       socket.on("data", (d: Buffer) => {
@@ -218,7 +223,8 @@ describe("PortListener", () => {
     });
     const port = await listener.listen("127.0.0.1", 0);
     await rawExchange(port, ["GET / HTTP/1.1\r\n\r\n"]);
-    await rawExchange(port, ["PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"]);
+    // Routed as HTTP/2 once the whole client preface is in: the magic and a SETTINGS frame.
+    await rawExchange(port, [Buffer.concat([Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Buffer.from([0, 0, 0, 0x4, 0, 0, 0, 0, 0])])]);
     expect(routed).toEqual(["http", "grpc"]);
     const undecided = rawExchange(port, ["PRI"]);
     await expect.poll(() => listener.undecidedCount, { timeout: 5000 }).toBe(1);

@@ -40,19 +40,26 @@ export function servingLine(output: string): ({ msg: string; port: number; pid: 
  * Starts `src/cli/main.ts serve` on an ephemeral loopback port and resolves
  * once it logs that it serves. Rejects with its output if it exits first.
  * A variable given as undefined is removed from the environment; `cwd`
- * (default: the checkout) is where the server looks for `.env`.
+ * (default: the checkout) is where the server looks for `.env`; `fileLimit`
+ * runs it with that open-file limit.
  */
 export async function startServerProcess(
   env: Record<string, string | undefined> = {},
   args: string[] = [],
-  { cwd = ROOT }: { cwd?: string } = {},
+  { cwd = ROOT, fileLimit }: { cwd?: string; fileLimit?: number } = {},
 ): Promise<ServerProcess> {
   const dataDir = env.DATA_DIR ?? tempDataDir();
   // HTTP_PORT=0: no HTTP port unless a test asks for one (the default 4001 would collide across parallel tests).
   // LOG_FORMAT=auto: JSON to the pipe, whatever a developer's shell exports.
   const childEnv: NodeJS.ProcessEnv = { ...process.env, PORT: "0", HTTP_PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", LOG_FORMAT: "auto", DATA_DIR: dataDir, ...env };
   for (const [name, value] of Object.entries(childEnv)) if (value === undefined) delete childEnv[name];
-  const child = spawn(process.execPath, ["--import", TSX, join(ROOT, "src/cli/main.ts"), "serve", ...args], {
+  const nodeArgs = ["--import", TSX, join(ROOT, "src/cli/main.ts"), "serve", ...args];
+  // fileLimit: the server runs under `ulimit -n` (bash execs node, so the PID is the server's).
+  const [command, commandArgs] =
+    fileLimit === undefined
+      ? [process.execPath, nodeArgs]
+      : ["bash", ["-c", 'ulimit -n "$0" && exec "$@"', String(fileLimit), process.execPath, ...nodeArgs]];
+  const child = spawn(command, commandArgs, {
     cwd,
     env: childEnv,
     stdio: ["ignore", "pipe", "pipe"],
