@@ -15,8 +15,13 @@ import { rpcMetricsInterceptor, type RpcObserver } from "./rpc-metrics.js";
 import { registryHandlers } from "./registry-handlers.js";
 import { WatchEventEncoder } from "./watch-encoder.js";
 import { WatchStreams } from "./watch-handler.js";
+import { decodeWatchInstancesRequest } from "./watch-request-decoder.js";
 
-/** The service definition, except that WatchInstances also sends pre-encoded bytes as they are. */
+/**
+ * The service definition, except that WatchInstances also sends pre-encoded
+ * bytes as they are, and takes any uint64 `since_revision` (see
+ * decodeWatchInstancesRequest).
+ */
 const registryService = {
   ...RegistryServiceService,
   getByType: {
@@ -26,6 +31,7 @@ const registryService = {
   },
   watchInstances: {
     ...RegistryServiceService.watchInstances,
+    requestDeserialize: decodeWatchInstancesRequest,
     responseSerialize: (value: WatchInstancesResponse | Buffer): Buffer =>
       Buffer.isBuffer(value) ? value : Buffer.from(WatchInstancesResponse.encode(value).finish()),
   },
