@@ -15,15 +15,19 @@ import { rpcMetricsInterceptor, type RpcObserver } from "./rpc-metrics.js";
 import { registryHandlers } from "./registry-handlers.js";
 import { WatchEventEncoder } from "./watch-encoder.js";
 import { WatchStreams } from "./watch-handler.js";
-import { decodeWatchInstancesRequest } from "./watch-request-decoder.js";
+import { decodeRegisterRequest, decodeWatchInstancesRequest } from "./request-decoders.js";
 
 /**
  * The service definition, except that WatchInstances also sends pre-encoded
- * bytes as they are, and takes any uint64 `since_revision` (see
- * decodeWatchInstancesRequest).
+ * bytes as they are, and Register and WatchInstances read their integers
+ * whole (see request-decoders.ts).
  */
 const registryService = {
   ...RegistryServiceService,
+  register: {
+    ...RegistryServiceService.register,
+    requestDeserialize: decodeRegisterRequest,
+  },
   getByType: {
     ...RegistryServiceService.getByType,
     responseSerialize: (value: GetByTypeResponse | Buffer): Buffer =>

@@ -7,7 +7,7 @@ import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Client, credentials } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import { EventType, WatchInstancesResponse } from "../../gen/registry/v1/registry.js";
-import { decodeWatchInstancesRequest } from "../../src/server/watch-request-decoder.js";
+import { decodeWatchInstancesRequest } from "../../src/server/request-decoders.js";
 import { keyAuth, TEST_KEY } from "../support/registry-harness.js";
 import { StreamCursor } from "../support/stream-cursor.js";
 import { brief, readUntil, WatchContext } from "./watch-helpers.js";
