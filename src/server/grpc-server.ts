@@ -1,3 +1,4 @@
+import type { ServerOptions as Http2ServerOptions } from "node:http2";
 import type { Socket } from "node:net";
 import { Server, ServerCredentials, type ConnectionInjector, type ServerOptions } from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
@@ -40,6 +41,28 @@ const registryService = {
       Buffer.isBuffer(value) ? value : Buffer.from(WatchInstancesResponse.encode(value).finish()),
   },
 };
+
+/**
+ * Node's HTTP/2 sessions count the frames nghttp2 finds invalid (a request
+ * whose `:path` is `*`, a HEADERS frame breaking HTTP/2's messaging rules) and,
+ * past `maxSessionInvalidFrames` (1000 by default) on one connection, destroy
+ * the session: GOAWAY(INTERNAL_ERROR), which resets every other call on that
+ * connection. One client's (or, behind a proxy that multiplexes many clients
+ * onto one connection, one user's) malformed calls would so end everyone's
+ * calls and watch streams. Each such frame is already answered alone, with
+ * RST_STREAM, at less cost than a valid call, which has no per-connection
+ * budget either; floods of control frames and resets stay bounded by
+ * nghttp2's own limits. So the budget is lifted and a bad call fails alone.
+ *
+ * grpc-js builds its http2 servers (for `bindAsync` and for connection
+ * injectors) from its `commonServerOptions` and offers no option for this;
+ * the fuzz test (test/fuzz/grpc-call-fuzz.test.ts) fails if a grpc-js upgrade
+ * stops honouring it.
+ */
+function tolerateInvalidStreamFrames(server: Server): void {
+  const internals = server as unknown as { commonServerOptions?: Http2ServerOptions };
+  if (internals.commonServerOptions) internals.commonServerOptions.maxSessionInvalidFrames = 2 ** 32 - 1;
+}
 
 /** Name under which grpc.health.v1 reports the registry service itself. */
 export const REGISTRY_SERVICE_NAME = "registry.v1.RegistryService";
@@ -91,6 +114,7 @@ export class RegistryGrpcServer {
     const interceptors = [...(options.serverOptions?.interceptors ?? [])];
     if (options.metrics) interceptors.unshift(rpcMetricsInterceptor(options.metrics));
     this.server = new Server({ ...options.serverOptions, interceptors });
+    tolerateInvalidStreamFrames(this.server);
     this.server.addService(registryService, registryHandlers({ api, logger, watchStreams: this.watchStreams }));
     // A replica that lost its store, or is draining, must be taken out of rotation.
     this.serving = options.serving ?? new ServingState().follow(registry);
