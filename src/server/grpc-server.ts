@@ -10,6 +10,7 @@ import { ServingState } from "../observability/serving-state.js";
 import type { RegistrationKeys } from "../registry/credentials.js";
 import type { ServiceRegistry } from "../registry/service-registry.js";
 import { shuttingDown } from "../registry/watcher.js";
+import { compressedFlagGuard } from "./compressed-flag-guard.js";
 import { HealthWatchCloser } from "./health-watch-closer.js";
 import { reflectionPackageDefinition } from "./proto-files.js";
 import { rpcMetricsInterceptor, type RpcObserver } from "./rpc-metrics.js";
@@ -113,6 +114,8 @@ export class RegistryGrpcServer {
     });
     const interceptors = [...(options.serverOptions?.interceptors ?? [])];
     if (options.metrics) interceptors.unshift(rpcMetricsInterceptor(options.metrics));
+    // First in the list, so it wraps grpc-js's base call directly (see its doc).
+    interceptors.unshift(compressedFlagGuard());
     this.server = new Server({ ...options.serverOptions, interceptors });
     tolerateInvalidStreamFrames(this.server);
     this.server.addService(registryService, registryHandlers({ api, logger, watchStreams: this.watchStreams }));
