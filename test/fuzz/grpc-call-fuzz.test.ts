@@ -12,7 +12,8 @@ import { frame, fuzzCalls, type FuzzCall } from "./grpc-call-cases.js";
  * headers, requests nghttp2 itself rejects, bodies that keep coming after
  * the answer; many at once on one connection beside a well-behaved watch
  * stream. What it pins: every bad call fails alone (no GOAWAY with an error,
- * the connection and the watch stream live on), and the server serves after.
+ * the connection and the watch stream live on), no message with an invalid
+ * Compressed-Flag is served, and the server serves after.
  *
  * CI runs a fixed seed and a bounded count; for a longer local run:
  *   FUZZ_SEED=$RANDOM FUZZ_CASES=100000 npx vitest run test/fuzz/grpc-call-fuzz.test.ts
@@ -83,6 +84,18 @@ async function registerOn(conn: FuzzConnection, port: number): Promise<CallOutco
   );
 }
 
+/**
+ * True when the call's first message carries a Compressed-Flag the server
+ * must refuse (grpc's doc/compression.md): 1 without a grpc-encoding other
+ * than identity, or anything but 0 and 1.
+ */
+function hasInvalidFlag(call: FuzzCall): boolean {
+  const first = call.chunks.find((c) => c.length > 0)?.[0];
+  if (first === undefined) return false;
+  const encoding = String(call.headers["grpc-encoding"] ?? "identity");
+  return first > 1 || (first === 1 && encoding === "identity");
+}
+
 /** Runs `calls` in waves on `conn`; fails naming the seed and the wave if the connection is torn down. */
 async function runWaves(conn: FuzzConnection, calls: readonly FuzzCall[], seed: number): Promise<Map<string, number>> {
   const tally = new Map<string, number>();
@@ -97,7 +110,11 @@ async function runWaves(conn: FuzzConnection, calls: readonly FuzzCall[], seed: 
           `during calls ${i}..${i + wave.length - 1}; kinds in flight: ${kinds.join("; ")}`,
       );
     }
-    outcomes.forEach((o) => {
+    outcomes.forEach((o, j) => {
+      const call = wave[j] as FuzzCall;
+      if (o.grpcStatus === 0 && hasInvalidFlag(call)) {
+        throw new Error(`seed ${seed}: call ${i + j} (${call.kind}) has an invalid Compressed-Flag but was served (grpc-status 0)`);
+      }
       const key = o.grpcStatus !== undefined ? `grpc-status ${o.grpcStatus}` : o.rstCode !== undefined ? `RST ${o.rstCode}` : o.httpStatus !== undefined ? `HTTP ${o.httpStatus}` : "other";
       tally.set(key, (tally.get(key) ?? 0) + 1);
     });
