@@ -245,11 +245,14 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
    * instead of answering RESET with a snapshot older than what the client has
    * seen. UNAVAILABLE after the `resumeWait` option, so the client tries
    * another replica. Resolves at once otherwise (no resume, another epoch,
-   * a revision already applied).
+   * a revision already applied, a revision above Number.MAX_SAFE_INTEGER).
    */
   async reach(epoch: string, revision: number): Promise<void> {
     this.assertRunning();
     if (epoch !== this.currentEpoch || revision <= this.currentRevision) return;
+    // Beyond any revision a registry can count to: no replica will ever reach
+    // it, so the watch answers RESET at once instead of waiting in vain.
+    if (revision > Number.MAX_SAFE_INTEGER) return;
     this.assertFresh();
     this.resumesWaiting++;
     try {

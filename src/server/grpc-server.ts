@@ -1,3 +1,4 @@
+import type { ServerOptions as Http2ServerOptions } from "node:http2";
 import type { Socket } from "node:net";
 import { Server, ServerCredentials, type ConnectionInjector, type ServerOptions } from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
@@ -9,16 +10,26 @@ import { ServingState } from "../observability/serving-state.js";
 import type { RegistrationKeys } from "../registry/credentials.js";
 import type { ServiceRegistry } from "../registry/service-registry.js";
 import { shuttingDown } from "../registry/watcher.js";
+import { compressedFlagGuard } from "./compressed-flag-guard.js";
 import { HealthWatchCloser } from "./health-watch-closer.js";
 import { reflectionPackageDefinition } from "./proto-files.js";
 import { rpcMetricsInterceptor, type RpcObserver } from "./rpc-metrics.js";
 import { registryHandlers } from "./registry-handlers.js";
 import { WatchEventEncoder } from "./watch-encoder.js";
 import { WatchStreams } from "./watch-handler.js";
+import { decodeRegisterRequest, decodeWatchInstancesRequest } from "./request-decoders.js";
 
-/** The service definition, except that WatchInstances also sends pre-encoded bytes as they are. */
+/**
+ * The service definition, except that WatchInstances also sends pre-encoded
+ * bytes as they are, and Register and WatchInstances read their integers
+ * whole (see request-decoders.ts).
+ */
 const registryService = {
   ...RegistryServiceService,
+  register: {
+    ...RegistryServiceService.register,
+    requestDeserialize: decodeRegisterRequest,
+  },
   getByType: {
     ...RegistryServiceService.getByType,
     responseSerialize: (value: GetByTypeResponse | Buffer): Buffer =>
@@ -26,10 +37,33 @@ const registryService = {
   },
   watchInstances: {
     ...RegistryServiceService.watchInstances,
+    requestDeserialize: decodeWatchInstancesRequest,
     responseSerialize: (value: WatchInstancesResponse | Buffer): Buffer =>
       Buffer.isBuffer(value) ? value : Buffer.from(WatchInstancesResponse.encode(value).finish()),
   },
 };
+
+/**
+ * Node's HTTP/2 sessions count the frames nghttp2 finds invalid (a request
+ * whose `:path` is `*`, a HEADERS frame breaking HTTP/2's messaging rules) and,
+ * past `maxSessionInvalidFrames` (1000 by default) on one connection, destroy
+ * the session: GOAWAY(INTERNAL_ERROR), which resets every other call on that
+ * connection. One client's (or, behind a proxy that multiplexes many clients
+ * onto one connection, one user's) malformed calls would so end everyone's
+ * calls and watch streams. Each such frame is already answered alone, with
+ * RST_STREAM, at less cost than a valid call, which has no per-connection
+ * budget either; floods of control frames and resets stay bounded by
+ * nghttp2's own limits. So the budget is lifted and a bad call fails alone.
+ *
+ * grpc-js builds its http2 servers (for `bindAsync` and for connection
+ * injectors) from its `commonServerOptions` and offers no option for this;
+ * the fuzz test (test/fuzz/grpc-call-fuzz.test.ts) fails if a grpc-js upgrade
+ * stops honouring it.
+ */
+function tolerateInvalidStreamFrames(server: Server): void {
+  const internals = server as unknown as { commonServerOptions?: Http2ServerOptions };
+  if (internals.commonServerOptions) internals.commonServerOptions.maxSessionInvalidFrames = 2 ** 32 - 1;
+}
 
 /** Name under which grpc.health.v1 reports the registry service itself. */
 export const REGISTRY_SERVICE_NAME = "registry.v1.RegistryService";
@@ -90,7 +124,10 @@ export class RegistryGrpcServer {
     });
     const interceptors = [...(options.serverOptions?.interceptors ?? [])];
     if (options.metrics) interceptors.unshift(rpcMetricsInterceptor(options.metrics));
+    // First in the list, so it wraps grpc-js's base call directly (see its doc).
+    interceptors.unshift(compressedFlagGuard());
     this.server = new Server({ ...options.serverOptions, interceptors });
+    tolerateInvalidStreamFrames(this.server);
     this.server.addService(registryService, registryHandlers({ api, logger, watchStreams: this.watchStreams }));
     // A replica that lost its store, or is draining, must be taken out of rotation.
     this.serving = options.serving ?? new ServingState().follow(registry);

@@ -173,6 +173,10 @@ describe("the seed's HTTP/JSON API on HTTP_PORT, with plain fetch", () => {
     ["port as a word", { serviceType: "api", port: "abc" }, /^port: must be an integer/],
     ["port as a string with a space", { serviceType: "api", port: " 3000" }, /^port: must be an integer/],
     ["port as a signed string", { serviceType: "api", port: "+3000" }, /^port: must be an integer/],
+    // 2^32 + 80: the seed's own check, and uint32 wire truncation, would take it as 80.
+    ["port 2^32+80 as a number", { serviceType: "api", port: 2 ** 32 + 80, host: "10.0.0.80" }, /^port: must be between 1 and 65535$/],
+    ["port 2^32+80 as a decimal string", { serviceType: "api", port: String(2 ** 32 + 80), host: "10.0.0.80" }, /^port: must be between 1 and 65535$/],
+    ["port 2^64+80 as a number", { serviceType: "api", port: 2 ** 64 + 80, host: "10.0.0.80" }, /^port: must be between 1 and 65535$/],
     ["the proto's snake_case service_type", { service_type: "api", port: 80 }, /^service_type: unknown field; the HTTP\/JSON API spells it serviceType$/],
     ["the proto's snake_case health_check", { serviceType: "api", port: 80, health_check: { path: "/h" } }, /^health_check: .* healthCheck$/],
     ["a bad host", { serviceType: "api", port: 80, host: "not a host" }, /^host: /],

@@ -1,0 +1,70 @@
+import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
+import { RegisterRequest, WatchInstancesRequest } from "../../gen/registry/v1/registry.js";
+
+/**
+ * Request deserializers for the two requests carrying an integer whose wire
+ * value the generated code (ts-proto, `forceLong=number`) would not keep:
+ *
+ * - WatchInstancesRequest.since_revision (uint64): the generated decode
+ *   throws above Number.MAX_SAFE_INTEGER, which grpc-js answers with INTERNAL
+ *   "Error deserializing request", yet Go, Python and Java clients may send any
+ *   uint64. It is the only uint64 a client sends; every other is a revision the
+ *   registry wrote (a safe integer). Every value above 2^53 means one thing to
+ *   the registry: a resume point beyond any revision it can hold. Number()
+ *   keeps such a value above MAX_SAFE_INTEGER (rounding never brings it down to
+ *   a safe integer), so it still compares as "ahead of the registry" and gets
+ *   RESET (SPEC 4.3). Keeping numbers spares the SDK's public types
+ *   (`revision: number`) a switch to bigint for no gain in meaning.
+ * - RegisterRequest.port (uint32): protobuf readers cut a longer varint to its
+ *   low 32 bits, so 2^32+80 would register port 80, an instance nobody meant.
+ *   Kept whole, it reaches validation and is refused naming `port`.
+ *
+ * The field is read exactly (as a bigint) by the protobuf wire reader; the rest
+ * of the message is decoded by the generated code, with the field's
+ * occurrences cut out of the bytes it sees.
+ */
+export function decodeWatchInstancesRequest(bytes: Uint8Array): WatchInstancesRequest {
+  return decodeWithExactVarint(bytes, 2, WatchInstancesRequest.decode, (message, value) => {
+    message.sinceRevision = value;
+  });
+}
+
+/** RegisterRequest with `port` as sent (see decodeWatchInstancesRequest). */
+export function decodeRegisterRequest(bytes: Uint8Array): RegisterRequest {
+  return decodeWithExactVarint(bytes, 2, RegisterRequest.decode, (message, value) => {
+    message.port = value;
+  });
+}
+
+/**
+ * Decodes with `decode`, except varint field `fieldNo` (top level), which is
+ * read as a full 64-bit value and handed to `assign` as a number. The last
+ * occurrence wins, as for any proto3 scalar.
+ */
+function decodeWithExactVarint<T>(
+  bytes: Uint8Array,
+  fieldNo: number,
+  decode: (input: Uint8Array) => T,
+  assign: (message: T, value: number) => void,
+): T {
+  const reader = new BinaryReader(bytes);
+  let exact: bigint | undefined;
+  const kept: Uint8Array[] = [];
+  let keptFrom = 0;
+  while (reader.pos < reader.len) {
+    const start = reader.pos;
+    const [no, wireType] = reader.tag();
+    if (no === fieldNo && wireType === WireType.Varint) {
+      exact = BigInt(reader.uint64());
+      kept.push(bytes.subarray(keptFrom, start));
+      keptFrom = reader.pos;
+    } else {
+      reader.skip(wireType, no);
+    }
+  }
+  if (exact === undefined) return decode(bytes);
+  kept.push(bytes.subarray(keptFrom));
+  const message = decode(Buffer.concat(kept));
+  assign(message, Number(exact));
+  return message;
+}
