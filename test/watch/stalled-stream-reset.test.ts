@@ -45,10 +45,13 @@ describe("a watch stream whose client stopped reading", () => {
   });
 
   it("is reset on the wire (RST_STREAM) within the stall timeout plus a few seconds, and the server lets it go", async () => {
-    // The server side of each watch: the first interceptor wraps grpc-js's base call, which holds it.
+    // The server side of each watch: grpc-js's base call holds it, at the end of the
+    // chain of the interceptors inside this one (the server adds its own).
     const serverStreams: ServerHttp2Stream[] = [];
     const capture: ServerInterceptor = (method, next) => {
-      if (method.path.endsWith("/WatchInstances")) serverStreams.push((next as unknown as { stream: ServerHttp2Stream }).stream);
+      let link = next as unknown as { stream?: ServerHttp2Stream; nextCall?: unknown };
+      while (!link.stream && link.nextCall) link = link.nextCall as typeof link;
+      if (method.path.endsWith("/WatchInstances") && link.stream) serverStreams.push(link.stream);
       return new ServerInterceptingCall(next);
     };
     h = await startHarness({ server: { watchStallTimeoutMs: STALL_MS, serverOptions: { interceptors: [capture] } } });
