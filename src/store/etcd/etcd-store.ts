@@ -533,21 +533,30 @@ export class EtcdStore implements RegistryStore {
     if (this.watchDown || this.liveness?.isLost) return;
     this.catchingUp = true;
     const generation = this.lossGeneration;
+    let retryInMs: number | undefined;
     void this.catchUp()
       .then(
         (revision) => {
-          if (generation !== this.lossGeneration || this.closed) return;
+          if (this.closed) return;
+          // Lost again while catching up: that loss's own recovery found this
+          // catch-up in flight and left it to finish, so start over now
+          // (tryRecover waits if the loss is not over yet).
+          if (generation !== this.lossGeneration) {
+            retryInMs = 0;
+            return;
+          }
           this.reported = { available: true };
           void this.refreshMembers();
           this.notify(true, `etcd reachable; caught up at revision ${revision}`);
         },
         (err: unknown) => {
           this.options.logger?.warn({ err }, "could not catch up with etcd yet; retrying");
-          setTimeout(() => this.tryRecover(), 500).unref();
+          retryInMs = 500;
         },
       )
       .finally(() => {
         this.catchingUp = false;
+        if (retryInMs !== undefined) setTimeout(() => this.tryRecover(), retryInMs).unref();
       });
   }
 
