@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseEnv } from "node:util";
 import { flagName, SETTINGS, type Config, type SettingName } from "./settings.js";
@@ -73,13 +73,24 @@ export function loadConfigWithOrigins(sources: ConfigSources = {}): LoadedConfig
   return { config: config as Config, origins: origins as LoadedConfig["origins"] };
 }
 
+/** Larger than any settings file; a bound so a wrong path cannot fill memory. */
+const MAX_DOTENV_BYTES = 1024 * 1024;
+
 function readDotenv(path: string): Record<string, string> {
   if (!existsSync(path)) return {};
+  let text: string;
   try {
-    return parseEnv(readFileSync(path, "utf8")) as Record<string, string>;
+    // Checked first: reading a device (/dev/zero) never ends and a FIFO blocks
+    // the process, at start-up and at every SIGHUP reload alike.
+    const stat = statSync(path);
+    if (!stat.isFile()) throw new ConfigError(`${path} is not a regular file`);
+    if (stat.size > MAX_DOTENV_BYTES) throw new ConfigError(`${path} is larger than 1 MiB; it should hold settings only`);
+    text = readFileSync(path, "utf8");
   } catch (err) {
+    if (err instanceof ConfigError) throw err;
     throw new ConfigError(`${path} cannot be read: ${(err as Error).message}`);
   }
+  return parseEnv(text) as Record<string, string>;
 }
 
 function parseFlags(argv: readonly string[]): Map<string, string> {

@@ -1,4 +1,5 @@
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -20,6 +21,17 @@ describe("configuration", () => {
     expect(config.deregisterAfterMs).toBe(0);
     expect(config.host).toBe("0.0.0.0");
     expect(config.healthChecks).toBe(true);
+  });
+
+  it("refuses a .env that is not a small regular file (a device, a FIFO, something huge) instead of hanging or filling memory", () => {
+    const at = (setup: (path: string) => void) => {
+      const cwd = mkdtempSync(join(tmpdir(), "registry-env-"));
+      setup(join(cwd, ".env"));
+      return () => loadConfig({ cwd, env: {}, argv: [] });
+    };
+    expect(at((p) => symlinkSync("/dev/zero", p))).toThrow(/\.env is not a regular file/);
+    expect(at((p) => execFileSync("mkfifo", [p]))).toThrow(/\.env is not a regular file/);
+    expect(at((p) => writeFileSync(p, `PORT=4100\n# ${"x".repeat(2 * 1024 * 1024)}\n`))).toThrow(/\.env is larger than 1 MiB/);
   });
 
   it("says which layer each setting came from", () => {
