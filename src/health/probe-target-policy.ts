@@ -90,10 +90,45 @@ export class ProbeTargetPolicy {
     const ip = unmapIpv4(bare);
     const version = isIP(ip);
     if (version === 0) return false;
-    const family = version === 4 ? "ipv4" : "ipv6";
+    if (version === 6) {
+      // An IPv6 address that a translator on the path (NAT64, 6to4) or an old
+      // stack turns into an IPv4 one must pass as that IPv4 address too.
+      const carried = embeddedIpv4(ip);
+      if (carried !== undefined && !this.judge(carried, "ipv4")) return false;
+    }
+    return this.judge(ip, version === 4 ? "ipv4" : "ipv6");
+  }
+
+  private judge(ip: string, family: "ipv4" | "ipv6"): boolean {
     if (this.#deny.check(ip, family)) return false;
     return this.#allow === undefined || this.#allow.check(ip, family);
   }
+}
+
+/**
+ * The IPv4 address carried by an IPv6 one that reaches it through a
+ * translation: IPv4-compatible (::a.b.c.d, deprecated but still parsed),
+ * IPv4-translated (::ffff:0:a.b.c.d), NAT64 (64:ff9b::a.b.c.d) and 6to4
+ * (2002:aabb:ccdd::). `ip` is in the URL parser's canonical form.
+ */
+function embeddedIpv4(ip: string): string | undefined {
+  const h = hextets(ip);
+  const zero = (from: number, to: number) => h.slice(from, to).every((x) => x === 0);
+  const v4 = (hi: number, lo: number) => `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+  if (zero(0, 6) && !(h[6] === 0 && (h[7] as number) <= 1)) return v4(h[6] as number, h[7] as number); // not :: or ::1
+  if (zero(0, 4) && h[4] === 0xffff && h[5] === 0) return v4(h[6] as number, h[7] as number);
+  if (h[0] === 0x64 && h[1] === 0xff9b && zero(2, 6)) return v4(h[6] as number, h[7] as number);
+  if (h[0] === 0x2002) return v4(h[1] as number, h[2] as number);
+  return undefined;
+}
+
+/** The eight 16-bit groups of a canonical IPv6 address (hex groups, at most one "::"). */
+function hextets(ip: string): number[] {
+  const [head = "", tail] = ip.split("::");
+  const first = head === "" ? [] : head.split(":");
+  const last = tail === undefined || tail === "" ? [] : tail.split(":");
+  const fill = tail === undefined ? 0 : 8 - first.length - last.length;
+  return [...first, ...Array<string>(fill).fill("0"), ...last].map((x) => parseInt(x, 16));
 }
 
 const MAPPED_DOTTED = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i;

@@ -29,6 +29,12 @@ const DENIED_LITERALS = [
   "224.0.0.1",
   "ff02::1",
   "fd00:ec2::254",
+  // IPv6 spellings that a translator or an old stack turns into a denied IPv4 address.
+  "::169.254.169.254",
+  "::a9fe:a9fe",
+  "::ffff:0:a9fe:a9fe",
+  "64:ff9b::a9fe:a9fe",
+  "2002:a9fe:a9fe::1",
 ];
 
 describe("probe-target policy at Register (real gRPC)", () => {
@@ -51,7 +57,7 @@ describe("probe-target policy at Register (real gRPC)", () => {
 
   it("accepts loopback, private addresses and names (metadata host names included: they are judged when resolved)", async () => {
     h = await startHarness();
-    for (const host of ["127.0.0.1", "::1", "10.1.2.3", "fd00::7", "localhost", "metadata.google.internal"]) {
+    for (const host of ["127.0.0.1", "::1", "10.1.2.3", "fd00::7", "64:ff9b::a01:203", "2002:a01:203::1", "localhost", "metadata.google.internal"]) {
       const res = await call(h.client, h.client.register, { serviceType: "api", port: 80, host, metadata: {} });
       expect(res.instance?.host).toBe(host);
     }
