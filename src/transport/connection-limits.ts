@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import type { Socket } from "node:net";
+import { addressGroup, peerHost } from "../api/peer-address.js";
 
 /** The setting a refused connection ran into. */
 export type ConnectionQuota = "MAX_CONNECTIONS" | "MAX_CONNECTIONS_PER_ADDRESS";
@@ -39,7 +40,9 @@ export class ConnectionLimits {
    * returns the quota it ran into.
    */
   admit(socket: Socket): ConnectionQuota | undefined {
-    const address = socket.remoteAddress ?? "";
+    // IPv6 by /64: one host is usually given a whole /64, and could otherwise
+    // open its per-address share from each of 2^64 addresses.
+    const address = addressGroup(peerHost(socket.remoteAddress ?? ""));
     const fromAddress = this.perAddress.get(address) ?? 0;
     let quota: ConnectionQuota | undefined;
     if (this.total >= this.options.maxConnections) quota = "MAX_CONNECTIONS";

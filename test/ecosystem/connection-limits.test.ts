@@ -1,4 +1,4 @@
-import { once } from "node:events";
+import { EventEmitter, once } from "node:events";
 import { mkdtempSync } from "node:fs";
 import { connect as connectHttp2 } from "node:http2";
 import { connect as connectTcp, type Socket } from "node:net";
@@ -11,6 +11,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { RegistryServiceClient, type ListServicesResponse } from "../../gen/registry/v1/registry.js";
 import { startServer, type RunningServer } from "../../src/cli/serve.js";
 import { loadConfig } from "../../src/config/load-config.js";
+import { ConnectionLimits } from "../../src/transport/connection-limits.js";
 import { PortListener } from "../../src/transport/port-listener.js";
 import { keyAuth, TEST_KEY } from "../support/registry-harness.js";
 import { startServerProcess, type ServerProcess } from "../support/server-process.js";
@@ -216,4 +217,22 @@ describe("CONNECTION_IDLE_MS", () => {
       await server.close();
     }
   }, 15_000);
+});
+
+describe("ConnectionLimits: what counts as one address", () => {
+  /** A stand-in for an accepted net.Socket: the limiter reads its address and closes or watches it. */
+  function socketFrom(remoteAddress: string) {
+    const socket = Object.assign(new EventEmitter(), { remoteAddress, destroyed: false, destroy() { this.destroyed = true; } });
+    return socket as unknown as Socket & { destroyed: boolean };
+  }
+
+  it("counts an IPv6 /64 as one address, and IPv4 callers apart (also when a dual-stack listener maps them)", () => {
+    const limits = new ConnectionLimits({ maxConnections: 100, maxConnectionsPerAddress: 2 });
+    expect(limits.admit(socketFrom("2001:db8:1:2::a"))).toBeUndefined();
+    expect(limits.admit(socketFrom("2001:db8:1:2::b"))).toBeUndefined();
+    expect(limits.admit(socketFrom("2001:db8:1:2:ffff::c"))).toBe("MAX_CONNECTIONS_PER_ADDRESS");
+    expect(limits.admit(socketFrom("2001:db8:1:3::a"))).toBeUndefined();
+    for (const ip of ["::ffff:192.0.2.1", "::ffff:192.0.2.2", "::ffff:192.0.2.3", "192.0.2.1"]) expect(limits.admit(socketFrom(ip))).toBeUndefined();
+    expect(limits.admit(socketFrom("::ffff:192.0.2.1"))).toBe("MAX_CONNECTIONS_PER_ADDRESS");
+  });
 });
