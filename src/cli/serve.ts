@@ -164,6 +164,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
     metrics,
     watchStallTimeoutMs: config.watchStallTimeoutMs,
     shutdownGraceMs: config.shutdownGraceMs,
+    requestReadTimeoutMs: config.requestReadTimeoutMs,
     maxWatchStreams: config.maxWatchStreams,
     maxWatchStreamsPerConnection: config.maxWatchStreamsPerConnection,
     serverOptions: grpcConnectionOptions(config),

@@ -207,6 +207,12 @@ export const SETTINGS = {
     default: 5000,
     parse: integer(100),
   }),
+  requestReadTimeoutMs: spec({
+    env: "REQUEST_READ_TIMEOUT_MS",
+    description: "end a call whose request has not arrived in full this long after it started (DEADLINE_EXCEEDED): a peer trickling bytes keeps no connection busy",
+    default: 10_000,
+    parse: integer(1),
+  }),
 };
 
 export type SettingName = keyof typeof SETTINGS;

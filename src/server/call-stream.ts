@@ -15,7 +15,12 @@ import type { ServerHttp2Stream } from "node:http2";
  * (test/watch/stalled-stream-reset.test.ts) catches a grpc-js that moves it.
  */
 export function http2StreamOf(call: object): ServerHttp2Stream | undefined {
-  let link: unknown = (call as { call?: unknown }).call;
+  return http2StreamBelow((call as { call?: unknown }).call);
+}
+
+/** The node:http2 stream at the end of an interceptor chain (`next` as a server interceptor gets it), if found. */
+export function http2StreamBelow(interceptingCall: unknown): ServerHttp2Stream | undefined {
+  let link: unknown = interceptingCall;
   // The chain is as long as the interceptor list; the bound only guards against a cycle.
   for (let hops = 0; hops < 32 && typeof link === "object" && link !== null; hops++) {
     const stream = (link as { stream?: unknown }).stream;

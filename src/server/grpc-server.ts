@@ -11,6 +11,7 @@ import type { RegistrationKeys } from "../registry/credentials.js";
 import type { ServiceRegistry } from "../registry/service-registry.js";
 import { shuttingDown } from "../registry/watcher.js";
 import { compressedFlagGuard } from "./compressed-flag-guard.js";
+import { requestReadTimeout } from "./request-read-timeout.js";
 import { HealthWatchCloser } from "./health-watch-closer.js";
 import { reflectionPackageDefinition } from "./proto-files.js";
 import { rpcMetricsInterceptor, type RpcObserver } from "./rpc-metrics.js";
@@ -89,6 +90,8 @@ export interface RegistryGrpcServerOptions {
   readonly maxWatchStreamsPerConnection?: number;
   /** How long shutdown waits for in-flight calls before cutting them. Default 5000 ms. */
   readonly shutdownGraceMs?: number;
+  /** A call whose request has not arrived in full this long after it started ends with DEADLINE_EXCEEDED. Default 10000. */
+  readonly requestReadTimeoutMs?: number;
   /** grpc-js server options (message sizes, keepalive...). */
   readonly serverOptions?: ServerOptions;
   /** Receives RPC counts and latencies and watch events sent (RegistryMetrics). */
@@ -124,6 +127,7 @@ export class RegistryGrpcServer {
     });
     const interceptors = [...(options.serverOptions?.interceptors ?? [])];
     if (options.metrics) interceptors.unshift(rpcMetricsInterceptor(options.metrics));
+    interceptors.unshift(requestReadTimeout(options.requestReadTimeoutMs ?? 10_000));
     // First in the list, so it wraps grpc-js's base call directly (see its doc).
     interceptors.unshift(compressedFlagGuard());
     this.server = new Server({ ...options.serverOptions, interceptors });

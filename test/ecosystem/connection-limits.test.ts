@@ -219,6 +219,38 @@ describe("CONNECTION_IDLE_MS", () => {
   }, 15_000);
 });
 
+describe("REQUEST_READ_TIMEOUT_MS", () => {
+  it("ends a call whose request never arrives in full, naming why, so its connection goes idle and is closed", async () => {
+    const { server } = await startLogged({ CONNECTION_IDLE_MS: "1000", REQUEST_READ_TIMEOUT_MS: "1000" });
+    const session = connectHttp2(`http://127.0.0.1:${server.port}`);
+    session.on("error", () => {});
+    try {
+      // A Register whose message header promises 10 bytes, none of which ever come.
+      const stream = session.request(
+        { ":method": "POST", ":path": "/registry.v1.RegistryService/Register", "content-type": "application/grpc", te: "trailers" },
+        { endStream: false },
+      );
+      stream.on("error", () => {});
+      stream.resume();
+      // Nothing was sent yet, so the status comes as a trailers-only response.
+      const trailers = once(stream, "response");
+      stream.write(Buffer.from([0, 0, 0, 0, 10]));
+      const started = Date.now();
+      const [headers] = (await Promise.race([
+        trailers,
+        new Promise((_, reject) => setTimeout(() => reject(new Error("the stalled call got no status within 4 s")), 4000).unref()),
+      ])) as [Record<string, string>];
+      expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+      expect(headers["grpc-status"]).toBe("4"); // DEADLINE_EXCEEDED
+      expect(decodeURIComponent(headers["grpc-message"] ?? "")).toMatch(/request did not arrive in full within 1000 ms/);
+      await Promise.race([once(session, "close"), new Promise((_, reject) => setTimeout(() => reject(new Error("the connection was not closed once idle")), 4000).unref())]);
+    } finally {
+      session.destroy();
+      await server.close();
+    }
+  }, 15_000);
+});
+
 describe("ConnectionLimits: what counts as one address", () => {
   /** A stand-in for an accepted net.Socket: the limiter reads its address and closes or watches it. */
   function socketFrom(remoteAddress: string) {
