@@ -15,7 +15,7 @@ export { limits } from "./registry/validation.js";
 export type { Watcher, WatchOptions } from "./registry/watcher.js";
 export { RegistrationKeys } from "./registry/credentials.js";
 export { MemoryStore } from "./store/memory-store.js";
-export type { RegistryStore, Mutation, StoreState } from "./store/registry-store.js";
+export type { RegistryStore, Mutation, StoreState } from "./registry/registry-store.js";
 export { RegistryGrpcServer, type RegistryGrpcServerOptions } from "./server/grpc-server.js";
 export { RegistryApi, type CallContext, type RegisterRequest } from "./api/registry-api.js";
 export { Authenticator, type PresentedCredentials, type Principal } from "./api/authenticator.js";
@@ -30,6 +30,6 @@ export { InstrumentedStore, type StoreObserver } from "./observability/instrumen
 export { instrumentProbe } from "./observability/instrumented-probe.js";
 export { loadConfig, ConfigError } from "./config/load-config.js";
 export { loadTls, type TlsMaterial } from "./config/tls.js";
-export { startServer, type RunningServer, type StartOptions } from "./cli/serve.js";
+export { startServer, type RunningServer, type StartOptions } from "./app/start-server.js";
 // The client SDK: RegistryClient, registerSelf, the registry:/// resolver (SPEC 4.6).
 export * from "./client/index.js";

@@ -9,7 +9,7 @@ import { SqliteStore } from "../store/sqlite/sqlite-store.js";
 import { StoreOpenError } from "../store/store-open-error.js";
 import { isClientCommand, runClientCommand, type ClientCommand } from "./commands/client-commands.js";
 import { processOutput } from "./commands/output.js";
-import { startServer } from "./serve.js";
+import { startServer } from "../app/start-server.js";
 
 const USAGE = `usage: service-registry [serve] [--flag value ...]
        service-registry keygen

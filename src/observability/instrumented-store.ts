@@ -1,7 +1,7 @@
 import { performance } from "node:perf_hooks";
 import { RegistryError } from "../registry/registry-error.js";
 import type { Change } from "../registry/types.js";
-import type { Mutation, ProbeOwnership, RegistryStore, StoreState } from "../store/registry-store.js";
+import type { Mutation, ProbeOwnership, RegistryStore, StoreState } from "../registry/registry-store.js";
 
 /** How a commit ended: committed, answered with a domain error (e.g. not found), or failed. */
 export type CommitOutcome = "ok" | "rejected" | "error";

@@ -1,7 +1,7 @@
 import type { RegistryLogger } from "../logging/registry-logger.js";
 import type { ProbeResult, ProbeTarget } from "../health/http-probe.js";
 import { ProbeTargetPolicy } from "../health/probe-target-policy.js";
-import type { RegistryStore } from "../store/registry-store.js";
+import type { RegistryStore } from "./registry-store.js";
 import type { InstanceQuotaLimits, QuotaName } from "./instance-quotas.js";
 
 /**

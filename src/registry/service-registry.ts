@@ -6,7 +6,7 @@ import { ProbeScheduler } from "../health/probe-scheduler.js";
 import { logChange, type ChangeLineFields } from "../logging/change-line.js";
 import { structuredLogger, type StructuredLogger } from "../logging/registry-logger.js";
 import { MemoryStore } from "../store/memory-store.js";
-import type { Mutation, RegistryStore } from "../store/registry-store.js";
+import type { Mutation, RegistryStore } from "./registry-store.js";
 import { hashSecret, newToken, secretMatches } from "./credentials.js";
 import { EventHistory } from "./event-history.js";
 import { HealthThresholds } from "./health-thresholds.js";

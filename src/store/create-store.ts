@@ -3,7 +3,7 @@ import type { Logger } from "pino";
 import { ConfigError } from "../config/load-config.js";
 import type { Config } from "../config/settings.js";
 import { MemoryStore } from "./memory-store.js";
-import type { RegistryStore } from "./registry-store.js";
+import type { RegistryStore } from "../registry/registry-store.js";
 import { SqliteStore } from "./sqlite/sqlite-store.js";
 
 function readSetting(env: string, path: string): Buffer {

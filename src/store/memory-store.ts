@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Change } from "../registry/types.js";
-import type { Mutation, RegistryStore, StoreState } from "./registry-store.js";
+import type { Mutation, RegistryStore, StoreState } from "../registry/registry-store.js";
 import { StoreStateMachine } from "./state-machine.js";
 
 /**

@@ -1,6 +1,6 @@
 import { RegistryError } from "../registry/registry-error.js";
 import type { Change, StoredInstance } from "../registry/types.js";
-import type { Mutation } from "./registry-store.js";
+import type { Mutation } from "../registry/registry-store.js";
 
 /** What a change replaced, so an uncommitted batch can be rolled back. */
 interface Undo {

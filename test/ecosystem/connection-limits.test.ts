@@ -9,7 +9,7 @@ import { credentials, type ServiceError } from "@grpc/grpc-js";
 import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { RegistryServiceClient, type ListServicesResponse } from "../../gen/registry/v1/registry.js";
-import { startServer, type RunningServer } from "../../src/cli/serve.js";
+import { startServer, type RunningServer } from "../../src/app/start-server.js";
 import { loadConfig } from "../../src/config/load-config.js";
 import { ConnectionLimits } from "../../src/transport/connection-limits.js";
 import { PortListener } from "../../src/transport/port-listener.js";

@@ -1,6 +1,6 @@
 import type { Change } from "../../src/registry/types.js";
 import { MemoryStore } from "../../src/store/memory-store.js";
-import type { Mutation } from "../../src/store/registry-store.js";
+import type { Mutation } from "../../src/registry/registry-store.js";
 
 /**
  * A real MemoryStore whose commits can be made to fail the way a broken disk

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { InstrumentedStore, type CommitOutcome } from "../../src/observability/instrumented-store.js";
 import type { Change } from "../../src/registry/types.js";
 import { MemoryStore } from "../../src/store/memory-store.js";
-import type { ProbeOwnership } from "../../src/store/registry-store.js";
+import type { ProbeOwnership } from "../../src/registry/registry-store.js";
 import { FlakyStore } from "./flaky-store.js";
 
 const INSTANCE = {

@@ -2,7 +2,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
-import { startServer, type RunningServer, type StartOptions } from "../../src/cli/serve.js";
+import { startServer, type RunningServer, type StartOptions } from "../../src/app/start-server.js";
 import { loadConfig } from "../../src/config/load-config.js";
 import { TEST_KEY } from "../support/registry-harness.js";
 

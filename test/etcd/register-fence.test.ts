@@ -1,7 +1,7 @@
 import { Etcd3 } from "etcd3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { EtcdStore } from "../../src/store/etcd/etcd-store.js";
-import type { Mutation } from "../../src/store/registry-store.js";
+import type { Mutation } from "../../src/registry/registry-store.js";
 import { startEtcd, type EtcdProcess } from "../support/etcd-process.js";
 import { startFaultProxy, type FaultProxy } from "../support/fault-proxy.js";
 import { etcdPresent } from "./etcd-suite.js";

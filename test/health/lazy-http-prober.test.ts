@@ -70,7 +70,7 @@ describe("LazyHttpProber", () => {
         "tsx",
         "--input-type=module",
         "-e",
-        'await import("./src/cli/serve.ts"); const { createRequire } = await import("node:module"); ' +
+        'await import("./src/app/start-server.ts"); const { createRequire } = await import("node:module"); ' +
           'const loaded = Object.keys(createRequire(import.meta.url).cache); ' +
           'console.log(JSON.stringify({ undici: loaded.filter((f) => f.includes("/node_modules/undici/")).length, grpc: loaded.some((f) => f.includes("/@grpc/grpc-js/")) }));',
       ],

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { ServiceRegistry } from "../../src/registry/service-registry.js";
 import type { Change, StoredInstance } from "../../src/registry/types.js";
-import type { Mutation, RegistryStore, StoreState } from "../../src/store/registry-store.js";
+import type { Mutation, RegistryStore, StoreState } from "../../src/registry/registry-store.js";
 
 /** A shared store driven by the test: it feeds changes and progress marks as etcd's watch would. */
 class FeedStore implements RegistryStore {

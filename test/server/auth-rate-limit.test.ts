@@ -8,7 +8,7 @@ import pino from "pino";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { RegistryServiceClient } from "../../gen/registry/v1/registry.js";
 import { addressGroup, AuthFailureLimiter } from "../../src/api/auth-failure-limiter.js";
-import { startServer, type RunningServer } from "../../src/cli/serve.js";
+import { startServer, type RunningServer } from "../../src/app/start-server.js";
 import { loadConfig } from "../../src/config/load-config.js";
 import { call, callError, keyAuth, TEST_KEY } from "../support/registry-harness.js";
 

@@ -4,7 +4,7 @@ import { Etcd3, type IOptions, type Lease, type Watcher } from "etcd3";
 import type { Logger } from "pino";
 import { RegistryError } from "../../registry/registry-error.js";
 import type { Change, RemovalReason, StoredInstance } from "../../registry/types.js";
-import type { Mutation, RegistryStore, StoreState } from "../registry-store.js";
+import type { Mutation, RegistryStore, StoreState } from "../../registry/registry-store.js";
 import { EtcdLiveness } from "./etcd-liveness.js";
 import { changeFromEvent, decodeInstance, encodeInstance } from "./instance-codec.js";
 import { RendezvousOwnership } from "./rendezvous-ownership.js";

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { ProbeOwnership } from "../registry-store.js";
+import type { ProbeOwnership } from "../../registry/registry-store.js";
 
 /**
  * Splits probing between live replicas by rendezvous (highest random weight)

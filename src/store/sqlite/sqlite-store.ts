@@ -6,7 +6,7 @@ import type { Logger } from "pino";
 import { RegistryError } from "../../registry/registry-error.js";
 import { ensureDir } from "../../util/ensure-dir.js";
 import type { Change, StoredInstance } from "../../registry/types.js";
-import type { Mutation, RegistryStore, StoreState } from "../registry-store.js";
+import type { Mutation, RegistryStore, StoreState } from "../../registry/registry-store.js";
 import { StoreStateMachine } from "../state-machine.js";
 import { StoreOpenError } from "../store-open-error.js";
 import { decodeChange, encodeChange, fromInstanceValues, type InstanceRow, instanceRowValues, LOADED_INSTANCE_COLUMNS, stringSharer, toInstanceRow } from "./row-codec.js";

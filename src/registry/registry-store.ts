@@ -1,4 +1,4 @@
-import type { Change, Health, RemovalReason, StoredInstance } from "../registry/types.js";
+import type { Change, Health, RemovalReason, StoredInstance } from "./types.js";
 
 /** Everything a store holds, as loaded when it opens. */
 export interface StoreState {

@@ -27,7 +27,7 @@ import { PortListener } from "../transport/port-listener.js";
 import { createStore } from "../store/create-store.js";
 import { SqliteStore } from "../store/sqlite/sqlite-store.js";
 import { ensureDir } from "../util/ensure-dir.js";
-import type { RegistryStore } from "../store/registry-store.js";
+import type { RegistryStore } from "../registry/registry-store.js";
 
 /** A started registry server. */
 export interface RunningServer {
