@@ -1,5 +1,5 @@
 import { keyIdOf, type RegistrationKeys } from "../registry/credentials.js";
-import { RegistryError } from "../registry/registry-error.js";
+import { invalidArgument, RegistryError } from "../registry/registry-error.js";
 import type { Registration, ServiceRegistry } from "../registry/service-registry.js";
 import type { Change, Instance, ServiceSummary } from "../registry/types.js";
 import type { Watcher, WatchOptions } from "../registry/watcher.js";
@@ -55,10 +55,10 @@ export class RegistryApi {
   async register(ctx: CallContext, request: RegisterRequest): Promise<Registration> {
     await this.auth.requireKey(ctx.credentials, ctx);
     const host = request.host ?? ctx.peerHost;
-    if (host === undefined) throw new RegistryError("invalid_argument", "host: caller address is unknown; set host explicitly");
+    if (host === undefined) throw invalidArgument("host", "caller address is unknown; set host explicitly");
     if (request.host === undefined && host.includes("%")) {
       // Validation would name a zone id in a field the caller never sent.
-      throw new RegistryError("invalid_argument", "host: the caller's address is link-local with a zone id; set host explicitly");
+      throw invalidArgument("host", "the caller's address is link-local with a zone id; set host explicitly");
     }
     // `return await`: returning the core's promise from an async function costs two more microtask turns.
     return await this.registry.register({
@@ -108,8 +108,8 @@ export class RegistryApi {
 }
 
 function requireInstanceId(id: string): void {
-  if (id === "") throw new RegistryError("invalid_argument", "instance_id: must not be empty");
+  if (id === "") throw invalidArgument("instance_id", "must not be empty");
   if (id.length > MAX_ID_LENGTH) {
-    throw new RegistryError("invalid_argument", `instance_id: must be at most ${MAX_ID_LENGTH} characters`);
+    throw invalidArgument("instance_id", `must be at most ${MAX_ID_LENGTH} characters`);
   }
 }

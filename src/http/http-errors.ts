@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
-import { RegistryError, type RegistryErrorCode } from "../registry/registry-error.js";
+import { ERROR_ANSWERS } from "../api/error-answers.js";
+import { RegistryError } from "../registry/registry-error.js";
 
 /** The JSON error body of every failed HTTP request: `{"error": {"code", "message"}}`. */
 export interface HttpErrorBody {
@@ -21,16 +22,6 @@ export class HttpError extends Error {
   }
 }
 
-/** Domain codes to HTTP status and the gRPC code name, matching the gRPC API's answers. */
-const HTTP_STATUS: Record<RegistryErrorCode, [number, string]> = {
-  invalid_argument: [400, "INVALID_ARGUMENT"],
-  unauthenticated: [401, "UNAUTHENTICATED"],
-  permission_denied: [403, "PERMISSION_DENIED"],
-  not_found: [404, "NOT_FOUND"],
-  resource_exhausted: [429, "RESOURCE_EXHAUSTED"],
-  unavailable: [503, "UNAVAILABLE"],
-};
-
 /**
  * The one mapping from errors to HTTP answers. A RegistryError keeps its
  * client-safe message; an HttpError is already an answer; anything else is a
@@ -38,9 +29,9 @@ const HTTP_STATUS: Record<RegistryErrorCode, [number, string]> = {
  */
 export function toHttpError(err: unknown, logger: Logger, route: string): { status: number; headers: Record<string, string>; body: HttpErrorBody } {
   if (err instanceof RegistryError) {
-    const [status, code] = HTTP_STATUS[err.code];
+    const { http: status, grpc: code } = ERROR_ANSWERS[err.code];
     const headers: Record<string, string> = err.code === "unavailable" ? { "retry-after": "1" } : {};
-    const message = err.code === "invalid_argument" ? jsonFieldNames(err.message) : err.message;
+    const message = err.field === undefined ? err.message : `${jsonFieldName(err.field)}: ${err.problem}`;
     return { status, headers, body: { error: { code, message } } };
   }
   if (err instanceof HttpError) {
@@ -51,13 +42,12 @@ export function toHttpError(err: unknown, logger: Logger, route: string): { stat
 }
 
 /** The core names fields as the protobuf contract does; the JSON API's clients know them in camelCase. */
-const JSON_FIELDS: [RegExp, string][] = [
-  [/^service_type:/, "serviceType:"],
-  [/^health_check\.path:/, "healthCheck.path:"],
-  [/^instance_id:/, "id:"],
-];
+const JSON_FIELD_NAMES: Readonly<Record<string, string>> = {
+  service_type: "serviceType",
+  "health_check.path": "healthCheck.path",
+  instance_id: "id",
+};
 
-function jsonFieldNames(message: string): string {
-  for (const [proto, json] of JSON_FIELDS) if (proto.test(message)) return message.replace(proto, json);
-  return message;
+function jsonFieldName(field: string): string {
+  return JSON_FIELD_NAMES[field] ?? field;
 }

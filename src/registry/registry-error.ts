@@ -14,17 +14,28 @@ export type RegistryErrorCode =
 /** An error the registry raises on purpose, with a client-safe message. */
 export class RegistryError extends Error {
   override readonly name = "RegistryError";
+  /**
+   * The request field at fault, as the protobuf contract names it
+   * (`service_type`, `health_check.path`, `metadata.zone`), when there is
+   * one; the message then reads `<field>: <problem>`. A transport that names
+   * fields otherwise (the JSON API's camelCase) renames it from this.
+   */
+  readonly field: string | undefined;
+  /** The message without the field, when there is a field. */
+  readonly problem: string;
 
   constructor(
     readonly code: RegistryErrorCode,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; field?: string },
   ) {
-    super(message, options);
+    super(options?.field === undefined ? message : `${options.field}: ${message}`, options);
+    this.field = options?.field;
+    this.problem = message;
   }
 }
 
 /** Shorthand for an INVALID_ARGUMENT error naming `field`. */
 export function invalidArgument(field: string, problem: string): RegistryError {
-  return new RegistryError("invalid_argument", `${field}: ${problem}`);
+  return new RegistryError("invalid_argument", problem, { field });
 }
