@@ -41,9 +41,9 @@ export function markPlainLogger(logger: Logger): void {
  * destination.
  *
  * For a plain logger it is built here: pino's generic path (serializers,
- * redaction, formatters, a dozen functions per line) cost 7-9 µs of a
- * Register's ~40 µs of our code at one call in flight, its code cold in the
- * caches every call; this one is a template and three `JSON.stringify`s.
+ * redaction, formatters, a dozen functions per line) was a large share of a
+ * Register's own code in bench scenario 1, its code cold in the caches every
+ * call; this one is a template and three `JSON.stringify`s.
  * Any other logger (a library user's, a child) goes through pino itself.
  * Differences from pino: a lone surrogate is escaped (`\ud800`, as
  * `JSON.stringify` does; pino writes it raw), and pino's `pino_asJson`

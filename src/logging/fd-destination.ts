@@ -9,8 +9,7 @@ const MAX_HELD_CHARS = 64 * 1024;
 /**
  * Continuations of this promise are the microtasks that write held lines:
  * node's `queueMicrotask` makes an AsyncResource and a bound function for
- * each (101-140 ns against 41-53 ns here; inside the server at one call in
- * flight, ~1 µs of a Register's log line). `writeHeld` never throws.
+ * each, a promise continuation neither. `writeHeld` never throws.
  */
 const RESOLVED = Promise.resolve();
 /** Destinations with lines held, written out when the process exits. */
@@ -41,8 +40,7 @@ process.on("exit", () => {
  * `process.nextTick` queued after a line, a synchronous socket write, or an
  * in-process `change` listener of the library, which run before the write.)
  * With one write per line, the syscall was the largest single item of a
- * Register inside the server (~2% of its CPU at 64 calls in flight, which
- * bring ~30 calls a turn). Held lines are bounded (`MAX_HELD_CHARS` UTF-16
+ * Register inside the server under concurrent calls. Held lines are bounded (`MAX_HELD_CHARS` UTF-16
  * units, up to ~192 KiB) and written on exit; a line logged while the
  * process exits is written at once.
  *

@@ -9,8 +9,8 @@ import { prettyDestination } from "./pretty-destination.js";
  * key or token on purpose (log lines name instances by id, type and address).
  *
  * Every path is static. A wildcard (`*.token`) makes the redactor walk every
- * field of every line: it cost 15-20 µs per line, more than the rest of the
- * line, on the one `info` line each registration writes. The nested objects we
+ * field of every line, which cost more than the rest of the line on the one
+ * `info` line each registration writes. The nested objects we
  * log are errors (`err`; pino's serializer folds causes into its message and
  * stack), so those are named instead, with the containers a secret would
  * travel in (`credentials`, request headers). `metadata` covers a logged gRPC

@@ -14,8 +14,8 @@ const text = Buffer.allocUnsafeSlow(36);
  *
  * Time order is for stores keyed by the id: ids made one after another sort
  * together, so such a B-tree takes them at its end (a page or two per
- * commit) instead of in a random page each (measured on SQLite's table when
- * it was keyed by id, schema 2: 25-30% of SQLite's CPU per registration).
+ * commit) instead of in a random page each (a large share of SQLite's CPU
+ * per registration when its table was keyed by id, schema 2).
  * SQLite's table is keyed by integer row keys since schema 3 and no longer
  * depends on it; etcd's keys (prefix + id) still sort by it. Ids are not
  * secrets (every GetByType answer lists them); tokens are.

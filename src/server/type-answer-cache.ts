@@ -13,8 +13,8 @@ interface Entry {
 }
 
 /**
- * Caches the encoded instance list of each GetByType answer (the profile put
- * 79% of a GetByType in encoding an answer that had not changed). Instances
+ * Caches the encoded instance list of each GetByType answer (profiles put
+ * most of a GetByType in encoding an answer that had not changed). Instances
  * are immutable (a change makes a new object), so an answer is still valid
  * when the list holds the very same objects: checking that costs one pointer
  * comparison per instance instead of mapping and encoding each one again.

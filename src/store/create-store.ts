@@ -30,8 +30,8 @@ function parseEndpoints(raw: string): string[] {
 
 /**
  * The store a configuration asks for. The etcd store is loaded only when
- * asked for: etcd3 and the gRPC protos it parses added ~60 ms to every
- * start-up of a registry on SQLite or memory.
+ * asked for: etcd3 and the gRPC protos it parses slowed every start-up of a
+ * registry on SQLite or memory.
  */
 export async function createStore(config: Config, logger?: Logger): Promise<RegistryStore> {
   switch (config.store) {
