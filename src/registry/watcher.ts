@@ -66,6 +66,14 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
   private bookmarkDue = false;
   /** One timer per watcher, re-armed at each idle wait rather than created anew per event. */
   private bookmarkTimer: NodeJS.Timeout | undefined;
+  /**
+   * This watcher's idle time before a BOOKMARK: the interval plus up to a
+   * tenth more, drawn once. Watchers opened together (every router
+   * reconnecting to a restarted replica) would otherwise all come due
+   * together, interval after interval. Never less than the interval, so a
+   * client's idle timeout set from it still holds.
+   */
+  private readonly bookmarkDelayMs: number;
 
   constructor(
     private readonly source: WatchSource,
@@ -74,6 +82,7 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
     private readonly onClose: (watcher: Watcher) => void,
     private readonly onReset: () => void,
   ) {
+    this.bookmarkDelayMs = Math.round(limits.bookmarkIntervalMs * (1 + Math.random() / 10));
     const { sinceRevision, epoch } = options;
     if (sinceRevision === 0) {
       this.startSnapshot();
@@ -263,7 +272,7 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
     if (this.bookmarkTimer) {
       this.bookmarkTimer.refresh();
     } else {
-      this.bookmarkTimer = setTimeout(this.onBookmarkTimer, this.limits.bookmarkIntervalMs);
+      this.bookmarkTimer = setTimeout(this.onBookmarkTimer, this.bookmarkDelayMs);
       this.bookmarkTimer.unref();
     }
   }

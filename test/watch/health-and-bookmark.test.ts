@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { EventType, HealthStatus } from "../../gen/registry/v1/registry.js";
+import { ServiceRegistry } from "../../src/registry/service-registry.js";
 import { startHealthServer, type HealthServer } from "../support/health-server.js";
 import { brief, readUntil, WatchContext } from "./watch-helpers.js";
 
@@ -178,5 +179,36 @@ describe("WatchInstances: BOOKMARK", () => {
     const resumed = ctx.watch({ serviceType: "api", sinceRevision: 2, epoch: ctx.h.registry.epoch });
     const a = await ctx.register("api", 9001);
     expect(await resumed.next()).toMatchObject({ type: REGISTERED, revision: 3, instance: { id: a.id } });
+  });
+});
+
+describe("BOOKMARK timing across watchers", () => {
+  it("spreads the bookmarks of watchers opened together, never earlier than the interval", async () => {
+    const registry = new ServiceRegistry({ healthChecks: false, bookmarkInterval: 200, logger: { info() {}, warn() {}, error() {}, debug() {} } as never });
+    await registry.start();
+    try {
+      const opened = Date.now();
+      const firstBookmarks = await Promise.all(
+        Array.from({ length: 20 }, () => {
+          const watcher = registry.watch({ serviceType: "", sinceRevision: 0, epoch: "", everyHealthCheck: false });
+          return new Promise<number>((resolve) => {
+            watcher.consume(() => {
+              for (let e = watcher.poll(); e !== undefined; e = watcher.poll()) {
+                if (e.type === "bookmark") {
+                  watcher.end();
+                  resolve(Date.now() - opened);
+                }
+              }
+            });
+            // Drain the snapshot now; later wake-ups come from the watcher.
+            for (let e = watcher.poll(); e !== undefined; e = watcher.poll());
+          });
+        }),
+      );
+      expect(Math.min(...firstBookmarks)).toBeGreaterThanOrEqual(195);
+      expect(Math.max(...firstBookmarks) - Math.min(...firstBookmarks)).toBeGreaterThanOrEqual(5);
+    } finally {
+      await registry.close();
+    }
   });
 });
