@@ -193,20 +193,24 @@ export async function startServer(config: Config, logger: Logger, options: Start
     limits,
     ...(tls ? { tls: { cert: tls.cert, key: tls.key, ca: tls.clientCa } } : {}),
   });
-  let port: number;
-  let httpPort: number | undefined;
-  try {
-    port = await shared.listen(config.host, config.port);
-    httpPort = wantedHttpPort === undefined ? undefined : await http.listen(config.host, wantedHttpPort);
-  } catch (err) {
+  /** Stops everything started above, in order; HTTP requests in flight get `httpGraceMs`. */
+  const stop = async (httpGraceMs: number): Promise<void> => {
     const unbound = shared.close();
-    await Promise.all([grpc.shutdown(), http.close(0)]);
+    await Promise.all([grpc.shutdown(), http.close(httpGraceMs)]);
     shared.destroyConnections();
     await unbound;
     await registry.close();
     prober?.close();
     authLimiter.close();
     keyFile.close();
+  };
+  let port: number;
+  let httpPort: number | undefined;
+  try {
+    port = await shared.listen(config.host, config.port);
+    httpPort = wantedHttpPort === undefined ? undefined : await http.listen(config.host, wantedHttpPort);
+  } catch (err) {
+    await stop(0);
     throw err;
   }
   const transport = tls ? (tls.clientCa ? "mtls" : "tls") : "plaintext";
@@ -249,16 +253,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
             return path;
           }
         : undefined,
-    async close() {
-      const unbound = shared.close();
-      await Promise.all([grpc.shutdown(), http.close(config.shutdownGraceMs)]);
-      shared.destroyConnections();
-      await unbound;
-      await registry.close();
-      prober?.close();
-      authLimiter.close();
-      keyFile.close();
-    },
+    close: () => stop(config.shutdownGraceMs),
   };
 }
 

@@ -25,7 +25,7 @@ export interface WatchHandlerDeps {
    * A stream ended while its client was not reading gets this long for the
    * status to get out (a client that reads again gets the status and its
    * resume point); then it is reset on the wire, which frees its buffers.
-   * Default 2000 ms.
+   * The default is in docs/operations.md (Connections and streams).
    */
   readonly resetGraceMs?: number;
   /** Watch streams open at once, all connections together (MAX_WATCH_STREAMS). Default unlimited. */

@@ -24,7 +24,7 @@ export interface PortListenerOptions {
    * Deadline from accept for the protocol to be known: the TLS handshake, and
    * for HTTP/2 the whole client preface (the 24-byte magic and the first
    * SETTINGS frame); a connection that has not got that far is closed.
-   * Default 10000 ms.
+   * `serve` sets it from CONNECTION_PREFACE_TIMEOUT_MS.
    */
   readonly firstByteTimeoutMs?: number;
   /** Caps on open connections (total, per address), checked at accept. None when omitted. */

@@ -23,7 +23,7 @@ export interface EtcdStoreOptions {
   readonly memberTtlSeconds?: number;
   /**
    * Delays between attempts to rejoin the membership set after the lease was
-   * lost. Default: decorrelated-jitter exponential, 250 ms growing to 5 s.
+   * lost. Default: decorrelated-jitter exponential backoff (docs/replicas.md).
    */
   readonly rejoinBackoff?: IBackoffFactory<unknown>;
   /** Told of every membership attempt, join, loss and failed rejoin (tests, metrics). Default: none. */
