@@ -3,8 +3,9 @@ import { registerSelf } from "../../src/client/register-self.js";
 import { RegistryClient } from "../../src/client/registry-client.js";
 import { etcdPresent } from "../etcd/etcd-suite.js";
 import { startEtcd } from "../support/etcd-process.js";
-import { startServerProcess, type ServerProcess } from "../support/server-process.js";
+import type { ServerProcess } from "../support/server-process.js";
 import { changeRevisions, drain } from "./helpers.js";
+import { startEtcdReplica } from "../support/etcd-replica.js";
 
 const KEY = "etcd-client-suite-key-0123456789";
 const FAST = { initialMs: 20, maxMs: 200 };
@@ -19,13 +20,7 @@ describe.skipIf(!etcdPresent)("the SDK against registry replicas sharing one etc
     const etcd = await startEtcd();
     cleanups.push(() => etcd.close());
     const replica = async (): Promise<ServerProcess> => {
-      const p = await startServerProcess({
-        STORE: "etcd",
-        ETCD_ENDPOINTS: etcd.endpoint,
-        SERVICE_REGISTRATION_KEY: KEY,
-        HEALTH_CHECKS: "false",
-        ETCD_MEMBER_TTL_S: "2",
-      });
+      const p = await startEtcdReplica(etcd.endpoint, KEY);
       cleanups.push(() => p.kill("SIGKILL"));
       return p;
     };

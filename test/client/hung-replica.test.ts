@@ -4,8 +4,9 @@ import { RegistryClientError } from "../../src/client/client-error.js";
 import { RegistryClient } from "../../src/client/registry-client.js";
 import { etcdPresent } from "../etcd/etcd-suite.js";
 import { startEtcd } from "../support/etcd-process.js";
-import { startServerProcess, type ServerProcess } from "../support/server-process.js";
+import type { ServerProcess } from "../support/server-process.js";
 import { changeRevisions, drain } from "./helpers.js";
+import { startEtcdReplica } from "../support/etcd-replica.js";
 
 const KEY = "etcd-client-suite-key-0123456789";
 const FAST = { initialMs: 20, maxMs: 200 };
@@ -22,14 +23,7 @@ describe.skipIf(!etcdPresent)("the SDK when its preferred replica hangs (SIGSTOP
     const etcd = await startEtcd();
     cleanups.push(() => etcd.close());
     const replica = async (): Promise<ServerProcess> => {
-      const p = await startServerProcess({
-        STORE: "etcd",
-        ETCD_ENDPOINTS: etcd.endpoint,
-        SERVICE_REGISTRATION_KEY: KEY,
-        HEALTH_CHECKS: "false",
-        ETCD_MEMBER_TTL_S: "2",
-        BOOKMARK_INTERVAL_MS: String(BOOKMARK_MS),
-      });
+      const p = await startEtcdReplica(etcd.endpoint, KEY, { BOOKMARK_INTERVAL_MS: String(BOOKMARK_MS) });
       cleanups.push(async () => {
         // A stopped process ignores SIGKILL's exit until it runs again: wake it, then end it.
         p.child.kill("SIGCONT");

@@ -4,7 +4,8 @@ import { RegistryServiceClient } from "../../gen/registry/v1/registry.js";
 import { startEtcd, type EtcdProcess } from "../support/etcd-process.js";
 import { startFaultProxy, type FaultProxy } from "../support/fault-proxy.js";
 import { call, instanceAuth, keyAuth } from "../support/registry-harness.js";
-import { startServerProcess, type ServerProcess } from "../support/server-process.js";
+import { startEtcdReplica } from "../support/etcd-replica.js";
+import type { ServerProcess } from "../support/server-process.js";
 import { etcdPresent } from "./etcd-suite.js";
 
 const KEY = "etcd-suite-registration-key-0001";
@@ -42,7 +43,7 @@ describe.skipIf(!etcdPresent)("a replica behind another one", () => {
   });
 
   async function replica(endpoint: string): Promise<RegistryServiceClient> {
-    const proc = await startServerProcess({ STORE: "etcd", ETCD_ENDPOINTS: endpoint, SERVICE_REGISTRATION_KEY: KEY, HEALTH_CHECKS: "false" });
+    const proc = await startEtcdReplica(endpoint, KEY);
     replicas.push(proc);
     const client = new RegistryServiceClient(`127.0.0.1:${proc.port}`, credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 });
     closers.push(() => client.close());

@@ -6,8 +6,9 @@ import { startEtcd, type EtcdProcess } from "../support/etcd-process.js";
 import { startFaultProxy, type FaultProxy } from "../support/fault-proxy.js";
 import { healthClient, HealthWatch } from "../support/health-client.js";
 import { call, keyAuth, WatchCursor } from "../support/registry-harness.js";
-import { startServerProcess, type ServerProcess } from "../support/server-process.js";
+import type { ServerProcess } from "../support/server-process.js";
 import { etcdPresent } from "./etcd-suite.js";
+import { startEtcdReplica } from "../support/etcd-replica.js";
 
 const KEY = "etcd-suite-registration-key-0001";
 
@@ -45,13 +46,7 @@ describe.skipIf(!etcdPresent)("a replica blackholed from etcd", () => {
   });
 
   async function replica(endpoint: string): Promise<{ proc: ServerProcess; client: RegistryServiceClient; address: string }> {
-    const proc = await startServerProcess({
-      STORE: "etcd",
-      ETCD_ENDPOINTS: endpoint,
-      SERVICE_REGISTRATION_KEY: KEY,
-      HEALTH_CHECKS: "false",
-      ETCD_MEMBER_TTL_S: "2",
-    });
+    const proc = await startEtcdReplica(endpoint, KEY);
     replicas.push(proc);
     const address = `127.0.0.1:${proc.port}`;
     const client = new RegistryServiceClient(address, credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 });

@@ -6,8 +6,9 @@ import { startEtcd, type EtcdProcess } from "../support/etcd-process.js";
 import { startFaultProxy, type FaultProxy } from "../support/fault-proxy.js";
 import { healthClient, HealthWatch } from "../support/health-client.js";
 import { keyAuth } from "../support/registry-harness.js";
-import { startServerProcess, type ServerProcess } from "../support/server-process.js";
+import type { ServerProcess } from "../support/server-process.js";
 import { etcdPresent } from "./etcd-suite.js";
+import { startEtcdReplica } from "../support/etcd-replica.js";
 
 const KEY = "etcd-suite-registration-key-0001";
 
@@ -42,12 +43,7 @@ describe.skipIf(!etcdPresent)("a Register whose caller gave up", () => {
   });
 
   it("is not committed when the partition that held it heals after the caller's deadline", async () => {
-    replica = await startServerProcess({
-      STORE: "etcd",
-      ETCD_ENDPOINTS: proxy.url,
-      SERVICE_REGISTRATION_KEY: KEY,
-      HEALTH_CHECKS: "false",
-    });
+    replica = await startEtcdReplica(proxy.url, KEY);
     client = new RegistryServiceClient(`127.0.0.1:${replica.port}`, credentials.createInsecure());
     direct = new Etcd3({ hosts: etcd.endpoint });
     const register = (port: number, deadlineMs?: number) =>

@@ -3,8 +3,9 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { EventType, RegistryServiceClient, type WatchInstancesResponse } from "../../gen/registry/v1/registry.js";
 import { startEtcd, type EtcdProcess } from "../support/etcd-process.js";
 import { call, keyAuth, WatchCursor } from "../support/registry-harness.js";
-import { startServerProcess, type ServerProcess } from "../support/server-process.js";
+import type { ServerProcess } from "../support/server-process.js";
 import { etcdPresent } from "./etcd-suite.js";
+import { startEtcdReplica } from "../support/etcd-replica.js";
 
 const KEY = "etcd-suite-registration-key-0001";
 const BOOKMARK_MS = 200;
@@ -37,14 +38,7 @@ describe.skipIf(!etcdPresent)("replicas restarted in a quiet period (issue 22 it
   });
 
   async function replica(name: string): Promise<Replica> {
-    const proc = await startServerProcess({
-      STORE: "etcd",
-      ETCD_ENDPOINTS: etcd.endpoint,
-      SERVICE_REGISTRATION_KEY: KEY,
-      HEALTH_CHECKS: "false",
-      ETCD_MEMBER_TTL_S: "2",
-      BOOKMARK_INTERVAL_MS: String(BOOKMARK_MS),
-    });
+    const proc = await startEtcdReplica(etcd.endpoint, KEY, { BOOKMARK_INTERVAL_MS: String(BOOKMARK_MS) });
     procs.push(proc);
     const client = new RegistryServiceClient(`127.0.0.1:${proc.port}`, credentials.createInsecure(), {
       "grpc.use_local_subchannel_pool": 1,

@@ -7,8 +7,9 @@ import { startEtcd, type EtcdProcess } from "../support/etcd-process.js";
 import { healthStatus } from "../support/health-client.js";
 import { startHealthServer, type HealthServer } from "../support/health-server.js";
 import { call, instanceAuth, keyAuth, WatchCursor } from "../support/registry-harness.js";
-import { startServerProcess, type ServerProcess } from "../support/server-process.js";
+import type { ServerProcess } from "../support/server-process.js";
 import { etcdPresent } from "./etcd-suite.js";
+import { startEtcdReplica } from "../support/etcd-replica.js";
 
 const KEY = "etcd-suite-registration-key-0001";
 
@@ -29,14 +30,7 @@ describe.skipIf(!etcdPresent)("registry replicas on one etcd", () => {
   });
 
   async function replica(env: Record<string, string> = {}): Promise<{ proc: ServerProcess; client: RegistryServiceClient }> {
-    const proc = await startServerProcess({
-      STORE: "etcd",
-      ETCD_ENDPOINTS: etcd.endpoint,
-      SERVICE_REGISTRATION_KEY: KEY,
-      HEALTH_CHECKS: "false",
-      ETCD_MEMBER_TTL_S: "2",
-      ...env,
-    });
+    const proc = await startEtcdReplica(etcd.endpoint, KEY, env);
     replicas.push(proc);
     const client = new RegistryServiceClient(`127.0.0.1:${proc.port}`, credentials.createInsecure(), {
       "grpc.use_local_subchannel_pool": 1,
