@@ -1,7 +1,7 @@
 import type { RegistryErrorCode } from "../registry/registry-error.js";
 
 /** A gRPC status, by its canonical name. */
-export type GrpcCodeName = "INVALID_ARGUMENT" | "UNAUTHENTICATED" | "PERMISSION_DENIED" | "NOT_FOUND" | "RESOURCE_EXHAUSTED" | "UNAVAILABLE";
+export type GrpcCodeName = "INVALID_ARGUMENT" | "UNAUTHENTICATED" | "PERMISSION_DENIED" | "NOT_FOUND" | "RESOURCE_EXHAUSTED" | "UNAVAILABLE" | "CANCELLED";
 
 /**
  * How each domain error is answered, on every transport: its gRPC status
@@ -16,4 +16,6 @@ export const ERROR_ANSWERS: Readonly<Record<RegistryErrorCode, { readonly grpc: 
   not_found: { grpc: "NOT_FOUND", http: 404 },
   resource_exhausted: { grpc: "RESOURCE_EXHAUSTED", http: 429 },
   unavailable: { grpc: "UNAVAILABLE", http: 503 },
+  // nginx's "client closed request": the client is gone and never reads it, but logs and metrics do.
+  cancelled: { grpc: "CANCELLED", http: 499 },
 };

@@ -9,7 +9,9 @@ export type RegistryErrorCode =
   | "permission_denied"
   | "not_found"
   | "resource_exhausted"
-  | "unavailable";
+  | "unavailable"
+  /** The caller stopped listening (its call ended, the server is going down) before the change was made. */
+  | "cancelled";
 
 /** An error the registry raises on purpose, with a client-safe message. */
 export class RegistryError extends Error {

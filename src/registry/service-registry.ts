@@ -49,6 +49,18 @@ export interface RegisterOptions {
    * not commit the registration at all.
    */
   readonly notAfter?: number | undefined;
+  /**
+   * Aborted when the caller stops listening (its call ended, the server is
+   * going down): a mutation still waiting for its batch is then dropped, and
+   * the call fails with `RegistryError("cancelled")`.
+   */
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** How a removal was asked for. */
+export interface UnregisterOptions {
+  /** As `RegisterOptions.signal`. */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** The shape of the ids `newInstanceId` makes (UUID text). */
@@ -193,7 +205,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   }
 
   /** Removes an instance. Rejects with NOT_FOUND when it is not registered. */
-  async unregister(id: string, reason: RemovalReason = "unregistered"): Promise<Change> {
+  async unregister(id: string, reason: RemovalReason = "unregistered", _options: UnregisterOptions = {}): Promise<Change> {
     this.assertRunning();
     return this.commit({ op: "remove", id, reason, at: this.options.now() });
   }
