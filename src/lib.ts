@@ -26,7 +26,7 @@ export { opsRoutes } from "./http/ops-routes.js";
 export type { Route } from "./http/routes.js";
 export { RegistryMetrics } from "./observability/registry-metrics.js";
 export { ServingState, type NotServingReason } from "./observability/serving-state.js";
-export { InstrumentedStore, type StoreObserver } from "./observability/instrumented-store.js";
+export type { CommitObserver, CommitOutcome } from "./registry/commit-outcomes.js";
 export { instrumentProbe } from "./observability/instrumented-probe.js";
 export { loadConfig, ConfigError } from "./config/load-config.js";
 export { loadTls, type TlsMaterial } from "./config/tls.js";

@@ -24,8 +24,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { RegisterResponse } from "../../gen/registry/v1/registry.js";
 import { RegistryApi } from "../../src/api/registry-api.js";
-import { createLogger } from "../../src/logging/logger.js";
-import { FdDestination } from "../../src/logging/fd-destination.js";
+import { createLogger, fdDestination } from "../../src/logging/logger.js";
 import { RegistrationKeys } from "../../src/registry/credentials.js";
 import { ServiceRegistry } from "../../src/registry/service-registry.js";
 import { toProtoInstance } from "../../src/server/proto-mapping.js";
@@ -47,7 +46,7 @@ function evictCaches(): void {
 }
 
 for (let round = 1; round <= rounds; round++) {
-  const logger = createLogger(level, new FdDestination(openSync("/dev/null", "w"))); // the server's destination, to /dev/null
+  const logger = createLogger(level, fdDestination(openSync("/dev/null", "w"))); // the server's destination, to /dev/null
   const dataDir = storeKind === "sqlite" ? mkdtempSync(join(tmpdir(), "register-in-process-")) : undefined;
   const store = dataDir !== undefined ? new SqliteStore({ dataDir }) : undefined;
   const registry = new ServiceRegistry({ logger, healthChecks: false, ...(store ? { store } : {}) });

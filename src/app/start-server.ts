@@ -14,7 +14,6 @@ import { RegistryHttpServer } from "../http/http-server.js";
 import { jsonApiRoutes } from "../http/json-api.js";
 import { opsRoutes } from "../http/ops-routes.js";
 import { instrumentProbe } from "../observability/instrumented-probe.js";
-import { InstrumentedStore } from "../observability/instrumented-store.js";
 import { RegistryMetrics } from "../observability/registry-metrics.js";
 import { servingSummary } from "../logging/serving-summary.js";
 import { ServingState } from "../observability/serving-state.js";
@@ -28,6 +27,7 @@ import { createStore } from "../store/create-store.js";
 import { SqliteStore } from "../store/sqlite/sqlite-store.js";
 import { ensureDir } from "../util/ensure-dir.js";
 import type { RegistryStore } from "../registry/registry-store.js";
+import type { CommitObserver } from "../registry/commit-outcomes.js";
 
 /** A started registry server. */
 export interface RunningServer {
@@ -92,13 +92,13 @@ export async function startServer(config: Config, logger: Logger, options: Start
   keyFile.follow(resolvedKeys.source);
   const serving = new ServingState();
   const metrics = new RegistryMetrics();
-  const innerStore = options.store ?? (await createStore(config, logger));
+  const store = options.store ?? (await createStore(config, logger));
   // A store that watches its own backend (etcd) says when it is lost and
   // regained; there one failed commit is a caller's deadline or a blip, not a
   // verdict, and only another commit could clear it: a replica that balancers
   // stop sending writes to would stay NOT_SERVING for good.
-  const storeJudgesItself = innerStore.onAvailabilityChange !== undefined;
-  const store = new InstrumentedStore(innerStore, {
+  const storeJudgesItself = store.onAvailabilityChange !== undefined;
+  const commitObserver: CommitObserver = {
     onCommit: (op, outcome, seconds) => metrics.onCommit(op, outcome, seconds),
     onFailingChange(failing, err) {
       if (storeJudgesItself) {
@@ -109,7 +109,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
       if (failing) logger.error({ err }, "store commit failed; reporting NOT_SERVING until a commit succeeds");
       else logger.warn("store commits again; serving");
     },
-  });
+  };
   // Probes wait until the server is up to load their HTTP client (undici,
   // ~110 modules): it serves first, and probes due during start-up run just after.
   let markUp: () => void = () => {};
@@ -118,6 +118,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
   const prober = config.healthChecks ? new LazyHttpProber({ timeoutMs: config.healthCheckTtlMs, targetPolicy: probeTargetPolicy }, up) : undefined;
   const registry = new ServiceRegistry({
     store,
+    commitObserver,
     logger,
     ...(prober ? { probe: instrumentProbe((t, s) => prober.probe(t, s), (o, seconds) => metrics.onProbe(o, seconds)) } : {}),
     healthChecks: config.healthChecks,
@@ -174,7 +175,6 @@ export async function startServer(config: Config, logger: Logger, options: Start
     serving,
     watchStreams: () => grpc.watchStreamCount,
     serviceTypeSeries: config.metricsServiceTypes,
-    ...(innerStore instanceof SqliteStore ? { storeRepairedRows: () => innerStore.repairedRows } : {}),
   });
   const wantedHttpPort = options.httpPort ?? (config.httpPort === 0 ? undefined : config.httpPort);
   const limits = connectionLimits(config, metrics, logger);
@@ -244,12 +244,12 @@ export async function startServer(config: Config, logger: Logger, options: Start
     metrics,
     reloadKeys,
     backup:
-      innerStore instanceof SqliteStore
+      store instanceof SqliteStore
         ? async () => {
             const dir = join(resolve(config.dataDir), "backups");
             ensureDir(dir);
             const path = join(dir, `registry-${new Date().toISOString().replaceAll(":", "-")}.db`);
-            await innerStore.backup(path);
+            await store.backup(path);
             return path;
           }
         : undefined,

@@ -3,8 +3,7 @@ import { constants as osConstants } from "node:os";
 import { ConfigError, loadConfig, loadConfigWithOrigins } from "../config/load-config.js";
 import { generateKey } from "../config/registration-key.js";
 import { flagName, SETTINGS } from "../config/settings.js";
-import { createLogger, stdoutDestination } from "../logging/logger.js";
-import { FdDestination } from "../logging/fd-destination.js";
+import { createLogger, fdDestination, stdoutDestination } from "../logging/logger.js";
 import { SqliteStore } from "../store/sqlite/sqlite-store.js";
 import { StoreOpenError } from "../store/store-open-error.js";
 import { isClientCommand, runClientCommand, type ClientCommand } from "./commands/client-commands.js";
@@ -158,9 +157,9 @@ async function main(args: string[]): Promise<void> {
   }
   if (first === "rotate-epoch") {
     const config = loadConfig({ argv: rest });
-    // Warnings (rows the store repairs on opening) to stderr: stdout is the command's answer.
-    const store = new SqliteStore({ dataDir: config.dataDir, logger: createLogger("warn", new FdDestination(2)) });
-    await store.open(() => {});
+    // Warnings (a data set started anew in an existing file) to stderr: stdout is the command's answer.
+    const store = new SqliteStore({ dataDir: config.dataDir, logger: createLogger("warn", fdDestination(2)) });
+    await store.open();
     const epoch = store.rotateEpoch();
     await store.close();
     process.stdout.write(`new epoch ${epoch} for ${store.path}\n`);

@@ -1,7 +1,5 @@
 import { isatty } from "node:tty";
 import pino, { type Logger } from "pino";
-import { markPlainLogger } from "./change-line.js";
-import { FdDestination } from "./fd-destination.js";
 import { prettyDestination } from "./pretty-destination.js";
 
 /**
@@ -34,21 +32,26 @@ function secretFields(prefix: string): string[] {
 /**
  * The server's logger: JSON lines to stdout unless `destination` is given
  * (`stdoutDestination` gives stdout as LOG_FORMAT asks).
- *
- * Stdout is written by the process itself, one write(2) per run of
- * JavaScript (`FdDestination`): a line is out before the change it reports
- * is acknowledged, so a SIGKILL loses no line of an acknowledged change, and
- * memory stays bounded. The price: a log reader that stops reading (a full
- * pipe) stalls the server until it reads again; at one line per change, not
- * per probe, a reader has to be stuck, not slow. pino's default
- * (asynchronous writes through the libuv thread pool, one per line) cost
- * more CPU per line here, not less.
  */
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
   const options = { level, base: { service: "service-registry" }, redact: { paths: REDACTED_PATHS, censor: "[redacted]" } };
-  const logger = pino(options, destination ?? new FdDestination(1));
-  markPlainLogger(logger); // its change lines may skip pino's generic path (see logChange)
-  return logger;
+  return pino(options, destination ?? fdDestination(1));
+}
+
+/**
+ * pino's own destination (sonic-boom) on a file descriptor, writing each line
+ * synchronously: a change's line is out before the change is acknowledged,
+ * so a SIGKILL loses no line of an acknowledged change, and nothing is held
+ * in memory. The price: a log reader that stops reading (a full pipe) stalls
+ * the server until it reads again; at one line per change, not per probe, a
+ * reader has to be stuck, not slow. A destination that fails otherwise (the
+ * reader is gone: EPIPE; a full disk) drops lines: logging must never throw
+ * into the registry's code paths.
+ */
+export function fdDestination(fd: number): pino.DestinationStream {
+  const destination = pino.destination({ dest: fd, sync: true });
+  destination.on("error", () => {});
+  return destination;
 }
 
 /** LOG_FORMAT: JSON lines, pino-pretty's human-readable lines, or pretty on a terminal only. */
@@ -57,14 +60,14 @@ export type LogFormat = "auto" | "json" | "pretty";
 /**
  * Stdout for `createLogger`, in the format asked for: JSON (`json`, or `auto`
  * when stdout is not a terminal: a file, a pipe, a log collector), else
- * human-readable lines (`PrettyDestination`). Both write through an
- * `FdDestination`, with the same durability.
+ * human-readable lines (`PrettyDestination`). Both write through
+ * `fdDestination`, with the same durability.
  *
  * `isatty(1)`, not `process.stdout.isTTY`: that getter would open a libuv
  * stream on fd 1 (a pipe's turns non-blocking) just to ask.
  */
 export async function stdoutDestination(format: LogFormat, isTerminal = isatty(1)): Promise<pino.DestinationStream> {
-  const stdout = new FdDestination(1);
+  const stdout = fdDestination(1);
   if (format === "json" || (format === "auto" && !isTerminal)) return stdout;
   return prettyDestination(stdout);
 }

@@ -1,18 +1,18 @@
 import type { DestinationStream } from "pino";
 
-/** A pino destination that can also write out what it holds (`FdDestination`). */
+/** A pino destination that may also write out what it holds. */
 export interface FlushableDestination extends DestinationStream {
   flush?(callback?: (err?: Error) => void): void;
 }
 
 /**
- * A pino destination for people: each JSON line pino (or `logChange`) writes
+ * A pino destination for people: each JSON line pino writes
  * is turned into one human-readable line by pino-pretty's own formatter
  * (`[12:00:00.000] INFO: instance registered {"instanceId":...}`; colours
  * when the terminal takes them) and handed to `inner` in the same call.
  *
  * The formatter runs in-process, not in a transport's worker thread: the line
- * reaches `inner` (stdout's `FdDestination`) at once, so a line is out before
+ * reaches `inner` (stdout's `fdDestination`) at once, so a line is out before
  * the change it reports is acknowledged, as with JSON, and redaction has
  * already happened (pino redacts before it serializes).
  */

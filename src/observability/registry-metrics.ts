@@ -1,6 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ServiceRegistry } from "../registry/service-registry.js";
-import type { CommitOutcome } from "./instrumented-store.js";
+import type { CommitOutcome } from "../registry/commit-outcomes.js";
 import type { ProbeOutcome } from "./instrumented-probe.js";
 import type { ServingState } from "./serving-state.js";
 
@@ -17,8 +17,6 @@ export interface MetricsSources {
   /** Open gRPC watch streams. */
   readonly watchStreams?: () => number;
   readonly serving?: ServingState;
-  /** Rows the SQLite store found out of step and repaired (`SqliteStore.repairedRows`); other stores have none. */
-  readonly storeRepairedRows?: () => number;
   /**
    * Service types with series of their own in `registry_instances` (those
    * with the most instances); the rest are summed under `service_type="_other"`.
@@ -148,20 +146,9 @@ export class RegistryMetrics {
 
   /** Registers the gauges read at scrape time. Call once, when the sources exist. */
   observe(sources: MetricsSources): void {
-    const { registry, serving, watchStreams, storeRepairedRows } = sources;
+    const { registry, serving, watchStreams } = sources;
     const typeSeries = sources.serviceTypeSeries ?? 100;
     const registers = [this.prometheus];
-    if (storeRepairedRows) {
-      new Counter({
-        name: "registry_store_repaired_rows_total",
-        help: "Instance rows the SQLite store found out of step with its keys and repaired (a bug if ever above 0; each is logged).",
-        registers,
-        collect() {
-          this.reset();
-          this.inc(storeRepairedRows());
-        },
-      });
-    }
     new Gauge({
       name: "registry_instances",
       help: `Registered instances, by service type and health: the types with the most instances, the rest as service_type="${OTHER_SERVICE_TYPES}".`,

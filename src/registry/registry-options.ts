@@ -3,6 +3,7 @@ import type { ProbeResult, ProbeTarget } from "../health/http-probe.js";
 import { ProbeTargetPolicy } from "../health/probe-target-policy.js";
 import type { RegistryStore } from "./registry-store.js";
 import type { InstanceQuotaLimits, QuotaName } from "./instance-quotas.js";
+import type { CommitObserver } from "./commit-outcomes.js";
 
 /**
  * Options of `ServiceRegistry`. The health-check names and defaults are the
@@ -55,6 +56,8 @@ export interface ServiceRegistryOptions {
   quotas?: Partial<InstanceQuotaLimits>;
   /** Told of every registration a quota refused (metrics). */
   onQuotaRefused?: (quota: QuotaName) => void;
+  /** Told how each batch's commits went, and when the store starts and stops failing (metrics, serving state). */
+  commitObserver?: CommitObserver;
   /**
    * Which addresses instances may be probed at. Register refuses an IP
    * literal host it denies (INVALID_ARGUMENT); names are judged by the
@@ -66,7 +69,7 @@ export interface ServiceRegistryOptions {
 }
 
 /** Options with every default filled in. */
-export type ResolvedRegistryOptions = Required<Omit<ServiceRegistryOptions, "probe" | "store" | "logger" | "quotas" | "onQuotaRefused">> &
+export type ResolvedRegistryOptions = Required<Omit<ServiceRegistryOptions, "probe" | "store" | "logger" | "quotas" | "onQuotaRefused" | "commitObserver">> &
   Pick<ServiceRegistryOptions, "probe">;
 
 const positive = ["healthCheckBatchSize", "healthCheckInterval", "healthCheckMaxRequests", "healthCheckTTL",

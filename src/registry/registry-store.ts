@@ -50,33 +50,64 @@ export interface ProbeOwnership {
 }
 
 /**
- * Where the registry's state lives. Stores commit mutations and report every
- * committed change, in revision order, to the one change listener: the core
- * updates its index and history only from that feed, whichever store it is
- * (including changes committed by other replicas of a shared store).
+ * Where the registry's state lives: one of two kinds, told apart by
+ * `plannedBy`, both fed by the core's one commit queue a batch at a time.
  *
- * `commit` rejects with a `RegistryError("not_found")` when a `remove` or
- * `setHealth` names an instance the store does not hold.
+ * - A store of one process (`LocalStore`: memory, SQLite) holds no state the
+ *   core does not: the core validates each batch and numbers its changes
+ *   against its own instance table, the store persists them, and the core
+ *   applies them once they are persisted.
+ * - A shared store (`SharedStore`: etcd) is the truth several replicas read:
+ *   it validates and numbers each mutation itself and reports every
+ *   committed change, in revision order, to the one change listener, which
+ *   is how the core applies changes committed by any replica.
  */
-export interface RegistryStore {
-  /** Loads the persisted state and starts the change feed. Called once. */
-  open(onChange: (change: Change) => void): Promise<StoreState>;
+export type RegistryStore = LocalStore | SharedStore;
+
+interface StoreLifecycle {
   /**
-   * Commits a mutation. Resolves once it is durable with the committed change;
-   * the change has been (or will be) delivered to the change listener.
+   * Loads the persisted state. Called once. A shared store starts its change
+   * feed to `onChange`; a local store has no changes but the core's to report.
    */
-  commit(mutation: Mutation): Promise<Change>;
+  open(onChange: (change: Change) => void): Promise<StoreState>;
   /** Flushes and releases resources. */
   close(): Promise<void>;
-  /** Shared stores: how probing is split between replicas. */
-  readonly probeOwnership?: ProbeOwnership;
   /**
-   * Shared stores: reports losing (`false`, with a reason) and regaining
-   * (`true`) the backend. While lost, the registry's view may be stale.
+   * Stores that can lose their backend (etcd): reports losing (`false`, with
+   * a reason) and regaining (`true`) it. While lost, the registry's view may
+   * be stale, and it refuses reads and writes.
    */
   onAvailabilityChange?(listener: (available: boolean, reason: string) => void): void;
+}
+
+/** A store of one process: persists the changes the core planned. */
+export interface LocalStore extends StoreLifecycle {
+  readonly plannedBy: "core";
   /**
-   * Shared stores whose revisions also count keys that are not instances
+   * Persists one batch of planned changes (in revision order, numbered on
+   * from the previous batch), all or none; resolves once they are durable.
+   * Rejects when they could not be persisted: the core then applies none of
+   * them, and its table still equals what the store holds.
+   */
+  commitBatch(changes: readonly Change[]): Promise<void>;
+}
+
+/** A store shared by replicas: validates, numbers and reports changes itself. */
+export interface SharedStore extends StoreLifecycle {
+  readonly plannedBy: "store";
+  /**
+   * Commits each mutation of a batch and answers, one result per mutation in
+   * order, its committed change or why it was not committed: a
+   * `RegistryError("not_found")` for a `remove` or `setHealth` of an instance
+   * the store does not hold, `RegistryError("unavailable")` when the backend
+   * could not be reached. Each change is (or will be) delivered to the change
+   * listener too; the core applies it from there.
+   */
+  commitBatch(mutations: readonly Mutation[]): Promise<readonly (Change | Error)[]>;
+  /** How probing is split between replicas. */
+  readonly probeOwnership?: ProbeOwnership;
+  /**
+   * For stores whose revisions also count keys that are not instances
    * (etcd: membership, removal reasons, the sync marker): reports that every
    * change up to `revision` has been delivered, so the registry's revision
    * follows the backend's even when no instance changed. Every replica then
@@ -87,10 +118,10 @@ export interface RegistryStore {
    */
   onProgress?(listener: (revision: number) => void): void;
   /**
-   * Shared stores: the revision of instance `id`'s latest change, read from
-   * the backend itself (linearizably), or undefined when it holds no such
-   * instance. Lets a replica that is behind tell "not registered" from "not
-   * applied here yet". Stores of one process have none: the index is the truth.
+   * The revision of instance `id`'s latest change, read from the backend
+   * itself (linearizably), or undefined when it holds no such instance. Lets
+   * a replica that is behind tell "not registered" from "not applied here
+   * yet". Stores of one process have none: the index is the truth.
    */
   lookup?(id: string): Promise<number | undefined>;
 }

@@ -1,15 +1,18 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
+import { performance } from "node:perf_hooks";
 import type { ProbeResult, ProbeTarget } from "../health/http-probe.js";
 import { LazyHttpProber } from "../health/lazy-http-prober.js";
 import { ProbeScheduler } from "../health/probe-scheduler.js";
-import { logChange, type ChangeLineFields } from "../logging/change-line.js";
 import { structuredLogger, type StructuredLogger } from "../logging/registry-logger.js";
 import { MemoryStore } from "../store/memory-store.js";
 import type { Mutation, RegistryStore } from "./registry-store.js";
+import { planBatch } from "./batch-plan.js";
+import { CommitQueue, type QueuedCommit } from "./commit-queue.js";
+import { CommitReporter } from "./commit-outcomes.js";
 import { hashSecret, newToken, secretMatches } from "./credentials.js";
 import { EventHistory } from "./event-history.js";
-import { HealthThresholds } from "./health-thresholds.js";
+import { HealthStatusHandler } from "./health-status-handler.js";
 import { InstanceIndex } from "./instance-index.js";
 import { InstanceQuotas, UNLIMITED } from "./instance-quotas.js";
 import { newInstanceId } from "./instance-id.js";
@@ -89,15 +92,14 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   private readonly logger: StructuredLogger;
   private readonly index = new InstanceIndex();
   private readonly quotas: InstanceQuotas;
-  private readonly thresholds: HealthThresholds;
+  private readonly healthStatus: HealthStatusHandler;
+  private readonly queue: CommitQueue;
+  private readonly commits: CommitReporter;
   private readonly prober: LazyHttpProber | undefined;
   private readonly scheduler: ProbeScheduler | undefined;
   /** Instances with a health mutation in flight, so one transition is committed once. */
   private readonly pendingHealth = new Set<string>();
   private readonly revisionWaiters: { revision: number; resolve: () => void; reject: (err: Error) => void }[] = [];
-  /** Changes, and progress marks (bare revisions) from a shared store, in feed order. */
-  private readonly applyQueue: (Change | number)[] = [];
-  private applying = false;
   private history: EventHistory | undefined;
   private hub: WatchHub | undefined;
   private currentEpoch = "";
@@ -112,7 +114,9 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     this.quotas = new InstanceQuotas({ ...UNLIMITED, ...options.quotas }, this.index, options.onQuotaRefused);
     this.store = options.store ?? new MemoryStore();
     this.logger = structuredLogger(options.logger ?? console);
-    this.thresholds = new HealthThresholds(this.options.unhealthyThreshold, this.options.healthyThreshold);
+    this.healthStatus = new HealthStatusHandler(this.options);
+    this.commits = new CommitReporter(options.commitObserver);
+    this.queue = new CommitQueue((batch) => this.commitBatch(batch), { oneBatchAtATime: this.store.plannedBy === "core" });
     if (this.options.healthChecks) {
       // Loaded at the first probe (see LazyHttpProber): importing the registry does not load undici.
       const prober = this.options.probe
@@ -135,9 +139,9 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   async start(): Promise<void> {
     if (this.state !== "new") throw new Error("ServiceRegistry.start() may be called once");
     this.state = "starting";
-    // Progress marks share the apply queue, so one never overtakes a change queued before it.
-    this.store.onProgress?.((revision) => this.apply(revision));
-    const loaded = await this.store.open((change) => this.apply(change));
+    const store = this.store;
+    if (store.plannedBy === "store") store.onProgress?.((revision) => this.applyProgress(revision));
+    const loaded = await store.open((change) => this.applyChanges([change]));
     this.currentEpoch = loaded.epoch;
     this.currentRevision = loaded.revision;
     this.history = new EventHistory(this.options.historySize, { changes: loaded.history, floor: loaded.historyFloor });
@@ -146,8 +150,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
       // Loaded instances are spread over an interval; new registrations are probed soon.
       if (this.probesHere(instance.id)) this.scheduler?.add(probeTarget(instance), { spreadOverInterval: true });
     }
-    this.store.probeOwnership?.onChange(() => this.rebalanceProbes());
-    this.store.onAvailabilityChange?.((available, reason) => this.setAvailability(available, reason));
+    if (store.plannedBy === "store") store.probeOwnership?.onChange(() => this.rebalanceProbes());
+    store.onAvailabilityChange?.((available, reason) => this.setAvailability(available, reason));
     const registry = this;
     const source: WatchSource = {
       epoch: this.currentEpoch,
@@ -185,7 +189,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     const valid = validateRegisterInput(input);
     assertProbeTargetAllowed(valid.host, this.options.probeTargetPolicy);
     const serviceType = this.index.sharedType(valid.serviceType);
-    const { keyId, notAfter } = options;
+    const { keyId, notAfter, signal } = options;
     const id = newInstanceId();
     const reservation = this.quotas.reserve(id, serviceType, keyId);
     try {
@@ -197,7 +201,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
           id, ...valid, serviceType, health: "healthy", registeredAt: now, updatedAt: now, tokenHash: hashSecret(token), keyId,
         },
         ...(notAfter === undefined ? {} : { notAfter }),
-      });
+      }, signal);
       return { instance: change.instance, token };
     } finally {
       reservation.release();
@@ -205,9 +209,9 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   }
 
   /** Removes an instance. Rejects with NOT_FOUND when it is not registered. */
-  async unregister(id: string, reason: RemovalReason = "unregistered", _options: UnregisterOptions = {}): Promise<Change> {
+  async unregister(id: string, reason: RemovalReason = "unregistered", options: UnregisterOptions = {}): Promise<Change> {
     this.assertRunning();
-    return this.commit({ op: "remove", id, reason, at: this.options.now() });
+    return this.commit({ op: "remove", id, reason, at: this.options.now() }, options.signal);
   }
 
   /**
@@ -297,7 +301,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     try {
       return read();
     } catch (err) {
-      if (!this.store.lookup || !(err instanceof RegistryError) || err.code !== missCode) throw err;
+      if (this.store.plannedBy === "core" || !this.store.lookup || !(err instanceof RegistryError) || err.code !== missCode) throw err;
       // Ids this registry makes are UUIDs: anything else is a miss without asking the store.
       if (!INSTANCE_ID_SHAPE.test(id)) throw err;
       return this.catchUpOn(id).then(read);
@@ -307,7 +311,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   private async catchUpOn(id: string): Promise<void> {
     let revision: number | undefined;
     try {
-      revision = await this.store.lookup?.(id);
+      revision = this.store.plannedBy === "store" ? await this.store.lookup?.(id) : undefined;
     } catch (err) {
       throw new RegistryError("unavailable", "this replica could not check its store; try another replica", { cause: err });
     }
@@ -371,65 +375,107 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     this.state = "closing";
     await this.scheduler?.stop();
     this.prober?.close();
+    // Calls already accepted are committed and answered before the store closes.
+    await this.queue.drain();
     this.hub?.endAll(shuttingDown());
     this.rejectWaiters(shuttingDown());
     if (wasStarted) await this.store.close();
     this.state = "closed";
   }
 
-  private async commit(mutation: Mutation): Promise<Change> {
+  private commit(mutation: Mutation, signal?: AbortSignal): Promise<Change> {
     this.assertFresh();
-    const change = await this.store.commit(mutation);
-    // A store that reports its changes as it commits them (memory, SQLite) has
-    // applied this one already: no promise to wait on.
-    if (change.revision > this.currentRevision) await this.applied(change.revision);
-    return change;
+    return this.queue.enqueue(mutation, signal);
   }
 
   /**
-   * The one path by which state changes: a committed change from the store.
-   * Changes are applied strictly one after another, in the order the store
-   * reported them, even when a listener commits from inside an apply (the
-   * memory store reports synchronously): a nested change waits in the queue.
+   * Commits one batch from the queue and settles each of its entries once
+   * its change is applied (visible to readers) or has failed.
+   *
+   * A store of one process gets the changes planned here against the index,
+   * the one instance table; only once it has persisted them are they
+   * applied, so a failed write leaves nothing to undo. A shared store plans
+   * and numbers its commits itself and reports them through its change feed.
    */
-  private apply(item: Change | number): void {
-    this.applyQueue.push(item);
-    if (this.applying) return;
-    this.applying = true;
-    try {
-      for (let next = this.applyQueue.shift(); next !== undefined; next = this.applyQueue.shift()) {
-        if (typeof next === "number") this.applyProgress(next);
-        else this.applyOne(next);
+  private async commitBatch(batch: readonly QueuedCommit[]): Promise<void> {
+    const store = this.store;
+    const mutations = batch.map((entry) => entry.mutation);
+    const started = performance.now();
+    if (store.plannedBy === "core") {
+      const planned = planBatch((id) => this.index.get(id), this.currentRevision, mutations);
+      const changes = planned.filter((r): r is Change => !(r instanceof Error));
+      let results: readonly (Change | Error)[] = planned;
+      try {
+        if (changes.length > 0) await store.commitBatch(changes);
+        this.applyChanges(changes);
+      } catch (err) {
+        const failure = err instanceof Error ? err : new Error(String(err));
+        results = planned.map((r) => (r instanceof Error ? r : failure));
       }
-    } finally {
-      this.applying = false;
+      this.commits.report(mutations, results, started);
+      batch.forEach((entry, i) => settle(entry, results[i] as Change | Error));
+      return;
     }
+    let results: readonly (Change | Error)[];
+    try {
+      results = await store.commitBatch(mutations);
+    } catch (err) {
+      const failure = err instanceof Error ? err : new Error(String(err));
+      this.commits.report(mutations, failure, started);
+      for (const entry of batch) entry.reject(failure);
+      return;
+    }
+    this.commits.report(mutations, results, started);
+    await Promise.all(
+      batch.map(async (entry, i) => {
+        const result = results[i] as Change | Error;
+        // Applied from the store's feed, which may not have delivered it yet.
+        if (!(result instanceof Error) && result.revision > this.currentRevision) {
+          try {
+            await this.applied(result.revision);
+          } catch (err) {
+            entry.reject(err);
+            return;
+          }
+        }
+        settle(entry, result);
+      }),
+    );
   }
 
-  private applyOne(change: Change): void {
-    if (change.revision <= this.currentRevision) return; // already applied (replayed by a shared store)
-    this.index.apply(change);
-    (this.history as EventHistory).append(change);
-    this.currentRevision = change.revision;
-    const { instance } = change;
-    if (change.kind === "registered") {
-      if (this.probesHere(instance.id)) this.scheduler?.add(probeTarget(instance));
-      logChange(this.logger, "instance registered", logFields(instance, change.revision));
-      this.fire("instanceRegistered", instance);
-    } else if (change.kind === "removed") {
-      this.scheduler?.remove(instance.id);
-      this.thresholds.forget(instance.id);
-      logChange(this.logger, "instance removed", { ...logFields(instance, change.revision), reason: change.reason });
-      this.fire("instanceRemoved", instance, change.reason);
-    } else {
-      logChange(this.logger, "instance health changed", {
-        ...logFields(instance, change.revision),
-        health: instance.health,
-        reason: change.failureReason,
-      });
+  /**
+   * The one path by which state changes: committed changes, in revision
+   * order, from the commit queue (stores of one process) or from the store's
+   * change feed (shared stores, changes of every replica). Updates the index
+   * and history, logs each change, publishes the batch to the watchers once,
+   * fires the events, and releases calls waiting for these revisions.
+   */
+  private applyChanges(changes: readonly Change[]): void {
+    const applied: Change[] = [];
+    for (const change of changes) {
+      if (change.revision <= this.currentRevision) continue; // already applied (replayed by a shared store)
+      this.index.apply(change);
+      (this.history as EventHistory).append(change);
+      this.currentRevision = change.revision;
+      applied.push(change);
+      const { instance } = change;
+      if (change.kind === "registered") {
+        if (this.probesHere(instance.id)) this.scheduler?.add(probeTarget(instance));
+        this.logger.info(logFields(instance, change.revision), "instance registered");
+        this.fire("instanceRegistered", instance);
+      } else if (change.kind === "removed") {
+        this.scheduler?.remove(instance.id);
+        this.healthStatus.forget(instance.id);
+        this.logger.info({ ...logFields(instance, change.revision), reason: change.reason }, "instance removed");
+        this.fire("instanceRemoved", instance, change.reason);
+      } else {
+        const fields = { ...logFields(instance, change.revision), health: instance.health };
+        this.logger.info(change.failureReason === undefined ? fields : { ...fields, reason: change.failureReason }, "instance health changed");
+      }
     }
-    this.hub?.publishChange(change);
-    this.fire("change", change);
+    if (applied.length === 0) return;
+    this.hub?.publishChanges(applied);
+    for (const change of applied) this.fire("change", change);
     this.releaseWaiters();
   }
 
@@ -455,14 +501,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
 
     const failureReason = result.ok ? undefined : result.reason;
     if (this.pendingHealth.has(instance.id)) return;
-    const next = this.thresholds.record(instance.id, instance.health, result.ok);
-    const now = this.options.now();
-    let mutation: Mutation | undefined;
-    if (next) {
-      mutation = { op: "setHealth", id: instance.id, health: next, at: now, ...(failureReason ? { failureReason } : {}) };
-    } else if (instance.health === "unhealthy" && !result.ok && this.expired(instance, now)) {
-      mutation = { op: "remove", id: instance.id, reason: "health_check_expired", at: now };
-    }
+    const mutation = this.healthStatus.record(instance, result.ok, this.options.now(), failureReason);
     if (!mutation) {
       this.hub?.publishProbe({
         instance,
@@ -479,11 +518,6 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
         this.logger.error({ err, instanceId: instance.id }, "could not commit a health change");
       })
       .finally(() => this.pendingHealth.delete(instance.id));
-  }
-
-  private expired(instance: StoredInstance, now: number): boolean {
-    const after = this.options.deregisterAfter;
-    return after > 0 && now - instance.updatedAt >= after;
   }
 
   /** Emits to each listener in turn; a throwing listener is logged, not propagated. */
@@ -546,7 +580,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   }
 
   private probesHere(id: string): boolean {
-    return this.store.probeOwnership?.owns(id) ?? true;
+    return this.store.plannedBy === "core" || (this.store.probeOwnership?.owns(id) ?? true);
   }
 
   /** After a membership change: probe exactly the instances this replica owns. */
@@ -556,7 +590,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
       if (this.probesHere(instance.id)) this.scheduler.add(probeTarget(instance));
       else {
         this.scheduler.remove(instance.id);
-        this.thresholds.forget(instance.id);
+        this.healthStatus.forget(instance.id);
       }
     }
   }
@@ -572,7 +606,13 @@ function probeTarget(instance: Instance): ProbeTarget {
   return { id: instance.id, host: instance.host, port: instance.port, path: instance.healthCheckPath };
 }
 
+/** Answers a queued commit with its result. */
+function settle(entry: QueuedCommit, result: Change | Error): void {
+  if (result instanceof Error) entry.reject(result);
+  else entry.resolve(result);
+}
+
 /** The fields a log line names an instance by: never its token or token hash. */
-function logFields(instance: Instance, revision: number): ChangeLineFields {
+function logFields(instance: Instance, revision: number): { instanceId: string; serviceType: string; host: string; port: number; revision: number } {
   return { instanceId: instance.id, serviceType: instance.serviceType, host: instance.host, port: instance.port, revision };
 }

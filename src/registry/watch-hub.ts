@@ -35,9 +35,12 @@ export class WatchHub {
     return watcher;
   }
 
-  publishChange(change: Change): void {
-    const event = { type: "change", change } as const; // one event object for every watcher
-    for (const watcher of this.watchers) watcher.pushChange(change, event);
+  /** Publishes one committed batch of changes, in revision order. */
+  publishChanges(changes: readonly Change[]): void {
+    for (const change of changes) {
+      const event = { type: "change", change } as const; // one event object for every watcher
+      for (const watcher of this.watchers) watcher.pushChange(change, event);
+    }
   }
 
   /** Every change up to `revision` has been published: watchers' resume points (and BOOKMARKs) move on to it. */

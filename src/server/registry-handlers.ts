@@ -5,7 +5,6 @@ import { andThen, type PresentedCredentials } from "../api/authenticator.js";
 import { peerHost } from "../api/peer-address.js";
 import type { CallContext, RegistryApi } from "../api/registry-api.js";
 import { credentialsFromMetadata } from "./auth.js";
-import { batchPerLoopTurn } from "./loop-turn-batch.js";
 import { toProtoInstance } from "./proto-mapping.js";
 import { TypeAnswerCache } from "./type-answer-cache.js";
 import { toServiceError } from "./status-mapping.js";
@@ -80,7 +79,7 @@ export function registryHandlers(deps: HandlerDeps) {
   const { api, logger } = deps;
   const typeAnswers = new TypeAnswerCache();
   return {
-    register: batchPerLoopTurn(unary<pb.RegisterRequest, pb.RegisterResponse>("Register", logger, async (req, call) => {
+    register: unary<pb.RegisterRequest, pb.RegisterResponse>("Register", logger, async (req, call) => {
       const { instance, token } = await api.register(new GrpcCallContext(call), {
         serviceType: req.serviceType,
         port: req.port,
@@ -89,7 +88,7 @@ export function registryHandlers(deps: HandlerDeps) {
         healthCheckPath: req.healthCheck?.path,
       });
       return { serviceId: instance.id, token, instance: toProtoInstance(instance) };
-    })),
+    }),
 
     getByType: unary<pb.GetByTypeRequest, pb.GetByTypeResponse>("GetByType", logger, (req, call) => {
       const answer = api.getByType(new GrpcCallContext(call), req.serviceType, req.includeUnhealthy);

@@ -1,27 +1,20 @@
 import { randomUUID } from "node:crypto";
+import type { LocalStore, StoreState } from "../registry/registry-store.js";
 import type { Change } from "../registry/types.js";
-import type { Mutation, RegistryStore, StoreState } from "../registry/registry-store.js";
-import { StoreStateMachine } from "./state-machine.js";
 
 /**
- * A store that keeps nothing across restarts: every start is a new epoch.
- * For tests and throwaway runs (`STORE=memory`).
+ * A store that keeps nothing across restarts: every start is a new epoch,
+ * and the core's instance table is all the state there is. For tests and
+ * throwaway runs (`STORE=memory`).
  */
-export class MemoryStore implements RegistryStore {
-  private readonly state = new StoreStateMachine(0);
-  private onChange: (change: Change) => void = () => {};
+export class MemoryStore implements LocalStore {
+  readonly plannedBy = "core";
 
-  async open(onChange: (change: Change) => void): Promise<StoreState> {
-    this.onChange = onChange;
+  async open(): Promise<StoreState> {
     return { epoch: randomUUID(), revision: 0, instances: [], history: [], historyFloor: 0 };
   }
 
-  async commit(mutation: Mutation): Promise<Change> {
-    const change = this.state.apply(mutation);
-    this.state.commit();
-    this.onChange(change);
-    return change;
-  }
+  async commitBatch(_changes: readonly Change[]): Promise<void> {}
 
   async close(): Promise<void> {}
 }

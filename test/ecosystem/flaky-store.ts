@@ -1,6 +1,5 @@
 import type { Change } from "../../src/registry/types.js";
 import { MemoryStore } from "../../src/store/memory-store.js";
-import type { Mutation } from "../../src/registry/registry-store.js";
 
 /**
  * A real MemoryStore whose commits can be made to fail the way a broken disk
@@ -10,8 +9,8 @@ import type { Mutation } from "../../src/registry/registry-store.js";
 export class FlakyStore extends MemoryStore {
   failing = false;
 
-  override async commit(mutation: Mutation): Promise<Change> {
+  override async commitBatch(changes: readonly Change[]): Promise<void> {
     if (this.failing) throw Object.assign(new Error("disk I/O error"), { code: "SQLITE_IOERR" });
-    return super.commit(mutation);
+    return super.commitBatch(changes);
   }
 }

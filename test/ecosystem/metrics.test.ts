@@ -3,7 +3,6 @@ import { afterEach, describe, expect, it } from "vitest";
 import { EventType, RegistryServiceClient } from "../../gen/registry/v1/registry.js";
 import { startHealthServer, type HealthServer } from "../support/health-server.js";
 import { tempDataDir } from "../support/server-process.js";
-import { dataDirWithRepeatedRow } from "../support/sqlite-data.js";
 import { call, callError, keyAuth, WatchCursor } from "../support/registry-harness.js";
 import { parseExposition, type Exposition } from "./prometheus-text.js";
 import { startStack } from "./stack.js";
@@ -157,20 +156,6 @@ describe("Prometheus /metrics on HTTP_PORT", () => {
       expect.arrayContaining(["grpc_code", "grpc_method", "grpc_service", "grpc_type", "health", "service_type"]),
     );
     for (const label of labels) expect(label).not.toMatch(/id|host|token|peer|address/i);
-  });
-
-  it("counts the rows the SQLite store repaired, from zero; other stores show no such series", async () => {
-    // A data directory whose file holds one instance in two rows (as a hand edit could leave it).
-    const { server: sqlite } = await start({ STORE: "sqlite", DATA_DIR: await dataDirWithRepeatedRow() });
-    const m = await scrape(sqlite);
-    expect(m.types.get("registry_store_repaired_rows_total")).toBe("counter");
-    expect(m.value("registry_store_repaired_rows_total")).toBe(1);
-    expect(m.value("registry_instances", { service_type: "api", health: "healthy" })).toBe(1);
-
-    const { server: fresh } = await start({ STORE: "sqlite", DATA_DIR: tempDataDir() });
-    expect((await scrape(fresh)).value("registry_store_repaired_rows_total")).toBe(0);
-    const { server: memory } = await start();
-    expect((await scrape(memory)).types.get("registry_store_repaired_rows_total")).toBeUndefined();
   });
 
   it("gives each server its own metrics registry", async () => {

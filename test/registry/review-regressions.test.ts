@@ -2,7 +2,6 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { InstrumentedStore } from "../../src/observability/instrumented-store.js";
 import { ServiceRegistry } from "../../src/registry/service-registry.js";
 import type { Change, WatchEvent } from "../../src/registry/types.js";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
@@ -53,11 +52,11 @@ describe("registry core regressions", () => {
     const inner = new SqliteStore({ dataDir: mkdtempSync(join(tmpdir(), "registry-failing-")) });
     const failing: boolean[] = [];
     const outcomes: string[] = [];
-    const store = new InstrumentedStore(inner, {
-      onCommit: (_op, outcome) => outcomes.push(outcome),
-      onFailingChange: (f) => failing.push(f),
-    });
-    const registry = new ServiceRegistry({ healthChecks: false, store });
+    const commitObserver = {
+      onCommit: (_op: string, outcome: string) => outcomes.push(outcome),
+      onFailingChange: (f: boolean) => failing.push(f),
+    };
+    const registry = new ServiceRegistry({ healthChecks: false, store: inner, commitObserver });
     await registry.start();
     await registry.register({ serviceType: "a", host: "127.0.0.1", port: 1 });
     // The database goes away under the store (a stand-in for SQLITE_IOERR / SQLITE_FULL).

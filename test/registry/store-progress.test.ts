@@ -1,10 +1,11 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { ServiceRegistry } from "../../src/registry/service-registry.js";
 import type { Change, StoredInstance } from "../../src/registry/types.js";
-import type { Mutation, RegistryStore, StoreState } from "../../src/registry/registry-store.js";
+import type { SharedStore, StoreState } from "../../src/registry/registry-store.js";
 
 /** A shared store driven by the test: it feeds changes and progress marks as etcd's watch would. */
-class FeedStore implements RegistryStore {
+class FeedStore implements SharedStore {
+  readonly plannedBy = "store";
   change: (change: Change) => void = () => {};
   progress: (revision: number) => void = () => {};
 
@@ -15,7 +16,7 @@ class FeedStore implements RegistryStore {
     this.change = onChange;
     return { epoch: "e1", revision: 4, instances: [], history: [], historyFloor: 0 };
   }
-  async commit(_mutation: Mutation): Promise<Change> {
+  async commitBatch(): Promise<Change[]> {
     throw new Error("not used");
   }
   async close(): Promise<void> {}

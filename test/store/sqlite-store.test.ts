@@ -9,7 +9,7 @@ import { SCHEMA_VERSION } from "../../src/store/sqlite/sqlite-schema.js";
 import { DATABASE_FILE, SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { StoreOpenError } from "../../src/store/store-open-error.js";
 import { tempDataDir } from "../support/server-process.js";
-import { dataDirWith, editDatabase } from "../support/sqlite-data.js";
+import { dataDirWith, dataDirWithRepeatedRow, editDatabase } from "../support/sqlite-data.js";
 
 const silent = pino({ level: "silent" });
 
@@ -183,8 +183,8 @@ describe("SqliteStore", () => {
     await r3.close();
     const after = new Database(join(dir, DATABASE_FILE), { readonly: true });
     expect(after.pragma("user_version", { simple: true })).toBe(SCHEMA_VERSION);
-    // One B-tree for the instances: no index on the id.
-    expect(after.prepare("SELECT name FROM sqlite_master WHERE tbl_name = 'instances'").pluck().all()).toEqual(["instances"]);
+    // Since v5 the table is keyed by the id again: the id's unique index is how a row is found.
+    expect(after.prepare("SELECT name FROM sqlite_master WHERE tbl_name = 'instances'").pluck().all()).toEqual(["instances", "sqlite_autoindex_instances_1"]);
     after.close();
   });
 
@@ -224,7 +224,7 @@ describe("SqliteStore", () => {
   ] as const)("opens in WAL mode with STORE_SYNC=%s as synchronous=%s", async (sync, expected) => {
     const store = new SqliteStore({ dataDir: tempDataDir(), ...(sync ? { sync } : {}) });
     open.push(store);
-    await store.open(() => {});
+    await store.open();
     expect(store.durability()).toEqual({ journalMode: "wal", synchronous: expected });
   });
 
@@ -232,9 +232,9 @@ describe("SqliteStore", () => {
     const dir = tempDataDir();
     const first = new SqliteStore({ dataDir: dir });
     open.push(first);
-    await first.open(() => {});
+    await first.open();
     const second = new SqliteStore({ dataDir: dir });
-    await expect(second.open(() => {})).rejects.toThrow(/in use by another registry process/);
+    await expect(second.open()).rejects.toThrow(/in use by another registry process/);
   });
 
   it("refuses a corrupt database file, naming it, and leaves it untouched", async () => {
@@ -242,7 +242,7 @@ describe("SqliteStore", () => {
     const garbage = Buffer.from("this is not an sqlite database, just some bytes ".repeat(200));
     writeFileSync(join(dir, DATABASE_FILE), garbage);
     const store = new SqliteStore({ dataDir: dir });
-    const err = await store.open(() => {}).catch((e: unknown) => e);
+    const err = await store.open().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(StoreOpenError);
     expect((err as Error).message).toContain(join(dir, DATABASE_FILE));
     expect((err as Error).message).toMatch(/not a readable registry database/);
@@ -256,7 +256,7 @@ describe("SqliteStore", () => {
          VALUES ('good', 'api', '10.0.0.1', 80, '{}', '/health', 'healthy', 1, 1, 1, zeroblob(32)),
                 ('bad', 'api', '10.0.0.2', 80, '{"pin": p4ssw0rd}', '/health', 'healthy', 1, 1, 2, zeroblob(32));`,
     );
-    const err = await new SqliteStore({ dataDir: dir }).open(() => {}).catch((e: unknown) => e);
+    const err = await new SqliteStore({ dataDir: dir }).open().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(StoreOpenError);
     expect((err as Error).message).toContain(join(dir, DATABASE_FILE));
     expect((err as Error).message).toMatch(/instances row 2 \(instance bad\) cannot be read \(its metadata is not valid JSON\)/);
@@ -264,7 +264,7 @@ describe("SqliteStore", () => {
     // The failed open let go of the file (the row was read mid-iteration): it can be mended and opened.
     editDatabase(dir, `UPDATE instances SET metadata = '{"zone":"eu"}' WHERE id = 'bad'`);
     const store = new SqliteStore({ dataDir: dir });
-    const state = await store.open(() => {});
+    const state = await store.open();
     expect(state.instances.map((i) => [i.id, i.metadata])).toEqual([["good", {}], ["bad", { zone: "eu" }]]);
     await store.close();
   });
@@ -274,9 +274,22 @@ describe("SqliteStore", () => {
     const db = new Database(join(dir, DATABASE_FILE));
     db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
     db.close();
-    await expect(new SqliteStore({ dataDir: dir }).open(() => {})).rejects.toThrow(
+    await expect(new SqliteStore({ dataDir: dir }).open()).rejects.toThrow(
       new RegExp(`${DATABASE_FILE} has schema version ${SCHEMA_VERSION + 1}, newer than this build supports`),
     );
+  });
+
+  it("migrates a schema-v4 file holding an id in two rows to one row per id, keeping the newest", async () => {
+    const dir = await dataDirWithRepeatedRow();
+    const store = new SqliteStore({ dataDir: dir });
+    open.push(store);
+    const state = await store.open();
+    expect(state.instances.map((i) => [i.id, i.host, i.revision])).toEqual([["x", "10.0.0.1", 1]]);
+    await store.close();
+    open.pop();
+    const db = new Database(join(dir, DATABASE_FILE), { readonly: true });
+    expect(db.prepare("SELECT count(*) AS n FROM instances").get()).toEqual({ n: 1 });
+    db.close();
   });
 
   it("migrates an empty database up to the current schema version", async () => {
@@ -284,7 +297,7 @@ describe("SqliteStore", () => {
     new Database(join(dir, DATABASE_FILE)).close(); // version 0
     const store = new SqliteStore({ dataDir: dir });
     open.push(store);
-    await store.open(() => {});
+    await store.open();
     await store.close();
     open.pop();
     const db = new Database(join(dir, DATABASE_FILE), { readonly: true });
@@ -304,7 +317,7 @@ describe("SqliteStore", () => {
     ["a path in /proc", () => "/proc/registry-test-data"],
   ])("refuses an unwritable data directory (%s), naming it", async (_, make) => {
     const dataDir = make(tempDataDir());
-    const err = await new SqliteStore({ dataDir }).open(() => {}).catch((e: unknown) => e);
+    const err = await new SqliteStore({ dataDir }).open().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(StoreOpenError);
     expect((err as Error).message).toContain(dataDir);
   });

@@ -4,7 +4,7 @@ import { Etcd3, type IOptions, type Lease, type Watcher } from "etcd3";
 import type { Logger } from "pino";
 import { RegistryError } from "../../registry/registry-error.js";
 import type { Change, RemovalReason, StoredInstance } from "../../registry/types.js";
-import type { Mutation, RegistryStore, StoreState } from "../../registry/registry-store.js";
+import type { Mutation, SharedStore, StoreState } from "../../registry/registry-store.js";
 import { EtcdLiveness } from "./etcd-liveness.js";
 import { changeFromEvent, decodeInstance, encodeInstance } from "./instance-codec.js";
 import { RendezvousOwnership } from "./rendezvous-ownership.js";
@@ -80,7 +80,8 @@ interface EtcdEvent {
  *   each Register a short one that fences it by its caller's deadline
  *   (`fenceLease`); probing is split between live members by rendezvous hashing.
  */
-export class EtcdStore implements RegistryStore {
+export class EtcdStore implements SharedStore {
+  readonly plannedBy = "store";
   readonly probeOwnership: RendezvousOwnership;
   private readonly prefix: string;
   private readonly callTimeoutMs: number;
@@ -258,6 +259,11 @@ export class EtcdStore implements RegistryStore {
     this.availabilityListeners.push(listener);
     // Lost before the listener was added (during open): say so now.
     if (!this.reported.available) listener(false, this.reported.reason);
+  }
+
+  /** Commits each mutation in a transaction of its own, all sent at once: etcd orders them. */
+  commitBatch(mutations: readonly Mutation[]): Promise<(Change | Error)[]> {
+    return Promise.all(mutations.map((m) => this.commit(m).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))))));
   }
 
   async commit(mutation: Mutation): Promise<Change> {

@@ -61,6 +61,32 @@ const MIGRATIONS: readonly string[] = [
   // v4 records which registration key registered each instance (a digest
   // prefix, never the key), for per-key quotas; NULL for older rows.
   "ALTER TABLE instances ADD COLUMN key_id TEXT;",
+  // v5 keys the instances table by the id again (the id's unique index finds
+  // a row): the store then keeps no map of row keys in memory to keep in
+  // step with the table, and no file can hold an id twice. Should a v4 file
+  // hold one twice (edited by hand), the newest row (highest revision) is
+  // kept. Rows keep their rowids, so instances load in registration order.
+  `
+  CREATE TABLE instances_v5 (
+    id                TEXT PRIMARY KEY,
+    service_type      TEXT NOT NULL,
+    host              TEXT NOT NULL,
+    port              INTEGER NOT NULL,
+    metadata          TEXT NOT NULL,
+    health_check_path TEXT NOT NULL,
+    health            TEXT NOT NULL,
+    registered_at     INTEGER NOT NULL,
+    updated_at        INTEGER NOT NULL,
+    revision          INTEGER NOT NULL,
+    token_hash        BLOB NOT NULL,
+    key_id            TEXT
+  ) STRICT;
+  INSERT OR REPLACE INTO instances_v5 (rowid, id, service_type, host, port, metadata, health_check_path, health, registered_at, updated_at, revision, token_hash, key_id)
+    SELECT row_key, id, service_type, host, port, metadata, health_check_path, health, registered_at, updated_at, revision, token_hash, key_id
+    FROM instances ORDER BY revision, row_key;
+  DROP TABLE instances;
+  ALTER TABLE instances_v5 RENAME TO instances;
+  `,
 ];
 
 /** The schema version this build writes. */

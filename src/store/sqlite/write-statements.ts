@@ -8,19 +8,12 @@ import { INSTANCE_COLUMNS } from "./row-codec.js";
 export const WRITE_SQL = {
   /**
    * Bound by position, from `instanceRowValues` (named parameters cost
-   * better-sqlite3 a string per column per call). SQLite gives the row its
-   * row key, the next rowid: `run()`'s `lastInsertRowid`.
+   * better-sqlite3 a string per column per call). A register of a live id
+   * replaces its row, as it replaces the instance in the core's table.
    */
-  insertInstance: `INSERT INTO instances (${INSTANCE_COLUMNS}) VALUES (${INSTANCE_COLUMNS.split(",").map(() => "?").join(", ")})`,
-  /**
-   * A row is found by its row key (the rowid SQLite gave it), which the store
-   * keeps per id; the id is compared too, so a key out of step with the rows
-   * changes nothing (`changes` is 0) instead of another instance's row.
-   */
-  updateHealth: "UPDATE instances SET health = ?, updated_at = ?, revision = ? WHERE row_key = ? AND id = ?",
-  deleteInstance: "DELETE FROM instances WHERE row_key = ? AND id = ?",
-  /** Every row of one id, found by a scan of the table: only to repair a row key out of step. */
-  deleteInstanceRows: "DELETE FROM instances WHERE id = ?",
+  insertInstance: `INSERT OR REPLACE INTO instances (${INSTANCE_COLUMNS}) VALUES (${INSTANCE_COLUMNS.split(",").map(() => "?").join(", ")})`,
+  updateHealth: "UPDATE instances SET health = ?, updated_at = ?, revision = ? WHERE id = ?",
+  deleteInstance: "DELETE FROM instances WHERE id = ?",
   insertHistory: "INSERT INTO history (revision, change) VALUES (?, ?)",
   pruneHistory: "DELETE FROM history WHERE revision <= ?",
   /** A revision marker, written when history is pruned: the current revision is the newest history row's. */

@@ -1,0 +1,53 @@
+import type { Mutation } from "./registry-store.js";
+import type { Health, StoredInstance } from "./types.js";
+
+/** Options of {@link HealthStatusHandler} (SPEC 4.2). */
+export interface HealthStatusOptions {
+  /** Failures in a row that turn a healthy instance UNHEALTHY. */
+  readonly unhealthyThreshold: number;
+  /** Passes in a row that turn an unhealthy instance HEALTHY again. */
+  readonly healthyThreshold: number;
+  /** How long an instance may stay UNHEALTHY before a failing probe removes it (ms); 0 never removes. */
+  readonly deregisterAfter: number;
+}
+
+/**
+ * Decides what a probe result changes (Consul's StatusHandler): a health
+ * transition once a threshold of consecutive results is reached, a removal
+ * once an instance has been UNHEALTHY for `deregisterAfter`, or nothing.
+ * Streaks live in memory only; a restart starts them afresh.
+ */
+export class HealthStatusHandler {
+  /** Consecutive results of the same kind: positive passes, negative failures. */
+  private readonly streaks = new Map<string, number>();
+
+  constructor(private readonly options: HealthStatusOptions) {}
+
+  /**
+   * Records one probe result for `instance` (as the table holds it) at `now`
+   * (epoch ms), and answers the mutation it calls for, if any.
+   */
+  record(instance: StoredInstance, passed: boolean, now: number, failureReason?: string): Mutation | undefined {
+    const next = this.nextHealth(instance.id, instance.health, passed);
+    if (next) return { op: "setHealth", id: instance.id, health: next, at: now, ...(failureReason ? { failureReason } : {}) };
+    const after = this.options.deregisterAfter;
+    if (instance.health === "unhealthy" && !passed && after > 0 && now - instance.updatedAt >= after) {
+      return { op: "remove", id: instance.id, reason: "health_check_expired", at: now };
+    }
+    return undefined;
+  }
+
+  /** Drops an instance's streak (removed, or now probed by another replica). */
+  forget(id: string): void {
+    this.streaks.delete(id);
+  }
+
+  private nextHealth(id: string, current: Health, passed: boolean): Health | undefined {
+    const previous = this.streaks.get(id) ?? 0;
+    const streak = passed ? Math.max(previous, 0) + 1 : Math.min(previous, 0) - 1;
+    this.streaks.set(id, streak);
+    if (passed && current === "unhealthy" && streak >= this.options.healthyThreshold) return "healthy";
+    if (!passed && current === "healthy" && -streak >= this.options.unhealthyThreshold) return "unhealthy";
+    return undefined;
+  }
+}
