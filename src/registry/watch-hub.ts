@@ -51,11 +51,26 @@ export class WatchHub {
     return watcher;
   }
 
+  /**
+   * Publishes a batch of committed changes, in revision order, once the
+   * source's history holds them. Each reaches the watchers of its service
+   * type and the every-type watchers; the others take the batch's revisions
+   * as passed over.
+   *
+   * @example hub.publishChanges(committed) // once per committed batch
+   */
+  publishChanges(changes: readonly Change[]): void {
+    for (const change of changes) {
+      const event = { type: "change", change } as const; // one event object for every watcher
+      this.changeGroup.forEachConcerned(change.instance.serviceType, (watcher) => watcher.pushChange(change, event));
+      // After the push, not before: a watcher parked by this change resumes from just below it.
+      if (change.revision > this.published) this.published = change.revision;
+    }
+  }
+
+  /** Publishes one committed change: a batch of one. */
   publishChange(change: Change): void {
-    const event = { type: "change", change } as const; // one event object for every watcher
-    this.changeGroup.forEachConcerned(change.instance.serviceType, (watcher) => watcher.pushChange(change, event));
-    // After the push, not before: a watcher parked by this change resumes from just below it.
-    if (change.revision > this.published) this.published = change.revision;
+    this.publishChanges([change]);
   }
 
   /** Every change up to `revision` has been published: watchers' resume points (and BOOKMARKs) move on to it. */
