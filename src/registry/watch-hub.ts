@@ -1,5 +1,6 @@
 import type { Change, ProbeEvent } from "./types.js";
-import { Watcher, type WatchOptions, type WatchSource, type WatcherLimits } from "./watcher.js";
+import { WatcherGroup } from "./watcher-group.js";
+import { Watcher, type WatcherFeed, type WatchOptions, type WatchSource, type WatcherLimits } from "./watcher.js";
 
 /** Counters a metrics exporter can read. */
 export interface WatchHubStats {
@@ -9,47 +10,78 @@ export interface WatchHubStats {
 }
 
 /**
- * Fans committed changes and probe results out to every open watcher. A push
- * is O(1) per watcher and never waits for a consumer, so one slow watcher
- * cannot slow the registry or another watcher.
+ * Fans committed changes and probe results out to the watchers they concern:
+ * a change of one service type reaches that type's watchers and the
+ * every-type ones, never the others. A push is O(1) per watcher and never
+ * waits for a consumer, so one slow watcher cannot slow the registry or
+ * another watcher.
  */
 export class WatchHub {
+  /** Every open watcher: progress, shutdown and stats reach them all. */
   private readonly watchers = new Set<Watcher>();
+  private readonly changeGroup = new WatcherGroup();
+  /** Only the watchers asking for every health check: most never want a probe. */
+  private readonly probeGroup = new WatcherGroup();
   private resets = 0;
+  private published: number;
+  private readonly feed: WatcherFeed;
 
   constructor(
     private readonly source: WatchSource,
     private readonly limits: WatcherLimits,
-  ) {}
+  ) {
+    // Everything up to the revision the source opened at is in its snapshot or history, not to be published.
+    this.published = source.revision;
+    const hub = this;
+    this.feed = {
+      get publishedRevision() {
+        return hub.published;
+      },
+      closed: (watcher) => this.forget(watcher),
+      reset: () => this.resets++,
+    };
+  }
 
   /** Opens a watcher; end it with `watcher.end()` or by ending the iteration. */
   open(options: WatchOptions): Watcher {
-    const watcher = new Watcher(
-      this.source,
-      options,
-      this.limits,
-      (w) => this.watchers.delete(w),
-      () => this.resets++,
-    );
+    const watcher = new Watcher(this.source, options, this.limits, this.feed);
     this.watchers.add(watcher);
+    this.changeGroup.add(watcher);
+    if (options.everyHealthCheck) this.probeGroup.add(watcher);
     return watcher;
   }
 
-  /** Publishes one committed batch of changes, in revision order. */
+  /**
+   * Publishes a batch of committed changes, in revision order, once the
+   * source's history holds them. Each reaches the watchers of its service
+   * type and the every-type watchers; the others take the batch's revisions
+   * as passed over.
+   *
+   * @example hub.publishChanges(committed) // once per committed batch
+   */
   publishChanges(changes: readonly Change[]): void {
     for (const change of changes) {
       const event = { type: "change", change } as const; // one event object for every watcher
-      for (const watcher of this.watchers) watcher.pushChange(change, event);
+      this.changeGroup.forEachConcerned(change.instance.serviceType, (watcher) => watcher.pushChange(change, event));
+      // After the push, not before: a watcher parked by this change resumes from just below it.
+      if (change.revision > this.published) this.published = change.revision;
     }
+  }
+
+  /** Publishes one committed change: a batch of one. */
+  publishChange(change: Change): void {
+    this.publishChanges([change]);
   }
 
   /** Every change up to `revision` has been published: watchers' resume points (and BOOKMARKs) move on to it. */
   publishProgress(revision: number): void {
+    if (revision > this.published) this.published = revision;
     for (const watcher of this.watchers) watcher.pushProgress(revision);
   }
 
+  /** Offers a probe result to the watchers of its type (and of every type) that ask for every health check. */
   publishProbe(probe: ProbeEvent): void {
-    for (const watcher of this.watchers) watcher.pushProbe(probe);
+    this.probeGroup.forEachConcerned(probe.instance.serviceType, (watcher) => watcher.pushProbe(probe));
   }
 
   /** Ends every watcher, with `error` if given (as at shutdown). */
@@ -61,5 +93,11 @@ export class WatchHub {
     let parked = 0;
     for (const watcher of this.watchers) if (watcher.isParked) parked++;
     return { watchers: this.watchers.size, parked, resets: this.resets };
+  }
+
+  private forget(watcher: Watcher): void {
+    this.watchers.delete(watcher);
+    this.changeGroup.delete(watcher);
+    this.probeGroup.delete(watcher);
   }
 }

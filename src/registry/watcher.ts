@@ -35,6 +35,21 @@ export interface WatcherLimits {
 }
 
 /**
+ * The hub a watcher is fed by: it offers a watcher only the changes (and, to
+ * watchers of every health check, the probes) of the watcher's type, and
+ * tells it how far it has published so a watcher can take its resume point
+ * past the changes of other types it was never offered.
+ */
+export interface WatcherFeed {
+  /** Revision up to which every change has been offered to the watchers it concerns. */
+  readonly publishedRevision: number;
+  /** The watcher ended: stop feeding it. */
+  closed(watcher: Watcher): void;
+  /** The watcher was told RESET (counted for metrics). */
+  reset(): void;
+}
+
+/**
  * One subscriber's view of the change stream, consumed either synchronously
  * (`consume` + `poll`: the gRPC handler writes each event from inside the
  * publish, as a bare server stream would) or as an async iterator.
@@ -44,8 +59,10 @@ export interface WatcherLimits {
  * pushes and, once its consumer has drained the queue, reads what it missed
  * from the shared history in batches, going live again when it has caught up.
  * If what it missed has left the history window it gets RESET and a fresh
- * snapshot. `position` is always the revision up to which every change has
- * been delivered or filtered out: the watcher's resume point.
+ * snapshot. `resumeRevision` is always the revision up to which every change
+ * has been queued or passed over. A live watcher is offered only changes of
+ * its own type, so it counts the others as passed over by reading how far its
+ * feed has published, rather than being told of each.
  */
 export class Watcher implements AsyncIterableIterator<WatchEvent> {
   private readonly queue: WatchEvent[] = [];
@@ -79,8 +96,7 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
     private readonly source: WatchSource,
     readonly options: WatchOptions,
     private readonly limits: WatcherLimits,
-    private readonly onClose: (watcher: Watcher) => void,
-    private readonly onReset: () => void,
+    private readonly feed: WatcherFeed,
   ) {
     this.bookmarkDelayMs = Math.round(limits.bookmarkIntervalMs * (1 + Math.random() / 10));
     const { sinceRevision, epoch } = options;
@@ -101,7 +117,10 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
 
   /** Revision up to which this watcher has seen everything it asked for. */
   get resumeRevision(): number {
-    return this.position;
+    // Live, it has been offered every change of its type published so far and
+    // passes over the rest; parked or ended, it has stopped taking changes.
+    if (this.parked || this.ended) return this.position;
+    return Math.max(this.position, this.feed.publishedRevision);
   }
 
   /** True once the watcher has ended; `poll()` then answers nothing and `endError` says why. */
@@ -141,16 +160,22 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
     return undefined;
   }
 
-  /** Offers a committed change; never blocks. `event` lets a publisher share one event object among watchers. */
+  /**
+   * Offers a committed change of this watcher's type (or of any type, for an
+   * every-type watcher): the feed routes by type, so this does not filter.
+   * Never blocks. `event` lets a publisher share one event object among
+   * watchers. A change at or below the resume point (already in the snapshot
+   * or read from history) is passed over.
+   */
   pushChange(change: Change, event: WatchEvent = { type: "change", change }): void {
-    if (this.ended || this.parked) return;
-    if (this.matches(change.instance.serviceType)) {
-      if (this.queuedCount() >= this.limits.queueLimit) {
-        this.parked = true;
-        return;
-      }
-      this.enqueue(event);
+    if (this.ended || this.parked || change.revision <= this.position) return;
+    if (this.queuedCount() >= this.limits.queueLimit) {
+      // Freeze the resume point where the feed stood before this change: catch-up starts there.
+      this.position = this.resumeRevision;
+      this.parked = true;
+      return;
     }
+    this.enqueue(event);
     this.position = change.revision;
   }
 
@@ -164,21 +189,25 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
     if (revision > this.position) this.position = revision;
   }
 
-  /** Offers a probe result; dropped when not wanted or when the watcher is behind. */
+  /**
+   * Offers a probe result of this watcher's type; the feed offers probes only
+   * to watchers asking for every health check. Dropped when the watcher is
+   * behind: probes are not changes and are never replayed.
+   */
   pushProbe(probe: ProbeEvent): void {
-    if (this.ended || this.parked || !this.options.everyHealthCheck) return;
-    if (!this.matches(probe.instance.serviceType) || this.queuedCount() >= this.limits.queueLimit) return;
+    if (this.ended || this.parked || this.queuedCount() >= this.limits.queueLimit) return;
     this.enqueue({ type: "probe", probe });
   }
 
   /** Ends the stream; a pending or later `next()` rejects with `error`, if given. */
   end(error?: Error): void {
     if (this.ended) return;
+    this.position = this.resumeRevision;
     this.ended = error ? { error } : {};
     clearTimeout(this.bookmarkTimer);
     this.queue.length = 0;
     this.snapshotItems = undefined;
-    this.onClose(this);
+    this.feed.closed(this);
     this.notify();
   }
 
@@ -254,7 +283,7 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
   private resync(): void {
     this.queue.length = this.queueHead = 0;
     this.resetRevision = this.source.revision;
-    this.onReset();
+    this.feed.reset();
     this.startSnapshot();
   }
 
@@ -291,7 +320,7 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
   private takeBookmark(): WatchEvent | undefined {
     if (!this.bookmarkDue) return undefined;
     this.bookmarkDue = false;
-    return { type: "bookmark", revision: this.position };
+    return { type: "bookmark", revision: this.resumeRevision };
   }
 
   private enqueue(event: WatchEvent): void {
@@ -307,6 +336,7 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
     return this.queue.length - this.queueHead;
   }
 
+  /** History holds every type: catch-up filters what the feed would have routed. */
   private matches(serviceType: string): boolean {
     return this.options.serviceType === "" || this.options.serviceType === serviceType;
   }
