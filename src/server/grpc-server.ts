@@ -2,7 +2,6 @@ import type { ServerOptions as Http2ServerOptions } from "node:http2";
 import type { Socket } from "node:net";
 import { Server, ServerCredentials, type ConnectionInjector, type ServerOptions } from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
-import { HealthImplementation } from "grpc-health-check";
 import type { Logger } from "pino";
 import { GetByTypeResponse, RegistryServiceService, WatchInstancesResponse } from "../../gen/registry/v1/registry.js";
 import { RegistryApi } from "../api/registry-api.js";
@@ -12,7 +11,7 @@ import type { ServiceRegistry } from "../registry/service-registry.js";
 import { shuttingDown } from "../registry/watcher.js";
 import { compressedFlagGuard } from "./compressed-flag-guard.js";
 import { requestReadTimeout } from "./request-read-timeout.js";
-import { HealthWatchCloser } from "./health-watch-closer.js";
+import { HealthService } from "./health-service.js";
 import { reflectionPackageDefinition } from "./proto-files.js";
 import { rpcMetricsInterceptor, type RpcObserver } from "./rpc-metrics.js";
 import { registryHandlers } from "./registry-handlers.js";
@@ -104,10 +103,9 @@ export interface RegistryGrpcServerOptions {
  */
 export class RegistryGrpcServer {
   private readonly server: Server;
-  private readonly health: HealthImplementation;
+  private readonly health: HealthService;
   private readonly serving: ServingState;
   private readonly watchStreams: WatchStreams;
-  private readonly healthWatches = new HealthWatchCloser();
   private injector: ConnectionInjector | undefined;
   private shuttingDown = false;
 
@@ -136,12 +134,12 @@ export class RegistryGrpcServer {
     // A replica that lost its store, or is draining, must be taken out of rotation.
     this.serving = options.serving ?? new ServingState().follow(registry);
     const status = (): "SERVING" | "NOT_SERVING" => (this.serving.serving ? "SERVING" : "NOT_SERVING");
-    this.health = new HealthImplementation({ "": status(), [REGISTRY_SERVICE_NAME]: status() });
+    this.health = new HealthService({ "": status(), [REGISTRY_SERVICE_NAME]: status() });
     this.serving.on("change", () => {
       this.health.setStatus("", status());
       this.health.setStatus(REGISTRY_SERVICE_NAME, status());
     });
-    this.healthWatches.addToServer(this.health, this.server);
+    this.health.addToServer(this.server);
     new ReflectionService(reflectionPackageDefinition()).addToServer(this.server);
   }
 
@@ -180,7 +178,7 @@ export class RegistryGrpcServer {
   async shutdown(): Promise<void> {
     this.shuttingDown = true;
     this.serving.set("shutting_down", true);
-    this.healthWatches.endAll();
+    this.health.endAll();
     const drained = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
     this.watchStreams.endAll(shuttingDown());
     let timer: NodeJS.Timeout | undefined;
