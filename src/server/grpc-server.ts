@@ -4,6 +4,7 @@ import { Server, ServerCredentials, type ConnectionInjector, type ServerOptions 
 import { ReflectionService } from "@grpc/reflection";
 import type { Logger } from "pino";
 import { GetByTypeResponse, RegistryServiceService, WatchInstancesResponse } from "../../gen/registry/v1/registry.js";
+import { CallSignals } from "../api/call-signals.js";
 import { RegistryApi } from "../api/registry-api.js";
 import { ServingState } from "../observability/serving-state.js";
 import type { RegistrationKeys } from "../registry/credentials.js";
@@ -106,6 +107,8 @@ export class RegistryGrpcServer {
   private readonly health: HealthService;
   private readonly serving: ServingState;
   private readonly watchStreams: WatchStreams;
+  /** The abort signals of unary calls in flight; shutdown aborts them once it stops waiting. */
+  private readonly calls = new CallSignals();
   private injector: ConnectionInjector | undefined;
   private shuttingDown = false;
 
@@ -130,7 +133,7 @@ export class RegistryGrpcServer {
     interceptors.unshift(compressedFlagGuard());
     this.server = new Server({ ...options.serverOptions, interceptors });
     tolerateInvalidStreamFrames(this.server);
-    this.server.addService(registryService, registryHandlers({ api, logger, watchStreams: this.watchStreams }));
+    this.server.addService(registryService, registryHandlers({ api, logger, watchStreams: this.watchStreams, signals: this.calls }));
     // A replica that lost its store, or is draining, must be taken out of rotation.
     this.serving = options.serving ?? new ServingState().follow(registry);
     const status = (): "SERVING" | "NOT_SERVING" => (this.serving.serving ? "SERVING" : "NOT_SERVING");
@@ -172,8 +175,9 @@ export class RegistryGrpcServer {
 
   /**
    * Graceful stop: report NOT_SERVING, refuse new calls, end watch streams
-   * and grpc.health.v1 Watch streams with UNAVAILABLE, let in-flight unary calls finish (bounded by the grace
-   * period), then cut whatever is left.
+   * and grpc.health.v1 Watch streams with UNAVAILABLE, let in-flight unary
+   * calls finish (bounded by the grace period), then abort the signals of
+   * those left (a write not yet committed is then not made) and cut them.
    */
   async shutdown(): Promise<void> {
     this.shuttingDown = true;
@@ -187,6 +191,8 @@ export class RegistryGrpcServer {
     });
     await Promise.race([drained, timedOut]);
     clearTimeout(timer);
+    // Before the cut: grpc-js would report each call cancelled too, but only once its stream closes.
+    this.calls.abortAll();
     this.server.forceShutdown();
   }
 }
