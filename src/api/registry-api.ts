@@ -12,6 +12,13 @@ export interface CallContext {
   readonly peerHost?: string | undefined;
   /** When the caller stops waiting for the answer (epoch ms); absent when it set no deadline. */
   readonly deadline?: number | undefined;
+  /**
+   * Aborted when the call ends before its answer (client gone, deadline
+   * passed, connection reset) or when the server stops waiting for calls in
+   * flight at shutdown. A write whose signal aborted is not made: it fails
+   * with `RegistryError("cancelled")` (CANCELLED, HTTP 499).
+   */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** A registration as a transport decoded it; `host` absent means "the caller's address". */
@@ -54,6 +61,8 @@ export class RegistryApi {
   /** Register: needs the registration key; `host` defaults to the caller's address. */
   async register(ctx: CallContext, request: RegisterRequest): Promise<Registration> {
     await this.auth.requireKey(ctx.credentials, ctx);
+    const signal = ctx.signal;
+    throwIfCancelled(signal);
     const host = request.host ?? ctx.peerHost;
     if (host === undefined) throw invalidArgument("host", "caller address is unknown; set host explicitly");
     if (request.host === undefined && host.includes("%")) {
@@ -67,7 +76,7 @@ export class RegistryApi {
       host,
       ...(request.metadata ? { metadata: request.metadata } : {}),
       ...(request.healthCheckPath !== undefined ? { healthCheckPath: request.healthCheckPath } : {}),
-    }, { keyId: ctx.credentials.key === undefined ? undefined : keyIdOf(ctx.credentials.key), notAfter: ctx.deadline });
+    }, { keyId: ctx.credentials.key === undefined ? undefined : keyIdOf(ctx.credentials.key), notAfter: ctx.deadline, signal });
   }
 
   /** Instances of a type, healthy ones unless `includeUnhealthy`. */
@@ -87,7 +96,9 @@ export class RegistryApi {
   async unregister(ctx: CallContext, instanceId: string): Promise<Change> {
     await this.auth.requireOwnerOrKey(ctx.credentials, instanceId, ctx);
     requireInstanceId(instanceId);
-    return this.registry.unregister(instanceId);
+    const signal = ctx.signal;
+    throwIfCancelled(signal);
+    return this.registry.unregister(instanceId, "unregistered", { signal });
   }
 
   /** Counts per service type. */
@@ -105,6 +116,16 @@ export class RegistryApi {
     await this.registry.reach(options.epoch, options.sinceRevision);
     return { watcher: this.registry.watch(options), principal };
   }
+}
+
+/**
+ * Refuses a write whose caller has already gone (it left while auth ran or
+ * while its call waited its turn): nobody would hear the answer, and a client
+ * that gave up on a call may retry it elsewhere, where a Register made twice
+ * is two instances.
+ */
+function throwIfCancelled(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new RegistryError("cancelled", "the call was cancelled before the change was made");
 }
 
 function requireInstanceId(id: string): void {

@@ -2,7 +2,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
+import { CallSignals } from "../api/call-signals.js";
 import type { RegistryMetrics } from "../observability/registry-metrics.js";
+import { RegistryError } from "../registry/registry-error.js";
 import { HttpError, toHttpError } from "./http-errors.js";
 import type { ConnectionLimits } from "../transport/connection-limits.js";
 import { PortListener } from "../transport/port-listener.js";
@@ -47,6 +49,8 @@ export class RegistryHttpServer {
   private readonly server: Server;
   private listener: PortListener | undefined;
   private readonly sockets = new Set<Socket>();
+  /** The abort signals of requests in flight; `close` aborts them once it stops waiting. */
+  private readonly calls = new CallSignals();
   private closing = false;
   /** While closing: resolves the wait once the last connection is gone. */
   private drainCheck: (() => void) | undefined;
@@ -108,7 +112,11 @@ export class RegistryHttpServer {
     this.server.emit("connection", socket);
   }
 
-  /** Stops accepting, lets requests in flight finish for up to `graceMs`, then cuts the rest. */
+  /**
+   * Stops accepting, lets requests in flight finish for up to `graceMs`, then
+   * aborts the signals of the rest (a write not yet committed is then not
+   * made) and cuts them.
+   */
   async close(graceMs = 5000): Promise<void> {
     this.closing = true;
     const stopped = this.listener?.close();
@@ -126,6 +134,7 @@ export class RegistryHttpServer {
     const timedOut = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
     await Promise.race([drained, timedOut]);
     clearTimeout(timer);
+    this.calls.abortAll();
     this.server.closeAllConnections();
     for (const socket of this.sockets) socket.destroy();
     this.listener?.destroyConnections();
@@ -153,7 +162,7 @@ export class RegistryHttpServer {
       if (match.kind === "method") {
         throw new HttpError(405, "UNIMPLEMENTED", `method ${method} not allowed here`, { allow: match.allow.join(", ") });
       }
-      answer = await match.route.handle({ req, params: match.params, query: (url as URL).searchParams });
+      answer = await match.route.handle({ req, params: match.params, query: (url as URL).searchParams, signal: this.signalFor(res) });
     } catch (err) {
       const failure = toHttpError(err, this.options.logger, template);
       answer = { status: failure.status, headers: failure.headers, json: failure.body };
@@ -162,6 +171,17 @@ export class RegistryHttpServer {
       if (!req.complete && hasBody(req)) res.setHeader("connection", "close");
     }
     send(res, answer);
+  }
+
+  /** A request's abort signal: aborted if its connection closes before the answer is out, or by `close`. */
+  private signalFor(res: ServerResponse): AbortSignal {
+    const controller = this.calls.begin();
+    // 'close' comes after 'finish' too, and always comes: the connection closing ends every response.
+    res.once("close", () => {
+      this.calls.end(controller);
+      if (!res.writableFinished) controller.abort(new RegistryError("cancelled", "the client went away before the answer"));
+    });
+    return controller.signal;
   }
 }
 

@@ -28,8 +28,8 @@ export function jsonApiRoutes(api: RegistryApi, options: { maxBodyBytes?: number
     {
       method: "POST",
       template: "/service",
-      async handle({ req }) {
-        const ctx = context(req);
+      async handle({ req, signal }) {
+        const ctx = context(req, signal);
         await api.auth.requireKey(ctx.credentials, ctx); // refuse before reading a stranger's body
         const request = registerRequestFromJson(await readJsonBody(req, maxBodyBytes));
         const { instance, token } = await api.register(ctx, request);
@@ -39,41 +39,42 @@ export function jsonApiRoutes(api: RegistryApi, options: { maxBodyBytes?: number
     {
       method: "GET",
       template: "/services",
-      async handle({ req }) {
-        const { services, revision } = await api.listServices(context(req));
+      async handle({ req, signal }) {
+        const { services, revision } = await api.listServices(context(req, signal));
         return { status: 200, json: { services: services.map(serviceJson), revision } };
       },
     },
     {
       method: "GET",
       template: "/services/:type",
-      async handle({ req, params, query }) {
+      async handle({ req, params, query, signal }) {
         const includeUnhealthy = flag(query, "includeUnhealthy") || flag(query, "include_unhealthy");
-        const { instances, revision } = await api.getByType(context(req), params.type ?? "", includeUnhealthy);
+        const { instances, revision } = await api.getByType(context(req, signal), params.type ?? "", includeUnhealthy);
         return { status: 200, json: { instances: instances.map(instanceJson), revision } };
       },
     },
     {
       method: "GET",
       template: "/service/:id",
-      async handle({ req, params }) {
-        return { status: 200, json: { instance: instanceJson(await api.getInstance(context(req), params.id ?? "")) } };
+      async handle({ req, params, signal }) {
+        return { status: 200, json: { instance: instanceJson(await api.getInstance(context(req, signal), params.id ?? "")) } };
       },
     },
     {
       method: "DELETE",
       template: "/service/:id",
-      async handle({ req, params }) {
-        const change = await api.unregister(context(req), params.id ?? "");
+      async handle({ req, params, signal }) {
+        const change = await api.unregister(context(req, signal), params.id ?? "");
         return { status: 200, json: { instance: instanceJson(change.instance), revision: change.revision } };
       },
     },
   ];
 }
 
-/** Credentials from headers and the caller's address, as the gRPC layer reads them from metadata. */
-function context(req: IncomingMessage): CallContext {
+/** Credentials from headers, the caller's address and the request's abort signal, as the gRPC layer reads them from its call. */
+function context(req: IncomingMessage, signal: AbortSignal): CallContext {
   return {
+    signal,
     credentials: {
       key: bearerKey(header(req, "authorization")),
       serviceId: header(req, "x-service-id"),

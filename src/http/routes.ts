@@ -6,6 +6,12 @@ export interface RouteRequest {
   /** Decoded path parameters, e.g. `{ id }` for `/service/:id`. */
   readonly params: Readonly<Record<string, string>>;
   readonly query: URLSearchParams;
+  /**
+   * Aborted when the connection closes before the answer is sent (the client
+   * went away) or when the server stops waiting for requests in flight at
+   * shutdown.
+   */
+  readonly signal: AbortSignal;
 }
 
 /** A handler's answer: JSON (`json`) or text (`text`, e.g. the metrics exposition). */

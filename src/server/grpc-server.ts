@@ -2,9 +2,9 @@ import type { ServerOptions as Http2ServerOptions } from "node:http2";
 import type { Socket } from "node:net";
 import { Server, ServerCredentials, type ConnectionInjector, type ServerOptions } from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
-import { HealthImplementation } from "grpc-health-check";
 import type { Logger } from "pino";
 import { GetByTypeResponse, RegistryServiceService, WatchInstancesResponse } from "../../gen/registry/v1/registry.js";
+import { CallSignals } from "../api/call-signals.js";
 import { RegistryApi } from "../api/registry-api.js";
 import { ServingState } from "../observability/serving-state.js";
 import type { RegistrationKeys } from "../registry/credentials.js";
@@ -12,7 +12,7 @@ import type { ServiceRegistry } from "../registry/service-registry.js";
 import { shuttingDown } from "../registry/watcher.js";
 import { compressedFlagGuard } from "./compressed-flag-guard.js";
 import { requestReadTimeout } from "./request-read-timeout.js";
-import { HealthWatchCloser } from "./health-watch-closer.js";
+import { HealthService } from "./health-service.js";
 import { reflectionPackageDefinition } from "./proto-files.js";
 import { rpcMetricsInterceptor, type RpcObserver } from "./rpc-metrics.js";
 import { registryHandlers } from "./registry-handlers.js";
@@ -104,10 +104,11 @@ export interface RegistryGrpcServerOptions {
  */
 export class RegistryGrpcServer {
   private readonly server: Server;
-  private readonly health: HealthImplementation;
+  private readonly health: HealthService;
   private readonly serving: ServingState;
   private readonly watchStreams: WatchStreams;
-  private readonly healthWatches = new HealthWatchCloser();
+  /** The abort signals of unary calls in flight; shutdown aborts them once it stops waiting. */
+  private readonly calls = new CallSignals();
   private injector: ConnectionInjector | undefined;
   private shuttingDown = false;
 
@@ -132,16 +133,16 @@ export class RegistryGrpcServer {
     interceptors.unshift(compressedFlagGuard());
     this.server = new Server({ ...options.serverOptions, interceptors });
     tolerateInvalidStreamFrames(this.server);
-    this.server.addService(registryService, registryHandlers({ api, logger, watchStreams: this.watchStreams }));
+    this.server.addService(registryService, registryHandlers({ api, logger, watchStreams: this.watchStreams, signals: this.calls }));
     // A replica that lost its store, or is draining, must be taken out of rotation.
     this.serving = options.serving ?? new ServingState().follow(registry);
     const status = (): "SERVING" | "NOT_SERVING" => (this.serving.serving ? "SERVING" : "NOT_SERVING");
-    this.health = new HealthImplementation({ "": status(), [REGISTRY_SERVICE_NAME]: status() });
+    this.health = new HealthService({ "": status(), [REGISTRY_SERVICE_NAME]: status() });
     this.serving.on("change", () => {
       this.health.setStatus("", status());
       this.health.setStatus(REGISTRY_SERVICE_NAME, status());
     });
-    this.healthWatches.addToServer(this.health, this.server);
+    this.health.addToServer(this.server);
     new ReflectionService(reflectionPackageDefinition()).addToServer(this.server);
   }
 
@@ -174,13 +175,14 @@ export class RegistryGrpcServer {
 
   /**
    * Graceful stop: report NOT_SERVING, refuse new calls, end watch streams
-   * and grpc.health.v1 Watch streams with UNAVAILABLE, let in-flight unary calls finish (bounded by the grace
-   * period), then cut whatever is left.
+   * and grpc.health.v1 Watch streams with UNAVAILABLE, let in-flight unary
+   * calls finish (bounded by the grace period), then abort the signals of
+   * those left (a write not yet committed is then not made) and cut them.
    */
   async shutdown(): Promise<void> {
     this.shuttingDown = true;
     this.serving.set("shutting_down", true);
-    this.healthWatches.endAll();
+    this.health.endAll();
     const drained = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
     this.watchStreams.endAll(shuttingDown());
     let timer: NodeJS.Timeout | undefined;
@@ -189,6 +191,8 @@ export class RegistryGrpcServer {
     });
     await Promise.race([drained, timedOut]);
     clearTimeout(timer);
+    // Before the cut: grpc-js would report each call cancelled too, but only once its stream closes.
+    this.calls.abortAll();
     this.server.forceShutdown();
   }
 }

@@ -1,9 +1,11 @@
-import type { Deadline, handleUnaryCall, Metadata, ServerUnaryCall } from "@grpc/grpc-js";
+import type { handleUnaryCall, ServerUnaryCall } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type * as pb from "../../gen/registry/v1/registry.js";
 import { andThen, type PresentedCredentials } from "../api/authenticator.js";
 import { peerHost } from "../api/peer-address.js";
+import type { CallSignals } from "../api/call-signals.js";
 import type { CallContext, RegistryApi } from "../api/registry-api.js";
+import { RegistryError } from "../registry/registry-error.js";
 import { credentialsFromMetadata } from "./auth.js";
 import { toProtoInstance } from "./proto-mapping.js";
 import { TypeAnswerCache } from "./type-answer-cache.js";
@@ -15,48 +17,101 @@ export interface HandlerDeps {
   readonly api: RegistryApi;
   readonly logger: Logger;
   readonly watchStreams: WatchStreams;
+  /** Where each call's `CallContext.signal` comes from; shutdown aborts them together. */
+  readonly signals: CallSignals;
 }
 
 /**
  * Adapts a handler to a grpc-js unary handler with the one error mapping. A
  * synchronous answer is sent at once (no promise hops: reads answer from
- * memory); a thrown error or a rejection becomes the mapped status.
+ * memory); a thrown error or a rejection becomes the mapped status. The
+ * call's context lives until its answer is sent.
  */
 function unary<Req, Res>(
   method: string,
   logger: Logger,
-  fn: (request: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res> | Res,
+  signals: CallSignals,
+  fn: (request: Req, ctx: GrpcCallContext) => Promise<Res> | Res,
 ): handleUnaryCall<Req, Res> {
   return (call, callback) => {
     let answer: Promise<Res> | Res;
+    let ctx: GrpcCallContext | undefined;
     try {
-      answer = fn(call.request, call);
+      ctx = new GrpcCallContext(call, signals); // a malformed credential throws here
+      answer = fn(call.request, ctx);
     } catch (err) {
+      ctx?.end();
       callback(toServiceError(err, logger, method));
       return;
     }
     if (answer instanceof Promise) {
+      const answered = ctx;
       answer.then(
-        (response) => callback(null, response),
-        (err: unknown) => callback(toServiceError(err, logger, method)),
+        (response) => {
+          answered.end();
+          callback(null, response);
+        },
+        (err: unknown) => {
+          answered.end();
+          callback(toServiceError(err, logger, method));
+        },
       );
-    } else callback(null, answer);
+    } else {
+      ctx.end();
+      callback(null, answer);
+    }
   };
 }
 
+/** The reason a call's signal aborts when grpc-js reports the call cancelled. */
+const callEnded = (): RegistryError => new RegistryError("cancelled", "the call ended before its answer (cancelled, deadline passed or connection lost)");
+
 /**
- * The call context of a gRPC call: credentials from metadata, and the
- * caller's address, parsed only when asked for (only a Register without
- * `host` needs it). A class, not an object literal with a getter: V8 puts
- * such a literal in dictionary mode (a hash table per call, slow at every
- * read); bench scenario 2 (GetByType against its pre-encoded ceiling) shows
- * the difference.
+ * The call context of a gRPC call: credentials from metadata; the caller's
+ * address, parsed only when asked for (only a Register without `host` needs
+ * it); and the call's abort signal, made only when asked for (only writes
+ * need it, and reads answer from memory at once). A class, not an object
+ * literal with a getter: V8 puts such a literal in dictionary mode (a hash
+ * table per call, slow at every read); bench scenario 2 (GetByType against
+ * its pre-encoded ceiling) shows the difference.
  */
 class GrpcCallContext implements CallContext {
   readonly credentials: PresentedCredentials;
+  private controller: AbortController | undefined = undefined;
+  private onCancelled: (() => void) | undefined = undefined;
 
-  constructor(private readonly call: { readonly metadata: Metadata; getPeer(): string; getDeadline(): Deadline }) {
+  constructor(
+    private readonly call: ServerUnaryCall<unknown, unknown>,
+    private readonly signals: CallSignals,
+  ) {
     this.credentials = credentialsFromMetadata(call.metadata);
+  }
+
+  /**
+   * Aborted when grpc-js reports the call cancelled: the client cancelled or
+   * went away (RST_STREAM, connection lost) or the deadline passed; and when
+   * shutdown stops waiting for calls in flight.
+   */
+  get signal(): AbortSignal {
+    if (this.controller === undefined) {
+      const controller = (this.controller = this.signals.begin());
+      if (this.call.cancelled) controller.abort(callEnded());
+      else {
+        this.onCancelled = () => {
+          this.signals.end(controller);
+          controller.abort(callEnded());
+        };
+        this.call.once("cancelled", this.onCancelled);
+      }
+    }
+    return this.controller.signal;
+  }
+
+  /** The answer is on its way: grpc-js reports every call "cancelled" once its status is sent, which is no news. */
+  end(): void {
+    if (this.controller === undefined) return;
+    this.signals.end(this.controller);
+    if (this.onCancelled) this.call.off("cancelled", this.onCancelled);
   }
 
   get peerHost(): string | undefined {
@@ -76,11 +131,11 @@ class GrpcCallContext implements CallContext {
  * (auth, checks, core), encode the answer. No registry logic lives here.
  */
 export function registryHandlers(deps: HandlerDeps) {
-  const { api, logger } = deps;
+  const { api, logger, signals } = deps;
   const typeAnswers = new TypeAnswerCache();
   return {
-    register: unary<pb.RegisterRequest, pb.RegisterResponse>("Register", logger, async (req, call) => {
-      const { instance, token } = await api.register(new GrpcCallContext(call), {
+    register: unary<pb.RegisterRequest, pb.RegisterResponse>("Register", logger, signals, async (req, ctx) => {
+      const { instance, token } = await api.register(ctx, {
         serviceType: req.serviceType,
         port: req.port,
         host: req.host,
@@ -90,24 +145,24 @@ export function registryHandlers(deps: HandlerDeps) {
       return { serviceId: instance.id, token, instance: toProtoInstance(instance) };
     }),
 
-    getByType: unary<pb.GetByTypeRequest, pb.GetByTypeResponse>("GetByType", logger, (req, call) => {
-      const answer = api.getByType(new GrpcCallContext(call), req.serviceType, req.includeUnhealthy);
+    getByType: unary<pb.GetByTypeRequest, pb.GetByTypeResponse>("GetByType", logger, signals, (req, ctx) => {
+      const answer = api.getByType(ctx, req.serviceType, req.includeUnhealthy);
       // Pre-encoded bytes; the service definition's serializer passes them through.
       const key = `${req.includeUnhealthy ? "all" : "healthy"}/${req.serviceType}`;
       return andThen(answer, ({ instances, revision }) => typeAnswers.encode(key, instances, revision) as unknown as pb.GetByTypeResponse);
     }),
 
-    getInstance: unary<pb.GetInstanceRequest, pb.GetInstanceResponse>("GetInstance", logger, (req, call) => {
-      return andThen(api.getInstance(new GrpcCallContext(call), req.instanceId), (instance) => ({ instance: toProtoInstance(instance) }));
+    getInstance: unary<pb.GetInstanceRequest, pb.GetInstanceResponse>("GetInstance", logger, signals, (req, ctx) => {
+      return andThen(api.getInstance(ctx, req.instanceId), (instance) => ({ instance: toProtoInstance(instance) }));
     }),
 
-    unregister: unary<pb.UnregisterRequest, pb.UnregisterResponse>("Unregister", logger, async (req, call) => {
-      const change = await api.unregister(new GrpcCallContext(call), req.instanceId);
+    unregister: unary<pb.UnregisterRequest, pb.UnregisterResponse>("Unregister", logger, signals, async (req, ctx) => {
+      const change = await api.unregister(ctx, req.instanceId);
       return { instance: toProtoInstance(change.instance), revision: change.revision };
     }),
 
-    listServices: unary<pb.ListServicesRequest, pb.ListServicesResponse>("ListServices", logger, (_req, call) => {
-      return api.listServices(new GrpcCallContext(call));
+    listServices: unary<pb.ListServicesRequest, pb.ListServicesResponse>("ListServices", logger, signals, (_req, ctx) => {
+      return api.listServices(ctx);
     }),
 
     watchInstances: deps.watchStreams.handle,

@@ -63,6 +63,22 @@ describe("grpc.health.v1", () => {
     expect(await check(health)).toBe("SERVING");
   });
 
+  it("List names both services; Watch of an unknown name says SERVICE_UNKNOWN and stays open until shutdown", async () => {
+    const server = await startStack();
+    const health = healthClient(server.address);
+    cleanup.push(() => health.close());
+    const list = (health as unknown as { list(req: object, cb: (err: ServiceError | null, res: { statuses: Record<string, { status: string }> }) => void): void }).list;
+    const listed = await new Promise<Record<string, { status: string }>>((resolve, reject) =>
+      list.call(health, {}, (err, res) => (err ? reject(err) : resolve(res.statuses))),
+    );
+    expect(listed).toEqual({ "": { status: "SERVING" }, "registry.v1.RegistryService": { status: "SERVING" } });
+    const unknown = new HealthWatch(health, "no.such.Service");
+    expect(await unknown.next()).toBe("SERVICE_UNKNOWN");
+    expect(unknown.error ?? unknown.ended).toBe(false);
+    await server.close();
+    expect((await unknown.status()).code).toBe(status.UNAVAILABLE);
+  });
+
   it("at shutdown, Watch says NOT_SERVING, then ends with UNAVAILABLE without holding the shutdown", async () => {
     const server = await startStack({ SHUTDOWN_GRACE_MS: "15000" });
     const health = healthClient(server.address);

@@ -11,6 +11,7 @@ import { RegistrationKeys } from "../../src/registry/credentials.js";
 import { RegistryError, type RegistryErrorCode } from "../../src/registry/registry-error.js";
 import { ServiceRegistry } from "../../src/registry/service-registry.js";
 import { startHealthServer } from "../support/health-server.js";
+import { aborted, HeldStore, SignalRecordingRegistry, within } from "../support/held-writes.js";
 import { callError, instanceAuth, keyAuth, TEST_KEY, WatchCursor } from "../support/registry-harness.js";
 import { parseExposition } from "./prometheus-text.js";
 import { startStack } from "./stack.js";
@@ -329,6 +330,7 @@ describe("HTTP error mapping", () => {
     ["not_found", 404, "NOT_FOUND"],
     ["resource_exhausted", 429, "RESOURCE_EXHAUSTED"],
     ["unavailable", 503, "UNAVAILABLE"],
+    ["cancelled", 499, "CANCELLED"],
   ] as [RegistryErrorCode, number, string][])("maps %s to %i", (code, httpStatus, name) => {
     const mapped = toHttpError(new RegistryError(code, "why"), pino({ level: "silent" }), "/x");
     expect(mapped.status).toBe(httpStatus);
@@ -356,6 +358,87 @@ describe("HTTP error mapping", () => {
       expect(((await res.json()) as { error: { code: string } }).error.code).toBe("UNAVAILABLE");
     } finally {
       await server.close();
+    }
+  });
+});
+
+describe("an HTTP write's abort signal (CallContext.signal)", () => {
+  /** The JSON API over a registry whose store commits can be held; a Register is left in flight inside the core. */
+  async function registerInFlight() {
+    const logger = pino({ level: "silent" });
+    const store = new HeldStore();
+    const registry = new SignalRecordingRegistry({ healthChecks: false, store, logger });
+    await registry.start();
+    const server = new RegistryHttpServer({ routes: jsonApiRoutes(new RegistryApi(registry, new RegistrationKeys([TEST_KEY]))), logger });
+    const port = await server.listen("127.0.0.1", 0);
+    const held = store.hold();
+    const client = new AbortController();
+    const answer = fetch(`http://127.0.0.1:${port}/service`, {
+      method: "POST",
+      headers: { ...KEY, ...JSON_BODY },
+      body: JSON.stringify({ serviceType: "api", port: 80, host: "10.0.0.1" }),
+      signal: client.signal,
+    }).catch((err: unknown) => err);
+    await within(5000, "the Register reaching the store", held);
+    const signal = registry.lastSignal();
+    expect(signal.aborted).toBe(false);
+    return {
+      signal,
+      server,
+      leave: () => client.abort(),
+      async close() {
+        client.abort();
+        store.release();
+        await answer;
+        await server.close(0);
+        await registry.close();
+      },
+    };
+  }
+
+  it("aborts when the client goes away before the answer", async () => {
+    const call = await registerInFlight();
+    try {
+      call.leave();
+      expect(await within(5000, "the request's signal aborting", aborted(call.signal))).toMatchObject({ code: "cancelled" });
+    } finally {
+      await call.close();
+    }
+  });
+
+  it("aborts, at close, the writes still in flight when the grace period ends", async () => {
+    const call = await registerInFlight();
+    try {
+      const closed = call.server.close(100);
+      expect(await within(5000, "the request's signal aborting", aborted(call.signal))).toMatchObject({
+        code: "cancelled",
+        message: "the server is shutting down",
+      });
+      await closed;
+    } finally {
+      await call.close();
+    }
+  });
+
+  it("is not aborted once the answer is sent", async () => {
+    const logger = pino({ level: "silent" });
+    const registry = new SignalRecordingRegistry({ healthChecks: false, logger });
+    await registry.start();
+    const server = new RegistryHttpServer({ routes: jsonApiRoutes(new RegistryApi(registry, new RegistrationKeys([TEST_KEY]))), logger });
+    const port = await server.listen("127.0.0.1", 0);
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/service`, {
+        method: "POST",
+        headers: { ...KEY, ...JSON_BODY, connection: "close" },
+        body: JSON.stringify({ serviceType: "api", port: 80, host: "10.0.0.1" }),
+      });
+      expect(res.status).toBe(201);
+      await res.json();
+      await server.close(); // the connection has closed, and with it every response
+      expect(registry.lastSignal().aborted).toBe(false);
+    } finally {
+      await server.close(0);
+      await registry.close();
     }
   });
 });
