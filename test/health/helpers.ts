@@ -68,36 +68,6 @@ export async function closedPort(): Promise<number> {
   return port;
 }
 
-/**
- * Event-driven waiting: call `notify()` whenever watched state changes and
- * `until()` resolves as soon as its predicate holds, or rejects after a bound
- * with a message saying what never happened.
- */
-export class Waiter {
-  readonly #pending = new Set<() => void>();
-
-  notify(): void {
-    for (const check of [...this.#pending]) check();
-  }
-
-  until(predicate: () => boolean, timeoutMs: number, what: string): Promise<void> {
-    if (predicate()) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const check = (): void => {
-        if (!predicate()) return;
-        this.#pending.delete(check);
-        clearTimeout(timer);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        this.#pending.delete(check);
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
-      }, timeoutMs);
-      this.#pending.add(check);
-    });
-  }
-}
-
 /** Resolves when `emitter` emits `event`, or rejects after `timeoutMs` naming it. */
 export async function nextEvent(emitter: NodeJS.EventEmitter, event: string, timeoutMs: number): Promise<unknown[]> {
   return once(emitter, event, { signal: AbortSignal.timeout(timeoutMs) }).catch((err: unknown) => {
