@@ -4,7 +4,7 @@ import { Backoff } from "../../src/client/backoff.js";
 import { RegistryClientError } from "../../src/client/client-error.js";
 import { RegistryClient } from "../../src/client/registry-client.js";
 import { makeTestPki } from "../ecosystem/test-pki.js";
-import { startBlackhole } from "../support/health-server.js";
+import { startBlackhole } from "../support/blackhole.js";
 import { startHarness, TEST_KEY, type Harness } from "../support/registry-harness.js";
 import { drain, freePort, startMtlsHarness } from "./helpers.js";
 

@@ -34,31 +34,6 @@ export async function startHttp(handler: http.RequestListener, host = "127.0.0.1
   return fixture;
 }
 
-/** A TCP server that accepts connections and never answers: a blackholed service. */
-export interface Blackhole {
-  readonly port: number;
-  readonly server: net.Server;
-  readonly sockets: Set<net.Socket>;
-  accepted: number;
-  close(): Promise<void>;
-}
-
-export async function startBlackhole(): Promise<Blackhole> {
-  const server = net.createServer((socket) => {
-    socket.on("error", () => undefined);
-  });
-  const sockets = trackSockets(server, () => hole.accepted++);
-  await listen(server, "127.0.0.1");
-  const hole: Blackhole = {
-    port: (server.address() as AddressInfo).port,
-    server,
-    sockets,
-    accepted: 0,
-    close: () => closeServer(server, sockets),
-  };
-  return hole;
-}
-
 /** A port on 127.0.0.1 that nothing listens on (bound, then released). */
 export async function closedPort(): Promise<number> {
   const server = net.createServer();

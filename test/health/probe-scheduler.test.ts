@@ -3,8 +3,9 @@ import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { HttpProber, type ProbeResult, type ProbeTarget } from "../../src/health/http-probe.js";
 import { ProbeScheduler, type ProbeSchedulerOptions } from "../../src/health/probe-scheduler.js";
+import { startBlackhole } from "../support/blackhole.js";
 import { Waiter } from "../support/waiter.js";
-import { nextEvent, sleep, startBlackhole, startHttp } from "./helpers.js";
+import { nextEvent, sleep, startHttp } from "./helpers.js";
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
