@@ -7,7 +7,7 @@ import type { RegistryWatch } from "../../src/client/registry-watch.js";
 import type { RegistryWatchEvent } from "../../src/client/watch-events.js";
 import { ServerCredentials } from "@grpc/grpc-js";
 import { startHarness, type Harness } from "../support/registry-harness.js";
-import type { TestPki } from "../ecosystem/test-pki.js";
+import type { TestPki } from "../support/test-pki.js";
 
 /** A port that was free a moment ago (for restarting a server on the same port). */
 export { freePort } from "../support/etcd-process.js";

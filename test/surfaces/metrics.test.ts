@@ -5,8 +5,8 @@ import { startHealthServer, type HealthServer } from "../support/health-server.j
 import { tempDataDir } from "../support/server-process.js";
 import { dataDirWithRepeatedRow } from "../support/sqlite-data.js";
 import { call, callError, keyAuth, WatchCursor } from "../support/registry-harness.js";
-import { parseExposition, type Exposition } from "./prometheus-text.js";
-import { startStack } from "./stack.js";
+import { parseExposition, type Exposition } from "../support/prometheus-text.js";
+import { startStack } from "../support/stack.js";
 
 type Stack = Awaited<ReturnType<typeof startStack>>;
 

@@ -16,7 +16,7 @@ import { PortListener } from "../../src/transport/port-listener.js";
 import { keyAuth, TEST_KEY } from "../support/registry-harness.js";
 import { startServerProcess, type ServerProcess } from "../support/server-process.js";
 import { waitFor } from "../support/wait-for.js";
-import { makeTestPki } from "./test-pki.js";
+import { makeTestPki } from "../support/test-pki.js";
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
