@@ -12,7 +12,7 @@ import type { Output } from "../../src/cli/commands/output.js";
 import { connect, registryAddress } from "../../src/cli/commands/registry-connection.js";
 import { instanceJson as httpInstanceJson } from "../../src/http/json-mapping.js";
 import type { ServiceRegistry } from "../../src/registry/service-registry.js";
-import { makeTestPki } from "../ecosystem/test-pki.js";
+import { makeTestPki } from "../support/test-pki.js";
 import { startHarness, TEST_KEY, type Harness } from "../support/registry-harness.js";
 import { runCli, startServerProcess, type ServerProcess } from "../support/server-process.js";
 import { freePort, Log, startMtlsHarness } from "./helpers.js";

@@ -7,7 +7,7 @@ import type { RegistryWatch } from "../../src/client/registry-watch.js";
 import type { RegistryWatchEvent } from "../../src/client/watch-events.js";
 import { ServerCredentials } from "@grpc/grpc-js";
 import { startHarness, type Harness } from "../support/registry-harness.js";
-import type { TestPki } from "../ecosystem/test-pki.js";
+import type { TestPki } from "../support/test-pki.js";
 
 /** A port that was free a moment ago (for restarting a server on the same port). */
 export { freePort } from "../support/etcd-process.js";
@@ -74,20 +74,6 @@ export function changeRevisions(events: readonly RegistryWatchEvent[]): number[]
 /** from..to inclusive. */
 export function range(from: number, to: number): number[] {
   return Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);
-}
-
-/** Resolves after `ms` — only for spacing load, never to wait for an outcome. */
-export function pause(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Polls `cond` (for state that has no event to await) until it holds; fails naming `what`. */
-export async function eventually(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await pause(10);
-  }
 }
 
 /** A registry (core + gRPC server) running in this process on a port of the test's choosing. */

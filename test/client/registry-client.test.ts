@@ -3,8 +3,8 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Backoff } from "../../src/client/backoff.js";
 import { RegistryClientError } from "../../src/client/client-error.js";
 import { RegistryClient } from "../../src/client/registry-client.js";
-import { makeTestPki } from "../ecosystem/test-pki.js";
-import { startBlackhole } from "../support/health-server.js";
+import { makeTestPki } from "../support/test-pki.js";
+import { startBlackhole } from "../support/blackhole.js";
 import { startHarness, TEST_KEY, type Harness } from "../support/registry-harness.js";
 import { drain, freePort, startMtlsHarness } from "./helpers.js";
 

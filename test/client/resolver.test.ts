@@ -5,7 +5,8 @@ import { registerRegistryResolver, ROUND_ROBIN_SERVICE_CONFIG, type ResolverUpda
 import { greeterClient, sayHello, type GreeterClient } from "../../examples/router/greeter.js";
 import { startBackend, type Backend } from "../../examples/router/backend.js";
 import { startHarness, TEST_KEY, type Harness } from "../support/registry-harness.js";
-import { eventually, Log } from "./helpers.js";
+import { waitFor } from "../support/wait-for.js";
+import { Log } from "./helpers.js";
 
 describe("registry:/// resolver", () => {
   const cleanups: (() => unknown)[] = [];
@@ -88,7 +89,7 @@ describe("registry:/// resolver", () => {
     expect(h.server.watchStreamCount).toBe(1);
     a.close();
     b.close();
-    await eventually(() => h.server.watchStreamCount === 0, "the shared watch to stop once no channel uses it");
+    await waitFor(() => h.server.watchStreamCount === 0, "the shared watch to stop once no channel uses it");
   });
 
   it("after the registry refuses the watch, tries again later and picks up once the credentials work", async () => {

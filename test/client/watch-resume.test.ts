@@ -6,7 +6,8 @@ import type { RegistryWatchEvent } from "../../src/client/watch-events.js";
 import { startHealthServer, type HealthServer } from "../support/health-server.js";
 import { startHarness, TEST_KEY, type Harness } from "../support/registry-harness.js";
 import { tempDataDir } from "../support/server-process.js";
-import { changeRevisions, drain, eventually, freePort, Log, startLocalRegistry, type LocalRegistry } from "./helpers.js";
+import { waitFor } from "../support/wait-for.js";
+import { changeRevisions, drain, freePort, Log, startLocalRegistry, type LocalRegistry } from "./helpers.js";
 
 const FAST_BACKOFF = { initialMs: 20, maxMs: 200 };
 
@@ -51,7 +52,7 @@ describe("RegistryWatch resumes without gap or duplicate", () => {
       if (i % 4 === 3) await writer.unregister(r.id);
     }
     const last = h.registry.revision;
-    await eventually(() => h.server.watchStreamCount === 0, "the registry to end the stalled stream");
+    await waitFor(() => h.server.watchStreamCount === 0, "the registry to end the stalled stream");
 
     // Reading again drains what was sent, meets RESOURCE_EXHAUSTED, resumes from history.
     const events: RegistryWatchEvent[] = [];

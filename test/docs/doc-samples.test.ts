@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { CLIENT_COMMANDS } from "../../src/cli/commands/client-commands.js";
 import { SETTINGS } from "../../src/config/settings.js";
-import { startStack } from "../ecosystem/stack.js";
+import { startStack } from "../support/stack.js";
 import { healthStatus } from "../support/health-client.js";
 import { TEST_KEY } from "../support/registry-harness.js";
 import { docBlocks, docPaths, headingAnchors, inlineCode, relativeLinks, ROOT, shellCommands, type DocBlock, type ShellCommand } from "./doc-blocks.js";

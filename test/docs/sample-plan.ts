@@ -33,10 +33,10 @@ export const SHELL_RULES: readonly ShellRule[] = [
   { where: "README.md#Quick start", command: "export SERVICE_REGISTRATION_KEY=$(npm run -s cli -- keygen)", how: { run: "quick start" } },
   { where: "README.md#Quick start", command: "npm start", how: { run: "quick start" } },
   // README: grpcurl, HTTP
-  { where: "README.md#grpcurl", command: /^grpcurl /, how: { coveredBy: "test/ecosystem/docs-grpcurl.test.ts", note: "through reflection; grpcurl itself is not installable here" } },
+  { where: "README.md#grpcurl", command: /^grpcurl /, how: { coveredBy: "test/surfaces/docs-grpcurl.test.ts", note: "through reflection; grpcurl itself is not installable here" } },
   { where: "README.md#HTTP/JSON API, metrics, health", command: /^(KEY=|curl )/, how: { run: "HTTP API" } },
   // README: router example
-  { where: "README.md#Router example", command: "npm start", how: { run: "router example", note: "the registry runs in-process with serve's wiring (test/ecosystem/stack.ts); `npm start` itself runs in the quick start group" } },
+  { where: "README.md#Router example", command: "npm start", how: { run: "router example", note: "the registry runs in-process with serve's wiring (test/support/stack.ts); `npm start` itself runs in the quick start group" } },
   { where: "README.md#Router example", command: "export SERVICE_REGISTRATION_KEY=$(cat data/registration-key)", how: { run: "router example" } },
   { where: "README.md#Router example", command: /^NAME=b\d node --import tsx examples\/router\/backend\.ts$/, how: { run: "router example", note: "REGISTRY_ADDRESS names the test registry (the default is 127.0.0.1:4000)" } },
   { where: "README.md#Router example", command: "PORT=8080 node --import tsx examples/router/router.ts", how: { run: "router example", note: "PORT=0 instead of 8080" } },
@@ -45,7 +45,7 @@ export const SHELL_RULES: readonly ShellRule[] = [
   { where: "README.md#CLI", command: /^npm run -s cli -- /, how: { run: "CLI", note: "PORT names the test registry; 5f0c1a9e-... is a real id" } },
   // docs/operations.md
   { where: "docs/operations.md#grpcurl", command: "KEY=$(cat data/registration-key)", how: { run: "quick start" } },
-  { where: "docs/operations.md#grpcurl", command: /^grpcurl /, how: { coveredBy: "test/ecosystem/docs-grpcurl.test.ts", note: "through reflection; grpcurl itself is not installable here" } },
+  { where: "docs/operations.md#grpcurl", command: /^grpcurl /, how: { coveredBy: "test/surfaces/docs-grpcurl.test.ts", note: "through reflection; grpcurl itself is not installable here" } },
   { where: "docs/operations.md#HTTP/JSON API", command: /^curl /, how: { run: "HTTP API" } },
   { where: "docs/operations.md#Deployment", command: "npm ci", how: { notRun: "reinstalls this checkout's node_modules, which every test uses; `npm install` (with its `prepare` build) is what the test environment is made with" } },
   { where: "docs/operations.md#Deployment", command: "npm run build", how: { coveredBy: "test/process/entry-points.test.ts", note: "`npm install` runs it (`prepare`); the entry-points test imports its output; rebuilding dist/ here would race the tests that read it" } },

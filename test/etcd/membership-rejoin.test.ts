@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { EtcdStore } from "../../src/store/etcd/etcd-store.js";
 import type { MembershipEvent } from "../../src/store/etcd/rejoin-loop.js";
 import { startEtcd, type EtcdProcess } from "../support/etcd-process.js";
+import { waitFor } from "../support/wait-for.js";
 import { etcdPresent } from "./etcd-suite.js";
 
 const PREFIX = "/rejoin-test/";
@@ -12,14 +13,6 @@ const SENTINEL_KEY = `${PREFIX}zz-sentinel`;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Polls `check` until it returns true, or fails naming `what`. */
-async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 /** Every Put of the member key etcd committed after `after`: read from etcd's own history. */
 async function memberPutsSince(observer: Etcd3, after: number): Promise<number> {
@@ -101,7 +94,7 @@ describe.skipIf(!etcdPresent)("membership after an etcd outage longer than 2×TT
       const res = await observer!.get(MEMBER_KEY).exec().catch(() => undefined);
       return Number(res?.kvs[0]?.mod_revision ?? 0) > joinedAt;
     };
-    const rejoinedInTime = await waitFor("the member key put again", rejoined, 10_000).then(
+    const rejoinedInTime = await waitFor(rejoined, "the member key put again", 10_000, 100).then(
       () => true,
       () => false,
     );
@@ -157,7 +150,7 @@ describe.skipIf(!etcdPresent)("membership after an etcd outage longer than 2×TT
     await store.open(() => {});
     await etcd.stop();
     etcdDown = true;
-    await waitFor("a failed rejoin attempt", () => events.some((e) => e.kind === "failed"), 10_000);
+    await waitFor(() => events.some((e) => e.kind === "failed"), "a failed rejoin attempt", 10_000, 100);
     await store.close();
     store = undefined;
     const closedAt = Date.now();

@@ -4,6 +4,7 @@ import { EventType, RegistryServiceClient, type WatchInstancesResponse } from ".
 import { startEtcd, type EtcdProcess } from "../support/etcd-process.js";
 import { call, keyAuth, WatchCursor } from "../support/registry-harness.js";
 import type { ServerProcess } from "../support/server-process.js";
+import { waitFor } from "../support/wait-for.js";
 import { etcdPresent } from "./etcd-suite.js";
 import { startEtcdReplica } from "../support/etcd-replica.js";
 
@@ -98,11 +99,15 @@ describe.skipIf(!etcdPresent)("replicas restarted in a quiet period (issue 22 it
     // the last membership put takes a moment to reach every watch).
     const expected = await etcdRevision();
     let seen: { epoch: string; points: ResumePoint[] }[] = [];
-    for (const deadline = Date.now() + 5000; ; ) {
-      seen = await Promise.all(rs.map((r) => resumePoints(r)));
-      const agree = seen.every((s) => s.points.every((p) => p.revision === expected));
-      if (agree || Date.now() > deadline) break;
-    }
+    // A timeout falls through to the assertions below, which say which replica lags.
+    await waitFor(
+      async () => {
+        seen = await Promise.all(rs.map((r) => resumePoints(r)));
+        return seen.every((s) => s.points.every((p) => p.revision === expected));
+      },
+      "every replica to report etcd's revision",
+      5000,
+    ).catch(() => undefined);
     const points = seen.flatMap((s) => s.points);
     expect(new Set(seen.map((s) => s.epoch)).size).toBe(1);
     expect(points.map((p) => `${p.from} ${p.type} ${p.revision}`)).toEqual(

@@ -10,6 +10,7 @@ import { call, instanceAuth, keyAuth, WatchCursor } from "../support/registry-ha
 import type { ServerProcess } from "../support/server-process.js";
 import { etcdPresent } from "./etcd-suite.js";
 import { startEtcdReplica } from "../support/etcd-replica.js";
+import { waitFor } from "../support/wait-for.js";
 
 const KEY = "etcd-suite-registration-key-0001";
 
@@ -252,13 +253,16 @@ describe.skipIf(!etcdPresent)("registry replicas on one etcd", () => {
     // The open watch ends with UNAVAILABLE: this replica's view may be stale.
     expect((await watch.status(10_000)).code).toBe(status.UNAVAILABLE);
     for (const r of [a!, b!]) {
-      const deadline = Date.now() + 10_000;
-      for (;;) {
-        const err = await registerVia(r.client, 4001).then(() => undefined, (e: ServiceError) => e);
-        if (err?.code === status.UNAVAILABLE) break;
-        if (Date.now() > deadline) throw new Error(`replica kept accepting writes without etcd: ${err?.code}`);
-        await new Promise((r) => setTimeout(r, 200));
-      }
+      let err: ServiceError | undefined;
+      await waitFor(
+        async () => {
+          err = await registerVia(r.client, 4001).then(() => undefined, (e: ServiceError) => e);
+          return err?.code === status.UNAVAILABLE;
+        },
+        () => `the replica to refuse writes without etcd (it answered ${err?.code ?? "OK"})`,
+        10_000,
+        200,
+      );
       const read = await call(r.client, r.client.getInstance, { instanceId: reg.serviceId }, keyAuth(KEY)).catch((e: ServiceError) => e);
       expect((read as ServiceError).code).toBe(status.UNAVAILABLE);
       expect(await healthStatus(`127.0.0.1:${r.proc.port}`)).toBe("NOT_SERVING");
@@ -267,13 +271,12 @@ describe.skipIf(!etcdPresent)("registry replicas on one etcd", () => {
 
     await etcd.start();
     for (const r of [a!, b!]) {
-      const deadline = Date.now() + 15_000;
-      for (;;) {
-        const ok = await registerVia(r.client, 4002).then(() => true, () => false);
-        if (ok) break;
-        if (Date.now() > deadline) throw new Error("replica did not recover within 15 s of etcd returning");
-        await new Promise((r) => setTimeout(r, 200));
-      }
+      await waitFor(
+        () => registerVia(r.client, 4002).then(() => true, () => false),
+        "the replica to accept writes again once etcd is back",
+        15_000,
+        200,
+      );
       const got = await call(r.client, r.client.getInstance, { instanceId: reg.serviceId }, keyAuth(KEY));
       expect(got.instance?.id).toBe(reg.serviceId);
       expect(await healthStatus(`127.0.0.1:${r.proc.port}`)).toBe("SERVING");

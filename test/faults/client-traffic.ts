@@ -1,38 +1,12 @@
 import { RegistryClientError } from "../../src/client/client-error.js";
 import { RegistryClient } from "../../src/client/registry-client.js";
 import type { RegistryWatchEvent } from "../../src/client/watch-events.js";
+import { Waiter } from "../support/waiter.js";
 
 /** Service type every writer registers and every watcher watches. */
 export const FAULT_RUN_TYPE = "faultrun";
 /** Metadata key naming the write operation that registered an instance. */
 export const OP_KEY = "op";
-
-/** Lets code wait for a condition on records that grow: each `notify()` re-tests the waiters. */
-export class Condition {
-  private readonly waiters = new Set<() => void>();
-
-  notify(): void {
-    for (const wake of [...this.waiters]) wake();
-  }
-
-  /** Resolves once `test()` holds (tested now and at each notify); rejects after `timeoutMs`. */
-  until(test: () => boolean, what: string, timeoutMs: number): Promise<void> {
-    if (test()) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiters.delete(check);
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
-      }, timeoutMs);
-      const check = (): void => {
-        if (!test()) return;
-        clearTimeout(timer);
-        this.waiters.delete(check);
-        resolve();
-      };
-      this.waiters.add(check);
-    });
-  }
-}
 
 /** One write a client made, as the client saw it end. */
 export type WriteRecord =
@@ -47,10 +21,10 @@ export type WriteRecord =
  */
 export class Writers {
   readonly records: WriteRecord[] = [];
-  private readonly recorded = new Condition();
+  private readonly recorded = new Waiter();
   private running = true;
   private paused = false;
-  private readonly resumed = new Condition();
+  private readonly resumed = new Waiter();
   private readonly loops: Promise<void>[];
   private readonly clients: RegistryClient[];
 
@@ -130,7 +104,7 @@ export interface WatchLog {
 /** SDK watchers on every replica's address, each logging what it receives. */
 export class Watchers {
   readonly logs: WatchLog[] = [];
-  private readonly received = new Condition();
+  private readonly received = new Waiter();
   private readonly clients: RegistryClient[] = [];
   private readonly done: Promise<void>[] = [];
   private readonly streams: { close(): void }[] = [];

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { credentials } from "@grpc/grpc-js";
 import type { EtcdCluster } from "../support/etcd-cluster.js";
 import { startFaultProxy, type FaultProxy } from "../support/fault-proxy.js";
+import { Waiter } from "../support/waiter.js";
 import { check, healthClient } from "../support/health-client.js";
 import { startServerProcess, type ServerProcess } from "../support/server-process.js";
 
@@ -129,7 +130,7 @@ export interface StateChange {
 export class HealthMonitor {
   readonly changes: StateChange[] = [];
   private readonly last = new Map<string, ReplicaState>();
-  private readonly waiters: { test: () => boolean; resolve: () => void }[] = [];
+  private readonly rounds = new Waiter();
   private running = true;
   private readonly loop: Promise<void>;
 
@@ -151,10 +152,7 @@ export class HealthMonitor {
           this.changes.push({ replica: r.name, at: Date.now(), state });
         }),
       );
-      for (const w of this.waiters.filter((w) => w.test())) {
-        this.waiters.splice(this.waiters.indexOf(w), 1);
-        w.resolve();
-      }
+      this.rounds.notify();
       await new Promise((r) => setTimeout(r, Math.max(0, this.intervalMs - (Date.now() - started))));
     }
   }
@@ -165,17 +163,7 @@ export class HealthMonitor {
 
   /** Resolves once `test` holds after a round of checks; rejects after `timeoutMs`. */
   until(test: () => boolean, what: string, timeoutMs: number): Promise<void> {
-    if (test()) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
-      this.waiters.push({
-        test,
-        resolve: () => {
-          clearTimeout(timer);
-          resolve();
-        },
-      });
-    });
+    return this.rounds.until(test, what, timeoutMs);
   }
 
   /** Resolves once every replica answers SERVING. */

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { EventType, WatchInstancesRequest, WatchInstancesResponse } from "../../gen/registry/v1/registry.js";
-import { startStack } from "../ecosystem/stack.js";
+import { startStack } from "../support/stack.js";
 import { TEST_KEY } from "../support/registry-harness.js";
 import { FuzzConnection, type CallOutcome } from "./call-runner.js";
 import { frame, fuzzCalls, type FuzzCall } from "./grpc-call-cases.js";

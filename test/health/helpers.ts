@@ -34,31 +34,6 @@ export async function startHttp(handler: http.RequestListener, host = "127.0.0.1
   return fixture;
 }
 
-/** A TCP server that accepts connections and never answers: a blackholed service. */
-export interface Blackhole {
-  readonly port: number;
-  readonly server: net.Server;
-  readonly sockets: Set<net.Socket>;
-  accepted: number;
-  close(): Promise<void>;
-}
-
-export async function startBlackhole(): Promise<Blackhole> {
-  const server = net.createServer((socket) => {
-    socket.on("error", () => undefined);
-  });
-  const sockets = trackSockets(server, () => hole.accepted++);
-  await listen(server, "127.0.0.1");
-  const hole: Blackhole = {
-    port: (server.address() as AddressInfo).port,
-    server,
-    sockets,
-    accepted: 0,
-    close: () => closeServer(server, sockets),
-  };
-  return hole;
-}
-
 /** A port on 127.0.0.1 that nothing listens on (bound, then released). */
 export async function closedPort(): Promise<number> {
   const server = net.createServer();
@@ -66,36 +41,6 @@ export async function closedPort(): Promise<number> {
   const { port } = server.address() as AddressInfo;
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
-}
-
-/**
- * Event-driven waiting: call `notify()` whenever watched state changes and
- * `until()` resolves as soon as its predicate holds, or rejects after a bound
- * with a message saying what never happened.
- */
-export class Waiter {
-  readonly #pending = new Set<() => void>();
-
-  notify(): void {
-    for (const check of [...this.#pending]) check();
-  }
-
-  until(predicate: () => boolean, timeoutMs: number, what: string): Promise<void> {
-    if (predicate()) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const check = (): void => {
-        if (!predicate()) return;
-        this.#pending.delete(check);
-        clearTimeout(timer);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        this.#pending.delete(check);
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
-      }, timeoutMs);
-      this.#pending.add(check);
-    });
-  }
 }
 
 /** Resolves when `emitter` emits `event`, or rejects after `timeoutMs` naming it. */

@@ -2,7 +2,8 @@ import { once } from "node:events";
 import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { HttpProber, type HttpProberOptions, type ProbeTarget } from "../../src/health/http-probe.js";
-import { closedPort, nextEvent, startBlackhole, startHttp } from "./helpers.js";
+import { startBlackhole } from "../support/blackhole.js";
+import { closedPort, nextEvent, startHttp } from "./helpers.js";
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {

@@ -3,7 +3,9 @@ import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { HttpProber, type ProbeResult, type ProbeTarget } from "../../src/health/http-probe.js";
 import { ProbeScheduler, type ProbeSchedulerOptions } from "../../src/health/probe-scheduler.js";
-import { Waiter, nextEvent, sleep, startBlackhole, startHttp } from "./helpers.js";
+import { startBlackhole } from "../support/blackhole.js";
+import { Waiter } from "../support/waiter.js";
+import { nextEvent, sleep, startHttp } from "./helpers.js";
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -112,7 +114,7 @@ describe("ProbeScheduler", () => {
     h.scheduler.add(target("a", a.port));
     h.scheduler.add(target("b", b.port));
     h.scheduler.start();
-    await h.waiter.until(() => h.count("a") >= 6 && h.count("b") >= 6, 5000, "six probes of each target");
+    await h.waiter.until(() => h.count("a") >= 6 && h.count("b") >= 6, "six probes of each target", 5000);
     for (const s of [a, b]) {
       const gaps = s.requests.slice(1).map((r, i) => r.at - (s.requests[i]?.at ?? 0));
       const mean = gaps.reduce((x, y) => x + y, 0) / gaps.length;
@@ -135,8 +137,8 @@ describe("ProbeScheduler", () => {
     // Ten more intervals' worth of probes each, while the blackhole holds a slot.
     await h.waiter.until(
       () => servers.every((_s, i) => h.count(`ok${i}`) >= (before[i] ?? 0) + 10),
-      5000,
       "ten more probes of every healthy target",
+      5000,
     );
     expect(h.count("hole")).toBe(0);
     expect(hole.accepted).toBe(1); // skipped while in flight, never overlapped
@@ -157,7 +159,7 @@ describe("ProbeScheduler", () => {
     expect(h.scheduler.has("hole")).toBe(false);
     expect(h.scheduler.size).toBe(0);
     await closed;
-    await h.waiter.until(() => h.settled.length === 1, 5000, "the aborted probe to settle");
+    await h.waiter.until(() => h.settled.length === 1, "the aborted probe to settle", 5000);
     expect(h.settled[0]?.result).toEqual({ ok: false, reason: "aborted" });
     expect(h.count("hole")).toBe(0);
   });
@@ -170,7 +172,7 @@ describe("ProbeScheduler", () => {
     h.scheduler.add(target("hole", hole.port));
     h.scheduler.start();
     await nextEvent(hole.server, "connection", 5000);
-    await h.waiter.until(() => h.count("ok") >= 2, 5000, "two healthy probes");
+    await h.waiter.until(() => h.count("ok") >= 2, "two healthy probes", 5000);
     await h.scheduler.stop();
     expect(h.inFlight()).toBe(0);
     expect(h.settled.find((s) => s.id === "hole")?.result).toEqual({ ok: false, reason: "aborted" });
@@ -228,7 +230,7 @@ describe("ProbeScheduler", () => {
     });
     h.scheduler.add(target("ok", ok.port));
     h.scheduler.start();
-    await h.waiter.until(() => errors.length >= 4, 5000, "four reported listener failures");
+    await h.waiter.until(() => errors.length >= 4, "four reported listener failures", 5000);
     expect(calls).toBe(errors.length);
     expect((errors[0] as Error).message).toBe("listener failure 1");
     expect(ok.requests.length).toBeGreaterThanOrEqual(4);
@@ -244,7 +246,7 @@ describe("ProbeScheduler", () => {
     const added = performance.now();
     for (const id of ["a", "b", "c", "d", "e"]) scheduler.add(target(id, 1));
     scheduler.start();
-    await waiter.until(() => starts.size === 5, 3000, "first probe of all five targets");
+    await waiter.until(() => starts.size === 5, "first probe of all five targets", 3000);
     const offsets = ["a", "b", "c", "d", "e"].map((id) => (starts.get(id) ?? 0) - added);
     for (let i = 1; i < offsets.length; i++) {
       expect(offsets[i]! - offsets[i - 1]!).toBeGreaterThan(50);
@@ -264,7 +266,7 @@ describe("ProbeScheduler", () => {
     const started = performance.now();
     scheduler.start();
     for (const id of ids) scheduler.add(target(id, 1));
-    await waiter.until(() => ids.every((id) => (probes.get(id)?.length ?? 0) >= 2), 5000, "two probes of every target");
+    await waiter.until(() => ids.every((id) => (probes.get(id)?.length ?? 0) >= 2), "two probes of every target", 5000);
     const second = ids.map((id) => (probes.get(id)?.[1] ?? 0) - started);
     // The injected phases 0.9, 0.1, 0.7, 0.3, 0.5 of a 1 s interval, in that order.
     const order = [...ids].sort((x, y) => (second[ids.indexOf(x)] ?? 0) - (second[ids.indexOf(y)] ?? 0));
@@ -284,7 +286,7 @@ describe("ProbeScheduler", () => {
     });
     scheduler.add(target("slow", 1));
     scheduler.start();
-    await waiter.until(() => calls >= 3, 3000, "three probes of the slow target");
+    await waiter.until(() => calls >= 3, "three probes of the slow target", 3000);
     expect(maxActive).toBe(1);
   });
 
@@ -298,7 +300,7 @@ describe("ProbeScheduler", () => {
     });
     scheduler.add(target("t", 1));
     scheduler.start();
-    await waiter.until(() => starts.length >= 5, 3000, "five probes");
+    await waiter.until(() => starts.length >= 5, "five probes", 3000);
     const gaps = starts.slice(2).map((t, i) => t - (starts[i + 1] ?? 0));
     for (const gap of gaps) expect(gap).toBeGreaterThan(20);
   });
@@ -316,7 +318,7 @@ describe("ProbeScheduler", () => {
     const added = now();
     scheduler.add(target("t", 1));
     scheduler.start();
-    await waiter.until(() => starts.length >= 3, 3000, "three probes");
+    await waiter.until(() => starts.length >= 3, "three probes", 3000);
     // Timers never fire early: the second probe waits for the 200 ms slot, not ~175 ms (at once).
     expect(starts[1]).toBeGreaterThanOrEqual(added + 200);
     expect(starts[1]).toBeLessThan(added + 200 + 1000);
@@ -340,7 +342,7 @@ describe("ProbeScheduler", () => {
     });
     for (let i = 0; i < 50; i++) scheduler.add(target(`t${i}`, 1));
     scheduler.start();
-    await waiter.until(() => total === 50, 3000, "all fifty first probes");
+    await waiter.until(() => total === 50, "all fifty first probes", 3000);
     expect(Math.max(...byMacrotask.values())).toBeLessThanOrEqual(5);
     expect(byMacrotask.size).toBeGreaterThanOrEqual(10);
   });
@@ -350,12 +352,12 @@ describe("ProbeScheduler", () => {
     const { scheduler, waiter } = passingScheduler({ intervalMs: 20, maxConcurrent: 2 }, (_t, signal) => signals.push(signal));
     scheduler.add(target("t", 1));
     scheduler.start();
-    await waiter.until(() => signals.length >= 3, 3000, "three probes");
+    await waiter.until(() => signals.length >= 3, "three probes", 3000);
     expect(new Set(signals).size).toBe(1);
     await scheduler.stop();
     const before = signals.length;
     scheduler.start();
-    await waiter.until(() => signals.length >= before + 2, 3000, "two probes after the restart");
+    await waiter.until(() => signals.length >= before + 2, "two probes after the restart", 3000);
     const after = signals.slice(before);
     expect(after[0]).not.toBe(signals[0]);
     expect(after.every((s) => s === after[0] && !s.aborted)).toBe(true);
@@ -384,7 +386,7 @@ describe("ProbeScheduler", () => {
     scheduler.add(target("b", 2));
     scheduler.start();
     // Both are due in the same tick: one takes the only slot, the other waits in the queue.
-    await waiter.until(() => probed.length === 1, 3000, "one probe to take the only slot");
+    await waiter.until(() => probed.length === 1, "one probe to take the only slot", 3000);
     const running = probed[0];
     scheduler.remove(running === "a" ? "b" : "a");
     release();
@@ -412,17 +414,17 @@ describe("ProbeScheduler", () => {
     for (let i = 0; i < 5; i++) h.scheduler.add({ id: `t${i}`, host: "127.0.0.1", port: server.port, path: `/t${i}` });
     clock.due();
     const dueOrder = ["t3", "t1", "t4", "t2", "t0"];
-    await h.waiter.until(() => held.size === 2, 5000, "two probes held by the server");
+    await h.waiter.until(() => held.size === 2, "two probes held by the server", 5000);
     expect(h.started).toEqual(dueOrder.slice(0, 2));
     for (let i = 2; i < dueOrder.length; i++) {
       // The oldest probe held is answered: its slot goes to the next target due, and only to it.
       answer(dueOrder[i - 2]!);
-      await h.waiter.until(() => held.size === 2, 5000, `the probe of ${dueOrder[i]} after ${dueOrder[i - 2]} was answered`);
+      await h.waiter.until(() => held.size === 2, `the probe of ${dueOrder[i]} after ${dueOrder[i - 2]} was answered`, 5000);
       expect(h.started).toEqual(dueOrder.slice(0, i + 1));
     }
     answer(dueOrder[3]!);
     answer(dueOrder[4]!);
-    await h.waiter.until(() => dueOrder.every((id) => h.count(id) === 1), 5000, "a result for every target");
+    await h.waiter.until(() => dueOrder.every((id) => h.count(id) === 1), "a result for every target", 5000);
     expect(dueOrder.every((id) => h.results.get(id)?.[0]?.ok)).toBe(true);
     expect([maxHeld, h.maxInFlight()]).toEqual([2, 2]);
   });
@@ -437,7 +439,7 @@ describe("ProbeScheduler", () => {
     h.scheduler.start();
     for (let i = 0; i < n; i++) h.scheduler.add(target(`t${i}`, s.port));
     clock.due();
-    await h.waiter.until(() => h.settled.length === n, 10_000, "a probe of all 300 targets");
+    await h.waiter.until(() => h.settled.length === n, "a probe of all 300 targets", 10_000);
     const dueOrder = Array.from({ length: n }, (_, i) => i).sort((a, b) => rank(a) - rank(b)).map((i) => `t${i}`);
     expect(h.started).toEqual(dueOrder);
     expect(h.maxInFlight()).toBe(3);
@@ -470,7 +472,7 @@ describe("ProbeScheduler", () => {
     scheduler.start();
     for (const id of ["throws", "rejects", "http"]) scheduler.add(target(id, ok.port));
     clock.due();
-    await waiter.until(() => results.length === 3, 5000, "a result for each of the three targets through one slot");
+    await waiter.until(() => results.length === 3, "a result for each of the three targets through one slot", 5000);
     expect(results).toEqual([
       ["throws", { ok: false, reason: "threw instead of returning a promise" }],
       ["rejects", { ok: false, reason: "rejected" }],
@@ -485,12 +487,12 @@ describe("ProbeScheduler", () => {
     const h = harness({ intervalMs: 30 });
     h.scheduler.add(target("x", first.port));
     h.scheduler.start();
-    await h.waiter.until(() => h.count("x") >= 1, 3000, "a probe of the first endpoint");
+    await h.waiter.until(() => h.count("x") >= 1, "a probe of the first endpoint", 3000);
     h.scheduler.add(target("x", second.port));
     expect(h.scheduler.size).toBe(1);
-    await h.waiter.until(() => second.requests.length >= 2, 3000, "probes of the replacement endpoint");
+    await h.waiter.until(() => second.requests.length >= 2, "probes of the replacement endpoint", 3000);
     const firstCount = first.requests.length;
-    await h.waiter.until(() => second.requests.length >= 5, 3000, "more probes of the replacement endpoint");
+    await h.waiter.until(() => second.requests.length >= 5, "more probes of the replacement endpoint", 3000);
     expect(first.requests.length).toBe(firstCount);
   });
 });

@@ -8,8 +8,8 @@ import { HttpProber } from "../../src/health/http-probe.js";
 import { PROBE_TARGET_DENIED, ProbeTargetPolicy } from "../../src/health/probe-target-policy.js";
 import { startHealthServer, type HealthServer } from "../support/health-server.js";
 import { call, callError, keyAuth, startHarness, WatchCursor, type Harness } from "../support/registry-harness.js";
-import { parseExposition } from "../ecosystem/prometheus-text.js";
-import { startStack } from "../ecosystem/stack.js";
+import { parseExposition } from "../support/prometheus-text.js";
+import { startStack } from "../support/stack.js";
 import { closedPort } from "./helpers.js";
 
 /**

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { waitFor } from "../support/wait-for.js";
 
 /**
  * A non-Node client against the registry started the way a user starts it
@@ -101,21 +102,6 @@ function startServer(dataDir: string): StartedServer {
     child.once("exit", (code, signal) => res({ code, signal }));
   });
   return { child, logs, output: () => text, exited };
-}
-
-async function waitFor<T>(what: string, ms: number, probe: () => T | undefined, server: StartedServer): Promise<T> {
-  const deadline = Date.now() + ms;
-  let exited = false;
-  void server.exited.then(() => {
-    exited = true;
-  });
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (exited) throw new Error(`server exited while waiting for ${what}; output:\n${server.output()}`);
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}; output:\n${server.output()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 /**
@@ -256,12 +242,20 @@ describe.skipIf(skip)("polyglot: Python grpcio client against `npm start`", () =
     mkdirSync(stubs, { recursive: true });
     server = startServer(dataDir);
     generatePythonStubs(stubs);
-    const ready = await waitFor(
-      'the start-up log line ("serving gRPC ...")',
+    const started = server;
+    const exited = () => started.child.exitCode !== null || started.child.signalCode !== null;
+    const servingLine = () => started.logs.find((l) => typeof l.msg === "string" && l.msg.startsWith("serving gRPC"));
+    await waitFor(
+      () => {
+        if (servingLine() !== undefined) return true;
+        if (exited()) throw new Error(`server exited while waiting for its start-up line; output:\n${started.output()}`);
+        return false;
+      },
+      () => `the start-up log line ("serving gRPC ..."); output:\n${started.output()}`,
       45_000,
-      () => server?.logs.find((l) => typeof l.msg === "string" && l.msg.startsWith("serving gRPC")),
-      server,
+      50,
     );
+    const ready = servingLine()!;
     expect(typeof ready.port, "port field of the serving log line").toBe("number");
     port = ready.port as number;
     epoch = typeof ready.epoch === "string" ? ready.epoch : "";

@@ -4,6 +4,7 @@ import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { holdRegisterInFlight } from "../support/call-in-flight.js";
 import { servingLine, tempDataDir } from "../support/server-process.js";
+import { waitFor } from "../support/wait-for.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const KEY = "npm-start-test-key-0123456789";
@@ -14,15 +15,6 @@ function alive(pid: number): boolean {
     return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code !== "ESRCH";
-  }
-}
-
-/** Resolves once `check` holds, polling; rejects with `what` after `ms`. */
-async function until(check: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`after ${ms} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
 
@@ -66,7 +58,7 @@ describe("npm start", () => {
     npm.stdout?.on("data", (d: Buffer) => (out += d.toString()));
     npm.stderr?.on("data", (d: Buffer) => (out += d.toString()));
     const npmExited = new Promise<void>((resolve) => npm?.once("exit", () => resolve()));
-    await until(() => servingLine(out) !== undefined, 30_000, `npm start did not log its start-up line:\n${out}`);
+    await waitFor(() => servingLine(out) !== undefined, () => `npm start to log its start-up line; output:\n${out}`, 30_000, 50);
     const { pid, port } = servingLine(out) as { pid: number; port: number };
     serverPid = pid;
     return { pid, port, output: () => out, npmExited };
@@ -81,7 +73,7 @@ describe("npm start", () => {
       const session = await holdRegisterInFlight(port, KEY);
       process.kill(-(npm?.pid as number), signal);
       await npmExited;
-      await until(() => !alive(pid), 10_000, `the server (pid ${pid}) outlived npm:\n${output()}`);
+      await waitFor(() => !alive(pid), () => `the server (pid ${pid}) to exit after npm; output:\n${output()}`, 10_000, 50);
       expect(await portFree(port)).toBe(true);
       expect(output()).toContain('"msg":"stopped"');
       expect(output()).not.toContain("second stop signal");
@@ -96,7 +88,7 @@ describe("npm start", () => {
 
     npm?.kill("SIGTERM");
     await npmExited;
-    await until(() => !alive(pid), 10_000, `the server (pid ${pid}) outlived npm:\n${output()}`);
+    await waitFor(() => !alive(pid), () => `the server (pid ${pid}) to exit after npm; output:\n${output()}`, 10_000, 50);
     expect(await portFree(port)).toBe(true);
     expect(output()).toContain('"msg":"stopped"'); // a graceful stop, not a kill
   }, 45_000);

@@ -4,7 +4,7 @@ import { CommitReporter, type CommitOutcome } from "../../src/registry/commit-ou
 import { RegistryError } from "../../src/registry/registry-error.js";
 import { ServiceRegistry } from "../../src/registry/service-registry.js";
 import type { Change } from "../../src/registry/types.js";
-import { FlakyStore } from "../ecosystem/flaky-store.js";
+import { FlakyStore } from "../surfaces/flaky-store.js";
 
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
 

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { credentials, status, type ServiceError } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import { RegistryServiceClient } from "../../gen/registry/v1/registry.js";
-import { startStack } from "../ecosystem/stack.js";
+import { startStack } from "../support/stack.js";
 import { call, keyAuth, startHarness, type Harness } from "../support/registry-harness.js";
 import { tempDataDir } from "../support/server-process.js";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";

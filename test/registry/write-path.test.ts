@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { RegisterRequest, RegisterResponse } from "../../gen/registry/v1/registry.js";
 import { ServiceRegistry } from "../../src/registry/service-registry.js";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
-import { FlakyStore } from "../ecosystem/flaky-store.js";
+import { FlakyStore } from "../surfaces/flaky-store.js";
 import { call, keyAuth, startHarness, type Harness } from "../support/registry-harness.js";
 import { tempDataDir } from "../support/server-process.js";
 import { editDatabase } from "../support/sqlite-data.js";

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Etcd3 } from "etcd3";
 import { freePort } from "./etcd-process.js";
+import { waitFor } from "./wait-for.js";
 
 /** One member of an `EtcdCluster`. */
 export interface EtcdMember {
@@ -117,13 +118,14 @@ export async function startEtcdCluster(size: number): Promise<EtcdCluster> {
 
 /** Waits until `endpoint/health` answers ok (the member sees a leader); `exited` names why to give up early. */
 async function waitHealthy(endpoint: string, exited: () => string | undefined): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const gone = exited();
-    if (gone) throw new Error(gone);
-    const ok = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1000) }).then((r) => r.ok, () => false);
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`etcd at ${endpoint} did not become healthy within 20 s`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitFor(
+    async () => {
+      const gone = exited();
+      if (gone) throw new Error(gone);
+      return fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1000) }).then((r) => r.ok, () => false);
+    },
+    `etcd at ${endpoint} to become healthy`,
+    20_000,
+    100,
+  );
 }

@@ -1,5 +1,4 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { createServer as createTcpServer, type Socket } from "node:net";
 import type { AddressInfo } from "node:net";
 
 /** A real HTTP /health endpoint whose answer a test can change. */
@@ -46,27 +45,6 @@ export async function startHealthServer(body: unknown = { status: "ok" }): Promi
     },
     close() {
       server.closeAllConnections();
-      return new Promise((resolve) => server.close(() => resolve()));
-    },
-  };
-}
-
-/** A TCP server that accepts connections and never answers: a blackholed instance. */
-export async function startBlackhole(): Promise<{ port: number; connections: () => number; close(): Promise<void> }> {
-  const sockets = new Set<Socket>();
-  let count = 0;
-  const server = createTcpServer((socket) => {
-    count++;
-    sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
-    socket.on("error", () => {});
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    port: (server.address() as AddressInfo).port,
-    connections: () => count,
-    close() {
-      for (const s of sockets) s.destroy();
       return new Promise((resolve) => server.close(() => resolve()));
     },
   };

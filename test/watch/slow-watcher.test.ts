@@ -4,7 +4,8 @@ import { EventType } from "../../gen/registry/v1/registry.js";
 import type { RegistryServiceClient } from "../../gen/registry/v1/registry.js";
 import { RESUME_REVISION_TRAILER } from "../../src/server/watch-handler.js";
 import type { WatchCursor } from "../support/registry-harness.js";
-import { bigMetadata, brief, expectRange, isChange, readThrough, readUntil, waitFor, WatchContext, type Msg } from "./watch-helpers.js";
+import { waitFor } from "../support/wait-for.js";
+import { bigMetadata, brief, expectRange, isChange, readThrough, readUntil, WatchContext, type Msg } from "./watch-helpers.js";
 
 const {
   EVENT_TYPE_INSTANCE_REGISTERED: REGISTERED,

@@ -3,7 +3,8 @@ import { ServerInterceptingCall, type ServerInterceptor } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import { WatchInstancesRequest } from "../../gen/registry/v1/registry.js";
 import { startHarness, TEST_KEY, type Harness } from "../support/registry-harness.js";
-import { bigMetadata, waitFor } from "./watch-helpers.js";
+import { waitFor } from "../support/wait-for.js";
+import { bigMetadata } from "./watch-helpers.js";
 
 const STALL_MS = 300;
 /** The watch handler's default grace between the status and the reset. */

@@ -47,15 +47,6 @@ export function readThrough(cursor: WatchCursor, revision: number, timeoutMs = 5
   return readUntil(cursor, (m) => isChange(m) && m.revision >= revision, timeoutMs);
 }
 
-/** Polls `cond` until it holds; fails with `what` after `timeoutMs`. */
-export async function waitFor(cond: () => boolean, what: string, timeoutMs = 5000, stepMs = 10): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, stepMs));
-  }
-}
-
 /** Asserts `revisions` is exactly from..to, step 1 (the memory store's revisions are contiguous). */
 export function expectRange(from: number, to: number): number[] {
   return Array.from({ length: to - from + 1 }, (_, i) => from + i);

@@ -2,7 +2,8 @@ import { status } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import { EventType } from "../../gen/registry/v1/registry.js";
 import { RegistryMetrics } from "../../src/observability/registry-metrics.js";
-import { waitFor, WatchContext } from "./watch-helpers.js";
+import { waitFor } from "../support/wait-for.js";
+import { WatchContext } from "./watch-helpers.js";
 
 const { EVENT_TYPE_SYNCED: SYNCED } = EventType;
 

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import pino from "pino";
 import { startServer, type RunningServer, type StartOptions } from "../../src/app/start-server.js";
 import { loadConfig } from "../../src/config/load-config.js";
-import { TEST_KEY } from "../support/registry-harness.js";
+import { TEST_KEY } from "./registry-harness.js";
 
 /**
  * The server as `serve` wires it (startServer: store, metrics, health, HTTP),

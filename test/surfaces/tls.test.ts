@@ -10,8 +10,8 @@ import { call, callError, keyAuth } from "../support/registry-harness.js";
 import { runCli, tempDataDir } from "../support/server-process.js";
 import { closeReflection } from "./grpcurl.js";
 import { check, healthClient } from "../support/health-client.js";
-import { makeTestPki, type Pem, type TestPki } from "./test-pki.js";
-import { startStack } from "./stack.js";
+import { makeTestPki, type Pem, type TestPki } from "../support/test-pki.js";
+import { startStack } from "../support/stack.js";
 
 const REGISTER = { serviceType: "api", port: 8080, host: "10.0.0.1", metadata: {} };
 

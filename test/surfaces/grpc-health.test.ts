@@ -5,7 +5,7 @@ import { credentials } from "@grpc/grpc-js";
 import { call, callError, keyAuth } from "../support/registry-harness.js";
 import { FlakyStore } from "./flaky-store.js";
 import { check, healthClient, HealthWatch } from "../support/health-client.js";
-import { startStack } from "./stack.js";
+import { startStack } from "../support/stack.js";
 
 const REGISTER = { serviceType: "api", port: 8080, host: "127.0.0.1", metadata: {} };
 

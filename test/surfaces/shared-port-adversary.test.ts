@@ -16,8 +16,8 @@ import { GetByTypeRequest, RegisterRequest, RegistryServiceClient, WatchInstance
 import { RegistryHttpServer, type RegistryHttpServerOptions } from "../../src/http/http-server.js";
 import { PortListener } from "../../src/transport/port-listener.js";
 import { call, keyAuth, TEST_KEY } from "../support/registry-harness.js";
-import { startStack } from "./stack.js";
-import { makeTestPki, type TestPki } from "./test-pki.js";
+import { startStack } from "../support/stack.js";
+import { makeTestPki, type TestPki } from "../support/test-pki.js";
 
 /*
  * An outside test suite attacking the port shared by gRPC and HTTP/1.1 (and,

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TEST_KEY } from "../support/registry-harness.js";
 import { curlLines, runCurl } from "./curl.js";
 import { grpcurlLines, parseGrpcurl, runGrpcurl, type GrpcurlResult } from "./grpcurl.js";
-import { startStack } from "./stack.js";
+import { startStack } from "../support/stack.js";
 
 /**
  * Every grpcurl command in the README and docs/operations.md, run in document

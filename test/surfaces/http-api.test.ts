@@ -13,8 +13,8 @@ import { ServiceRegistry } from "../../src/registry/service-registry.js";
 import { startHealthServer } from "../support/health-server.js";
 import { aborted, HeldStore, SignalRecordingRegistry, within } from "../support/held-writes.js";
 import { callError, instanceAuth, keyAuth, TEST_KEY, WatchCursor } from "../support/registry-harness.js";
-import { parseExposition } from "./prometheus-text.js";
-import { startStack } from "./stack.js";
+import { parseExposition } from "../support/prometheus-text.js";
+import { startStack } from "../support/stack.js";
 
 const KEY = { authorization: `Bearer ${TEST_KEY}` };
 const JSON_BODY = { "content-type": "application/json" };

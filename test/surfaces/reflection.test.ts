@@ -18,7 +18,7 @@ import { ChannelCredentials } from "@grpc/grpc-js";
 import { GrpcReflection } from "grpc-js-reflection-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { closeReflection } from "./grpcurl.js";
-import { startStack } from "./stack.js";
+import { startStack } from "../support/stack.js";
 
 /**
  * Server reflection checked with a reflection client we did not write

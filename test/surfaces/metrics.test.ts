@@ -4,8 +4,8 @@ import { EventType, RegistryServiceClient } from "../../gen/registry/v1/registry
 import { startHealthServer, type HealthServer } from "../support/health-server.js";
 import { tempDataDir } from "../support/server-process.js";
 import { call, callError, keyAuth, WatchCursor } from "../support/registry-harness.js";
-import { parseExposition, type Exposition } from "./prometheus-text.js";
-import { startStack } from "./stack.js";
+import { parseExposition, type Exposition } from "../support/prometheus-text.js";
+import { startStack } from "../support/stack.js";
 
 type Stack = Awaited<ReturnType<typeof startStack>>;
 

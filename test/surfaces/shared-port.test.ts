@@ -7,8 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RegistryServiceClient } from "../../gen/registry/v1/registry.js";
 import { PortListener } from "../../src/transport/port-listener.js";
 import { call, keyAuth, TEST_KEY } from "../support/registry-harness.js";
-import { startStack } from "./stack.js";
-import { makeTestPki, type TestPki } from "./test-pki.js";
+import { startStack } from "../support/stack.js";
+import { makeTestPki, type TestPki } from "../support/test-pki.js";
 
 const KEY = { authorization: `Bearer ${TEST_KEY}` };
 const REGISTER = { serviceType: "api", port: 8080, host: "10.0.0.1", metadata: {} };

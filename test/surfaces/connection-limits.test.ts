@@ -15,7 +15,8 @@ import { ConnectionLimits } from "../../src/transport/connection-limits.js";
 import { PortListener } from "../../src/transport/port-listener.js";
 import { keyAuth, TEST_KEY } from "../support/registry-harness.js";
 import { startServerProcess, type ServerProcess } from "../support/server-process.js";
-import { makeTestPki } from "./test-pki.js";
+import { waitFor } from "../support/wait-for.js";
+import { makeTestPki } from "../support/test-pki.js";
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
@@ -54,14 +55,6 @@ function listServices(client: RegistryServiceClient, ms = 3000): Promise<ListSer
 
 function isolatedClient(port: number): RegistryServiceClient {
   return new RegistryServiceClient(`127.0.0.1:${port}`, credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 });
-}
-
-async function pollUntil(cond: () => boolean, what: string, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 /** `registry_quota_refusals_total{quota="..."}` (0 when absent). */
@@ -111,7 +104,7 @@ describe("connection caps", () => {
     const healthz = await fetch(`http://127.0.0.1:${server.port}/healthz`, { signal: AbortSignal.timeout(3000) });
     expect(healthz.status).toBe(200);
     // The automatic caps (3/4 of 400 in all, a quarter of that per address) refused the rest at accept.
-    await pollUntil(() => idle.closed() >= 500 - 75, "the sockets over MAX_CONNECTIONS_PER_ADDRESS to be closed", 3000);
+    await waitFor(() => idle.closed() >= 500 - 75, "the sockets over MAX_CONNECTIONS_PER_ADDRESS to be closed", 3000);
     expect(server.output()).toMatch(/"quota":"MAX_CONNECTIONS_PER_ADDRESS"/);
   }, 30_000);
 
@@ -125,13 +118,13 @@ describe("connection caps", () => {
     const a = await flood(server.port, "127.0.0.2", 8);
     cleanups.push(() => a.destroy());
     // Closed at once (the preface deadline is seconds away): 3 over the per-address cap.
-    await pollUntil(() => a.closed() === 3, "3 connections from 127.0.0.2 to be refused", 2000);
+    await waitFor(() => a.closed() === 3, "3 connections from 127.0.0.2 to be refused", 2000);
     const b = await flood(server.port, "127.0.0.3", 5);
     cleanups.push(() => b.destroy());
     const c = await flood(server.port, "127.0.0.4", 5);
     cleanups.push(() => c.destroy());
     // 1 + 5 + 5 + 1 = 12: four from 127.0.0.4 are over the total.
-    await pollUntil(() => c.closed() === 4, "4 connections over MAX_CONNECTIONS to be refused", 2000);
+    await waitFor(() => c.closed() === 4, "4 connections over MAX_CONNECTIONS to be refused", 2000);
     expect(b.closed()).toBe(0);
     expect(a.closed()).toBe(3);
 
