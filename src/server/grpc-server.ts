@@ -112,7 +112,7 @@ export class RegistryGrpcServer {
   private shuttingDown = false;
 
   constructor(private readonly options: RegistryGrpcServerOptions) {
-    const { registry, keys, logger } = options;
+    const { registry, keys, logger, metrics } = options;
     const api = options.api ?? new RegistryApi(registry, keys);
     this.watchStreams = new WatchStreams({
       api,
@@ -123,10 +123,10 @@ export class RegistryGrpcServer {
       ...(options.maxWatchStreams !== undefined ? { maxStreams: options.maxWatchStreams } : {}),
       ...(options.maxWatchStreamsPerConnection !== undefined ? { maxStreamsPerConnection: options.maxWatchStreamsPerConnection } : {}),
       ...(options.metrics?.onQuotaRefused ? { onQuotaRefused: (quota: string) => options.metrics?.onQuotaRefused?.(quota) } : {}),
-      ...(options.metrics ? { onEventSent: (type: string) => options.metrics?.onWatchEventSent(type) } : {}),
+      ...(metrics ? { onEventSent: (type: string) => metrics.onWatchEventSent(type) } : {}),
     });
     const interceptors = [...(options.serverOptions?.interceptors ?? [])];
-    if (options.metrics) interceptors.unshift(rpcMetricsInterceptor(options.metrics));
+    if (metrics) interceptors.unshift(rpcMetricsInterceptor(metrics));
     interceptors.unshift(requestReadTimeout(options.requestReadTimeoutMs ?? 10_000));
     // First in the list, so it wraps grpc-js's base call directly (see its doc).
     interceptors.unshift(compressedFlagGuard());
