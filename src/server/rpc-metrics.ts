@@ -1,5 +1,6 @@
 import { performance } from "node:perf_hooks";
-import { ServerInterceptingCall, status, type ServerInterceptor } from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
+import type { CallHooksFactory } from "./call-hooks.js";
 import type { RpcLabels } from "../observability/registry-metrics.js";
 
 /** The call counters of one method: plain numbers, counted on the call path. */
@@ -16,17 +17,17 @@ export interface RpcObserver {
 }
 
 /**
- * A grpc-js server interceptor that counts every call by method and status
- * code and times it from start to status. grpc-js runs interceptors only for
+ * Call hooks (see call-hooks.ts) that count every call by method and status
+ * code and time it from start to status. grpc-js runs interceptors only for
  * registered methods, so the method label is bounded by the services served.
  * A call the client cancels is recorded once, as `Canceled`. Each method's
  * counters are looked up once and kept, so a call costs no label handling.
  */
-export function rpcMetricsInterceptor(observer: RpcObserver): ServerInterceptor {
+export function rpcMetricsHooks(observer: RpcObserver): CallHooksFactory {
   const counters = new Map<string, RpcMethodCounter>();
   const codeNames: string[] = [];
   const nameOf = (code: status): string => (codeNames[code] ??= codeName(code));
-  return (method, next) => {
+  return (method) => {
     let counter = counters.get(method.path);
     if (counter === undefined) {
       const [service = "", name = ""] = method.path.slice(1).split("/");
@@ -48,13 +49,7 @@ export function rpcMetricsInterceptor(observer: RpcObserver): ServerInterceptor 
       calls.onHandled(nameOf(code), (performance.now() - started) / 1000);
     };
     calls.onStarted();
-    return new ServerInterceptingCall(next, {
-      start: (go) => go({ onCancel: () => finish(status.CANCELLED) }),
-      sendStatus: (s, go) => {
-        finish(s.code);
-        go(s);
-      },
-    });
+    return { onCancel: () => finish(status.CANCELLED), onStatus: finish };
   };
 }
 
