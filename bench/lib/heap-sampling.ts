@@ -8,7 +8,7 @@ let sampledNow: SampledObjects = "all";
 
 /**
  * IPC commands a bench server offers so a tool can take its sampling heap
- * profile (see `bench/tools/promoted-heap.ts`).
+ * profile (see `bench/investigations/promoted-heap.ts`).
  */
 export const heapSamplingCommands = {
   /**

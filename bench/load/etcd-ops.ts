@@ -20,6 +20,17 @@ export async function etcdRegister(client: Client, serviceType: string): Promise
   await etcdPutBytes(client, `/registry/${serviceType}/${id}`, etcdValue(request, id), lease);
 }
 
+/**
+ * Registering with no lease: one put of the instance's record, one round
+ * trip. Not how an etcd-based registry registers (it needs the lease for
+ * liveness); the bench prints it beside the lease peer as etcd's floor.
+ */
+export async function etcdBarePut(client: Client, serviceType: string): Promise<void> {
+  const request = registerRequest(serviceType, ++seq);
+  const id = randomUUID();
+  await etcdPutBytes(client, `/registry/${serviceType}/${id}`, etcdValue(request, id));
+}
+
 /** A plain put of one instance record (the watch fan-out trigger); `n` is the key's last segment. */
 export async function etcdPut(client: Client, prefix: string, n: number): Promise<void> {
   await etcdPutBytes(client, `${prefix}${n}`, etcdValue(registerRequest("fanout", n), randomUUID()));

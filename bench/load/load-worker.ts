@@ -7,7 +7,7 @@
 import * as pb from "../../gen/registry/v1/registry.js";
 import { emit, serveIpc } from "../lib/ipc.js";
 import { closedLoop, type LoopOptions } from "./closed-loop.js";
-import { etcdPut, etcdRange, etcdRegister, etcdSeed } from "./etcd-ops.js";
+import { etcdBarePut, etcdPut, etcdRange, etcdRegister, etcdSeed } from "./etcd-ops.js";
 import { rangeCount } from "./etcd-raw.js";
 import { getByType, getByTypeRaw, register } from "./grpc-ops.js";
 import { httpGetLoop } from "./http-get-loop.js";
@@ -51,6 +51,10 @@ serveIpc({
   etcdRegister: (o: LoopOptions & { endpoint: string; serviceType: string }) => {
     const client = leanClient(o.endpoint);
     return closedLoop(() => etcdRegister(client, o.serviceType), o);
+  },
+  etcdBarePut: (o: LoopOptions & { endpoint: string; serviceType: string }) => {
+    const client = leanClient(o.endpoint);
+    return closedLoop(() => etcdBarePut(client, o.serviceType), o);
   },
   etcdRange: async (o: LoopOptions & { endpoint: string; types: string[]; expect: number }) => {
     const client = await rawGrpcClient(o.endpoint);

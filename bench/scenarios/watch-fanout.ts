@@ -1,6 +1,7 @@
 import { BenchChild } from "../lib/ipc.js";
 import type { BenchContext } from "../lib/context.js";
 import { cpuMark, cpuSince } from "../lib/proc-stat.js";
+import type { Target } from "../lib/report.js";
 import { distribution, sleep, type Distribution } from "../lib/stats.js";
 
 type System = "ceiling" | "registry" | "etcd";
@@ -78,7 +79,8 @@ let seq = 0;
  */
 export async function watchFanoutScenario(ctx: BenchContext): Promise<void> {
   const p = ctx.params.fanout;
-  const reg = await ctx.startRegistry("s3-fanout", { store: "memory", healthChecks: false });
+  // One watch process holds every stream on one connection: more than serve's default per-connection cap.
+  const reg = await ctx.startRegistry("s3-fanout", { store: "memory", healthChecks: false, maxWatchStreamsPerConnection: p.streams });
   const workers = Array.from({ length: Math.max(...p.processes) }, (_, i) => BenchChild.start(`watch-${i}`, "load/watch-worker.ts"));
   await Promise.all(workers.map((w) => w.ready));
   const tracker = new DeliveryTracker(workers);
@@ -126,7 +128,7 @@ export async function watchFanoutScenario(ctx: BenchContext): Promise<void> {
     }
     const caseName = `${p.streams} streams, ${processes} proc`;
     const { ceiling, registry, etcd } = results;
-    const row = (metric: string, unit: string, pick: (r: RunResult) => number, targets = false) => ({
+    const row = (metric: string, unit: string, pick: (r: RunResult) => number, targets: Target[] = []) => ({
       scenario: "3 Watch fan-out",
       case: caseName,
       metric,
@@ -134,15 +136,17 @@ export async function watchFanoutScenario(ctx: BenchContext): Promise<void> {
       ours: pick(registry),
       ceiling: { name: "bare push", value: pick(ceiling) },
       peer: { name: "etcd", value: pick(etcd) },
-      ...(targets
-        ? { targets: [{ against: "ceiling" as const, op: "<=" as const, bound: 1.25 }, { against: "peer" as const, op: "<=" as const, bound: 0.5 }] }
-        : {}),
+      ...(targets.length > 0 ? { targets } : {}),
     });
     ctx.add(
       row("ack→all p50", "ms", (r) => r.toAllMs.p50),
-      row("ack→all p99", "ms", (r) => r.toAllMs.p99, true),
+      row("ack→all p99", "ms", (r) => r.toAllMs.p99, [
+        { against: "ceiling", op: "<=", bound: 1.25 },
+        { against: "peer", op: "<=", bound: 0.5 },
+      ]),
       row("ack→all max", "ms", (r) => r.toAllMs.max),
-      row("server CPU/event", "µs", (r) => r.serverCpuPerEventUs),
+      // What grows with every router (and xDS client) watching: the cost of one event to one watcher.
+      row("server CPU/watcher·event", "µs", (r) => r.serverCpuPerEventUs / p.streams, [{ against: "ceiling", op: "<=", bound: 1.2 }]),
     );
   }
   ctx.details.fanout = raw;

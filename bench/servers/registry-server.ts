@@ -1,17 +1,24 @@
 /**
- * Bench-only registry process: builds ServiceRegistry + RegistryGrpcServer the
- * way `startServer` does (same logger, same stores), listens on 127.0.0.1:0,
- * and answers the orchestrator's commands over IPC: seed instances through
- * the library API, count probes, sample probe lag, collect garbage, stop.
+ * Bench registry process: starts the composition `serve` starts
+ * (`startServer`: instrumented store, metrics on an HTTP port of its own,
+ * serving state, the shared gRPC/HTTP port, connection limits, auth
+ * limiter), with `serve`'s defaults except where a scenario needs otherwise
+ * (below), on 127.0.0.1:0, and answers the orchestrator's commands over IPC:
+ * seed instances through the library API, count probes, sample probe lag,
+ * collect garbage, stop.
  *
  * argv[2]: a JSON {@link RegistryServerConfig}.
  */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { performance } from "node:perf_hooks";
+import { startServer } from "../../src/app/start-server.js";
+import { loadConfig } from "../../src/config/load-config.js";
+import type { Config } from "../../src/config/settings.js";
 import { createLogger } from "../../src/logging/logger.js";
-import { RegistrationKeys } from "../../src/registry/credentials.js";
-import { ServiceRegistry } from "../../src/registry/service-registry.js";
-import { RegistryGrpcServer } from "../../src/server/grpc-server.js";
-import { MemoryStore } from "../../src/store/memory-store.js";
+import type { ServiceRegistry } from "../../src/registry/service-registry.js";
+import { createStore } from "../../src/store/create-store.js";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { heapSamplingCommands } from "../lib/heap-sampling.js";
 import { emit, serveIpc } from "../lib/ipc.js";
@@ -29,6 +36,8 @@ export interface RegistryServerConfig {
   readonly healthCheckBatchSize?: number;
   /** pino level; default "info", the server's default (one line per registration, to /dev/null). */
   readonly logLevel?: string;
+  /** MAX_WATCH_STREAMS_PER_CONNECTION, for a watch client holding more streams on its one connection than serve's default allows. */
+  readonly maxWatchStreamsPerConnection?: number;
 }
 
 /** A block of instances to register directly through the library API. */
@@ -40,33 +49,50 @@ export interface SeedBlock {
   readonly port?: number;
 }
 
-const config = JSON.parse(process.argv[2] ?? "{}") as RegistryServerConfig;
-const logger = createLogger(config.logLevel ?? "info");
-const store =
-  config.store === "sqlite"
-    ? new SqliteStore({ dataDir: config.dataDir ?? "./data", sync: config.sync ?? "normal" })
-    : new MemoryStore();
-const registry = new ServiceRegistry({
-  store,
-  logger,
-  healthChecks: config.healthChecks,
-  ...(config.healthCheckInterval ? { healthCheckInterval: config.healthCheckInterval } : {}),
-  ...(config.healthCheckTTL ? { healthCheckTTL: config.healthCheckTTL } : {}),
-  ...(config.healthCheckMaxRequests ? { healthCheckMaxRequests: config.healthCheckMaxRequests } : {}),
-  ...(config.healthCheckBatchSize ? { healthCheckBatchSize: config.healthCheckBatchSize } : {}),
-});
+const bench = JSON.parse(process.argv[2] ?? "{}") as RegistryServerConfig;
+const dataDir = bench.dataDir ?? mkdtempSync(join(tmpdir(), "registry-bench-server-"));
+// serve's defaults: no environment and no .env read (the data dir has none),
+// so a developer's settings cannot change what the bench measures.
+const defaults = loadConfig({ env: {}, cwd: dataDir });
+const config: Config = {
+  ...defaults,
+  host: "127.0.0.1",
+  port: 0,
+  store: bench.store,
+  storeSync: bench.sync ?? defaults.storeSync,
+  dataDir,
+  registrationKey: BENCH_KEY,
+  healthChecks: bench.healthChecks,
+  healthCheckIntervalMs: bench.healthCheckInterval ?? defaults.healthCheckIntervalMs,
+  healthCheckTtlMs: bench.healthCheckTTL ?? defaults.healthCheckTtlMs,
+  healthCheckMaxRequests: bench.healthCheckMaxRequests ?? defaults.healthCheckMaxRequests,
+  healthCheckBatchSize: bench.healthCheckBatchSize ?? defaults.healthCheckBatchSize,
+  // The scenarios register more than the default quotas allow (scenario 1
+  // puts tens of thousands into one type, scenario 5 100,000 in all): no
+  // bound, though every registration still goes through the quota checks.
+  maxInstances: 0,
+  maxInstancesPerType: 0,
+  maxInstancesPerKey: 0,
+  maxServiceTypes: 0,
+  maxWatchStreamsPerConnection: bench.maxWatchStreamsPerConnection ?? defaults.maxWatchStreamsPerConnection,
+  maxWatchStreams: Math.max(defaults.maxWatchStreams, bench.maxWatchStreamsPerConnection ?? 0),
+  logLevel: (bench.logLevel ?? defaults.logLevel) as Config["logLevel"],
+};
+// As serve's JSON lines; the bench drops the child's stdout (/dev/null).
+const logger = createLogger(config.logLevel);
+// The store startServer would open, made here so its commit groups can be read.
+const store = await createStore(config, logger);
+const startedAt = performance.now();
+// httpPort 0: /metrics, /healthz and the JSON API on an ephemeral port, as serve serves them on HTTP_PORT.
+const server = await startServer(config, logger, { store, httpPort: 0 });
+const startMs = performance.now() - startedAt;
+const { registry, port } = server;
 
 const probes = { passed: 0, failed: 0 };
 if (config.healthChecks) {
   registry.on("healthCheckPassed", () => probes.passed++);
   registry.on("healthCheckFailed", () => probes.failed++);
 }
-
-const startedAt = performance.now();
-await registry.start();
-const startMs = performance.now() - startedAt;
-const grpc = new RegistryGrpcServer({ registry, keys: new RegistrationKeys([BENCH_KEY]), logger });
-const port = await grpc.listen("127.0.0.1", 0);
 
 let seeded = 0;
 let lagTimer: NodeJS.Timeout | undefined;
@@ -118,9 +144,8 @@ serveIpc({
     return { ...process.memoryUsage(), size: registry.size, gcExposed: gc !== undefined };
   },
   async stop() {
-    await grpc.shutdown();
-    await registry.close();
+    await server.close();
     setImmediate(() => process.exit(0));
   },
 });
-emit("ready", { port, startMs, uptimeMs: performance.now(), instances: registry.size });
+emit("ready", { port, httpPort: server.httpPort, startMs, uptimeMs: performance.now(), instances: registry.size });

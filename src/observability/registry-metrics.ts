@@ -2,14 +2,11 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom
 import type { ServiceRegistry } from "../registry/service-registry.js";
 import type { CommitOutcome } from "../registry/commit-outcomes.js";
 import type { ProbeOutcome } from "./instrumented-probe.js";
+import { RpcTally, type RpcLabels, type RpcMethodCalls } from "./rpc-tally.js";
 import type { ServingState } from "./serving-state.js";
+import { TalliedHistogram, type HistogramSeries } from "./tallied-histogram.js";
 
-/** Labels of one gRPC method, as go-grpc-prometheus names them (so its dashboards work). */
-export interface RpcLabels {
-  readonly grpc_type: "unary" | "client_stream" | "server_stream" | "bidi_stream";
-  readonly grpc_service: string;
-  readonly grpc_method: string;
-}
+export type { RpcLabels, RpcMethodCalls } from "./rpc-tally.js";
 
 /** What the metrics read at scrape time. */
 export interface MetricsSources {
@@ -37,7 +34,10 @@ const COMMIT_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.0
  * the global one), so several servers can live in one process.
  *
  * Counters and histograms are fed by the transports and decorators through
- * the `on*` methods; gauges are read from the registry at scrape time. No
+ * the `on*` methods; gauges are read from the registry at scrape time. What
+ * every call, commit or watch event feeds (RPC counts and latencies, commit
+ * latencies, events sent) is counted in plain numbers and handed to
+ * prom-client only when scraped, so the hot paths hash no label sets. No
  * label carries a secret or a value a client can multiply: labels are
  * method names, status codes, outcomes, routes and the service types with
  * the most instances (a bounded number), never instance ids, hosts or tokens.
@@ -51,36 +51,23 @@ const COMMIT_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.0
 export class RegistryMetrics {
   /** The prom-client registry holding every metric of this server. */
   readonly prometheus = new Registry();
-  private readonly rpcStarted: Counter<keyof RpcLabels>;
-  private readonly rpcHandled: Counter<keyof RpcLabels | "grpc_code">;
-  private readonly rpcSeconds: Histogram<keyof RpcLabels | "grpc_code">;
+  private readonly rpc: RpcTally;
   private readonly httpRequests: Counter<"route" | "method" | "code">;
   private readonly httpSeconds: Histogram<"route" | "method">;
-  private readonly eventsSent: Counter<"type">;
+  /** Watch events written, by type, in first-seen order (the order of their series). */
+  private readonly eventsSent = new Map<string, number>();
   private readonly probes: Counter<"outcome">;
   private readonly probeSeconds: Histogram<"outcome">;
-  private readonly commitSeconds: Histogram<"op" | "outcome">;
+  private readonly commitSeconds: TalliedHistogram;
+  /** Commit latency series by op, then outcome. */
+  private readonly commitSeries = new Map<string, Map<string, HistogramSeries>>();
   private readonly quotaRefusals: Counter<"quota">;
   private readonly authFailures: Counter<"kind">;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.prometheus];
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.prometheus });
-    const rpc = ["grpc_type", "grpc_service", "grpc_method"] as const;
-    this.rpcStarted = new Counter({ name: "grpc_server_started_total", help: "RPCs started on the server.", labelNames: rpc, registers });
-    this.rpcHandled = new Counter({
-      name: "grpc_server_handled_total",
-      help: "RPCs completed on the server, by status code.",
-      labelNames: [...rpc, "grpc_code"],
-      registers,
-    });
-    this.rpcSeconds = new Histogram({
-      name: "grpc_server_handling_seconds",
-      help: "Time from an RPC's start to its status (for streams: the stream's lifetime).",
-      labelNames: [...rpc, "grpc_code"],
-      buckets: RPC_BUCKETS,
-      registers,
-    });
+    this.rpc = new RpcTally(registers, RPC_BUCKETS);
     this.httpRequests = new Counter({
       name: "registry_http_requests_total",
       help: "HTTP requests on HTTP_PORT, by route template, method and status code.",
@@ -94,11 +81,16 @@ export class RegistryMetrics {
       buckets: RPC_BUCKETS,
       registers,
     });
-    this.eventsSent = new Counter({
+    const eventsSent = this.eventsSent;
+    new Counter({
       name: "registry_watch_events_sent_total",
       help: "Watch events written to gRPC watch streams, by type.",
       labelNames: ["type"],
       registers,
+      collect() {
+        this.reset();
+        for (const [type, n] of eventsSent) this.inc({ type }, n);
+      },
     });
     this.quotaRefusals = new Counter({
       name: "registry_quota_refusals_total",
@@ -125,10 +117,9 @@ export class RegistryMetrics {
       buckets: PROBE_BUCKETS,
       registers,
     });
-    this.commitSeconds = new Histogram({
+    this.commitSeconds = new TalliedHistogram({
       name: "registry_store_commit_duration_seconds",
       help: "Store commit latency, by mutation and outcome (ok, rejected: a domain answer, error: the store failed).",
-      labelNames: ["op", "outcome"],
       buckets: COMMIT_BUCKETS,
       registers,
     });
@@ -261,15 +252,12 @@ export class RegistryMetrics {
     });
   }
 
-  /** A gRPC call started. */
-  onRpcStarted(labels: RpcLabels): void {
-    this.rpcStarted.inc({ ...labels });
-  }
-
-  /** A gRPC call ended with `code` (go-grpc-prometheus spelling: "OK", "NotFound", ...). */
-  onRpcHandled(labels: RpcLabels, code: string, seconds: number): void {
-    this.rpcHandled.inc({ ...labels, grpc_code: code });
-    this.rpcSeconds.observe({ ...labels, grpc_code: code }, seconds);
+  /**
+   * The call counters of one gRPC method (started, handled by code, and
+   * latency): get them once per method and count each call on them.
+   */
+  rpcMethod(labels: RpcLabels): RpcMethodCalls {
+    return this.rpc.method(labels);
   }
 
   /** An HTTP request ended; `route` is the matched template (e.g. `/service/:id`), never the raw path. */
@@ -278,9 +266,9 @@ export class RegistryMetrics {
     this.httpSeconds.observe({ route, method }, seconds);
   }
 
-  /** A watch event was written to a stream. */
+  /** A watch event was written to a stream (runs once per stream per event: an addition, nothing more). */
   onWatchEventSent(type: string): void {
-    this.eventsSent.inc({ type });
+    this.eventsSent.set(type, (this.eventsSent.get(type) ?? 0) + 1);
   }
 
   /** A health probe finished. */
@@ -301,6 +289,10 @@ export class RegistryMetrics {
 
   /** A store commit finished. */
   onCommit(op: string, outcome: CommitOutcome, seconds: number): void {
-    this.commitSeconds.observe({ op, outcome }, seconds);
+    let byOutcome = this.commitSeries.get(op);
+    if (byOutcome === undefined) this.commitSeries.set(op, (byOutcome = new Map()));
+    let series = byOutcome.get(outcome);
+    if (series === undefined) byOutcome.set(outcome, (series = this.commitSeconds.series({ op, outcome })));
+    series.observe(seconds);
   }
 }

@@ -1,5 +1,6 @@
 import type { Http2Stream } from "node:http2";
-import { ServerInterceptingCall, status, type ServerInterceptor } from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
+import type { CallHooksFactory } from "./call-hooks.js";
 
 /**
  * Refuses a request message whose Compressed-Flag the call cannot honour,
@@ -8,20 +9,20 @@ import { ServerInterceptingCall, status, type ServerInterceptor } from "@grpc/gr
  * identity, and any flag other than 0 or 1. grpc-js reads such a message as
  * uncompressed and serves it: bytes the client meant one way, read another.
  *
- * grpc-js hands interceptors nothing of the message framing, so this one must
- * be the innermost (first in the server's `interceptors` list): it reads the
- * raw request stream and the call's encoding from grpc-js's base call, and
- * watches each DATA chunk before grpc-js's own listener does. Its status
- * marks the call ended, so grpc-js drops the message unread. Where grpc-js's
- * base call does not look as expected, it passes the call through untouched
- * (test/server/compressed-flag.test.ts fails then).
+ * Call hooks (see call-hooks.ts). grpc-js hands interceptors nothing of the
+ * message framing, so they must run in the innermost interceptor (first in
+ * the server's `interceptors` list): they read the raw request stream and the
+ * call's encoding from grpc-js's base call, and watch each DATA chunk before
+ * grpc-js's own listener does. Their status marks the call ended, so grpc-js
+ * drops the message unread. Where grpc-js's base call does not look as
+ * expected, they leave the call untouched (test/server/compressed-flag.test.ts
+ * fails then).
  */
-export function compressedFlagGuard(): ServerInterceptor {
-  return (_method, next) => {
-    const call = new ServerInterceptingCall(next);
+export function compressedFlagGuardHooks(): CallHooksFactory {
+  return (_method, next, call) => {
     const base = next as unknown as { stream?: unknown; incomingEncoding?: unknown };
     const stream = base.stream as Http2Stream | undefined;
-    if (typeof stream?.prependListener !== "function" || typeof base.incomingEncoding !== "string") return call;
+    if (typeof stream?.prependListener !== "function" || typeof base.incomingEncoding !== "string") return {};
     const identity = base.incomingEncoding === "identity";
     const framing = new MessageFlags();
     const onData = (chunk: Buffer): void => {
@@ -38,11 +39,10 @@ export function compressedFlagGuard(): ServerInterceptor {
     };
     stream.prependListener("data", onData);
     stream.once("close", () => stream.off("data", onData));
-    return call;
+    return {};
   };
 }
 
-/** Follows gRPC's length-prefixed framing across DATA chunks, reading each message's flag byte. */
 class MessageFlags {
   /** Bytes of the current 5-byte prefix still to read (5: at a message boundary). */
   private prefixLeft = 5;

@@ -10,11 +10,12 @@ import { ServingState } from "../observability/serving-state.js";
 import type { RegistrationKeys } from "../registry/credentials.js";
 import type { ServiceRegistry } from "../registry/service-registry.js";
 import { shuttingDown } from "../registry/watcher.js";
-import { compressedFlagGuard } from "./compressed-flag-guard.js";
-import { requestReadTimeout } from "./request-read-timeout.js";
+import { compressedFlagGuardHooks } from "./compressed-flag-guard.js";
+import { callHooksInterceptor } from "./call-hooks.js";
+import { requestReadTimeoutHooks } from "./request-read-timeout.js";
 import { HealthService } from "./health-service.js";
 import { reflectionPackageDefinition } from "./proto-files.js";
-import { rpcMetricsInterceptor, type RpcObserver } from "./rpc-metrics.js";
+import { rpcMetricsHooks, type RpcObserver } from "./rpc-metrics.js";
 import { registryHandlers } from "./registry-handlers.js";
 import { WatchEventEncoder } from "./watch-encoder.js";
 import { WatchStreams } from "./watch-handler.js";
@@ -113,7 +114,7 @@ export class RegistryGrpcServer {
   private shuttingDown = false;
 
   constructor(private readonly options: RegistryGrpcServerOptions) {
-    const { registry, keys, logger } = options;
+    const { registry, keys, logger, metrics } = options;
     const api = options.api ?? new RegistryApi(registry, keys);
     this.watchStreams = new WatchStreams({
       api,
@@ -124,13 +125,19 @@ export class RegistryGrpcServer {
       ...(options.maxWatchStreams !== undefined ? { maxStreams: options.maxWatchStreams } : {}),
       ...(options.maxWatchStreamsPerConnection !== undefined ? { maxStreamsPerConnection: options.maxWatchStreamsPerConnection } : {}),
       ...(options.metrics?.onQuotaRefused ? { onQuotaRefused: (quota: string) => options.metrics?.onQuotaRefused?.(quota) } : {}),
-      ...(options.metrics ? { onEventSent: (type: string) => options.metrics?.onWatchEventSent(type) } : {}),
+      ...(metrics ? { onEventSent: (type: string) => metrics.onWatchEventSent(type) } : {}),
     });
     const interceptors = [...(options.serverOptions?.interceptors ?? [])];
-    if (options.metrics) interceptors.unshift(rpcMetricsInterceptor(options.metrics));
-    interceptors.unshift(requestReadTimeout(options.requestReadTimeoutMs ?? 10_000));
-    // First in the list, so it wraps grpc-js's base call directly (see its doc).
-    interceptors.unshift(compressedFlagGuard());
+    // One wrapper for all three (each interceptor is a layer every message of
+    // every call passes through), first in the list so that it wraps grpc-js's
+    // base call directly, as the Compressed-Flag guard needs (see its doc).
+    interceptors.unshift(
+      callHooksInterceptor([
+        compressedFlagGuardHooks(),
+        requestReadTimeoutHooks(options.requestReadTimeoutMs ?? 10_000),
+        ...(metrics ? [rpcMetricsHooks(metrics)] : []),
+      ]),
+    );
     this.server = new Server({ ...options.serverOptions, interceptors });
     tolerateInvalidStreamFrames(this.server);
     this.server.addService(registryService, registryHandlers({ api, logger, watchStreams: this.watchStreams, signals: this.calls }));

@@ -1,5 +1,6 @@
 import { constants } from "node:http2";
-import { ServerInterceptingCall, status, type ServerInterceptor } from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
+import type { CallHooksFactory } from "./call-hooks.js";
 import { http2StreamBelow } from "./call-stream.js";
 
 /**
@@ -16,13 +17,14 @@ import { http2StreamBelow } from "./call-stream.js";
  * one bounds only the reading of the request.
  *
  * @example
- * new Server({ interceptors: [requestReadTimeout(10_000)] });
+ * new Server({ interceptors: [callHooksInterceptor([requestReadTimeoutHooks(10_000)])] });
  */
-export function requestReadTimeout(timeoutMs: number): ServerInterceptor {
-  return (_method, next) => {
+export function requestReadTimeoutHooks(timeoutMs: number): CallHooksFactory {
+  return (_method, next, call) => {
     let timer: NodeJS.Timeout | undefined;
-    const call: ServerInterceptingCall = new ServerInterceptingCall(next, {
-      start: (startNext) => {
+    const stop = (): void => clearTimeout(timer);
+    return {
+      onStart() {
         timer = setTimeout(() => {
           call.sendStatus({ code: status.DEADLINE_EXCEEDED, details: `the request did not arrive in full within ${timeoutMs} ms` });
           const stream = http2StreamBelow(next);
@@ -31,19 +33,10 @@ export function requestReadTimeout(timeoutMs: number): ServerInterceptor {
           });
         }, timeoutMs);
         timer.unref();
-        startNext({
-          onReceiveHalfClose: (halfCloseNext) => {
-            clearTimeout(timer);
-            halfCloseNext();
-          },
-          onCancel: () => clearTimeout(timer),
-        });
       },
-      sendStatus: (sent, statusNext) => {
-        clearTimeout(timer);
-        statusNext(sent);
-      },
-    });
-    return call;
+      onHalfClose: stop,
+      onCancel: stop,
+      onStatus: stop,
+    };
   };
 }

@@ -1,44 +1,55 @@
 import { performance } from "node:perf_hooks";
-import { ServerInterceptingCall, status, type ServerInterceptor } from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
+import type { CallHooksFactory } from "./call-hooks.js";
 import type { RpcLabels } from "../observability/registry-metrics.js";
+
+/** The call counters of one method: plain numbers, counted on the call path. */
+export interface RpcMethodCounter {
+  onStarted(): void;
+  /** `code` as go-grpc-prometheus spells it ("OK", "NotFound"). */
+  onHandled(code: string, seconds: number): void;
+}
 
 /** Where RPC counts and latencies go (RegistryMetrics implements it). */
 export interface RpcObserver {
-  onRpcStarted(labels: RpcLabels): void;
-  onRpcHandled(labels: RpcLabels, code: string, seconds: number): void;
+  /** The counters of the method with `labels`; asked once per method, then kept. */
+  rpcMethod(labels: RpcLabels): RpcMethodCounter;
 }
 
 /**
- * A grpc-js server interceptor that counts every call by method and status
- * code and times it from start to status. grpc-js runs interceptors only for
+ * Call hooks (see call-hooks.ts) that count every call by method and status
+ * code and time it from start to status. grpc-js runs interceptors only for
  * registered methods, so the method label is bounded by the services served.
- * A call the client cancels is recorded once, as `Canceled`.
+ * A call the client cancels is recorded once, as `Canceled`. Each method's
+ * counters are looked up once and kept, so a call costs no label handling.
  */
-export function rpcMetricsInterceptor(observer: RpcObserver): ServerInterceptor {
-  return (method, next) => {
-    const [service = "", name = ""] = method.path.slice(1).split("/");
-    const labels: RpcLabels = {
-      grpc_type: method.requestStream
-        ? method.responseStream ? "bidi_stream" : "client_stream"
-        : method.responseStream ? "server_stream" : "unary",
-      grpc_service: service,
-      grpc_method: name,
-    };
+export function rpcMetricsHooks(observer: RpcObserver): CallHooksFactory {
+  const counters = new Map<string, RpcMethodCounter>();
+  const codeNames: string[] = [];
+  const nameOf = (code: status): string => (codeNames[code] ??= codeName(code));
+  return (method) => {
+    let counter = counters.get(method.path);
+    if (counter === undefined) {
+      const [service = "", name = ""] = method.path.slice(1).split("/");
+      counter = observer.rpcMethod({
+        grpc_type: method.requestStream
+          ? method.responseStream ? "bidi_stream" : "client_stream"
+          : method.responseStream ? "server_stream" : "unary",
+        grpc_service: service,
+        grpc_method: name,
+      });
+      counters.set(method.path, counter);
+    }
+    const calls = counter;
     const started = performance.now();
     let done = false;
     const finish = (code: status): void => {
       if (done) return;
       done = true;
-      observer.onRpcHandled(labels, codeName(code), (performance.now() - started) / 1000);
+      calls.onHandled(nameOf(code), (performance.now() - started) / 1000);
     };
-    observer.onRpcStarted(labels);
-    return new ServerInterceptingCall(next, {
-      start: (go) => go({ onCancel: () => finish(status.CANCELLED) }),
-      sendStatus: (s, go) => {
-        finish(s.code);
-        go(s);
-      },
-    });
+    calls.onStarted();
+    return { onCancel: () => finish(status.CANCELLED), onStatus: finish };
   };
 }
 

@@ -55,7 +55,7 @@ export const SHELL_RULES: readonly ShellRule[] = [
   { where: "docs/operations.md#Container", command: /^docker (build|run) /, how: { notRun: "needs a Docker daemon and the network (Debian and npm mirrors) to build the image; the Dockerfile's COPY sources and CMD are checked" } },
   // docs/replicas.md, docs/performance.md
   { where: "docs/replicas.md#Running several replicas on etcd", command: /^STORE=etcd ETCD_ENDPOINTS=\S+ SERVICE_REGISTRATION_KEY=\.\.\. REPLICA_ID=\$\(hostname\) npm start$/, how: { coveredBy: "test/etcd/replicas.test.ts", note: "real replicas on a real etcd with STORE=etcd, ETCD_ENDPOINTS and a key (skipped when etcd is not on the PATH); three etcd hosts are the reader's" } },
-  { where: "docs/performance.md#Performance", command: /^(npm run bench|node (--expose-gc )?--import tsx bench\/tools\/)/, how: { notRun: BENCH } },
+  { where: "docs/performance.md#Performance", command: /^(npm run bench|node (--expose-gc )?--import tsx bench\/(?:tools|investigations)\/)/, how: { notRun: BENCH } },
 ];
 
 /** A block that is not a shell or TypeScript sample, and what is checked of it. */

@@ -14,7 +14,7 @@
  * Needs `perf` (Debian: linux-perf) and permission to profile the children
  * (root, or kernel.perf_event_paranoid <= 1).
  *
- * usage: node --import tsx bench/tools/register-perf.ts [--c=1] [--ms=5000] [--store=memory|sqlite] [--top=25] [--out=DIR]
+ * usage: node --import tsx bench/investigations/register-perf.ts [--c=1] [--ms=5000] [--store=memory|sqlite] [--top=25] [--out=DIR]
  */
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync } from "node:fs";

@@ -13,7 +13,7 @@
  * hits all of them; prints every round and each layout's median. No
  * registry code runs: this is the table layout's cost alone.
  *
- * usage: node --import tsx bench/tools/sqlite-layouts.ts [--rows=20000] [--per-commit=1] [--rounds=3]
+ * usage: node --import tsx bench/investigations/sqlite-layouts.ts [--rows=20000] [--per-commit=1] [--rounds=3]
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";

@@ -7,7 +7,7 @@
  * does; the bench's RSS figure
  * (scenario 5) adds the process around it.
  *
- * usage: node --expose-gc --import tsx bench/tools/instance-heap.ts [--shared] [--n=100000]
+ * usage: node --expose-gc --import tsx bench/investigations/instance-heap.ts [--shared] [--n=100000]
  */
 import { RegistryApi } from "../../src/api/registry-api.js";
 import { createLogger } from "../../src/logging/logger.js";

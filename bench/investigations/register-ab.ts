@@ -7,7 +7,7 @@
  * median of each build's per-round ratio to the no-op does. Prints every
  * round and the medians.
  *
- * usage: node --import tsx bench/tools/register-ab.ts [--against=PATH] [--stores=memory,sqlite] [--c=16] [--rounds=7] [--ms=2000] [--profile=DIR]
+ * usage: node --import tsx bench/investigations/register-ab.ts [--against=PATH] [--stores=memory,sqlite] [--c=16] [--rounds=7] [--ms=2000] [--profile=DIR]
  *   --profile=DIR  every server (the no-op too) under node --cpu-prof, into DIR: compare them with profile-summary
  */
 import { mkdtempSync } from "node:fs";

@@ -4,7 +4,7 @@
  * the most self time and the most inclusive time. Idle time is left out, so
  * shares are of the CPU the process actually used.
  *
- * usage: node --import tsx bench/tools/profile-summary.ts FILE.cpuprofile [--top=25] [--match=TEXT]
+ * usage: node --import tsx bench/investigations/profile-summary.ts FILE.cpuprofile [--top=25] [--match=TEXT]
  *   --match=TEXT  only samples whose stack contains a function or file matching TEXT
  */
 import { readFileSync } from "node:fs";

@@ -6,7 +6,7 @@
  * kept bytes what each one costs. Prints the allocating functions by sampled
  * bytes per call (sampled every 4 KiB: read differences of ~10%, not bytes).
  *
- * usage: node --import tsx bench/tools/promoted-heap.ts [--server=memory|sqlite|no-op|no-op-kept] [--sampled=promoted|kept|all] [--c=64] [--ms=8000] [--out=FILE.heapprofile]
+ * usage: node --import tsx bench/investigations/promoted-heap.ts [--server=memory|sqlite|no-op|no-op-kept] [--sampled=promoted|kept|all] [--c=64] [--ms=8000] [--out=FILE.heapprofile]
  *   --server  the registry with that store (default memory), or the no-op ceiling (no-op-kept: keeping each request, as a registry keeps each instance)
  *   --sampled what the profile holds (default promoted; see heapSamplingCommands): promoted minus kept is what mark-compacts free
  */

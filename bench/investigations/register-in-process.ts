@@ -8,7 +8,7 @@
  * cost: inside the server the same work runs interleaved with grpc-js and
  * node:http2, with colder caches, and costs about twice as much.
  *
- * usage: node --import tsx bench/tools/register-in-process.ts [--n=200000] [--log=info|silent] [--rounds=3] [--batch=1] [--store=memory|sqlite]
+ * usage: node --import tsx bench/investigations/register-in-process.ts [--n=200000] [--log=info|silent] [--rounds=3] [--batch=1] [--store=memory|sqlite]
  *   --store=sqlite  the SQLite store (normal sync) in a fresh temp directory each round
  *   --log=info   writes the log line to /dev/null, as the bench's registry does (default)
  *   --batch=N    starts N registrations before awaiting them, as the server
