@@ -67,6 +67,7 @@ export interface OtherBlock {
 
 export const OTHER_BLOCKS: readonly OtherBlock[] = [
   { where: "docs/architecture.md#Architecture", lang: "", how: "a diagram; every file name in it is checked to exist under src/" },
+  { where: "docs/architecture.md#The write path", lang: "", how: "a diagram of the write path; every file name in it is checked to exist under src/" },
   { where: "docs/operations.md#Metrics", lang: "yaml", how: "Prometheus scrape configuration for the reader's hosts; its port is HTTP_PORT's default" },
   { where: "docs/operations.md#Alerts worth setting", lang: "yaml", how: "Prometheus rules: every metric they name is checked against a real server's /metrics" },
   { where: "docs/operations.md#systemd", lang: "ini", how: "a systemd unit: its ExecStart is checked to be the deployment command run here" },
