@@ -83,6 +83,8 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
   private bookmarkDue = false;
   /** One timer per watcher, re-armed at each idle wait rather than created anew per event. */
   private bookmarkTimer: NodeJS.Timeout | undefined;
+  /** When the consumer last started waiting for work (epoch ms). */
+  private idleSince = 0;
   /**
    * This watcher's idle time before a BOOKMARK: the interval plus up to a
    * tenth more, drawn once. Watchers opened together (every router
@@ -205,6 +207,7 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
     this.position = this.resumeRevision;
     this.ended = error ? { error } : {};
     clearTimeout(this.bookmarkTimer);
+    this.bookmarkTimer = undefined;
     this.queue.length = 0;
     this.snapshotItems = undefined;
     this.feed.closed(this);
@@ -295,24 +298,36 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
     this.notify();
   }
 
-  /** Starts (or restarts) the idle wait: a bookmark comes due if nothing is taken for a whole interval. */
+  /**
+   * Starts (or restarts) the idle wait: a bookmark comes due if nothing is
+   * taken for a whole interval. The timer is not re-armed at every wait (a
+   * busy watcher waits once per event): it fires once an interval and, if
+   * the consumer has not been idle that long, waits out what is left.
+   */
   private waitForWork(): void {
     this.waiting = true;
-    if (this.bookmarkTimer) {
-      this.bookmarkTimer.refresh();
-    } else {
-      this.bookmarkTimer = setTimeout(this.onBookmarkTimer, this.bookmarkDelayMs);
-      this.bookmarkTimer.unref();
-    }
+    this.idleSince = Date.now();
+    if (!this.bookmarkTimer) this.armBookmarkTimer(this.bookmarkDelayMs);
+  }
+
+  private armBookmarkTimer(ms: number): void {
+    this.bookmarkTimer = setTimeout(this.onBookmarkTimer, ms);
+    this.bookmarkTimer.unref();
   }
 
   /**
    * The bookmark timer fired: a bookmark is due only if the consumer has been
-   * waiting all along (each `poll()` that finds nothing restarts the timer; a
-   * consumer held up by its transport is not waiting).
+   * waiting all along for a whole interval (a consumer held up by its
+   * transport is not waiting; its next wait arms the timer again).
    */
   private readonly onBookmarkTimer = (): void => {
+    this.bookmarkTimer = undefined;
     if (!this.waiting || this.ended) return;
+    const left = this.idleSince + this.bookmarkDelayMs - Date.now();
+    if (left > 0) {
+      this.armBookmarkTimer(left);
+      return;
+    }
     this.bookmarkDue = true;
     this.notify();
   };

@@ -218,6 +218,26 @@ describe("Watcher: bookmarks and progress", () => {
     expect(drain(w)).toEqual(["bookmark@7"]);
   });
 
+  it("sends no BOOKMARK to a watcher kept busy, and one a whole interval after it last went idle", () => {
+    vi.spyOn(Math, "random").mockReturnValue(0);
+    const w = open({ serviceType: "a" });
+    let wakes = 0;
+    w.consume(() => wakes++);
+    drain(w);
+    // An event every 600 ms: never idle for a whole interval.
+    for (let i = 0; i < 5; i++) {
+      vi.advanceTimersByTime(600);
+      commitAndPush("a", w);
+      expect(drain(w)).toEqual([`registered@${i + 1}:a${i + 1}`]);
+    }
+    const wakesWhileBusy = wakes;
+    vi.advanceTimersByTime(999);
+    expect(wakes).toBe(wakesWhileBusy);
+    vi.advanceTimersByTime(1);
+    expect(wakes).toBe(wakesWhileBusy + 1);
+    expect(drain(w)).toEqual(["bookmark@5"]);
+  });
+
   it("jitters the bookmark delay up to a tenth over the interval, never under it", () => {
     vi.spyOn(Math, "random").mockReturnValue(0.999);
     const w = open();
