@@ -43,7 +43,7 @@ export interface BenchParams {
 export const FULL: BenchParams = {
   // c=64 windows are 2 s: a registry's mark-compact comes every ~4-6 s at c=64 and costs what
   // it holds, so three 1 s windows held one or none of them; 2 s halves that swing without
-  // removing it (docs/performance.md, runs V-AA).
+  // removing it ("How far to trust one run" in docs/performance.md).
   register: {
     concurrencies: [{ concurrency: 1, durationMs: 1000 }, { concurrency: 16, durationMs: 1000 }, { concurrency: 64, durationMs: 2000 }],
     jitWarmupMs: 1500,

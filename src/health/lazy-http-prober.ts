@@ -3,8 +3,8 @@ import { assertProbeTimeout } from "./probe-attempt.js";
 
 /**
  * An {@link HttpProber} loaded when first needed. undici, its HTTP client, is
- * over a hundred modules (a noticeable part of a start, see
- * docs/performance.md), and a registry can answer calls
+ * over a hundred modules (a noticeable part of a start: bench scenario 5,
+ * start-up), and a registry can answer calls
  * before any probe has run. With `after`, probes wait for that promise
  * before loading it: the server passes one it resolves once it serves, so
  * undici loads after the "serving" line, not before it. Same contract as
