@@ -2,7 +2,7 @@
  * `npm run bench [-- --quick] [--only=1,3] [--profile] [--update-docs]`
  *
  * Starts the registry (the composition `serve` starts: metrics, serving state,
- * instrumented store), the ceilings, etcd and the load in separate processes
+ * commit observer), the ceilings, etcd and the load in separate processes
  * on 127.0.0.1, runs the scenarios of issue 4, prints every figure beside its
  * ceiling and its peer (measured in this run) as ratios, and writes
  * bench/results/latest.json and latest.md. `--quick` uses small counts (CI:

@@ -1,6 +1,6 @@
 /**
  * Bench registry process: starts the composition `serve` starts
- * (`startServer`: instrumented store, metrics on an HTTP port of its own,
+ * (`startServer`: commit observer, metrics on an HTTP port of its own,
  * serving state, the shared gRPC/HTTP port, connection limits, auth
  * limiter), with `serve`'s defaults except where a scenario needs otherwise
  * (below), on 127.0.0.1:0, and answers the orchestrator's commands over IPC:

@@ -58,6 +58,15 @@ export class RegistryApi {
     this.auth = new Authenticator(keys, registry, authOptions);
   }
 
+  /**
+   * Runs a transport's handling of a write request in the registry's next
+   * write turn, with the other writes of that turn: both transports hand
+   * their Register and Unregister handling here.
+   */
+  inWriteTurn(task: () => void): void {
+    this.registry.inWriteTurn(task);
+  }
+
   /** Register: needs the registration key; `host` defaults to the caller's address. */
   async register(ctx: CallContext, request: RegisterRequest): Promise<Registration> {
     await this.auth.requireKey(ctx.credentials, ctx);

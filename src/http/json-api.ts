@@ -32,6 +32,7 @@ export function jsonApiRoutes(api: RegistryApi, options: { maxBodyBytes?: number
         const ctx = context(req, signal);
         await api.auth.requireKey(ctx.credentials, ctx); // refuse before reading a stranger's body
         const request = registerRequestFromJson(await readJsonBody(req, maxBodyBytes));
+        await writeTurn(api);
         const { instance, token } = await api.register(ctx, request);
         return { status: 201, json: { serviceId: instance.id, token, instance: instanceJson(instance) } };
       },
@@ -64,11 +65,17 @@ export function jsonApiRoutes(api: RegistryApi, options: { maxBodyBytes?: number
       method: "DELETE",
       template: "/service/:id",
       async handle({ req, params, signal }) {
+        await writeTurn(api);
         const change = await api.unregister(context(req, signal), params.id ?? "");
         return { status: 200, json: { instance: instanceJson(change.instance), revision: change.revision } };
       },
     },
   ];
+}
+
+/** Resolves in the registry's next write turn: HTTP writes run with that turn's others, as gRPC's do. */
+function writeTurn(api: RegistryApi): Promise<void> {
+  return new Promise((resolve) => api.inWriteTurn(resolve));
 }
 
 /** Credentials from headers, the caller's address and the request's abort signal, as the gRPC layer reads them from its call. */

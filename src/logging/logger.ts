@@ -1,5 +1,6 @@
 import { isatty } from "node:tty";
 import pino, { type Logger } from "pino";
+import { BatchLines, flushOtherLines, markBatchingLogger } from "./batch-lines.js";
 import { prettyDestination } from "./pretty-destination.js";
 
 /**
@@ -34,24 +35,33 @@ function secretFields(prefix: string): string[] {
  * (`stdoutDestination` gives stdout as LOG_FORMAT asks).
  */
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
-  const options = { level, base: { service: "service-registry" }, redact: { paths: REDACTED_PATHS, censor: "[redacted]" } };
-  return pino(options, destination ?? fdDestination(1));
+  const options = {
+    level,
+    base: { service: "service-registry" },
+    redact: { paths: REDACTED_PATHS, censor: "[redacted]" },
+    // Change lines wait for the registry's flush at the end of their batch; any other line goes out at once.
+    hooks: { logMethod: flushOtherLines },
+  };
+  const logger = pino(options, destination ?? fdDestination(1));
+  markBatchingLogger(logger);
+  return logger;
 }
 
 /**
- * pino's own destination (sonic-boom) on a file descriptor, writing each line
- * synchronously: a change's line is out before the change is acknowledged,
- * so a SIGKILL loses no line of an acknowledged change, and nothing is held
- * in memory. The price: a log reader that stops reading (a full pipe) stalls
+ * pino's own destination (sonic-boom) on a file descriptor, behind a
+ * {@link BatchLines}: a committed batch's change lines go out in one
+ * synchronous write, before the batch is acknowledged, so a SIGKILL loses no
+ * line of an acknowledged change; every other line is written at once. The
+ * price: a log reader that stops reading (a full pipe) stalls
  * the server until it reads again; at one line per change, not per probe, a
  * reader has to be stuck, not slow. A destination that fails otherwise (the
  * reader is gone: EPIPE; a full disk) drops lines: logging must never throw
  * into the registry's code paths.
  */
-export function fdDestination(fd: number): pino.DestinationStream {
+export function fdDestination(fd: number): BatchLines {
   const destination = pino.destination({ dest: fd, sync: true });
   destination.on("error", () => {});
-  return destination;
+  return new BatchLines(destination);
 }
 
 /** LOG_FORMAT: JSON lines, pino-pretty's human-readable lines, or pretty on a terminal only. */

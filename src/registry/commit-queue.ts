@@ -9,6 +9,14 @@ export interface QueuedCommit {
   reject(error: unknown): void;
 }
 
+/** A write waiting for its batch. */
+interface SubmittedWrite {
+  readonly prepare: () => Mutation;
+  readonly resolve: (change: Change) => void;
+  readonly reject: (error: unknown) => void;
+  readonly signal: AbortSignal | undefined;
+}
+
 /** What commits a batch: settles every entry, and never rejects itself. */
 export type BatchCommitter = (batch: readonly QueuedCommit[]) => Promise<void>;
 
@@ -23,12 +31,20 @@ export interface CommitQueueOptions {
 }
 
 /**
- * The registry's one batching point: every mutation asked for in one turn of
+ * The registry's one batching point: every write asked for in one turn of
  * the event loop (from any transport, and the prober) goes to the store in
- * one batch, handed over in an immediate, once the turn's I/O has been read.
- * Under load a batch holds every call that arrived meanwhile, so a store
- * writes one transaction (SQLite) and the core publishes once, however many
- * calls came; with one call in flight the batch is that call.
+ * one batch, formed in an immediate once the turn's I/O has been read. Under
+ * load a batch holds every call that arrived meanwhile, so a store writes one
+ * transaction (SQLite) and the core publishes once, however many calls came;
+ * with one call in flight the batch is that call.
+ *
+ * A turn's writes run back to back, with their code hot in the caches,
+ * rather than each between grpc-js's or node:http's own work for the next
+ * request (bench scenario 1 shows the difference): a transport runs the
+ * whole handling of a write request in the queue's next turn (`runInTurn`),
+ * and the core submits each write as a function that prepares its mutation
+ * (validation, quotas, a new token), run when the batch is formed. A write
+ * whose preparation throws fails alone.
  *
  * A mutation whose caller stopped listening while it waited (its `signal`
  * aborted: the call ended, the server is going down) is dropped, answered
@@ -36,7 +52,8 @@ export interface CommitQueueOptions {
  * client that retries would register twice.
  */
 export class CommitQueue {
-  private waiting: (QueuedCommit & { readonly signal: AbortSignal | undefined })[] = [];
+  private waiting: SubmittedWrite[] = [];
+  private turnTasks: (() => void)[] = [];
   private scheduled: NodeJS.Immediate | undefined;
   /** Settles once every batch handed over so far is settled. */
   private settled: Promise<void> = Promise.resolve();
@@ -46,13 +63,27 @@ export class CommitQueue {
     private readonly options: CommitQueueOptions,
   ) {}
 
-  /** Queues a mutation for the next batch; resolves with its committed change. */
-  enqueue(mutation: Mutation, signal?: AbortSignal): Promise<Change> {
+  /**
+   * Queues a write for the next batch: `prepare` is run when the batch is
+   * formed and answers the mutation to commit. Resolves with the committed
+   * change; rejects with what `prepare` threw, or why the commit failed.
+   */
+  submit(prepare: () => Mutation, signal?: AbortSignal): Promise<Change> {
     if (signal?.aborted) return Promise.reject(cancelled());
     return new Promise((resolve, reject) => {
-      this.waiting.push({ mutation, resolve, reject, signal });
+      this.waiting.push({ prepare, resolve, reject, signal });
       this.scheduled ??= setImmediate(() => this.handOver());
     });
+  }
+
+  /**
+   * Runs `task` at the start of the queue's next turn, with the other tasks
+   * that arrived meanwhile, in arrival order. A task must not throw (one that
+   * does is skipped, and the others still run).
+   */
+  runInTurn(task: () => void): void {
+    this.turnTasks.push(task);
+    this.scheduled ??= setImmediate(() => this.handOver());
   }
 
   /** Hands over what waits now, and resolves once every batch handed over is settled (for shutdown). */
@@ -64,10 +95,26 @@ export class CommitQueue {
 
   private handOver(): void {
     this.scheduled = undefined;
+    const tasks = this.turnTasks;
+    this.turnTasks = []; // tasks arriving while these run wait for the next turn
+    for (const task of tasks) {
+      try {
+        task();
+      } catch {
+        // the task's own answer is its business; the others still run
+      }
+    }
     const batch: QueuedCommit[] = [];
-    for (const entry of this.waiting) {
-      if (entry.signal?.aborted) entry.reject(cancelled());
-      else batch.push(entry);
+    for (const { prepare, resolve, reject, signal } of this.waiting) {
+      if (signal?.aborted) {
+        reject(cancelled());
+        continue;
+      }
+      try {
+        batch.push({ mutation: prepare(), resolve, reject });
+      } catch (err) {
+        reject(err);
+      }
     }
     this.waiting = [];
     if (batch.length === 0) return;

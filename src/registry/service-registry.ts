@@ -4,6 +4,7 @@ import { performance } from "node:perf_hooks";
 import type { ProbeResult, ProbeTarget } from "../health/http-probe.js";
 import { LazyHttpProber } from "../health/lazy-http-prober.js";
 import { ProbeScheduler } from "../health/probe-scheduler.js";
+import { flushChangeLines } from "../logging/batch-lines.js";
 import { structuredLogger, type StructuredLogger } from "../logging/registry-logger.js";
 import { MemoryStore } from "../store/memory-store.js";
 import type { Mutation, RegistryStore } from "./registry-store.js";
@@ -170,6 +171,14 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     this.scheduler?.start();
   }
 
+  /**
+   * Runs a transport's handling of a write (`task`) in the commit queue's
+   * next turn, together with the turn's other writes (see CommitQueue).
+   */
+  inWriteTurn(task: () => void): void {
+    this.queue.runInTurn(task);
+  }
+
   /** Names the data set revisions belong to. */
   get epoch(): string {
     return this.currentEpoch;
@@ -186,32 +195,37 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
    */
   async register(input: RegisterInput, options: RegisterOptions = {}): Promise<Registration> {
     this.assertRunning();
-    const valid = validateRegisterInput(input);
-    assertProbeTargetAllowed(valid.host, this.options.probeTargetPolicy);
-    const serviceType = this.index.sharedType(valid.serviceType);
     const { keyId, notAfter, signal } = options;
-    const id = newInstanceId();
-    const reservation = this.quotas.reserve(id, serviceType, keyId);
+    let token = "";
+    let reservation: { release(): void } | undefined;
     try {
-      const token = newToken();
-      const now = this.options.now();
-      const change = await this.commit({
-        op: "register",
-        instance: {
-          id, ...valid, serviceType, health: "healthy", registeredAt: now, updatedAt: now, tokenHash: hashSecret(token), keyId,
-        },
-        ...(notAfter === undefined ? {} : { notAfter }),
+      // Prepared with the rest of its batch (see CommitQueue).
+      const change = await this.commit(() => {
+        const valid = validateRegisterInput(input);
+        assertProbeTargetAllowed(valid.host, this.options.probeTargetPolicy);
+        const serviceType = this.index.sharedType(valid.serviceType);
+        const id = newInstanceId();
+        reservation = this.quotas.reserve(id, serviceType, keyId);
+        token = newToken();
+        const now = this.options.now();
+        return {
+          op: "register",
+          instance: {
+            id, ...valid, serviceType, health: "healthy", registeredAt: now, updatedAt: now, tokenHash: hashSecret(token), keyId,
+          },
+          ...(notAfter === undefined ? {} : { notAfter }),
+        };
       }, signal);
       return { instance: change.instance, token };
     } finally {
-      reservation.release();
+      reservation?.release();
     }
   }
 
   /** Removes an instance. Rejects with NOT_FOUND when it is not registered. */
   async unregister(id: string, reason: RemovalReason = "unregistered", options: UnregisterOptions = {}): Promise<Change> {
     this.assertRunning();
-    return this.commit({ op: "remove", id, reason, at: this.options.now() }, options.signal);
+    return this.commit(() => ({ op: "remove", id, reason, at: this.options.now() }), options.signal);
   }
 
   /**
@@ -383,9 +397,9 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     this.state = "closed";
   }
 
-  private commit(mutation: Mutation, signal?: AbortSignal): Promise<Change> {
+  private commit(prepare: () => Mutation, signal?: AbortSignal): Promise<Change> {
     this.assertFresh();
-    return this.queue.enqueue(mutation, signal);
+    return this.queue.submit(prepare, signal);
   }
 
   /**
@@ -474,6 +488,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
       }
     }
     if (applied.length === 0) return;
+    // One write for the batch's lines (a logger that holds them: the server's), before anyone hears of it.
+    flushChangeLines(this.logger);
     this.hub?.publishChanges(applied);
     for (const change of applied) this.fire("change", change);
     this.releaseWaiters();
@@ -512,7 +528,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
       return;
     }
     this.pendingHealth.add(instance.id);
-    this.commit(mutation)
+    this.commit(() => mutation)
       .catch((err: unknown) => {
         if (err instanceof RegistryError && err.code === "not_found") return; // removed meanwhile
         this.logger.error({ err, instanceId: instance.id }, "could not commit a health change");

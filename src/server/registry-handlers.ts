@@ -127,6 +127,18 @@ class GrpcCallContext implements CallContext {
 }
 
 /**
+ * A write's handler, run in the registry's next write turn with the other
+ * writes of that turn (see CommitQueue). A call that ended while it waited
+ * is not run: nobody would hear the answer, and a client that retries would
+ * register twice.
+ */
+function inWriteTurn<Req, Res>(api: RegistryApi, handler: handleUnaryCall<Req, Res>): handleUnaryCall<Req, Res> {
+  return (call, callback) => api.inWriteTurn(() => {
+    if (!call.cancelled) handler(call, callback);
+  });
+}
+
+/**
  * The RegistryService implementation: decode the request, call the API layer
  * (auth, checks, core), encode the answer. No registry logic lives here.
  */
@@ -134,7 +146,7 @@ export function registryHandlers(deps: HandlerDeps) {
   const { api, logger, signals } = deps;
   const typeAnswers = new TypeAnswerCache();
   return {
-    register: unary<pb.RegisterRequest, pb.RegisterResponse>("Register", logger, signals, async (req, ctx) => {
+    register: inWriteTurn(api, unary<pb.RegisterRequest, pb.RegisterResponse>("Register", logger, signals, async (req, ctx) => {
       const { instance, token } = await api.register(ctx, {
         serviceType: req.serviceType,
         port: req.port,
@@ -143,7 +155,7 @@ export function registryHandlers(deps: HandlerDeps) {
         healthCheckPath: req.healthCheck?.path,
       });
       return { serviceId: instance.id, token, instance: toProtoInstance(instance) };
-    }),
+    })),
 
     getByType: unary<pb.GetByTypeRequest, pb.GetByTypeResponse>("GetByType", logger, signals, (req, ctx) => {
       const answer = api.getByType(ctx, req.serviceType, req.includeUnhealthy);
@@ -156,10 +168,10 @@ export function registryHandlers(deps: HandlerDeps) {
       return andThen(api.getInstance(ctx, req.instanceId), (instance) => ({ instance: toProtoInstance(instance) }));
     }),
 
-    unregister: unary<pb.UnregisterRequest, pb.UnregisterResponse>("Unregister", logger, signals, async (req, ctx) => {
+    unregister: inWriteTurn(api, unary<pb.UnregisterRequest, pb.UnregisterResponse>("Unregister", logger, signals, async (req, ctx) => {
       const change = await api.unregister(ctx, req.instanceId);
       return { instance: toProtoInstance(change.instance), revision: change.revision };
-    }),
+    })),
 
     listServices: unary<pb.ListServicesRequest, pb.ListServicesResponse>("ListServices", logger, signals, (_req, ctx) => {
       return api.listServices(ctx);

@@ -22,26 +22,62 @@ describe("CommitQueue", () => {
   it("hands every mutation asked for in one turn to the store as one batch, in order, once the turn is over", async () => {
     const r = recording();
     const queue = new CommitQueue(r.commit, { oneBatchAtATime: true });
-    const answers = [queue.enqueue(remove("a")), queue.enqueue(remove("b")), queue.enqueue(remove("c"))];
+    const answers = [queue.submit(() => remove("a")), queue.submit(() => remove("b")), queue.submit(() => remove("c"))];
     expect(r.batches).toEqual([]); // nothing yet: the turn is still running
     expect((await Promise.all(answers)).map((c) => c.revision)).toEqual([1, 2, 3]);
     expect(r.batches).toEqual([["a", "b", "c"]]);
-    await queue.enqueue(remove("d"));
+    await queue.submit(() => remove("d"));
     expect(r.batches).toEqual([["a", "b", "c"], ["d"]]);
+  });
+
+  it("prepares each write when its batch is formed, in order; a write whose preparation throws fails alone", async () => {
+    const r = recording();
+    const queue = new CommitQueue(r.commit, { oneBatchAtATime: true });
+    const prepared: string[] = [];
+    const write = (id: string) => () => {
+      prepared.push(id);
+      if (id === "bad") throw new Error("port: must be 1-65535");
+      return remove(id);
+    };
+    const answers = [queue.submit(write("a")), queue.submit(write("bad")), queue.submit(write("c"))];
+    expect(prepared).toEqual([]); // not while the turn runs
+    const settled = await Promise.allSettled(answers);
+    expect(prepared).toEqual(["a", "bad", "c"]);
+    expect(settled.map((s) => (s.status === "fulfilled" ? s.value.revision : (s.reason as Error).message))).toEqual([1, "port: must be 1-65535", 2]);
+    expect(r.batches).toEqual([["a", "c"]]);
+  });
+
+  it("runs a turn's transport tasks first, in order, and what they submit at once joins that turn's batch", async () => {
+    const r = recording();
+    const queue = new CommitQueue(r.commit, { oneBatchAtATime: true });
+    const ran: string[] = [];
+    const answers: Promise<unknown>[] = [];
+    for (const id of ["a", "throws", "b"]) {
+      queue.runInTurn(() => {
+        ran.push(id);
+        if (id === "throws") throw new Error("a task's own failure");
+        answers.push(queue.submit(() => remove(id)));
+      });
+    }
+    expect(ran).toEqual([]); // not while the turn runs
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    expect(ran).toEqual(["a", "throws", "b"]);
+    await Promise.all(answers);
+    expect(r.batches).toEqual([["a", "b"]]);
   });
 
   it("drops a mutation whose caller stopped listening while it waited, answering CANCELLED; the others go on", async () => {
     const r = recording();
     const queue = new CommitQueue(r.commit, { oneBatchAtATime: true });
     const gone = new AbortController();
-    const kept = queue.enqueue(remove("kept"));
-    const dropped = queue.enqueue(remove("dropped"), gone.signal);
+    const kept = queue.submit(() => remove("kept"));
+    const dropped = queue.submit(() => remove("dropped"), gone.signal);
     gone.abort();
     await expect(dropped).rejects.toMatchObject({ code: "cancelled" });
     await expect(kept).resolves.toMatchObject({ revision: 1 });
     expect(r.batches).toEqual([["kept"]]);
     // Already aborted when asked: refused at once, never queued.
-    await expect(queue.enqueue(remove("late"), gone.signal)).rejects.toMatchObject({ code: "cancelled" });
+    await expect(queue.submit(() => remove("late"), gone.signal)).rejects.toMatchObject({ code: "cancelled" });
     expect(r.batches).toEqual([["kept"]]);
   });
 
@@ -50,9 +86,9 @@ describe("CommitQueue", () => {
     const queue = new CommitQueue(r.commit, { oneBatchAtATime: true });
     let release: () => void = () => {};
     r.holdNextBatches(new Promise<void>((resolve) => (release = resolve)));
-    const first = queue.enqueue(remove("a"));
+    const first = queue.submit(() => remove("a"));
     await new Promise<void>((resolve) => setImmediate(resolve)); // the first batch is handed over, and held
-    const second = queue.enqueue(remove("b"));
+    const second = queue.submit(() => remove("b"));
     await new Promise<void>((resolve) => setImmediate(resolve));
     expect(r.batches).toEqual([["a"]]); // b waits behind a
     release();
@@ -65,9 +101,9 @@ describe("CommitQueue", () => {
     const queue = new CommitQueue(r.commit, { oneBatchAtATime: false });
     let release: () => void = () => {};
     r.holdNextBatches(new Promise<void>((resolve) => (release = resolve)));
-    const first = queue.enqueue(remove("a"));
+    const first = queue.submit(() => remove("a"));
     await new Promise<void>((resolve) => setImmediate(resolve));
-    const second = queue.enqueue(remove("b"));
+    const second = queue.submit(() => remove("b"));
     await new Promise<void>((resolve) => setImmediate(resolve));
     expect(r.batches).toEqual([["a"], ["b"]]); // b did not wait for a
     release();
@@ -77,7 +113,7 @@ describe("CommitQueue", () => {
   it("drain hands over what waits at once and resolves when every batch is settled", async () => {
     const r = recording();
     const queue = new CommitQueue(r.commit, { oneBatchAtATime: true });
-    const answer = queue.enqueue(remove("a"));
+    const answer = queue.submit(() => remove("a"));
     await queue.drain();
     expect(r.batches).toEqual([["a"]]);
     await expect(answer).resolves.toMatchObject({ revision: 1 });
