@@ -73,7 +73,7 @@ export function jsonApiRoutes(api: RegistryApi, options: { maxBodyBytes?: number
   ];
 }
 
-/** Resolves in the registry's next write turn: HTTP writes run with that turn's others, as gRPC's do. */
+/** Resolves in the registry's next write turn: HTTP writes run with that turn's other writes, gRPC's included. */
 function writeTurn(api: RegistryApi): Promise<void> {
   return new Promise((resolve) => api.inWriteTurn(resolve));
 }

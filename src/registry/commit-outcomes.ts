@@ -28,13 +28,13 @@ export class CommitReporter {
 
   constructor(private readonly observer: CommitObserver = {}) {}
 
-  /** `results` has one entry per mutation, or is the one error that failed the whole batch. */
-  report(mutations: readonly Mutation[], results: readonly (Change | Error)[] | Error, started: number): void {
+  /** `results` has one entry per mutation. */
+  report(mutations: readonly Mutation[], results: readonly (Change | Error)[], started: number): void {
     const seconds = (performance.now() - started) / 1000;
     let failure: unknown;
     let committed = false;
     mutations.forEach((mutation, i) => {
-      const result = results instanceof Error ? results : results[i];
+      const result = results[i];
       let outcome: CommitOutcome = "ok";
       if (result instanceof RegistryError && result.code !== "unavailable") outcome = "rejected";
       else if (result instanceof Error) {

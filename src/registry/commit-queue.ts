@@ -2,7 +2,7 @@ import { RegistryError } from "./registry-error.js";
 import type { Mutation } from "./registry-store.js";
 import type { Change } from "./types.js";
 
-/** A mutation waiting in the queue, with the promise its caller awaits. */
+/** A write in a formed batch: its mutation, and the promise its caller awaits. */
 export interface QueuedCommit {
   readonly mutation: Mutation;
   resolve(change: Change): void;
@@ -38,12 +38,14 @@ export interface CommitQueueOptions {
  * transaction (SQLite) and the core publishes once, however many calls came;
  * with one call in flight the batch is that call.
  *
- * A turn's writes run back to back, with their code hot in the caches,
- * rather than each between grpc-js's or node:http's own work for the next
- * request (bench scenario 1 shows the difference): a transport runs the
- * whole handling of a write request in the queue's next turn (`runInTurn`),
- * and the core submits each write as a function that prepares its mutation
- * (validation, quotas, a new token), run when the batch is formed. A write
+ * Writes run back to back, with their code hot in the caches, rather than
+ * each between grpc-js's or node:http's own work for the next request (bench
+ * scenario 1 shows the difference): a transport runs its handling of each
+ * write request as a task of the queue's next turn (`runInTurn`), and the
+ * core submits each write as a function that prepares its mutation
+ * (validation, quotas, a new token), run when its batch is formed. A write
+ * submitted while its turn's tasks run joins that turn's batch; one
+ * submitted after an await (a transport's auth) joins the next. A write
  * whose preparation throws fails alone.
  *
  * A mutation whose caller stopped listening while it waited (its `signal`
@@ -118,7 +120,11 @@ export class CommitQueue {
     }
     this.waiting = [];
     if (batch.length === 0) return;
-    const run = (): Promise<void> => this.commit(batch);
+    // A committer that breaks its promise and rejects must not leave callers waiting, nor stop the batches after it.
+    const run = (): Promise<void> =>
+      this.commit(batch).catch((err: unknown) => {
+        for (const entry of batch) entry.reject(err);
+      });
     if (this.options.oneBatchAtATime) this.settled = this.settled.then(run);
     else this.settled = Promise.all([this.settled, run()]).then(() => {});
   }

@@ -96,14 +96,14 @@ export interface LocalStore extends StoreLifecycle {
 export interface SharedStore extends StoreLifecycle {
   readonly plannedBy: "store";
   /**
-   * Commits each mutation of a batch and answers, one result per mutation in
-   * order, its committed change or why it was not committed: a
-   * `RegistryError("not_found")` for a `remove` or `setHealth` of an instance
-   * the store does not hold, `RegistryError("unavailable")` when the backend
-   * could not be reached. Each change is (or will be) delivered to the change
-   * listener too; the core applies it from there.
+   * Commits each mutation of a batch and answers, one promise per mutation
+   * in order, its committed change, or rejects with why it was not
+   * committed: a `RegistryError("not_found")` for a `remove` or `setHealth`
+   * of an instance the store does not hold, `RegistryError("unavailable")`
+   * when the backend could not be reached. Each change is (or will be)
+   * delivered to the change listener too; the core applies it from there.
    */
-  commitBatch(mutations: readonly Mutation[]): Promise<readonly (Change | Error)[]>;
+  commitBatch(mutations: readonly Mutation[]): readonly Promise<Change>[];
   /** How probing is split between replicas. */
   readonly probeOwnership?: ProbeOwnership;
   /**

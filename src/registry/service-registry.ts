@@ -15,7 +15,7 @@ import { hashSecret, newToken, secretMatches } from "./credentials.js";
 import { EventHistory } from "./event-history.js";
 import { HealthStatusHandler } from "./health-status-handler.js";
 import { InstanceIndex } from "./instance-index.js";
-import { InstanceQuotas, UNLIMITED } from "./instance-quotas.js";
+import { InstanceQuotas, UNLIMITED, type QuotaReservation } from "./instance-quotas.js";
 import { newInstanceId } from "./instance-id.js";
 import { RegistryError, type RegistryErrorCode } from "./registry-error.js";
 import { resolveRegistryOptions, type ResolvedRegistryOptions, type ServiceRegistryOptions } from "./registry-options.js";
@@ -77,9 +77,11 @@ const UNKNOWN_ID_HASH = hashSecret(randomUUID());
  * The registry core: instances per service type, global revisions, health
  * probing and the watch hub. Knows nothing of gRPC or HTTP APIs.
  *
- * Every state change is committed to the store first; the index, the history,
- * the watchers and the events follow from the store's change feed only, in
- * revision order, so every store and every replica takes the same path.
+ * Every state change goes through one commit queue and is committed to the
+ * store first; the index (the one instance table), the history, the watchers
+ * and the events follow from committed changes only, in revision order:
+ * those the core planned and a local store persisted, or those a shared
+ * store's change feed reports (from every replica).
  *
  * @example
  * const registry = new ServiceRegistry({ healthCheckInterval: 10_000 });
@@ -197,7 +199,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     this.assertRunning();
     const { keyId, notAfter, signal } = options;
     let token = "";
-    let reservation: { release(): void } | undefined;
+    let reservation: QuotaReservation | undefined;
     try {
       // Prepared with the rest of its batch (see CommitQueue).
       const change = await this.commit(() => {
@@ -397,8 +399,13 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     this.state = "closed";
   }
 
+  /** Always answers with a promise: callers (the prober) attach their clean-up to it. */
   private commit(prepare: () => Mutation, signal?: AbortSignal): Promise<Change> {
-    this.assertFresh();
+    try {
+      this.assertFresh();
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this.queue.submit(prepare, signal);
   }
 
@@ -421,28 +428,27 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
       let results: readonly (Change | Error)[] = planned;
       try {
         if (changes.length > 0) await store.commitBatch(changes);
-        this.applyChanges(changes);
       } catch (err) {
-        const failure = err instanceof Error ? err : new Error(String(err));
+        const failure = asError(err);
         results = planned.map((r) => (r instanceof Error ? r : failure));
       }
-      this.commits.report(mutations, results, started);
+      // Persisted: the changes are the truth now, whatever applying them runs into.
+      if (results === planned) this.applyCommitted(changes);
+      this.reportCommits(mutations, results, started);
       batch.forEach((entry, i) => settle(entry, results[i] as Change | Error));
       return;
     }
-    let results: readonly (Change | Error)[];
-    try {
-      results = await store.commitBatch(mutations);
-    } catch (err) {
-      const failure = err instanceof Error ? err : new Error(String(err));
-      this.commits.report(mutations, failure, started);
-      for (const entry of batch) entry.reject(failure);
-      return;
-    }
-    this.commits.report(mutations, results, started);
+    // Each mutation is answered as soon as it is committed and applied, not with its batch's slowest.
     await Promise.all(
-      batch.map(async (entry, i) => {
-        const result = results[i] as Change | Error;
+      store.commitBatch(mutations).map(async (committed, i) => {
+        const entry = batch[i] as QueuedCommit;
+        let result: Change | Error;
+        try {
+          result = await committed;
+        } catch (err) {
+          result = asError(err);
+        }
+        this.reportCommits([entry.mutation], [result], started);
         // Applied from the store's feed, which may not have delivered it yet.
         if (!(result instanceof Error) && result.revision > this.currentRevision) {
           try {
@@ -455,6 +461,23 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
         settle(entry, result);
       }),
     );
+  }
+
+  /** Applies a persisted batch; a failure there (a logger that throws) is logged, the changes stay committed. */
+  private applyCommitted(changes: readonly Change[]): void {
+    try {
+      this.applyChanges(changes);
+    } catch (err) {
+      this.logger.error({ err }, "applying committed changes failed");
+    }
+  }
+
+  private reportCommits(mutations: readonly Mutation[], results: readonly (Change | Error)[], started: number): void {
+    try {
+      this.commits.report(mutations, results, started);
+    } catch (err) {
+      this.logger.error({ err }, "the commit observer threw");
+    }
   }
 
   /**
@@ -547,7 +570,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     }
   }
 
-  /** Resolves once `revision`, not yet applied, is (`commit` checks that first). */
+  /** Resolves once `revision`, not yet applied, is (`commitBatch` checks that first). */
   private applied(revision: number): Promise<void> {
     return new Promise((resolve, reject) => this.revisionWaiters.push({ revision, resolve, reject }));
   }
@@ -620,6 +643,10 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
 
 function probeTarget(instance: Instance): ProbeTarget {
   return { id: instance.id, host: instance.host, port: instance.port, path: instance.healthCheckPath };
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
 }
 
 /** Answers a queued commit with its result. */

@@ -68,10 +68,6 @@ export class WatchHub {
     }
   }
 
-  /** Publishes one committed change: a batch of one. */
-  publishChange(change: Change): void {
-    this.publishChanges([change]);
-  }
 
   /** Every change up to `revision` has been published: watchers' resume points (and BOOKMARKs) move on to it. */
   publishProgress(revision: number): void {

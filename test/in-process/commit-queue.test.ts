@@ -47,7 +47,7 @@ describe("CommitQueue", () => {
     expect(r.batches).toEqual([["a", "c"]]);
   });
 
-  it("runs a turn's transport tasks first, in order, and what they submit at once joins that turn's batch", async () => {
+  it("runs a turn's transport tasks first, in order, and what they submit synchronously joins that turn's batch", async () => {
     const r = recording();
     const queue = new CommitQueue(r.commit, { oneBatchAtATime: true });
     const ran: string[] = [];

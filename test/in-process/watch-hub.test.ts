@@ -59,7 +59,7 @@ describe("WatchHub: routing by service type", () => {
     const offered = vi.spyOn(a, "pushChange");
     hub.publishChanges(commit("b", "b"));
     expect(offered).not.toHaveBeenCalled();
-    hub.publishChange(commit("a")[0]!);
+    hub.publishChanges([commit("a")[0]!]);
     expect(offered).toHaveBeenCalledTimes(1);
   });
 
@@ -89,8 +89,8 @@ describe("WatchHub: routing by service type", () => {
   it("publishChange is a batch of one", () => {
     const all = openLive();
     const [first, second] = commit("a", "b");
-    hub.publishChange(first!);
-    hub.publishChange(second!);
+    hub.publishChanges([first!]);
+    hub.publishChanges([second!]);
     expect(drain(all)).toEqual(["registered@1:a1", "registered@2:b2"]);
   });
 

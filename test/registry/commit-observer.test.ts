@@ -55,7 +55,7 @@ describe("the commit observer", () => {
     const remove = { op: "remove", id: "nope", reason: "unregistered", at: 0 } as const;
     reporter.report([register, remove], [change, new RegistryError("not_found", "instance nope not found")], performance.now());
     reporter.report([remove], [new RegistryError("unavailable", "etcd did not commit the change; retry")], performance.now());
-    reporter.report([register, register], new Error("connection reset"), performance.now());
+    reporter.report([register, register], [new Error("connection reset"), new Error("connection reset")], performance.now());
     reporter.report([register], [change], performance.now());
     expect(commits).toEqual([
       ["register", "ok"],

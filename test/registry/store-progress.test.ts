@@ -16,7 +16,7 @@ class FeedStore implements SharedStore {
     this.change = onChange;
     return { epoch: "e1", revision: 4, instances: [], history: [], historyFloor: 0 };
   }
-  async commitBatch(): Promise<Change[]> {
+  commitBatch(): Promise<Change>[] {
     throw new Error("not used");
   }
   async close(): Promise<void> {}

@@ -2,6 +2,7 @@ import { status, type ServiceError } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import type { RegisterRequest, RegisterResponse } from "../../gen/registry/v1/registry.js";
 import { ServiceRegistry } from "../../src/registry/service-registry.js";
+import { MemoryStore } from "../../src/store/memory-store.js";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { FlakyStore } from "../surfaces/flaky-store.js";
 import { call, keyAuth, startHarness, type Harness } from "../support/registry-harness.js";
@@ -92,6 +93,42 @@ describe("the write path: one commit queue, one instance table", () => {
     await expect(pending).rejects.toMatchObject({ code: "cancelled" });
     expect(registry.size).toBe(0);
     expect(registry.revision).toBe(0);
+  });
+
+  it("commits a health change after the store comes back, when a threshold was crossed while it was lost", async () => {
+    // A real MemoryStore that can report its backend lost, as etcd does when a replica is cut off.
+    class ReachableStore extends MemoryStore {
+      private listener: (available: boolean, reason: string) => void = () => {};
+      onAvailabilityChange(listener: (available: boolean, reason: string) => void): void {
+        this.listener = listener;
+      }
+      reachable(available: boolean): void {
+        this.listener(available, available ? "back" : "lost");
+      }
+    }
+    const store = new ReachableStore();
+    let failing = false;
+    const results: boolean[] = [];
+    const registry = new ServiceRegistry({
+      store,
+      logger: silent,
+      healthCheckInterval: 20,
+      probe: async () => (failing ? { ok: false, reason: "HTTP 503" } : { ok: true, status: 200 }),
+    });
+    registry.on("healthCheckFailed", () => results.push(false));
+    await registry.start();
+    closers.push(() => registry.close());
+    const { instance } = await registry.register({ serviceType: "api", host: "10.0.0.1", port: 80 });
+    store.reachable(false);
+    failing = true;
+    // The threshold (1 failure) is crossed while the store is lost: the transition cannot be committed.
+    await new Promise<void>((resolve) => registry.once("healthCheckFailed", () => resolve()));
+    store.reachable(true);
+    const turnedUnhealthy = new Promise<void>((resolve) =>
+      registry.on("change", (c) => c.kind === "health" && c.instance.health === "unhealthy" && resolve()),
+    );
+    await turnedUnhealthy;
+    expect(registry.getInstance(instance.id).health).toBe("unhealthy");
   });
 
   it("goes on from an instance's revision when a hand-edited SQLite file puts it above the store's", async () => {

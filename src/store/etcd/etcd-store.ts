@@ -262,8 +262,8 @@ export class EtcdStore implements SharedStore {
   }
 
   /** Commits each mutation in a transaction of its own, all sent at once: etcd orders them. */
-  commitBatch(mutations: readonly Mutation[]): Promise<(Change | Error)[]> {
-    return Promise.all(mutations.map((m) => this.commit(m).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))))));
+  commitBatch(mutations: readonly Mutation[]): Promise<Change>[] {
+    return mutations.map((m) => this.commit(m));
   }
 
   async commit(mutation: Mutation): Promise<Change> {
