@@ -173,4 +173,3 @@ export class AuthFailureLimiter {
 }
 
 /** Re-exported: embedders and tests group addresses as the limiter does. */
-export { addressGroup };

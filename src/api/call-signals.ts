@@ -41,9 +41,4 @@ export class CallSignals {
     for (const controller of this.live) controller.abort(this.stopped);
     this.live.clear();
   }
-
-  /** Calls begun and not yet ended or aborted. */
-  get size(): number {
-    return this.live.size;
-  }
 }

@@ -1,5 +1,5 @@
 import { keyIdOf, type RegistrationKeys } from "../registry/credentials.js";
-import { invalidArgument, RegistryError } from "../registry/registry-error.js";
+import { invalidArgument } from "../registry/registry-error.js";
 import type { Registration, ServiceRegistry } from "../registry/service-registry.js";
 import type { Change, Instance, ServiceSummary } from "../registry/types.js";
 import type { Watcher, WatchOptions } from "../registry/watcher.js";
@@ -70,8 +70,6 @@ export class RegistryApi {
   /** Register: needs the registration key; `host` defaults to the caller's address. */
   async register(ctx: CallContext, request: RegisterRequest): Promise<Registration> {
     await this.auth.requireKey(ctx.credentials, ctx);
-    const signal = ctx.signal;
-    throwIfCancelled(signal);
     const host = request.host ?? ctx.peerHost;
     if (host === undefined) throw invalidArgument("host", "caller address is unknown; set host explicitly");
     if (request.host === undefined && host.includes("%")) {
@@ -85,7 +83,7 @@ export class RegistryApi {
       host,
       ...(request.metadata ? { metadata: request.metadata } : {}),
       ...(request.healthCheckPath !== undefined ? { healthCheckPath: request.healthCheckPath } : {}),
-    }, { keyId: ctx.credentials.key === undefined ? undefined : keyIdOf(ctx.credentials.key), notAfter: ctx.deadline, signal });
+    }, { keyId: ctx.credentials.key === undefined ? undefined : keyIdOf(ctx.credentials.key), notAfter: ctx.deadline, signal: ctx.signal });
   }
 
   /** Instances of a type, healthy ones unless `includeUnhealthy`. */
@@ -105,9 +103,7 @@ export class RegistryApi {
   async unregister(ctx: CallContext, instanceId: string): Promise<Change> {
     await this.auth.requireOwnerOrKey(ctx.credentials, instanceId, ctx);
     requireInstanceId(instanceId);
-    const signal = ctx.signal;
-    throwIfCancelled(signal);
-    return this.registry.unregister(instanceId, "unregistered", { signal });
+    return this.registry.unregister(instanceId, "unregistered", { signal: ctx.signal });
   }
 
   /** Counts per service type. */
@@ -125,16 +121,6 @@ export class RegistryApi {
     await this.registry.reach(options.epoch, options.sinceRevision);
     return { watcher: this.registry.watch(options), principal };
   }
-}
-
-/**
- * Refuses a write whose caller has already gone (it left while auth ran or
- * while its call waited its turn): nobody would hear the answer, and a client
- * that gave up on a call may retry it elsewhere, where a Register made twice
- * is two instances.
- */
-function throwIfCancelled(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new RegistryError("cancelled", "the call was cancelled before the change was made");
 }
 
 function requireInstanceId(id: string): void {

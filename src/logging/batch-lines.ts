@@ -1,7 +1,13 @@
 import type pino from "pino";
 
 /** The messages of the registry's change lines: one per committed change, written out a batch at a time. */
-export const CHANGE_MESSAGES: ReadonlySet<string> = new Set(["instance registered", "instance removed", "instance health changed"]);
+export const CHANGE_LINE = {
+  registered: "instance registered",
+  removed: "instance removed",
+  health: "instance health changed",
+} as const;
+
+const CHANGE_MESSAGES: ReadonlySet<string> = new Set(Object.values(CHANGE_LINE));
 
 /** Destinations holding lines, written out when the process exits. */
 const holding = new Set<BatchLines>();

@@ -6,7 +6,7 @@ import { RpcTally, type RpcLabels, type RpcMethodCalls } from "./rpc-tally.js";
 import type { ServingState } from "./serving-state.js";
 import { TalliedHistogram, type HistogramSeries } from "./tallied-histogram.js";
 
-export type { RpcLabels, RpcMethodCalls } from "./rpc-tally.js";
+export type { RpcLabels } from "./rpc-tally.js";
 
 /** What the metrics read at scrape time. */
 export interface MetricsSources {

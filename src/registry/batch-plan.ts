@@ -48,7 +48,7 @@ export function planBatch(
  * instance shares one hidden class (spread copies give each its own shape,
  * which costs memory per instance: bench scenario 5).
  */
-export function storedInstance(
+function storedInstance(
   i: Omit<StoredInstance, "revision">,
   revision: number,
   health = i.health,

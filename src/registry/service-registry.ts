@@ -4,7 +4,7 @@ import { performance } from "node:perf_hooks";
 import type { ProbeResult, ProbeTarget } from "../health/http-probe.js";
 import { LazyHttpProber } from "../health/lazy-http-prober.js";
 import { ProbeScheduler } from "../health/probe-scheduler.js";
-import { flushChangeLines } from "../logging/batch-lines.js";
+import { CHANGE_LINE, flushChangeLines } from "../logging/batch-lines.js";
 import { structuredLogger, type StructuredLogger } from "../logging/registry-logger.js";
 import { MemoryStore } from "../store/memory-store.js";
 import type { Mutation, RegistryStore } from "./registry-store.js";
@@ -498,16 +498,16 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
       const { instance } = change;
       if (change.kind === "registered") {
         if (this.probesHere(instance.id)) this.scheduler?.add(probeTarget(instance));
-        this.logger.info(logFields(instance, change.revision), "instance registered");
+        this.logger.info(logFields(instance, change.revision), CHANGE_LINE.registered);
         this.fire("instanceRegistered", instance);
       } else if (change.kind === "removed") {
         this.scheduler?.remove(instance.id);
         this.healthStatus.forget(instance.id);
-        this.logger.info({ ...logFields(instance, change.revision), reason: change.reason }, "instance removed");
+        this.logger.info({ ...logFields(instance, change.revision), reason: change.reason }, CHANGE_LINE.removed);
         this.fire("instanceRemoved", instance, change.reason);
       } else {
         const fields = { ...logFields(instance, change.revision), health: instance.health };
-        this.logger.info(change.failureReason === undefined ? fields : { ...fields, reason: change.failureReason }, "instance health changed");
+        this.logger.info(change.failureReason === undefined ? fields : { ...fields, reason: change.failureReason }, CHANGE_LINE.health);
       }
     }
     if (applied.length === 0) return;

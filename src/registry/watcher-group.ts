@@ -10,28 +10,18 @@ import type { Watcher } from "./watcher.js";
  */
 export class WatcherGroup {
   private readonly byType = new Map<string, Set<Watcher>>();
-  private count = 0;
-
-  /** Number of watchers in the group. */
-  get size(): number {
-    return this.count;
-  }
 
   add(watcher: Watcher): void {
     const type = watcher.options.serviceType;
     let set = this.byType.get(type);
     if (!set) this.byType.set(type, (set = new Set()));
-    if (!set.has(watcher)) {
-      set.add(watcher);
-      this.count++;
-    }
+    set.add(watcher);
   }
 
   delete(watcher: Watcher): void {
     const type = watcher.options.serviceType;
     const set = this.byType.get(type);
     if (!set?.delete(watcher)) return;
-    this.count--;
     // Types come and go (one per deployed service): forget a type nobody watches.
     if (set.size === 0) this.byType.delete(type);
   }

@@ -30,7 +30,7 @@ describe("RegistryApi: a write whose call was already cancelled is not made", ()
     await start();
     await expect(api.register({ credentials: { key: KEY }, signal: abortedSignal() }, REQUEST)).rejects.toMatchObject({
       code: "cancelled",
-      message: "the call was cancelled before the change was made",
+      message: "the call ended before its change was committed; nothing was changed",
     });
     expect(registry.size).toBe(0);
     expect(registry.revision).toBe(0);
