@@ -27,6 +27,7 @@ export function instanceFor(request: pb.RegisterRequest, revision: number): pb.I
     port: request.port,
     metadata: request.metadata,
     health: pb.HealthStatus.HEALTH_STATUS_HEALTHY,
+    draining: false,
     registeredAt: now,
     updatedAt: now,
     revision,

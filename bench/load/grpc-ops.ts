@@ -23,7 +23,7 @@ export function register(client: Client, serviceType: string, n = ++seq): Promis
 
 /** `getByType` through the raw HTTP/2 client: the read loop's call (see raw-grpc-client.ts). */
 export function getByTypeRaw(client: RawGrpcClient, serviceType: string): Promise<Buffer> {
-  return client.unary(pb.RegistryServiceService.getByType.path, pb.GetByTypeRequest.encode({ serviceType, includeUnhealthy: false }).finish(), KEY_HEADER);
+  return client.unary(pb.RegistryServiceService.getByType.path, pb.GetByTypeRequest.encode({ serviceType, includeUnhealthy: false, includeDraining: false, selector: {} }).finish(), KEY_HEADER);
 }
 
 const KEY_HEADER = { authorization: `Bearer ${BENCH_KEY}` };
@@ -34,7 +34,7 @@ export function getByType(client: Client, serviceType: string): Promise<Buffer> 
     client,
     pb.RegistryServiceService.getByType.path,
     encodeGetByType,
-    { serviceType, includeUnhealthy: false },
+    { serviceType, includeUnhealthy: false, includeDraining: false, selector: {} },
     keyMetadata(),
   );
 }

@@ -51,9 +51,10 @@ export class BareSqliteWriter {
           revision,
           token_hash: tokenHash,
           key_id: null,
+          draining_since: 0,
         };
         insertInstance.run(instanceRowValues(row));
-        const { token_hash: _, key_id: __, ...instance } = row;
+        const { token_hash: _, key_id: __, draining_since: ___, ...instance } = row;
         insertHistory.run(revision, JSON.stringify({ kind: "registered", instance }));
       }
       if (prunesHistory(this.revision - size, this.revision)) {

@@ -41,7 +41,7 @@ async function openGrpc(o: OpenArgs): Promise<void> {
   let onSynced: () => void = () => {};
   const allSynced = new Promise<void>((resolve) => (onSynced = resolve));
   for (let i = 0; i < o.streams; i++) {
-    const call = client.watchInstances({ serviceType: o.channel, sinceRevision: 0, epoch: "", everyHealthCheck: false }, keyMetadata());
+    const call = client.watchInstances({ serviceType: o.channel, sinceRevision: 0, epoch: "", everyHealthCheck: false, selector: {} }, keyMetadata());
     call.on("data", (m: pb.WatchInstancesResponse) => {
       if (m.type === pb.EventType.EVENT_TYPE_SYNCED) {
         if (++synced === o.streams) onSynced();

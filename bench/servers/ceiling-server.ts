@@ -43,7 +43,7 @@ const kept = process.argv.includes("--keep-requests") ? new Map<string, pb.Regis
 const keep = (request: pb.RegisterRequest): void => {
   kept?.set(`i-${kept.size}`, request);
 };
-let getByTypePayload = Buffer.from(pb.GetByTypeResponse.encode({ instances: [], revision: 0 }).finish());
+let getByTypePayload = Buffer.from(pb.GetByTypeResponse.encode({ instances: [], revision: 0, panic: false }).finish());
 /** The payload once per type, each copy in memory of its own (see `setGetByTypePayload`). */
 let payloadByType = new Map<string, Buffer>();
 const streams = new Set<ServerWritableStream<pb.WatchInstancesRequest, Buffer>>();
@@ -62,6 +62,7 @@ server.addService(service, {
         removalReason: pb.RemovalReason.REMOVAL_REASON_UNSPECIFIED,
         snapshot: false,
         failureReason: "",
+        panic: false,
       }).finish();
       const bytes = Buffer.from(event);
       for (const stream of streams) stream.write(bytes);
@@ -81,6 +82,7 @@ server.addService(service, {
       removalReason: pb.RemovalReason.REMOVAL_REASON_UNSPECIFIED,
       snapshot: false,
       failureReason: "",
+      panic: false,
     }).finish();
     call.write(Buffer.from(synced));
   },

@@ -1,6 +1,7 @@
 import { keyIdOf, type RegistrationKeys } from "../registry/credentials.js";
 import { invalidArgument } from "../registry/registry-error.js";
-import type { Registration, ServiceRegistry } from "../registry/service-registry.js";
+import { validSelector } from "../registry/selector.js";
+import type { Registration, ServiceRegistry, TypeAnswer, TypeQuery } from "../registry/service-registry.js";
 import type { Change, Instance, ServiceSummary } from "../registry/types.js";
 import type { Watcher, WatchOptions } from "../registry/watcher.js";
 import { andThen, Authenticator, type AuthenticatorOptions, type PresentedCredentials, type Principal } from "./authenticator.js";
@@ -30,8 +31,12 @@ export interface RegisterRequest {
   readonly healthCheckPath?: string | undefined;
 }
 
-type TypeAnswer = { instances: readonly Instance[]; revision: number };
 type ServicesAnswer = { services: ServiceSummary[]; revision: number };
+
+/** GetByType's options as a transport decoded them; the selector is not checked yet. */
+export interface TypeRequest extends Omit<TypeQuery, "selector"> {
+  readonly selector?: Readonly<Record<string, unknown>> | undefined;
+}
 
 /** Longest instance id accepted in a request (ids are UUIDs; this only bounds garbage). */
 const MAX_ID_LENGTH = 128;
@@ -86,9 +91,11 @@ export class RegistryApi {
     }, { keyId: ctx.credentials.key === undefined ? undefined : keyIdOf(ctx.credentials.key), notAfter: ctx.deadline, signal: ctx.signal });
   }
 
-  /** Instances of a type, healthy ones unless `includeUnhealthy`. */
-  getByType(ctx: CallContext, serviceType: string, includeUnhealthy: boolean): TypeAnswer | Promise<TypeAnswer> {
-    return andThen(this.auth.identify(ctx.credentials, ctx), () => this.registry.getByType(serviceType, includeUnhealthy));
+  /** Instances of a type: healthy, not draining ones unless the query says otherwise. The selector is checked here. */
+  getByType(ctx: CallContext, serviceType: string, query: TypeRequest): TypeAnswer | Promise<TypeAnswer> {
+    return andThen(this.auth.identify(ctx.credentials, ctx), () =>
+      this.registry.getByType(serviceType, { ...query, selector: validSelector(query.selector) }),
+    );
   }
 
   /** One instance by id; one registered on another replica a moment ago is waited for, not NOT_FOUND. */

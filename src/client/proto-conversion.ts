@@ -15,6 +15,8 @@ export function fromProtoInstance(message: pb.Instance): Instance {
     metadata: { ...message.metadata },
     healthCheckPath: message.healthCheckPath,
     health: message.health === pb.HealthStatus.HEALTH_STATUS_UNHEALTHY ? "unhealthy" : "healthy",
+    draining: message.draining,
+    drainingSince: message.drainingSince?.getTime() ?? 0,
     registeredAt: message.registeredAt?.getTime() ?? 0,
     updatedAt: message.updatedAt?.getTime() ?? 0,
     revision: message.revision,
@@ -23,10 +25,25 @@ export function fromProtoInstance(message: pb.Instance): Instance {
 
 /** A ServiceSummary message as a plain object. */
 export function fromProtoSummary(message: pb.ServiceSummary): ServiceSummary {
-  return { serviceType: message.serviceType, healthyCount: message.healthyCount, totalCount: message.totalCount };
+  return {
+    serviceType: message.serviceType,
+    healthyCount: message.healthyCount,
+    totalCount: message.totalCount,
+    drainingCount: message.drainingCount,
+    panic: message.panic,
+  };
 }
 
 /** RemovalReason enum to the core's string form. */
 export function fromProtoRemovalReason(reason: pb.RemovalReason): RemovalReason {
-  return reason === pb.RemovalReason.REMOVAL_REASON_HEALTH_CHECK_EXPIRED ? "health_check_expired" : "unregistered";
+  switch (reason) {
+    case pb.RemovalReason.REMOVAL_REASON_HEALTH_CHECK_EXPIRED:
+      return "health_check_expired";
+    case pb.RemovalReason.REMOVAL_REASON_REPLACED:
+      return "replaced";
+    case pb.RemovalReason.REMOVAL_REASON_DRAIN_EXPIRED:
+      return "drain_expired";
+    default:
+      return "unregistered";
+  }
 }

@@ -146,6 +146,8 @@ export class RegistryClient {
     const response = await this.unary("GetByType", "read", options, (c) => c.getByType, {
       serviceType,
       includeUnhealthy: options.includeUnhealthy ?? false,
+      includeDraining: false,
+      selector: {},
     });
     return { instances: response.instances.map(fromProtoInstance), revision: response.revision };
   }

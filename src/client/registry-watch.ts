@@ -218,6 +218,7 @@ export class RegistryWatch implements AsyncIterableIterator<RegistryWatchEvent> 
         sinceRevision: this.revisionSeen,
         epoch: this.epochSeen,
         everyHealthCheck: this.options.everyHealthCheck ?? false,
+        selector: {},
       };
       const stream = client.watchInstances(request, authMetadata(this.options.auth));
       this.stream = stream;

@@ -50,8 +50,10 @@ export function jsonApiRoutes(api: RegistryApi, options: { maxBodyBytes?: number
       template: "/services/:type",
       async handle({ req, params, query, signal }) {
         const includeUnhealthy = flag(query, "includeUnhealthy") || flag(query, "include_unhealthy");
-        const { instances, revision } = await api.getByType(context(req, signal), params.type ?? "", includeUnhealthy);
-        return { status: 200, json: { instances: instances.map(instanceJson), revision } };
+        const includeDraining = flag(query, "includeDraining") || flag(query, "include_draining");
+        const selector = selectorFromQuery(query);
+        const { instances, revision, panic } = await api.getByType(context(req, signal), params.type ?? "", { includeUnhealthy, includeDraining, selector });
+        return { status: 200, json: { instances: instances.map(instanceJson), revision, panic } };
       },
     },
     {
@@ -94,6 +96,22 @@ function context(req: IncomingMessage, signal: AbortSignal): CallContext {
 function header(req: IncomingMessage, name: string): string | undefined {
   const value = req.headers[name];
   return Array.isArray(value) ? value[0] : value;
+}
+
+/**
+ * `?selector=zone=eu-1,tier=web` (Kubernetes' label selector syntax,
+ * equality only) as a record; the API checks keys and values.
+ */
+function selectorFromQuery(query: URLSearchParams): Record<string, string> | undefined {
+  const raw = query.get("selector");
+  if (raw === null || raw === "") return undefined;
+  const selector: Record<string, string> = {};
+  for (const term of raw.split(",")) {
+    const eq = term.indexOf("=");
+    if (eq <= 0) throw new HttpError(400, "INVALID_ARGUMENT", `selector: ${JSON.stringify(term.slice(0, 80))} is not key=value`);
+    Object.defineProperty(selector, term.slice(0, eq), { value: term.slice(eq + 1).replace(/^=/, ""), enumerable: true });
+  }
+  return selector;
 }
 
 function flag(query: URLSearchParams, name: string): boolean {

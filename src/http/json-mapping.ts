@@ -27,6 +27,9 @@ export interface InstanceJson {
   readonly registeredAt: string;
   readonly updatedAt: string;
   readonly revision: number;
+  readonly draining: boolean;
+  /** Set only while draining. */
+  readonly drainingSince?: string;
 }
 
 /** Domain instance to JSON (only public fields; never the token hash). */
@@ -42,12 +45,15 @@ export function instanceJson(instance: Instance): InstanceJson {
     registeredAt: new Date(instance.registeredAt).toISOString(),
     updatedAt: new Date(instance.updatedAt).toISOString(),
     revision: instance.revision,
+    draining: instance.draining,
+    ...(instance.draining ? { drainingSince: new Date(instance.drainingSince).toISOString() } : {}),
   };
 }
 
 /** Service summary to JSON. */
-export function serviceJson(summary: ServiceSummary): { serviceType: string; healthyCount: number; totalCount: number } {
-  return { serviceType: summary.serviceType, healthyCount: summary.healthyCount, totalCount: summary.totalCount };
+export function serviceJson(summary: ServiceSummary): ServiceSummary {
+  const { serviceType, healthyCount, totalCount, drainingCount, panic } = summary;
+  return { serviceType, healthyCount, totalCount, drainingCount, panic };
 }
 
 /** Snake_case spellings (the proto's field names) that the JSON API spells in camelCase. */

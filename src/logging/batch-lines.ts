@@ -5,6 +5,7 @@ export const CHANGE_LINE = {
   registered: "instance registered",
   removed: "instance removed",
   health: "instance health changed",
+  draining: "instance draining",
 } as const;
 
 const CHANGE_MESSAGES: ReadonlySet<string> = new Set(Object.values(CHANGE_LINE));

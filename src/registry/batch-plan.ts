@@ -35,6 +35,11 @@ export function planBatch(
       planned.set(mutation.id, null);
       return { kind: "removed", revision: ++revision, instance: before, reason: mutation.reason };
     }
+    if (mutation.op === "drain") {
+      const instance = storedInstance(before, ++revision, before.health, mutation.at, mutation.at);
+      planned.set(mutation.id, instance);
+      return { kind: "draining", revision, instance };
+    }
     const instance = storedInstance(before, ++revision, mutation.health, mutation.at);
     planned.set(mutation.id, instance);
     return mutation.failureReason === undefined
@@ -53,6 +58,7 @@ function storedInstance(
   revision: number,
   health = i.health,
   updatedAt = i.updatedAt,
+  drainingSince = i.drainingSince,
 ): StoredInstance {
   return {
     id: i.id,
@@ -62,6 +68,8 @@ function storedInstance(
     metadata: i.metadata,
     healthCheckPath: i.healthCheckPath,
     health,
+    draining: drainingSince > 0,
+    drainingSince,
     registeredAt: i.registeredAt,
     updatedAt,
     revision,

@@ -6,7 +6,8 @@ interface TypeEntry {
   readonly serviceType: string;
   readonly members: Map<string, StoredInstance>;
   all: readonly StoredInstance[] | undefined;
-  healthy: readonly StoredInstance[] | undefined;
+  /** Healthy and not draining: what GetByType answers by default. */
+  serving: readonly StoredInstance[] | undefined;
 }
 
 const NONE: readonly StoredInstance[] = Object.freeze([]);
@@ -38,9 +39,9 @@ export class InstanceIndex {
     if (instance.keyId !== undefined && !this.byId.has(instance.id)) this.byKey.set(instance.keyId, (this.byKey.get(instance.keyId) ?? 0) + 1);
     this.byId.set(instance.id, instance);
     let entry = this.byType.get(instance.serviceType);
-    if (!entry) this.byType.set(instance.serviceType, (entry = { serviceType: instance.serviceType, members: new Map(), all: undefined, healthy: undefined }));
+    if (!entry) this.byType.set(instance.serviceType, (entry = { serviceType: instance.serviceType, members: new Map(), all: undefined, serving: undefined }));
     entry.members.set(instance.id, instance);
-    entry.all = entry.healthy = undefined;
+    entry.all = entry.serving = undefined;
   }
 
   /**
@@ -82,19 +83,24 @@ export class InstanceIndex {
     return (entry.all ??= Object.freeze([...entry.members.values()]));
   }
 
-  /** The healthy instances of one type, in registration order. Shared: never mutate. */
-  healthy(serviceType: string): readonly StoredInstance[] {
+  /** The healthy instances of one type that are not draining, in registration order. Shared: never mutate. */
+  serving(serviceType: string): readonly StoredInstance[] {
     const entry = this.byType.get(serviceType);
     if (!entry) return NONE;
-    return (entry.healthy ??= Object.freeze(this.list(serviceType).filter((i) => i.health === "healthy")));
+    return (entry.serving ??= Object.freeze(this.list(serviceType).filter((i) => i.health === "healthy" && !i.draining)));
   }
 
   /** Counts per service type, sorted by type. */
   summaries(): ServiceSummary[] {
     const summaries: ServiceSummary[] = [];
     for (const [serviceType, entry] of this.byType) {
-      const healthyCount = this.healthy(serviceType).length;
-      summaries.push({ serviceType, healthyCount, totalCount: entry.members.size });
+      let healthyCount = 0;
+      let drainingCount = 0;
+      for (const i of entry.members.values()) {
+        if (i.health === "healthy") healthyCount++;
+        if (i.draining) drainingCount++;
+      }
+      summaries.push({ serviceType, healthyCount, totalCount: entry.members.size, drainingCount, panic: false });
     }
     return summaries.sort((a, b) => (a.serviceType < b.serviceType ? -1 : 1));
   }
@@ -111,7 +117,7 @@ export class InstanceIndex {
     const entry = this.byType.get(instance.serviceType);
     if (!entry) return;
     entry.members.delete(id);
-    entry.all = entry.healthy = undefined;
+    entry.all = entry.serving = undefined;
     if (entry.members.size === 0) this.byType.delete(instance.serviceType);
   }
 }

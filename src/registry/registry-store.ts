@@ -30,6 +30,7 @@ export type Mutation =
       readonly notAfter?: number;
     }
   | { readonly op: "remove"; readonly id: string; readonly reason: RemovalReason; readonly at: number }
+  | { readonly op: "drain"; readonly id: string; readonly at: number }
   | {
       readonly op: "setHealth";
       readonly id: string;

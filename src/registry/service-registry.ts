@@ -19,7 +19,8 @@ import { InstanceQuotas, UNLIMITED, type QuotaReservation } from "./instance-quo
 import { newInstanceId } from "./instance-id.js";
 import { RegistryError, type RegistryErrorCode } from "./registry-error.js";
 import { resolveRegistryOptions, type ResolvedRegistryOptions, type ServiceRegistryOptions } from "./registry-options.js";
-import type { Change, Instance, RemovalReason, ServiceSummary, StoredInstance } from "./types.js";
+import { matchesSelector } from "./selector.js";
+import type { Change, Instance, RemovalReason, Selector, ServiceSummary, StoredInstance } from "./types.js";
 import { assertProbeTargetAllowed, validateRegisterInput, validateServiceType, type RegisterInput } from "./validation.js";
 import { WatchHub, type WatchHubStats } from "./watch-hub.js";
 import { shuttingDown, type Watcher, type WatchOptions, type WatchSource } from "./watcher.js";
@@ -59,6 +60,28 @@ export interface RegisterOptions {
    * the call fails with `RegistryError("cancelled")`.
    */
   readonly signal?: AbortSignal | undefined;
+}
+
+/** Which of a type's instances GetByType answers with. */
+export interface TypeQuery {
+  /** Unhealthy instances too. */
+  readonly includeUnhealthy?: boolean | undefined;
+  /** Draining instances too. */
+  readonly includeDraining?: boolean | undefined;
+  /** Only instances whose metadata matches (see `matchesSelector`). */
+  readonly selector?: Selector | undefined;
+}
+
+/** GetByType's answer. */
+export interface TypeAnswer {
+  /** Shared and frozen when no selector was given: never mutate. */
+  readonly instances: readonly Instance[];
+  readonly revision: number;
+  /**
+   * The type is in panic (fewer than the panic threshold of its instances
+   * are healthy): `instances` lists unhealthy ones too.
+   */
+  readonly panic: boolean;
 }
 
 /** How a removal was asked for. */
@@ -213,7 +236,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
         return {
           op: "register",
           instance: {
-            id, ...valid, serviceType, health: "healthy", registeredAt: now, updatedAt: now, tokenHash: hashSecret(token), keyId,
+            id, ...valid, serviceType, health: "healthy", draining: false, drainingSince: 0, registeredAt: now, updatedAt: now, tokenHash: hashSecret(token), keyId,
           },
           ...(notAfter === undefined ? {} : { notAfter }),
         };
@@ -254,14 +277,25 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   }
 
   /**
-   * Instances of a type: healthy ones unless `includeUnhealthy`. The array is
-   * the index's shared, frozen list: the same object until the type changes.
+   * Instances of a type: healthy, not draining ones unless the query says
+   * otherwise (`true` is the seed's `includeUnhealthy`). Without a selector
+   * the array is the index's shared, frozen list: the same object until the
+   * type changes.
    */
-  getByType(serviceType: string, includeUnhealthy = false): { instances: readonly Instance[]; revision: number } {
+  getByType(serviceType: string, query: boolean | TypeQuery = false): TypeAnswer {
     validateServiceType(serviceType);
     this.assertFresh();
-    const instances = includeUnhealthy ? this.index.list(serviceType) : this.index.healthy(serviceType);
-    return { instances, revision: this.currentRevision };
+    const { includeUnhealthy = false, includeDraining = false, selector } = typeof query === "boolean" ? { includeUnhealthy: query } : query;
+    const panic = false;
+    let instances: readonly Instance[];
+    if (includeUnhealthy || panic) {
+      instances = this.index.list(serviceType);
+      if (!includeDraining) instances = instances.filter((i) => !i.draining);
+    } else {
+      instances = includeDraining ? this.index.list(serviceType).filter((i) => i.health === "healthy") : this.index.serving(serviceType);
+    }
+    if (selector !== undefined) instances = instances.filter((i) => matchesSelector(i, selector));
+    return { instances, revision: this.currentRevision, panic };
   }
 
   /** Counts per service type. */
@@ -505,6 +539,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
         this.healthStatus.forget(instance.id);
         this.logger.info({ ...logFields(instance, change.revision), reason: change.reason }, CHANGE_LINE.removed);
         this.fire("instanceRemoved", instance, change.reason);
+      } else if (change.kind === "draining") {
+        this.logger.info(logFields(instance, change.revision), CHANGE_LINE.draining);
       } else {
         const fields = { ...logFields(instance, change.revision), health: instance.health };
         this.logger.info(change.failureReason === undefined ? fields : { ...fields, reason: change.failureReason }, CHANGE_LINE.health);

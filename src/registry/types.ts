@@ -11,7 +11,7 @@
 export type Health = "healthy" | "unhealthy";
 
 /** Why an instance left the registry. */
-export type RemovalReason = "unregistered" | "health_check_expired";
+export type RemovalReason = "unregistered" | "health_check_expired" | "replaced" | "drain_expired";
 
 /** A registered instance as the registry tracks it. */
 export interface Instance {
@@ -22,6 +22,13 @@ export interface Instance {
   readonly metadata: Readonly<Record<string, string>>;
   readonly healthCheckPath: string;
   readonly health: Health;
+  /**
+   * Marked draining: left out of GetByType and resolvers unless asked for,
+   * still probed, removed at unregister or the drain deadline. One way.
+   */
+  readonly draining: boolean;
+  /** When it was marked draining (epoch ms); 0 unless draining. */
+  readonly drainingSince: number;
   /** Milliseconds since the Unix epoch. */
   readonly registeredAt: number;
   /** Milliseconds since the Unix epoch of the last change. */
@@ -58,6 +65,7 @@ export type Change =
       readonly instance: StoredInstance;
       readonly reason: RemovalReason;
     }
+  | { readonly kind: "draining"; readonly revision: number; readonly instance: StoredInstance }
   | {
       readonly kind: "health";
       readonly revision: number;
@@ -95,4 +103,15 @@ export interface ServiceSummary {
   readonly serviceType: string;
   readonly healthyCount: number;
   readonly totalCount: number;
+  /** Instances marked draining (counted in totalCount, and in healthyCount while healthy). */
+  readonly drainingCount: number;
+  /** Fewer than the panic threshold of the type's instances are healthy (see GetByType). */
+  readonly panic: boolean;
 }
+
+/**
+ * Metadata equality selector: an instance matches when its metadata has each
+ * key with exactly that value (Kubernetes' equality-based label selectors,
+ * ANDed). Empty matches every instance.
+ */
+export type Selector = Readonly<Record<string, string>>;

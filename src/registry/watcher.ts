@@ -1,6 +1,6 @@
 import type { EventHistory } from "./event-history.js";
 import { RegistryError } from "./registry-error.js";
-import type { Change, Instance, ProbeEvent, WatchEvent } from "./types.js";
+import type { Change, Instance, ProbeEvent, Selector, WatchEvent } from "./types.js";
 
 /** What a watcher asks for. */
 export interface WatchOptions {
@@ -12,6 +12,8 @@ export interface WatchOptions {
   readonly epoch: string;
   /** Also deliver every probe result, not only health transitions. */
   readonly everyHealthCheck: boolean;
+  /** Only instances whose metadata matches; absent or empty for every instance. */
+  readonly selector?: Selector | undefined;
 }
 
 /** The registry state a watcher reads from. */

@@ -14,12 +14,16 @@ export function toProtoInstance(instance: Instance): pb.Instance {
     updatedAt: new Date(instance.updatedAt),
     revision: instance.revision,
     healthCheckPath: instance.healthCheckPath,
+    draining: instance.draining,
+    ...(instance.draining ? { drainingSince: new Date(instance.drainingSince) } : {}),
   };
 }
 
 const REMOVAL_REASONS: Record<RemovalReason, pb.RemovalReason> = {
   unregistered: pb.RemovalReason.REMOVAL_REASON_UNREGISTERED,
   health_check_expired: pb.RemovalReason.REMOVAL_REASON_HEALTH_CHECK_EXPIRED,
+  replaced: pb.RemovalReason.REMOVAL_REASON_REPLACED,
+  drain_expired: pb.RemovalReason.REMOVAL_REASON_DRAIN_EXPIRED,
 };
 
 function changeMessage(change: Change, epoch: string): pb.WatchInstancesResponse {
@@ -29,6 +33,8 @@ function changeMessage(change: Change, epoch: string): pb.WatchInstancesResponse
       return { ...base, type: pb.EventType.EVENT_TYPE_INSTANCE_REGISTERED };
     case "removed":
       return { ...base, type: pb.EventType.EVENT_TYPE_INSTANCE_REMOVED, removalReason: REMOVAL_REASONS[change.reason] };
+    case "draining":
+      return { ...base, type: pb.EventType.EVENT_TYPE_INSTANCE_DRAINING };
     case "health":
       return change.instance.health === "healthy"
         ? { ...base, type: pb.EventType.EVENT_TYPE_HEALTH_CHECK_PASSED }
@@ -44,6 +50,7 @@ function empty(epoch: string, revision: number): pb.WatchInstancesResponse {
     removalReason: pb.RemovalReason.REMOVAL_REASON_UNSPECIFIED,
     snapshot: false,
     failureReason: "",
+    panic: false,
   };
 }
 

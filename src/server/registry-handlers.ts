@@ -8,7 +8,7 @@ import type { CallContext, RegistryApi } from "../api/registry-api.js";
 import { RegistryError } from "../registry/registry-error.js";
 import { credentialsFromMetadata } from "./auth.js";
 import { toProtoInstance } from "./proto-mapping.js";
-import { TypeAnswerCache } from "./type-answer-cache.js";
+import { encodeTypeAnswer, TypeAnswerCache } from "./type-answer-cache.js";
 import { toServiceError } from "./status-mapping.js";
 import type { WatchStreams } from "./watch-handler.js";
 
@@ -158,10 +158,15 @@ export function registryHandlers(deps: HandlerDeps) {
     })),
 
     getByType: unary<pb.GetByTypeRequest, pb.GetByTypeResponse>("GetByType", logger, signals, (req, ctx) => {
-      const answer = api.getByType(ctx, req.serviceType, req.includeUnhealthy);
-      // Pre-encoded bytes; the service definition's serializer passes them through.
-      const key = `${req.includeUnhealthy ? "all" : "healthy"}/${req.serviceType}`;
-      return andThen(answer, ({ instances, revision }) => typeAnswers.encode(key, instances, revision) as unknown as pb.GetByTypeResponse);
+      const { includeUnhealthy, includeDraining, selector } = req;
+      const answer = api.getByType(ctx, req.serviceType, { includeUnhealthy, includeDraining, selector });
+      // Pre-encoded bytes; the service definition's serializer passes them through. Answers to a
+      // selector are not cached: callers choose selectors freely, the cache's keys must stay few.
+      const cached = Object.keys(selector).length === 0;
+      const key = `${includeUnhealthy ? "u" : "-"}${includeDraining ? "d" : "-"}/${req.serviceType}`;
+      return andThen(answer, ({ instances, revision, panic }) =>
+        (cached ? typeAnswers.encode(key, instances, revision, panic) : encodeTypeAnswer(instances, revision, panic)) as unknown as pb.GetByTypeResponse,
+      );
     }),
 
     getInstance: unary<pb.GetInstanceRequest, pb.GetInstanceResponse>("GetInstance", logger, signals, (req, ctx) => {

@@ -10,6 +10,7 @@ interface Entry {
   /** Length of the instances part of `answer`. */
   readonly bodyLength: number;
   revision: number;
+  panic: boolean;
 }
 
 /**
@@ -28,29 +29,28 @@ export class TypeAnswerCache {
 
   constructor(private readonly maxBytes = 64 * 1024 * 1024) {}
 
-  /** The encoded GetByTypeResponse for `instances` at `revision`. */
-  encode(key: string, instances: readonly Instance[], revision: number): Buffer {
+  /** The encoded GetByTypeResponse for `instances` at `revision`, flagged with `panic`. */
+  encode(key: string, instances: readonly Instance[], revision: number, panic = false): Buffer {
     let entry = this.entries.get(key);
     // The index hands out the same array until the type changes: usually one comparison.
     if (entry && (entry.instances === instances || sameObjects(entry.instances, instances))) {
       // Same instances: the same answer while the revision holds; else a new tail.
-      if (entry.revision !== revision) {
+      if (entry.revision !== revision || entry.panic !== panic) {
         const previous = entry.answer.length;
-        entry.answer = withRevision(entry.answer.subarray(0, entry.bodyLength), revision);
+        entry.answer = withTail(entry.answer.subarray(0, entry.bodyLength), revision, panic);
         entry.revision = revision;
+        entry.panic = panic;
         if (this.entries.get(key) === entry) this.bytes += entry.answer.length - previous;
       }
       return entry.answer;
     }
-    const w = new BinaryWriter();
-    for (const i of instances) PbInstance.encode(toProtoInstance(i), w.uint32(10).fork()).join();
-    const body = w.finish();
-    const answer = withRevision(body, revision);
+    const body = encodeInstances(instances);
+    const answer = withTail(body, revision, panic);
     if (entry) {
       this.bytes -= entry.answer.length;
       this.entries.delete(key);
     }
-    entry = { instances, answer, bodyLength: body.length, revision };
+    entry = { instances, answer, bodyLength: body.length, revision, panic };
     if (instances.length > 0) {
       if (this.bytes + answer.length > this.maxBytes) {
         this.entries.clear();
@@ -63,10 +63,23 @@ export class TypeAnswerCache {
   }
 }
 
-/** `body` followed by the response's revision field (2), omitted at 0 as proto3 does. */
-function withRevision(body: Uint8Array, revision: number): Buffer {
+/** A GetByTypeResponse encoded with no cache (answers to a selector). */
+export function encodeTypeAnswer(instances: readonly Instance[], revision: number, panic: boolean): Buffer {
+  return withTail(encodeInstances(instances), revision, panic);
+}
+
+/** The response's instances field (1), each instance encoded. */
+function encodeInstances(instances: readonly Instance[]): Uint8Array {
+  const w = new BinaryWriter();
+  for (const i of instances) PbInstance.encode(toProtoInstance(i), w.uint32(10).fork()).join();
+  return w.finish();
+}
+
+/** `body` followed by the response's revision (2) and panic (3) fields, each omitted at its default as proto3 does. */
+function withTail(body: Uint8Array, revision: number, panic: boolean): Buffer {
   const tail = new BinaryWriter();
   if (revision !== 0) tail.uint32(16).uint64(revision);
+  if (panic) tail.uint32(24).bool(true);
   return Buffer.concat([body, tail.finish()]);
 }
 

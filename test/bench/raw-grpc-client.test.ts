@@ -35,7 +35,7 @@ describe("RawGrpcClient against the registry", () => {
   });
 
   it("rejects a refused call with its status and message", async () => {
-    const request = GetByTypeRequest.encode({ serviceType: "api", includeUnhealthy: false }).finish();
+    const request = GetByTypeRequest.encode({ serviceType: "api", includeUnhealthy: false, includeDraining: false, selector: {} }).finish();
     const refused = client.unary("/registry.v1.RegistryService/GetByType", request, { authorization: "Bearer wrong" });
     await expect(refused).rejects.toThrow(/GetByType: status 16 .*key/i);
   });

@@ -107,8 +107,8 @@ describe("CLI list, get, watch against a real registry", () => {
     expect(await runClientCommand("list", ["--json", ...at()], io)).toBe(0);
     expect(JSON.parse(io.stdout)).toEqual({
       services: [
-        { serviceType: "billing", healthyCount: 1, totalCount: 1 },
-        { serviceType: "greeter", healthyCount: 2, totalCount: 2 },
+        { serviceType: "billing", healthyCount: 1, totalCount: 1, drainingCount: 0, panic: false },
+        { serviceType: "greeter", healthyCount: 2, totalCount: 2, drainingCount: 0, panic: false },
       ],
       revision: 3,
     });

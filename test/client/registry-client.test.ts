@@ -59,7 +59,7 @@ describe("RegistryClient", () => {
     const byType = await self.getByType("billing");
     expect(byType.instances.map((i) => i.id).sort()).toEqual([a.id, b.id].sort());
     expect(byType.revision).toBe(2);
-    expect(await self.listServices()).toEqual({ services: [{ serviceType: "billing", healthyCount: 2, totalCount: 2 }], revision: 2 });
+    expect(await self.listServices()).toEqual({ services: [{ serviceType: "billing", healthyCount: 2, totalCount: 2, drainingCount: 0, panic: false }], revision: 2 });
 
     // ...and unregisters itself; per-call credentials override the client's.
     const removed = await admin.unregister(a.id, { auth: a.auth });

@@ -538,7 +538,7 @@ describe("TypeScript samples that run", () => {
     });
     expect(sample.one).toMatchObject({ id: sample.id, serviceType: "billing", port: 8080, metadata: { zone: "eu-1" } });
     expect(sample.instances).toEqual([expect.objectContaining({ id: sample.id })]);
-    expect(sample.services).toEqual([{ serviceType: "billing", healthyCount: 1, totalCount: 1 }]);
+    expect(sample.services).toEqual([{ serviceType: "billing", healthyCount: 1, totalCount: 1, drainingCount: 0, panic: false }]);
     expect(server.registry.getByType("billing", true).instances.map((i) => i.id), "unregistered with its own credentials").not.toContain(sample.id);
   });
 

@@ -63,7 +63,7 @@ describe.skipIf(!etcdPresent)("a replica behind another one", () => {
     const x = await call(a, a.register, { serviceType: "api", port: 8000, host: "127.0.0.1", metadata: {} }, keyAuth(KEY));
     const asX = instanceAuth(x.serviceId, x.token);
     const started = Date.now();
-    const byType = call(b, b.getByType, { serviceType: "api", includeUnhealthy: true }, asX);
+    const byType = call(b, b.getByType, { serviceType: "api", includeUnhealthy: true, includeDraining: false, selector: {} }, asX);
     const byIdAsX = call(b, b.getInstance, { instanceId: x.serviceId }, asX);
     const byIdAsKey = call(b, b.getInstance, { instanceId: x.serviceId }, keyAuth(KEY));
     const answered = Promise.allSettled([byType, byIdAsX, byIdAsKey]);
@@ -83,8 +83,8 @@ describe.skipIf(!etcdPresent)("a replica behind another one", () => {
     expect((await byIdAsKey).instance?.id).toBe(x.serviceId);
 
     // No oracle: an unknown id and a wrong token for a known one get the same answer.
-    const unknownId = call(b, b.getByType, { serviceType: "api", includeUnhealthy: true }, instanceAuth("0190f0aa-0000-7000-8000-000000000000", x.token));
-    const wrongToken = call(b, b.getByType, { serviceType: "api", includeUnhealthy: true }, instanceAuth(x.serviceId, `${x.token}x`));
+    const unknownId = call(b, b.getByType, { serviceType: "api", includeUnhealthy: true, includeDraining: false, selector: {} }, instanceAuth("0190f0aa-0000-7000-8000-000000000000", x.token));
+    const wrongToken = call(b, b.getByType, { serviceType: "api", includeUnhealthy: true, includeDraining: false, selector: {} }, instanceAuth(x.serviceId, `${x.token}x`));
     // Both settle together: awaiting one while the other rejects would leave that rejection unhandled for a moment.
     for (const refused of await Promise.allSettled([unknownId, wrongToken])) {
       const err = refused.status === "rejected" ? (refused.reason as ServiceError) : undefined;

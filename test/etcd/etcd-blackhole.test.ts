@@ -56,7 +56,7 @@ describe.skipIf(!etcdPresent)("a replica blackholed from etcd", () => {
 
   const registerVia = (c: RegistryServiceClient, port: number) =>
     call(c, c.register, { serviceType: "api", port, host: "127.0.0.1", metadata: {} }, keyAuth(KEY));
-  const getApi = (c: RegistryServiceClient) => call(c, c.getByType, { serviceType: "api", includeUnhealthy: true }, keyAuth(KEY));
+  const getApi = (c: RegistryServiceClient) => call(c, c.getByType, { serviceType: "api", includeUnhealthy: true, includeDraining: false, selector: {} }, keyAuth(KEY));
 
   it("notices by itself within 3 s, refuses to serve, and serves again only once caught up", async () => {
     const cut = await replica(proxy.url); // its etcd connection goes through the proxy

@@ -34,7 +34,7 @@ describe.skipIf(!etcdPresent)("the etcd store", () => {
           port,
           metadata: {},
           healthCheckPath: "/health",
-          health: "healthy",
+          health: "healthy", draining: false, drainingSince: 0,
           registeredAt: Date.now(),
           updatedAt: Date.now(),
           tokenHash: "h".repeat(32),

@@ -16,7 +16,7 @@ function registration(n: number, notAfter: number): Mutation {
     instance: {
       id: `00000000-0000-7000-8000-${String(n).padStart(12, "0")}`,
       serviceType: "api", host: "127.0.0.1", port: n, metadata: {}, healthCheckPath: "/health",
-      health: "healthy", registeredAt: now, updatedAt: now, tokenHash: "h".repeat(32),
+      health: "healthy", draining: false, drainingSince: 0, registeredAt: now, updatedAt: now, tokenHash: "h".repeat(32),
     },
   };
 }

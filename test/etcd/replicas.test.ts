@@ -187,7 +187,7 @@ describe.skipIf(!etcdPresent)("registry replicas on one etcd", () => {
     expect(failed).toBeLessThan(64);
     // ...and every acknowledged Register is on them, once, in the same order.
     for (const r of rs.slice(1)) {
-      const all = await call(r.client, r.client.getByType, { serviceType: "load", includeUnhealthy: true }, keyAuth(KEY));
+      const all = await call(r.client, r.client.getByType, { serviceType: "load", includeUnhealthy: true, includeDraining: false, selector: {} }, keyAuth(KEY));
       const byId = new Map(all.instances.map((i) => [i.id, i.revision]));
       for (const a of acked) expect(byId.get(a.id)).toBe(a.revision);
     }
@@ -235,7 +235,7 @@ describe.skipIf(!etcdPresent)("registry replicas on one etcd", () => {
       expect(got.instance?.id).toBe(reg.serviceId);
       // A replica started with the bad value already stored starts too.
       const b = await replica();
-      const all = await call(b.client, b.client.getByType, { serviceType: "api", includeUnhealthy: true }, keyAuth(KEY));
+      const all = await call(b.client, b.client.getByType, { serviceType: "api", includeUnhealthy: true, includeDraining: false, selector: {} }, keyAuth(KEY));
       expect(all.instances.map((i) => i.id)).toEqual([reg.serviceId]);
       expect(a!.proc.child.exitCode).toBeNull();
     } finally {

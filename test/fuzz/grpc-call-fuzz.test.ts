@@ -36,7 +36,7 @@ function openWatch(conn: FuzzConnection): { events: WatchInstancesResponse[]; en
     te: "trailers",
     authorization: AUTH,
   });
-  stream.end(frame(WatchInstancesRequest.encode({ serviceType: "", sinceRevision: 0, epoch: "", everyHealthCheck: false }).finish()));
+  stream.end(frame(WatchInstancesRequest.encode({ serviceType: "", sinceRevision: 0, epoch: "", everyHealthCheck: false, selector: {} }).finish()));
   const events: WatchInstancesResponse[] = [];
   let ended = false;
   let pending = Buffer.alloc(0);

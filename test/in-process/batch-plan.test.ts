@@ -4,7 +4,7 @@ import type { Mutation } from "../../src/registry/registry-store.js";
 import type { StoredInstance } from "../../src/registry/types.js";
 
 function instance(id: string, host = "10.0.0.1"): Omit<StoredInstance, "revision"> {
-  return { id, serviceType: "api", host, port: 80, metadata: {}, healthCheckPath: "/health", health: "healthy", registeredAt: 1, updatedAt: 1, tokenHash: "h" };
+  return { id, serviceType: "api", host, port: 80, metadata: {}, healthCheckPath: "/health", health: "healthy", draining: false, drainingSince: 0, registeredAt: 1, updatedAt: 1, tokenHash: "h" };
 }
 
 describe("planBatch", () => {

@@ -3,7 +3,7 @@ import { HealthStatusHandler } from "../../src/registry/health-status-handler.js
 import type { Health, StoredInstance } from "../../src/registry/types.js";
 
 function at(health: Health, updatedAt = 0): StoredInstance {
-  return { id: "i", serviceType: "api", host: "10.0.0.1", port: 80, metadata: {}, healthCheckPath: "/health", health, registeredAt: 0, updatedAt, revision: 1, tokenHash: "h" };
+  return { id: "i", serviceType: "api", host: "10.0.0.1", port: 80, metadata: {}, healthCheckPath: "/health", health, draining: false, drainingSince: 0, registeredAt: 0, updatedAt, revision: 1, tokenHash: "h" };
 }
 
 describe("HealthStatusHandler", () => {

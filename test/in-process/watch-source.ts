@@ -11,7 +11,7 @@ export function instance(id: string, serviceType: string, revision: number): Sto
     port: 8080,
     metadata: {},
     healthCheckPath: "/health",
-    health: "healthy",
+    health: "healthy", draining: false, drainingSince: 0,
     registeredAt: 0,
     updatedAt: 0,
     revision,

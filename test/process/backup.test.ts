@@ -65,7 +65,7 @@ describe("online backup of the SQLite store (SIGUSR2)", () => {
     const rotated = await runCli(["rotate-epoch", "--data-dir", restoredDir]);
     expect(rotated.code).toBe(0);
     const restored = await serve(restoredDir);
-    const all = await call(restored.client, restored.client.getByType, { serviceType: "api", includeUnhealthy: true }, keyAuth(KEY));
+    const all = await call(restored.client, restored.client.getByType, { serviceType: "api", includeUnhealthy: true, includeDraining: false, selector: {} }, keyAuth(KEY));
     expect(all.instances.map((i) => i.id).sort()).toEqual(regs.map((r) => r.serviceId).sort());
     const r0 = regs[0]!;
     await call(restored.client, restored.client.getInstance, { instanceId: r0.serviceId }, instanceAuth(r0.serviceId, r0.token));

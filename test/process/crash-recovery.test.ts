@@ -66,7 +66,7 @@ describe("the SQLite store across restarts and crashes", () => {
       expect(res.instance?.revision).toBe(a.revision);
     }
     // Revisions are exactly 1..N: no hole, no repeat.
-    const all = await call(c, c.getByType, { serviceType: "load", includeUnhealthy: true }, keyAuth(KEY));
+    const all = await call(c, c.getByType, { serviceType: "load", includeUnhealthy: true, includeDraining: false, selector: {} }, keyAuth(KEY));
     const revisions = all.instances.map((i) => i.revision).sort((x, y) => x - y);
     expect(revisions).toEqual(Array.from({ length: revisions.length }, (_, i) => i + 1));
     expect(all.revision).toBe(revisions.length);

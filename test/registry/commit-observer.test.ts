@@ -49,7 +49,7 @@ describe("the commit observer", () => {
     const commits: [string, CommitOutcome][] = [];
     const failing: boolean[] = [];
     const reporter = new CommitReporter({ onCommit: (op, outcome) => commits.push([op, outcome]), onFailingChange: (f) => failing.push(f) });
-    const instance = { id: "a", serviceType: "api", host: "127.0.0.1", port: 1, metadata: {}, healthCheckPath: "/health", health: "healthy" as const, registeredAt: 0, updatedAt: 0, tokenHash: "" };
+    const instance = { id: "a", serviceType: "api", host: "127.0.0.1", port: 1, metadata: {}, healthCheckPath: "/health", health: "healthy" as const, draining: false, drainingSince: 0, registeredAt: 0, updatedAt: 0, tokenHash: "" };
     const change: Change = { kind: "registered", revision: 1, instance: { ...instance, revision: 1 } };
     const register = { op: "register", instance } as const;
     const remove = { op: "remove", id: "nope", reason: "unregistered", at: 0 } as const;

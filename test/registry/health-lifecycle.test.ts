@@ -65,14 +65,14 @@ describe("health probing through the server", () => {
     await healthBecomes(h, id, "unhealthy");
     expect(h.registry.getInstance(id).health).toBe("unhealthy");
 
-    const visible = await call(h.client, h.client.getByType, { serviceType: "api", includeUnhealthy: false });
+    const visible = await call(h.client, h.client.getByType, { serviceType: "api", includeUnhealthy: false, includeDraining: false, selector: {} });
     expect(visible.instances).toEqual([]);
-    const all = await call(h.client, h.client.getByType, { serviceType: "api", includeUnhealthy: true });
+    const all = await call(h.client, h.client.getByType, { serviceType: "api", includeUnhealthy: true, includeDraining: false, selector: {} });
     expect(all.instances.map((i) => [i.id, i.health])).toEqual([[id, HealthStatus.HEALTH_STATUS_UNHEALTHY]]);
 
     s.status = 200;
     await healthBecomes(h, id, "healthy");
-    const back = await call(h.client, h.client.getByType, { serviceType: "api", includeUnhealthy: false });
+    const back = await call(h.client, h.client.getByType, { serviceType: "api", includeUnhealthy: false, includeDraining: false, selector: {} });
     expect(back.instances.map((i) => i.id)).toEqual([id]);
   });
 

@@ -7,7 +7,7 @@ function instance(id: string, serviceType: string, health: Health = "healthy"): 
   revision++;
   return {
     id, serviceType, host: "10.0.0.1", port: 80, metadata: {}, healthCheckPath: "/health", health,
-    registeredAt: 0, updatedAt: 0, revision, tokenHash: "\0".repeat(32),
+    draining: false, drainingSince: 0, registeredAt: 0, updatedAt: 0, revision, tokenHash: "\0".repeat(32),
   };
 }
 
@@ -17,9 +17,9 @@ describe("InstanceIndex lists", () => {
     index.put(instance("a1", "api"));
     index.put(instance("d1", "db"));
     const api = index.list("api");
-    const healthy = index.healthy("api");
+    const healthy = index.serving("api");
     expect(index.list("api")).toBe(api);
-    expect(index.healthy("api")).toBe(healthy);
+    expect(index.serving("api")).toBe(healthy);
     expect(Object.isFrozen(api)).toBe(true);
 
     index.apply({ kind: "registered", revision: ++revision, instance: instance("d2", "db") });
@@ -34,15 +34,15 @@ describe("InstanceIndex lists", () => {
     const index = new InstanceIndex();
     index.put(instance("a1", "api"));
     index.put(instance("a2", "api"));
-    expect(index.healthy("api").map((i) => i.id)).toEqual(["a1", "a2"]);
+    expect(index.serving("api").map((i) => i.id)).toEqual(["a1", "a2"]);
 
     index.apply({ kind: "health", revision: ++revision, instance: instance("a1", "api", "unhealthy") });
-    expect(index.healthy("api").map((i) => i.id)).toEqual(["a2"]);
+    expect(index.serving("api").map((i) => i.id)).toEqual(["a2"]);
     expect(index.list("api").map((i) => i.health)).toEqual(["unhealthy", "healthy"]);
-    expect(index.summaries()).toEqual([{ serviceType: "api", healthyCount: 1, totalCount: 2 }]);
+    expect(index.summaries()).toEqual([{ serviceType: "api", healthyCount: 1, totalCount: 2, drainingCount: 0, panic: false }]);
 
     index.apply({ kind: "removed", revision: ++revision, instance: index.get("a2")!, reason: "unregistered" });
-    expect(index.healthy("api")).toEqual([]);
+    expect(index.serving("api")).toEqual([]);
     index.apply({ kind: "removed", revision: ++revision, instance: index.get("a1")!, reason: "unregistered" });
     expect(index.list("api")).toEqual([]);
     expect(index.summaries()).toEqual([]);

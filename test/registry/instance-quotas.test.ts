@@ -36,7 +36,7 @@ describe("instance quotas", () => {
     call(h.client, h.client.register, { serviceType, port, host: "10.0.0.1", metadata: {} }, keyAuth(key));
   const refusal = (p: Promise<unknown>) => p.then(() => undefined, (e: ServiceError) => e);
   const count = async (h: Harness, serviceType: string) =>
-    (await call(h.client, h.client.getByType, { serviceType, includeUnhealthy: true }, keyAuth(KEY_A))).instances.length;
+    (await call(h.client, h.client.getByType, { serviceType, includeUnhealthy: true, includeDraining: false, selector: {} }, keyAuth(KEY_A))).instances.length;
 
   it("MAX_INSTANCES: the next Register gets RESOURCE_EXHAUSTED naming the quota, writes nothing, and room comes back", async () => {
     const { h, refused } = await harness({ MAX_INSTANCES: 3 });

@@ -30,7 +30,7 @@ function registered(revision: number, id: string): Change {
     port: 80,
     metadata: {},
     healthCheckPath: "/health",
-    health: "healthy",
+    health: "healthy", draining: false, drainingSince: 0,
     registeredAt: 0,
     updatedAt: 0,
     revision,
@@ -40,7 +40,7 @@ function registered(revision: number, id: string): Change {
 }
 
 const watchFrom = (registry: ServiceRegistry, sinceRevision: number) =>
-  registry.watch({ serviceType: "", sinceRevision, epoch: "e1", everyHealthCheck: false });
+  registry.watch({ serviceType: "", sinceRevision, epoch: "e1", everyHealthCheck: false, selector: {} });
 
 describe("progress marks from a shared store (writes to keys that are not instances)", () => {
   const registries: ServiceRegistry[] = [];

@@ -48,7 +48,7 @@ describe("the write path: one commit queue, one instance table", () => {
     expect(new Set(registered.map((r) => r.serviceId)).size).toBe(37);
     expect(new Set(registered.map((r) => r.instance?.revision)).size).toBe(37);
     for (const [i, o] of outcomes.entries()) if ("ok" in o) expect(o.ok.instance?.port).toBe(9000 + i);
-    const all = await call(h.client, h.client.getByType, { serviceType: "burst", includeUnhealthy: true });
+    const all = await call(h.client, h.client.getByType, { serviceType: "burst", includeUnhealthy: true, includeDraining: false, selector: {} });
     expect(all.instances.map((x) => x.port).sort()).toEqual(registered.map((r) => r.instance?.port).sort());
   });
 
@@ -58,7 +58,7 @@ describe("the write path: one commit queue, one instance table", () => {
     await registry.start();
     closers.push(() => registry.close());
     const kept = await registry.register({ serviceType: "api", host: "10.0.0.1", port: 80 });
-    const watcher = registry.watch({ serviceType: "", sinceRevision: 0, epoch: "", everyHealthCheck: false });
+    const watcher = registry.watch({ serviceType: "", sinceRevision: 0, epoch: "", everyHealthCheck: false, selector: {} });
     expect((await watcher.next()).value).toMatchObject({ type: "snapshot", revision: 1 });
     expect((await watcher.next()).value).toMatchObject({ type: "synced" });
     store.failing = true;

@@ -167,7 +167,7 @@ describe("auth matrix (SPEC 4.1)", () => {
       case "Register":
         return callError(h.client, h.client.register, { serviceType: "intruder", port: 7000, host: "127.0.0.1", metadata: {} }, md);
       case "GetByType":
-        return callError(h.client, h.client.getByType, { serviceType: "api", includeUnhealthy: true }, md);
+        return callError(h.client, h.client.getByType, { serviceType: "api", includeUnhealthy: true, includeDraining: false, selector: {} }, md);
       case "GetInstance":
         return callError(h.client, h.client.getInstance, { instanceId: a.id }, md);
       case "Unregister":
@@ -183,7 +183,7 @@ describe("auth matrix (SPEC 4.1)", () => {
   async function read(rpc: Rpc, md: Metadata): Promise<void> {
     switch (rpc) {
       case "GetByType": {
-        const res = await call(h.client, h.client.getByType, { serviceType: "api", includeUnhealthy: true }, md);
+        const res = await call(h.client, h.client.getByType, { serviceType: "api", includeUnhealthy: true, includeDraining: false, selector: {} }, md);
         expect(res.instances.map((i) => i.id).sort()).toEqual([a.id, b.id].sort());
         return;
       }
@@ -194,7 +194,7 @@ describe("auth matrix (SPEC 4.1)", () => {
       }
       case "ListServices": {
         const res = await call(h.client, h.client.listServices, {}, md);
-        expect(res.services).toEqual([{ serviceType: "api", healthyCount: 2, totalCount: 2 }]);
+        expect(res.services).toEqual([{ serviceType: "api", healthyCount: 2, totalCount: 2, drainingCount: 0, panic: false }]);
         return;
       }
       case "WatchInstances": {
@@ -211,7 +211,7 @@ describe("auth matrix (SPEC 4.1)", () => {
   /** A and B are still registered and nothing else was added. */
   async function expectRegistryIntact(): Promise<void> {
     const res = await call(h.client, h.client.listServices, {});
-    expect(res.services).toEqual([{ serviceType: "api", healthyCount: 2, totalCount: 2 }]);
+    expect(res.services).toEqual([{ serviceType: "api", healthyCount: 2, totalCount: 2, drainingCount: 0, panic: false }]);
     for (const id of [a.id, b.id]) {
       expect((await call(h.client, h.client.getInstance, { instanceId: id })).instance?.id).toBe(id);
     }
@@ -329,7 +329,7 @@ describe("several registration keys (rotation)", () => {
     ["the second", K2],
   ])("%s key registers, reads, watches and unregisters", async (_label, key) => {
     const res = await call(h.client, h.client.register, { serviceType: "rot", port: 8000, host: "127.0.0.1", metadata: {} }, keyAuth(key));
-    const listed = await call(h.client, h.client.getByType, { serviceType: "rot", includeUnhealthy: true }, keyAuth(key));
+    const listed = await call(h.client, h.client.getByType, { serviceType: "rot", includeUnhealthy: true, includeDraining: false, selector: {} }, keyAuth(key));
     expect(listed.instances.map((i) => i.id)).toContain(res.serviceId);
     await call(h.client, h.client.listServices, {}, keyAuth(key));
 
@@ -392,7 +392,7 @@ describe("a registration key with spaces (the seed's .env example)", () => {
 
   it("is everything after 'Bearer ', spaces included", async () => {
     const res = await call(h.client, h.client.register, { serviceType: "seed", port: 3000, host: "127.0.0.1", metadata: {} }, keyAuth(SEED_KEY));
-    const listed = await call(h.client, h.client.getByType, { serviceType: "seed", includeUnhealthy: false }, keyAuth(SEED_KEY));
+    const listed = await call(h.client, h.client.getByType, { serviceType: "seed", includeUnhealthy: false, includeDraining: false, selector: {} }, keyAuth(SEED_KEY));
     expect(listed.instances.map((i) => i.id)).toEqual([res.serviceId]);
   });
 

@@ -37,13 +37,13 @@ describe("a replica that lost its store answers UNAVAILABLE before it checks cre
     // and one it knows: either way the caller is told to try another replica, not that it is lost.
     const elsewhere = instanceAuth(randomUUID(), randomBytes(32).toString("base64url"));
     for (const md of [elsewhere, instanceAuth(known.id, known.token)]) {
-      const byType = await callError(h.client, h.client.getByType, { serviceType: "api", includeUnhealthy: false }, md);
+      const byType = await callError(h.client, h.client.getByType, { serviceType: "api", includeUnhealthy: false, includeDraining: false, selector: {} }, md);
       expect(byType.code, byType.details).toBe(status.UNAVAILABLE);
       const one = await callError(h.client, h.client.getInstance, { instanceId: known.id }, md);
       expect(one.code, one.details).toBe(status.UNAVAILABLE);
     }
     store.reachable(true);
-    const again = await callError(h.client, h.client.getByType, { serviceType: "api", includeUnhealthy: false }, elsewhere);
+    const again = await callError(h.client, h.client.getByType, { serviceType: "api", includeUnhealthy: false, includeDraining: false, selector: {} }, elsewhere);
     expect(again.code).toBe(status.UNAUTHENTICATED);
   });
 });

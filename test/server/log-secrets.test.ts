@@ -22,7 +22,7 @@ describe("logs never carry a key or a token (SPEC 4.1)", () => {
 
   it("writes one line per registration and removal naming the instance, never its secrets", async () => {
     const a = await register(h, "api", 9001);
-    await callError(h.client, h.client.getByType, { serviceType: "api", includeUnhealthy: false }, instanceAuth(a.id, `${a.token}x`));
+    await callError(h.client, h.client.getByType, { serviceType: "api", includeUnhealthy: false, includeDraining: false, selector: {} }, instanceAuth(a.id, `${a.token}x`));
     await callError(h.client, h.client.listServices, {}, keyAuth(`${TEST_KEY}-wrong`));
     await call(h.client, h.client.unregister, { instanceId: a.id }, instanceAuth(a.id, a.token));
 

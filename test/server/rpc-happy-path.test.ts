@@ -46,7 +46,7 @@ describe("every RPC, happy path", () => {
     await register(h, "db", 5432);
     const md = instanceAuth(a.id, a.token);
 
-    const byType = await call(h.client, h.client.getByType, { serviceType: "api", includeUnhealthy: false }, md);
+    const byType = await call(h.client, h.client.getByType, { serviceType: "api", includeUnhealthy: false, includeDraining: false, selector: {} }, md);
     expect(byType.instances.map((i) => i.port).sort()).toEqual([9001, 9002]);
     expect(byType.revision).toBe(3);
 
@@ -55,15 +55,15 @@ describe("every RPC, happy path", () => {
 
     const services = await call(h.client, h.client.listServices, {}, md);
     expect(services.services).toEqual([
-      { serviceType: "api", healthyCount: 2, totalCount: 2 },
-      { serviceType: "db", healthyCount: 1, totalCount: 1 },
+      { serviceType: "api", healthyCount: 2, totalCount: 2, drainingCount: 0, panic: false },
+      { serviceType: "db", healthyCount: 1, totalCount: 1, drainingCount: 0, panic: false },
     ]);
     expect(services.revision).toBe(3);
 
     const gone = await call(h.client, h.client.unregister, { instanceId: a.id }, md);
     expect(gone.instance?.id).toBe(a.id);
     expect(gone.revision).toBe(4);
-    const after = await call(h.client, h.client.getByType, { serviceType: "api", includeUnhealthy: true });
+    const after = await call(h.client, h.client.getByType, { serviceType: "api", includeUnhealthy: true, includeDraining: false, selector: {} });
     expect(after.instances.map((i) => i.id)).toEqual([b.id]);
   });
 

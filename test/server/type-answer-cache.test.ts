@@ -10,7 +10,7 @@ const instance = (id: string, port: number): Instance => ({
   port,
   metadata: { zone: "a" },
   healthCheckPath: "/health",
-  health: "healthy",
+  health: "healthy", draining: false, drainingSince: 0,
   registeredAt: 1_700_000_000_000,
   updatedAt: 1_700_000_000_000,
   revision: port,

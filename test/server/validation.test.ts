@@ -225,7 +225,7 @@ describe("validation (SPEC 4.1)", () => {
     it.each([{ name: "empty", serviceType: "" }, ...badTypes])(
       "GetByType with a service_type $name → INVALID_ARGUMENT naming service_type",
       async ({ serviceType }) => {
-        const err = await callError(h.client, h.client.getByType, { serviceType, includeUnhealthy: true }, keyAuth());
+        const err = await callError(h.client, h.client.getByType, { serviceType, includeUnhealthy: true, includeDraining: false, selector: {} }, keyAuth());
         expectInvalid(err, "service_type");
       },
     );

@@ -126,7 +126,7 @@ export class WatchCursor extends StreamCursor<WatchInstancesResponse> {
   }
 
   static open(client: RegistryServiceClient, request: Partial<WatchInstancesRequest>, metadata = keyAuth()): WatchCursor {
-    const full: WatchInstancesRequest = { serviceType: "", sinceRevision: 0, epoch: "", everyHealthCheck: false, ...request };
+    const full: WatchInstancesRequest = { serviceType: "", sinceRevision: 0, epoch: "", everyHealthCheck: false, selector: {}, ...request };
     return new WatchCursor(client.watchInstances(full, metadata));
   }
 }

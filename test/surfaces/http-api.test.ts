@@ -80,6 +80,7 @@ describe("the seed's HTTP/JSON API on HTTP_PORT, with plain fetch", () => {
       registeredAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
       updatedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
       revision: expect.any(Number),
+      draining: false,
     });
     const me = asInstance(created.serviceId, created.token);
 
@@ -93,7 +94,7 @@ describe("the seed's HTTP/JSON API on HTTP_PORT, with plain fetch", () => {
     expect(((await one.json()) as { instance: { port: number } }).instance.port).toBe(8080);
 
     const services = (await (await http("/services", { headers: me })).json()) as { services: unknown[] };
-    expect(services.services).toContainEqual({ serviceType: "billing", healthyCount: 1, totalCount: 1 });
+    expect(services.services).toContainEqual({ serviceType: "billing", healthyCount: 1, totalCount: 1, drainingCount: 0, panic: false });
 
     const removed = await http(`/service/${created.serviceId}`, { method: "DELETE", headers: me });
     expect(removed.status).toBe(200);
@@ -288,13 +289,13 @@ describe("the seed's HTTP/JSON API on HTTP_PORT, with plain fetch", () => {
   it("gives the same code and message as gRPC for the same bad request", async () => {
     const cases: [string, () => Promise<Response>, () => Promise<ServiceError>][] = [
       ["wrong key", () => http("/services/api", { headers: { authorization: "Bearer wrong-key-0123456789" } }),
-        () => callError(grpc, grpc.getByType, { serviceType: "api", includeUnhealthy: false }, keyAuth("wrong-key-0123456789"))],
+        () => callError(grpc, grpc.getByType, { serviceType: "api", includeUnhealthy: false, includeDraining: false, selector: {} }, keyAuth("wrong-key-0123456789"))],
       ["unknown id", () => http("/service/00000000-0000-0000-0000-000000000000", { headers: KEY }),
         () => callError(grpc, grpc.getInstance, { instanceId: "00000000-0000-0000-0000-000000000000" }, keyAuth())],
       ["too long id", () => http(`/service/${"x".repeat(200)}`, { headers: KEY }),
         () => callError(grpc, grpc.getInstance, { instanceId: "x".repeat(200) }, keyAuth())],
       ["bad type", () => http("/services/-bad-", { headers: KEY }),
-        () => callError(grpc, grpc.getByType, { serviceType: "-bad-", includeUnhealthy: false }, keyAuth())],
+        () => callError(grpc, grpc.getByType, { serviceType: "-bad-", includeUnhealthy: false, includeDraining: false, selector: {} }, keyAuth())],
       ["unknown instance creds", () => http("/services", { headers: asInstance("nope", "nope") }),
         () => callError(grpc, grpc.listServices, {}, instanceAuth("nope", "nope"))],
     ];

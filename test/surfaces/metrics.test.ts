@@ -57,7 +57,7 @@ describe("Prometheus /metrics on HTTP_PORT", () => {
     for (const port of [8001, 8002]) {
       await call(client, client.register, { serviceType: "api", port, host: "10.0.0.1", metadata: {} });
     }
-    await callError(client, client.getByType, { serviceType: "api", includeUnhealthy: false }, keyAuth("wrong-key-0123456789"));
+    await callError(client, client.getByType, { serviceType: "api", includeUnhealthy: false, includeDraining: false, selector: {} }, keyAuth("wrong-key-0123456789"));
     await callError(client, client.unregister, { instanceId: "00000000-0000-0000-0000-000000000000" }, keyAuth());
 
     const m = await scrape(server);
@@ -130,7 +130,7 @@ describe("Prometheus /metrics on HTTP_PORT", () => {
     expect(m.value("registry_watch_streams")).toBe(2);
 
     // An in-process watcher nobody reads fills its queue (limit 1) and is parked.
-    const idle = server.registry.watch({ serviceType: "db", sinceRevision: 0, epoch: "", everyHealthCheck: false });
+    const idle = server.registry.watch({ serviceType: "db", sinceRevision: 0, epoch: "", everyHealthCheck: false, selector: {} });
     cleanup.push(() => idle.end());
     for (const port of [5432, 5433, 5434]) {
       await call(client, client.register, { serviceType: "db", port, host: "10.0.0.3", metadata: {} });

@@ -115,6 +115,7 @@ describe.each(["v1", "v1alpha"])("server reflection (%s) seen by grpc-js-reflect
       "Unregister",
       "ListServices",
       "WatchInstances",
+      "Drain",
     ]);
     const instance = registry.lookupType("registry.v1.Instance");
     expect(instance.fields.registered_at?.resolve().resolvedType?.fullName).toBe(".google.protobuf.Timestamp");
@@ -125,7 +126,7 @@ describe.each(["v1", "v1alpha"])("server reflection (%s) seen by grpc-js-reflect
 
   it("lists every RegistryService method with its request and response types", async () => {
     const methods = await reflection.listMethods("registry.v1.RegistryService");
-    expect(methods.map((m) => m.name)).toEqual(["Register", "GetByType", "GetInstance", "Unregister", "ListServices", "WatchInstances"]);
+    expect(methods.map((m) => m.name)).toEqual(["Register", "GetByType", "GetInstance", "Unregister", "ListServices", "WatchInstances", "Drain"]);
     const watch = methods.find((m) => m.name === "WatchInstances")?.definition;
     expect(watch).toMatchObject({ requestStream: false, responseStream: true });
   });

@@ -413,7 +413,7 @@ describe("frozen peers and shutdown (plaintext)", () => {
     try {
       await seedBigInstances(server);
       const watchStreams = async (): Promise<number> => gauge((await httpGet(server.httpPort as number, "/metrics")).body, "registry_watch_streams");
-      const watch = rawGrpcCall(session, "/registry.v1.RegistryService/WatchInstances", grpcFrame(WatchInstancesRequest.encode({ serviceType: "", sinceRevision: 0, epoch: "", everyHealthCheck: false }).finish()));
+      const watch = rawGrpcCall(session, "/registry.v1.RegistryService/WatchInstances", grpcFrame(WatchInstancesRequest.encode({ serviceType: "", sinceRevision: 0, epoch: "", everyHealthCheck: false, selector: {} }).finish()));
       // Its snapshot (~10 MB) cannot go out: the stream stalls, and is ended.
       await expect.poll(watchStreams, { timeout: 5000, message: "the watch stream starting" }).toBe(1);
       await expect.poll(watchStreams, { timeout: 5000, message: "the stalled watch stream being ended" }).toBe(0);

@@ -174,7 +174,7 @@ describe("WatchInstances: snapshot, SYNCED and live events", () => {
       port: 9001,
       metadata: { zone: "eu-1" },
       healthCheckPath: "/health",
-      health: "healthy",
+      health: "healthy", draining: false, drainingSince: 0,
       registeredAt: 1_700_000_000_000,
       updatedAt: 1_700_000_000_000,
       revision: 7,

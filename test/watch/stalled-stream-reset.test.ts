@@ -32,7 +32,7 @@ function openNeverRead(session: ClientHttp2Session): ClientHttp2Stream {
   });
   stream.on("error", () => {});
   stream.pause();
-  stream.end(grpcFrame(WatchInstancesRequest.encode({ serviceType: "", sinceRevision: 0, epoch: "", everyHealthCheck: false }).finish()));
+  stream.end(grpcFrame(WatchInstancesRequest.encode({ serviceType: "", sinceRevision: 0, epoch: "", everyHealthCheck: false, selector: {} }).finish()));
   return stream;
 }
 

@@ -89,6 +89,8 @@ export enum EventType {
   EVENT_TYPE_BOOKMARK = 6,
   /** EVENT_TYPE_RESET - The requested resume point cannot be honoured; a fresh snapshot follows. */
   EVENT_TYPE_RESET = 7,
+  /** EVENT_TYPE_INSTANCE_DRAINING - An instance was marked draining (instance.draining is set). */
+  EVENT_TYPE_INSTANCE_DRAINING = 8,
   UNRECOGNIZED = -1,
 }
 
@@ -118,6 +120,9 @@ export function eventTypeFromJSON(object: any): EventType {
     case 7:
     case "EVENT_TYPE_RESET":
       return EventType.EVENT_TYPE_RESET;
+    case 8:
+    case "EVENT_TYPE_INSTANCE_DRAINING":
+      return EventType.EVENT_TYPE_INSTANCE_DRAINING;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -143,6 +148,8 @@ export function eventTypeToJSON(object: EventType): string {
       return "EVENT_TYPE_BOOKMARK";
     case EventType.EVENT_TYPE_RESET:
       return "EVENT_TYPE_RESET";
+    case EventType.EVENT_TYPE_INSTANCE_DRAINING:
+      return "EVENT_TYPE_INSTANCE_DRAINING";
     case EventType.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -156,6 +163,10 @@ export enum RemovalReason {
   REMOVAL_REASON_UNREGISTERED = 1,
   /** REMOVAL_REASON_HEALTH_CHECK_EXPIRED - Removed after being unhealthy for longer than the registry's deregister-after. */
   REMOVAL_REASON_HEALTH_CHECK_EXPIRED = 2,
+  /** REMOVAL_REASON_REPLACED - Removed because a Register named the same service type, host and port. */
+  REMOVAL_REASON_REPLACED = 3,
+  /** REMOVAL_REASON_DRAIN_EXPIRED - Removed because it was still draining at the registry's drain deadline. */
+  REMOVAL_REASON_DRAIN_EXPIRED = 4,
   UNRECOGNIZED = -1,
 }
 
@@ -170,6 +181,12 @@ export function removalReasonFromJSON(object: any): RemovalReason {
     case 2:
     case "REMOVAL_REASON_HEALTH_CHECK_EXPIRED":
       return RemovalReason.REMOVAL_REASON_HEALTH_CHECK_EXPIRED;
+    case 3:
+    case "REMOVAL_REASON_REPLACED":
+      return RemovalReason.REMOVAL_REASON_REPLACED;
+    case 4:
+    case "REMOVAL_REASON_DRAIN_EXPIRED":
+      return RemovalReason.REMOVAL_REASON_DRAIN_EXPIRED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -185,6 +202,10 @@ export function removalReasonToJSON(object: RemovalReason): string {
       return "REMOVAL_REASON_UNREGISTERED";
     case RemovalReason.REMOVAL_REASON_HEALTH_CHECK_EXPIRED:
       return "REMOVAL_REASON_HEALTH_CHECK_EXPIRED";
+    case RemovalReason.REMOVAL_REASON_REPLACED:
+      return "REMOVAL_REASON_REPLACED";
+    case RemovalReason.REMOVAL_REASON_DRAIN_EXPIRED:
+      return "REMOVAL_REASON_DRAIN_EXPIRED";
     case RemovalReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -213,6 +234,10 @@ export interface Instance {
   revision: number;
   /** Path the registry probes. */
   healthCheckPath: string;
+  /** Marked draining: left out of GetByType and resolvers unless asked for. */
+  draining: boolean;
+  /** When it was marked draining; unset unless draining. */
+  drainingSince?: Date | undefined;
 }
 
 export interface Instance_MetadataEntry {
@@ -249,12 +274,29 @@ export interface RegisterResponse {
 export interface GetByTypeRequest {
   serviceType: string;
   includeUnhealthy: boolean;
+  /** Include draining instances too. */
+  includeDraining: boolean;
+  /**
+   * Only instances whose metadata has every one of these keys with exactly
+   * these values (equality, ANDed), e.g. {"zone": "eu-1"}.
+   */
+  selector: { [key: string]: string };
+}
+
+export interface GetByTypeRequest_SelectorEntry {
+  key: string;
+  value: string;
 }
 
 export interface GetByTypeResponse {
   instances: Instance[];
   /** Registry revision the answer reflects. */
   revision: number;
+  /**
+   * The type is in panic: fewer than the registry's panic threshold of its
+   * instances are healthy, so every instance (unhealthy ones too) is listed.
+   */
+  panic: boolean;
 }
 
 export interface GetInstanceRequest {
@@ -286,6 +328,13 @@ export interface ServiceSummary {
   serviceType: string;
   healthyCount: number;
   totalCount: number;
+  /**
+   * Instances marked draining (counted in total_count, and in healthy_count
+   * while their probes pass).
+   */
+  drainingCount: number;
+  /** Fewer than the panic threshold of the type's instances are healthy. */
+  panic: boolean;
 }
 
 export interface ListServicesResponse {
@@ -305,6 +354,16 @@ export interface WatchInstancesRequest {
   epoch: string;
   /** Stream every probe result, not just health transitions. */
   everyHealthCheck: boolean;
+  /**
+   * Only instances whose metadata matches (as GetByTypeRequest.selector);
+   * other instances' events are never sent.
+   */
+  selector: { [key: string]: string };
+}
+
+export interface WatchInstancesRequest_SelectorEntry {
+  key: string;
+  value: string;
 }
 
 export interface WatchInstancesResponse {
@@ -326,6 +385,24 @@ export interface WatchInstancesResponse {
   snapshot: boolean;
   /** Why a health check failed, for HEALTH_CHECK_FAILED. */
   failureReason: string;
+  /**
+   * The instance's service type is in panic after this event (see
+   * GetByTypeResponse.panic): route to every instance, not the healthy ones.
+   */
+  panic: boolean;
+}
+
+export interface DrainRequest {
+  instanceId: string;
+}
+
+export interface DrainResponse {
+  /** The instance, draining. */
+  instance?:
+    | Instance
+    | undefined;
+  /** Revision of the drain (the instance's revision when it was already draining). */
+  revision: number;
 }
 
 function createBaseHealthCheck(): HealthCheck {
@@ -407,6 +484,8 @@ function createBaseInstance(): Instance {
     updatedAt: undefined,
     revision: 0,
     healthCheckPath: "",
+    draining: false,
+    drainingSince: undefined,
   };
 }
 
@@ -441,6 +520,12 @@ export const Instance: MessageFns<Instance> = {
     }
     if (message.healthCheckPath !== "") {
       writer.uint32(82).string(message.healthCheckPath);
+    }
+    if (message.draining !== false) {
+      writer.uint32(88).bool(message.draining);
+    }
+    if (message.drainingSince !== undefined) {
+      Timestamp.encode(toTimestamp(message.drainingSince), writer.uint32(98).fork()).join();
     }
     return writer;
   },
@@ -541,6 +626,22 @@ export const Instance: MessageFns<Instance> = {
             message.healthCheckPath = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.draining = reader.bool();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.drainingSince = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -594,6 +695,12 @@ export const Instance: MessageFns<Instance> = {
         : isSet(object.health_check_path)
         ? globalThis.String(object.health_check_path)
         : "",
+      draining: isSet(object.draining) ? globalThis.Boolean(object.draining) : false,
+      drainingSince: isSet(object.drainingSince)
+        ? fromJsonTimestamp(object.drainingSince)
+        : isSet(object.draining_since)
+        ? fromJsonTimestamp(object.draining_since)
+        : undefined,
     };
   },
 
@@ -635,6 +742,12 @@ export const Instance: MessageFns<Instance> = {
     if (message.healthCheckPath !== "") {
       obj.healthCheckPath = message.healthCheckPath;
     }
+    if (message.draining !== false) {
+      obj.draining = message.draining;
+    }
+    if (message.drainingSince !== undefined) {
+      obj.drainingSince = message.drainingSince.toISOString();
+    }
     return obj;
   },
 
@@ -661,6 +774,8 @@ export const Instance: MessageFns<Instance> = {
     message.updatedAt = object.updatedAt ?? undefined;
     message.revision = object.revision ?? 0;
     message.healthCheckPath = object.healthCheckPath ?? "";
+    message.draining = object.draining ?? false;
+    message.drainingSince = object.drainingSince ?? undefined;
     return message;
   },
 };
@@ -1118,7 +1233,7 @@ export const RegisterResponse: MessageFns<RegisterResponse> = {
 };
 
 function createBaseGetByTypeRequest(): GetByTypeRequest {
-  return { serviceType: "", includeUnhealthy: false };
+  return { serviceType: "", includeUnhealthy: false, includeDraining: false, selector: {} };
 }
 
 export const GetByTypeRequest: MessageFns<GetByTypeRequest> = {
@@ -1129,6 +1244,12 @@ export const GetByTypeRequest: MessageFns<GetByTypeRequest> = {
     if (message.includeUnhealthy !== false) {
       writer.uint32(16).bool(message.includeUnhealthy);
     }
+    if (message.includeDraining !== false) {
+      writer.uint32(24).bool(message.includeDraining);
+    }
+    globalThis.Object.entries(message.selector).forEach(([key, value]: [string, string]) => {
+      GetByTypeRequest_SelectorEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
     return writer;
   },
 
@@ -1161,6 +1282,25 @@ export const GetByTypeRequest: MessageFns<GetByTypeRequest> = {
             message.includeUnhealthy = reader.bool();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.includeDraining = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = GetByTypeRequest_SelectorEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.selector[entry4.key] = entry4.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1185,6 +1325,25 @@ export const GetByTypeRequest: MessageFns<GetByTypeRequest> = {
         : isSet(object.include_unhealthy)
         ? globalThis.Boolean(object.include_unhealthy)
         : false,
+      includeDraining: isSet(object.includeDraining)
+        ? globalThis.Boolean(object.includeDraining)
+        : isSet(object.include_draining)
+        ? globalThis.Boolean(object.include_draining)
+        : false,
+      selector: isObject(object.selector)
+        ? (globalThis.Object.entries(object.selector) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -1196,6 +1355,18 @@ export const GetByTypeRequest: MessageFns<GetByTypeRequest> = {
     if (message.includeUnhealthy !== false) {
       obj.includeUnhealthy = message.includeUnhealthy;
     }
+    if (message.includeDraining !== false) {
+      obj.includeDraining = message.includeDraining;
+    }
+    if (message.selector) {
+      const entries = globalThis.Object.entries(message.selector) as [string, string][];
+      if (entries.length > 0) {
+        obj.selector = {};
+        entries.forEach(([k, v]) => {
+          obj.selector[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -1206,12 +1377,109 @@ export const GetByTypeRequest: MessageFns<GetByTypeRequest> = {
     const message = createBaseGetByTypeRequest();
     message.serviceType = object.serviceType ?? "";
     message.includeUnhealthy = object.includeUnhealthy ?? false;
+    message.includeDraining = object.includeDraining ?? false;
+    message.selector = (globalThis.Object.entries(object.selector ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseGetByTypeRequest_SelectorEntry(): GetByTypeRequest_SelectorEntry {
+  return { key: "", value: "" };
+}
+
+export const GetByTypeRequest_SelectorEntry: MessageFns<GetByTypeRequest_SelectorEntry> = {
+  encode(message: GetByTypeRequest_SelectorEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetByTypeRequest_SelectorEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetByTypeRequest_SelectorEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetByTypeRequest_SelectorEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: GetByTypeRequest_SelectorEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetByTypeRequest_SelectorEntry>, I>>(base?: I): GetByTypeRequest_SelectorEntry {
+    return GetByTypeRequest_SelectorEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetByTypeRequest_SelectorEntry>, I>>(
+    object: I,
+  ): GetByTypeRequest_SelectorEntry {
+    const message = createBaseGetByTypeRequest_SelectorEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
 
 function createBaseGetByTypeResponse(): GetByTypeResponse {
-  return { instances: [], revision: 0 };
+  return { instances: [], revision: 0, panic: false };
 }
 
 export const GetByTypeResponse: MessageFns<GetByTypeResponse> = {
@@ -1221,6 +1489,9 @@ export const GetByTypeResponse: MessageFns<GetByTypeResponse> = {
     }
     if (message.revision !== 0) {
       writer.uint32(16).uint64(message.revision);
+    }
+    if (message.panic !== false) {
+      writer.uint32(24).bool(message.panic);
     }
     return writer;
   },
@@ -1254,6 +1525,14 @@ export const GetByTypeResponse: MessageFns<GetByTypeResponse> = {
             message.revision = longToNumber(reader.uint64());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.panic = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1272,6 +1551,7 @@ export const GetByTypeResponse: MessageFns<GetByTypeResponse> = {
         ? object.instances.map((e: any) => Instance.fromJSON(e))
         : [],
       revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
+      panic: isSet(object.panic) ? globalThis.Boolean(object.panic) : false,
     };
   },
 
@@ -1283,6 +1563,9 @@ export const GetByTypeResponse: MessageFns<GetByTypeResponse> = {
     if (message.revision !== 0) {
       obj.revision = Math.round(message.revision);
     }
+    if (message.panic !== false) {
+      obj.panic = message.panic;
+    }
     return obj;
   },
 
@@ -1293,6 +1576,7 @@ export const GetByTypeResponse: MessageFns<GetByTypeResponse> = {
     const message = createBaseGetByTypeResponse();
     message.instances = object.instances?.map((e) => Instance.fromPartial(e)) || [];
     message.revision = object.revision ?? 0;
+    message.panic = object.panic ?? false;
     return message;
   },
 };
@@ -1652,7 +1936,7 @@ export const ListServicesRequest: MessageFns<ListServicesRequest> = {
 };
 
 function createBaseServiceSummary(): ServiceSummary {
-  return { serviceType: "", healthyCount: 0, totalCount: 0 };
+  return { serviceType: "", healthyCount: 0, totalCount: 0, drainingCount: 0, panic: false };
 }
 
 export const ServiceSummary: MessageFns<ServiceSummary> = {
@@ -1665,6 +1949,12 @@ export const ServiceSummary: MessageFns<ServiceSummary> = {
     }
     if (message.totalCount !== 0) {
       writer.uint32(24).uint32(message.totalCount);
+    }
+    if (message.drainingCount !== 0) {
+      writer.uint32(32).uint32(message.drainingCount);
+    }
+    if (message.panic !== false) {
+      writer.uint32(40).bool(message.panic);
     }
     return writer;
   },
@@ -1706,6 +1996,22 @@ export const ServiceSummary: MessageFns<ServiceSummary> = {
             message.totalCount = reader.uint32();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.drainingCount = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.panic = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1735,6 +2041,12 @@ export const ServiceSummary: MessageFns<ServiceSummary> = {
         : isSet(object.total_count)
         ? globalThis.Number(object.total_count)
         : 0,
+      drainingCount: isSet(object.drainingCount)
+        ? globalThis.Number(object.drainingCount)
+        : isSet(object.draining_count)
+        ? globalThis.Number(object.draining_count)
+        : 0,
+      panic: isSet(object.panic) ? globalThis.Boolean(object.panic) : false,
     };
   },
 
@@ -1749,6 +2061,12 @@ export const ServiceSummary: MessageFns<ServiceSummary> = {
     if (message.totalCount !== 0) {
       obj.totalCount = Math.round(message.totalCount);
     }
+    if (message.drainingCount !== 0) {
+      obj.drainingCount = Math.round(message.drainingCount);
+    }
+    if (message.panic !== false) {
+      obj.panic = message.panic;
+    }
     return obj;
   },
 
@@ -1760,6 +2078,8 @@ export const ServiceSummary: MessageFns<ServiceSummary> = {
     message.serviceType = object.serviceType ?? "";
     message.healthyCount = object.healthyCount ?? 0;
     message.totalCount = object.totalCount ?? 0;
+    message.drainingCount = object.drainingCount ?? 0;
+    message.panic = object.panic ?? false;
     return message;
   },
 };
@@ -1852,7 +2172,7 @@ export const ListServicesResponse: MessageFns<ListServicesResponse> = {
 };
 
 function createBaseWatchInstancesRequest(): WatchInstancesRequest {
-  return { serviceType: "", sinceRevision: 0, epoch: "", everyHealthCheck: false };
+  return { serviceType: "", sinceRevision: 0, epoch: "", everyHealthCheck: false, selector: {} };
 }
 
 export const WatchInstancesRequest: MessageFns<WatchInstancesRequest> = {
@@ -1869,6 +2189,9 @@ export const WatchInstancesRequest: MessageFns<WatchInstancesRequest> = {
     if (message.everyHealthCheck !== false) {
       writer.uint32(32).bool(message.everyHealthCheck);
     }
+    globalThis.Object.entries(message.selector).forEach(([key, value]: [string, string]) => {
+      WatchInstancesRequest_SelectorEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
+    });
     return writer;
   },
 
@@ -1917,6 +2240,17 @@ export const WatchInstancesRequest: MessageFns<WatchInstancesRequest> = {
             message.everyHealthCheck = reader.bool();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const entry5 = WatchInstancesRequest_SelectorEntry.decode(reader, reader.uint32());
+            if (entry5.value !== undefined) {
+              message.selector[entry5.key] = entry5.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1947,6 +2281,20 @@ export const WatchInstancesRequest: MessageFns<WatchInstancesRequest> = {
         : isSet(object.every_health_check)
         ? globalThis.Boolean(object.every_health_check)
         : false,
+      selector: isObject(object.selector)
+        ? (globalThis.Object.entries(object.selector) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -1964,6 +2312,15 @@ export const WatchInstancesRequest: MessageFns<WatchInstancesRequest> = {
     if (message.everyHealthCheck !== false) {
       obj.everyHealthCheck = message.everyHealthCheck;
     }
+    if (message.selector) {
+      const entries = globalThis.Object.entries(message.selector) as [string, string][];
+      if (entries.length > 0) {
+        obj.selector = {};
+        entries.forEach(([k, v]) => {
+          obj.selector[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -1976,12 +2333,119 @@ export const WatchInstancesRequest: MessageFns<WatchInstancesRequest> = {
     message.sinceRevision = object.sinceRevision ?? 0;
     message.epoch = object.epoch ?? "";
     message.everyHealthCheck = object.everyHealthCheck ?? false;
+    message.selector = (globalThis.Object.entries(object.selector ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseWatchInstancesRequest_SelectorEntry(): WatchInstancesRequest_SelectorEntry {
+  return { key: "", value: "" };
+}
+
+export const WatchInstancesRequest_SelectorEntry: MessageFns<WatchInstancesRequest_SelectorEntry> = {
+  encode(message: WatchInstancesRequest_SelectorEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchInstancesRequest_SelectorEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchInstancesRequest_SelectorEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchInstancesRequest_SelectorEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: WatchInstancesRequest_SelectorEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchInstancesRequest_SelectorEntry>, I>>(
+    base?: I,
+  ): WatchInstancesRequest_SelectorEntry {
+    return WatchInstancesRequest_SelectorEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchInstancesRequest_SelectorEntry>, I>>(
+    object: I,
+  ): WatchInstancesRequest_SelectorEntry {
+    const message = createBaseWatchInstancesRequest_SelectorEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
 
 function createBaseWatchInstancesResponse(): WatchInstancesResponse {
-  return { type: 0, instance: undefined, revision: 0, epoch: "", removalReason: 0, snapshot: false, failureReason: "" };
+  return {
+    type: 0,
+    instance: undefined,
+    revision: 0,
+    epoch: "",
+    removalReason: 0,
+    snapshot: false,
+    failureReason: "",
+    panic: false,
+  };
 }
 
 export const WatchInstancesResponse: MessageFns<WatchInstancesResponse> = {
@@ -2006,6 +2470,9 @@ export const WatchInstancesResponse: MessageFns<WatchInstancesResponse> = {
     }
     if (message.failureReason !== "") {
       writer.uint32(58).string(message.failureReason);
+    }
+    if (message.panic !== false) {
+      writer.uint32(64).bool(message.panic);
     }
     return writer;
   },
@@ -2079,6 +2546,14 @@ export const WatchInstancesResponse: MessageFns<WatchInstancesResponse> = {
             message.failureReason = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.panic = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2108,6 +2583,7 @@ export const WatchInstancesResponse: MessageFns<WatchInstancesResponse> = {
         : isSet(object.failure_reason)
         ? globalThis.String(object.failure_reason)
         : "",
+      panic: isSet(object.panic) ? globalThis.Boolean(object.panic) : false,
     };
   },
 
@@ -2134,6 +2610,9 @@ export const WatchInstancesResponse: MessageFns<WatchInstancesResponse> = {
     if (message.failureReason !== "") {
       obj.failureReason = message.failureReason;
     }
+    if (message.panic !== false) {
+      obj.panic = message.panic;
+    }
     return obj;
   },
 
@@ -2151,6 +2630,167 @@ export const WatchInstancesResponse: MessageFns<WatchInstancesResponse> = {
     message.removalReason = object.removalReason ?? 0;
     message.snapshot = object.snapshot ?? false;
     message.failureReason = object.failureReason ?? "";
+    message.panic = object.panic ?? false;
+    return message;
+  },
+};
+
+function createBaseDrainRequest(): DrainRequest {
+  return { instanceId: "" };
+}
+
+export const DrainRequest: MessageFns<DrainRequest> = {
+  encode(message: DrainRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.instanceId !== "") {
+      writer.uint32(10).string(message.instanceId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DrainRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDrainRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.instanceId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DrainRequest {
+    return {
+      instanceId: isSet(object.instanceId)
+        ? globalThis.String(object.instanceId)
+        : isSet(object.instance_id)
+        ? globalThis.String(object.instance_id)
+        : "",
+    };
+  },
+
+  toJSON(message: DrainRequest): unknown {
+    const obj: any = {};
+    if (message.instanceId !== "") {
+      obj.instanceId = message.instanceId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DrainRequest>, I>>(base?: I): DrainRequest {
+    return DrainRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DrainRequest>, I>>(object: I): DrainRequest {
+    const message = createBaseDrainRequest();
+    message.instanceId = object.instanceId ?? "";
+    return message;
+  },
+};
+
+function createBaseDrainResponse(): DrainResponse {
+  return { instance: undefined, revision: 0 };
+}
+
+export const DrainResponse: MessageFns<DrainResponse> = {
+  encode(message: DrainResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.instance !== undefined) {
+      Instance.encode(message.instance, writer.uint32(10).fork()).join();
+    }
+    if (message.revision !== 0) {
+      writer.uint32(16).uint64(message.revision);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DrainResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDrainResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.instance = Instance.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.revision = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DrainResponse {
+    return {
+      instance: isSet(object.instance) ? Instance.fromJSON(object.instance) : undefined,
+      revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
+    };
+  },
+
+  toJSON(message: DrainResponse): unknown {
+    const obj: any = {};
+    if (message.instance !== undefined) {
+      obj.instance = Instance.toJSON(message.instance);
+    }
+    if (message.revision !== 0) {
+      obj.revision = Math.round(message.revision);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DrainResponse>, I>>(base?: I): DrainResponse {
+    return DrainResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DrainResponse>, I>>(object: I): DrainResponse {
+    const message = createBaseDrainResponse();
+    message.instance = (object.instance !== undefined && object.instance !== null)
+      ? Instance.fromPartial(object.instance)
+      : undefined;
+    message.revision = object.revision ?? 0;
     return message;
   },
 };
@@ -2241,6 +2881,22 @@ export const RegistryServiceService = {
       Buffer.from(WatchInstancesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): WatchInstancesResponse => WatchInstancesResponse.decode(value),
   },
+  /**
+   * Drain marks an instance DRAINING: it is left out of GetByType (unless
+   * include_draining is set) and of resolvers, still probed, and removed when
+   * it unregisters or at the registry's drain deadline. Allowed for the
+   * instance itself or a holder of the registration key. Draining is one way;
+   * draining a draining instance changes nothing.
+   */
+  drain: {
+    path: "/registry.v1.RegistryService/Drain" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DrainRequest): Buffer => Buffer.from(DrainRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DrainRequest => DrainRequest.decode(value),
+    responseSerialize: (value: DrainResponse): Buffer => Buffer.from(DrainResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DrainResponse => DrainResponse.decode(value),
+  },
 } as const;
 
 export interface RegistryServiceServer extends UntypedServiceImplementation {
@@ -2268,6 +2924,14 @@ export interface RegistryServiceServer extends UntypedServiceImplementation {
    * any revision still in the registry's history window.
    */
   watchInstances: handleServerStreamingCall<WatchInstancesRequest, WatchInstancesResponse>;
+  /**
+   * Drain marks an instance DRAINING: it is left out of GetByType (unless
+   * include_draining is set) and of resolvers, still probed, and removed when
+   * it unregisters or at the registry's drain deadline. Allowed for the
+   * instance itself or a holder of the registration key. Draining is one way;
+   * draining a draining instance changes nothing.
+   */
+  drain: handleUnaryCall<DrainRequest, DrainResponse>;
 }
 
 export interface RegistryServiceClient extends Client {
@@ -2373,6 +3037,28 @@ export interface RegistryServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WatchInstancesResponse>;
+  /**
+   * Drain marks an instance DRAINING: it is left out of GetByType (unless
+   * include_draining is set) and of resolvers, still probed, and removed when
+   * it unregisters or at the registry's drain deadline. Allowed for the
+   * instance itself or a holder of the registration key. Draining is one way;
+   * draining a draining instance changes nothing.
+   */
+  drain(
+    request: DrainRequest,
+    callback: (error: ServiceError | null, response: DrainResponse) => void,
+  ): ClientUnaryCall;
+  drain(
+    request: DrainRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DrainResponse) => void,
+  ): ClientUnaryCall;
+  drain(
+    request: DrainRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DrainResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const RegistryServiceClient = makeGenericClientConstructor(

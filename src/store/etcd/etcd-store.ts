@@ -333,6 +333,13 @@ export class EtcdStore implements SharedStore {
         void this.client.delete().key(reasonKey).exec().catch(() => undefined);
         return { kind: "removed", revision: Number(res.header.revision), instance, reason: mutation.reason };
       }
+      if (mutation.op === "drain") {
+        const next: Omit<StoredInstance, "revision"> = { ...instance, draining: true, drainingSince: mutation.at, updatedAt: mutation.at };
+        const res = await guard.then(this.client.put(key).value(encodeInstance(next))).commit();
+        if (!res.succeeded) continue;
+        const revision = Number(res.header.revision);
+        return { kind: "draining", revision, instance: { ...next, revision } };
+      }
       const next: Omit<StoredInstance, "revision"> = { ...instance, health: mutation.health, updatedAt: mutation.at };
       const res = await guard.then(this.client.put(key).value(encodeInstance(next, mutation.failureReason))).commit();
       if (!res.succeeded) continue;

@@ -14,6 +14,8 @@ interface InstanceJson {
   tokenHash: string;
   /** The registration key's identity (`keyIdOf`); absent on instances written by older builds. */
   keyId?: string;
+  /** When it was marked draining (epoch ms); absent when not draining (and in values older builds wrote). */
+  drainingSince?: number;
   /** Why the last health check failed, set with a transition to unhealthy. */
   failureReason?: string;
 }
@@ -32,6 +34,7 @@ export function encodeInstance(instance: Omit<StoredInstance, "revision">, failu
     tokenHash: Buffer.from(instance.tokenHash, "latin1").toString("base64"),
   };
   if (instance.keyId !== undefined) json.keyId = instance.keyId;
+  if (instance.drainingSince > 0) json.drainingSince = instance.drainingSince;
   if (failureReason !== undefined) json.failureReason = failureReason;
   return JSON.stringify(json);
 }
@@ -46,6 +49,8 @@ export function decodeInstance(value: Buffer, revision: number): { instance: Sto
     metadata: json.metadata,
     healthCheckPath: json.healthCheckPath,
     health: json.health,
+    draining: (json.drainingSince ?? 0) > 0,
+    drainingSince: json.drainingSince ?? 0,
     registeredAt: json.registeredAt,
     updatedAt: json.updatedAt,
     revision,
@@ -70,6 +75,8 @@ export function changeFromEvent(
   }
   const { instance, failureReason } = decodeInstance(kv.value, revision);
   if (kv.create_revision === kv.mod_revision) return { kind: "registered", revision, instance };
+  // A drain writes updatedAt = drainingSince; no later change of a draining instance keeps them equal.
+  if (instance.draining && instance.updatedAt === instance.drainingSince) return { kind: "draining", revision, instance };
   return failureReason === undefined || instance.health === "healthy"
     ? { kind: "health", revision, instance }
     : { kind: "health", revision, instance, failureReason };

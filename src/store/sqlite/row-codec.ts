@@ -14,6 +14,7 @@ export interface InstanceRow {
   revision: number;
   token_hash: Buffer;
   key_id: string | null;
+  draining_since: number;
 }
 
 export function toInstanceRow(instance: StoredInstance): InstanceRow {
@@ -30,6 +31,7 @@ export function toInstanceRow(instance: StoredInstance): InstanceRow {
     revision: instance.revision,
     token_hash: Buffer.from(instance.tokenHash, "latin1"),
     key_id: instance.keyId ?? null,
+    draining_since: instance.drainingSince,
   };
 }
 
@@ -37,7 +39,7 @@ export function toInstanceRow(instance: StoredInstance): InstanceRow {
 export function instanceRowValues(row: InstanceRow): unknown[] {
   return [
     row.id, row.service_type, row.host, row.port, row.metadata, row.health_check_path,
-    row.health, row.registered_at, row.updated_at, row.revision, row.token_hash, row.key_id,
+    row.health, row.registered_at, row.updated_at, row.revision, row.token_hash, row.key_id, row.draining_since,
   ];
 }
 
@@ -49,16 +51,16 @@ const NO_HASH = "";
  * instance, built by {@link fromInstanceValues} so that every instance read
  * back has the one field order, and so the one hidden class.
  */
-function fromHistoryInstance(row: Omit<InstanceRow, "token_hash" | "key_id">): StoredInstance {
+function fromHistoryInstance(row: ChangeJson["instance"]): StoredInstance {
   return fromInstanceValues([
     row.id, row.service_type, row.host, row.port, row.metadata, row.health_check_path,
-    row.health, row.registered_at, row.updated_at, row.revision, NO_HASH,
+    row.health, row.registered_at, row.updated_at, row.revision, NO_HASH, undefined, row.draining_since ?? 0,
   ]);
 }
 
 /** The `instances` columns, in the order `insertInstance` binds them. */
 export const INSTANCE_COLUMNS =
-  "id, service_type, host, port, metadata, health_check_path, health, registered_at, updated_at, revision, token_hash, key_id";
+  "id, service_type, host, port, metadata, health_check_path, health, registered_at, updated_at, revision, token_hash, key_id, draining_since";
 
 /**
  * The `instances` columns as {@link fromInstanceValues} reads them: the token
@@ -84,6 +86,8 @@ export function fromInstanceValues(v: readonly unknown[], share: (value: string)
     metadata: JSON.parse(v[4] as string) as Record<string, string>,
     healthCheckPath: share(v[5] as string),
     health: share(v[6] as string) as Health,
+    draining: ((v[12] as number | undefined) ?? 0) > 0,
+    drainingSince: (v[12] as number | undefined) ?? 0,
     registeredAt: v[7] as number,
     updatedAt: v[8] as number,
     revision: v[9] as number,
@@ -115,7 +119,8 @@ export function stringSharer(): (value: string) => string {
 /** JSON form of a change for the `history` table (the token hash is kept out). */
 interface ChangeJson {
   kind: Change["kind"];
-  instance: Omit<InstanceRow, "token_hash" | "key_id">;
+  /** `draining_since` is absent in rows written before schema v6. */
+  instance: Omit<InstanceRow, "token_hash" | "key_id" | "draining_since"> & { draining_since?: number };
   reason?: RemovalReason;
   failureReason?: string;
 }
@@ -139,6 +144,7 @@ export function encodeChange(change: Change, row: InstanceRow = toInstanceRow(ch
     registered_at: row.registered_at,
     updated_at: row.updated_at,
     revision: row.revision,
+    draining_since: row.draining_since,
   };
   const json: ChangeJson = { kind: change.kind, instance };
   if (change.kind === "removed") json.reason = change.reason;
@@ -155,6 +161,8 @@ export function decodeChange(revision: number, text: string): Change {
       return { kind: "registered", revision, instance };
     case "removed":
       return { kind: "removed", revision, instance, reason: json.reason ?? "unregistered" };
+    case "draining":
+      return { kind: "draining", revision, instance };
     case "health":
       return json.failureReason === undefined
         ? { kind: "health", revision, instance }

@@ -87,6 +87,8 @@ const MIGRATIONS: readonly string[] = [
   DROP TABLE instances;
   ALTER TABLE instances_v5 RENAME TO instances;
   `,
+  // v6 records when an instance was marked draining (epoch ms; 0 = not draining).
+  "ALTER TABLE instances ADD COLUMN draining_since INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /** The schema version this build writes. */

@@ -185,7 +185,7 @@ export class SqliteStore implements LocalStore {
       const row = toInstanceRow(instance as StoredInstance);
       if (change.kind === "registered") insertInstance.run(instanceRowValues(row));
       else if (change.kind === "removed") deleteInstance.run(instance.id);
-      else updateHealth.run(instance.health, instance.updatedAt, instance.revision, instance.id);
+      else updateHealth.run(instance.health, instance.updatedAt, instance.revision, instance.drainingSince, instance.id);
       insertHistory.run(change.revision, encodeChange(change, row));
     };
     const transaction = db.transaction((changes: readonly Change[]) => {

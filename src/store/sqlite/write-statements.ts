@@ -12,7 +12,8 @@ export const WRITE_SQL = {
    * replaces its row, as it replaces the instance in the core's table.
    */
   insertInstance: `INSERT OR REPLACE INTO instances (${INSTANCE_COLUMNS}) VALUES (${INSTANCE_COLUMNS.split(",").map(() => "?").join(", ")})`,
-  updateHealth: "UPDATE instances SET health = ?, updated_at = ?, revision = ? WHERE id = ?",
+  /** A health transition or a drain: the fields either changes. */
+  updateHealth: "UPDATE instances SET health = ?, updated_at = ?, revision = ?, draining_since = ? WHERE id = ?",
   deleteInstance: "DELETE FROM instances WHERE id = ?",
   insertHistory: "INSERT INTO history (revision, change) VALUES (?, ?)",
   pruneHistory: "DELETE FROM history WHERE revision <= ?",
