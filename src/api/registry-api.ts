@@ -113,6 +113,13 @@ export class RegistryApi {
     return this.registry.unregister(instanceId, "unregistered", { signal: ctx.signal });
   }
 
+  /** Drain: the instance itself or a key holder. */
+  async drain(ctx: CallContext, instanceId: string): Promise<{ instance: Instance; revision: number }> {
+    await this.auth.requireOwnerOrKey(ctx.credentials, instanceId, ctx);
+    requireInstanceId(instanceId);
+    return this.registry.drain(instanceId, { signal: ctx.signal });
+  }
+
   /** Counts per service type. */
   listServices(ctx: CallContext): ServicesAnswer | Promise<ServicesAnswer> {
     return andThen(this.auth.identify(ctx.credentials, ctx), () => this.registry.listServices());

@@ -20,6 +20,7 @@ const USAGE = `usage: service-registry [serve] [--flag value ...]
        service-registry register SERVICE_TYPE --port PORT [--host HOST] [--metadata KEY=VALUE ...]
                                  [--health-path /PATH] [--json] [connection flags]
        service-registry unregister INSTANCE_ID [--json] [connection flags]
+       service-registry drain INSTANCE_ID [--json] [connection flags]
 
 Commands:
   serve          run the registry (default)
@@ -31,6 +32,7 @@ Commands:
   watch          the instances, then every change as it happens (Ctrl-C to stop)
   register       register an instance; prints its id and token (the token only this once)
   unregister     remove an instance by id
+  drain          mark an instance draining: routers stop picking it, then it is removed
 
   Client commands find the registry at --address HOST[:PORT], REGISTRY_ADDRESS
   or 127.0.0.1 (port $PORT, default 4000, when none is given), and the key in

@@ -83,6 +83,7 @@ export class HealthyInstances {
               this.synced = true;
               break;
             case "instanceRegistered":
+            case "instanceDraining":
             case "healthCheckPassed":
             case "healthCheckFailed":
               this.instances.set(event.instance.id, event.instance);
@@ -120,7 +121,8 @@ export class HealthyInstances {
   private async publish(): Promise<void> {
     const seq = ++this.publishSeq;
     const revision = this.revision;
-    const healthy = [...this.instances.values()].filter((i) => i.health === "healthy");
+    // A draining instance takes no new calls: its calls in flight finish on their own.
+    const healthy = [...this.instances.values()].filter((i) => i.health === "healthy" && !i.draining);
     const resolved = await Promise.all(healthy.map(resolveInstance));
     if (seq !== this.publishSeq) return; // a newer set is on its way
     this.deliver({ ok: true, instances: resolved.filter((r) => r.addresses.length > 0), revision });

@@ -166,6 +166,17 @@ export class RegistryClient {
     return { instance: fromProtoInstance(response.instance), revision: response.revision, reason: "unregistered" };
   }
 
+  /**
+   * Marks an instance draining (the instance itself, or a key holder): routers
+   * stop picking it; it is removed when it unregisters or at the registry's
+   * drain deadline. Draining a draining instance changes nothing.
+   */
+  async drain(instanceId: string, call: RegistryCallOptions = {}): Promise<{ instance: Instance; revision: number }> {
+    const response = await this.unary("Drain", "idempotent", call, (c) => c.drain, { instanceId });
+    if (!response.instance) throw missing("Drain", "instance");
+    return { instance: fromProtoInstance(response.instance), revision: response.revision };
+  }
+
   /** Every service type that has instances, with healthy and total counts. */
   async listServices(call: RegistryCallOptions = {}): Promise<ServiceList> {
     const response = await this.unary("ListServices", "read", call, (c) => c.listServices, {});

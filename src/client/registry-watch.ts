@@ -309,6 +309,9 @@ export class RegistryWatch implements AsyncIterableIterator<RegistryWatchEvent> 
       case pb.EventType.EVENT_TYPE_INSTANCE_REMOVED:
         this.emit({ type: "instanceRemoved", instance, reason: fromProtoRemovalReason(m.removalReason), ...at });
         return;
+      case pb.EventType.EVENT_TYPE_INSTANCE_DRAINING:
+        this.emit({ type: "instanceDraining", instance, ...at });
+        return;
       case pb.EventType.EVENT_TYPE_HEALTH_CHECK_PASSED:
         this.emit({ type: "healthCheckPassed", instance, ...at });
         return;

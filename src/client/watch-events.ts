@@ -15,9 +15,12 @@ interface At {
  *   known before (first event, and after every `reset`).
  * - `reset`: the registry could not resume where the watch left off (its data
  *   was lost or replaced, or the gap left its history); a `snapshot` follows.
- * - `instanceRegistered`, `instanceRemoved`, `healthCheckPassed`,
- *   `healthCheckFailed`: one committed change each, in revision order, each
- *   exactly once (health events are transitions).
+ * - `instanceRegistered`, `instanceRemoved`, `instanceDraining`,
+ *   `healthCheckPassed`, `healthCheckFailed`: one committed change each, in
+ *   revision order, each exactly once (health events are transitions). A
+ *   Register that replaced the instance at its address gives the old one's
+ *   `instanceRemoved` (reason `replaced`) and then the new one's
+ *   `instanceRegistered`.
  * - `probe`: one probe result, only with `everyHealthCheck`; not a change.
  * - `bookmark`: nothing changed for a while; `revision` is a fresh resume point.
  */
@@ -26,6 +29,7 @@ export type RegistryWatchEvent =
   | ({ readonly type: "reset" } & At)
   | ({ readonly type: "instanceRegistered"; readonly instance: Instance } & At)
   | ({ readonly type: "instanceRemoved"; readonly instance: Instance; readonly reason: RemovalReason } & At)
+  | ({ readonly type: "instanceDraining"; readonly instance: Instance } & At)
   | ({ readonly type: "healthCheckPassed"; readonly instance: Instance } & At)
   | ({ readonly type: "healthCheckFailed"; readonly instance: Instance; readonly failureReason: string } & At)
   | ({ readonly type: "probe"; readonly instance: Instance; readonly passed: boolean; readonly failureReason?: string } & At)
@@ -34,14 +38,15 @@ export type RegistryWatchEvent =
 /** The event types that are committed changes. */
 export type RegistryChangeEvent = Extract<
   RegistryWatchEvent,
-  { type: "instanceRegistered" | "instanceRemoved" | "healthCheckPassed" | "healthCheckFailed" }
+  { type: "instanceRegistered" | "instanceRemoved" | "instanceDraining" | "healthCheckPassed" | "healthCheckFailed" }
 >;
 
-/** True for the four change events (not snapshot, reset, probe or bookmark). */
+/** True for the change events (not snapshot, reset, probe or bookmark). */
 export function isChangeEvent(event: RegistryWatchEvent): event is RegistryChangeEvent {
   return (
     event.type === "instanceRegistered" ||
     event.type === "instanceRemoved" ||
+    event.type === "instanceDraining" ||
     event.type === "healthCheckPassed" ||
     event.type === "healthCheckFailed"
   );

@@ -64,6 +64,15 @@ export function jsonApiRoutes(api: RegistryApi, options: { maxBodyBytes?: number
       },
     },
     {
+      method: "POST",
+      template: "/service/:id/drain",
+      async handle({ req, params, signal }) {
+        await writeTurn(api);
+        const { instance, revision } = await api.drain(context(req, signal), params.id ?? "");
+        return { status: 200, json: { instance: instanceJson(instance), revision } };
+      },
+    },
+    {
       method: "DELETE",
       template: "/service/:id",
       async handle({ req, params, signal }) {

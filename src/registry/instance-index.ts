@@ -1,3 +1,4 @@
+import { canonicalHost } from "./instance-address.js";
 import type { Change, ServiceSummary, StoredInstance } from "./types.js";
 
 /** One service type's instances, with its lists built once per change of the type. */
@@ -5,6 +6,12 @@ interface TypeEntry {
   /** The type's name as its first instance brought it, shared by the instances after it (see `sharedType`). */
   readonly serviceType: string;
   readonly members: Map<string, StoredInstance>;
+  /**
+   * The type's instances by canonical host: the instance itself while a host
+   * has one (the common case, no array), else all of them (several ports).
+   * Keyed by the instance's own host string when it is canonical.
+   */
+  readonly byHost: Map<string, StoredInstance | StoredInstance[]>;
   all: readonly StoredInstance[] | undefined;
   /** Healthy and not draining: what GetByType answers by default. */
   serving: readonly StoredInstance[] | undefined;
@@ -39,9 +46,22 @@ export class InstanceIndex {
     if (instance.keyId !== undefined && !this.byId.has(instance.id)) this.byKey.set(instance.keyId, (this.byKey.get(instance.keyId) ?? 0) + 1);
     this.byId.set(instance.id, instance);
     let entry = this.byType.get(instance.serviceType);
-    if (!entry) this.byType.set(instance.serviceType, (entry = { serviceType: instance.serviceType, members: new Map(), all: undefined, serving: undefined }));
+    if (!entry) this.byType.set(instance.serviceType, (entry = { serviceType: instance.serviceType, members: new Map(), byHost: new Map(), all: undefined, serving: undefined }));
     entry.members.set(instance.id, instance);
+    placeByHost(entry.byHost, instance);
     entry.all = entry.serving = undefined;
+  }
+
+  /**
+   * The live instance of `serviceType` at `host`:`port` (hosts compared as
+   * `canonicalHost` does). Should a data set from before addresses were
+   * unique hold two, the newest.
+   */
+  atAddress(serviceType: string, host: string, port: number): StoredInstance | undefined {
+    const slot = this.byType.get(serviceType)?.byHost.get(canonicalHost(host));
+    if (slot === undefined) return undefined;
+    if (!Array.isArray(slot)) return slot.port === port ? slot : undefined;
+    return slot.findLast((i) => i.port === port);
   }
 
   /**
@@ -117,7 +137,36 @@ export class InstanceIndex {
     const entry = this.byType.get(instance.serviceType);
     if (!entry) return;
     entry.members.delete(id);
+    dropByHost(entry.byHost, instance);
     entry.all = entry.serving = undefined;
     if (entry.members.size === 0) this.byType.delete(instance.serviceType);
   }
+}
+
+/** Puts `instance` in its host's slot, in place of an earlier version of itself. */
+function placeByHost(byHost: Map<string, StoredInstance | StoredInstance[]>, instance: StoredInstance): void {
+  const host = canonicalHost(instance.host);
+  const slot = byHost.get(host);
+  if (slot === undefined || (!Array.isArray(slot) && slot.id === instance.id)) {
+    byHost.set(host, instance);
+    return;
+  }
+  const list = Array.isArray(slot) ? slot : [slot];
+  const at = list.findIndex((i) => i.id === instance.id);
+  if (at === -1) list.push(instance);
+  else list[at] = instance;
+  byHost.set(host, list);
+}
+
+function dropByHost(byHost: Map<string, StoredInstance | StoredInstance[]>, instance: StoredInstance): void {
+  const host = canonicalHost(instance.host);
+  const slot = byHost.get(host);
+  if (slot === undefined) return;
+  if (!Array.isArray(slot)) {
+    if (slot.id === instance.id) byHost.delete(host);
+    return;
+  }
+  const rest = slot.filter((i) => i.id !== instance.id);
+  if (rest.length === 0) byHost.delete(host);
+  else byHost.set(host, rest.length === 1 ? (rest[0] as StoredInstance) : rest);
 }

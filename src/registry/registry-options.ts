@@ -29,6 +29,11 @@ export interface ServiceRegistryOptions {
   healthyThreshold?: number;
   /** Remove an instance unhealthy this long, ms; 0 never. Default 300000. */
   deregisterAfter?: number;
+  /**
+   * How long an instance may stay draining before it is removed (reason
+   * DRAIN_EXPIRED), ms; 0 never removes one. Default 60000.
+   */
+  drainTimeout?: number;
   /** Changes kept for watchers to resume from. Default 10000. */
   historySize?: number;
   /** Live events buffered per watcher before it is parked. Default 1024. */
@@ -86,6 +91,7 @@ export function resolveRegistryOptions(options: ServiceRegistryOptions): Resolve
     unhealthyThreshold: options.unhealthyThreshold ?? 1,
     healthyThreshold: options.healthyThreshold ?? 1,
     deregisterAfter: options.deregisterAfter ?? 300_000,
+    drainTimeout: options.drainTimeout ?? 60_000,
     historySize: options.historySize ?? 10_000,
     watchQueueLimit: options.watchQueueLimit ?? 1024,
     bookmarkInterval: options.bookmarkInterval ?? 30_000,
@@ -100,6 +106,9 @@ export function resolveRegistryOptions(options: ServiceRegistryOptions): Resolve
   }
   if (!Number.isInteger(resolved.deregisterAfter) || resolved.deregisterAfter < 0) {
     throw new RangeError(`deregisterAfter must be a non-negative integer, got ${resolved.deregisterAfter}`);
+  }
+  if (!Number.isInteger(resolved.drainTimeout) || resolved.drainTimeout < 0) {
+    throw new RangeError(`drainTimeout must be a non-negative integer, got ${resolved.drainTimeout}`);
   }
   return resolved;
 }

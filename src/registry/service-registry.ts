@@ -12,6 +12,7 @@ import { planBatch } from "./batch-plan.js";
 import { CommitQueue, type QueuedCommit } from "./commit-queue.js";
 import { CommitReporter } from "./commit-outcomes.js";
 import { hashSecret, newToken, secretMatches } from "./credentials.js";
+import { DrainDeadlines } from "./drain-deadlines.js";
 import { EventHistory } from "./event-history.js";
 import { HealthStatusHandler } from "./health-status-handler.js";
 import { InstanceIndex } from "./instance-index.js";
@@ -119,6 +120,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   private readonly index = new InstanceIndex();
   private readonly quotas: InstanceQuotas;
   private readonly healthStatus: HealthStatusHandler;
+  private readonly drainDeadlines: DrainDeadlines;
   private readonly queue: CommitQueue;
   private readonly commits: CommitReporter;
   private readonly prober: LazyHttpProber | undefined;
@@ -141,6 +143,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     this.store = options.store ?? new MemoryStore();
     this.logger = structuredLogger(options.logger ?? console);
     this.healthStatus = new HealthStatusHandler(this.options);
+    this.drainDeadlines = new DrainDeadlines(this.options.drainTimeout, this.options.now, (id) => this.expireDrain(id));
     this.commits = new CommitReporter(options.commitObserver);
     this.queue = new CommitQueue((batch) => this.commitBatch(batch), { oneBatchAtATime: this.store.plannedBy === "core" });
     if (this.options.healthChecks) {
@@ -174,7 +177,10 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     for (const instance of loaded.instances) {
       this.index.put(instance);
       // Loaded instances are spread over an interval; new registrations are probed soon.
-      if (this.probesHere(instance.id)) this.scheduler?.add(probeTarget(instance), { spreadOverInterval: true });
+      if (this.probesHere(instance.id)) {
+        this.scheduler?.add(probeTarget(instance), { spreadOverInterval: true });
+        if (instance.draining) this.drainDeadlines.arm(instance.id, instance.drainingSince);
+      }
     }
     if (store.plannedBy === "store") store.probeOwnership?.onChange(() => this.rebalanceProbes());
     store.onAvailabilityChange?.((available, reason) => this.setAvailability(available, reason));
@@ -230,7 +236,9 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
         assertProbeTargetAllowed(valid.host, this.options.probeTargetPolicy);
         const serviceType = this.index.sharedType(valid.serviceType);
         const id = newInstanceId();
-        reservation = this.quotas.reserve(id, serviceType, keyId);
+        // Replacing the instance at this address adds none (see planBatch).
+        const replacing = this.index.atAddress(serviceType, valid.host, valid.port);
+        if (!replacing || replacing.keyId !== keyId) reservation = this.quotas.reserve(id, serviceType, keyId);
         token = newToken();
         const now = this.options.now();
         return {
@@ -251,6 +259,20 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   async unregister(id: string, reason: RemovalReason = "unregistered", options: UnregisterOptions = {}): Promise<Change> {
     this.assertRunning();
     return this.commit(() => ({ op: "remove", id, reason, at: this.options.now() }), options.signal);
+  }
+
+  /**
+   * Marks an instance draining: left out of GetByType and resolvers, still
+   * probed, removed when it unregisters or at the drain deadline. Draining a
+   * draining instance changes nothing and answers it as it is. NOT_FOUND
+   * when it is not registered.
+   */
+  async drain(id: string, options: UnregisterOptions = {}): Promise<{ instance: Instance; revision: number }> {
+    this.assertRunning();
+    const current = this.index.get(id);
+    if (current?.draining) return { instance: current, revision: current.revision };
+    const change = await this.commit(() => ({ op: "drain", id, at: this.options.now() }), options.signal);
+    return { instance: change.instance, revision: change.revision };
   }
 
   /**
@@ -424,6 +446,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     const wasStarted = this.state !== "new";
     this.state = "closing";
     await this.scheduler?.stop();
+    this.drainDeadlines.clear();
     this.prober?.close();
     // Calls already accepted are committed and answered before the store closes.
     await this.queue.drain();
@@ -457,8 +480,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     const mutations = batch.map((entry) => entry.mutation);
     const started = performance.now();
     if (store.plannedBy === "core") {
-      const planned = planBatch((id) => this.index.get(id), this.currentRevision, mutations);
-      const changes = planned.filter((r): r is Change => !(r instanceof Error));
+      const { results: planned, changes } = planBatch(this.index, this.currentRevision, mutations);
       let results: readonly (Change | Error)[] = planned;
       try {
         if (changes.length > 0) await store.commitBatch(changes);
@@ -537,9 +559,11 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
       } else if (change.kind === "removed") {
         this.scheduler?.remove(instance.id);
         this.healthStatus.forget(instance.id);
+        this.drainDeadlines.disarm(instance.id);
         this.logger.info({ ...logFields(instance, change.revision), reason: change.reason }, CHANGE_LINE.removed);
         this.fire("instanceRemoved", instance, change.reason);
       } else if (change.kind === "draining") {
+        if (this.probesHere(instance.id)) this.drainDeadlines.arm(instance.id, instance.drainingSince);
         this.logger.info(logFields(instance, change.revision), CHANGE_LINE.draining);
       } else {
         const fields = { ...logFields(instance, change.revision), health: instance.health };
@@ -593,6 +617,18 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
         this.logger.error({ err, instanceId: instance.id }, "could not commit a health change");
       })
       .finally(() => this.pendingHealth.delete(instance.id));
+  }
+
+  /** The drain deadline of instance `id` passed: it is removed, unless it went meanwhile. */
+  private expireDrain(id: string): void {
+    if (this.state !== "running" || !this.index.get(id)?.draining) return;
+    this.commit(() => ({ op: "remove", id, reason: "drain_expired", at: this.options.now() })).catch((err: unknown) => {
+      if (err instanceof RegistryError && err.code === "not_found") return; // removed meanwhile
+      this.logger.error({ err, instanceId: id }, "could not remove an instance at its drain deadline");
+      // Tried again later: the instance must not drain forever because one commit failed.
+      const instance = this.index.get(id);
+      if (instance?.draining && this.probesHere(id)) this.drainDeadlines.arm(id, this.options.now() - this.options.drainTimeout + this.options.healthCheckInterval);
+    });
   }
 
   /** Emits to each listener in turn; a throwing listener is logged, not propagated. */
@@ -662,10 +698,13 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   private rebalanceProbes(): void {
     if (!this.scheduler || this.state !== "running") return;
     for (const instance of this.index.list("")) {
-      if (this.probesHere(instance.id)) this.scheduler.add(probeTarget(instance));
-      else {
+      if (this.probesHere(instance.id)) {
+        this.scheduler.add(probeTarget(instance));
+        if (instance.draining) this.drainDeadlines.arm(instance.id, instance.drainingSince);
+      } else {
         this.scheduler.remove(instance.id);
         this.healthStatus.forget(instance.id);
+        this.drainDeadlines.disarm(instance.id);
       }
     }
   }

@@ -178,6 +178,11 @@ export function registryHandlers(deps: HandlerDeps) {
       return { instance: toProtoInstance(change.instance), revision: change.revision };
     })),
 
+    drain: inWriteTurn(api, unary<pb.DrainRequest, pb.DrainResponse>("Drain", logger, signals, async (req, ctx) => {
+      const { instance, revision } = await api.drain(ctx, req.instanceId);
+      return { instance: toProtoInstance(instance), revision };
+    })),
+
     listServices: unary<pb.ListServicesRequest, pb.ListServicesResponse>("ListServices", logger, signals, (_req, ctx) => {
       return api.listServices(ctx);
     }),

@@ -9,7 +9,8 @@ describe("a core watcher's queue", () => {
     await w.next(); // synced
     await registry.register({ serviceType: "a", host: "127.0.0.1", port: 1 });
     for (let i = 0; i < 5000; i++) {
-      await registry.register({ serviceType: "a", host: "127.0.0.1", port: 1 });
+      // Each on a port of its own: a Register of a live address would replace it (two events, not one).
+      await registry.register({ serviceType: "a", host: "127.0.0.1", port: 2 + i });
       await w.next(); // always one event behind
     }
     // White-box: the backing array, not just the live count, stays bounded.

@@ -7,11 +7,12 @@ import { listCommand, servicesCommand } from "./list-command.js";
 import { registerCommand, registerOptions } from "./register-command.js";
 import { connect, CONNECTION_HELP, type CliConnection, type CliEnvironment, type KeySource } from "./registry-connection.js";
 import { processOutput, type Output } from "./output.js";
+import { drainCommand } from "./drain-command.js";
 import { unregisterCommand } from "./unregister-command.js";
 import { watchCommand } from "./watch-command.js";
 
 /** The commands that talk to a running registry. */
-export const CLIENT_COMMANDS = ["list", "services", "get", "watch", "register", "unregister"] as const;
+export const CLIENT_COMMANDS = ["list", "services", "get", "watch", "register", "unregister", "drain"] as const;
 export type ClientCommand = (typeof CLIENT_COMMANDS)[number];
 
 /** What a command does once its command line is checked. */
@@ -93,6 +94,20 @@ Exits 1 if the registry does not know it.
     prepare: (args, json, io) => {
       const id = required(args, "unregister needs an INSTANCE_ID");
       return (client) => unregisterCommand(client, id, json, io);
+    },
+  },
+  drain: {
+    syntax: { maxPositional: 1 },
+    help: `usage: service-registry drain INSTANCE_ID [--json] [connection flags]
+
+Marks an instance draining with the registration key: routers stop picking it,
+the registry still probes it, and it is removed when it unregisters or at the
+registry's drain deadline (DRAIN_TIMEOUT_MS). Exits 1 if the registry does
+not know it.
+`,
+    prepare: (args, json, io) => {
+      const id = required(args, "drain needs an INSTANCE_ID");
+      return (client) => drainCommand(client, id, json, io);
     },
   },
 };

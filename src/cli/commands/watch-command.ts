@@ -65,6 +65,8 @@ function humanLine(event: RegistryWatchEvent): string {
       return `${head("REGISTERED")}  ${about(event.instance)}\n`;
     case "instanceRemoved":
       return `${head("REMOVED")}  ${about(event.instance)}  (${event.reason.replaceAll("_", " ")})\n`;
+    case "instanceDraining":
+      return `${head("DRAINING")}  ${about(event.instance)}\n`;
     case "healthCheckPassed":
       return `${head("HEALTHY")}  ${about(event.instance)}\n`;
     case "healthCheckFailed":

@@ -1,0 +1,43 @@
+/**
+ * One timer per draining instance this process looks after: when an instance
+ * is still draining `timeoutMs` after it was marked, `expire(id)` is called
+ * (the registry removes it, reason `drain_expired`). Timers do not keep the
+ * process alive; a restarted registry re-arms them from `drainingSince`.
+ */
+export class DrainDeadlines {
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+
+  constructor(
+    /** How long an instance may drain, ms; 0 never removes one. */
+    private readonly timeoutMs: number,
+    private readonly now: () => number,
+    private readonly expire: (id: string) => void,
+  ) {}
+
+  /** Arms (or re-arms) the deadline of an instance marked draining at `drainingSince` (epoch ms). */
+  arm(id: string, drainingSince: number): void {
+    if (this.timeoutMs === 0) return;
+    this.disarm(id);
+    const left = Math.max(0, drainingSince + this.timeoutMs - this.now());
+    const timer = setTimeout(() => {
+      this.timers.delete(id);
+      this.expire(id);
+    }, left);
+    timer.unref();
+    this.timers.set(id, timer);
+  }
+
+  /** Forgets an instance's deadline (removed, or now looked after by another replica). */
+  disarm(id: string): void {
+    const timer = this.timers.get(id);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    this.timers.delete(id);
+  }
+
+  /** Stops every timer (shutdown). */
+  clear(): void {
+    for (const timer of this.timers.values()) clearTimeout(timer);
+    this.timers.clear();
+  }
+}
