@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { ExponentialBackoff, noop, type IBackoff, type IBackoffFactory } from "cockatiel";
 import { Etcd3, type IOptions, type Lease, type Watcher } from "etcd3";
 import type { Logger } from "pino";
+import { addressKey } from "../../registry/instance-address.js";
 import { RegistryError } from "../../registry/registry-error.js";
 import type { Change, RemovalReason, StoredInstance } from "../../registry/types.js";
 import type { Mutation, SharedStore, StoreState } from "../../registry/registry-store.js";
@@ -166,6 +167,16 @@ export class EtcdStore implements SharedStore {
   private get membersPrefix(): string {
     return `${this.prefix}members/`;
   }
+  /**
+   * Address records: `addresses/<type> <host> <port>` (see `addressKey`) holds
+   * the id of the instance registered at that address, so that replicas
+   * agree on which one holds it: a Register compares the record's revision
+   * in its transaction, and so is the only one to take the address.
+   */
+  private addressKeyOf(i: { serviceType: string; host: string; port: number }): string {
+    return `${this.prefix}addresses/${addressKey(i.serviceType, i.host, i.port)}`;
+  }
+
   private get removalsPrefix(): string {
     return `${this.prefix}removals/`;
   }
@@ -293,27 +304,7 @@ export class EtcdStore implements SharedStore {
   }
 
   private async commitOnce(mutation: Mutation): Promise<Change> {
-    if (mutation.op === "register") {
-      const key = this.instancesPrefix + mutation.instance.id;
-      const notAfter = Math.min(mutation.notAfter ?? Infinity, Date.now() + this.callTimeoutMs);
-      const fence = await this.fenceLease(notAfter);
-      const value = encodeInstance(mutation.instance);
-      const res = await this.client
-        .if(key, "Create", "==", 0)
-        .then(this.client.put(key).value(value), this.client.put(this.fenceKey).value("").lease(fence))
-        .else(this.client.get(key))
-        .options({ deadline: notAfter })
-        .commit();
-      let revision = Number(res.header.revision);
-      if (!res.succeeded) {
-        // etcd3 resends a transaction whose answer was lost; if the first
-        // attempt committed, this is our own instance, not a collision.
-        const existing = res.responses[0]?.response_range?.kvs[0];
-        if (existing?.value.toString("utf8") !== value) throw new RegistryError("unavailable", "instance id collision; retry");
-        revision = Number(existing.mod_revision);
-      }
-      return { kind: "registered", revision, instance: { ...mutation.instance, revision } };
-    }
+    if (mutation.op === "register") return this.register(mutation);
     // Read-modify-write guarded by mod_revision: retried when another replica
     // changed the instance in between.
     for (let attempt = 0; attempt < 5; attempt++) {
@@ -325,9 +316,15 @@ export class EtcdStore implements SharedStore {
       const guard = this.client.if(key, "Mod", "==", kv.mod_revision);
       if (mutation.op === "remove") {
         const reasonKey = this.removalsPrefix + mutation.id;
-        const res = await guard
-          .then(this.client.delete().key(key), this.client.put(reasonKey).value(mutation.reason))
-          .commit();
+        // The address record goes too, when it is this instance's.
+        const record = this.addressKeyOf(instance);
+        const address = (await this.client.get(record).exec()).kvs[0];
+        const ops = [this.client.delete().key(key), this.client.put(reasonKey).value(mutation.reason)];
+        if (address?.value.toString("utf8") === mutation.id) {
+          guard.and(record, "Mod", "==", address.mod_revision);
+          ops.push(this.client.delete().key(record));
+        }
+        const res = await guard.then(...ops).commit();
         if (!res.succeeded) continue;
         // The reason key only travels with the deletion's watch event.
         void this.client.delete().key(reasonKey).exec().catch(() => undefined);
@@ -350,6 +347,79 @@ export class EtcdStore implements SharedStore {
         : { kind: "health", revision, instance: updated, failureReason: mutation.failureReason };
     }
     throw new RegistryError("unavailable", "the instance kept changing; retry");
+  }
+
+  /**
+   * Commits a registration, replacing the instance that holds its address.
+   * The address record decides, across replicas, who holds an address: the
+   * old instance's removal (reason `replaced`) and the hand-over of the
+   * record to the new id are one transaction, guarded by the record's and
+   * the old instance's revisions; the registration follows in a second,
+   * which commits only while the record still names the new id. Watchers
+   * see the removal, then the registration, each at its own revision (one
+   * transaction would give both one revision, and a watch cut between them
+   * could not resume). Should the second not commit (the caller gave up, or
+   * another Register took the address meanwhile), the old instance is gone
+   * and the caller is told to retry: the address is free for it.
+   */
+  private async register(mutation: Extract<Mutation, { op: "register" }>): Promise<Change> {
+    const key = this.instancesPrefix + mutation.instance.id;
+    const notAfter = Math.min(mutation.notAfter ?? Infinity, Date.now() + this.callTimeoutMs);
+    const record = this.addressKeyOf(mutation.instance);
+    const value = encodeInstance(mutation.instance);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const address = (await this.client.get(record).exec()).kvs[0];
+      const holderId = address?.value.toString("utf8");
+      const holder = holderId === undefined || holderId === mutation.instance.id
+        ? undefined
+        : (await this.client.get(this.instancesPrefix + holderId).exec()).kvs[0];
+      if (holder && holderId !== undefined) {
+        const reasonKey = this.removalsPrefix + holderId;
+        const handOver = await this.client
+          .if(record, "Mod", "==", (address as { mod_revision: string }).mod_revision)
+          .and(this.instancesPrefix + holderId, "Mod", "==", holder.mod_revision)
+          .then(
+            this.client.delete().key(this.instancesPrefix + holderId),
+            this.client.put(reasonKey).value("replaced"),
+            this.client.put(record).value(mutation.instance.id),
+          )
+          .options({ deadline: notAfter })
+          .commit();
+        if (!handOver.succeeded) continue;
+        void this.client.delete().key(reasonKey).exec().catch(() => undefined);
+      }
+      const fence = await this.fenceLease(notAfter);
+      // The address is ours when the record names us (just handed over) or
+      // is unchanged since read with no live holder (none, or a stale id).
+      const claim = holder
+        ? this.client.if(key, "Create", "==", 0).and(record, "Value", "==", mutation.instance.id)
+        : address
+          ? this.client.if(key, "Create", "==", 0).and(record, "Mod", "==", address.mod_revision)
+          : this.client.if(key, "Create", "==", 0).and(record, "Create", "==", 0);
+      const res = await claim
+        .then(
+          this.client.put(key).value(value),
+          this.client.put(record).value(mutation.instance.id),
+          this.client.put(this.fenceKey).value("").lease(fence),
+        )
+        .else(this.client.get(key))
+        .options({ deadline: notAfter })
+        .commit();
+      if (res.succeeded) {
+        const revision = Number(res.header.revision);
+        return { kind: "registered", revision, instance: { ...mutation.instance, revision } };
+      }
+      // etcd3 resends a transaction whose answer was lost; if the first
+      // attempt committed, this is our own instance, not a collision.
+      const existing = res.responses[0]?.response_range?.kvs[0];
+      if (existing) {
+        if (existing.value.toString("utf8") !== value) throw new RegistryError("unavailable", "instance id collision; retry");
+        const revision = Number(existing.mod_revision);
+        return { kind: "registered", revision, instance: { ...mutation.instance, revision } };
+      }
+      // Another Register took the address between our reads and our commit: look again.
+    }
+    throw new RegistryError("unavailable", "the address kept changing hands; retry");
   }
 
   /**
