@@ -278,9 +278,9 @@ export class RegistryMetrics {
     this.httpSeconds.observe({ route, method }, seconds);
   }
 
-  /** A watch event was written to a stream (runs once per stream per event: an addition, nothing more). */
-  onWatchEventSent(type: string): void {
-    this.eventsSent.set(type, (this.eventsSent.get(type) ?? 0) + 1);
+  /** `count` watch events of `type` were written to streams (a publish's fan-out comes as one call). */
+  onWatchEventsSent(type: string, count: number): void {
+    this.eventsSent.set(type, (this.eventsSent.get(type) ?? 0) + count);
   }
 
   /** A health probe finished. */
