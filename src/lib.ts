@@ -18,7 +18,7 @@ export { MemoryStore } from "./store/memory-store.js";
 export type { RegistryStore, Mutation, StoreState } from "./registry/registry-store.js";
 export { RegistryGrpcServer, type RegistryGrpcServerOptions } from "./server/grpc-server.js";
 export { RegistryApi, type CallContext, type RegisterRequest } from "./api/registry-api.js";
-export { Authenticator, type PresentedCredentials, type Principal } from "./api/authenticator.js";
+export { Authenticator, type KeyPrincipal, type PresentedCredentials, type Principal } from "./api/authenticator.js";
 export { AuthFailureLimiter, type AuthFailureLimiterOptions } from "./api/auth-failure-limiter.js";
 export { RegistryHttpServer, type RegistryHttpServerOptions } from "./http/http-server.js";
 export { jsonApiRoutes } from "./http/json-api.js";

@@ -9,7 +9,10 @@ import type { Instance } from "../registry/types.js";
  * its hash, so a stream opened with it can end when it is removed), or a
  * registered instance.
  */
-export type Principal = { readonly kind: "key"; readonly keyId: string } | { readonly kind: "instance"; readonly instance: Instance };
+export type Principal = KeyPrincipal | { readonly kind: "instance"; readonly instance: Instance };
+
+/** A holder of a registration key; `keyId` is the key's hash (`hashSecret`), as `RegistrationKeys` knows it. */
+export type KeyPrincipal = { readonly kind: "key"; readonly keyId: string };
 
 /** Credentials as found in a request, before checking. */
 export interface PresentedCredentials {
@@ -62,12 +65,13 @@ export class Authenticator {
     private readonly options: AuthenticatorOptions = {},
   ) {}
 
-  /** Register: only the registration key is accepted. */
-  requireKey(presented: PresentedCredentials, caller?: Caller): void | Promise<void> {
+  /** Register: only the registration key is accepted. Answers which key. */
+  requireKey(presented: PresentedCredentials, caller?: Caller): KeyPrincipal | Promise<KeyPrincipal> {
     return andThen(this.identify(presented, caller), (principal) => {
       if (principal.kind !== "key") {
         throw new RegistryError("permission_denied", "Register requires the registration key, not instance credentials");
       }
+      return principal;
     });
   }
 

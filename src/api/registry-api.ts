@@ -1,10 +1,10 @@
 import { keyIdOf, type RegistrationKeys } from "../registry/credentials.js";
-import { invalidArgument } from "../registry/registry-error.js";
+import { invalidArgument, RegistryError } from "../registry/registry-error.js";
 import { validSelector } from "../registry/selector.js";
 import type { Registration, ServiceRegistry, TypeAnswer, TypeQuery } from "../registry/service-registry.js";
 import type { Change, Instance, ServiceSummary } from "../registry/types.js";
 import type { Watcher, WatchOptions } from "../registry/watcher.js";
-import { andThen, Authenticator, type AuthenticatorOptions, type PresentedCredentials, type Principal } from "./authenticator.js";
+import { andThen, Authenticator, type AuthenticatorOptions, type KeyPrincipal, type PresentedCredentials, type Principal } from "./authenticator.js";
 
 /** What a transport knows about a call: the credentials presented and the caller's address. */
 export interface CallContext {
@@ -72,9 +72,27 @@ export class RegistryApi {
     this.registry.inWriteTurn(task);
   }
 
-  /** Register: needs the registration key; `host` defaults to the caller's address. */
-  async register(ctx: CallContext, request: RegisterRequest): Promise<Registration> {
-    await this.auth.requireKey(ctx.credentials, ctx);
+  /**
+   * Checks that the caller of `ctx` may register (the registration key), for
+   * a transport that refuses a stranger before reading the request: it hands
+   * the answer to `register` for the same call, which then does not hash the
+   * key again.
+   */
+  authorizeRegister(ctx: CallContext): KeyPrincipal | Promise<KeyPrincipal> {
+    return this.auth.requireKey(ctx.credentials, ctx);
+  }
+
+  /**
+   * Register: needs the registration key; `host` defaults to the caller's
+   * address. `authorized` is what `authorizeRegister` answered for this call,
+   * if the transport asked it first.
+   */
+  async register(ctx: CallContext, request: RegisterRequest, authorized?: KeyPrincipal): Promise<Registration> {
+    let key: KeyPrincipal;
+    if (authorized === undefined) key = await this.auth.requireKey(ctx.credentials, ctx);
+    // A reload may have removed the key while the transport read the request: asked by its id, nothing hashed.
+    else if (this.auth.keys.has(authorized.keyId)) key = authorized;
+    else throw new RegistryError("unauthenticated", "invalid registration key");
     const host = request.host ?? ctx.peerHost;
     if (host === undefined) throw invalidArgument("host", "caller address is unknown; set host explicitly");
     if (request.host === undefined && host.includes("%")) {
@@ -88,7 +106,7 @@ export class RegistryApi {
       host,
       ...(request.metadata ? { metadata: request.metadata } : {}),
       ...(request.healthCheckPath !== undefined ? { healthCheckPath: request.healthCheckPath } : {}),
-    }, { keyId: ctx.credentials.key === undefined ? undefined : keyIdOf(ctx.credentials.key), notAfter: ctx.deadline, signal: ctx.signal });
+    }, { keyId: keyIdOf(key.keyId), notAfter: ctx.deadline, signal: ctx.signal });
   }
 
   /** Instances of a type: healthy, not draining ones unless the query says otherwise. The selector is checked here. */

@@ -207,8 +207,8 @@ export async function startServer(config: Config, logger: Logger, options: Start
   let port: number;
   let httpPort: number | undefined;
   try {
-    port = await shared.listen(config.host, config.port);
-    httpPort = wantedHttpPort === undefined ? undefined : await http.listen(config.host, wantedHttpPort);
+    port = await listenOn(shared, "PORT", config.host, config.port);
+    httpPort = wantedHttpPort === undefined ? undefined : await listenOn(http, "HTTP_PORT", config.host, wantedHttpPort);
   } catch (err) {
     await stop(0);
     throw err;
@@ -309,6 +309,26 @@ function grpcConnectionOptions(config: Config): Record<string, number> {
     "grpc.max_connection_age_grace_ms": 300_000,
     "grpc.max_concurrent_streams": Math.max(1000, config.maxWatchStreamsPerConnection + 100),
   };
+}
+
+/**
+ * Binds `listener` to `host`:`port`. A failure names the setting and the
+ * address, as an operator reads it in the one line `serve` prints before it
+ * exits (e.g. `PORT: 127.0.0.1:50051 is already in use ...`); the system's
+ * error stays as `cause`, its `code` (EADDRINUSE, EACCES) on the error.
+ */
+async function listenOn(listener: { listen(host: string, port: number): Promise<number> }, setting: string, host: string, port: number): Promise<number> {
+  try {
+    return await listener.listen(host, port);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const address = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+    const why =
+      code === "EADDRINUSE" ? `is already in use: stop what listens there or set ${setting} to another port`
+      : code === "EACCES" ? `needs privileges this process lacks: use a port from 1024 up or grant them`
+      : `cannot be bound: ${(err as Error).message}`;
+    throw Object.assign(new Error(`${setting}: ${address} ${why}`, { cause: err }), { code });
+  }
 }
 
 /** MAX_CONNECTIONS / MAX_CONNECTIONS_PER_ADDRESS for every listener: each refusal counted and (throttled) logged. */

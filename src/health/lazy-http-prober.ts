@@ -16,6 +16,8 @@ export class LazyHttpProber {
   readonly #closing: Promise<void>;
   #markClosed: () => void = () => {};
   #prober: Promise<HttpProber | undefined> | undefined;
+  /** The loaded prober, once there is one: probes then go straight to it. */
+  #ready: HttpProber | undefined;
   #closed = false;
 
   constructor(options: HttpProberOptions, after: Promise<unknown> = Promise.resolve()) {
@@ -25,10 +27,18 @@ export class LazyHttpProber {
     this.#closing = new Promise((resolve) => (this.#markClosed = resolve));
   }
 
+  /**
+   * Probes once the client is loaded. A probe held until then answers
+   * "aborted" as soon as `signal` aborts: the scheduler's `stop()` waits for
+   * the probes it aborted, and when start-up fails `after` never settles.
+   */
   async probe(target: ProbeTarget, signal?: AbortSignal): Promise<ProbeResult> {
+    if (this.#ready !== undefined && !this.#closed) return this.#ready.probe(target, signal);
     let prober: HttpProber | undefined;
     try {
-      prober = await this.#load();
+      const loaded = await unlessAborted(this.#load(), signal);
+      if (loaded === ABORTED) return { ok: false, reason: "aborted" };
+      prober = loaded;
     } catch (err) {
       return { ok: false, reason: `the probe client did not load: ${(err as Error).message}` };
     }
@@ -50,8 +60,22 @@ export class LazyHttpProber {
       const { HttpProber } = await import("./http-probe.js");
       const prober = new HttpProber(this.#options);
       if (this.#closed) prober.close(); // closed while it loaded
+      else this.#ready = prober;
       return prober;
     });
     return this.#prober;
   }
+}
+
+const ABORTED = Symbol("aborted");
+
+/** `promise`'s outcome, or {@link ABORTED} if `signal` aborts first. */
+function unlessAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T | typeof ABORTED> {
+  if (signal === undefined) return promise;
+  if (signal.aborted) return Promise.resolve(ABORTED);
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => resolve(ABORTED);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }

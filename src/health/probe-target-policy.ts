@@ -1,4 +1,5 @@
 import { BlockList, isIP } from "node:net";
+import { ipv4FromGroups, ipv6Groups, isIpv4Mapped } from "../net/ip-address.js";
 
 /**
  * Addresses never probed unless the operator says otherwise: link-local
@@ -87,16 +88,16 @@ export class ProbeTargetPolicy {
   /** Whether `address` (an IP literal, brackets allowed) may be probed; false for anything that is not an IP. */
   allows(address: string): boolean {
     const bare = address.startsWith("[") && address.endsWith("]") ? address.slice(1, -1) : address;
-    const ip = unmapIpv4(bare);
-    const version = isIP(ip);
+    const version = isIP(bare);
     if (version === 0) return false;
-    if (version === 6) {
-      // An IPv6 address that a translator on the path (NAT64, 6to4) or an old
-      // stack turns into an IPv4 one must pass as that IPv4 address too.
-      const carried = embeddedIpv4(ip);
-      if (carried !== undefined && !this.judge(carried, "ipv4")) return false;
-    }
-    return this.judge(ip, version === 4 ? "ipv4" : "ipv6");
+    if (version === 4) return this.judge(bare, "ipv4");
+    const groups = ipv6Groups(bare) as number[]; // isIP said IPv6
+    if (isIpv4Mapped(groups)) return this.judge(ipv4FromGroups(groups[6] as number, groups[7] as number), "ipv4");
+    // An IPv6 address that a translator on the path (NAT64, 6to4) or an old
+    // stack turns into an IPv4 one must pass as that IPv4 address too.
+    const carried = translatedIpv4(groups);
+    if (carried !== undefined && !this.judge(carried, "ipv4")) return false;
+    return this.judge(bare, "ipv6");
   }
 
   private judge(ip: string, family: "ipv4" | "ipv6"): boolean {
@@ -106,44 +107,16 @@ export class ProbeTargetPolicy {
 }
 
 /**
- * The IPv4 address carried by an IPv6 one that reaches it through a
- * translation: IPv4-compatible (::a.b.c.d, deprecated but still parsed),
- * IPv4-translated (::ffff:0:a.b.c.d), NAT64 (64:ff9b::a.b.c.d) and 6to4
- * (2002:aabb:ccdd::). `ip` is in the URL parser's canonical form.
+ * The IPv4 address carried by an IPv6 one (as its groups) that reaches it
+ * through a translation: IPv4-compatible (::a.b.c.d, deprecated but still
+ * parsed), IPv4-translated (::ffff:0:a.b.c.d), NAT64 (64:ff9b::a.b.c.d) and
+ * 6to4 (2002:aabb:ccdd::).
  */
-function embeddedIpv4(ip: string): string | undefined {
-  const h = hextets(ip);
+function translatedIpv4(h: readonly number[]): string | undefined {
   const zero = (from: number, to: number) => h.slice(from, to).every((x) => x === 0);
-  const v4 = (hi: number, lo: number) => `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
-  if (zero(0, 6) && !(h[6] === 0 && (h[7] as number) <= 1)) return v4(h[6] as number, h[7] as number); // not :: or ::1
-  if (zero(0, 4) && h[4] === 0xffff && h[5] === 0) return v4(h[6] as number, h[7] as number);
-  if (h[0] === 0x64 && h[1] === 0xff9b && zero(2, 6)) return v4(h[6] as number, h[7] as number);
-  if (h[0] === 0x2002) return v4(h[1] as number, h[2] as number);
+  if (zero(0, 6) && !(h[6] === 0 && (h[7] as number) <= 1)) return ipv4FromGroups(h[6] as number, h[7] as number); // not :: or ::1
+  if (zero(0, 4) && h[4] === 0xffff && h[5] === 0) return ipv4FromGroups(h[6] as number, h[7] as number);
+  if (h[0] === 0x64 && h[1] === 0xff9b && zero(2, 6)) return ipv4FromGroups(h[6] as number, h[7] as number);
+  if (h[0] === 0x2002) return ipv4FromGroups(h[1] as number, h[2] as number);
   return undefined;
-}
-
-/** The eight 16-bit groups of a canonical IPv6 address (hex groups, at most one "::"). */
-function hextets(ip: string): number[] {
-  const [head = "", tail] = ip.split("::");
-  const first = head === "" ? [] : head.split(":");
-  const last = tail === undefined || tail === "" ? [] : tail.split(":");
-  const fill = tail === undefined ? 0 : 8 - first.length - last.length;
-  return [...first, ...Array<string>(fill).fill("0"), ...last].map((x) => parseInt(x, 16));
-}
-
-const MAPPED_DOTTED = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i;
-const MAPPED_HEX = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/i;
-
-/** `::ffff:a.b.c.d` (in any spelling) as `a.b.c.d`; anything else unchanged. */
-function unmapIpv4(address: string): string {
-  if (isIP(address) !== 6) return address;
-  // The URL parser writes IPv6 in one canonical form (0:0:0:0:0:ffff:... becomes ::ffff:hhhh:hhhh).
-  const ip = new URL(`http://[${address}]/`).hostname.slice(1, -1);
-  const dotted = MAPPED_DOTTED.exec(ip);
-  if (dotted) return dotted[1] as string;
-  const hex = MAPPED_HEX.exec(ip);
-  if (!hex) return ip;
-  const high = parseInt(hex[1] as string, 16);
-  const low = parseInt(hex[2] as string, 16);
-  return `${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`;
 }

@@ -30,10 +30,10 @@ export function jsonApiRoutes(api: RegistryApi, options: { maxBodyBytes?: number
       template: "/service",
       async handle({ req, signal }) {
         const ctx = context(req, signal);
-        await api.auth.requireKey(ctx.credentials, ctx); // refuse before reading a stranger's body
+        const authorized = await api.authorizeRegister(ctx); // refuse before reading a stranger's body
         const request = registerRequestFromJson(await readJsonBody(req, maxBodyBytes));
         await writeTurn(api);
-        const { instance, token } = await api.register(ctx, request);
+        const { instance, token } = await api.register(ctx, request, authorized);
         return { status: 201, json: { serviceId: instance.id, token, instance: instanceJson(instance) } };
       },
     },

@@ -1,6 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ServiceRegistry } from "../registry/service-registry.js";
 import type { CommitOutcome } from "../registry/commit-outcomes.js";
+import type { ServiceSummary } from "../registry/types.js";
 import type { ProbeOutcome } from "./instrumented-probe.js";
 import { RpcTally, type RpcLabels, type RpcMethodCalls } from "./rpc-tally.js";
 import type { ServingState } from "./serving-state.js";
@@ -140,6 +141,17 @@ export class RegistryMetrics {
     const { registry, serving, watchStreams } = sources;
     const typeSeries = sources.serviceTypeSeries ?? 100;
     const registers = [this.prometheus];
+    // Both service gauges read the same counts: one listServices() per
+    // revision (the counts change only with one) serves both in a scrape,
+    // and the scrapes after it while nothing changes.
+    let counted: { readonly epoch: string; readonly revision: number; readonly services: readonly ServiceSummary[] } | undefined;
+    const largestFirst = (): readonly ServiceSummary[] => {
+      if (counted === undefined || counted.revision !== registry.revision || counted.epoch !== registry.epoch) {
+        const { services, revision } = registry.listServices();
+        counted = { epoch: registry.epoch, revision, services: services.sort((a, b) => b.totalCount - a.totalCount) };
+      }
+      return counted.services;
+    };
     new Gauge({
       name: "registry_instances",
       help: `Registered instances, by service type and health: the types with the most instances, the rest as service_type="${OTHER_SERVICE_TYPES}".`,
@@ -153,7 +165,7 @@ export class RegistryMetrics {
         if (!registry.available) return;
         // Types are chosen by whoever holds a key: only the largest get series
         // of their own, so a flood of types cannot flood the scrape.
-        const services = registry.listServices().services.sort((a, b) => b.totalCount - a.totalCount);
+        const services = largestFirst();
         let otherHealthy = 0;
         let otherTotal = 0;
         services.forEach((s, i) => {
@@ -179,7 +191,7 @@ export class RegistryMetrics {
       collect() {
         this.reset();
         if (!registry.available) return;
-        const services = registry.listServices().services;
+        const services = largestFirst();
         this.set({ state: "total" }, services.length);
         this.set({ state: "without_healthy" }, services.filter((s) => s.healthyCount === 0).length);
       },
@@ -266,9 +278,9 @@ export class RegistryMetrics {
     this.httpSeconds.observe({ route, method }, seconds);
   }
 
-  /** A watch event was written to a stream (runs once per stream per event: an addition, nothing more). */
-  onWatchEventSent(type: string): void {
-    this.eventsSent.set(type, (this.eventsSent.get(type) ?? 0) + 1);
+  /** `count` watch events of `type` were written to streams (a publish's fan-out comes as one call). */
+  onWatchEventsSent(type: string, count: number): void {
+    this.eventsSent.set(type, (this.eventsSent.get(type) ?? 0) + count);
   }
 
   /** A health probe finished. */

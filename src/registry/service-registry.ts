@@ -540,14 +540,16 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
    * The one path by which state changes: committed changes, in revision
    * order, from the commit queue (stores of one process) or from the store's
    * change feed (shared stores, changes of every replica). Updates the index
-   * and history, logs each change, publishes the batch to the watchers once,
-   * fires the events, and releases calls waiting for these revisions.
+   * (and the quotas' count of registrations in flight) and history, logs
+   * each change, publishes the batch to the watchers once, fires the events,
+   * and releases calls waiting for these revisions.
    */
   private applyChanges(changes: readonly Change[]): void {
     const applied: Change[] = [];
     for (const change of changes) {
       if (change.revision <= this.currentRevision) continue; // already applied (replayed by a shared store)
       this.index.apply(change);
+      this.quotas.applied(change);
       (this.history as EventHistory).append(change);
       this.currentRevision = change.revision;
       applied.push(change);

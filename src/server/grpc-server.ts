@@ -96,7 +96,7 @@ export interface RegistryGrpcServerOptions {
   /** grpc-js server options (message sizes, keepalive...). */
   readonly serverOptions?: ServerOptions;
   /** Receives RPC counts and latencies and watch events sent (RegistryMetrics). */
-  readonly metrics?: RpcObserver & { onWatchEventSent(type: string): void; onQuotaRefused?(quota: string): void };
+  readonly metrics?: RpcObserver & { onWatchEventsSent(type: string, count: number): void; onQuotaRefused?(quota: string): void };
 }
 
 /**
@@ -125,7 +125,7 @@ export class RegistryGrpcServer {
       ...(options.maxWatchStreams !== undefined ? { maxStreams: options.maxWatchStreams } : {}),
       ...(options.maxWatchStreamsPerConnection !== undefined ? { maxStreamsPerConnection: options.maxWatchStreamsPerConnection } : {}),
       ...(options.metrics?.onQuotaRefused ? { onQuotaRefused: (quota: string) => options.metrics?.onQuotaRefused?.(quota) } : {}),
-      ...(metrics ? { onEventSent: (type: string) => metrics.onWatchEventSent(type) } : {}),
+      ...(metrics ? { onEventsSent: (type: string, count: number) => metrics.onWatchEventsSent(type, count) } : {}),
     });
     const interceptors = [...(options.serverOptions?.interceptors ?? [])];
     // One wrapper for all three (each interceptor is a layer every message of

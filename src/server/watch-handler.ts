@@ -11,6 +11,7 @@ import { credentialsFromMetadata } from "./auth.js";
 import { http2StreamOf } from "./call-stream.js";
 import { toServiceError } from "./status-mapping.js";
 import type { WatchEventEncoder } from "./watch-encoder.js";
+import { WrittenEventsTally } from "./written-events-tally.js";
 
 /** What the WatchInstances handler needs. */
 export interface WatchHandlerDeps {
@@ -19,8 +20,12 @@ export interface WatchHandlerDeps {
   readonly logger: Logger;
   /** A stream that accepts nothing for this long is ended with RESOURCE_EXHAUSTED. */
   readonly stallTimeoutMs: number;
-  /** Told of every event written, by a bounded type name (for metrics). */
-  readonly onEventSent?: (type: string) => void;
+  /**
+   * Told how many events were written, by a bounded type name (for
+   * metrics): once per run of writes of one type, so a publish's fan-out is
+   * one call however many streams it reaches (see WrittenEventsTally).
+   */
+  readonly onEventsSent?: (type: string, count: number) => void;
   /**
    * A stream ended while its client was not reading gets this long for the
    * status to get out (a client that reads again gets the status and its
@@ -58,8 +63,10 @@ export class WatchStreams {
   private warnedNoStream = false;
   /** Open streams by connection (grpc-js's peer string, address and port, names one connection). */
   private readonly byConnection = new Map<string, number>();
+  private readonly written: WrittenEventsTally | undefined;
 
   constructor(private readonly deps: WatchHandlerDeps) {
+    this.written = deps.onEventsSent ? new WrittenEventsTally(deps.onEventsSent) : undefined;
     deps.api.auth.keys.onRemoved((removedIds) => {
       const error = new RegistryError("unauthenticated", "the registration key that opened this stream was removed");
       for (const id of removedIds) {
@@ -94,7 +101,8 @@ export class WatchStreams {
   }
 
   private serve(call: ServerWritableStream<WatchInstancesRequest, Buffer>): void {
-    const { api, encoder, stallTimeoutMs, onEventSent } = this.deps;
+    const { api, encoder, stallTimeoutMs } = this.deps;
+    const written = this.written;
     const connection = call.getPeer();
     const refusal = this.quotaRefusal(connection);
     if (refusal !== undefined) {
@@ -153,7 +161,7 @@ export class WatchStreams {
             return;
           }
           const writable = call.write(encoder.encode(event));
-          onEventSent?.(event.type === "change" ? event.change.kind : event.type);
+          written?.add(event.type === "change" ? event.change.kind : event.type);
           lastSentRevision = resumePoint(event, lastSentRevision);
           if (!writable) {
             stallTimer = setTimeout(onStall, stallTimeoutMs);

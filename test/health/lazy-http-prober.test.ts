@@ -57,6 +57,20 @@ describe("LazyHttpProber", () => {
     expect(h.requests).toHaveLength(0);
   });
 
+  it("answers a held probe 'aborted' when its signal aborts, so a scheduler stopping before `after` settles is not kept waiting", async () => {
+    const h = await health();
+    const prober = new LazyHttpProber({ timeoutMs: 2000 }, new Promise(() => {})); // never released: start-up failed
+    cleanup.push(() => prober.close());
+    const controller = new AbortController();
+    const held = prober.probe({ id: "a", host: "127.0.0.1", port: h.port, path: "/health" }, controller.signal);
+    await turn();
+    controller.abort();
+    await expect(held).resolves.toEqual({ ok: false, reason: "aborted" });
+    const aborted = AbortSignal.abort();
+    await expect(prober.probe({ id: "a", host: "127.0.0.1", port: h.port, path: "/health" }, aborted)).resolves.toEqual({ ok: false, reason: "aborted" });
+    expect(h.requests).toHaveLength(0);
+  });
+
   it("refuses a bad timeout when built, not at the first probe", () => {
     expect(() => new LazyHttpProber({ timeoutMs: 0 })).toThrow(/timeoutMs must be a positive number, got 0/);
   });

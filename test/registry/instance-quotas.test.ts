@@ -7,7 +7,9 @@ import { startStack } from "../support/stack.js";
 import { call, keyAuth, startHarness, type Harness } from "../support/registry-harness.js";
 import { tempDataDir } from "../support/server-process.js";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
-import type { QuotaName } from "../../src/registry/instance-quotas.js";
+import { InstanceIndex } from "../../src/registry/instance-index.js";
+import { InstanceQuotas, UNLIMITED, type QuotaName } from "../../src/registry/instance-quotas.js";
+import type { Change, StoredInstance } from "../../src/registry/types.js";
 
 const KEY_A = "quota-test-key-aaaaaaaaaaaaaaaaaaaa";
 const KEY_B = "quota-test-key-bbbbbbbbbbbbbbbbbbbb";
@@ -115,5 +117,70 @@ describe("instance quotas", () => {
     expect(err?.code).toBe(status.RESOURCE_EXHAUSTED);
     const text = await (await fetch(`${server.httpUrl}/metrics`)).text();
     expect(text).toContain('registry_quota_refusals_total{quota="MAX_INSTANCES_PER_TYPE"} 1');
+  });
+});
+
+describe("InstanceQuotas counts", () => {
+  let revision = 0;
+  const instance = (id: string, serviceType: string, keyId?: string): StoredInstance => ({
+    id, serviceType, host: "10.0.0.1", port: 80, metadata: {}, healthCheckPath: "/health", health: "healthy",
+    draining: false, drainingSince: 0, registeredAt: 0, updatedAt: 0, revision: 0, tokenHash: "", keyId,
+  });
+  /** Applies a change to the index and tells the quotas, as the registry's one path for state changes does. */
+  const apply = (index: InstanceIndex, quotas: InstanceQuotas, change: Change): void => {
+    index.apply(change);
+    quotas.applied(change);
+  };
+  const registered = (i: StoredInstance): Change => ({ kind: "registered", revision: ++revision, instance: i });
+  const removed = (i: StoredInstance): Change => ({ kind: "removed", revision: ++revision, instance: i, reason: "unregistered" });
+  const refusal = (f: () => unknown): string | undefined => {
+    try {
+      f();
+      return undefined;
+    } catch (err) {
+      return (err as Error).message;
+    }
+  };
+
+  it("counts an admitted registration once: in flight, applied while its commit returns, and after release", () => {
+    const index = new InstanceIndex();
+    const quotas = new InstanceQuotas({ ...UNLIMITED, MAX_INSTANCES: 2, MAX_INSTANCES_PER_KEY: 1 }, index);
+    const a = quotas.reserve("a", "api", "k1");
+    expect(refusal(() => quotas.reserve("x", "api", "k1"))).toMatch(/^MAX_INSTANCES_PER_KEY reached: 1 /);
+    apply(index, quotas, registered(instance("a", "api", "k1")));
+    expect(refusal(() => quotas.reserve("x", "api", "k1"))).toMatch(/^MAX_INSTANCES_PER_KEY reached: 1 /); // not 2
+    const b = quotas.reserve("b", "api", "k2");
+    a.release();
+    a.release(); // a second release changes nothing
+    expect(refusal(() => quotas.reserve("c", "web", "k3"))).toBe("MAX_INSTANCES reached: 2 instances, the most allowed is 2");
+    b.release(); // its commit failed: never applied
+    quotas.reserve("c", "web", "k3").release();
+  });
+
+  it("counts a type brought only by registrations in flight, once, whoever applies an instance of it", () => {
+    const index = new InstanceIndex();
+    const quotas = new InstanceQuotas({ ...UNLIMITED, MAX_SERVICE_TYPES: 2 }, index);
+    const api = instance("api-1", "api");
+    apply(index, quotas, registered(api));
+    quotas.reserve("db-1", "db", undefined);
+    quotas.reserve("db-2", "db", undefined); // an existing (pending) type: no new type
+    expect(refusal(() => quotas.reserve("web-1", "web", undefined))).toMatch(/^MAX_SERVICE_TYPES reached: 2 service types/);
+    // Another replica's instance of db is applied: db is the index's now, and still counted once.
+    apply(index, quotas, registered(instance("db-9", "db")));
+    expect(refusal(() => quotas.reserve("web-1", "web", undefined))).toMatch(/^MAX_SERVICE_TYPES reached: 2 service types/);
+    // api goes: room for one new type.
+    apply(index, quotas, removed(api));
+    quotas.reserve("web-1", "web", undefined);
+    expect(refusal(() => quotas.reserve("ops-1", "ops", undefined))).toMatch(/^MAX_SERVICE_TYPES reached: 2 service types/);
+  });
+
+  it("counts a pending type as new again when the index's last instance of it goes", () => {
+    const index = new InstanceIndex();
+    const quotas = new InstanceQuotas({ ...UNLIMITED, MAX_SERVICE_TYPES: 1 }, index);
+    const db = instance("db-9", "db");
+    apply(index, quotas, registered(db));
+    quotas.reserve("db-1", "db", undefined);
+    apply(index, quotas, removed(db));
+    expect(refusal(() => quotas.reserve("web-1", "web", undefined))).toMatch(/^MAX_SERVICE_TYPES reached: 1 service types/);
   });
 });

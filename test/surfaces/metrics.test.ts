@@ -1,5 +1,5 @@
 import { credentials, status } from "@grpc/grpc-js";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { EventType, RegistryServiceClient } from "../../gen/registry/v1/registry.js";
 import { startHealthServer, type HealthServer } from "../support/health-server.js";
 import { tempDataDir } from "../support/server-process.js";
@@ -182,6 +182,23 @@ describe("Prometheus /metrics on HTTP_PORT", () => {
     // Every type is still covered by an alert on the type counts.
     expect(m.value("registry_service_types", { state: "total" })).toBe(2003);
     expect(m.value("registry_service_types", { state: "without_healthy" })).toBe(0);
+  });
+
+  it("reads the service counts once for both service gauges, and again only after a change", async () => {
+    const { server } = await start();
+    await server.registry.register({ serviceType: "api", host: "10.0.0.1", port: 1 });
+    const reads = vi.spyOn(server.registry, "listServices");
+    let m = await scrape(server);
+    expect(reads).toHaveBeenCalledTimes(1);
+    expect(m.value("registry_instances", { service_type: "api", health: "healthy" })).toBe(1);
+    expect(m.value("registry_service_types", { state: "total" })).toBe(1);
+    await scrape(server);
+    expect(reads).toHaveBeenCalledTimes(1); // nothing changed: the same counts
+    await server.registry.register({ serviceType: "web", host: "10.0.0.1", port: 2 });
+    m = await scrape(server);
+    expect(reads).toHaveBeenCalledTimes(2);
+    expect(m.value("registry_instances", { service_type: "web", health: "healthy" })).toBe(1);
+    expect(m.value("registry_service_types", { state: "total" })).toBe(2);
   });
 
   it("counts HTTP requests by route template, and answers unknown paths with a JSON 404", async () => {
