@@ -25,6 +25,12 @@ export interface BackendOptions {
   readonly checkIntervalMs?: number;
   readonly backoff?: BackoffOptions;
   readonly unregisterOnSignal?: boolean | readonly NodeJS.Signals[];
+  /**
+   * On these signals: drain (routers stop sending new calls), let calls in
+   * flight finish for at most `graceMs`, unregister, exit (see
+   * `HealthListener.drainOnSignal`). Instead of `unregisterOnSignal`.
+   */
+  readonly drainOnSignal?: { readonly graceMs: number; readonly signals?: readonly NodeJS.Signals[] };
 }
 
 export interface Backend {
@@ -48,7 +54,9 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
   server.addService(greeterService, {
     sayHello(call: ServerUnaryCall<SayHelloRequest, SayHelloResponse>, callback: sendUnaryData<SayHelloResponse>) {
       calls++;
-      callback(null, { message: `Hello, ${call.request.name || "world"}!`, backend: options.name });
+      const answer = (): void => callback(null, { message: `Hello, ${call.request.name || "world"}!`, backend: options.name });
+      if (call.request.delayMs) setTimeout(answer, call.request.delayMs);
+      else answer();
     },
   });
   const host = options.host ?? "127.0.0.1";
@@ -71,6 +79,7 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
     server.forceShutdown();
     throw err;
   }
+  if (options.drainOnSignal) listener.drainOnSignal(registration, options.drainOnSignal);
   return {
     name: options.name,
     port: listener.port,
@@ -101,11 +110,13 @@ async function main(): Promise<void> {
     key,
     host: env.HOST,
     port: Number(env.PORT ?? 0),
-    // On SIGTERM or Ctrl-C: unregister, then let the signal end the process as usual.
-    unregisterOnSignal: ["SIGTERM", "SIGINT"],
+    // On SIGTERM or Ctrl-C: drain, let calls in flight finish (GRACE_MS, default 10 s),
+    // unregister, then let the signal end the process as usual.
+    drainOnSignal: { graceMs: Number(env.GRACE_MS ?? 10_000), signals: ["SIGTERM", "SIGINT"] },
   });
   backend.registration.on("registered", (i) => console.log(JSON.stringify({ msg: "registered", id: i.id })));
   backend.registration.on("lost", (e) => console.log(JSON.stringify({ msg: "registry lost us; registering again", why: e.message })));
+  backend.registration.on("replaced", (by) => console.log(JSON.stringify({ msg: "another process registered this address; stopped", by: by.id })));
   console.log(JSON.stringify({ msg: "backend serving", name: backend.name, port: backend.port, id: backend.registration.id }));
 }
 

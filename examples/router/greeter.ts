@@ -17,6 +17,8 @@ const loaded = loadPackageDefinition(definition) as unknown as {
 
 export interface SayHelloRequest {
   name: string;
+  /** Answer after this long (ms); 0 at once. */
+  delayMs?: number;
 }
 
 export interface SayHelloResponse {
@@ -47,8 +49,8 @@ export function greeterClient(target: string, credentials: ChannelCredentials, o
 }
 
 /** Promise form of SayHello. */
-export function sayHello(client: GreeterClient, name: string, deadlineMs = 2000): Promise<SayHelloResponse> {
+export function sayHello(client: GreeterClient, name: string, deadlineMs = 2000, delayMs = 0): Promise<SayHelloResponse> {
   return new Promise((resolve, reject) => {
-    client.sayHello({ name }, { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res)));
+    client.sayHello({ name, delayMs }, { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res)));
   });
 }

@@ -129,6 +129,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
     unhealthyThreshold: config.unhealthyThreshold,
     healthyThreshold: config.healthyThreshold,
     deregisterAfter: config.deregisterAfterMs,
+    drainTimeout: config.drainTimeoutMs,
     historySize: config.historySize,
     watchQueueLimit: config.watchQueueLimit,
     bookmarkInterval: config.bookmarkIntervalMs,

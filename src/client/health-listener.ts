@@ -1,6 +1,7 @@
 import { createServer as createHttpServer } from "node:http";
 import { createServer as createTcpServer, type AddressInfo, type Socket } from "node:net";
 import { ServerCredentials, type Server } from "@grpc/grpc-js";
+import type { SelfRegistration } from "./register-self.js";
 
 /** Options of `listenWithHealth`. */
 export interface HealthListenerOptions {
@@ -19,9 +20,20 @@ export interface HealthListener {
   readonly port: number;
   /**
    * Stops accepting, closes health connections, and ends this port's gRPC
-   * connections (after `graceMs`, default 0, for calls in flight).
+   * connections: each is told to take no new calls (HTTP/2 GOAWAY) and is
+   * closed once its calls in flight have finished, or after `graceMs`
+   * (default 0) at the latest.
    */
   close(graceMs?: number): Promise<void>;
+  /**
+   * Graceful stop on a signal (default SIGTERM): marks `registration`
+   * draining (routers stop picking this instance), lets calls in flight
+   * finish for at most `graceMs` (default 10000) while taking no new ones,
+   * unregisters, and closes this listener; then, if nothing else listens for
+   * the signal, raises it again so the process ends as it would have.
+   * Use it instead of registerSelf's `unregisterOnSignal`.
+   */
+  drainOnSignal(registration: SelfRegistration, options?: { readonly graceMs?: number; readonly signals?: readonly NodeJS.Signals[] }): void;
 }
 
 /** The HTTP/2 connection preface every gRPC client sends first. */
@@ -64,6 +76,12 @@ export async function listenWithHealth(server: Server, options: HealthListenerOp
       });
   });
   const sockets = new Set<Socket>();
+  /**
+   * Health-check connections: closed at `close()` by hand, since an HTTP
+   * server that never listened itself tracks no connections for
+   * `closeAllConnections()` to close.
+   */
+  const httpSockets = new Set<Socket>();
   const tcp = createTcpServer((socket) => {
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
@@ -77,6 +95,8 @@ export async function listenWithHealth(server: Server, options: HealthListenerOp
       if (chunk.subarray(0, n).equals(H2_PREFACE.subarray(0, n))) {
         injector.injectConnection(socket);
       } else {
+        httpSockets.add(socket);
+        socket.once("close", () => httpSockets.delete(socket));
         http.emit("connection", socket);
         socket.resume();
       }
@@ -89,16 +109,52 @@ export async function listenWithHealth(server: Server, options: HealthListenerOp
       resolve();
     });
   });
-  return {
+  let closing: Promise<void> | undefined;
+  const close = async (graceMs: number): Promise<void> => {
+    const closed = new Promise<void>((resolve) => tcp.close(() => resolve()));
+    for (const socket of httpSockets) socket.destroy();
+    injector.drain(graceMs);
+    if (graceMs > 0) await allClosed(sockets, graceMs);
+    injector.destroy();
+    for (const socket of sockets) socket.destroy();
+    await closed;
+  };
+  const listener: HealthListener = {
     port: (tcp.address() as AddressInfo).port,
-    async close(graceMs = 0) {
-      const closed = new Promise<void>((resolve) => tcp.close(() => resolve()));
-      http.closeAllConnections();
-      injector.drain(graceMs);
-      if (graceMs > 0) await new Promise((resolve) => setTimeout(resolve, graceMs));
-      injector.destroy();
-      for (const socket of sockets) socket.destroy();
-      await closed;
+    close(graceMs = 0) {
+      closing ??= close(graceMs);
+      return closing;
+    },
+    drainOnSignal(registration, options = {}) {
+      const graceMs = options.graceMs ?? 10_000;
+      for (const signal of options.signals ?? ["SIGTERM"]) {
+        process.once(signal, () => {
+          void (async () => {
+            await registration.drain();
+            const inFlight = listener.close(graceMs);
+            await registration.close({ graceMs, inFlight });
+            await inFlight;
+            // Nobody else handles it: behave as if we had not been listening.
+            if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+          })();
+        });
+      }
     },
   };
+  return listener;
+}
+
+/** Resolves once every socket has closed (their calls finished after GOAWAY), or after `ms`. */
+async function allClosed(sockets: Set<Socket>, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (sockets.size > 0 && Date.now() < deadline) {
+    const next = sockets.values().next().value as Socket;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, deadline - Date.now());
+      next.once("close", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
 }

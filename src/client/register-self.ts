@@ -36,8 +36,25 @@ export interface RegisterSelfOptions extends RegisterOptions {
    * afterwards, so the process still exits as it would have.
    */
   readonly unregisterOnSignal?: boolean | readonly NodeJS.Signals[];
-  /** Deadline of each call. Default the client's (5000 ms); 2000 ms for the Unregister in `close()`. */
+  /** Deadline of each call. Default the client's (5000 ms); 2000 ms for the Drain and Unregister in `close()`. */
   readonly deadlineMs?: number;
+  /**
+   * How long `close()` waits between marking the instance draining and
+   * unregistering it, for calls in flight to finish (routers stop sending
+   * new ones once they see the drain). Default 0. `close()` takes its own.
+   */
+  readonly drainGraceMs?: number;
+}
+
+/** Options of `SelfRegistration.close()`. */
+export interface CloseOptions {
+  /** Longest wait between drain and unregister, ms. Default the registration's `drainGraceMs` (0). */
+  readonly graceMs?: number;
+  /**
+   * Settles when the calls in flight have finished (e.g. a listener's
+   * `close(graceMs)`): unregistering then waits for it, at most `graceMs`.
+   */
+  readonly inFlight?: Promise<unknown>;
 }
 
 /** Events of a `SelfRegistration`. */
@@ -46,6 +63,12 @@ export interface SelfRegistrationEvents {
   registered: [instance: Instance];
   /** The registry no longer knows this instance (lost data, expired, removed); registering again. */
   lost: [error: RegistryClientError];
+  /**
+   * Another process registered this address (a newer copy of this service on
+   * the same host and port) and replaced this instance: this registration
+   * stops, without registering again (which would take the address back).
+   */
+  replaced: [by: Instance];
   /** A check or registration failed and will be retried after `delayMs`. */
   retry: [error: RegistryClientError, delayMs: number];
 }
@@ -72,6 +95,8 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
    * looks for a duplicate once more.
    */
   private sweepAtNextCheck = false;
+  /** Marked draining: never registered again (the registry may remove it at its drain deadline). */
+  private draining: Promise<void> | undefined;
 
   /** Use `registerSelf()`. */
   constructor(
@@ -109,17 +134,49 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
     this.loop = this.keepAlive();
   }
 
-  /** Stops verifying and unregisters (best effort, bounded by the deadline). Idempotent. */
-  close(): Promise<void> {
-    this.closing ??= this.shutdown();
+  /**
+   * Marks the instance draining: routers stop sending it new calls, the
+   * registry still probes it. It is not registered again after this. Best
+   * effort (a failure is emitted as `retry`); idempotent.
+   */
+  drain(): Promise<void> {
+    this.draining ??= this.markDraining();
+    return this.draining;
+  }
+
+  private async markDraining(): Promise<void> {
+    const current = this.current;
+    if (!current) return;
+    try {
+      await this.client.drain(current.id, {
+        auth: { instanceId: current.id, token: current.token },
+        deadlineMs: this.options.deadlineMs ?? 2000,
+      });
+    } catch (err) {
+      const error = toClientError(err, "Drain");
+      if (error.code !== status.NOT_FOUND && error.code !== status.UNAUTHENTICATED) this.emitRetry(error, 0);
+    }
+  }
+
+  /**
+   * Stops verifying, drains, waits for calls in flight (`inFlight`, at most
+   * `graceMs`), and unregisters (best effort, bounded by the deadline).
+   * Idempotent: later calls get the first one's promise.
+   */
+  close(options: CloseOptions = {}): Promise<void> {
+    this.closing ??= this.shutdown(options);
     return this.closing;
   }
 
-  private async shutdown(): Promise<void> {
+  private async shutdown(options: CloseOptions): Promise<void> {
     this.abort.abort();
     for (const [signal, handler] of this.signalHandlers) process.off(signal, handler);
     await this.loop;
     const current = this.current;
+    if (current) {
+      await this.drain();
+      await graceOver(options.graceMs ?? this.options.drainGraceMs ?? 0, options.inFlight);
+    }
     if (current) {
       try {
         // Bounded tighter than other calls: a process on its way out should not wait long for a missing registry.
@@ -157,6 +214,14 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
         if (this.abort.signal.aborted) return;
         const error = toClientError(err, "GetInstance");
         if (error.code === status.UNAUTHENTICATED || error.code === status.NOT_FOUND) {
+          // Drained: removal is what it asked for. Replaced: the address is another process's now.
+          if (this.draining) return;
+          const by = await this.replacedBy(current.instance);
+          if (by) {
+            this.current = undefined;
+            this.emit("replaced", by);
+            return;
+          }
           this.emit("lost", error);
           await this.register(false);
           delay = jittered(interval);
@@ -207,12 +272,35 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
     }
   }
 
+  /**
+   * The instance of another session that now holds `mine`'s address, if
+   * any: a newer process on the same host and port registered it. Undefined
+   * when none does, or when the registry cannot say (then it registers again,
+   * as it would have).
+   */
+  private async replacedBy(mine: Instance): Promise<Instance | undefined> {
+    try {
+      const { instances } = await this.client.getByType(mine.serviceType, {
+        includeUnhealthy: true,
+        includeDraining: true,
+        auth: { key: this.options.key },
+        signal: this.abort.signal,
+      });
+      return instances.find(
+        (i) => i.host === mine.host && i.port === mine.port && i.metadata[SESSION_METADATA_KEY] !== this.session,
+      );
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Unregisters other instances of this session (left by a Register whose answer was lost); false when it could not look. */
   private async removeDuplicates(): Promise<boolean> {
     const mine = this.registered().id;
     try {
       const { instances } = await this.client.getByType(this.options.serviceType, {
         includeUnhealthy: true,
+        includeDraining: true,
         auth: { key: this.options.key },
       });
       for (const instance of instances) {
@@ -252,6 +340,20 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
     if (this.listenerCount("retry") > 0) this.emit("retry", error, delayMs);
   }
 }
+
+/** Resolves once `inFlight` settles or `graceMs` has passed, whichever is first (at once for 0 and no `inFlight`). */
+async function graceOver(graceMs: number, inFlight: Promise<unknown> | undefined): Promise<void> {
+  if (graceMs <= 0) return;
+  let timer: NodeJS.Timeout | undefined;
+  const elapsed = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+  try {
+    await (inFlight ? Promise.race([inFlight.then(noop, noop), elapsed]) : elapsed);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const noop = (): void => {};
 
 function jittered(ms: number): number {
   return Math.round(ms * (0.8 + 0.4 * Math.random()));

@@ -138,15 +138,15 @@ export class RegistryClient {
     };
   }
 
-  /** Healthy instances of a type (all with `includeUnhealthy`). */
+  /** Healthy, not draining instances of a type (unhealthy ones too with `includeUnhealthy`, draining ones with `includeDraining`). */
   async getByType(
     serviceType: string,
-    options: RegistryCallOptions & { readonly includeUnhealthy?: boolean } = {},
+    options: RegistryCallOptions & { readonly includeUnhealthy?: boolean; readonly includeDraining?: boolean } = {},
   ): Promise<InstanceList> {
     const response = await this.unary("GetByType", "read", options, (c) => c.getByType, {
       serviceType,
       includeUnhealthy: options.includeUnhealthy ?? false,
-      includeDraining: false,
+      includeDraining: options.includeDraining ?? false,
       selector: {},
     });
     return { instances: response.instances.map(fromProtoInstance), revision: response.revision };

@@ -1,9 +1,10 @@
 import { connect } from "node:net";
-import { Server } from "@grpc/grpc-js";
+import { credentials, Server } from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { listenWithHealth, type HealthListener } from "../../src/client/health-listener.js";
 import { healthStatus } from "../support/health-client.js";
+import { greeterClient, greeterService, sayHello } from "../../examples/router/greeter.js";
 
 /** Sends raw bytes and resolves with the first response line ("" when the peer just closes). */
 function rawRequest(port: number, bytes: string): Promise<string> {
@@ -53,5 +54,28 @@ describe("listenWithHealth: gRPC and HTTP /health on one port", () => {
     // Still serving both protocols.
     expect((await fetch(`http://127.0.0.1:${l.port}/health`)).status).toBe(200);
     expect(await healthStatus(`127.0.0.1:${l.port}`)).toBe("SERVING");
+  });
+
+  it("close(grace) returns once the calls in flight finish, not at the end of the grace, with a health connection kept alive", async () => {
+    const server = new Server();
+    server.addService(greeterService, {
+      sayHello(call: { request: { delayMs: number } }, callback: (err: null, res: object) => void) {
+        setTimeout(() => callback(null, { message: "hi", backend: "x" }), call.request.delayMs);
+      },
+    });
+    const l = await listenWithHealth(server, { host: "127.0.0.1" });
+    listener = l;
+    const client = greeterClient(`127.0.0.1:${l.port}`, credentials.createInsecure());
+    try {
+      expect((await fetch(`http://127.0.0.1:${l.port}/health`)).status).toBe(200); // leaves a keep-alive connection
+      const inFlight = sayHello(client, "slow", 10_000, 300);
+      await sayHello(client, "on the wire"); // the slow call is sent before this one's answer
+      const started = Date.now();
+      await l.close(20_000);
+      expect(await inFlight).toMatchObject({ backend: "x" });
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      client.close();
+    }
   });
 });

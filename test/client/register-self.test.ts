@@ -6,6 +6,7 @@ import { RegistryClientError } from "../../src/client/client-error.js";
 import { registerSelf, SESSION_METADATA_KEY, type SelfRegistration } from "../../src/client/register-self.js";
 import { RegistryClient } from "../../src/client/registry-client.js";
 import { startHarness, TEST_KEY, type Harness } from "../support/registry-harness.js";
+import { waitFor } from "../support/wait-for.js";
 import { drain, freePort, Log, startLocalRegistry } from "./helpers.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -109,13 +110,21 @@ describe("registerSelf", () => {
     const watch = drain(stream);
     await watch.find((e) => e.type === "snapshot", "the snapshot");
 
-    // registerSelf has registered again and found no duplicate; now the held Register commits.
+    // registerSelf has registered again and found no duplicate; now the held Register commits. It is
+    // for the same address, so it replaces the live instance (one instance per address): registerSelf
+    // finds its credentials refused, sees its own session's stray at its address (not another
+    // process), and registers again, which replaces the stray in turn.
+    const before = r.id;
     const late = await admin(h.address).register(...holding.held!);
     expect(late.instance.metadata[SESSION_METADATA_KEY]).toBe(r.instance.metadata[SESSION_METADATA_KEY]);
-    const removed = await watch.find((e) => e.type === "instanceRemoved", "the late duplicate's removal");
-    expect(removed).toMatchObject({ instance: { id: late.instance.id }, reason: "unregistered" });
-    const { instances } = await admin(h.address).getByType("api", { includeUnhealthy: true });
+    await watch.find((e) => e.type === "instanceRemoved" && e.instance.id === before && e.reason === "replaced", "the late Register replacing it");
+    const removed = await watch.find((e) => e.type === "instanceRemoved" && e.instance.id === late.instance.id, "the stray's removal");
+    expect(removed).toMatchObject({ reason: "replaced" });
+    // The answer to its Register and the watch event race: wait for registerSelf to hold the new id.
+    await waitFor(() => r.id !== before && r.id !== late.instance.id, "registerSelf to hold its new registration");
+    const { instances } = await admin(h.address).getByType("api", { includeUnhealthy: true, includeDraining: true });
     expect(instances.map((i) => i.id)).toEqual([r.id]);
+    expect((await admin(h.address).getInstance(r.id, { auth: r.auth })).id).toBe(r.id);
   });
 
   it("rejects at once what no retry can fix: a wrong key, an invalid registration", async () => {
