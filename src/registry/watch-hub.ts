@@ -13,9 +13,8 @@ export interface WatchHubStats {
  * Fans committed changes and probe results out to the watchers they concern:
  * a change of one service type reaches that type's watchers and the
  * every-type ones whose selector (if any) its instance matches, never the
- * others. A push is O(1) per watcher and never
- * waits for a consumer, so one slow watcher cannot slow the registry or
- * another watcher.
+ * others. A push is O(1) per watcher and never waits for a consumer, so one
+ * slow watcher cannot slow the registry or another watcher.
  */
 export class WatchHub {
   /** Every open watcher: progress, shutdown and stats reach them all. */

@@ -100,7 +100,11 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
    * client's idle timeout set from it still holds.
    */
   private readonly bookmarkDelayMs: number;
-  /** The selector, if it selects anything less than every instance: the feed routes by it. */
+  /**
+   * The selector, if it selects anything less than every instance: the feed
+   * routes by it. A frozen copy, so a caller changing its object later cannot
+   * move the watcher within the feed's index.
+   */
   readonly selector: Selector | undefined;
 
   constructor(
@@ -111,7 +115,7 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
   ) {
     this.bookmarkDelayMs = Math.round(limits.bookmarkIntervalMs * (1 + Math.random() / 10));
     const selector = options.selector;
-    this.selector = selector !== undefined && Object.keys(selector).length > 0 ? selector : undefined;
+    this.selector = selector !== undefined && Object.keys(selector).length > 0 ? Object.freeze({ ...selector }) : undefined;
     const { sinceRevision, epoch } = options;
     if (sinceRevision === 0) {
       this.startSnapshot();
@@ -205,8 +209,8 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
 
   /**
    * Offers a probe result of this watcher's type and selector; the feed
-   * offers probes only to watchers asking for every health check. Dropped when the watcher is
-   * behind: probes are not changes and are never replayed.
+   * offers probes only to watchers asking for every health check. Dropped
+   * when the watcher is behind: probes are not changes and are never replayed.
    */
   pushProbe(probe: ProbeEvent): void {
     if (this.ended || this.parked || this.queuedCount() >= this.limits.queueLimit) return;
