@@ -18,6 +18,8 @@ export interface BackendOptions {
   readonly registry: readonly string[];
   readonly key: string;
   readonly serviceType?: string;
+  /** Metadata to register besides `name`, e.g. `{ zone: "eu-1" }` for routers that select by zone. */
+  readonly metadata?: Readonly<Record<string, string>>;
   /** Address the registry and routers reach this backend at. Default 127.0.0.1. */
   readonly host?: string;
   /** Default 0: any free port. */
@@ -69,7 +71,7 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
       serviceType: options.serviceType ?? "greeter",
       host,
       port: listener.port,
-      metadata: { name: options.name },
+      metadata: { ...options.metadata, name: options.name },
       checkIntervalMs: options.checkIntervalMs,
       backoff: options.backoff,
       unregisterOnSignal: options.unregisterOnSignal,

@@ -38,6 +38,11 @@ export interface TypeRequest extends Omit<TypeQuery, "selector"> {
   readonly selector?: Readonly<Record<string, unknown>> | undefined;
 }
 
+/** WatchInstances' options as a transport decoded them; the selector is not checked yet. */
+export interface WatchRequest extends Omit<WatchOptions, "selector"> {
+  readonly selector?: Readonly<Record<string, unknown>> | undefined;
+}
+
 /** Longest instance id accepted in a request (ids are UUIDs; this only bounds garbage). */
 const MAX_ID_LENGTH = 128;
 
@@ -146,10 +151,12 @@ export class RegistryApi {
   /**
    * Opens a watch; the principal lets a transport end the stream when its
    * instance goes away. A resume point this replica has not reached yet is
-   * waited for (see `ServiceRegistry.reach`).
+   * waited for (see `ServiceRegistry.reach`). The selector is checked here,
+   * before that wait: a bad one is INVALID_ARGUMENT at once.
    */
-  async watch(ctx: CallContext, options: WatchOptions): Promise<{ watcher: Watcher; principal: Principal }> {
+  async watch(ctx: CallContext, request: WatchRequest): Promise<{ watcher: Watcher; principal: Principal }> {
     const principal = await this.auth.identify(ctx.credentials, ctx);
+    const options: WatchOptions = { ...request, selector: validSelector(request.selector) };
     await this.registry.reach(options.epoch, options.sinceRevision);
     return { watcher: this.registry.watch(options), principal };
   }

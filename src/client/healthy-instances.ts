@@ -19,9 +19,11 @@ export type HealthySet =
 type Listener = (set: HealthySet) => void;
 
 /**
- * The healthy instances of one service type, kept current from one resumable
- * watch and shared by every subscriber (e.g. every channel of a router that
- * targets `registry:///billing`). Updates are coalesced: a burst of changes
+ * The healthy instances of one service type (only those matching `selector`,
+ * when one is given), kept current from one resumable watch and shared by
+ * every subscriber (e.g. every channel of a router that targets
+ * `registry:///billing`, or `registry:///billing?zone=eu-1`). The registry
+ * filters the watch at the source, so other instances never arrive. Updates are coalesced: a burst of changes
  * (a snapshot, a replay after reconnecting) gives one update. The last known
  * set is kept while the registry is unreachable: stale addresses are better
  * than none, and the channel's own connection checks skip dead ones.
@@ -43,6 +45,8 @@ export class HealthyInstances {
     private readonly onEmpty: () => void = () => {},
     /** Wait before watching again after the registry refused the watch. */
     private readonly retryAfterMs = 10_000,
+    /** Only instances whose metadata has each of these keys with this value; empty for all. */
+    readonly selector: Readonly<Record<string, string>> = {},
   ) {}
 
   /**
@@ -67,6 +71,7 @@ export class HealthyInstances {
   private start(): void {
     const watch = this.client.watch({
       serviceType: this.serviceType,
+      selector: this.selector,
       onDisconnect: ({ error }) => {
         // Before the first snapshot, fail calls fast instead of queueing them forever.
         if (!this.synced) this.deliver({ ok: false, error });

@@ -5,6 +5,7 @@
  */
 export { RegistryClient } from "./registry-client.js";
 export type {
+  GetByTypeOptions,
   InstanceList,
   RegisteredInstance,
   RegisterOptions,

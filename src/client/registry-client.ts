@@ -47,6 +47,20 @@ export interface RegisterOptions {
   readonly healthCheckPath?: string;
 }
 
+/**
+ * What `getByType` takes besides the call options. The selector keeps only
+ * instances whose metadata has each of its keys with exactly that value
+ * (several keys ANDed), e.g. `{ zone: "eu-1" }`.
+ */
+export interface GetByTypeOptions extends RegistryCallOptions {
+  /** Unhealthy instances too. */
+  readonly includeUnhealthy?: boolean;
+  /** Draining instances too. */
+  readonly includeDraining?: boolean;
+  /** Only instances whose metadata matches; empty or omitted for all. */
+  readonly selector?: Readonly<Record<string, string>>;
+}
+
 /** A new registration: its id, its secret token (shown once) and the instance. */
 export interface RegisteredInstance {
   readonly id: string;
@@ -138,16 +152,19 @@ export class RegistryClient {
     };
   }
 
-  /** Healthy, not draining instances of a type (unhealthy ones too with `includeUnhealthy`, draining ones with `includeDraining`). */
-  async getByType(
-    serviceType: string,
-    options: RegistryCallOptions & { readonly includeUnhealthy?: boolean; readonly includeDraining?: boolean } = {},
-  ): Promise<InstanceList> {
+  /**
+   * Healthy, not draining instances of a type (unhealthy and draining ones
+   * too when asked), only those matching `selector` when one is given.
+   *
+   * @example
+   * const { instances } = await client.getByType("billing", { selector: { zone: "eu-1" } });
+   */
+  async getByType(serviceType: string, options: GetByTypeOptions = {}): Promise<InstanceList> {
     const response = await this.unary("GetByType", "read", options, (c) => c.getByType, {
       serviceType,
       includeUnhealthy: options.includeUnhealthy ?? false,
       includeDraining: options.includeDraining ?? false,
-      selector: {},
+      selector: { ...options.selector },
     });
     return { instances: response.instances.map(fromProtoInstance), revision: response.revision };
   }

@@ -1,6 +1,7 @@
 import { experimental, status, type ChannelOptions } from "@grpc/grpc-js";
 import { HealthyInstances, type HealthySet } from "./healthy-instances.js";
 import type { RegistryClient } from "./registry-client.js";
+import { parseRegistryTarget, type RegistryTarget } from "./registry-target.js";
 
 type Endpoint = experimental.Endpoint;
 /** grpc-js's `ResolverConstructor` (not re-exported by `experimental`). */
@@ -36,6 +37,8 @@ export interface RegistryResolverOptions {
 /** An address list handed to grpc-js. */
 export interface ResolverUpdate {
   readonly serviceType: string;
+  /** The target's selector (`registry:///billing?zone=eu-1`); empty when it has none. */
+  readonly selector: Readonly<Record<string, string>>;
   /** `host:port` of every healthy instance, or empty. */
   readonly addresses: readonly string[];
   /** Registry revision the list reflects; absent when it reports an error. */
@@ -50,19 +53,20 @@ class ResolverSource {
 
   constructor(readonly options: RegistryResolverOptions) {}
 
-  /** The shared healthy set of `serviceType` (one watch however many channels use it). */
-  healthySet(serviceType: string): HealthyInstances {
-    let set = this.sets.get(serviceType);
+  /** The shared healthy set of a target's type and selector (one watch however many channels use it). */
+  healthySet(target: RegistryTarget): HealthyInstances {
+    let set = this.sets.get(target.key);
     if (!set) {
       const created = new HealthyInstances(
         this.options.client,
-        serviceType,
+        target.serviceType,
         () => {
-          if (this.sets.get(serviceType) === created) this.sets.delete(serviceType);
+          if (this.sets.get(target.key) === created) this.sets.delete(target.key);
         },
         this.options.retryAfterMs,
+        target.selector,
       );
-      this.sets.set(serviceType, created);
+      this.sets.set(target.key, created);
       set = created;
     }
     return set;
@@ -77,12 +81,16 @@ const sources = new Map<string, Map<string, ResolverSource>>();
  * (SPEC 4.6): a channel created with that target is fed the healthy
  * instances of the type, from a watch on the registry, and updated live as
  * instances come, go, fail or recover. With `round_robin` the channel spreads
- * calls over all of them. Call before creating such channels. Returns a
- * function that unregisters this client (channels already created keep it).
+ * calls over all of them. A query in the target is a metadata selector:
+ * `registry:///billing?zone=eu-1&tier=web` picks only instances with both
+ * (see `parseRegistryTarget`); a malformed one fails the channel's calls
+ * with UNAVAILABLE naming the fault. Call before creating such channels.
+ * Returns a function that unregisters this client (channels already created
+ * keep it).
  *
  * @example
  * registerRegistryResolver({ client: new RegistryClient({ addresses: ["registry:4000"], auth: { key } }) });
- * const greeter = new GreeterClient("registry:///greeter", credentials.createInsecure(), {
+ * const greeter = new GreeterClient("registry:///greeter?zone=eu-1", credentials.createInsecure(), {
  *   "grpc.service_config": ROUND_ROBIN_SERVICE_CONFIG,
  * });
  */
@@ -105,7 +113,7 @@ export function registerRegistryResolver(options: RegistryResolverOptions): () =
 /** The grpc-js `ResolverConstructor` serving one scheme. */
 function resolverClass(byAuthority: Map<string, ResolverSource>): ResolverConstructor {
   return class RegistryResolver implements experimental.Resolver {
-    private readonly serviceType: string;
+    private readonly parsed: RegistryTarget | { readonly error: string };
     private readonly source: ResolverSource | undefined;
     private unsubscribe: (() => void) | undefined;
     private latest: HealthySet | undefined;
@@ -118,7 +126,7 @@ function resolverClass(byAuthority: Map<string, ResolverSource>): ResolverConstr
       private readonly listener: experimental.ResolverListener,
       _channelOptions: ChannelOptions,
     ) {
-      this.serviceType = target.path.replace(/^\/+/, "");
+      this.parsed = parseRegistryTarget(target.path);
       this.source = byAuthority.get(target.authority ?? "");
     }
 
@@ -133,9 +141,10 @@ function resolverClass(byAuthority: Map<string, ResolverSource>): ResolverConstr
       if (!this.source) {
         return this.reportError(`no registry client registered for ${experimental.uriToString(this.target)}`);
       }
-      if (this.serviceType === "") return this.reportError("target names no service type: use registry:///<service_type>");
+      const parsed = this.parsed;
+      if ("error" in parsed) return this.reportError(`${experimental.uriToString(this.target)}: ${parsed.error}`);
       if (!this.unsubscribe) {
-        this.unsubscribe = this.source.healthySet(this.serviceType).subscribe((set) => {
+        this.unsubscribe = this.source.healthySet(parsed).subscribe((set) => {
           this.latest = set;
           this.report();
         });
@@ -152,8 +161,12 @@ function resolverClass(byAuthority: Map<string, ResolverSource>): ResolverConstr
       this.reported = undefined;
     }
 
+    /**
+     * The service type, without the selector: calls carry this as `:authority`,
+     * where a `?` is not allowed (HTTP/2 servers reset such streams).
+     */
     static getDefaultAuthority(target: experimental.GrpcUri): string {
-      return target.path.replace(/^\/+/, "");
+      return target.path.replace(/^\/+/, "").replace(/\?.*$/s, "");
     }
 
     private scheduleReport(delayMs: number): void {
@@ -168,14 +181,16 @@ function resolverClass(byAuthority: Map<string, ResolverSource>): ResolverConstr
 
     private report(): void {
       const set = this.latest;
-      if (!set || !this.unsubscribe) return;
+      const parsed = this.parsed;
+      if (!set || !this.unsubscribe || "error" in parsed) return;
+      const { serviceType, selector } = parsed;
       const onUpdate = this.source?.options.onUpdate;
       const changed = this.reported?.set !== set;
       if (!set.ok) {
         const details = `registry: ${set.error.message}`;
         const accepted = this.listener(experimental.statusOrFromError({ code: status.UNAVAILABLE, details }), {}, null, "");
         this.reported = { set, accepted, at: Date.now() };
-        if (changed) onUpdate?.({ serviceType: this.serviceType, addresses: [], error: set.error.message });
+        if (changed) onUpdate?.({ serviceType, selector, addresses: [], error: set.error.message });
         return;
       }
       const endpoints: Endpoint[] = set.instances.map((r) => ({ addresses: r.addresses.map((a) => ({ ...a })) }));
@@ -183,12 +198,13 @@ function resolverClass(byAuthority: Map<string, ResolverSource>): ResolverConstr
       if (endpoints.length === 0) {
         // grpc-js 1.14's round_robin parks calls on an empty list until their
         // deadline; after an error (with no endpoints left) it fails them at once.
-        const details = `registry: no healthy instances of ${this.serviceType}`;
+        const details = `registry: no healthy instances of ${parsed.key}`;
         accepted = this.listener(experimental.statusOrFromError({ code: status.UNAVAILABLE, details }), {}, null, details);
       }
       this.reported = { set, accepted, at: Date.now() };
       if (changed) onUpdate?.({
-        serviceType: this.serviceType,
+        serviceType,
+        selector,
         addresses: set.instances.map((r) => `${r.instance.host}:${r.instance.port}`),
         revision: set.revision,
       });

@@ -14,6 +14,13 @@ export interface RegistryWatchOptions {
   /** Also deliver every probe result as `probe` events, not only health transitions. */
   readonly everyHealthCheck?: boolean;
   /**
+   * Only instances whose metadata has each of these keys with exactly that
+   * value (e.g. `{ zone: "eu-1" }`): the registry filters at the source, so
+   * other instances' snapshot entries, changes and probes never arrive.
+   * Resume points still cover every change. Empty or omitted: every instance.
+   */
+  readonly selector?: Readonly<Record<string, string>>;
+  /**
    * Resume point from an earlier watch (its `revision` and `epoch`): the first
    * events are the changes after it. Default: start with a snapshot.
    */
@@ -218,7 +225,7 @@ export class RegistryWatch implements AsyncIterableIterator<RegistryWatchEvent> 
         sinceRevision: this.revisionSeen,
         epoch: this.epochSeen,
         everyHealthCheck: this.options.everyHealthCheck ?? false,
-        selector: {},
+        selector: { ...this.options.selector },
       };
       const stream = client.watchInstances(request, authMetadata(this.options.auth));
       this.stream = stream;

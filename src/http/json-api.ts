@@ -109,7 +109,8 @@ function header(req: IncomingMessage, name: string): string | undefined {
 
 /**
  * `?selector=zone=eu-1,tier=web` (Kubernetes' label selector syntax,
- * equality only) as a record; the API checks keys and values.
+ * equality only) as a record; the API checks keys and values. A key given
+ * twice is refused: one key cannot equal two values.
  */
 function selectorFromQuery(query: URLSearchParams): Record<string, string> | undefined {
   const raw = query.get("selector");
@@ -118,7 +119,10 @@ function selectorFromQuery(query: URLSearchParams): Record<string, string> | und
   for (const term of raw.split(",")) {
     const eq = term.indexOf("=");
     if (eq <= 0) throw new HttpError(400, "INVALID_ARGUMENT", `selector: ${JSON.stringify(term.slice(0, 80))} is not key=value`);
-    Object.defineProperty(selector, term.slice(0, eq), { value: term.slice(eq + 1).replace(/^=/, ""), enumerable: true });
+    const key = term.slice(0, eq);
+    // Checked before defining: redefining the (non-writable) entry would throw a TypeError, a 500.
+    if (Object.hasOwn(selector, key)) throw new HttpError(400, "INVALID_ARGUMENT", `selector: key ${JSON.stringify(key.slice(0, 80))} is given twice`);
+    Object.defineProperty(selector, key, { value: term.slice(eq + 1).replace(/^=/, ""), enumerable: true });
   }
   return selector;
 }

@@ -12,9 +12,9 @@ export interface WatchHubStats {
 /**
  * Fans committed changes and probe results out to the watchers they concern:
  * a change of one service type reaches that type's watchers and the
- * every-type ones, never the others. A push is O(1) per watcher and never
- * waits for a consumer, so one slow watcher cannot slow the registry or
- * another watcher.
+ * every-type ones whose selector (if any) its instance matches, never the
+ * others. A push is O(1) per watcher and never waits for a consumer, so one
+ * slow watcher cannot slow the registry or another watcher.
  */
 export class WatchHub {
   /** Every open watcher: progress, shutdown and stats reach them all. */
@@ -54,15 +54,15 @@ export class WatchHub {
   /**
    * Publishes a batch of committed changes, in revision order, once the
    * source's history holds them. Each reaches the watchers of its service
-   * type and the every-type watchers; the others take the batch's revisions
-   * as passed over.
+   * type and the every-type watchers, those with a selector only if its
+   * instance matches; the others take the batch's revisions as passed over.
    *
    * @example hub.publishChanges(committed) // once per committed batch
    */
   publishChanges(changes: readonly Change[]): void {
     for (const change of changes) {
       const event = { type: "change", change } as const; // one event object for every watcher
-      this.changeGroup.forEachConcerned(change.instance.serviceType, (watcher) => watcher.pushChange(change, event));
+      this.changeGroup.forEachConcerned(change.instance, (watcher) => watcher.pushChange(change, event));
       // After the push, not before: a watcher parked by this change resumes from just below it.
       if (change.revision > this.published) this.published = change.revision;
     }
@@ -75,9 +75,9 @@ export class WatchHub {
     for (const watcher of this.watchers) watcher.pushProgress(revision);
   }
 
-  /** Offers a probe result to the watchers of its type (and of every type) that ask for every health check. */
+  /** Offers a probe result to the watchers of its type (and of every type) that ask for every health check and whose selector it matches. */
   publishProbe(probe: ProbeEvent): void {
-    this.probeGroup.forEachConcerned(probe.instance.serviceType, (watcher) => watcher.pushProbe(probe));
+    this.probeGroup.forEachConcerned(probe.instance, (watcher) => watcher.pushProbe(probe));
   }
 
   /** Ends every watcher, with `error` if given (as at shutdown). */

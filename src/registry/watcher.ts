@@ -1,5 +1,6 @@
 import type { EventHistory } from "./event-history.js";
 import { RegistryError } from "./registry-error.js";
+import { matchesSelector } from "./selector.js";
 import type { Change, Instance, ProbeEvent, Selector, WatchEvent } from "./types.js";
 
 /** What a watcher asks for. */
@@ -12,7 +13,11 @@ export interface WatchOptions {
   readonly epoch: string;
   /** Also deliver every probe result, not only health transitions. */
   readonly everyHealthCheck: boolean;
-  /** Only instances whose metadata matches; absent or empty for every instance. */
+  /**
+   * Only instances whose metadata matches (checked: see `validSelector`);
+   * absent or empty for every instance. Their snapshot, changes and probes
+   * alone are delivered; the resume point still moves past the others.
+   */
   readonly selector?: Selector | undefined;
 }
 
@@ -38,9 +43,9 @@ export interface WatcherLimits {
 
 /**
  * The hub a watcher is fed by: it offers a watcher only the changes (and, to
- * watchers of every health check, the probes) of the watcher's type, and
- * tells it how far it has published so a watcher can take its resume point
- * past the changes of other types it was never offered.
+ * watchers of every health check, the probes) of the watcher's type and
+ * selector, and tells it how far it has published so a watcher can take its
+ * resume point past the changes it was never offered.
  */
 export interface WatcherFeed {
   /** Revision up to which every change has been offered to the watchers it concerns. */
@@ -63,8 +68,8 @@ export interface WatcherFeed {
  * If what it missed has left the history window it gets RESET and a fresh
  * snapshot. `resumeRevision` is always the revision up to which every change
  * has been queued or passed over. A live watcher is offered only changes of
- * its own type, so it counts the others as passed over by reading how far its
- * feed has published, rather than being told of each.
+ * its own type (and selector), so it counts the others as passed over by
+ * reading how far its feed has published, rather than being told of each.
  */
 export class Watcher implements AsyncIterableIterator<WatchEvent> {
   private readonly queue: WatchEvent[] = [];
@@ -95,6 +100,12 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
    * client's idle timeout set from it still holds.
    */
   private readonly bookmarkDelayMs: number;
+  /**
+   * The selector, if it selects anything less than every instance: the feed
+   * routes by it. A frozen copy, so a caller changing its object later cannot
+   * move the watcher within the feed's index.
+   */
+  readonly selector: Selector | undefined;
 
   constructor(
     private readonly source: WatchSource,
@@ -103,6 +114,8 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
     private readonly feed: WatcherFeed,
   ) {
     this.bookmarkDelayMs = Math.round(limits.bookmarkIntervalMs * (1 + Math.random() / 10));
+    const selector = options.selector;
+    this.selector = selector !== undefined && Object.keys(selector).length > 0 ? Object.freeze({ ...selector }) : undefined;
     const { sinceRevision, epoch } = options;
     if (sinceRevision === 0) {
       this.startSnapshot();
@@ -166,7 +179,8 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
 
   /**
    * Offers a committed change of this watcher's type (or of any type, for an
-   * every-type watcher): the feed routes by type, so this does not filter.
+   * every-type watcher) and selector: the feed routes by both, so this does
+   * not filter.
    * Never blocks. `event` lets a publisher share one event object among
    * watchers. A change at or below the resume point (already in the snapshot
    * or read from history) is passed over.
@@ -194,9 +208,9 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
   }
 
   /**
-   * Offers a probe result of this watcher's type; the feed offers probes only
-   * to watchers asking for every health check. Dropped when the watcher is
-   * behind: probes are not changes and are never replayed.
+   * Offers a probe result of this watcher's type and selector; the feed
+   * offers probes only to watchers asking for every health check. Dropped
+   * when the watcher is behind: probes are not changes and are never replayed.
    */
   pushProbe(probe: ProbeEvent): void {
     if (this.ended || this.parked || this.queuedCount() >= this.limits.queueLimit) return;
@@ -276,7 +290,7 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
       return;
     }
     for (const change of batch) {
-      if (this.matches(change.instance.serviceType)) this.enqueue({ type: "change", change });
+      if (this.matches(change.instance)) this.enqueue({ type: "change", change });
       this.position = change.revision;
     }
     if (batch.length < this.limits.catchUpBatch) {
@@ -293,7 +307,9 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
   }
 
   private startSnapshot(): void {
-    this.snapshotItems = this.source.snapshot(this.options.serviceType);
+    const items = this.source.snapshot(this.options.serviceType);
+    const selector = this.selector;
+    this.snapshotItems = selector === undefined ? items : items.filter((i) => matchesSelector(i, selector));
     this.snapshotCursor = 0;
     this.snapshotRevision = this.position = this.source.revision;
     this.parked = false;
@@ -354,8 +370,10 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
   }
 
   /** History holds every type: catch-up filters what the feed would have routed. */
-  private matches(serviceType: string): boolean {
-    return this.options.serviceType === "" || this.options.serviceType === serviceType;
+  private matches(instance: Instance): boolean {
+    const type = this.options.serviceType;
+    if (type !== "" && type !== instance.serviceType) return false;
+    return this.selector === undefined || matchesSelector(instance, this.selector);
   }
 }
 

@@ -193,13 +193,13 @@ export class WatchStreams {
     this.byConnection.set(connection, (this.byConnection.get(connection) ?? 0) + 1);
     // grpc-js never emits 'drain' on a cancelled call: cancellation ends the stream here.
     call.on("cancelled", () => finish());
-    const { serviceType, sinceRevision, epoch, everyHealthCheck } = call.request;
+    const { serviceType, sinceRevision, epoch, everyHealthCheck, selector } = call.request;
     // Inside the promise, so a malformed credential (which throws while read) ends this stream only.
     Promise.resolve()
       .then(() =>
         api.watch(
           { credentials: credentialsFromMetadata(call.metadata), peerHost: peerHost(call.getPeer()) },
-          { serviceType, sinceRevision, epoch, everyHealthCheck },
+          { serviceType, sinceRevision, epoch, everyHealthCheck, selector },
         ),
       )
       .then(

@@ -230,6 +230,83 @@ describe("CLI list, get, watch against a real registry", () => {
   });
 });
 
+describe("CLI --selector against a real registry", () => {
+  let h: Harness;
+  let admin: RegistryClient;
+  let eu: RegisteredInstance;
+  let euWeb: RegisteredInstance;
+  const at = (): string[] => ["--address", h.address, "--key", TEST_KEY];
+
+  beforeAll(async () => {
+    h = await startHarness();
+    admin = new RegistryClient({ addresses: [h.address], auth: { key: TEST_KEY } });
+    eu = await admin.register({ serviceType: "greeter", port: 8080, host: "10.0.0.7", metadata: { zone: "eu-1" } });
+    euWeb = await admin.register({ serviceType: "greeter", port: 8081, host: "10.0.0.8", metadata: { zone: "eu-1", tier: "web" } });
+    await admin.register({ serviceType: "greeter", port: 8082, host: "10.0.0.9", metadata: { zone: "us-1", tier: "web" } });
+  });
+
+  afterAll(async () => {
+    admin?.close();
+    await h?.close();
+  });
+
+  it("list TYPE --selector: only matching instances, keys ANDed, comma-separated or repeated", async () => {
+    const zone = capture();
+    expect(await runClientCommand("list", ["greeter", "--selector", "zone=eu-1", "--json", ...at()], zone), zone.stderr).toBe(0);
+    expect((JSON.parse(zone.stdout) as { instances: { id: string }[] }).instances.map((i) => i.id).sort()).toEqual([eu.id, euWeb.id].sort());
+    for (const flags of [["--selector", "zone=eu-1,tier=web"], ["--selector=zone=eu-1", "--selector", "tier=web"]]) {
+      const both = capture();
+      expect(await runClientCommand("list", ["greeter", ...flags, ...at()], both), both.stderr).toBe(0);
+      const rows = both.stdout.trim().split("\n").slice(1);
+      expect(rows.map((r) => r.split(/\s+/)[0])).toEqual([euWeb.id]);
+    }
+    const none = capture();
+    expect(await runClientCommand("list", ["greeter", "--selector", "zone=eu-1,tier=db", ...at()], none)).toBe(0);
+    expect(none.stdout).toBe("no instances of greeter matching zone=eu-1,tier=db\n");
+  });
+
+  it("watch TYPE --selector: the snapshot and changes of matching instances only", async () => {
+    const io = capture();
+    const controller = new AbortController();
+    const done = runClientCommand("watch", ["greeter", "--selector", "tier=web", "--json", ...at()], io, undefined, controller.signal);
+    const first = JSON.parse(await io.lines.find(() => true, "the snapshot line")) as { type: string; instances: { id: string }[] };
+    expect(first.type).toBe("snapshot");
+    expect(first.instances.map((i) => i.id)).toHaveLength(2);
+    expect(first.instances.map((i) => i.id)).toContain(euWeb.id);
+    await admin.register({ serviceType: "greeter", port: 8083, host: "10.0.0.10", metadata: { tier: "db" } });
+    const web = await admin.register({ serviceType: "greeter", port: 8084, host: "10.0.0.11", metadata: { tier: "web" } });
+    await io.lines.until((lines) => lines.length >= 2, "a change line");
+    controller.abort();
+    expect(await done).toBe(0);
+    const changes = io.lines.items.slice(1).map((l) => JSON.parse(l) as { type: string; instance?: { id: string } });
+    expect(changes.filter((c) => c.type !== "bookmark").map((c) => [c.type, c.instance?.id])).toEqual([["instanceRegistered", web.id]]);
+    await admin.unregister(web.id);
+  });
+
+  it("usage errors exit 2 before anything is sent; a selector the registry refuses exits 1 naming selector", async () => {
+    const cases: [string, string[], RegExp][] = [
+      ["list", ["--selector", "zone=eu-1"], /--selector needs a SERVICE_TYPE/],
+      ["list", ["greeter", "--selector", "zone"], /--selector "zone": expected KEY=VALUE/],
+      ["list", ["greeter", "--selector", "=eu-1"], /expected KEY=VALUE/],
+      ["watch", ["greeter", "--selector", "zone=eu-1,zone=us-1"], /--selector "zone" given twice/],
+      ["get", [eu.id, "--selector", "zone=eu-1"], /unknown option "--selector"/],
+    ];
+    for (const [command, args, message] of cases) {
+      const io = capture();
+      expect(await runClientCommand(command as "list", [...args, ...at()], io), args.join(" ")).toBe(2);
+      expect(io.stderr).toMatch(message);
+    }
+    const refused = capture();
+    expect(await runClientCommand("list", ["greeter", "--selector", "bad key=x", ...at()], refused)).toBe(1);
+    expect(refused.stderr).toMatch(/rejected the request: .*selector.*\(INVALID_ARGUMENT\)/);
+    for (const command of ["list", "watch"] as const) {
+      const help = capture();
+      expect(await runClientCommand(command, ["--help"], help)).toBe(0);
+      expect(help.stdout).toMatch(/--selector KEY=VALUE/);
+    }
+  });
+});
+
 describe("CLI register, unregister, services against a real registry", () => {
   const KEY = "cli-register-test-key-0123456789";
   let server: ServerProcess;

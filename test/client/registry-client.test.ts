@@ -67,6 +67,31 @@ describe("RegistryClient", () => {
     expect((await admin.getByType("billing")).instances.map((i) => i.id)).toEqual([b.id]);
   });
 
+  it("passes a selector to getByType and watch: only matching instances come back, and a bad one is INVALID_ARGUMENT", async () => {
+    const admin = client();
+    const eu = await admin.register({ serviceType: "billing", port: 8080, host: "10.0.0.7", metadata: { zone: "eu-1", tier: "web" } });
+    await admin.register({ serviceType: "billing", port: 8081, host: "10.0.0.8", metadata: { zone: "us-1", tier: "web" } });
+    const euOnly = await admin.getByType("billing", { selector: { zone: "eu-1" } });
+    expect(euOnly.instances.map((i) => i.id)).toEqual([eu.id]);
+    expect((await admin.getByType("billing", { selector: { zone: "eu-1", tier: "db" } })).instances).toEqual([]);
+    expect((await admin.getByType("billing", { selector: { tier: "web" } })).instances).toHaveLength(2);
+
+    const events = drain(admin.watch({ serviceType: "billing", selector: { zone: "eu-1" } }));
+    const snapshot = await events.find((e) => e.type === "snapshot", "the snapshot");
+    expect(snapshot.type === "snapshot" && snapshot.instances.map((i) => i.id)).toEqual([eu.id]);
+    await admin.register({ serviceType: "billing", port: 8082, host: "10.0.0.9", metadata: { zone: "us-1" } });
+    const eu2 = await admin.register({ serviceType: "billing", port: 8083, host: "10.0.0.10", metadata: { zone: "eu-1" } });
+    const next = await events.find((e) => e.type === "instanceRegistered", "the eu-1 registration");
+    expect(next).toMatchObject({ type: "instanceRegistered", instance: { id: eu2.id }, revision: eu2.instance.revision });
+
+    const bad = await failure(admin.getByType("billing", { selector: { "not a key": "x" } }));
+    expect(bad.code).toBe(status.INVALID_ARGUMENT);
+    expect(bad.details).toContain("selector");
+    const badWatch = drain(admin.watch({ serviceType: "billing", selector: { "not a key": "x" } }));
+    await badWatch.done;
+    expect(badWatch.error).toMatchObject({ code: status.INVALID_ARGUMENT });
+  });
+
   it("reports failures as RegistryClientError with the gRPC status and the server's message", async () => {
     const admin = client();
     const missing = await failure(admin.getInstance("no-such-id"));

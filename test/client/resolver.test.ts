@@ -33,8 +33,8 @@ describe("registry:/// resolver", () => {
     cleanups.push(() => c.close());
     return c;
   };
-  const backend = async (h: Harness, name: string, serviceType = "greeter"): Promise<Backend> => {
-    const b = await startBackend({ name, serviceType, registry: [h.address], key: TEST_KEY });
+  const backend = async (h: Harness, name: string, serviceType = "greeter", metadata: Record<string, string> = {}): Promise<Backend> => {
+    const b = await startBackend({ name, serviceType, metadata, registry: [h.address], key: TEST_KEY });
     cleanups.push(() => b.stop());
     return b;
   };
@@ -76,6 +76,50 @@ describe("registry:/// resolver", () => {
     const answered = new Set<string>();
     for (let i = 0; i < 20 && answered.size < 2; i++) answered.add((await sayHello(c, "x")).backend);
     expect([...answered].sort()).toEqual(["g1", "g2"]);
+  });
+
+  it("routes a channel on registry:///greeter?zone=eu-1 only to that zone's backends, live, from one filtered watch", async () => {
+    const h = await harness();
+    const updates = resolverFor(h);
+    await backend(h, "eu-a", "greeter", { zone: "eu-1" });
+    const usA = await backend(h, "us-a", "greeter", { zone: "us-1" });
+    const eu = channel("registry:///greeter?zone=eu-1");
+    const euWeb = channel("registry:///greeter?tier=web&zone=eu-1");
+    const all = channel("registry:///greeter");
+    expect((await sayHello(eu, "x")).backend).toBe("eu-a");
+    await backend(h, "eu-b", "greeter", { zone: "eu-1", tier: "web" });
+    await updates.find((u) => u.selector.zone === "eu-1" && u.selector.tier === undefined && u.addresses.length === 2, "eu-b in the eu-1 list");
+    const answered = new Set<string>();
+    for (let i = 0; i < 20 && answered.size < 2; i++) answered.add((await sayHello(eu, "x")).backend);
+    expect([...answered].sort()).toEqual(["eu-a", "eu-b"]);
+    for (let i = 0; i < 6; i++) expect((await sayHello(euWeb, "x")).backend).toBe("eu-b");
+    // The us-1 backend was never handed to an eu-1 channel, not even for a moment.
+    const euLists = updates.items.filter((u) => u.selector.zone === "eu-1").map((u) => u.addresses);
+    expect(euLists.flat()).not.toContain(`127.0.0.1:${usA.port}`);
+    const everyone = new Set<string>();
+    for (let i = 0; i < 30 && everyone.size < 3; i++) everyone.add((await sayHello(all, "x")).backend);
+    expect([...everyone].sort()).toEqual(["eu-a", "eu-b", "us-a"]);
+    // One watch per distinct target, each filtered by the registry.
+    expect(h.server.watchStreamCount).toBe(3);
+  });
+
+  it("fails the calls of a malformed selector target with UNAVAILABLE saying what is wrong", async () => {
+    const h = await harness();
+    resolverFor(h);
+    await backend(h, "g1", "greeter", { zone: "eu-1" });
+    const cases: [string, RegExp][] = [
+      ["registry:///greeter?zone", /"zone" is not key=value/],
+      ["registry:///greeter?zone=eu-1&zone=us-1", /"zone" is given twice/],
+      ["registry:///greeter?=eu-1", /key "" must match/],
+      ["registry:///greeter?zone=%E0", /not valid percent-encoding/],
+      ["registry:///?zone=eu-1", /names no service type/],
+    ];
+    for (const [target, message] of cases) {
+      const err = await callError(channel(target));
+      expect(err.code, target).toBe(status.UNAVAILABLE);
+      expect(err.details, target).toMatch(message);
+    }
+    expect(h.server.watchStreamCount).toBe(0);
   });
 
   it("shares one watch between channels of the same type, and stops it when they close", async () => {

@@ -236,6 +236,26 @@ describe("HTTP/JSON API: the curl commands, with curl", () => {
     expect(metricsText).toMatch(/^# HELP /m);
   });
 
+  it("README: Selectors' HTTP query answers only the instances whose metadata matches", async () => {
+    const register = (port: number, metadata: Record<string, string>) =>
+      fetch(`http://${server.address}/service`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${TEST_KEY}` },
+        body: JSON.stringify({ serviceType: "billing", port, host: "10.0.0.7", metadata }),
+      }).then(async (res) => ((await res.json()) as { serviceId: string }).serviceId);
+    const euWeb = await register(7101, { zone: "eu-1", tier: "web" });
+    const others = [await register(7102, { zone: "eu-1", tier: "db" }), await register(7103, { zone: "us-1", tier: "web" })];
+    try {
+      const commands = commandsOf("HTTP API", "README.md#Selectors");
+      expect(commands).toHaveLength(1);
+      const answers = await runCurlLines(commands, { "localhost:4000": server.address }, { KEY: TEST_KEY });
+      expect(answers[0]).toMatchObject({ instances: [{ id: euWeb, metadata: { zone: "eu-1", tier: "web" } }] });
+      expect((answers[0] as { instances: unknown[] }).instances).toHaveLength(1);
+    } finally {
+      for (const id of [euWeb, ...others]) await server.registry.unregister(id);
+    }
+  });
+
   it("docs/operations.md: every route on :4001", async () => {
     const commands = commandsOf("HTTP API", "docs/operations.md#HTTP/JSON API");
     const vars: Record<string, string> = { KEY: TEST_KEY };
@@ -366,6 +386,9 @@ describe("the router example and the CLI, as the README runs them", () => {
       const id = /^id: +(\S+)$/m.exec(registered)?.[1] as string;
       expect(registered).toMatch(/^token: +\S{16,}$/m);
       expect(server.registry.getInstance(id).metadata).toEqual({ zone: "eu-1" });
+      // The selector picks the new instance (zone=eu-1) and leaves b1 (no zone) out.
+      const selected = await run(byVerb("list").find((c) => c.command.includes("--selector")) as ShellCommand);
+      expect(squeeze(selected).slice(1).map((row) => row.split(" ")[0])).toEqual([id]);
       await watch.waitFor("registration line", (l) => (l.includes("REGISTERED") && l.includes(id) ? true : undefined));
       const removed = await run(byVerb("unregister")[0] as ShellCommand, id);
       expect(removed).toMatch(new RegExp(`^removed greeter ${id} `));

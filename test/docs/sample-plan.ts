@@ -35,6 +35,9 @@ export const SHELL_RULES: readonly ShellRule[] = [
   // README: grpcurl, HTTP
   { where: "README.md#grpcurl", command: /^grpcurl /, how: { coveredBy: "test/surfaces/docs-grpcurl.test.ts", note: "through reflection; grpcurl itself is not installable here" } },
   { where: "README.md#HTTP/JSON API, metrics, health", command: /^(KEY=|curl )/, how: { run: "HTTP API" } },
+  // README: Selectors
+  { where: "README.md#Selectors", command: /^grpcurl /, how: { coveredBy: "test/surfaces/docs-grpcurl.test.ts", note: "through reflection; grpcurl itself is not installable here" } },
+  { where: "README.md#Selectors", command: /^curl /, how: { run: "HTTP API" } },
   // README: router example
   { where: "README.md#Router example", command: "npm start", how: { run: "router example", note: "the registry runs in-process with serve's wiring (test/support/stack.ts); `npm start` itself runs in the quick start group" } },
   { where: "README.md#Router example", command: "export SERVICE_REGISTRATION_KEY=$(cat data/registration-key)", how: { run: "router example" } },

@@ -104,6 +104,124 @@ describe("WatchHub: routing by service type", () => {
   });
 });
 
+describe("WatchHub: selectors", () => {
+  /** Commits a registration of `serviceType` with `metadata`, unpublished. */
+  function commitWith(serviceType: string, metadata: Record<string, string>): Change {
+    return source.register(serviceType, undefined, metadata);
+  }
+
+  it("a watcher with a selector gets the snapshot and changes of matching instances only; its resume point passes the others", () => {
+    commitWith("a", { zone: "eu-1" }); // a1
+    commitWith("a", { zone: "us-1" }); // a2
+    commitWith("b", { zone: "eu-1" }); // b3
+    const eu = hub.open(watchOptions(source, { serviceType: "a", selector: { zone: "eu-1" } }));
+    expect(drain(eu)).toEqual(["snapshot@3:a1", "synced@3"]);
+    hub.publishChanges([
+      commitWith("a", { zone: "us-1" }), // a4
+      commitWith("a", { zone: "eu-1", tier: "web" }), // a5
+      commitWith("b", { zone: "eu-1" }), // b6
+      source.remove("a2"), // 7
+      source.remove("a1"), // 8
+      commitWith("a", { tier: "web" }), // a9: no zone at all
+    ]);
+    expect(drain(eu)).toEqual(["registered@5:a5", "removed@8:a1"]);
+    expect(eu.resumeRevision).toBe(9);
+  });
+
+  it("does not offer a change to a watcher whose selector its instance does not match", () => {
+    const eu = hub.open(watchOptions(source, { serviceType: "a", selector: { zone: "eu-1" } }));
+    drain(eu);
+    const offered = vi.spyOn(eu, "pushChange");
+    hub.publishChanges([commitWith("a", { zone: "us-1" }), commitWith("a", {}), commitWith("a", { region: "eu-1" })]);
+    expect(offered).not.toHaveBeenCalled();
+    hub.publishChanges([commitWith("a", { zone: "eu-1" })]);
+    expect(offered).toHaveBeenCalledTimes(1);
+  });
+
+  it("several keys are ANDed, whichever key a watcher is indexed by", () => {
+    const both = openLive({ serviceType: "a", selector: { zone: "eu-1", tier: "web" } });
+    const tier = openLive({ serviceType: "a", selector: { tier: "web" } });
+    hub.publishChanges([
+      commitWith("a", { zone: "eu-1" }), // a1
+      commitWith("a", { tier: "web" }), // a2
+      commitWith("a", { zone: "eu-1", tier: "web", extra: "x" }), // a3
+      commitWith("a", { zone: "us-1", tier: "web" }), // a4
+    ]);
+    expect(drain(both)).toEqual(["registered@3:a3"]);
+    expect(drain(tier)).toEqual(["registered@2:a2", "registered@3:a3", "registered@4:a4"]);
+  });
+
+  it("an every-type watcher with a selector gets matching instances of every type; one without a selector gets all", () => {
+    const eu = openLive({ selector: { zone: "eu-1" } });
+    const all = openLive();
+    const empty = openLive({ selector: {} });
+    hub.publishChanges([commitWith("a", { zone: "eu-1" }), commitWith("b", { zone: "us-1" }), commitWith("c", { zone: "eu-1" })]);
+    expect(drain(eu)).toEqual(["registered@1:a1", "registered@3:c3"]);
+    expect(drain(all)).toEqual(["registered@1:a1", "registered@2:b2", "registered@3:c3"]);
+    expect(drain(empty)).toEqual(["registered@1:a1", "registered@2:b2", "registered@3:c3"]);
+  });
+
+  it("probes reach every-health-check watchers only for instances their selector matches", () => {
+    const eu = openLive({ serviceType: "a", everyHealthCheck: true, selector: { zone: "eu-1" } });
+    const euEveryType = openLive({ everyHealthCheck: true, selector: { zone: "eu-1" } });
+    const probeOf = (id: string, zone: string): ProbeEvent => ({ instance: instance(id, "a", 1, { zone }), passed: true, revision: source.revision });
+    hub.publishProbe(probeOf("a1", "us-1"));
+    hub.publishProbe(probeOf("a2", "eu-1"));
+    expect(drain(eu)).toEqual(["probe:a2:passed"]);
+    expect(drain(euEveryType)).toEqual(["probe:a2:passed"]);
+  });
+
+  it("resuming from history replays only matching changes, and ends at the registry's revision", () => {
+    commitWith("a", { zone: "eu-1" }); // a1
+    const { epoch } = source;
+    commitWith("a", { zone: "us-1" }); // a2
+    commitWith("a", { zone: "eu-1" }); // a3
+    source.remove("a2"); // 4
+    const resumed = hub.open(watchOptions(source, { serviceType: "a", sinceRevision: 1, epoch, selector: { zone: "eu-1" } }));
+    expect(drain(resumed)).toEqual(["registered@3:a3"]);
+    expect(resumed.resumeRevision).toBe(4);
+    hub.publishChanges([commitWith("a", { zone: "us-1" }), commitWith("a", { zone: "eu-1" })]);
+    expect(drain(resumed)).toEqual(["registered@6:a6"]);
+    expect(resumed.resumeRevision).toBe(6);
+  });
+
+  it("a parked watcher with a selector catches up on matching changes only, with no gap or duplicate", () => {
+    hub = makeHub({ queueLimit: 1, catchUpBatch: 2 });
+    const eu = openLive({ serviceType: "a", selector: { zone: "eu-1" } });
+    hub.publishChanges([
+      commitWith("a", { zone: "eu-1" }), // a1 queued
+      commitWith("a", { zone: "us-1" }), // a2 not offered
+      commitWith("a", { zone: "eu-1" }), // a3 parks
+      commitWith("a", { zone: "us-1" }), // a4
+      commitWith("a", { zone: "eu-1" }), // a5
+    ]);
+    expect(eu.isParked).toBe(true);
+    expect(eu.resumeRevision).toBe(2);
+    expect(drain(eu)).toEqual(["registered@1:a1", "registered@3:a3", "registered@5:a5"]);
+    expect(eu.resumeRevision).toBe(5);
+  });
+
+  it("an idle watcher's BOOKMARK carries revisions of changes its selector left out", () => {
+    vi.spyOn(Math, "random").mockReturnValue(0);
+    const eu = openLive({ serviceType: "a", selector: { zone: "eu-1" } });
+    hub.publishChanges([commitWith("a", { zone: "us-1" }), commitWith("a", { zone: "us-1" })]);
+    vi.advanceTimersByTime(1000);
+    expect(drain(eu)).toEqual(["bookmark@2"]);
+  });
+
+  it("an ended watcher with a selector is offered nothing more, and the others of its index entry still are", () => {
+    const first = openLive({ serviceType: "a", selector: { zone: "eu-1" } });
+    const second = openLive({ serviceType: "a", selector: { zone: "eu-1" } });
+    const offered = vi.spyOn(first, "pushChange");
+    first.end();
+    hub.publishChanges([commitWith("a", { zone: "us-1" }), commitWith("a", { zone: "eu-1" })]);
+    expect(offered).not.toHaveBeenCalled();
+    expect(drain(second)).toEqual(["registered@2:a2"]);
+    second.end();
+    expect(hub.stats().watchers).toBe(0);
+  });
+});
+
 describe("WatchHub: parking within a batch", () => {
   it("a watcher parked mid-batch resumes from just below the change that did not fit, with no gap or duplicate", () => {
     hub = makeHub({ queueLimit: 1, catchUpBatch: 2 });

@@ -2,14 +2,14 @@ import { EventHistory } from "../../src/registry/event-history.js";
 import type { Change, StoredInstance, WatchEvent } from "../../src/registry/types.js";
 import type { WatchOptions, WatchSource } from "../../src/registry/watcher.js";
 
-/** An instance record for tests; only id, type and revision matter here. */
-export function instance(id: string, serviceType: string, revision: number): StoredInstance {
+/** An instance record for tests; only id, type, revision and metadata matter here. */
+export function instance(id: string, serviceType: string, revision: number, metadata: Record<string, string> = {}): StoredInstance {
   return {
     id,
     serviceType,
     host: "127.0.0.1",
     port: 8080,
-    metadata: {},
+    metadata,
     healthCheckPath: "/health",
     health: "healthy", draining: false, drainingSince: 0,
     registeredAt: 0,
@@ -20,8 +20,8 @@ export function instance(id: string, serviceType: string, revision: number): Sto
 }
 
 /** A registration change at `revision`. */
-export function registered(revision: number, serviceType: string, id = `${serviceType}${revision}`): Change {
-  return { kind: "registered", revision, instance: instance(id, serviceType, revision) };
+export function registered(revision: number, serviceType: string, id = `${serviceType}${revision}`, metadata: Record<string, string> = {}): Change {
+  return { kind: "registered", revision, instance: instance(id, serviceType, revision, metadata) };
 }
 
 /**
@@ -43,9 +43,9 @@ export class TestSource implements WatchSource {
     return [...this.instances.values()].filter((i) => serviceType === "" || i.serviceType === serviceType);
   }
 
-  /** Registers an instance of `serviceType` at the next revision. */
-  register(serviceType: string, id?: string): Change {
-    const change = registered(this.revision + 1, serviceType, id);
+  /** Registers an instance of `serviceType` (with `metadata`) at the next revision. */
+  register(serviceType: string, id?: string, metadata: Record<string, string> = {}): Change {
+    const change = registered(this.revision + 1, serviceType, id, metadata);
     this.instances.set(change.instance.id, change.instance);
     return this.applied(change);
   }

@@ -224,6 +224,37 @@ def run(target, key, summary):
         )
         step("watch-registered")
 
+        # 6b. Selectors: GetByType and a watch take a metadata map, keys ANDed.
+        def ids_for(selector):
+            answer = stub.GetByType(
+                pb.GetByTypeRequest(service_type=service_type, selector=selector), metadata=key_md, timeout=CALL_TIMEOUT
+            )
+            return sorted(i.id for i in answer.instances)
+
+        selector_call = stub.WatchInstances(
+            pb.WatchInstancesRequest(service_type=service_type, selector={"n": "2"}), metadata=key_md, timeout=60.0
+        )
+        selector_watch = Watch(selector_call)
+        try:
+            selector_watch.next_matching("SYNCED of the selector watch", lambda e: e.type == pb.EVENT_TYPE_SYNCED)
+            snapshot_ids = [e.instance.id for e in selector_watch.seen if e.snapshot]
+        finally:
+            selector_call.cancel()
+        try:
+            ids_for({"bad key": "x"})
+            raise StepError("GetByType with a malformed selector key succeeded")
+        except grpc.RpcError as err:
+            bad = {"code": err.code().name, "details": err.details()}
+        summary["selector"] = {
+            "n2": ids_for({"n": "2"}),
+            "python": ids_for({"lang": "python"}),
+            "pythonAndVersion": ids_for({"lang": "python", "version": "1.2.3"}),
+            "none": ids_for({"lang": "go"}),
+            "watchSnapshot": snapshot_ids,
+            "bad": bad,
+        }
+        step("selector")
+
         # 7. Unregister both: the first itself, the second with the key.
         gone_first = stub.Unregister(
             pb.UnregisterRequest(instance_id=first.service_id), metadata=first_md, timeout=CALL_TIMEOUT

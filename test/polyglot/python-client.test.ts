@@ -215,6 +215,14 @@ interface ClientSummary {
   getByType: { revision: number; instances: InstanceSummary[] };
   getInstance: InstanceSummary;
   listServices: { revision: number; services: { serviceType: string; healthyCount: number; totalCount: number }[] };
+  selector: {
+    n2: string[];
+    python: string[];
+    pythonAndVersion: string[];
+    none: string[];
+    watchSnapshot: string[];
+    bad: { code: string; details: string };
+  };
   wrongToken: string;
   wrongKey: string;
   afterRemoval: string;
@@ -325,6 +333,16 @@ describe.skipIf(skip)("polyglot: Python grpcio client against `npm start`", () =
     });
     // The second instance left host unset: it defaults to the caller's address.
     expect(summary.second.instance.host).toBe("127.0.0.1");
+
+    // Selectors from a map built in Python: equality, several keys ANDed, the watch filtered too.
+    expect(summary.selector).toEqual({
+      n2: [secondId],
+      python: [firstId, secondId].sort(),
+      pythonAndVersion: [firstId],
+      none: [],
+      watchSnapshot: [secondId],
+      bad: { code: "INVALID_ARGUMENT", details: expect.stringMatching(/^selector: /) },
+    });
 
     // Auth failures.
     expect(summary.wrongToken).toBe("UNAUTHENTICATED");

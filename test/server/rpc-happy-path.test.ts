@@ -67,6 +67,26 @@ describe("every RPC, happy path", () => {
     expect(after.instances.map((i) => i.id)).toEqual([b.id]);
   });
 
+  it("GetByType with a selector answers only instances whose metadata has every key with its value", async () => {
+    const eu = await register(h, "billing", 8080, { metadata: { zone: "eu-1", tier: "web" } });
+    const euDb = await register(h, "billing", 8081, { metadata: { zone: "eu-1", tier: "db" } });
+    await register(h, "billing", 8082, { metadata: { zone: "us-1", tier: "web" } });
+    await register(h, "billing", 8083);
+    const byType = (selector: Record<string, string>) =>
+      call(h.client, h.client.getByType, { serviceType: "billing", includeUnhealthy: false, includeDraining: false, selector });
+    // A plain answer first (it is cached): selector answers must not come from it, nor go into it.
+    expect((await byType({})).instances).toHaveLength(4);
+    const zone = await byType({ zone: "eu-1" });
+    expect(zone.instances.map((i) => i.id).sort()).toEqual([eu.id, euDb.id].sort());
+    expect(zone.revision).toBe(4);
+    expect((await byType({ zone: "eu-1", tier: "web" })).instances.map((i) => i.id)).toEqual([eu.id]);
+    expect((await byType({ zone: "eu-2" })).instances).toEqual([]);
+    expect((await byType({ tier: "" })).instances).toEqual([]); // a key the metadata lacks never matches, not even ""
+    expect((await byType({})).instances).toHaveLength(4);
+    const euLate = await register(h, "billing", 8084, { metadata: { zone: "eu-1" } });
+    expect((await byType({ zone: "eu-1" })).instances.map((i) => i.id).sort()).toEqual([eu.id, euDb.id, euLate.id].sort());
+  });
+
   it("lets the key holder unregister any instance", async () => {
     const a = await register(h, "api", 9001);
     const res = await call(h.client, h.client.unregister, { instanceId: a.id });

@@ -236,6 +236,32 @@ describe("validation (SPEC 4.1)", () => {
       expectInvalid(cursor.error as ServiceError, "service_type");
     });
 
+    const badSelectors: { name: string; selector: Record<string, string>; field: string }[] = [
+      { name: "a key with a space", selector: { "bad key": "x" }, field: "selector" },
+      { name: "an empty key", selector: { "": "x" }, field: "selector" },
+      { name: "a 64-char key", selector: { ["k".repeat(64)]: "x" }, field: "selector" },
+      { name: "a 513-byte value", selector: { zone: "é".repeat(256) + "x" }, field: "selector.zone" },
+      { name: "65 entries", selector: entries(65), field: "selector" },
+    ];
+
+    it.each(badSelectors)("GetByType with $name in its selector → INVALID_ARGUMENT naming $field", async ({ selector, field }) => {
+      const err = await callError(h.client, h.client.getByType, { serviceType: "existing", includeUnhealthy: true, includeDraining: false, selector }, keyAuth());
+      expectInvalid(err, field);
+      expect(err.details).toMatch(new RegExp(`^${field.replace(".", "\\.")}: `));
+    });
+
+    it.each(badSelectors)("WatchInstances with $name in its selector → INVALID_ARGUMENT naming $field", async ({ selector, field }) => {
+      const cursor = WatchCursor.open(h.client, { serviceType: "existing", selector });
+      await expect(cursor.next(3000)).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
+      expectInvalid(cursor.error as ServiceError, field);
+    });
+
+    it("accepts a selector at the limits: 64 entries, 63-char keys, 512-byte values", async () => {
+      const selector = { ...entries(63), ["k".repeat(63)]: "é".repeat(256) };
+      const res = await call(h.client, h.client.getByType, { serviceType: "existing", includeUnhealthy: true, includeDraining: false, selector });
+      expect(res.instances).toEqual([]);
+    });
+
     it("WatchInstances with an empty service_type watches everything", async () => {
       const cursor = WatchCursor.open(h.client, { serviceType: "" });
       try {

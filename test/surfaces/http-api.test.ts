@@ -235,6 +235,45 @@ describe("the seed's HTTP/JSON API on HTTP_PORT, with plain fetch", () => {
     }
   });
 
+  it("GET /services/:type?selector= answers only matching instances; a bad selector is 400 naming selector", async () => {
+    const ids: Record<string, string> = {};
+    for (const [name, port, metadata] of [
+      ["eu", 7001, { zone: "eu-1", tier: "web" }],
+      ["euDb", 7002, { zone: "eu-1", tier: "db" }],
+      ["us", 7003, { zone: "us-1", tier: "web" }],
+    ] as const) {
+      const res = await register({ serviceType: "sel-http", port, host: "10.0.0.5", metadata });
+      ids[name] = ((await res.json()) as { serviceId: string }).serviceId;
+    }
+    const selected = async (selector: string) => {
+      const res = await http(`/services/sel-http?selector=${encodeURIComponent(selector)}`, { headers: KEY });
+      expect(res.status, selector).toBe(200);
+      return ((await res.json()) as { instances: { id: string }[] }).instances.map((i) => i.id).sort();
+    };
+    expect(await selected("zone=eu-1")).toEqual([ids.eu, ids.euDb].sort());
+    expect(await selected("zone=eu-1,tier=web")).toEqual([ids.eu]);
+    expect(await selected("zone==us-1")).toEqual([ids.us]); // Kubernetes' == spelling
+    expect(await selected("zone=ap-1")).toEqual([]);
+    expect(await selected("")).toHaveLength(3);
+
+    const refused = async (selector: string) => {
+      const res = await http(`/services/sel-http?selector=${encodeURIComponent(selector)}`, { headers: KEY });
+      return { status: res.status, error: ((await res.json()) as { error: { code: string; message: string } }).error };
+    };
+    for (const [selector, message] of [
+      ["zone", /^selector: "zone" is not key=value$/],
+      ["=eu-1", /^selector: "=eu-1" is not key=value$/],
+      ["bad key=x", /^selector: key "bad key" must match/],
+      ["zone=eu-1,zone=us-1", /^selector: key "zone" is given twice$/],
+      [`zone=${"x".repeat(513)}`, /^selector\.zone: must be at most 512 bytes$/],
+    ] as const) {
+      const answer = await refused(selector);
+      expect(answer.status, selector).toBe(400);
+      expect(answer.error.code, selector).toBe("INVALID_ARGUMENT");
+      expect(answer.error.message, selector).toMatch(message);
+    }
+  });
+
   it("spells health HEALTHY and UNHEALTHY in every answer that carries an instance, for real probe results", async () => {
     const probing = await startStack({ HEALTH_CHECKS: "true", HEALTH_CHECK_INTERVAL_MS: "100", HEALTH_CHECK_TTL_MS: "500" });
     const up = await startHealthServer();
@@ -294,6 +333,8 @@ describe("the seed's HTTP/JSON API on HTTP_PORT, with plain fetch", () => {
         () => callError(grpc, grpc.getInstance, { instanceId: "00000000-0000-0000-0000-000000000000" }, keyAuth())],
       ["too long id", () => http(`/service/${"x".repeat(200)}`, { headers: KEY }),
         () => callError(grpc, grpc.getInstance, { instanceId: "x".repeat(200) }, keyAuth())],
+      ["bad selector key", () => http("/services/api?selector=bad%20key=x", { headers: KEY }),
+        () => callError(grpc, grpc.getByType, { serviceType: "api", includeUnhealthy: false, includeDraining: false, selector: { "bad key": "x" } }, keyAuth())],
       ["bad type", () => http("/services/-bad-", { headers: KEY }),
         () => callError(grpc, grpc.getByType, { serviceType: "-bad-", includeUnhealthy: false, includeDraining: false, selector: {} }, keyAuth())],
       ["unknown instance creds", () => http("/services", { headers: asInstance("nope", "nope") }),

@@ -22,6 +22,7 @@ const FLAGS = {
   "--host": "value",
   "--metadata": "repeat",
   "--health-path": "value",
+  "--selector": "repeat",
 } as const satisfies Record<string, FlagKind>;
 
 /** A flag's name, `--` included. */
@@ -105,4 +106,27 @@ export function stringFlag(args: CliArgs, name: FlagName): string | undefined {
 export function listFlag(args: CliArgs, name: FlagName): readonly string[] {
   const value = args.flags[name];
   return Array.isArray(value) ? value : [];
+}
+
+/**
+ * The metadata selector of `--selector zone=eu-1[,tier=web]` (repeatable;
+ * every term ANDed), or undefined when none is given. Throws UsageError for a
+ * term that is not KEY=VALUE or a key given twice; whether keys and values are
+ * acceptable is the registry's to say.
+ *
+ * @example selectorFlag(parseCliArgs(["--selector", "zone=eu-1,tier=web"], syntax)) // { zone: "eu-1", tier: "web" }
+ */
+export function selectorFlag(args: CliArgs): Record<string, string> | undefined {
+  const terms = listFlag(args, "--selector").flatMap((value) => value.split(","));
+  if (terms.length === 0) return undefined;
+  const selector: Record<string, string> = {};
+  for (const term of terms) {
+    const eq = term.indexOf("=");
+    if (eq <= 0) throw new UsageError(`--selector ${JSON.stringify(term)}: expected KEY=VALUE`);
+    const key = term.slice(0, eq);
+    // Equality on one key cannot hold for two values: a repeat is a mistake, not an OR.
+    if (Object.hasOwn(selector, key)) throw new UsageError(`--selector ${JSON.stringify(key)} given twice`);
+    Object.defineProperty(selector, key, { value: term.slice(eq + 1), enumerable: true });
+  }
+  return selector;
 }

@@ -1,7 +1,7 @@
 import { status } from "@grpc/grpc-js";
 import { RegistryClientError } from "../../client/client-error.js";
 import type { RegistryClient } from "../../client/registry-client.js";
-import { parseCliArgs, UsageError, type CliArgs, type CommandSyntax } from "./cli-args.js";
+import { parseCliArgs, selectorFlag, UsageError, type CliArgs, type CommandSyntax } from "./cli-args.js";
 import { getCommand } from "./get-command.js";
 import { listCommand, servicesCommand } from "./list-command.js";
 import { registerCommand, registerOptions } from "./register-command.js";
@@ -27,13 +27,20 @@ interface CommandSpec {
 
 const COMMANDS: Record<ClientCommand, CommandSpec> = {
   list: {
-    syntax: { maxPositional: 1 },
-    help: `usage: service-registry list [SERVICE_TYPE] [--json] [connection flags]
+    syntax: { maxPositional: 1, flags: ["--selector"] },
+    help: `usage: service-registry list [SERVICE_TYPE [--selector KEY=VALUE[,KEY=VALUE...]]] [--json] [connection flags]
 
 Without SERVICE_TYPE: every service type with its healthy and total counts
-(as \`services\`). With SERVICE_TYPE: its instances, unhealthy ones included.
+(as \`services\`). With SERVICE_TYPE: its instances, unhealthy ones included;
+--selector keeps only those whose metadata has every KEY=VALUE given
+(e.g. --selector zone=eu-1,tier=web; may be repeated).
 `,
-    prepare: (args, json, io) => (client) => listCommand(client, args.positional[0], json, io),
+    prepare: (args, json, io) => {
+      const serviceType = args.positional[0];
+      const selector = selectorFlag(args);
+      if (selector && serviceType === undefined) throw new UsageError("--selector needs a SERVICE_TYPE");
+      return (client) => listCommand(client, serviceType, json, io, selector);
+    },
   },
   services: {
     syntax: { maxPositional: 0 },
@@ -55,19 +62,25 @@ One instance in detail. Exits 1 if the registry does not know it.
     },
   },
   watch: {
-    syntax: { maxPositional: 1, flags: ["--every-health-check"] },
-    help: `usage: service-registry watch [SERVICE_TYPE] [--json] [--every-health-check] [connection flags]
+    syntax: { maxPositional: 1, flags: ["--every-health-check", "--selector"] },
+    help: `usage: service-registry watch [SERVICE_TYPE] [--selector KEY=VALUE[,KEY=VALUE...]] [--json]
+                              [--every-health-check] [connection flags]
 
 The current instances, then every change as it happens (--json: one object
 per line), until interrupted. Resumes across registry restarts without
-missing a change.
+missing a change. --selector shows only instances whose metadata has every
+KEY=VALUE given (e.g. --selector zone=eu-1; may be repeated); the registry
+filters at the source.
 `,
-    prepare: (args, json, io, signal) => (client) =>
-      watchCommand(
-        client,
-        { serviceType: args.positional[0], json, everyHealthCheck: args.flags["--every-health-check"] === true, signal },
-        io,
-      ),
+    prepare: (args, json, io, signal) => {
+      const selector = selectorFlag(args);
+      return (client) =>
+        watchCommand(
+          client,
+          { serviceType: args.positional[0], json, everyHealthCheck: args.flags["--every-health-check"] === true, selector, signal },
+          io,
+        );
+    },
   },
   register: {
     syntax: { maxPositional: 1, flags: ["--port", "--host", "--metadata", "--health-path"] },

@@ -18,16 +18,23 @@ export async function servicesCommand(client: RegistryClient, json: boolean, io:
 }
 
 /**
- * `list <type>`: that type's instances, unhealthy ones included.
+ * `list <type>`: that type's instances, unhealthy ones included; with a
+ * selector (`--selector zone=eu-1`), only those whose metadata matches.
  * `list`: the service types, as `services` shows them.
  */
-export async function listCommand(client: RegistryClient, serviceType: string | undefined, json: boolean, io: Output): Promise<number> {
+export async function listCommand(
+  client: RegistryClient,
+  serviceType: string | undefined,
+  json: boolean,
+  io: Output,
+  selector?: Readonly<Record<string, string>>,
+): Promise<number> {
   if (serviceType === undefined) return servicesCommand(client, json, io);
-  const { instances, revision } = await client.getByType(serviceType, { includeUnhealthy: true });
+  const { instances, revision } = await client.getByType(serviceType, { includeUnhealthy: true, ...(selector ? { selector } : {}) });
   if (json) {
     io.out(`${JSON.stringify({ instances: instances.map(instanceJson), revision })}\n`);
   } else if (instances.length === 0) {
-    io.out(`no instances of ${serviceType}\n`);
+    io.out(`no instances of ${serviceType}${selector ? ` matching ${metadataText(selector)}` : ""}\n`);
   } else {
     const now = Date.now();
     io.out(

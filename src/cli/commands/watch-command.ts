@@ -9,13 +9,16 @@ export interface WatchCommandOptions {
   readonly serviceType?: string;
   readonly json: boolean;
   readonly everyHealthCheck: boolean;
+  /** Only instances whose metadata matches (`--selector`). */
+  readonly selector?: Readonly<Record<string, string>> | undefined;
   /** Ends the watch (Ctrl-C). */
   readonly signal: AbortSignal;
 }
 
 /**
  * `watch [type]`: the current instances, then every change as it happens, one
- * line each (`--json`: one JSON object per line). Survives registry restarts
+ * line each (`--json`: one JSON object per line); with `--selector`, only
+ * those of instances whose metadata matches. Survives registry restarts
  * and failover (it resumes without missing a change); fails at once if the
  * registry cannot be reached at the start.
  */
@@ -25,6 +28,7 @@ export async function watchCommand(client: RegistryClient, options: WatchCommand
   const watch = client.watch({
     serviceType: options.serviceType,
     everyHealthCheck: options.everyHealthCheck,
+    ...(options.selector ? { selector: options.selector } : {}),
     signal: options.signal,
     onDisconnect: ({ error, delayMs, revision }) => {
       if (!started) {
