@@ -378,6 +378,29 @@ describe("CLI register, unregister, services against a real registry", () => {
     expect(none.stdout).toBe("no services registered\n");
   });
 
+  it("drain: marks an instance draining (left out of list's default answer), idempotent, --json, exit 1 for an unknown id", async () => {
+    const env = { env: keyed(), cwd: ROOT };
+    const registered = await runCli(["register", "drain-demo", "--port", "7100", "--host", "10.3.0.1", "--json", ...at()], keyed());
+    const { serviceId } = JSON.parse(registered.stdout) as { serviceId: string };
+    const drained = await runCli(["drain", serviceId, ...at()], keyed());
+    expect(drained).toMatchObject({ code: 0, stderr: "" });
+    expect(drained.stdout).toMatch(new RegExp(`^draining drain-demo ${serviceId} at 10\\.3\\.0\\.1:7100 \\(revision \\d+\\)\\n$`));
+    const json = capture();
+    expect(await runClientCommand("drain", [serviceId, "--json", ...at()], json, env)).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject({ instance: { id: serviceId, draining: true } });
+    const admin = new RegistryClient({ addresses: [address], auth: { key: KEY } });
+    try {
+      expect((await admin.getByType("drain-demo")).instances).toEqual([]);
+      expect((await admin.getByType("drain-demo", { includeDraining: true })).instances.map((i) => i.id)).toEqual([serviceId]);
+      await admin.unregister(serviceId);
+    } finally {
+      admin.close();
+    }
+    const unknown = capture();
+    expect(await runClientCommand("drain", ["00000000-0000-4000-8000-000000000000", ...at()], unknown, env)).toBe(1);
+    expect(unknown.stderr).toMatch(/^service-registry drain: .*not found.*\(NOT_FOUND\)\n$/i);
+  });
+
   it("--json: the Register answer, the Unregister answer, and services as list shows them", async () => {
     const env = { env: keyed(), cwd: ROOT };
     const registered = await runCli(

@@ -127,6 +127,9 @@ def run(target, key, summary):
     health = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HealthHandler)
     threading.Thread(target=health.serve_forever, daemon=True).start()
     health_port = health.server_address[1]
+    health2 = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HealthHandler)
+    threading.Thread(target=health2.serve_forever, daemon=True).start()
+    health2_port = health2.server_address[1]
 
     step = lambda name: summary["steps"].append(name)  # noqa: E731
 
@@ -211,9 +214,10 @@ def run(target, key, summary):
         synced = watch.next_matching("SYNCED", lambda e: e.type == pb.EVENT_TYPE_SYNCED)
         step("watch-synced")
 
-        # 6. A second instance registered while watching; host defaults to the caller's address.
+        # 6. A second instance registered while watching; host defaults to the caller's address. Its own
+        # port: one address holds one instance, a Register of the first's address would replace it.
         second = stub.Register(
-            pb.RegisterRequest(service_type=service_type, port=health_port, metadata={"lang": "python", "n": "2"}),
+            pb.RegisterRequest(service_type=service_type, port=health2_port, metadata={"lang": "python", "n": "2"}),
             metadata=key_md,
             timeout=CALL_TIMEOUT,
         )
@@ -298,8 +302,54 @@ def run(target, key, summary):
         "removedSecond": event_json(removed_second),
         "all": [event_json(e) for e in watch.seen],
     }
+    run_lifecycle(stub, key_md, health_port, summary)
+    step("lifecycle")
     channel.close()
     health.shutdown()
+    health2.shutdown()
+
+
+def run_lifecycle(stub, key_md, port, summary):
+    """Drain and one instance per address, as a Python service sees them."""
+    service_type = f"polyglot-life-{uuid.uuid4().hex[:8]}"
+    old = stub.Register(
+        pb.RegisterRequest(service_type=service_type, port=port, host="127.0.0.1"), metadata=key_md, timeout=CALL_TIMEOUT
+    )
+    old_md = (("x-service-id", old.service_id), ("x-service-token", old.token))
+    call = stub.WatchInstances(pb.WatchInstancesRequest(service_type=service_type), metadata=key_md, timeout=60.0)
+    watch = Watch(call)
+    try:
+        watch.next_matching("SYNCED", lambda e: e.type == pb.EVENT_TYPE_SYNCED)
+        drained = stub.Drain(pb.DrainRequest(instance_id=old.service_id), metadata=old_md, timeout=CALL_TIMEOUT)
+        draining_event = watch.next_matching("INSTANCE_DRAINING", lambda e: e.type == pb.EVENT_TYPE_INSTANCE_DRAINING)
+        plain = stub.GetByType(pb.GetByTypeRequest(service_type=service_type), metadata=key_md, timeout=CALL_TIMEOUT)
+        shown = stub.GetByType(
+            pb.GetByTypeRequest(service_type=service_type, include_draining=True), metadata=key_md, timeout=CALL_TIMEOUT
+        )
+        # A restarted process registers the same address: the old instance is replaced.
+        new = stub.Register(
+            pb.RegisterRequest(service_type=service_type, port=port, host="127.0.0.1"), metadata=key_md, timeout=CALL_TIMEOUT
+        )
+        removed = watch.next_matching("the old instance's removal", lambda e: e.type == pb.EVENT_TYPE_INSTANCE_REMOVED)
+        registered = watch.next_matching("the new registration", lambda e: e.type == pb.EVENT_TYPE_INSTANCE_REGISTERED)
+    finally:
+        call.cancel()
+    summary["lifecycle"] = {
+        "oldId": old.service_id,
+        "newId": new.service_id,
+        "drained": {"draining": drained.instance.draining, "revision": drained.revision},
+        "drainingEvent": {"id": draining_event.instance.id, "draining": draining_event.instance.draining, "revision": draining_event.revision},
+        "plain": [i.id for i in plain.instances],
+        "shown": [i.id for i in shown.instances],
+        "removed": {"id": removed.instance.id, "reason": pb.RemovalReason.Name(removed.removal_reason), "revision": removed.revision},
+        "registered": {"id": registered.instance.id, "revision": registered.revision},
+        "oldToken": expect_code(
+            "GetInstance with the replaced instance's token",
+            grpc.StatusCode.UNAUTHENTICATED,
+            lambda: stub.GetInstance(pb.GetInstanceRequest(instance_id=old.service_id), metadata=old_md, timeout=CALL_TIMEOUT),
+        ),
+    }
+    stub.Unregister(pb.UnregisterRequest(instance_id=new.service_id), metadata=key_md, timeout=CALL_TIMEOUT)
 
 
 def main():

@@ -212,6 +212,17 @@ interface ClientSummary {
   serviceType: string;
   first: { serviceId: string; tokenLength: number; instance: InstanceSummary };
   second: { serviceId: string; instance: InstanceSummary };
+  lifecycle: {
+    oldId: string;
+    newId: string;
+    drained: { draining: boolean; revision: number };
+    drainingEvent: { id: string; draining: boolean; revision: number };
+    plain: string[];
+    shown: string[];
+    removed: { id: string; reason: string; revision: number };
+    registered: { id: string; revision: number };
+    oldToken: string;
+  };
   getByType: { revision: number; instances: InstanceSummary[] };
   getInstance: InstanceSummary;
   listServices: { revision: number; services: { serviceType: string; healthyCount: number; totalCount: number }[] };
@@ -343,6 +354,17 @@ describe.skipIf(skip)("polyglot: Python grpcio client against `npm start`", () =
       watchSnapshot: [secondId],
       bad: { code: "INVALID_ARGUMENT", details: expect.stringMatching(/^selector: /) },
     });
+
+    // Drain and one instance per address (issue #25), from Python.
+    const life = summary.lifecycle;
+    expect(life.drained).toEqual({ draining: true, revision: life.drainingEvent.revision });
+    expect(life.drainingEvent).toMatchObject({ id: life.oldId, draining: true });
+    expect(life.plain).toEqual([]);
+    expect(life.shown).toEqual([life.oldId]);
+    expect(life.removed).toMatchObject({ id: life.oldId, reason: "REMOVAL_REASON_REPLACED" });
+    expect(life.registered.id).toBe(life.newId);
+    expect(life.registered.revision).toBeGreaterThan(life.removed.revision);
+    expect(life.oldToken).toBe("UNAUTHENTICATED");
 
     // Auth failures.
     expect(summary.wrongToken).toBe("UNAUTHENTICATED");
