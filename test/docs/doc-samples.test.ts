@@ -48,7 +48,8 @@ function tsSample(where: string, index = 0): DocBlock {
  * declarations, by `doc#heading`.
  */
 const TS_DECLARES: Record<string, string> = {
-  "README.md#Client SDK": 'declare const key: string;\ndeclare const BillingClient: typeof import("@grpc/grpc-js").Client;',
+  "README.md#Client SDK":
+    'declare const key: string;\ndeclare const BillingClient: typeof import("@grpc/grpc-js").Client;\ndeclare const server: import("@grpc/grpc-js").Server;',
   "docs/client.md#watch()": [
     'declare const client: import("service-registry/client").RegistryClient;',
     'declare function replaceAll(instances: readonly import("service-registry").Instance[]): void;',
