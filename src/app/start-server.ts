@@ -129,6 +129,8 @@ export async function startServer(config: Config, logger: Logger, options: Start
     unhealthyThreshold: config.unhealthyThreshold,
     healthyThreshold: config.healthyThreshold,
     deregisterAfter: config.deregisterAfterMs,
+    panicThreshold: config.panicThresholdPercent,
+    panicMinInstances: config.panicMinInstances,
     historySize: config.historySize,
     watchQueueLimit: config.watchQueueLimit,
     bookmarkInterval: config.bookmarkIntervalMs,

@@ -60,6 +60,8 @@ export interface RegisteredInstance {
 export interface InstanceList {
   readonly instances: Instance[];
   readonly revision: number;
+  /** The type is in panic (too few of its instances healthy): `instances` lists unhealthy ones too. */
+  readonly panic: boolean;
 }
 
 /** A removed instance as it was, and the revision of its removal. */
@@ -138,7 +140,7 @@ export class RegistryClient {
     };
   }
 
-  /** Healthy instances of a type (all with `includeUnhealthy`). */
+  /** Healthy instances of a type (all with `includeUnhealthy`, or while the type is in panic: see `panic`). */
   async getByType(
     serviceType: string,
     options: RegistryCallOptions & { readonly includeUnhealthy?: boolean } = {},
@@ -149,7 +151,7 @@ export class RegistryClient {
       includeDraining: false,
       selector: {},
     });
-    return { instances: response.instances.map(fromProtoInstance), revision: response.revision };
+    return { instances: response.instances.map(fromProtoInstance), revision: response.revision, panic: response.panic };
   }
 
   /** One instance by id; NOT_FOUND when the registry does not know it. */

@@ -106,6 +106,13 @@ export const SETTINGS = {
   unhealthyThreshold: spec({ env: "UNHEALTHY_THRESHOLD", description: "consecutive failures before UNHEALTHY", default: 1, parse: integer(1) }),
   healthyThreshold: spec({ env: "HEALTHY_THRESHOLD", description: "consecutive passes before HEALTHY again", default: 1, parse: integer(1) }),
   deregisterAfterMs: spec({ env: "DEREGISTER_AFTER_MS", description: "remove instances unhealthy this long (0 = never)", default: 300_000, parse: integer(0) }),
+  panicThresholdPercent: spec({
+    env: "PANIC_THRESHOLD_PERCENT",
+    description: "a service type with fewer than this percent of its instances healthy is in panic: GetByType answers with all of them, flagged panic, and none expires (0 = off)",
+    default: 50,
+    parse: integer(0, 100),
+  }),
+  panicMinInstances: spec({ env: "PANIC_MIN_INSTANCES", description: "service types with fewer instances than this are never in panic (they answer healthy instances only, as without panic)", default: 3, parse: integer(1) }),
   historySize: spec({ env: "HISTORY_SIZE", description: "changes kept for watchers to resume from", default: 10_000, parse: integer(1) }),
   watchQueueLimit: spec({ env: "WATCH_QUEUE_LIMIT", description: "events buffered per watch stream before it catches up from history", default: 1024, parse: integer(1) }),
   bookmarkIntervalMs: spec({ env: "BOOKMARK_INTERVAL_MS", description: "idle time before a watch stream gets a BOOKMARK", default: 30_000, parse: integer(1) }),

@@ -173,7 +173,7 @@ export class RegistryMetrics {
     });
     new Gauge({
       name: "registry_service_types",
-      help: "Service types with instances: all of them, and those with no healthy instance (alert on this one: it covers every type).",
+      help: "Service types with instances: all of them, those with no healthy instance (alert on this one: it covers every type), and those in panic (answering with every instance, expiry paused).",
       labelNames: ["state"],
       registers,
       collect() {
@@ -182,6 +182,7 @@ export class RegistryMetrics {
         const services = registry.listServices().services;
         this.set({ state: "total" }, services.length);
         this.set({ state: "without_healthy" }, services.filter((s) => s.healthyCount === 0).length);
+        this.set({ state: "panic" }, services.filter((s) => s.panic).length);
       },
     });
     new Gauge({

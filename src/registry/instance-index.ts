@@ -1,3 +1,4 @@
+import { inPanic, type PanicThreshold } from "./type-panic.js";
 import type { Change, ServiceSummary, StoredInstance } from "./types.js";
 
 /** One service type's instances, with its lists built once per change of the type. */
@@ -8,6 +9,13 @@ interface TypeEntry {
   all: readonly StoredInstance[] | undefined;
   /** Healthy and not draining: what GetByType answers by default. */
   serving: readonly StoredInstance[] | undefined;
+  /** Not draining, whatever their health: what GetByType answers for a type in panic. */
+  undrained: readonly StoredInstance[] | undefined;
+  /** Counts kept as instances come and go, so panic and summaries need no scan. */
+  healthy: number;
+  draining: number;
+  /** Healthy and not draining. */
+  servingCount: number;
 }
 
 const NONE: readonly StoredInstance[] = Object.freeze([]);
@@ -28,6 +36,9 @@ export class InstanceIndex {
   /** Live instances per registration key id (instances that carry one). */
   private readonly byKey = new Map<string, number>();
 
+  /** `panic` judges the types (default: none is ever in panic). */
+  constructor(private readonly panic: PanicThreshold = { percent: 0, minInstances: 1 }) {}
+
   /** Adds, replaces or removes the instance a committed change names. */
   apply(change: Change): void {
     if (change.kind === "removed") this.delete(change.instance.id);
@@ -36,12 +47,19 @@ export class InstanceIndex {
 
   /** Loads an instance from a stored state. */
   put(instance: StoredInstance): void {
-    if (instance.keyId !== undefined && !this.byId.has(instance.id)) this.byKey.set(instance.keyId, (this.byKey.get(instance.keyId) ?? 0) + 1);
+    const old = this.byId.get(instance.id);
+    if (instance.keyId !== undefined && !old) this.byKey.set(instance.keyId, (this.byKey.get(instance.keyId) ?? 0) + 1);
     this.byId.set(instance.id, instance);
     let entry = this.byType.get(instance.serviceType);
-    if (!entry) this.byType.set(instance.serviceType, (entry = { serviceType: instance.serviceType, members: new Map(), all: undefined, serving: undefined }));
+    if (!entry) {
+      entry = { serviceType: instance.serviceType, members: new Map(), all: undefined, serving: undefined, undrained: undefined, healthy: 0, draining: 0, servingCount: 0 };
+      this.byType.set(instance.serviceType, entry);
+    }
+    const replaced = entry.members.get(instance.id);
+    if (replaced) count(entry, replaced, -1);
     entry.members.set(instance.id, instance);
-    entry.all = entry.serving = undefined;
+    count(entry, instance, 1);
+    entry.all = entry.serving = entry.undrained = undefined;
   }
 
   /**
@@ -90,17 +108,29 @@ export class InstanceIndex {
     return (entry.serving ??= Object.freeze(this.list(serviceType).filter((i) => i.health === "healthy" && !i.draining)));
   }
 
+  /** The instances of one type that are not draining, in registration order. Shared: never mutate. */
+  undrained(serviceType: string): readonly StoredInstance[] {
+    const entry = this.byType.get(serviceType);
+    if (!entry) return NONE;
+    if (entry.draining === 0) return this.list(serviceType);
+    return (entry.undrained ??= Object.freeze(this.list(serviceType).filter((i) => !i.draining)));
+  }
+
+  /**
+   * Whether a type is in panic (see `inPanic`): judged among its instances
+   * that are not draining, the ones GetByType chooses from.
+   */
+  inPanic(serviceType: string): boolean {
+    const entry = this.byType.get(serviceType);
+    return entry !== undefined && entryInPanic(entry, this.panic);
+  }
+
   /** Counts per service type, sorted by type. */
   summaries(): ServiceSummary[] {
     const summaries: ServiceSummary[] = [];
     for (const [serviceType, entry] of this.byType) {
-      let healthyCount = 0;
-      let drainingCount = 0;
-      for (const i of entry.members.values()) {
-        if (i.health === "healthy") healthyCount++;
-        if (i.draining) drainingCount++;
-      }
-      summaries.push({ serviceType, healthyCount, totalCount: entry.members.size, drainingCount, panic: false });
+      const { healthy: healthyCount, draining: drainingCount } = entry;
+      summaries.push({ serviceType, healthyCount, totalCount: entry.members.size, drainingCount, panic: entryInPanic(entry, this.panic) });
     }
     return summaries.sort((a, b) => (a.serviceType < b.serviceType ? -1 : 1));
   }
@@ -117,7 +147,20 @@ export class InstanceIndex {
     const entry = this.byType.get(instance.serviceType);
     if (!entry) return;
     entry.members.delete(id);
-    entry.all = entry.serving = undefined;
+    count(entry, instance, -1);
+    entry.all = entry.serving = entry.undrained = undefined;
     if (entry.members.size === 0) this.byType.delete(instance.serviceType);
   }
+}
+
+/** Adds (`sign` 1) or takes away (-1) an instance's share of its type's counts. */
+function count(entry: TypeEntry, instance: StoredInstance, sign: 1 | -1): void {
+  const healthy = instance.health === "healthy";
+  if (healthy) entry.healthy += sign;
+  if (instance.draining) entry.draining += sign;
+  else if (healthy) entry.servingCount += sign;
+}
+
+function entryInPanic(entry: TypeEntry, threshold: PanicThreshold): boolean {
+  return inPanic(threshold, entry.servingCount, entry.members.size - entry.draining);
 }

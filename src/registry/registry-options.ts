@@ -29,6 +29,19 @@ export interface ServiceRegistryOptions {
   healthyThreshold?: number;
   /** Remove an instance unhealthy this long, ms; 0 never. Default 300000. */
   deregisterAfter?: number;
+  /**
+   * The per-type panic threshold, percent: a type with fewer than this share
+   * of its (not draining) instances healthy is in panic: GetByType answers
+   * with all of them, flagged, and none of them expires. 0 turns panic off.
+   * Default 50.
+   */
+  panicThreshold?: number;
+  /**
+   * Types with fewer (not draining) instances than this are never in panic:
+   * a one-instance type whose instance died would otherwise be answered and
+   * never expire. Default 3.
+   */
+  panicMinInstances?: number;
   /** Changes kept for watchers to resume from. Default 10000. */
   historySize?: number;
   /** Live events buffered per watcher before it is parked. Default 1024. */
@@ -73,7 +86,8 @@ export type ResolvedRegistryOptions = Required<Omit<ServiceRegistryOptions, "pro
   Pick<ServiceRegistryOptions, "probe">;
 
 const positive = ["healthCheckBatchSize", "healthCheckInterval", "healthCheckMaxRequests", "healthCheckTTL",
-  "unhealthyThreshold", "healthyThreshold", "historySize", "watchQueueLimit", "bookmarkInterval", "resumeWait"] as const;
+  "unhealthyThreshold", "healthyThreshold", "historySize", "watchQueueLimit", "bookmarkInterval", "resumeWait",
+  "panicMinInstances"] as const;
 
 /** Fills defaults and rejects nonsensical numbers with a RangeError naming the option. */
 export function resolveRegistryOptions(options: ServiceRegistryOptions): ResolvedRegistryOptions {
@@ -86,6 +100,8 @@ export function resolveRegistryOptions(options: ServiceRegistryOptions): Resolve
     unhealthyThreshold: options.unhealthyThreshold ?? 1,
     healthyThreshold: options.healthyThreshold ?? 1,
     deregisterAfter: options.deregisterAfter ?? 300_000,
+    panicThreshold: options.panicThreshold ?? 50,
+    panicMinInstances: options.panicMinInstances ?? 3,
     historySize: options.historySize ?? 10_000,
     watchQueueLimit: options.watchQueueLimit ?? 1024,
     bookmarkInterval: options.bookmarkInterval ?? 30_000,
@@ -100,6 +116,10 @@ export function resolveRegistryOptions(options: ServiceRegistryOptions): Resolve
   }
   if (!Number.isInteger(resolved.deregisterAfter) || resolved.deregisterAfter < 0) {
     throw new RangeError(`deregisterAfter must be a non-negative integer, got ${resolved.deregisterAfter}`);
+  }
+  for (const name of ["panicThreshold"] as const) {
+    const value = resolved[name];
+    if (!Number.isInteger(value) || value < 0 || value > 100) throw new RangeError(`${name} must be a whole percentage (0-100), got ${value}`);
   }
   return resolved;
 }

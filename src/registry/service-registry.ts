@@ -20,6 +20,7 @@ import { newInstanceId } from "./instance-id.js";
 import { RegistryError, type RegistryErrorCode } from "./registry-error.js";
 import { resolveRegistryOptions, type ResolvedRegistryOptions, type ServiceRegistryOptions } from "./registry-options.js";
 import { matchesSelector } from "./selector.js";
+import { TypePanic } from "./type-panic.js";
 import type { Change, Instance, RemovalReason, Selector, ServiceSummary, StoredInstance } from "./types.js";
 import { assertProbeTargetAllowed, validateRegisterInput, validateServiceType, type RegisterInput } from "./validation.js";
 import { WatchHub, type WatchHubStats } from "./watch-hub.js";
@@ -116,9 +117,10 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   private readonly options: ResolvedRegistryOptions;
   private readonly store: RegistryStore;
   private readonly logger: StructuredLogger;
-  private readonly index = new InstanceIndex();
+  private readonly index: InstanceIndex;
   private readonly quotas: InstanceQuotas;
   private readonly healthStatus: HealthStatusHandler;
+  private readonly panics = new TypePanic();
   private readonly queue: CommitQueue;
   private readonly commits: CommitReporter;
   private readonly prober: LazyHttpProber | undefined;
@@ -137,10 +139,11 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   constructor(options: ServiceRegistryOptions = {}) {
     super();
     this.options = resolveRegistryOptions(options);
+    this.index = new InstanceIndex({ percent: this.options.panicThreshold, minInstances: this.options.panicMinInstances });
     this.quotas = new InstanceQuotas({ ...UNLIMITED, ...options.quotas }, this.index, options.onQuotaRefused);
     this.store = options.store ?? new MemoryStore();
     this.logger = structuredLogger(options.logger ?? console);
-    this.healthStatus = new HealthStatusHandler(this.options);
+    this.healthStatus = new HealthStatusHandler(this.options, (serviceType) => this.panics.expiryFrom(serviceType));
     this.commits = new CommitReporter(options.commitObserver);
     this.queue = new CommitQueue((batch) => this.commitBatch(batch), { oneBatchAtATime: this.store.plannedBy === "core" });
     if (this.options.healthChecks) {
@@ -176,6 +179,9 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
       // Loaded instances are spread over an interval; new registrations are probed soon.
       if (this.probesHere(instance.id)) this.scheduler?.add(probeTarget(instance), { spreadOverInterval: true });
     }
+    for (const { serviceType } of this.index.summaries()) {
+      if (this.panics.set(serviceType, this.index.inPanic(serviceType), this.options.now()) === "entered") this.logPanic(serviceType, true);
+    }
     if (store.plannedBy === "store") store.probeOwnership?.onChange(() => this.rebalanceProbes());
     store.onAvailabilityChange?.((available, reason) => this.setAvailability(available, reason));
     const registry = this;
@@ -186,6 +192,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
         return registry.currentRevision;
       },
       snapshot: (serviceType) => this.index.list(serviceType),
+      panicAfter: (change) => this.panics.flaggedAfter(change),
+      panicTypes: (serviceType) => this.panics.types(serviceType),
     };
     this.hub = new WatchHub(source, {
       queueLimit: this.options.watchQueueLimit,
@@ -278,19 +286,23 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
 
   /**
    * Instances of a type: healthy, not draining ones unless the query says
-   * otherwise (`true` is the seed's `includeUnhealthy`). Without a selector
-   * the array is the index's shared, frozen list: the same object until the
-   * type changes.
+   * otherwise (`true` is the seed's `includeUnhealthy`). A type in panic
+   * (fewer than `panicThreshold` percent of its instances healthy, and at
+   * least `panicMinInstances` of them) answers with its unhealthy instances
+   * too, and `panic` says so: with most of a type failing its checks, the
+   * checks are the likelier thing to be wrong, and spreading calls over
+   * every instance beats piling them all on the few that pass (Envoy's
+   * panic threshold). Without a selector the array is the index's shared,
+   * frozen list: the same object until the type changes.
    */
   getByType(serviceType: string, query: boolean | TypeQuery = false): TypeAnswer {
     validateServiceType(serviceType);
     this.assertFresh();
     const { includeUnhealthy = false, includeDraining = false, selector } = typeof query === "boolean" ? { includeUnhealthy: query } : query;
-    const panic = false;
+    const panic = this.index.inPanic(serviceType);
     let instances: readonly Instance[];
     if (includeUnhealthy || panic) {
-      instances = this.index.list(serviceType);
-      if (!includeDraining) instances = instances.filter((i) => !i.draining);
+      instances = includeDraining ? this.index.list(serviceType) : this.index.undrained(serviceType);
     } else {
       instances = includeDraining ? this.index.list(serviceType).filter((i) => i.health === "healthy") : this.index.serving(serviceType);
     }
@@ -530,6 +542,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
       this.currentRevision = change.revision;
       applied.push(change);
       const { instance } = change;
+      this.notePanic(change);
       if (change.kind === "registered") {
         if (this.probesHere(instance.id)) this.scheduler?.add(probeTarget(instance));
         this.logger.info(logFields(instance, change.revision), CHANGE_LINE.registered);
@@ -593,6 +606,26 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
         this.logger.error({ err, instanceId: instance.id }, "could not commit a health change");
       })
       .finally(() => this.pendingHealth.delete(instance.id));
+  }
+
+  /** Records whether a committed change left its type in panic, and logs the type entering or leaving it. */
+  private notePanic(change: Change): void {
+    const { serviceType } = change.instance;
+    if (change.kind === "removed" && this.index.countOfType(serviceType) === 0) {
+      this.panics.forget(serviceType);
+      return;
+    }
+    const moved = this.panics.afterChange(change, this.index.inPanic(serviceType), this.options.now());
+    if (moved !== undefined) this.logPanic(serviceType, moved === "entered", change.revision);
+  }
+
+  private logPanic(serviceType: string, entered: boolean, revision = this.currentRevision): void {
+    const fields = { serviceType, revision, panicThresholdPercent: this.options.panicThreshold };
+    if (entered) {
+      this.logger.warn(fields, "service type in panic: too few of its instances are healthy; GetByType answers with all of them, flagged, and none expires");
+    } else {
+      this.logger.info(fields, "service type out of panic: GetByType answers with healthy instances again and expiry resumes");
+    }
   }
 
   /** Emits to each listener in turn; a throwing listener is logged, not propagated. */
