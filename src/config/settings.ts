@@ -106,6 +106,14 @@ export const SETTINGS = {
   unhealthyThreshold: spec({ env: "UNHEALTHY_THRESHOLD", description: "consecutive failures before UNHEALTHY", default: 1, parse: integer(1) }),
   healthyThreshold: spec({ env: "HEALTHY_THRESHOLD", description: "consecutive passes before HEALTHY again", default: 1, parse: integer(1) }),
   deregisterAfterMs: spec({ env: "DEREGISTER_AFTER_MS", description: "remove instances unhealthy this long (0 = never)", default: 300_000, parse: integer(0) }),
+  massFailureThresholdPercent: spec({
+    env: "MASS_FAILURE_THRESHOLD_PERCENT",
+    description: "when more than this percent of the instances this process probes start failing within one probe interval (and MASS_FAILURE_MIN_INSTANCES, MASS_FAILURE_MIN_SERVICE_TYPES), suspect the registry's own network: hold every health state, remove nothing, report NOT_SERVING (0 = off)",
+    default: 60,
+    parse: integer(0, 100),
+  }),
+  massFailureMinInstances: spec({ env: "MASS_FAILURE_MIN_INSTANCES", description: "failing instances needed before the registry suspects its own network", default: 10, parse: integer(1) }),
+  massFailureMinServiceTypes: spec({ env: "MASS_FAILURE_MIN_SERVICE_TYPES", description: "service types the failing instances must span before the registry suspects its own network", default: 2, parse: integer(1) }),
   panicThresholdPercent: spec({
     env: "PANIC_THRESHOLD_PERCENT",
     description: "a service type with fewer than this percent of its instances healthy is in panic: GetByType answers with all of them, flagged panic, and none expires (0 = off)",

@@ -186,6 +186,23 @@ export class RegistryMetrics {
       },
     });
     new Gauge({
+      name: "registry_mass_failure",
+      help: "1 while this process suspects its own network (most of its probes failed at once, across service types): health states are held, nothing expires, NOT_SERVING.",
+      registers,
+      collect() {
+        this.set(registry.massFailure.suspected ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: "registry_mass_failure_entries_total",
+      help: "Times this process started suspecting its own network.",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(registry.massFailure.entries);
+      },
+    });
+    new Gauge({
       name: "registry_revision",
       help: "Latest applied revision.",
       registers,

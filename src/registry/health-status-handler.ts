@@ -56,6 +56,11 @@ export class HealthStatusHandler {
     this.streaks.delete(id);
   }
 
+  /** Drops every streak: results seen meanwhile are not to be trusted (a suspected network fault). */
+  forgetAll(): void {
+    this.streaks.clear();
+  }
+
   private nextHealth(id: string, current: Health, passed: boolean): Health | undefined {
     const previous = this.streaks.get(id) ?? 0;
     const streak = passed ? Math.max(previous, 0) + 1 : Math.min(previous, 0) - 1;

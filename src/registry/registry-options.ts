@@ -30,6 +30,17 @@ export interface ServiceRegistryOptions {
   /** Remove an instance unhealthy this long, ms; 0 never. Default 300000. */
   deregisterAfter?: number;
   /**
+   * The registry-side fault guard (see `MassFailureGuard`): when more than
+   * this percent of the instances this process probes start failing within
+   * one `healthCheckInterval`, the registry suspects its own network, holds
+   * every health state and removes nothing. 0 turns the guard off. Default 60.
+   */
+  massFailureThreshold?: number;
+  /** Failing instances needed, beside the percentage, before the guard trips. Default 10. */
+  massFailureMinInstances?: number;
+  /** Service types the failing instances must span before the guard trips. Default 2. */
+  massFailureMinServiceTypes?: number;
+  /**
    * The per-type panic threshold, percent: a type with fewer than this share
    * of its (not draining) instances healthy is in panic: GetByType answers
    * with all of them, flagged, and none of them expires. 0 turns panic off.
@@ -87,7 +98,7 @@ export type ResolvedRegistryOptions = Required<Omit<ServiceRegistryOptions, "pro
 
 const positive = ["healthCheckBatchSize", "healthCheckInterval", "healthCheckMaxRequests", "healthCheckTTL",
   "unhealthyThreshold", "healthyThreshold", "historySize", "watchQueueLimit", "bookmarkInterval", "resumeWait",
-  "panicMinInstances"] as const;
+  "massFailureMinInstances", "massFailureMinServiceTypes", "panicMinInstances"] as const;
 
 /** Fills defaults and rejects nonsensical numbers with a RangeError naming the option. */
 export function resolveRegistryOptions(options: ServiceRegistryOptions): ResolvedRegistryOptions {
@@ -100,6 +111,9 @@ export function resolveRegistryOptions(options: ServiceRegistryOptions): Resolve
     unhealthyThreshold: options.unhealthyThreshold ?? 1,
     healthyThreshold: options.healthyThreshold ?? 1,
     deregisterAfter: options.deregisterAfter ?? 300_000,
+    massFailureThreshold: options.massFailureThreshold ?? 60,
+    massFailureMinInstances: options.massFailureMinInstances ?? 10,
+    massFailureMinServiceTypes: options.massFailureMinServiceTypes ?? 2,
     panicThreshold: options.panicThreshold ?? 50,
     panicMinInstances: options.panicMinInstances ?? 3,
     historySize: options.historySize ?? 10_000,
@@ -117,7 +131,7 @@ export function resolveRegistryOptions(options: ServiceRegistryOptions): Resolve
   if (!Number.isInteger(resolved.deregisterAfter) || resolved.deregisterAfter < 0) {
     throw new RangeError(`deregisterAfter must be a non-negative integer, got ${resolved.deregisterAfter}`);
   }
-  for (const name of ["panicThreshold"] as const) {
+  for (const name of ["massFailureThreshold", "panicThreshold"] as const) {
     const value = resolved[name];
     if (!Number.isInteger(value) || value < 0 || value > 100) throw new RangeError(`${name} must be a whole percentage (0-100), got ${value}`);
   }
