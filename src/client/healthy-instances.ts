@@ -11,9 +11,13 @@ export interface ResolvedInstance {
   readonly addresses: readonly { readonly host: string; readonly port: number }[];
 }
 
-/** The healthy set of one service type, or why there is none yet. */
+/**
+ * The healthy set of one service type, or why there is none yet. While the
+ * type is in panic (`panic`), the set is every instance of the type, as
+ * GetByType answers then.
+ */
 export type HealthySet =
-  | { readonly ok: true; readonly instances: readonly ResolvedInstance[]; readonly revision: number }
+  | { readonly ok: true; readonly instances: readonly ResolvedInstance[]; readonly revision: number; readonly panic: boolean }
   | { readonly ok: false; readonly error: RegistryClientError };
 
 type Listener = (set: HealthySet) => void;
@@ -23,7 +27,11 @@ type Listener = (set: HealthySet) => void;
  * when one is given), kept current from one resumable watch and shared by
  * every subscriber (e.g. every channel of a router that targets
  * `registry:///billing`, or `registry:///billing?zone=eu-1`). The registry
- * filters the watch at the source, so other instances never arrive. Updates are coalesced: a burst of changes
+ * filters the watch at the source, so other instances never arrive. Draining
+ * instances are left out. While the watch's events say the type is in panic
+ * (fewer than the registry's panic threshold healthy), every instance that
+ * is not draining: calls spread over all of them rather than pile on the few
+ * that pass their checks, as with GetByType. Updates are coalesced: a burst of changes
  * (a snapshot, a replay after reconnecting) gives one update. The last known
  * set is kept while the registry is unreachable: stale addresses are better
  * than none, and the channel's own connection checks skip dead ones.
@@ -35,6 +43,8 @@ export class HealthyInstances {
   private latest: HealthySet | undefined;
   private synced = false;
   private revision = 0;
+  /** The type is in panic, as of the last event. */
+  private panic = false;
   private publishScheduled = false;
   private publishSeq = 0;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -85,6 +95,7 @@ export class HealthyInstances {
             case "snapshot":
               this.instances.clear();
               for (const instance of event.instances) this.instances.set(instance.id, instance);
+              this.panic = event.panicTypes.includes(this.serviceType);
               this.synced = true;
               break;
             case "instanceRegistered":
@@ -92,9 +103,11 @@ export class HealthyInstances {
             case "healthCheckPassed":
             case "healthCheckFailed":
               this.instances.set(event.instance.id, event.instance);
+              this.panic = event.panic;
               break;
             case "instanceRemoved":
               this.instances.delete(event.instance.id);
+              this.panic = event.panic;
               break;
             default:
               continue; // reset keeps the old set until the new snapshot replaces it
@@ -125,12 +138,12 @@ export class HealthyInstances {
 
   private async publish(): Promise<void> {
     const seq = ++this.publishSeq;
-    const revision = this.revision;
+    const { revision, panic } = this;
     // A draining instance takes no new calls: its calls in flight finish on their own.
-    const healthy = [...this.instances.values()].filter((i) => i.health === "healthy" && !i.draining);
-    const resolved = await Promise.all(healthy.map(resolveInstance));
+    const usable = [...this.instances.values()].filter((i) => !i.draining && (panic || i.health === "healthy"));
+    const resolved = await Promise.all(usable.map(resolveInstance));
     if (seq !== this.publishSeq) return; // a newer set is on its way
-    this.deliver({ ok: true, instances: resolved.filter((r) => r.addresses.length > 0), revision });
+    this.deliver({ ok: true, instances: resolved.filter((r) => r.addresses.length > 0), revision, panic });
   }
 
   private deliver(set: HealthySet): void {

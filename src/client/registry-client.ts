@@ -74,6 +74,8 @@ export interface RegisteredInstance {
 export interface InstanceList {
   readonly instances: Instance[];
   readonly revision: number;
+  /** The type is in panic (too few of its instances healthy): `instances` lists unhealthy ones too. */
+  readonly panic: boolean;
 }
 
 /** A removed instance as it was, and the revision of its removal. */
@@ -154,7 +156,8 @@ export class RegistryClient {
 
   /**
    * Healthy, not draining instances of a type (unhealthy and draining ones
-   * too when asked), only those matching `selector` when one is given.
+   * too when asked, or unhealthy ones while the type is in panic: see
+   * `panic`), only those matching `selector` when one is given.
    *
    * @example
    * const { instances } = await client.getByType("billing", { selector: { zone: "eu-1" } });
@@ -166,7 +169,7 @@ export class RegistryClient {
       includeDraining: options.includeDraining ?? false,
       selector: { ...options.selector },
     });
-    return { instances: response.instances.map(fromProtoInstance), revision: response.revision };
+    return { instances: response.instances.map(fromProtoInstance), revision: response.revision, panic: response.panic };
   }
 
   /** One instance by id; NOT_FOUND when the registry does not know it. */

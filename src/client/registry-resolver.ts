@@ -39,8 +39,10 @@ export interface ResolverUpdate {
   readonly serviceType: string;
   /** The target's selector (`registry:///billing?zone=eu-1`); empty when it has none. */
   readonly selector: Readonly<Record<string, string>>;
-  /** `host:port` of every healthy instance, or empty. */
+  /** `host:port` of every healthy instance (every instance while the type is in panic), or empty. */
   readonly addresses: readonly string[];
+  /** The type is in panic: `addresses` lists its unhealthy instances too. */
+  readonly panic?: boolean;
   /** Registry revision the list reflects; absent when it reports an error. */
   readonly revision?: number;
   /** Why there is no list (registry unreachable before the first snapshot, bad credentials). */
@@ -207,6 +209,7 @@ function resolverClass(byAuthority: Map<string, ResolverSource>): ResolverConstr
         selector,
         addresses: set.instances.map((r) => `${r.instance.host}:${r.instance.port}`),
         revision: set.revision,
+        panic: set.panic,
       });
     }
 

@@ -97,6 +97,8 @@ export class RegistryWatch implements AsyncIterableIterator<RegistryWatchEvent> 
   private revisionSeen: number;
   private epochSeen: string;
   private snapshotBuffer: pb.Instance[] | undefined;
+  /** Types whose snapshot messages said panic. */
+  private readonly snapshotPanic = new Set<string>();
   private readonly ready: RegistryWatchEvent[] = [];
   private readonly abort = new AbortController();
   private readonly bufferSize: number;
@@ -240,6 +242,7 @@ export class RegistryWatch implements AsyncIterableIterator<RegistryWatchEvent> 
         this.paused = false;
         // A snapshot cut short is dropped; the next stream starts it again.
         this.snapshotBuffer = undefined;
+        this.snapshotPanic.clear();
         stream.cancel();
         resolve({ error, progressed });
       };
@@ -271,14 +274,17 @@ export class RegistryWatch implements AsyncIterableIterator<RegistryWatchEvent> 
         this.revisionSeen = 0;
         this.epochSeen = "";
         this.snapshotBuffer = [];
+        this.snapshotPanic.clear();
         this.emit({ type: "reset", ...at });
         return;
       case pb.EventType.EVENT_TYPE_SYNCED: {
         const instances = (this.snapshotBuffer ?? []).map(fromProtoInstance);
+        const panicTypes = [...this.snapshotPanic];
         this.snapshotBuffer = undefined;
+        this.snapshotPanic.clear();
         this.revisionSeen = m.revision;
         this.epochSeen = m.epoch;
-        this.emit({ type: "snapshot", instances, ...at });
+        this.emit({ type: "snapshot", instances, panicTypes, ...at });
         return;
       }
       case pb.EventType.EVENT_TYPE_BOOKMARK:
@@ -292,6 +298,7 @@ export class RegistryWatch implements AsyncIterableIterator<RegistryWatchEvent> 
     if (!m.instance) return;
     if (m.snapshot) {
       (this.snapshotBuffer ??= []).push(m.instance);
+      if (m.panic) this.snapshotPanic.add(m.instance.serviceType);
       return;
     }
     // A committed change is newer than everything delivered; a health change
@@ -309,21 +316,22 @@ export class RegistryWatch implements AsyncIterableIterator<RegistryWatchEvent> 
     }
     this.revisionSeen = m.revision;
     this.epochSeen = m.epoch;
+    const change = { ...at, panic: m.panic };
     switch (m.type) {
       case pb.EventType.EVENT_TYPE_INSTANCE_REGISTERED:
-        this.emit({ type: "instanceRegistered", instance, ...at });
+        this.emit({ type: "instanceRegistered", instance, ...change });
         return;
       case pb.EventType.EVENT_TYPE_INSTANCE_REMOVED:
-        this.emit({ type: "instanceRemoved", instance, reason: fromProtoRemovalReason(m.removalReason), ...at });
+        this.emit({ type: "instanceRemoved", instance, reason: fromProtoRemovalReason(m.removalReason), ...change });
         return;
       case pb.EventType.EVENT_TYPE_INSTANCE_DRAINING:
-        this.emit({ type: "instanceDraining", instance, ...at });
+        this.emit({ type: "instanceDraining", instance, ...change });
         return;
       case pb.EventType.EVENT_TYPE_HEALTH_CHECK_PASSED:
-        this.emit({ type: "healthCheckPassed", instance, ...at });
+        this.emit({ type: "healthCheckPassed", instance, ...change });
         return;
       case pb.EventType.EVENT_TYPE_HEALTH_CHECK_FAILED:
-        this.emit({ type: "healthCheckFailed", instance, failureReason: m.failureReason, ...at });
+        this.emit({ type: "healthCheckFailed", instance, failureReason: m.failureReason, ...change });
         return;
     }
   }

@@ -15,7 +15,7 @@ import type { Route } from "./routes.js";
  * |---|---|---|
  * | `POST /service` | key | 201 `{"serviceId", "token", "instance"}` |
  * | `GET /services` | key or instance | `{"services": [...], "revision"}` |
- * | `GET /services/:type` (`?includeUnhealthy=true`, or the proto's `include_unhealthy`) | key or instance | `{"instances": [...], "revision"}` |
+ * | `GET /services/:type` (`?includeUnhealthy=true`, or the proto's `include_unhealthy`) | key or instance | `{"instances": [...], "revision", "panic"}` |
  * | `GET /service/:id` | key or instance | `{"instance"}` |
  * | `DELETE /service/:id` | the instance itself, or key | `{"instance", "revision"}` |
  *

@@ -185,7 +185,7 @@ export class RegistryMetrics {
     });
     new Gauge({
       name: "registry_service_types",
-      help: "Service types with instances: all of them, and those with no healthy instance (alert on this one: it covers every type).",
+      help: "Service types with instances: all of them, those with no healthy instance (alert on this one: it covers every type), and those in panic (answering with every instance, expiry paused).",
       labelNames: ["state"],
       registers,
       collect() {
@@ -194,6 +194,24 @@ export class RegistryMetrics {
         const services = largestFirst();
         this.set({ state: "total" }, services.length);
         this.set({ state: "without_healthy" }, services.filter((s) => s.healthyCount === 0).length);
+        this.set({ state: "panic" }, services.filter((s) => s.panic).length);
+      },
+    });
+    new Gauge({
+      name: "registry_mass_failure",
+      help: "1 while this process suspects its own network (most of its probes failed at once, across service types): health states are held, nothing expires, NOT_SERVING.",
+      registers,
+      collect() {
+        this.set(registry.massFailure.suspected ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: "registry_mass_failure_entries_total",
+      help: "Times this process started suspecting its own network.",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(registry.massFailure.entries);
       },
     });
     new Gauge({

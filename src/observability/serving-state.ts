@@ -8,7 +8,14 @@ export type NotServingReason =
   /** A shared store (etcd) is unreachable: the registry refuses to answer from a stale view. */
   | "store_unavailable"
   /** The last commit failed with a store error (disk, I/O): cleared by the next successful commit. */
-  | "store_failing";
+  | "store_failing"
+  /**
+   * Most of this process's probes failed at once, across service types: it
+   * suspects its own network (see `MassFailureGuard`), so clients and
+   * replicas' balancers should prefer another replica. Cleared when probes
+   * pass again.
+   */
+  | "mass_probe_failure";
 
 /**
  * Whether this server should receive traffic, as one value that
@@ -41,10 +48,13 @@ export class ServingState extends EventEmitter<{ change: [serving: boolean] }> {
     if (this.serving !== before) this.emit("change", this.serving);
   }
 
-  /** Follows the registry's store availability (a shared store's connection). */
+  /** Follows the registry's store availability (a shared store's connection) and its mass-failure guard. */
   follow(registry: ServiceRegistry): this {
     this.set("store_unavailable", !registry.available, "store unreachable");
     registry.on("availability", (available, reason) => this.set("store_unavailable", !available, reason));
+    const detail = "most health probes fail at once: suspecting this registry's own network";
+    this.set("mass_probe_failure", registry.massFailure.suspected, detail);
+    registry.on("massFailure", (suspected) => this.set("mass_probe_failure", suspected, detail));
     return this;
   }
 }

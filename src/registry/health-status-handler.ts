@@ -12,6 +12,17 @@ export interface HealthStatusOptions {
 }
 
 /**
+ * When expiry may count from for a service type: `undefined` while it is
+ * paused (the type is in panic, see `TypePanic`), else the time it last
+ * resumed after a pause (epoch ms; 0 if never paused). An instance expires
+ * once it has been UNHEALTHY for `deregisterAfter` counted from the later of
+ * its last change and that time: a pause gives every instance of the type a
+ * whole `deregisterAfter` again, rather than removing at once every instance
+ * whose time ran out while expiry was paused.
+ */
+export type ExpiryClock = (serviceType: string) => number | undefined;
+
+/**
  * Decides what a probe result changes (Consul's StatusHandler): a health
  * transition once a threshold of consecutive results is reached, a removal
  * once an instance has been UNHEALTHY for `deregisterAfter`, or nothing.
@@ -21,7 +32,10 @@ export class HealthStatusHandler {
   /** Consecutive results of the same kind: positive passes, negative failures. */
   private readonly streaks = new Map<string, number>();
 
-  constructor(private readonly options: HealthStatusOptions) {}
+  constructor(
+    private readonly options: HealthStatusOptions,
+    private readonly expiryFrom: ExpiryClock = () => 0,
+  ) {}
 
   /**
    * Records one probe result for `instance` (as the table holds it) at `now`
@@ -31,15 +45,20 @@ export class HealthStatusHandler {
     const next = this.nextHealth(instance.id, instance.health, passed);
     if (next) return { op: "setHealth", id: instance.id, health: next, at: now, ...(failureReason ? { failureReason } : {}) };
     const after = this.options.deregisterAfter;
-    if (instance.health === "unhealthy" && !passed && after > 0 && now - instance.updatedAt >= after) {
-      return { op: "remove", id: instance.id, reason: "health_check_expired", at: now };
-    }
-    return undefined;
+    if (instance.health !== "unhealthy" || passed || after === 0) return undefined;
+    const resumed = this.expiryFrom(instance.serviceType);
+    if (resumed === undefined || now - Math.max(instance.updatedAt, resumed) < after) return undefined;
+    return { op: "remove", id: instance.id, reason: "health_check_expired", at: now };
   }
 
   /** Drops an instance's streak (removed, or now probed by another replica). */
   forget(id: string): void {
     this.streaks.delete(id);
+  }
+
+  /** Drops every streak: results seen meanwhile are not to be trusted (a suspected network fault). */
+  forgetAll(): void {
+    this.streaks.clear();
   }
 
   private nextHealth(id: string, current: Health, passed: boolean): Health | undefined {

@@ -1,4 +1,5 @@
 import { canonicalHost } from "./instance-address.js";
+import { inPanic, type PanicThreshold } from "./type-panic.js";
 import type { Change, ServiceSummary, StoredInstance } from "./types.js";
 
 /** One service type's instances, with its lists built once per change of the type. */
@@ -15,6 +16,13 @@ interface TypeEntry {
   all: readonly StoredInstance[] | undefined;
   /** Healthy and not draining: what GetByType answers by default. */
   serving: readonly StoredInstance[] | undefined;
+  /** Not draining, whatever their health: what GetByType answers for a type in panic. */
+  undrained: readonly StoredInstance[] | undefined;
+  /** Counts kept as instances come and go, so panic and summaries need no scan. */
+  healthy: number;
+  draining: number;
+  /** Healthy and not draining. */
+  servingCount: number;
 }
 
 const NONE: readonly StoredInstance[] = Object.freeze([]);
@@ -35,6 +43,9 @@ export class InstanceIndex {
   /** Live instances per registration key id (instances that carry one). */
   private readonly byKey = new Map<string, number>();
 
+  /** `panic` judges the types (default: none is ever in panic). */
+  constructor(private readonly panic: PanicThreshold = { percent: 0, minInstances: 1 }) {}
+
   /** Adds, replaces or removes the instance a committed change names. */
   apply(change: Change): void {
     if (change.kind === "removed") this.delete(change.instance.id);
@@ -43,13 +54,23 @@ export class InstanceIndex {
 
   /** Loads an instance from a stored state. */
   put(instance: StoredInstance): void {
-    if (instance.keyId !== undefined && !this.byId.has(instance.id)) this.byKey.set(instance.keyId, (this.byKey.get(instance.keyId) ?? 0) + 1);
+    const old = this.byId.get(instance.id);
+    if (instance.keyId !== undefined && !old) this.byKey.set(instance.keyId, (this.byKey.get(instance.keyId) ?? 0) + 1);
     this.byId.set(instance.id, instance);
     let entry = this.byType.get(instance.serviceType);
-    if (!entry) this.byType.set(instance.serviceType, (entry = { serviceType: instance.serviceType, members: new Map(), byHost: new Map(), all: undefined, serving: undefined }));
+    if (!entry) {
+      entry = {
+        serviceType: instance.serviceType, members: new Map(), byHost: new Map(),
+        all: undefined, serving: undefined, undrained: undefined, healthy: 0, draining: 0, servingCount: 0,
+      };
+      this.byType.set(instance.serviceType, entry);
+    }
+    const replaced = entry.members.get(instance.id);
+    if (replaced) count(entry, replaced, -1);
     entry.members.set(instance.id, instance);
+    count(entry, instance, 1);
     placeByHost(entry.byHost, instance);
-    entry.all = entry.serving = undefined;
+    entry.all = entry.serving = entry.undrained = undefined;
   }
 
   /**
@@ -110,17 +131,29 @@ export class InstanceIndex {
     return (entry.serving ??= Object.freeze(this.list(serviceType).filter((i) => i.health === "healthy" && !i.draining)));
   }
 
+  /** The instances of one type that are not draining, in registration order. Shared: never mutate. */
+  undrained(serviceType: string): readonly StoredInstance[] {
+    const entry = this.byType.get(serviceType);
+    if (!entry) return NONE;
+    if (entry.draining === 0) return this.list(serviceType);
+    return (entry.undrained ??= Object.freeze(this.list(serviceType).filter((i) => !i.draining)));
+  }
+
+  /**
+   * Whether a type is in panic (see `inPanic`): judged among its instances
+   * that are not draining, the ones GetByType chooses from.
+   */
+  inPanic(serviceType: string): boolean {
+    const entry = this.byType.get(serviceType);
+    return entry !== undefined && entryInPanic(entry, this.panic);
+  }
+
   /** Counts per service type, sorted by type. */
   summaries(): ServiceSummary[] {
     const summaries: ServiceSummary[] = [];
     for (const [serviceType, entry] of this.byType) {
-      let healthyCount = 0;
-      let drainingCount = 0;
-      for (const i of entry.members.values()) {
-        if (i.health === "healthy") healthyCount++;
-        if (i.draining) drainingCount++;
-      }
-      summaries.push({ serviceType, healthyCount, totalCount: entry.members.size, drainingCount, panic: false });
+      const { healthy: healthyCount, draining: drainingCount } = entry;
+      summaries.push({ serviceType, healthyCount, totalCount: entry.members.size, drainingCount, panic: entryInPanic(entry, this.panic) });
     }
     return summaries.sort((a, b) => (a.serviceType < b.serviceType ? -1 : 1));
   }
@@ -138,7 +171,8 @@ export class InstanceIndex {
     if (!entry) return;
     entry.members.delete(id);
     dropByHost(entry.byHost, instance);
-    entry.all = entry.serving = undefined;
+    count(entry, instance, -1);
+    entry.all = entry.serving = entry.undrained = undefined;
     if (entry.members.size === 0) this.byType.delete(instance.serviceType);
   }
 }
@@ -169,4 +203,16 @@ function dropByHost(byHost: Map<string, StoredInstance | StoredInstance[]>, inst
   const rest = slot.filter((i) => i.id !== instance.id);
   if (rest.length === 0) byHost.delete(host);
   else byHost.set(host, rest.length === 1 ? (rest[0] as StoredInstance) : rest);
+}
+
+/** Adds (`sign` 1) or takes away (-1) an instance's share of its type's counts. */
+function count(entry: TypeEntry, instance: StoredInstance, sign: 1 | -1): void {
+  const healthy = instance.health === "healthy";
+  if (healthy) entry.healthy += sign;
+  if (instance.draining) entry.draining += sign;
+  else if (healthy) entry.servingCount += sign;
+}
+
+function entryInPanic(entry: TypeEntry, threshold: PanicThreshold): boolean {
+  return inPanic(threshold, entry.servingCount, entry.members.size - entry.draining);
 }

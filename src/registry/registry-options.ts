@@ -34,6 +34,30 @@ export interface ServiceRegistryOptions {
    * DRAIN_EXPIRED), ms; 0 never removes one. Default 60000.
    */
   drainTimeout?: number;
+  /**
+   * The registry-side fault guard (see `MassFailureGuard`): when more than
+   * this percent of the instances this process probes start failing within
+   * one `healthCheckInterval`, the registry suspects its own network, holds
+   * every health state and removes nothing. 0 turns the guard off. Default 60.
+   */
+  massFailureThreshold?: number;
+  /** Failing instances needed, beside the percentage, before the guard trips. Default 10. */
+  massFailureMinInstances?: number;
+  /** Service types the failing instances must span before the guard trips. Default 2. */
+  massFailureMinServiceTypes?: number;
+  /**
+   * The per-type panic threshold, percent: a type with fewer than this share
+   * of its (not draining) instances healthy is in panic: GetByType answers
+   * with all of them, flagged, and none of them expires. 0 turns panic off.
+   * Default 50.
+   */
+  panicThreshold?: number;
+  /**
+   * Types with fewer (not draining) instances than this are never in panic:
+   * a one-instance type whose instance died would otherwise be answered and
+   * never expire. Default 3.
+   */
+  panicMinInstances?: number;
   /** Changes kept for watchers to resume from. Default 10000. */
   historySize?: number;
   /** Live events buffered per watcher before it is parked. Default 1024. */
@@ -78,7 +102,8 @@ export type ResolvedRegistryOptions = Required<Omit<ServiceRegistryOptions, "pro
   Pick<ServiceRegistryOptions, "probe">;
 
 const positive = ["healthCheckBatchSize", "healthCheckInterval", "healthCheckMaxRequests", "healthCheckTTL",
-  "unhealthyThreshold", "healthyThreshold", "historySize", "watchQueueLimit", "bookmarkInterval", "resumeWait"] as const;
+  "unhealthyThreshold", "healthyThreshold", "historySize", "watchQueueLimit", "bookmarkInterval", "resumeWait",
+  "massFailureMinInstances", "massFailureMinServiceTypes", "panicMinInstances"] as const;
 
 /** Fills defaults and rejects nonsensical numbers with a RangeError naming the option. */
 export function resolveRegistryOptions(options: ServiceRegistryOptions): ResolvedRegistryOptions {
@@ -92,6 +117,11 @@ export function resolveRegistryOptions(options: ServiceRegistryOptions): Resolve
     healthyThreshold: options.healthyThreshold ?? 1,
     deregisterAfter: options.deregisterAfter ?? 300_000,
     drainTimeout: options.drainTimeout ?? 60_000,
+    massFailureThreshold: options.massFailureThreshold ?? 60,
+    massFailureMinInstances: options.massFailureMinInstances ?? 10,
+    massFailureMinServiceTypes: options.massFailureMinServiceTypes ?? 2,
+    panicThreshold: options.panicThreshold ?? 50,
+    panicMinInstances: options.panicMinInstances ?? 3,
     historySize: options.historySize ?? 10_000,
     watchQueueLimit: options.watchQueueLimit ?? 1024,
     bookmarkInterval: options.bookmarkInterval ?? 30_000,
@@ -109,6 +139,10 @@ export function resolveRegistryOptions(options: ServiceRegistryOptions): Resolve
   }
   if (!Number.isInteger(resolved.drainTimeout) || resolved.drainTimeout < 0) {
     throw new RangeError(`drainTimeout must be a non-negative integer, got ${resolved.drainTimeout}`);
+  }
+  for (const name of ["massFailureThreshold", "panicThreshold"] as const) {
+    const value = resolved[name];
+    if (!Number.isInteger(value) || value < 0 || value > 100) throw new RangeError(`${name} must be a whole percentage (0-100), got ${value}`);
   }
   return resolved;
 }

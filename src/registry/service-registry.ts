@@ -18,9 +18,11 @@ import { HealthStatusHandler } from "./health-status-handler.js";
 import { InstanceIndex } from "./instance-index.js";
 import { InstanceQuotas, UNLIMITED, type QuotaReservation } from "./instance-quotas.js";
 import { newInstanceId } from "./instance-id.js";
+import { MassFailureGuard, type MassFailureSnapshot } from "./mass-failure-guard.js";
 import { RegistryError, type RegistryErrorCode } from "./registry-error.js";
 import { resolveRegistryOptions, type ResolvedRegistryOptions, type ServiceRegistryOptions } from "./registry-options.js";
 import { matchesSelector } from "./selector.js";
+import { TypePanic } from "./type-panic.js";
 import type { Change, Instance, RemovalReason, Selector, ServiceSummary, StoredInstance } from "./types.js";
 import { assertProbeTargetAllowed, validateRegisterInput, validateServiceType, type RegisterInput } from "./validation.js";
 import { WatchHub, type WatchHubStats } from "./watch-hub.js";
@@ -38,6 +40,12 @@ export interface RegistryEvents {
   change: [change: Change];
   /** The store was lost (`false`) or regained (`true`); while lost, reads and writes are refused. */
   availability: [available: boolean, reason: string];
+  /**
+   * This process started (`true`) or stopped (`false`) suspecting its own
+   * network: most of its probes failed at once (see `MassFailureGuard`).
+   * While suspected, no health state changes and nothing expires.
+   */
+  massFailure: [suspected: boolean, seen: MassFailureSnapshot];
 }
 
 /** A successful registration: the instance and its secret token (shown once). */
@@ -117,10 +125,22 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   private readonly options: ResolvedRegistryOptions;
   private readonly store: RegistryStore;
   private readonly logger: StructuredLogger;
-  private readonly index = new InstanceIndex();
+  private readonly index: InstanceIndex;
   private readonly quotas: InstanceQuotas;
   private readonly healthStatus: HealthStatusHandler;
   private readonly drainDeadlines: DrainDeadlines;
+  private readonly guard: MassFailureGuard;
+  private readonly panics = new TypePanic();
+  /**
+   * Failure-driven mutations (turning unhealthy, expiry) held while the guard
+   * could still trip on this interval's failures, by instance, in the order
+   * they were first held; `since` is when.
+   */
+  private readonly held = new Map<string, { mutation: Mutation; readonly since: number }>();
+  /** Re-judges the guard while suspected, so it can leave even when no probe comes. */
+  private guardTimer: NodeJS.Timeout | undefined;
+  /** When the guard last stopped suspecting this process (epoch ms): expiry counts from there. */
+  private guardLeftAt = 0;
   private readonly queue: CommitQueue;
   private readonly commits: CommitReporter;
   private readonly prober: LazyHttpProber | undefined;
@@ -139,11 +159,18 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   constructor(options: ServiceRegistryOptions = {}) {
     super();
     this.options = resolveRegistryOptions(options);
+    this.index = new InstanceIndex({ percent: this.options.panicThreshold, minInstances: this.options.panicMinInstances });
     this.quotas = new InstanceQuotas({ ...UNLIMITED, ...options.quotas }, this.index, options.onQuotaRefused);
     this.store = options.store ?? new MemoryStore();
     this.logger = structuredLogger(options.logger ?? console);
-    this.healthStatus = new HealthStatusHandler(this.options);
+    this.healthStatus = new HealthStatusHandler(this.options, (serviceType) => this.expiryFrom(serviceType));
     this.drainDeadlines = new DrainDeadlines(this.options.drainTimeout, this.options.now, (id) => this.expireDrain(id));
+    this.guard = new MassFailureGuard({
+      thresholdPercent: this.options.massFailureThreshold,
+      minInstances: this.options.massFailureMinInstances,
+      minServiceTypes: this.options.massFailureMinServiceTypes,
+      intervalMs: this.options.healthCheckInterval,
+    });
     this.commits = new CommitReporter(options.commitObserver);
     this.queue = new CommitQueue((batch) => this.commitBatch(batch), { oneBatchAtATime: this.store.plannedBy === "core" });
     if (this.options.healthChecks) {
@@ -177,10 +204,10 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     for (const instance of loaded.instances) {
       this.index.put(instance);
       // Loaded instances are spread over an interval; new registrations are probed soon.
-      if (this.probesHere(instance.id)) {
-        this.scheduler?.add(probeTarget(instance), { spreadOverInterval: true });
-        if (instance.draining) this.drainDeadlines.arm(instance.id, instance.drainingSince);
-      }
+      if (this.probesHere(instance.id)) this.startProbing(instance, true);
+    }
+    for (const { serviceType } of this.index.summaries()) {
+      if (this.panics.set(serviceType, this.index.inPanic(serviceType), this.options.now()) === "entered") this.logPanic(serviceType, true);
     }
     if (store.plannedBy === "store") store.probeOwnership?.onChange(() => this.rebalanceProbes());
     store.onAvailabilityChange?.((available, reason) => this.setAvailability(available, reason));
@@ -192,6 +219,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
         return registry.currentRevision;
       },
       snapshot: (serviceType) => this.index.list(serviceType),
+      panicAfter: (change) => this.panics.flaggedAfter(change),
+      panicTypes: (serviceType) => this.panics.types(serviceType),
     };
     this.hub = new WatchHub(source, {
       queueLimit: this.options.watchQueueLimit,
@@ -300,19 +329,23 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
 
   /**
    * Instances of a type: healthy, not draining ones unless the query says
-   * otherwise (`true` is the seed's `includeUnhealthy`). Without a selector
-   * the array is the index's shared, frozen list: the same object until the
-   * type changes.
+   * otherwise (`true` is the seed's `includeUnhealthy`). A type in panic
+   * (fewer than `panicThreshold` percent of its instances healthy, and at
+   * least `panicMinInstances` of them) answers with its unhealthy instances
+   * too, and `panic` says so: with most of a type failing its checks, the
+   * checks are the likelier thing to be wrong, and spreading calls over
+   * every instance beats piling them all on the few that pass (Envoy's
+   * panic threshold). Without a selector the array is the index's shared,
+   * frozen list: the same object until the type changes.
    */
   getByType(serviceType: string, query: boolean | TypeQuery = false): TypeAnswer {
     validateServiceType(serviceType);
     this.assertFresh();
     const { includeUnhealthy = false, includeDraining = false, selector } = typeof query === "boolean" ? { includeUnhealthy: query } : query;
-    const panic = false;
+    const panic = this.index.inPanic(serviceType);
     let instances: readonly Instance[];
     if (includeUnhealthy || panic) {
-      instances = this.index.list(serviceType);
-      if (!includeDraining) instances = instances.filter((i) => !i.draining);
+      instances = includeDraining ? this.index.list(serviceType) : this.index.undrained(serviceType);
     } else {
       instances = includeDraining ? this.index.list(serviceType).filter((i) => i.health === "healthy") : this.index.serving(serviceType);
     }
@@ -430,6 +463,11 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     return this.hub?.stats() ?? { watchers: 0, parked: 0, resets: 0 };
   }
 
+  /** Whether this process suspects its own network (see `MassFailureGuard`), and how often it has. */
+  get massFailure(): { readonly suspected: boolean; readonly entries: number } {
+    return { suspected: this.guard.suspected, entries: this.guard.entries };
+  }
+
   /** Probe schedule lag over recent probes. */
   probeLag(): ReturnType<ProbeScheduler["lagStats"]> {
     return this.scheduler?.lagStats() ?? { count: 0, p50: 0, p99: 0, max: 0 };
@@ -445,6 +483,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     if (this.state === "closing" || this.state === "closed") return;
     const wasStarted = this.state !== "new";
     this.state = "closing";
+    clearInterval(this.guardTimer);
     await this.scheduler?.stop();
     this.drainDeadlines.clear();
     this.prober?.close();
@@ -554,14 +593,13 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
       this.currentRevision = change.revision;
       applied.push(change);
       const { instance } = change;
+      this.notePanic(change);
       if (change.kind === "registered") {
-        if (this.probesHere(instance.id)) this.scheduler?.add(probeTarget(instance));
+        if (this.probesHere(instance.id)) this.startProbing(instance);
         this.logger.info(logFields(instance, change.revision), CHANGE_LINE.registered);
         this.fire("instanceRegistered", instance);
       } else if (change.kind === "removed") {
-        this.scheduler?.remove(instance.id);
-        this.healthStatus.forget(instance.id);
-        this.drainDeadlines.disarm(instance.id);
+        this.stopProbing(instance.id);
         this.logger.info({ ...logFields(instance, change.revision), reason: change.reason }, CHANGE_LINE.removed);
         this.fire("instanceRemoved", instance, change.reason);
       } else if (change.kind === "draining") {
@@ -594,31 +632,139 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     this.releaseWaiters();
   }
 
+  /**
+   * One probe result: the seed's events, the guard's count, and the health
+   * mutation it calls for, if any. While the guard suspects this process's
+   * network nothing is committed (no transition either way, no expiry); while
+   * it could still trip, a failure-driven mutation waits in `held`.
+   */
   private onProbeResult(target: ProbeTarget, result: ProbeResult): void {
     const instance = this.index.get(target.id);
     if (!instance || this.state !== "running") return;
     if (result.ok) this.fire("healthCheckPassed", instance, result.data);
     else this.fire("healthCheckFailed", instance, result.reason);
 
+    const now = this.options.now();
+    this.noteGuard(this.guard.record(instance.id, result.ok, now), now);
     const failureReason = result.ok ? undefined : result.reason;
-    if (this.pendingHealth.has(instance.id)) return;
-    const mutation = this.healthStatus.record(instance, result.ok, this.options.now(), failureReason);
-    if (!mutation) {
+    if (this.pendingHealth.has(instance.id)) return this.releaseHeld(now);
+    let mutation = this.guard.suspected ? undefined : this.healthStatus.record(instance, result.ok, now, failureReason);
+    const held = this.held.get(instance.id);
+    if (mutation && failureDriven(mutation) && this.guard.holdFailure(held === undefined)) {
+      // In place: the map stays in the order instances were first held.
+      if (held) held.mutation = mutation;
+      else this.held.set(instance.id, { mutation, since: now });
+      mutation = undefined;
+    } else if (held) {
+      this.held.delete(instance.id);
+    }
+    if (mutation) this.commitHealth(instance.id, mutation);
+    else {
       this.hub?.publishProbe({
         instance,
         passed: result.ok,
         revision: this.currentRevision,
         ...(failureReason ? { failureReason } : {}),
       });
-      return;
     }
-    this.pendingHealth.add(instance.id);
+    this.releaseHeld(now);
+  }
+
+  private commitHealth(id: string, mutation: Mutation): void {
+    this.pendingHealth.add(id);
     this.commit(() => mutation)
       .catch((err: unknown) => {
         if (err instanceof RegistryError && err.code === "not_found") return; // removed meanwhile
-        this.logger.error({ err, instanceId: instance.id }, "could not commit a health change");
+        this.logger.error({ err, instanceId: id }, "could not commit a health change");
       })
-      .finally(() => this.pendingHealth.delete(instance.id));
+      .finally(() => this.pendingHealth.delete(id));
+  }
+
+  /**
+   * Commits the held mutations the guard no longer needs held: all of them
+   * once the evidence rules a fault out, else those held for a whole
+   * interval (they can no longer be part of a fault that begins within one).
+   */
+  private releaseHeld(now: number): void {
+    if (this.held.size === 0) return;
+    const all = this.guard.mayCommitHeld();
+    for (const [id, held] of this.held) {
+      if (!all && now - held.since < this.options.healthCheckInterval) break;
+      this.held.delete(id);
+      if (this.index.get(id) && !this.pendingHealth.has(id)) this.commitHealth(id, held.mutation);
+    }
+  }
+
+  /** Acts on the guard entering or leaving the suspected state. */
+  private noteGuard(moved: "entered" | "left" | undefined, now: number): void {
+    if (moved === undefined) return;
+    const seen = this.guard.snapshot();
+    const fields = { ...seen, thresholdPercent: this.options.massFailureThreshold, intervalMs: this.options.healthCheckInterval };
+    if (moved === "entered") {
+      // Failures held back are the fault's own: they are never committed.
+      this.held.clear();
+      this.guardTimer = setInterval(() => {
+        const at = this.options.now();
+        this.noteGuard(this.guard.judge(at), at);
+      }, this.options.healthCheckInterval);
+      this.guardTimer.unref();
+      this.logger.error(
+        fields,
+        "most health probes failed at once, across service types: suspecting this registry's own network; holding every health state, removing nothing and reporting NOT_SERVING until they pass again",
+      );
+    } else {
+      clearInterval(this.guardTimer);
+      this.guardTimer = undefined;
+      this.guardLeftAt = now;
+      // What was seen during the fault is not trusted: thresholds count afresh.
+      this.healthStatus.forgetAll();
+      this.logger.warn(fields, "health probes pass again: no longer suspecting this registry's own network; health changes and expiry resume");
+    }
+    this.fire("massFailure", moved === "entered", seen);
+  }
+
+  /** Records whether a committed change left its type in panic, and logs the type entering or leaving it. */
+  private notePanic(change: Change): void {
+    const { serviceType } = change.instance;
+    if (change.kind === "removed" && this.index.countOfType(serviceType) === 0) {
+      this.panics.forget(serviceType);
+      return;
+    }
+    const moved = this.panics.afterChange(change, this.index.inPanic(serviceType), this.options.now());
+    if (moved !== undefined) this.logPanic(serviceType, moved === "entered", change.revision);
+  }
+
+  private logPanic(serviceType: string, entered: boolean, revision = this.currentRevision): void {
+    const fields = { serviceType, revision, panicThresholdPercent: this.options.panicThreshold };
+    if (entered) {
+      this.logger.warn(fields, "service type in panic: too few of its instances are healthy; GetByType answers with all of them, flagged, and none expires");
+    } else {
+      this.logger.info(fields, "service type out of panic: GetByType answers with healthy instances again and expiry resumes");
+    }
+  }
+
+  /** See `ExpiryClock`: paused while the type is in panic; counted from the later of its panic's end and the guard's. */
+  private expiryFrom(serviceType: string): number | undefined {
+    const fromPanic = this.panics.expiryFrom(serviceType);
+    return fromPanic === undefined ? undefined : Math.max(fromPanic, this.guardLeftAt);
+  }
+
+  /** Probes an instance here: the scheduler and the guard's count. */
+  private startProbing(instance: Instance, spreadOverInterval = false): void {
+    // Its drain deadline is kept by the replica that probes it, with or without probing.
+    if (instance.draining) this.drainDeadlines.arm(instance.id, instance.drainingSince);
+    if (!this.scheduler) return;
+    this.scheduler.add(probeTarget(instance), { spreadOverInterval });
+    this.guard.track(instance.id, instance.serviceType);
+  }
+
+  /** Stops probing an instance here (removed, or now another replica's). */
+  private stopProbing(id: string): void {
+    this.drainDeadlines.disarm(id);
+    this.scheduler?.remove(id);
+    this.healthStatus.forget(id);
+    this.guard.untrack(id);
+    this.held.delete(id);
   }
 
   /** The drain deadline of instance `id` passed: it is removed, unless it went meanwhile. */
@@ -700,14 +846,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   private rebalanceProbes(): void {
     if (!this.scheduler || this.state !== "running") return;
     for (const instance of this.index.list("")) {
-      if (this.probesHere(instance.id)) {
-        this.scheduler.add(probeTarget(instance));
-        if (instance.draining) this.drainDeadlines.arm(instance.id, instance.drainingSince);
-      } else {
-        this.scheduler.remove(instance.id);
-        this.healthStatus.forget(instance.id);
-        this.drainDeadlines.disarm(instance.id);
-      }
+      if (this.probesHere(instance.id)) this.startProbing(instance);
+      else this.stopProbing(instance.id);
     }
   }
 
@@ -720,6 +860,11 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
 
 function probeTarget(instance: Instance): ProbeTarget {
   return { id: instance.id, host: instance.host, port: instance.port, path: instance.healthCheckPath };
+}
+
+/** A mutation a failing probe calls for: turning unhealthy, or expiry. */
+function failureDriven(mutation: Mutation): boolean {
+  return mutation.op === "remove" || (mutation.op === "setHealth" && mutation.health === "unhealthy");
 }
 
 function asError(err: unknown): Error {

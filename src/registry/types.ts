@@ -76,10 +76,13 @@ export type Change =
 
 /** What a watcher receives. */
 export type WatchEvent =
-  /** A committed change, from history or live. */
-  | { readonly type: "change"; readonly change: Change; readonly snapshot?: false }
-  /** An instance existing at snapshot time. */
-  | { readonly type: "snapshot"; readonly instance: Instance; readonly revision: number }
+  /**
+   * A committed change, from history or live; `panic`: its type was in panic
+   * after it (see GetByType).
+   */
+  | { readonly type: "change"; readonly change: Change; readonly snapshot?: false; readonly panic?: boolean }
+  /** An instance existing at snapshot time; `panic`: its type was in panic then. */
+  | { readonly type: "snapshot"; readonly instance: Instance; readonly revision: number; readonly panic?: boolean }
   /** The snapshot is complete at `revision`. */
   | { readonly type: "synced"; readonly revision: number }
   /** The resume point could not be honoured; a fresh snapshot follows. */

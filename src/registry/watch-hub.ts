@@ -61,7 +61,8 @@ export class WatchHub {
    */
   publishChanges(changes: readonly Change[]): void {
     for (const change of changes) {
-      const event = { type: "change", change } as const; // one event object for every watcher
+      // One event object for every watcher; its flag as catch-up from history gives it too.
+      const event = { type: "change", change, panic: this.source.panicAfter?.(change) ?? false } as const;
       this.changeGroup.forEachConcerned(change.instance, (watcher) => watcher.pushChange(change, event));
       // After the push, not before: a watcher parked by this change resumes from just below it.
       if (change.revision > this.published) this.published = change.revision;

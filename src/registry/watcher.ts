@@ -29,6 +29,10 @@ export interface WatchSource {
   readonly history: EventHistory;
   /** Current instances of a type (all for ""). */
   snapshot(serviceType: string): readonly Instance[];
+  /** True when `change` left its type in panic: the event's `panic` flag. Absent: never. */
+  panicAfter?(change: Change): boolean;
+  /** The types in panic now, of `serviceType` (all for ""). Absent: none. */
+  panicTypes?(serviceType: string): ReadonlySet<string>;
 }
 
 /** Tunables of a watcher, set by the hub. */
@@ -75,6 +79,8 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
   private readonly queue: WatchEvent[] = [];
   private queueHead = 0;
   private snapshotItems: readonly Instance[] | undefined;
+  /** The types in panic when the snapshot was taken. */
+  private snapshotPanic: ReadonlySet<string> | undefined;
   private snapshotCursor = 0;
   private snapshotRevision = 0;
   /** Set when a RESET is due before the next snapshot. */
@@ -225,7 +231,7 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
     clearTimeout(this.bookmarkTimer);
     this.bookmarkTimer = undefined;
     this.queue.length = 0;
-    this.snapshotItems = undefined;
+    this.snapshotItems = this.snapshotPanic = undefined;
     this.feed.closed(this);
     this.notify();
   }
@@ -259,7 +265,7 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
     }
     if (this.snapshotItems) {
       const instance = this.snapshotItems[this.snapshotCursor++];
-      if (instance) return { type: "snapshot", instance, revision: this.snapshotRevision };
+      if (instance) return { type: "snapshot", instance, revision: this.snapshotRevision, panic: this.snapshotPanic?.has(instance.serviceType) ?? false };
       this.snapshotItems = undefined;
       return { type: "synced", revision: this.snapshotRevision };
     }
@@ -290,7 +296,7 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
       return;
     }
     for (const change of batch) {
-      if (this.matches(change.instance)) this.enqueue({ type: "change", change });
+      if (this.matches(change.instance)) this.enqueue({ type: "change", change, panic: this.source.panicAfter?.(change) ?? false });
       this.position = change.revision;
     }
     if (batch.length < this.limits.catchUpBatch) {
@@ -310,6 +316,7 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
     const items = this.source.snapshot(this.options.serviceType);
     const selector = this.selector;
     this.snapshotItems = selector === undefined ? items : items.filter((i) => matchesSelector(i, selector));
+    this.snapshotPanic = this.source.panicTypes?.(this.options.serviceType);
     this.snapshotCursor = 0;
     this.snapshotRevision = this.position = this.source.revision;
     this.parked = false;

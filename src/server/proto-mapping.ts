@@ -26,8 +26,8 @@ const REMOVAL_REASONS: Record<RemovalReason, pb.RemovalReason> = {
   drain_expired: pb.RemovalReason.REMOVAL_REASON_DRAIN_EXPIRED,
 };
 
-function changeMessage(change: Change, epoch: string): pb.WatchInstancesResponse {
-  const base = { ...empty(epoch, change.revision), instance: toProtoInstance(change.instance) };
+function changeMessage(change: Change, epoch: string, panic: boolean): pb.WatchInstancesResponse {
+  const base = { ...empty(epoch, change.revision), instance: toProtoInstance(change.instance), panic };
   switch (change.kind) {
     case "registered":
       return { ...base, type: pb.EventType.EVENT_TYPE_INSTANCE_REGISTERED };
@@ -58,13 +58,14 @@ function empty(epoch: string, revision: number): pb.WatchInstancesResponse {
 export function toWatchResponse(event: WatchEvent, epoch: string): pb.WatchInstancesResponse {
   switch (event.type) {
     case "change":
-      return changeMessage(event.change, epoch);
+      return changeMessage(event.change, epoch, event.panic ?? false);
     case "snapshot":
       return {
         ...empty(epoch, event.revision),
         type: pb.EventType.EVENT_TYPE_INSTANCE_REGISTERED,
         instance: toProtoInstance(event.instance),
         snapshot: true,
+        panic: event.panic ?? false,
       };
     case "probe":
       return {

@@ -6,7 +6,9 @@ import { toWatchResponse } from "./proto-mapping.js";
  * Encodes watch events to wire bytes, once per event: a change or probe result
  * pushed to a thousand watchers is encoded a single time and every stream
  * writes the same Buffer. Entries die with the event (WeakMap), so the cache
- * holds no more than the history and the watchers' queues already do.
+ * holds no more than the history and the watchers' queues already do. A
+ * change's `panic` flag is the registry's record of that change (the hub and
+ * catch-up from history read the same), so keying by the change is enough.
  */
 export class WatchEventEncoder {
   private readonly cache = new WeakMap<object, Buffer>();

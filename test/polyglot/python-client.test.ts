@@ -1,10 +1,11 @@
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { waitFor } from "../support/wait-for.js";
+import { generatePythonStubs, PYTHON, pythonToolchain } from "./python-toolchain.js";
 
 /**
  * A non-Node client against the registry started the way a user starts it
@@ -18,35 +19,7 @@ import { waitFor } from "../support/wait-for.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, "../..");
-const PYTHON = "/usr/bin/python3";
-const PROTOC = "protoc";
-const GRPC_PYTHON_PLUGIN = "/usr/bin/grpc_python_plugin";
-const WELL_KNOWN_TIMESTAMP = "/usr/include/google/protobuf/timestamp.proto";
-const INSTALL_HINT =
-  "install them with: apt-get install -y python3-grpcio protobuf-compiler protobuf-compiler-grpc libprotobuf-dev";
-
-const ciValue = (process.env.CI ?? "").trim().toLowerCase();
-const inCI = ciValue !== "" && !["0", "false", "no"].includes(ciValue);
-
-/** What is missing of the Python toolchain, as human-readable lines. */
-function missingTools(): string[] {
-  const missing: string[] = [];
-  const py = spawnSync(PYTHON, ["-c", "import grpc, google.protobuf"], { encoding: "utf8", timeout: 15_000 });
-  if (py.error) missing.push(`${PYTHON}: ${py.error.message}`);
-  else if (py.status !== 0) missing.push(`${PYTHON} cannot import grpc / google.protobuf (${py.stderr.trim().split("\n").pop()})`);
-  const protoc = spawnSync(PROTOC, ["--version"], { encoding: "utf8", timeout: 15_000 });
-  if (protoc.error || protoc.status !== 0) missing.push(`${PROTOC} not found on PATH`);
-  if (!existsSync(GRPC_PYTHON_PLUGIN)) missing.push(`${GRPC_PYTHON_PLUGIN} not found`);
-  // protoc reads google/protobuf/timestamp.proto from libprotobuf-dev (a Recommends only).
-  if (!existsSync(WELL_KNOWN_TIMESTAMP)) missing.push(`${WELL_KNOWN_TIMESTAMP} not found (libprotobuf-dev)`);
-  return missing;
-}
-
-const missing = missingTools();
-const toolchainError =
-  missing.length === 0 ? undefined : `Python gRPC toolchain missing: ${missing.join("; ")}; ${INSTALL_HINT}`;
-const skip = toolchainError !== undefined && !inCI;
-if (skip) console.warn(`SKIPPING test/polyglot/python-client.test.ts (CI is not set): ${toolchainError}`);
+const { toolchainError, skip } = pythonToolchain("test/polyglot/python-client.test.ts");
 
 interface ServerLog {
   readonly msg?: string;
@@ -131,27 +104,6 @@ function alive(pid: number): boolean {
     return true;
   } catch {
     return false;
-  }
-}
-
-function generatePythonStubs(dir: string): void {
-  const protoc = spawnSync(
-    PROTOC,
-    [
-      "-Iproto",
-      `--python_out=${dir}`,
-      `--pyi_out=${dir}`,
-      `--grpc_out=${dir}`,
-      `--plugin=protoc-gen-grpc=${GRPC_PYTHON_PLUGIN}`,
-      "registry/v1/registry.proto",
-    ],
-    { cwd: ROOT, encoding: "utf8", timeout: 30_000 },
-  );
-  if (protoc.status !== 0) throw new Error(`protoc failed (${protoc.status}): ${protoc.stderr}${protoc.error ?? ""}`);
-  // Generated code imports `registry.v1.registry_pb2`: make both levels regular packages.
-  for (const pkg of ["registry", "registry/v1"]) {
-    mkdirSync(join(dir, pkg), { recursive: true });
-    writeFileSync(join(dir, pkg, "__init__.py"), "");
   }
 }
 

@@ -10,6 +10,10 @@ export interface HealthServer {
   readonly requests: IncomingMessage[];
   /** Resolves at the next request. */
   nextRequest(timeoutMs?: number): Promise<IncomingMessage>;
+  /** Stops listening and cuts every connection, as a crashed backend does: probes get ECONNREFUSED. */
+  stop(): Promise<void>;
+  /** Listens again on the same port after `stop()`, as a restarted backend does. */
+  resume(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -25,6 +29,11 @@ export async function startHealthServer(body: unknown = { status: "ok" }): Promi
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const port = (server.address() as AddressInfo).port;
+  const stop = (): Promise<void> => {
+    if (!server.listening) return Promise.resolve();
+    server.closeAllConnections();
+    return new Promise((resolve) => server.close(() => resolve()));
+  };
   return {
     port,
     get status() {
@@ -43,9 +52,16 @@ export async function startHealthServer(body: unknown = { status: "ok" }): Promi
         });
       });
     },
-    close() {
-      server.closeAllConnections();
-      return new Promise((resolve) => server.close(() => resolve()));
+    stop,
+    resume() {
+      return new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(port, "127.0.0.1", () => {
+          server.off("error", reject);
+          resolve();
+        });
+      });
     },
+    close: stop,
   };
 }

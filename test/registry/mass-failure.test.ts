@@ -1,0 +1,127 @@
+import { credentials } from "@grpc/grpc-js";
+import { afterEach, describe, expect, it } from "vitest";
+import { HealthStatus, RegistryServiceClient, type GetByTypeResponse } from "../../gen/registry/v1/registry.js";
+import type { Change } from "../../src/registry/types.js";
+import { check, healthClient, HealthWatch } from "../support/health-client.js";
+import { startHealthServer, type HealthServer } from "../support/health-server.js";
+import { parseExposition } from "../support/prometheus-text.js";
+import { call } from "../support/registry-harness.js";
+import { startStack } from "../support/stack.js";
+import { Waiter } from "../support/waiter.js";
+
+/**
+ * Long enough that the guard trips well inside the interval in which every
+ * probe starts failing (it needs 13 of the 20 instances), with room for a
+ * loaded machine's probe lag.
+ */
+const INTERVAL_MS = 500;
+const DEREGISTER_AFTER_MS = 400;
+
+describe("registry-side fault: every probe fails at once", () => {
+  const cleanup: (() => unknown)[] = [];
+  afterEach(async () => {
+    for (const fn of cleanup.splice(0).reverse()) await fn();
+  });
+
+  it("holds every health state, removes nothing and reports NOT_SERVING until the backends return", async () => {
+    const stack = await startStack({
+      HEALTH_CHECKS: "true",
+      HEALTH_CHECK_INTERVAL_MS: String(INTERVAL_MS),
+      HEALTH_CHECK_TTL_MS: "200",
+      DEREGISTER_AFTER_MS: String(DEREGISTER_AFTER_MS),
+    });
+    cleanup.push(() => stack.close());
+    const client = new RegistryServiceClient(stack.address, credentials.createInsecure());
+    const health = healthClient(stack.address);
+    cleanup.push(() => client.close(), () => health.close());
+
+    // What the registry saw, as it saw it: passing probes, failing probes with their times, committed changes.
+    const waiter = new Waiter();
+    const passed = new Set<string>();
+    const failedAt = new Map<string, number[]>();
+    const changes: Change[] = [];
+    stack.registry.on("healthCheckPassed", (i) => {
+      passed.add(i.id);
+      waiter.notify();
+    });
+    stack.registry.on("healthCheckFailed", (i) => {
+      failedAt.set(i.id, [...(failedAt.get(i.id) ?? []), Date.now()]);
+      waiter.notify();
+    });
+    stack.registry.on("change", (c) => {
+      changes.push(c);
+      waiter.notify();
+    });
+
+    // Two service types, twenty instances, each behind a real /health server.
+    const backends: HealthServer[] = [];
+    const ids: string[] = [];
+    for (const serviceType of ["orders", "payments"]) {
+      for (let i = 0; i < 10; i++) {
+        const backend = await startHealthServer();
+        cleanup.push(() => backend.close());
+        backends.push(backend);
+        const res = await call(client, client.register, { serviceType, host: "127.0.0.1", port: backend.port, metadata: {} });
+        ids.push(res.serviceId);
+      }
+    }
+    await waiter.until(() => ids.every((id) => passed.has(id)), "a passing probe of every instance", 5000);
+    const watch = new HealthWatch(health);
+    const watchService = new HealthWatch(health, "registry.v1.RegistryService");
+    cleanup.push(() => watch.cancel(), () => watchService.cancel());
+    expect(await watch.next()).toBe("SERVING");
+    expect(await watchService.next()).toBe("SERVING");
+
+    // The registry's network "fails": no backend answers any more.
+    const committedBefore = changes.length;
+    await Promise.all(backends.map((b) => b.stop()));
+    expect(await watch.next()).toBe("NOT_SERVING");
+    expect(await watchService.next()).toBe("NOT_SERVING");
+    expect(await check(health)).toBe("NOT_SERVING");
+    expect(await check(health, "registry.v1.RegistryService")).toBe("NOT_SERVING");
+    const healthz = await fetch(`${stack.httpUrl}/healthz`);
+    expect(healthz.status).toBe(503);
+    expect(await healthz.json()).toEqual({ status: "NOT_SERVING", reasons: ["mass_probe_failure"] });
+
+    // Every instance goes on failing for longer than DEREGISTER_AFTER_MS and
+    // another interval: without the guard each would have been marked
+    // unhealthy and then removed by now.
+    const failingFrom = Date.now();
+    await waiter.until(
+      () => ids.every((id) => (failedAt.get(id) ?? []).some((t) => t >= failingFrom + DEREGISTER_AFTER_MS + INTERVAL_MS)),
+      "every instance failing for longer than DEREGISTER_AFTER_MS and an interval",
+      10_000,
+    );
+    expect(changes.slice(committedBefore), "no health change or removal committed during the fault").toEqual([]);
+    expect(stack.registry.size).toBe(20);
+    for (const serviceType of ["orders", "payments"]) {
+      const answer: GetByTypeResponse = await call(client, client.getByType, { serviceType, includeUnhealthy: false, includeDraining: false, selector: {} });
+      expect(answer.instances.map((i) => i.health)).toEqual(Array(10).fill(HealthStatus.HEALTH_STATUS_HEALTHY));
+      expect(answer.panic).toBe(false);
+    }
+    const during = parseExposition(await stack.metrics.exposition());
+    expect(during.value("registry_mass_failure")).toBe(1);
+    expect(during.value("registry_mass_failure_entries_total")).toBe(1);
+    expect(during.value("registry_not_serving", { reason: "mass_probe_failure" })).toBe(1);
+
+    // The network comes back: SERVING again, every instance still there and healthy.
+    await Promise.all(backends.map((b) => b.resume()));
+    expect(await watch.next()).toBe("SERVING");
+    expect(await watchService.next()).toBe("SERVING");
+    expect(await check(health)).toBe("SERVING");
+    expect((await fetch(`${stack.httpUrl}/healthz`)).status).toBe(200);
+    expect(parseExposition(await stack.metrics.exposition()).value("registry_mass_failure")).toBe(0);
+    expect(stack.registry.getByType("orders").instances).toHaveLength(10);
+
+    // A lone failure afterwards is the service's own: committed as usual, and the registry stays SERVING.
+    const lone = ids[0] as string;
+    await (backends[0] as HealthServer).stop();
+    await waiter.until(
+      () => changes.some((c) => c.kind === "health" && c.instance.id === lone && c.instance.health === "unhealthy"),
+      "the lone failing instance to turn unhealthy",
+      5000,
+    );
+    expect(await check(health)).toBe("SERVING");
+    expect(stack.registry.massFailure).toEqual({ suspected: false, entries: 1 });
+  }, 30_000);
+});

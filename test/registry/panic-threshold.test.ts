@@ -1,0 +1,232 @@
+import { credentials, makeGenericClientConstructor } from "@grpc/grpc-js";
+import { afterEach, describe, expect, it } from "vitest";
+import { EventType, HealthStatus, RegistryServiceClient, type WatchInstancesResponse } from "../../gen/registry/v1/registry.js";
+import { HealthyInstances, type HealthySet } from "../../src/client/healthy-instances.js";
+import { RegistryClient } from "../../src/client/registry-client.js";
+import { registerRegistryResolver, ROUND_ROBIN_SERVICE_CONFIG, type ResolverUpdate } from "../../src/client/registry-resolver.js";
+import type { Change } from "../../src/registry/types.js";
+import { Log } from "../client/helpers.js";
+import { startHealthServer, type HealthServer } from "../support/health-server.js";
+import { call, TEST_KEY, WatchCursor } from "../support/registry-harness.js";
+import { startStack } from "../support/stack.js";
+import { Waiter } from "../support/waiter.js";
+
+const INTERVAL_MS = 200;
+const DEREGISTER_AFTER_MS = 300;
+
+type Stack = Awaited<ReturnType<typeof startStack>>;
+
+describe("per-type panic threshold", () => {
+  const cleanup: (() => unknown)[] = [];
+  afterEach(async () => {
+    for (const fn of cleanup.splice(0).reverse()) await fn();
+  });
+
+  /** A server as `serve` runs it, probing every INTERVAL_MS, with what its registry sees recorded. */
+  async function start(env: Record<string, string> = {}) {
+    const stack = await startStack({
+      HEALTH_CHECKS: "true",
+      HEALTH_CHECK_INTERVAL_MS: String(INTERVAL_MS),
+      HEALTH_CHECK_TTL_MS: "200",
+      DEREGISTER_AFTER_MS: String(DEREGISTER_AFTER_MS),
+      ...env,
+    });
+    cleanup.push(() => stack.close());
+    const client = new RegistryServiceClient(stack.address, credentials.createInsecure());
+    cleanup.push(() => client.close());
+    const seen = recordings(stack);
+    /** Registers `count` instances of `serviceType`, each behind its own /health server, and waits until each passed a probe. */
+    const fleet = async (serviceType: string, count: number): Promise<{ backends: HealthServer[]; ids: string[] }> => {
+      const backends: HealthServer[] = [];
+      const ids: string[] = [];
+      for (let i = 0; i < count; i++) {
+        const backend = await startHealthServer();
+        cleanup.push(() => backend.close());
+        backends.push(backend);
+        ids.push((await call(client, client.register, { serviceType, host: "127.0.0.1", port: backend.port, metadata: {} })).serviceId);
+      }
+      await seen.waiter.until(() => ids.every((id) => seen.passed.has(id)), `a passing probe of every ${serviceType} instance`, 5000);
+      return { backends, ids };
+    };
+    const getByType = (serviceType: string) =>
+      call(client, client.getByType, { serviceType, includeUnhealthy: false, includeDraining: false, selector: {} });
+    return { stack, client, seen, fleet, getByType };
+  }
+
+  it("answers with every instance of a type under the threshold, flagged on GetByType, HTTP, ListServices, the watch and the SDK, and expires none", async () => {
+    const { stack, client, seen, fleet, getByType } = await start();
+    const billing = await fleet("billing", 10);
+    // Below PANIC_MIN_INSTANCES (3): behaves as without panic. Its failures and
+    // billing's (9 of 12 probed) stay under MASS_FAILURE_MIN_INSTANCES, so the
+    // registry does not suspect its own network.
+    const tiny = await fleet("tiny", 2);
+
+    const watch = WatchCursor.open(client, { serviceType: "billing" });
+    cleanup.push(() => watch.cancel());
+    const snapshot = await readSnapshot(watch);
+    expect(snapshot.map((e) => e.panic)).toEqual(Array(10).fill(false));
+    const tinyWatch = WatchCursor.open(client, { serviceType: "tiny" });
+    cleanup.push(() => tinyWatch.cancel());
+    await readSnapshot(tinyWatch);
+    const sdk = healthySets(stack);
+    await sdk.find((s) => s.ok && s.instances.length === 10, "the SDK's set of ten healthy instances");
+    const resolved = resolverUpdates(stack);
+    await resolved.find((u) => u.addresses.length === 10, "the resolver's ten addresses");
+
+    // 70 % of billing's backends (and both of tiny's) die.
+    const dead = billing.ids.slice(0, 7);
+    await Promise.all([...billing.backends.slice(0, 7), ...tiny.backends].map((b) => b.stop()));
+    const failed: WatchInstancesResponse[] = [];
+    while (failed.length < 7) {
+      const event = await watch.next(5000);
+      if (event.type === EventType.EVENT_TYPE_HEALTH_CHECK_FAILED) failed.push(event);
+    }
+    // The flag is the type's state after each event: in panic from the sixth failure (4 of 10 healthy < 50 %).
+    expect(failed.map((e) => e.panic)).toEqual([false, false, false, false, false, true, true]);
+
+    const answer = await getByType("billing");
+    expect(answer.panic).toBe(true);
+    expect(answer.instances.map((i) => i.id).sort()).toEqual([...billing.ids].sort());
+    expect(answer.instances.filter((i) => i.health === HealthStatus.HEALTH_STATUS_UNHEALTHY)).toHaveLength(7);
+    const http = await fetch(`${stack.httpUrl}/services/billing`, { headers: { authorization: `Bearer ${TEST_KEY}` } });
+    const httpAnswer = (await http.json()) as { instances: { id: string; health: string }[]; panic: boolean };
+    expect(httpAnswer.panic).toBe(true);
+    expect(httpAnswer.instances.map((i) => i.id).sort()).toEqual([...billing.ids].sort());
+    const sdkClient = new RegistryClient({ addresses: [stack.address], auth: { key: TEST_KEY } });
+    cleanup.push(() => sdkClient.close());
+    const viaSdk = await sdkClient.getByType("billing");
+    expect(viaSdk.panic).toBe(true);
+    expect(viaSdk.instances).toHaveLength(10);
+    const listed = await call(client, client.listServices, {});
+    expect(listed.services.find((s) => s.serviceType === "billing")).toMatchObject({ healthyCount: 3, totalCount: 10, panic: true });
+    const again = WatchCursor.open(client, { serviceType: "billing" });
+    cleanup.push(() => again.cancel());
+    expect((await readSnapshot(again)).map((e) => e.panic)).toEqual(Array(10).fill(true));
+
+    // The SDK and the resolver use every instance while the type is in panic.
+    await sdk.find((s) => s.ok && s.panic && s.instances.length === 10, "the SDK's set of all ten instances, in panic");
+    await resolved.find((u) => u.panic === true && u.addresses.length === 10, "the resolver's ten addresses, in panic");
+
+    // The small type expires as it always did, and answers healthy instances only.
+    await seen.waiter.until(
+      () => tiny.ids.every((id) => seen.changes.some((c) => c.kind === "removed" && c.instance.id === id && c.reason === "health_check_expired")),
+      "both tiny instances to expire",
+      5000,
+    );
+    const tinyEvents = [await tinyWatch.next(), await tinyWatch.next(), await tinyWatch.next(), await tinyWatch.next()];
+    expect(tinyEvents.map((e) => e.type).sort()).toEqual(
+      [EventType.EVENT_TYPE_HEALTH_CHECK_FAILED, EventType.EVENT_TYPE_HEALTH_CHECK_FAILED, EventType.EVENT_TYPE_INSTANCE_REMOVED, EventType.EVENT_TYPE_INSTANCE_REMOVED].sort(),
+    );
+    expect(tinyEvents.map((e) => e.panic), "0 of 2 healthy, but under PANIC_MIN_INSTANCES").toEqual([false, false, false, false]);
+    expect((await getByType("tiny")).instances).toEqual([]);
+    // Billing's dead instances go on failing well past DEREGISTER_AFTER_MS, and none is removed.
+    await seen.waiter.until(
+      () => dead.every((id) => (seen.failedAt.get(id) ?? []).some((t) => t >= (seen.unhealthyAt.get(id) ?? Infinity) + DEREGISTER_AFTER_MS + INTERVAL_MS)),
+      "every dead billing instance failing for longer than DEREGISTER_AFTER_MS and an interval after turning unhealthy",
+      5000,
+    );
+    expect(seen.changes.filter((c) => c.kind === "removed" && c.instance.serviceType === "billing")).toEqual([]);
+    expect((await getByType("billing")).instances).toHaveLength(10);
+
+    // Back above the threshold: healthy instances only, unflagged.
+    await Promise.all(billing.backends.slice(0, 7).map((b) => b.resume()));
+    const recovered: WatchInstancesResponse[] = [];
+    while (recovered.length < 7) {
+      const event = await watch.next(5000);
+      if (event.type === EventType.EVENT_TYPE_HEALTH_CHECK_PASSED) recovered.push(event);
+    }
+    // 5 of 10 healthy is not fewer than 50 %: out of panic from the second recovery.
+    expect(recovered.map((e) => e.panic)).toEqual([true, false, false, false, false, false, false]);
+    const after = await getByType("billing");
+    expect(after.panic).toBe(false);
+    expect(after.instances).toHaveLength(10);
+    await sdk.find((s) => s.ok && !s.panic && s.instances.length === 10, "the SDK's set of ten healthy instances again");
+  }, 30_000);
+
+  it("PANIC_THRESHOLD_PERCENT sets the threshold, and 0 turns panic off: dead instances are hidden and expire", async () => {
+    const strict = await start({ PANIC_THRESHOLD_PERCENT: "80" });
+    const strictFleet = await strict.fleet("search", 4);
+    await (strictFleet.backends[0] as HealthServer).stop();
+    // 3 of 4 healthy is 75 %, under 80 %.
+    await strict.seen.waiter.until(() => strict.seen.changes.some((c) => c.kind === "health"), "one instance to turn unhealthy", 5000);
+    const strictAnswer = await strict.getByType("search");
+    expect(strictAnswer.panic).toBe(true);
+    expect(strictAnswer.instances).toHaveLength(4);
+
+    const off = await start({ PANIC_THRESHOLD_PERCENT: "0" });
+    const offFleet = await off.fleet("search", 4);
+    await Promise.all(offFleet.backends.slice(0, 3).map((b) => b.stop()));
+    await off.seen.waiter.until(
+      () => offFleet.ids.slice(0, 3).every((id) => off.seen.changes.some((c) => c.kind === "removed" && c.instance.id === id)),
+      "the three dead instances to expire",
+      5000,
+    );
+    const offAnswer = await off.getByType("search");
+    expect(offAnswer.panic).toBe(false);
+    expect(offAnswer.instances.map((i) => i.id)).toEqual([offFleet.ids[3]]);
+  }, 30_000);
+
+  /** Watches the type's healthy set through the SDK (`HealthyInstances`, what the resolver uses). */
+  function healthySets(stack: Stack): Log<Extract<HealthySet, { ok: true }>> {
+    const client = new RegistryClient({ addresses: [stack.address], auth: { key: TEST_KEY } });
+    const sets = new Log<Extract<HealthySet, { ok: true }>>();
+    const unsubscribe = new HealthyInstances(client, "billing").subscribe((set) => set.ok && sets.push(set));
+    cleanup.push(() => {
+      unsubscribe();
+      client.close();
+    });
+    return sets;
+  }
+
+  /** The address lists the `registry:///billing` resolver hands a channel. */
+  function resolverUpdates(stack: Stack): Log<ResolverUpdate> {
+    const client = new RegistryClient({ addresses: [stack.address], auth: { key: TEST_KEY } });
+    const updates = new Log<ResolverUpdate>();
+    const unregister = registerRegistryResolver({ client, authority: "panic", onUpdate: (u) => updates.push(u) });
+    // Any channel on the target starts the resolver; nothing needs to answer on the addresses.
+    const Channel = makeGenericClientConstructor({}, "Nothing");
+    const channel = new Channel("registry://panic/billing", credentials.createInsecure(), { "grpc.service_config": ROUND_ROBIN_SERVICE_CONFIG });
+    channel.getChannel().getConnectivityState(true);
+    cleanup.push(() => {
+      channel.close();
+      unregister();
+      client.close();
+    });
+    return updates;
+  }
+});
+
+/** The registry's probe results and committed changes, with the times they came, to await. */
+function recordings(stack: Stack) {
+  const waiter = new Waiter();
+  const passed = new Set<string>();
+  const failedAt = new Map<string, number[]>();
+  const unhealthyAt = new Map<string, number>();
+  const changes: Change[] = [];
+  stack.registry.on("healthCheckPassed", (i) => {
+    passed.add(i.id);
+    waiter.notify();
+  });
+  stack.registry.on("healthCheckFailed", (i) => {
+    failedAt.set(i.id, [...(failedAt.get(i.id) ?? []), Date.now()]);
+    waiter.notify();
+  });
+  stack.registry.on("change", (c) => {
+    changes.push(c);
+    if (c.kind === "health" && c.instance.health === "unhealthy") unhealthyAt.set(c.instance.id, Date.now());
+    waiter.notify();
+  });
+  return { waiter, passed, failedAt, unhealthyAt, changes };
+}
+
+/** Reads a watch's snapshot up to SYNCED; answers the snapshot events. */
+async function readSnapshot(watch: WatchCursor): Promise<WatchInstancesResponse[]> {
+  const events: WatchInstancesResponse[] = [];
+  for (;;) {
+    const event = await watch.next();
+    if (event.type === EventType.EVENT_TYPE_SYNCED) return events;
+    events.push(event);
+  }
+}
+
+
