@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { status } from "@grpc/grpc-js";
+import { canonicalHost } from "../registry/instance-address.js";
 import type { Instance } from "../registry/types.js";
 import type { RegistryAuth } from "./auth.js";
 import { Backoff, sleep, type BackoffOptions } from "./backoff.js";
@@ -287,7 +288,7 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
         signal: this.abort.signal,
       });
       return instances.find(
-        (i) => i.host === mine.host && i.port === mine.port && i.metadata[SESSION_METADATA_KEY] !== this.session,
+        (i) => i.port === mine.port && canonicalHost(i.host) === canonicalHost(mine.host) && i.metadata[SESSION_METADATA_KEY] !== this.session,
       );
     } catch {
       return undefined;

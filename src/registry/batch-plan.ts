@@ -66,6 +66,8 @@ export function planBatch(table: PlanTable, revision: number, mutations: readonl
         addresses.set(addressKey(before.serviceType, before.host, before.port), null);
         change = { kind: "removed", revision: ++revision, instance: before, reason: mutation.reason };
       } else if (mutation.op === "drain") {
+        // Draining is one way: a drain of a draining instance changes nothing (nor its deadline).
+        if (before.draining) return { kind: "draining", revision: before.revision, instance: before };
         const instance = storedInstance(before, ++revision, before.health, mutation.at, mutation.at);
         planned.set(mutation.id, instance);
         change = { kind: "draining", revision, instance };

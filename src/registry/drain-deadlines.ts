@@ -27,6 +27,11 @@ export class DrainDeadlines {
     this.timers.set(id, timer);
   }
 
+  /** Calls `expire(id)` again in `ms` (its removal could not be made now). */
+  retryIn(id: string, ms: number): void {
+    this.arm(id, this.now() + ms - this.timeoutMs);
+  }
+
   /** Forgets an instance's deadline (removed, or now looked after by another replica). */
   disarm(id: string): void {
     const timer = this.timers.get(id);

@@ -28,6 +28,8 @@ interface Probed {
   counted: boolean;
   /** The evidence window in which it last passed (0: none). */
   passedIn: number;
+  /** When its latest result came (ms); undefined before any. */
+  lastResultAt: number | undefined;
 }
 
 /**
@@ -40,11 +42,16 @@ interface Probed {
  * the condition has been false for two whole intervals.
  *
  * "Starts failing within one interval" counts the instances whose current
- * run of failures began less than an interval ago; instances that have been
- * failing for longer (a service dead since yesterday, kept by
- * DEREGISTER_AFTER_MS=0) are not evidence of a new fault. While suspected,
- * the count stops ageing: it is every failure that began since the fault
- * did, so the fault is left only once most of those pass again.
+ * run of failures began less than an interval ago, while they were HEALTHY;
+ * instances that have been failing for longer or were UNHEALTHY already (a
+ * service dead since yesterday, kept by DEREGISTER_AFTER_MS=0; a restart
+ * probing them afresh) are not evidence of a new fault. The share is taken
+ * of the instances whose latest result came within the last interval, not
+ * of every instance probed: when the network blackholes probes, each one
+ * holds a slot of the bounded prober for its whole timeout, and fewer
+ * results than instances come back in an interval. While suspected, the
+ * count stops ageing: it is every failure that began since the fault did,
+ * so the fault is left only once most of those pass again.
  *
  * The default UNHEALTHY_THRESHOLD is 1: the first failure of an instance
  * would be committed at once, and a fault would be seen only after it had
@@ -76,6 +83,12 @@ export class MassFailureGuard {
   /** Failure runs in the order they began, aged out lazily while not suspected. */
   private runs: { readonly id: string; readonly since: number }[] = [];
   private runsHead = 0;
+  /** Probe results in the order they came, to age `fresh` out lazily. */
+  private results: { readonly id: string; readonly at: number }[] = [];
+  private resultsHead = 0;
+  /** Instances whose latest result came at or after `freshFrom` (within the last interval). */
+  private fresh = 0;
+  private freshFrom = -Infinity;
   private suspectedSince: number | undefined;
   /** While suspected: since when the condition has been false. */
   private calmSince: number | undefined;
@@ -100,7 +113,7 @@ export class MassFailureGuard {
   /** Starts counting an instance this process probes. */
   track(id: string, serviceType: string): void {
     if (this.probed.has(id)) return;
-    this.probed.set(id, { serviceType, failingSince: undefined, counted: false, passedIn: 0 });
+    this.probed.set(id, { serviceType, failingSince: undefined, counted: false, passedIn: 0, lastResultAt: undefined });
     this.probedTypes.set(serviceType, (this.probedTypes.get(serviceType) ?? 0) + 1);
   }
 
@@ -109,6 +122,7 @@ export class MassFailureGuard {
     const p = this.probed.get(id);
     if (!p) return;
     if (p.counted) this.uncount(p);
+    if (this.isFresh(p)) this.fresh--;
     if (this.window !== 0 && p.passedIn === this.window) this.passedInWindow--;
     this.probed.delete(id);
     const left = (this.probedTypes.get(p.serviceType) ?? 1) - 1;
@@ -117,12 +131,17 @@ export class MassFailureGuard {
   }
 
   /**
-   * Records one probe result at `now` (ms) and answers whether the guard
-   * changed state with it.
+   * Records one probe result at `now` (ms) of an instance the registry holds
+   * as `healthy` (or not) and answers whether the guard changed state with it.
    */
-  record(id: string, passed: boolean, now: number): "entered" | "left" | undefined {
+  record(id: string, passed: boolean, now: number, healthy = true): "entered" | "left" | undefined {
     const p = this.probed.get(id);
     if (!p) return undefined;
+    this.ageResults(now);
+    if (!this.isFresh(p)) this.fresh++;
+    // One entry per instance and instant: each entry's ageing takes one off `fresh` at most once.
+    if (p.lastResultAt !== now) this.results.push({ id, at: now });
+    p.lastResultAt = now;
     if (passed) {
       if (p.counted) this.uncount(p);
       p.failingSince = undefined;
@@ -132,10 +151,14 @@ export class MassFailureGuard {
       }
     } else if (p.failingSince === undefined) {
       p.failingSince = now;
-      p.counted = true;
-      this.failing++;
-      this.failingTypes.set(p.serviceType, (this.failingTypes.get(p.serviceType) ?? 0) + 1);
-      this.runs.push({ id, since: now });
+      // Only an instance that was serving is evidence: one UNHEALTHY already was failing before.
+      if (healthy) {
+        p.counted = true;
+        this.failing++;
+        this.failingTypes.set(p.serviceType, (this.failingTypes.get(p.serviceType) ?? 0) + 1);
+        this.runs.push({ id, since: now });
+        if (this.suspectedSince !== undefined && this.runs.length - this.runsHead > 2 * this.probed.size) this.compactRuns();
+      }
     }
     return this.judge(now);
   }
@@ -146,6 +169,7 @@ export class MassFailureGuard {
    */
   judge(now: number): "entered" | "left" | undefined {
     if (this.options.thresholdPercent === 0) return undefined;
+    this.ageResults(now);
     if (this.suspectedSince === undefined) {
       this.ageOut(now);
       if (!this.massFailing()) return undefined;
@@ -209,7 +233,40 @@ export class MassFailureGuard {
   }
 
   private massFailing(): boolean {
-    return this.overThreshold(this.failing) && this.failing >= this.options.minInstances && this.failingTypes.size >= this.options.minServiceTypes;
+    const { thresholdPercent, minInstances, minServiceTypes } = this.options;
+    // Of the instances heard from within the interval (see the class comment); never fewer than failing.
+    const judged = Math.max(this.fresh, this.failing);
+    return this.failing * 100 > thresholdPercent * judged && this.failing >= minInstances && this.failingTypes.size >= minServiceTypes;
+  }
+
+  private isFresh(p: Probed): boolean {
+    return p.lastResultAt !== undefined && p.lastResultAt >= this.freshFrom;
+  }
+
+  /** Stops counting as fresh the instances whose latest result is more than an interval old. */
+  private ageResults(now: number): void {
+    this.freshFrom = now - this.options.intervalMs;
+    while (this.resultsHead < this.results.length) {
+      const r = this.results[this.resultsHead] as { id: string; at: number };
+      if (r.at >= this.freshFrom) break;
+      this.resultsHead++;
+      const p = this.probed.get(r.id);
+      // Still its latest result, and it was fresh until now.
+      if (p?.lastResultAt === r.at) this.fresh--;
+    }
+    if (this.resultsHead >= 1024 && this.resultsHead * 2 >= this.results.length) {
+      this.results = this.results.slice(this.resultsHead);
+      this.resultsHead = 0;
+    }
+  }
+
+  /** While suspected (runs do not age): keeps only each instance's current run, so flapping cannot grow the list. */
+  private compactRuns(): void {
+    this.runs = this.runs.slice(this.runsHead).filter((run) => {
+      const p = this.probed.get(run.id);
+      return p?.counted === true && p.failingSince === run.since;
+    });
+    this.runsHead = 0;
   }
 
   private overThreshold(count: number): boolean {

@@ -169,7 +169,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
       thresholdPercent: this.options.massFailureThreshold,
       minInstances: this.options.massFailureMinInstances,
       minServiceTypes: this.options.massFailureMinServiceTypes,
-      intervalMs: this.options.healthCheckInterval,
+      // A probe's result comes up to a timeout after it was due: a fault's failures arrive over that much more.
+      intervalMs: this.options.healthCheckInterval + this.options.healthCheckTTL,
     });
     this.commits = new CommitReporter(options.commitObserver);
     this.queue = new CommitQueue((batch) => this.commitBatch(batch), { oneBatchAtATime: this.store.plannedBy === "core" });
@@ -208,6 +209,15 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     }
     for (const { serviceType } of this.index.summaries()) {
       if (this.panics.set(serviceType, this.index.inPanic(serviceType), this.options.now()) === "entered") this.logPanic(serviceType, true);
+    }
+    // What each loaded change left its type in is not stored; a type's latest one is its state now.
+    const latestSeen = new Set<string>();
+    for (let i = loaded.history.length - 1; i >= 0; i--) {
+      const change = loaded.history[i] as Change;
+      const type = change.instance.serviceType;
+      if (latestSeen.has(type)) continue;
+      latestSeen.add(type);
+      if (this.index.inPanic(type)) this.panics.flagLoaded(change);
     }
     if (store.plannedBy === "store") store.probeOwnership?.onChange(() => this.rebalanceProbes());
     store.onAvailabilityChange?.((available, reason) => this.setAvailability(available, reason));
@@ -603,6 +613,9 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
         this.logger.info({ ...logFields(instance, change.revision), reason: change.reason }, CHANGE_LINE.removed);
         this.fire("instanceRemoved", instance, change.reason);
       } else if (change.kind === "draining") {
+        // Its probes go on, but failing ones are expected (it is going away): no evidence of a fault here.
+        this.guard.untrack(instance.id);
+        this.held.delete(instance.id);
         if (this.probesHere(instance.id)) this.drainDeadlines.arm(instance.id, instance.drainingSince);
         this.logger.info(logFields(instance, change.revision), CHANGE_LINE.draining);
       } else {
@@ -645,7 +658,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     else this.fire("healthCheckFailed", instance, result.reason);
 
     const now = this.options.now();
-    this.noteGuard(this.guard.record(instance.id, result.ok, now), now);
+    this.noteGuard(this.guard.record(instance.id, result.ok, now, instance.health === "healthy"), now);
     const failureReason = result.ok ? undefined : result.reason;
     if (this.pendingHealth.has(instance.id)) return this.releaseHeld(now);
     let mutation = this.guard.suspected ? undefined : this.healthStatus.record(instance, result.ok, now, failureReason);
@@ -682,14 +695,15 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
 
   /**
    * Commits the held mutations the guard no longer needs held: all of them
-   * once the evidence rules a fault out, else those held for a whole
-   * interval (they can no longer be part of a fault that begins within one).
+   * once the evidence rules a fault out, else those held for the guard's
+   * whole window, an interval and a probe timeout (they can no longer be
+   * part of a fault that begins within one).
    */
   private releaseHeld(now: number): void {
     if (this.held.size === 0) return;
     const all = this.guard.mayCommitHeld();
     for (const [id, held] of this.held) {
-      if (!all && now - held.since < this.options.healthCheckInterval) break;
+      if (!all && now - held.since < this.options.healthCheckInterval + this.options.healthCheckTTL) break;
       this.held.delete(id);
       if (this.index.get(id) && !this.pendingHealth.has(id)) this.commitHealth(id, held.mutation);
     }
@@ -755,7 +769,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     if (instance.draining) this.drainDeadlines.arm(instance.id, instance.drainingSince);
     if (!this.scheduler) return;
     this.scheduler.add(probeTarget(instance), { spreadOverInterval });
-    this.guard.track(instance.id, instance.serviceType);
+    if (!instance.draining) this.guard.track(instance.id, instance.serviceType);
   }
 
   /** Stops probing an instance here (removed, or now another replica's). */
@@ -770,12 +784,14 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   /** The drain deadline of instance `id` passed: it is removed, unless it went meanwhile. */
   private expireDrain(id: string): void {
     if (this.state !== "running" || !this.index.get(id)?.draining) return;
+    // A registry that suspects its own network removes nothing: try again an interval later.
+    if (this.guard.suspected) return this.drainDeadlines.retryIn(id, this.options.healthCheckInterval);
     this.commit(() => ({ op: "remove", id, reason: "drain_expired", at: this.options.now() })).catch((err: unknown) => {
       if (err instanceof RegistryError && err.code === "not_found") return; // removed meanwhile
       this.logger.error({ err, instanceId: id }, "could not remove an instance at its drain deadline");
       // Tried again later: the instance must not drain forever because one commit failed.
       const instance = this.index.get(id);
-      if (instance?.draining && this.probesHere(id)) this.drainDeadlines.arm(id, this.options.now() - this.options.drainTimeout + this.options.healthCheckInterval);
+      if (instance?.draining && this.probesHere(id)) this.drainDeadlines.retryIn(id, this.options.healthCheckInterval);
     });
   }
 
@@ -844,7 +860,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
 
   /** After a membership change: probe exactly the instances this replica owns. */
   private rebalanceProbes(): void {
-    if (!this.scheduler || this.state !== "running") return;
+    // Without probing too: drain deadlines move with probe ownership.
+    if (this.state !== "running") return;
     for (const instance of this.index.list("")) {
       if (this.probesHere(instance.id)) this.startProbing(instance);
       else this.stopProbing(instance.id);

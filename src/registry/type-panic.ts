@@ -44,6 +44,16 @@ export class TypePanic {
     return this.set(change.instance.serviceType, panic, now);
   }
 
+  /**
+   * Flags a change loaded from a store as leaving its type in panic: at
+   * start-up, each type in panic gets its latest loaded change flagged, so a
+   * client replaying history ends on the type's state now (its flag is what
+   * the SDK keeps).
+   */
+  flagLoaded(change: Change): void {
+    this.flagged.add(change);
+  }
+
   /** Sets a type's state (after loading a store); answers whether it moved. */
   set(serviceType: string, panic: boolean, now: number): "entered" | "left" | undefined {
     if (panic === this.panicking.has(serviceType)) return undefined;
@@ -62,7 +72,7 @@ export class TypePanic {
     this.leftAt.delete(serviceType);
   }
 
-  /** True when `change` left its type in panic (false for changes loaded from a store at start). */
+  /** True when `change` left its type in panic (of changes loaded at start, only each type's latest is known). */
   flaggedAfter(change: Change): boolean {
     return this.flagged.has(change);
   }

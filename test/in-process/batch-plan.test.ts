@@ -67,8 +67,10 @@ describe("planBatch", () => {
       { op: "register", instance: { ...instance("c"), host: "::1" } }, // replaces v6
       { op: "register", instance: { ...instance("d"), host: "api.example.com" } }, // another name
       { op: "register", instance: { ...instance("e"), host: "api.example" } }, // replaces name
+      { op: "register", instance: { ...instance("f"), host: "10.0.0.4" } },
+      { op: "register", instance: { ...instance("g"), host: "::ffff:10.0.0.4" } }, // IPv4-mapped: replaces f
     ]);
-    expect(plan.changes.filter((c) => c.kind === "removed").map((c) => c.instance.id)).toEqual(["v6", "name"]);
+    expect(plan.changes.filter((c) => c.kind === "removed").map((c) => c.instance.id)).toEqual(["v6", "name", "f"]);
   });
 
   it("sees earlier mutations of its own batch: two registers of one address leave the second, one unregister frees it", () => {
@@ -88,5 +90,22 @@ describe("planBatch", () => {
     const plan = planBatch(current, 7, [{ op: "drain", id: "x", at: 42 }]);
     expect(plan.changes).toEqual([expect.objectContaining({ kind: "draining", revision: 8 })]);
     expect(plan.changes[0]?.instance).toMatchObject({ draining: true, drainingSince: 42, updatedAt: 42, health: "healthy" });
+  });
+
+  it("changes nothing for a drain of a draining instance, in the table or earlier in the batch: its deadline stays", () => {
+    const index = new InstanceIndex();
+    index.put({ ...instance("d"), draining: true, drainingSince: 5, revision: 3 });
+    index.put({ ...instance("e", "10.0.0.2"), revision: 4 });
+    const plan = planBatch(index, 4, [
+      { op: "drain", id: "d", at: 50 },
+      { op: "drain", id: "e", at: 60 },
+      { op: "drain", id: "e", at: 70 },
+    ]);
+    expect(plan.changes.map((c) => [c.kind, c.instance.id, c.revision])).toEqual([["draining", "e", 5]]);
+    expect(plan.results.map((r) => (r instanceof Error ? r.message : [r.instance.id, r.revision, r.instance.drainingSince]))).toEqual([
+      ["d", 3, 5],
+      ["e", 5, 60],
+      ["e", 5, 60],
+    ]);
   });
 });

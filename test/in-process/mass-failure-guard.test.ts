@@ -25,7 +25,8 @@ function recordAll(guard: MassFailureGuard, ids: string[], passed: boolean, at: 
 describe("MassFailureGuard", () => {
   it("trips once more than the threshold of probed instances start failing within one interval, across two types", () => {
     const { guard, ids } = guardOf(["a", "b"], 10);
-    // 12 of 20 is 60 %: not more than the threshold.
+    // The others pass within the same interval: 12 of the 20 heard from is 60 %, not more than the threshold.
+    expect(recordAll(guard, ids.slice(12), true, 50)).toEqual([]);
     expect(recordAll(guard, ids.slice(0, 12), false, 100)).toEqual([]);
     expect(guard.suspected).toBe(false);
     expect(guard.record(ids[12] as string, false, 200)).toBe("entered");
@@ -127,5 +128,22 @@ describe("MassFailureGuard", () => {
     recordAll(guard, ids, false, 10);
     expect(guard.suspected).toBe(true);
     expect(guard.mayCommitHeld()).toBe(false);
+  });
+
+  it("trips when blackholed probes time out: fewer results than instances come back in an interval, all failures", () => {
+    // 100 instances; each probe now holds a slot of the bounded prober for its whole timeout, so only
+    // 20 results come back in the next interval, every one a failure.
+    const { guard, ids } = guardOf(["a", "b"], 50);
+    expect(recordAll(guard, ids, true, 0)).toEqual([]);
+    const slow = [...ids.slice(0, 10), ...ids.slice(50, 60)];
+    expect(recordAll(guard, slow.slice(0, 10), false, INTERVAL + 100)).toEqual([]); // one type only so far
+    expect(recordAll(guard, slow.slice(10), false, INTERVAL + 600)).toEqual(["entered"]);
+  });
+
+  it("does not count an instance that was UNHEALTHY already (a restart probing a dead fleet afresh)", () => {
+    const { guard, ids } = guardOf(["a", "b"], 10);
+    for (const id of ids.slice(0, 15)) expect(guard.record(id, false, 100, false)).toBeUndefined();
+    expect(guard.suspected).toBe(false);
+    expect(guard.snapshot().failing).toBe(0);
   });
 });

@@ -136,4 +136,8 @@ describe("Drain", () => {
     const removal = await new Promise((resolve) => second.on("instanceRemoved", (i, reason) => resolve([i.id, reason])));
     expect(removal).toEqual([instance.id, "drain_expired"]);
   });
+
+  it("refuses a drain timeout a timer cannot hold (it would remove at once), naming the setting", () => {
+    expect(() => new ServiceRegistry({ drainTimeout: 2 ** 31 })).toThrow(/drainTimeout must be an integer from 0 to 2147483647/);
+  });
 });

@@ -124,4 +124,56 @@ describe("registry-side fault: every probe fails at once", () => {
     expect(await check(health)).toBe("SERVING");
     expect(stack.registry.massFailure).toEqual({ suspected: false, entries: 1 });
   }, 30_000);
+
+  it("trips when the probes hang (a blackholed path) and the bounded prober gets back fewer results than it has instances", async () => {
+    // Each hung probe holds one of the 4 slots for its whole timeout: about 4 x (600 + 300) / 300 = 12
+    // results come back per window, of 40 instances; every one a failure.
+    const stack = await startStack({
+      HEALTH_CHECKS: "true",
+      HEALTH_CHECK_INTERVAL_MS: "600",
+      HEALTH_CHECK_TTL_MS: "300",
+      HEALTH_CHECK_MAX_REQUESTS: "4",
+      DEREGISTER_AFTER_MS: "300",
+    });
+    cleanup.push(() => stack.close());
+    const client = new RegistryServiceClient(stack.address, credentials.createInsecure());
+    const health = healthClient(stack.address);
+    cleanup.push(() => client.close(), () => health.close());
+    const waiter = new Waiter();
+    const passed = new Set<string>();
+    const changes: Change[] = [];
+    stack.registry.on("healthCheckPassed", (i) => {
+      passed.add(i.id);
+      waiter.notify();
+    });
+    stack.registry.on("change", (c) => {
+      changes.push(c);
+      waiter.notify();
+    });
+    const backends: HealthServer[] = [];
+    const ids: string[] = [];
+    for (const serviceType of ["orders", "payments"]) {
+      for (let i = 0; i < 20; i++) {
+        const backend = await startHealthServer();
+        cleanup.push(() => backend.close());
+        backends.push(backend);
+        ids.push((await call(client, client.register, { serviceType, host: "127.0.0.1", port: backend.port, metadata: {} })).serviceId);
+      }
+    }
+    await waiter.until(() => ids.every((id) => passed.has(id)), "a passing probe of every instance", 10_000);
+    const watch = new HealthWatch(health);
+    cleanup.push(() => watch.cancel());
+    expect(await watch.next()).toBe("SERVING");
+
+    const committedBefore = changes.length;
+    for (const b of backends) b.hanging = true;
+    expect(await watch.next()).toBe("NOT_SERVING");
+    // Nothing was committed on the way there, and nothing is removed while it lasts.
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    expect(changes.slice(committedBefore).filter((c) => c.kind !== "health" || c.instance.health !== "healthy")).toEqual([]);
+    expect(stack.registry.size).toBe(40);
+
+    for (const b of backends) b.hanging = false;
+    expect(await watch.next()).toBe("SERVING");
+  }, 30_000);
 });

@@ -4,7 +4,10 @@ import { EventType, HealthStatus, RegistryServiceClient, type WatchInstancesResp
 import { HealthyInstances, type HealthySet } from "../../src/client/healthy-instances.js";
 import { RegistryClient } from "../../src/client/registry-client.js";
 import { registerRegistryResolver, ROUND_ROBIN_SERVICE_CONFIG, type ResolverUpdate } from "../../src/client/registry-resolver.js";
+import { ServiceRegistry } from "../../src/registry/service-registry.js";
 import type { Change } from "../../src/registry/types.js";
+import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
+import { tempDataDir } from "../support/server-process.js";
 import { Log } from "../client/helpers.js";
 import { startHealthServer, type HealthServer } from "../support/health-server.js";
 import { call, TEST_KEY, WatchCursor } from "../support/registry-harness.js";
@@ -230,3 +233,47 @@ async function readSnapshot(watch: WatchCursor): Promise<WatchInstancesResponse[
 }
 
 
+
+describe("per-type panic threshold across a restart", () => {
+  it("a watch resuming on a restarted registry (SQLite) ends its replay on the type's panic as it is now", async () => {
+    const dataDir = tempDataDir();
+    const backends = await Promise.all([startHealthServer(), startHealthServer(), startHealthServer()]);
+    const quiet = { info() {}, warn() {}, error() {}, debug() {} };
+    const open = async (): Promise<ServiceRegistry> => {
+      const r = new ServiceRegistry({ logger: quiet, store: new SqliteStore({ dataDir }), healthCheckInterval: 100, healthCheckTTL: 300, deregisterAfter: 0 });
+      await r.start();
+      return r;
+    };
+    try {
+      const first = await open();
+      for (const b of backends) await first.register({ serviceType: "api", host: "127.0.0.1", port: b.port });
+      const resumeFrom = first.revision;
+      const epoch = first.epoch;
+      // Two of three fail: 33 % healthy, below 50 %.
+      const inPanic = new Promise<void>((resolve) => first.on("change", () => first.getByType("api").panic && resolve()));
+      backends[0]!.status = 503;
+      backends[1]!.status = 503;
+      await inPanic;
+      await first.close();
+
+      const second = await open();
+      try {
+        expect(second.getByType("api").panic).toBe(true);
+        const watcher = second.watch({ serviceType: "api", sinceRevision: resumeFrom, epoch, everyHealthCheck: false });
+        const replayed: boolean[] = [];
+        for (;;) {
+          const { value: event, done } = await watcher.next();
+          if (done || event.type !== "change") break;
+          replayed.push(event.panic ?? false);
+          if (event.change.revision === second.revision) break;
+        }
+        watcher.end();
+        expect(replayed.at(-1)).toBe(true);
+      } finally {
+        await second.close();
+      }
+    } finally {
+      for (const b of backends) await b.close();
+    }
+  });
+});

@@ -6,6 +6,8 @@ export interface HealthServer {
   readonly port: number;
   /** Status code to answer with (default 200). */
   status: number;
+  /** True: take requests and never answer them, as a blackholed path looks to a prober. */
+  hanging: boolean;
   /** Requests seen so far. */
   readonly requests: IncomingMessage[];
   /** Resolves at the next request. */
@@ -20,9 +22,10 @@ export interface HealthServer {
 export async function startHealthServer(body: unknown = { status: "ok" }): Promise<HealthServer> {
   const requests: IncomingMessage[] = [];
   const waiters: ((r: IncomingMessage) => void)[] = [];
-  const state = { status: 200 };
+  const state = { status: 200, hanging: false };
   const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
     requests.push(req);
+    if (state.hanging) return; // a path gone silent: the prober waits out its timeout
     res.writeHead(state.status, { "content-type": "application/json" });
     res.end(JSON.stringify(body));
     for (const w of waiters.splice(0)) w(req);
@@ -41,6 +44,12 @@ export async function startHealthServer(body: unknown = { status: "ok" }): Promi
     },
     set status(s: number) {
       state.status = s;
+    },
+    get hanging() {
+      return state.hanging;
+    },
+    set hanging(h: boolean) {
+      state.hanging = h;
     },
     requests,
     nextRequest(timeoutMs = 5000) {

@@ -331,6 +331,8 @@ export class EtcdStore implements SharedStore {
         return { kind: "removed", revision: Number(res.header.revision), instance, reason: mutation.reason };
       }
       if (mutation.op === "drain") {
+        // Draining is one way: a drain of a draining instance changes nothing (nor its deadline).
+        if (instance.draining) return { kind: "draining", revision: Number(kv.mod_revision), instance };
         const next: Omit<StoredInstance, "revision"> = { ...instance, draining: true, drainingSince: mutation.at, updatedAt: mutation.at };
         const res = await guard.then(this.client.put(key).value(encodeInstance(next))).commit();
         if (!res.succeeded) continue;
