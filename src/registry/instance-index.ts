@@ -74,6 +74,29 @@ export class InstanceIndex {
   }
 
   /**
+   * Instances that share their address with a newer one (data written
+   * before addresses were unique): every one but the newest of each address.
+   */
+  shadowed(): StoredInstance[] {
+    const out: StoredInstance[] = [];
+    for (const entry of this.byType.values()) {
+      for (const slot of entry.byHost.values()) {
+        if (!Array.isArray(slot)) continue;
+        const newest = new Map<number, StoredInstance>();
+        for (const i of slot) {
+          const other = newest.get(i.port);
+          if (!other) newest.set(i.port, i);
+          else if (other.revision < i.revision) {
+            out.push(other);
+            newest.set(i.port, i);
+          } else out.push(i);
+        }
+      }
+    }
+    return out;
+  }
+
+  /**
    * The live instance of `serviceType` at `host`:`port` (hosts compared as
    * `canonicalHost` does). Should a data set from before addresses were
    * unique hold two, the newest.

@@ -28,6 +28,12 @@ export type Mutation =
        * caller has been told it failed and may register again.
        */
       readonly notAfter?: number;
+      /**
+       * The instance the core's table holds at this address, if any. A
+       * shared store decides replacement from its own address records; this
+       * names a holder registered before those existed, which has none.
+       */
+      readonly replaces?: string;
     }
   | { readonly op: "remove"; readonly id: string; readonly reason: RemovalReason; readonly at: number }
   | { readonly op: "drain"; readonly id: string; readonly at: number }

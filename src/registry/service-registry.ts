@@ -239,6 +239,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     });
     this.state = "running";
     this.scheduler?.start();
+    this.replaceShadowed();
   }
 
   /**
@@ -286,6 +287,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
             id, ...valid, serviceType, health: "healthy", draining: false, drainingSince: 0, registeredAt: now, updatedAt: now, tokenHash: hashSecret(token), keyId,
           },
           ...(notAfter === undefined ? {} : { notAfter }),
+          ...(replacing === undefined ? {} : { replaces: replacing.id }),
         };
       }, signal);
       return { instance: change.instance, token };
@@ -779,6 +781,23 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     this.healthStatus.forget(id);
     this.guard.untrack(id);
     this.held.delete(id);
+  }
+
+  /**
+   * Data written before addresses were unique may hold an address twice: the
+   * older instances there are removed (reason `replaced`), as a Register of
+   * the address would have, so an address has one instance from the start.
+   */
+  private replaceShadowed(): void {
+    const shadowed = this.index.shadowed();
+    if (shadowed.length === 0) return;
+    this.logger.warn({ count: shadowed.length }, "removing instances registered again at the same address before addresses were unique");
+    for (const instance of shadowed) {
+      this.commit(() => ({ op: "remove", id: instance.id, reason: "replaced", at: this.options.now() })).catch((err: unknown) => {
+        if (err instanceof RegistryError && err.code === "not_found") return; // another replica removed it first
+        this.logger.error({ err, instanceId: instance.id }, "could not remove an instance shadowed at its address");
+      });
+    }
   }
 
   /** The drain deadline of instance `id` passed: it is removed, unless it went meanwhile. */

@@ -1,6 +1,8 @@
 import { credentials, status } from "@grpc/grpc-js";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { EventType, RegistryServiceClient, RemovalReason, type WatchInstancesResponse } from "../../gen/registry/v1/registry.js";
+import { Etcd3 } from "etcd3";
+import { encodeInstance } from "../../src/store/etcd/instance-codec.js";
 import { startEtcd, type EtcdProcess } from "../support/etcd-process.js";
 import { startEtcdReplica } from "../support/etcd-replica.js";
 import { call, callError, instanceAuth, keyAuth, WatchCursor } from "../support/registry-harness.js";
@@ -105,6 +107,31 @@ describe.skipIf(!etcdPresent)("addresses and drain on replicas of one etcd", () 
     // Draining again changes nothing.
     const again = await call(a, a.drain, { instanceId: drained.serviceId }, keyAuth(KEY));
     expect(again.revision).toBe(answer.revision);
+    watch.cancel();
+  }, 60_000);
+
+  it("replaces an instance written before address records existed (none holds its address) when its address registers again", async () => {
+    // As a build before this one left it: the instance key, no address record.
+    const direct = new Etcd3({ hosts: etcd.endpoint });
+    const legacyId = "00000000-0000-4000-8000-00000000beef";
+    await direct
+      .put(`/service-registry/instances/${legacyId}`)
+      .value(encodeInstance({
+        id: legacyId, serviceType: "api", host: "127.0.0.1", port: 7005, metadata: {}, healthCheckPath: "/health", health: "healthy",
+        draining: false, drainingSince: 0, registeredAt: 1, updatedAt: 1, tokenHash: "\0".repeat(32),
+      }));
+    direct.close();
+    const a = await replica();
+    const watch = WatchCursor.open(a, { serviceType: "api" }, keyAuth(KEY));
+    const first = await watch.next(10_000);
+    expect(first.instance?.id).toBe(legacyId);
+    while ((await watch.next(10_000)).type !== EventType.EVENT_TYPE_SYNCED);
+    const fresh = await registerAt(a, 7005);
+    const seen = await changes(watch, 2);
+    expect(seen.map((e) => [e.type, e.instance?.id, e.removalReason])).toEqual([
+      [EventType.EVENT_TYPE_INSTANCE_REMOVED, legacyId, RemovalReason.REMOVAL_REASON_REPLACED],
+      [EventType.EVENT_TYPE_INSTANCE_REGISTERED, fresh.serviceId, RemovalReason.REMOVAL_REASON_UNSPECIFIED],
+    ]);
     watch.cancel();
   }, 60_000);
 });

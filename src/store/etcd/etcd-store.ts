@@ -371,14 +371,16 @@ export class EtcdStore implements SharedStore {
     const value = encodeInstance(mutation.instance);
     for (let attempt = 0; attempt < 5; attempt++) {
       const address = (await this.client.get(record).exec()).kvs[0];
-      const holderId = address?.value.toString("utf8");
+      // No record: an instance registered before address records existed may hold it (the core's table says which).
+      const holderId = address ? address.value.toString("utf8") : mutation.replaces;
       const holder = holderId === undefined || holderId === mutation.instance.id
         ? undefined
         : (await this.client.get(this.instancesPrefix + holderId).exec()).kvs[0];
       if (holder && holderId !== undefined) {
         const reasonKey = this.removalsPrefix + holderId;
-        const handOver = await this.client
-          .if(record, "Mod", "==", (address as { mod_revision: string }).mod_revision)
+        const handOver = await (address
+          ? this.client.if(record, "Mod", "==", address.mod_revision)
+          : this.client.if(record, "Create", "==", 0))
           .and(this.instancesPrefix + holderId, "Mod", "==", holder.mod_revision)
           .then(
             this.client.delete().key(this.instancesPrefix + holderId),
