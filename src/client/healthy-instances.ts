@@ -109,6 +109,11 @@ export class HealthyInstances {
               this.instances.delete(event.instance.id);
               this.panic = event.panic;
               break;
+            case "bookmark":
+              // The type's panic moved with a change this watch's selector left out (or did not move at all).
+              if (event.panic === this.panic) continue;
+              this.panic = event.panic;
+              break;
             default:
               continue; // reset keeps the old set until the new snapshot replaces it
           }

@@ -292,7 +292,7 @@ export class RegistryWatch implements AsyncIterableIterator<RegistryWatchEvent> 
           this.revisionSeen = m.revision;
           this.epochSeen = m.epoch;
         }
-        this.emit({ type: "bookmark", ...at });
+        this.emit({ type: "bookmark", ...at, panic: m.panic });
         return;
     }
     if (!m.instance) return;

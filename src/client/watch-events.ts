@@ -44,7 +44,8 @@ export type RegistryWatchEvent =
   | ({ readonly type: "healthCheckPassed"; readonly instance: Instance } & At & Panic)
   | ({ readonly type: "healthCheckFailed"; readonly instance: Instance; readonly failureReason: string } & At & Panic)
   | ({ readonly type: "probe"; readonly instance: Instance; readonly passed: boolean; readonly failureReason?: string } & At)
-  | ({ readonly type: "bookmark" } & At);
+  /** `panic`: on a watch of one service type, the type's panic now (see `Panic`). */
+  | ({ readonly type: "bookmark" } & At & Panic);
 
 /** The event types that are committed changes. */
 export type RegistryChangeEvent = Extract<

@@ -88,7 +88,12 @@ export type WatchEvent =
   /** The resume point could not be honoured; a fresh snapshot follows. */
   | { readonly type: "reset"; readonly revision: number }
   /** Idle stream keep-alive carrying a fresh resume point. */
-  | { readonly type: "bookmark"; readonly revision: number }
+  | {
+      readonly type: "bookmark";
+      readonly revision: number;
+      /** On a watch of one service type: the type's panic now. */
+      readonly panic?: boolean;
+    }
   /** One probe's result (only for watchers asking for every health check). */
   | { readonly type: "probe"; readonly probe: ProbeEvent };
 

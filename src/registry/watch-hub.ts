@@ -23,6 +23,8 @@ export class WatchHub {
   /** Only the watchers asking for every health check: most never want a probe. */
   private readonly probeGroup = new WatcherGroup();
   private resets = 0;
+  /** Each type's panic after the last change published of it (absent: not in panic, or not seen yet). */
+  private readonly panicking = new Set<string>();
   private published: number;
   private readonly feed: WatcherFeed;
 
@@ -66,6 +68,13 @@ export class WatchHub {
       this.changeGroup.forEachConcerned(change.instance, (watcher) => watcher.pushChange(change, event));
       // After the push, not before: a watcher parked by this change resumes from just below it.
       if (change.revision > this.published) this.published = change.revision;
+      const type = change.instance.serviceType;
+      if (event.panic !== this.panicking.has(type)) {
+        if (event.panic) this.panicking.add(type);
+        else this.panicking.delete(type);
+        // Watchers of a subset of the type may not have had this change: tell them the type's panic moved.
+        this.changeGroup.forEachSelectiveOfType(type, (watcher) => watcher.pushPanicMoved());
+      }
     }
   }
 

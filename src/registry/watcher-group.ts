@@ -86,6 +86,13 @@ export class WatcherGroup {
     if (everyType) for (const watcher of everyType) visit(watcher);
     if (this.selectiveByType.size !== 0) visitSelective(this.selectiveByType.get(""), instance, visit);
   }
+
+  /** Calls `visit` for each watcher of `serviceType` that has a selector. */
+  forEachSelectiveOfType(serviceType: string, visit: (watcher: Watcher) => void): void {
+    const byKey = this.selectiveByType.get(serviceType);
+    if (!byKey) return;
+    for (const byValue of byKey.values()) for (const set of byValue.values()) for (const watcher of [...set]) visit(watcher);
+  }
 }
 
 /** Visits the watchers in `byKey` whose whole selector `instance` matches. */

@@ -360,7 +360,21 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
   private takeBookmark(): WatchEvent | undefined {
     if (!this.bookmarkDue) return undefined;
     this.bookmarkDue = false;
-    return { type: "bookmark", revision: this.resumeRevision };
+    const type = this.options.serviceType;
+    if (type === "") return { type: "bookmark", revision: this.resumeRevision };
+    return { type: "bookmark", revision: this.resumeRevision, panic: this.source.panicTypes?.(type).has(type) ?? false };
+  }
+
+  /**
+   * Its type's panic state moved with a change its selector left out: a
+   * BOOKMARK (which carries the type's panic) is sent as soon as the
+   * consumer has taken what is queued, so a router of a subset of the type
+   * routes as GetByType answers.
+   */
+  pushPanicMoved(): void {
+    if (this.ended) return;
+    this.bookmarkDue = true;
+    this.notify();
   }
 
   private enqueue(event: WatchEvent): void {

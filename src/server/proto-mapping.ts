@@ -77,6 +77,7 @@ export function toWatchResponse(event: WatchEvent, epoch: string): pb.WatchInsta
     case "synced":
       return { ...empty(epoch, event.revision), type: pb.EventType.EVENT_TYPE_SYNCED };
     case "bookmark":
+      if (event.panic) return { ...empty(epoch, event.revision), type: pb.EventType.EVENT_TYPE_BOOKMARK, panic: true };
       return { ...empty(epoch, event.revision), type: pb.EventType.EVENT_TYPE_BOOKMARK };
     case "reset":
       return { ...empty(epoch, event.revision), type: pb.EventType.EVENT_TYPE_RESET };

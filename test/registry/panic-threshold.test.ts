@@ -277,3 +277,42 @@ describe("per-type panic threshold across a restart", () => {
     }
   });
 });
+
+describe("per-type panic threshold on a watch of part of a type", () => {
+  it("a selector watch hears of its type's panic moving, by a BOOKMARK, when the changes that moved it were outside its selector", async () => {
+    const stack = await startStack({ HEALTH_CHECKS: "true", HEALTH_CHECK_INTERVAL_MS: "100", HEALTH_CHECK_TTL_MS: "300", DEREGISTER_AFTER_MS: "0" });
+    const client = new RegistryServiceClient(stack.address, credentials.createInsecure());
+    const backends: HealthServer[] = [];
+    try {
+      const zones = ["eu-1", "eu-1", "eu-2", "eu-2", "eu-2"];
+      for (const zone of zones) {
+        const b = await startHealthServer();
+        backends.push(b);
+        await call(client, client.register, { serviceType: "billing", host: "127.0.0.1", port: b.port, metadata: { zone } });
+      }
+      const watch = WatchCursor.open(client, { serviceType: "billing", selector: { zone: "eu-1" } });
+      const snapshot: WatchInstancesResponse[] = [];
+      for (let m = await watch.next(10_000); m.type !== EventType.EVENT_TYPE_SYNCED; m = await watch.next(10_000)) snapshot.push(m);
+      expect(snapshot).toHaveLength(2);
+
+      // eu-2 fails: 2 of 5 healthy puts billing in panic, with changes the eu-1 watch never gets.
+      for (const b of backends.slice(2)) b.status = 503;
+      let m = await watch.next(10_000);
+      expect(m.type).toBe(EventType.EVENT_TYPE_BOOKMARK);
+      expect(m.panic).toBe(true);
+      const answer = await call(client, client.getByType, { serviceType: "billing", includeUnhealthy: false, includeDraining: false, selector: { zone: "eu-1" } });
+      expect(answer.panic).toBe(true);
+
+      // eu-2 back: out of panic, and the watch hears of it too.
+      for (const b of backends.slice(2)) b.status = 200;
+      m = await watch.next(10_000);
+      expect(m.type).toBe(EventType.EVENT_TYPE_BOOKMARK);
+      expect(m.panic).toBe(false);
+      watch.cancel();
+    } finally {
+      client.close();
+      await stack.close();
+      for (const b of backends) await b.close();
+    }
+  });
+});
