@@ -19,7 +19,7 @@ import { rpcMetricsHooks, type RpcObserver } from "./rpc-metrics.js";
 import { registryHandlers } from "./registry-handlers.js";
 import { WatchEventEncoder } from "./watch-encoder.js";
 import { WatchStreams } from "./watch-handler.js";
-import { decodeRegisterRequest, decodeWatchInstancesRequest } from "./request-decoders.js";
+import { decodeGetByTypeRequest, decodeRegisterRequest, decodeWatchInstancesRequest } from "./request-decoders.js";
 
 /**
  * The service definition, except that WatchInstances also sends pre-encoded
@@ -34,6 +34,7 @@ const registryService = {
   },
   getByType: {
     ...RegistryServiceService.getByType,
+    requestDeserialize: decodeGetByTypeRequest,
     responseSerialize: (value: GetByTypeResponse | Buffer): Buffer =>
       Buffer.isBuffer(value) ? value : Buffer.from(GetByTypeResponse.encode(value).finish()),
   },

@@ -1,5 +1,5 @@
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
-import { RegisterRequest, WatchInstancesRequest } from "../../gen/registry/v1/registry.js";
+import { GetByTypeRequest, RegisterRequest, WatchInstancesRequest } from "../../gen/registry/v1/registry.js";
 
 /**
  * Request deserializers for the two requests carrying an integer whose wire
@@ -24,16 +24,56 @@ import { RegisterRequest, WatchInstancesRequest } from "../../gen/registry/v1/re
  * occurrences cut out of the bytes it sees.
  */
 export function decodeWatchInstancesRequest(bytes: Uint8Array): WatchInstancesRequest {
-  return decodeWithExactVarint(bytes, 2, WatchInstancesRequest.decode, (message, value) => {
-    message.sinceRevision = value;
+  const message = decodeWithExactVarint(bytes, 2, WatchInstancesRequest.decode, (m, value) => {
+    m.sinceRevision = value;
   });
+  keepProtoKey(bytes, 5, message.selector);
+  return message;
 }
 
 /** RegisterRequest with `port` as sent (see decodeWatchInstancesRequest). */
 export function decodeRegisterRequest(bytes: Uint8Array): RegisterRequest {
-  return decodeWithExactVarint(bytes, 2, RegisterRequest.decode, (message, value) => {
-    message.port = value;
+  const message = decodeWithExactVarint(bytes, 2, RegisterRequest.decode, (m, value) => {
+    m.port = value;
   });
+  keepProtoKey(bytes, 4, message.metadata);
+  return message;
+}
+
+/** GetByTypeRequest with a selector key "__proto__" kept (see keepProtoKey). */
+export function decodeGetByTypeRequest(bytes: Uint8Array): GetByTypeRequest {
+  const message = GetByTypeRequest.decode(bytes);
+  keepProtoKey(bytes, 4, message.selector);
+  return message;
+}
+
+/**
+ * The generated decoder stores a map entry as `map[key] = value`, which for
+ * the key "__proto__" sets nothing: a selector of `{"__proto__": "x"}` would
+ * arrive empty and select every instance, metadata would lose the entry
+ * without a word. Such an entry of map field `fieldNo` (top level) is put
+ * back as an own property, for validation to refuse by name as any other
+ * malformed key.
+ */
+function keepProtoKey(bytes: Uint8Array, fieldNo: number, map: Record<string, string>): void {
+  const reader = new BinaryReader(bytes);
+  while (reader.pos < reader.len) {
+    const [no, wireType] = reader.tag();
+    if (no !== fieldNo || wireType !== WireType.LengthDelimited) {
+      reader.skip(wireType, no);
+      continue;
+    }
+    const entry = new BinaryReader(reader.bytes());
+    let key = "";
+    let value = "";
+    while (entry.pos < entry.len) {
+      const [field, type] = entry.tag();
+      if (field === 1 && type === WireType.LengthDelimited) key = entry.string();
+      else if (field === 2 && type === WireType.LengthDelimited) value = entry.string();
+      else entry.skip(type, field);
+    }
+    if (key === "__proto__") Object.defineProperty(map, key, { value, enumerable: true, writable: true, configurable: true });
+  }
 }
 
 /**

@@ -54,6 +54,27 @@ describe("registerSelf", () => {
     await r.close(); // idempotent
   });
 
+  it("close({ graceMs, inFlight }) drains first, unregisters once the calls in flight are done (not at the end of the grace)", async () => {
+    const h = await harness();
+    const r = await self(h.address);
+    const stream = admin(h.address).watch({ serviceType: "api" });
+    cleanups.push(() => stream.close());
+    const watch = drain(stream);
+    await watch.find((e) => e.type === "snapshot", "the snapshot");
+    let finishInFlight = (): void => {};
+    const inFlight = new Promise<void>((resolve) => (finishInFlight = resolve));
+    const closed = r.close({ graceMs: 20_000, inFlight });
+    const draining = await watch.find((e) => e.type === "instanceDraining", "the drain");
+    expect(draining).toMatchObject({ instance: { id: r.id, draining: true } });
+    // Routers have stopped picking it; the calls it still serves finish, then it goes.
+    expect(watch.items.some((e) => e.type === "instanceRemoved")).toBe(false);
+    finishInFlight();
+    await closed;
+    const removed = await watch.find((e) => e.type === "instanceRemoved", "the removal");
+    expect(removed).toMatchObject({ instance: { id: r.id }, reason: "unregistered" });
+    expect(removed.revision).toBeGreaterThan(draining.revision);
+  });
+
   it("registers again when the registry answers UNAUTHENTICATED or NOT_FOUND for it", async () => {
     const h = await harness();
     const r = await self(h.address);

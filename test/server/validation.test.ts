@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { status, type ServiceError } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { ListServicesResponse, RegisterRequest } from "../../gen/registry/v1/registry.js";
+import { EventType, type ListServicesResponse, type RegisterRequest } from "../../gen/registry/v1/registry.js";
 import { call, callError, keyAuth, startHarness, WatchCursor, type Harness } from "../support/registry-harness.js";
 
 /**
@@ -254,6 +254,23 @@ describe("validation (SPEC 4.1)", () => {
       const cursor = WatchCursor.open(h.client, { serviceType: "existing", selector });
       await expect(cursor.next(3000)).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
       expectInvalid(cursor.error as ServiceError, field);
+    });
+
+    it("keeps a map key named __proto__ (a valid key) in metadata and selectors: not dropped on the way in, so it selects", async () => {
+      // The generated decoder's `map[key] = value` would drop it: the selector would arrive empty and select everything.
+      const proto = (value: string) => JSON.parse(`{"__proto__": "${value}"}`) as Record<string, string>;
+      const marked = await call(h.client, h.client.register, { serviceType: "proto-keys", port: 80, host: "10.0.0.1", metadata: proto("x") }, keyAuth());
+      await call(h.client, h.client.register, { serviceType: "proto-keys", port: 81, host: "10.0.0.1", metadata: {} }, keyAuth());
+      expect(Object.getOwnPropertyDescriptor(h.registry.getInstance(marked.serviceId).metadata, "__proto__")?.value).toBe("x");
+      const selected = await call(h.client, h.client.getByType, { serviceType: "proto-keys", includeUnhealthy: true, includeDraining: false, selector: proto("x") }, keyAuth());
+      expect(selected.instances.map((i) => i.id)).toEqual([marked.serviceId]);
+      const none = await call(h.client, h.client.getByType, { serviceType: "proto-keys", includeUnhealthy: true, includeDraining: false, selector: proto("y") }, keyAuth());
+      expect(none.instances).toEqual([]);
+      const cursor = WatchCursor.open(h.client, { serviceType: "proto-keys", selector: proto("x") });
+      const first = await cursor.next(3000);
+      expect(first.instance?.id).toBe(marked.serviceId);
+      expect((await cursor.next(3000)).type).toBe(EventType.EVENT_TYPE_SYNCED);
+      cursor.cancel();
     });
 
     it("accepts a selector at the limits: 64 entries, 63-char keys, 512-byte values", async () => {
