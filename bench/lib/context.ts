@@ -23,8 +23,6 @@ export interface BenchParams {
   readonly fanout: { streams: number; processes: number[]; rounds: number };
   readonly probing: {
     instances: number;
-    healthyPorts: number;
-    blackholePorts: number;
     intervalMs: number;
     ttlMs: number;
     maxRequests: number;
@@ -52,7 +50,7 @@ export const FULL: BenchParams = {
   },
   getByType: { types: 1000, perType: 100, concurrency: 16, rounds: 3, warmupMs: 500, durationMs: 1500 },
   fanout: { streams: 1000, processes: [1, 4], rounds: 250 },
-  probing: { instances: 10_000, healthyPorts: 90, blackholePorts: 10, intervalMs: 5000, ttlMs: 2000, maxRequests: 1500, measureMs: 10_000,
+  probing: { instances: 10_000, intervalMs: 5000, ttlMs: 2000, maxRequests: 1500, measureMs: 10_000,
     capacityIntervalMs: 200, capacityConcurrency: 64, capacityMs: 4000, queueTasks: 20_000, queueRounds: 7 },
   memory: { types: 1000, perType: 100 },
 };
@@ -66,7 +64,7 @@ export const QUICK: BenchParams = {
   },
   getByType: { types: 50, perType: 100, concurrency: 16, rounds: 1, warmupMs: 200, durationMs: 500 },
   fanout: { streams: 200, processes: [1, 4], rounds: 10 },
-  probing: { instances: 1000, healthyPorts: 9, blackholePorts: 1, intervalMs: 1000, ttlMs: 500, maxRequests: 150, measureMs: 1000,
+  probing: { instances: 1000, intervalMs: 1000, ttlMs: 500, maxRequests: 150, measureMs: 1000,
     capacityIntervalMs: 20, capacityConcurrency: 64, capacityMs: 500, queueTasks: 20_000, queueRounds: 3 },
   memory: { types: 50, perType: 100 },
 };

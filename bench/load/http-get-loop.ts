@@ -13,12 +13,18 @@ export interface GetLoopResult {
 /** Which HTTP client the loop runs on: node's own, or undici (the prober's). */
 export type GetLoopClient = "node:http" | "undici";
 
-type Get = (port: number) => Promise<void>;
+/** Where a GET goes: one instance's address. */
+export interface Address {
+  readonly host: string;
+  readonly port: number;
+}
+
+type Get = (to: Address) => Promise<void>;
 
 function nodeGet(agent: http.Agent): Get {
-  return (port) =>
+  return ({ host, port }) =>
     new Promise((resolve, reject) => {
-      const req = http.get({ agent, host: "127.0.0.1", port, path: "/health" }, (res) => {
+      const req = http.get({ agent, host, port, path: "/health" }, (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));
         res.on("end", () => (res.statusCode === 200 ? resolve() : reject(new Error(`HTTP ${res.statusCode}`))));
@@ -33,7 +39,7 @@ function nodeGet(agent: http.Agent): Get {
  * the body, as the prober does (request() would add a stream per GET).
  */
 function undiciGet(agent: Agent): Get {
-  return (port) =>
+  return ({ host, port }) =>
     new Promise((resolve, reject) => {
       const chunks: Buffer[] = [];
       let status = 0;
@@ -45,7 +51,7 @@ function undiciGet(agent: Agent): Get {
         onResponseEnd: () => (status === 200 ? resolve() : reject(new Error(`HTTP ${status}`))),
         onResponseError: (_c, err) => reject(err),
       };
-      agent.dispatch({ origin: `http://127.0.0.1:${port}`, path: "/health", method: "GET" }, handler);
+      agent.dispatch({ origin: `http://${host}:${port}`, path: "/health", method: "GET" }, handler);
     });
 }
 
@@ -61,13 +67,13 @@ function bareClient(client: GetLoopClient): { get: Get; close: () => Promise<voi
 
 /**
  * The probing ceiling: `concurrency` callers each GETting /health in a loop,
- * round-robin over `ports`, on one keep-alive agent, reading each body. No
+ * round-robin over `addresses`, on one keep-alive agent, reading each body. No
  * scheduling, timeouts, events or bookkeeping: what an HTTP probe costs in
  * Node at the least, on node:http (the issue's ceiling) or on undici (the
  * client the prober uses).
  */
 export async function httpGetLoop(o: {
-  ports: number[];
+  addresses: Address[];
   concurrency: number;
   warmupMs: number;
   durationMs: number;
@@ -80,9 +86,9 @@ export async function httpGetLoop(o: {
   let next = 0;
   const caller = async (): Promise<void> => {
     while (phase !== "done") {
-      const port = o.ports[next++ % o.ports.length] as number;
+      const to = o.addresses[next++ % o.addresses.length] as Address;
       try {
-        await get(port);
+        await get(to);
         if (phase === "measure") gets++;
       } catch {
         errors++;

@@ -1,4 +1,4 @@
-import type { GetLoopClient, GetLoopResult } from "../load/http-get-loop.js";
+import type { Address, GetLoopClient, GetLoopResult } from "../load/http-get-loop.js";
 import type { ProbeQueueCost } from "../load/probe-queue-cost.js";
 import type { BenchContext, BenchParams } from "../lib/context.js";
 import { BenchChild } from "../lib/ipc.js";
@@ -15,12 +15,33 @@ interface LagWindow {
 
 type Probing = BenchParams["probing"];
 
-function share(total: number, parts: number, i: number): number {
-  return Math.floor(total / parts) + (i < total % parts ? 1 : 0);
+/** One instance at each address (an address holds one instance). */
+function blocksFor(addresses: readonly Address[], instances: number): SeedBlock[] {
+  if (instances > addresses.length) throw new Error(`${instances} instances need as many addresses; the farms have ${addresses.length}`);
+  return addresses.slice(0, instances).map(({ host, port }) => ({ serviceType: "probed", host, port, count: 1 }));
 }
 
-function blocksFor(ports: readonly number[], instances: number): SeedBlock[] {
-  return ports.map((port, i) => ({ serviceType: "probed", host: "127.0.0.1", port, count: share(instances, ports.length, i) }));
+/** Addresses per farm process: its listening sockets and the connections to them stay well under the open-file limit. */
+const ADDRESSES_PER_FARM = 2500;
+
+/** Farm processes serving `healthy` and `blackhole` addresses between them. */
+async function startFarms(healthy: number, blackhole: number) {
+  const farms = Math.max(1, Math.ceil((healthy + blackhole) / ADDRESSES_PER_FARM));
+  const part = (total: number, i: number): number => Math.floor(total / farms) + (i < total % farms ? 1 : 0);
+  const children = Array.from({ length: farms }, (_, i) =>
+    BenchChild.start<{ healthyAddresses: Address[]; blackholeAddresses: Address[] }>(
+      `health-farm-${i}`,
+      "servers/health-farm.ts",
+      [JSON.stringify({ healthy: part(healthy, i), blackhole: part(blackhole, i), net: 10 + i })],
+    ),
+  );
+  const ready = await Promise.all(children.map((c) => c.ready));
+  return {
+    healthyAddresses: ready.flatMap((r) => r.healthyAddresses),
+    blackholeAddresses: ready.flatMap((r) => r.blackholeAddresses),
+    counters: () => Promise.all(children.map((c) => c.request("counters"))),
+    stop: () => Promise.all(children.map((c) => c.stop())),
+  };
 }
 
 /**
@@ -29,7 +50,7 @@ function blocksFor(ports: readonly number[], instances: number): SeedBlock[] {
  * over its last 1,024 probes), sampled every 100 ms; p99 is the worst
  * window's p99, p50 the median window's.
  */
-async function scheduleRun(ctx: BenchContext, p: Probing, healthyPorts: number[], blackholePorts: number[]) {
+async function scheduleRun(ctx: BenchContext, p: Probing, healthyAddresses: Address[], blackholeAddresses: Address[]) {
   const blackholed = Math.round(p.instances / 10);
   const reg = await ctx.startRegistry("s4-schedule", {
     store: "memory",
@@ -39,7 +60,7 @@ async function scheduleRun(ctx: BenchContext, p: Probing, healthyPorts: number[]
     healthCheckMaxRequests: p.maxRequests,
   });
   ctx.log(`scenario 4: probing ${p.instances} instances (${blackholed} blackholed) every ${p.intervalMs} ms, max ${p.maxRequests} in flight`);
-  await reg.child.request("seed", [...blocksFor(healthyPorts, p.instances - blackholed), ...blocksFor(blackholePorts, blackholed)], 120_000);
+  await reg.child.request("seed", [...blocksFor(healthyAddresses, p.instances - blackholed), ...blocksFor(blackholeAddresses, blackholed)], 120_000);
   // First probes come within 1 s of registering; then let one full interval pass.
   await sleep(p.intervalMs + 1000);
   await reg.child.request("startLagSampling", { periodMs: 100 });
@@ -65,7 +86,7 @@ async function scheduleRun(ctx: BenchContext, p: Probing, healthyPorts: number[]
  * the probes can keep up with, and `capacityConcurrency` in flight, so the
  * prober runs flat out like the bare GET loop at the same concurrency.
  */
-async function capacityRun(ctx: BenchContext, p: Probing, healthyPorts: number[]) {
+async function capacityRun(ctx: BenchContext, p: Probing, healthyAddresses: Address[]) {
   const healthy = p.instances - Math.round(p.instances / 10);
   const reg = await ctx.startRegistry("s4-capacity", {
     store: "memory",
@@ -75,7 +96,7 @@ async function capacityRun(ctx: BenchContext, p: Probing, healthyPorts: number[]
     healthCheckMaxRequests: p.capacityConcurrency,
   });
   ctx.log(`scenario 4: prober capacity, ${healthy} healthy instances every ${p.capacityIntervalMs} ms, ${p.capacityConcurrency} in flight`);
-  await reg.child.request("seed", blocksFor(healthyPorts, healthy), 120_000);
+  await reg.child.request("seed", blocksFor(healthyAddresses, healthy), 120_000);
   await sleep(Math.min(2000, p.capacityMs));
   const before = await reg.child.request<{ probes: number }>("probeCounters");
   const cpu = cpuMark(reg.child.pid);
@@ -88,12 +109,13 @@ async function capacityRun(ctx: BenchContext, p: Probing, healthyPorts: number[]
 }
 
 /**
- * Scenario 4: the registry probes 10,000 instances served by HTTP servers on
- * 127.0.0.1 (many ports, ~100 instances per port), 10% of them on blackhole
- * ports that accept and never answer. healthCheckMaxRequests is raised for
+ * Scenario 4: the registry probes 10,000 instances, each at an address of its
+ * own on the loopback net (an address holds one instance), served by HTTP
+ * servers in a few farm processes, 10% of them blackholes that accept and
+ * never answer. healthCheckMaxRequests is raised for
  * the schedule run so the blackholed probes (each holding a slot until the
  * timeout) leave room for the rest. Ceiling: a bare keep-alive GET loop over
- * the healthy ports at the capacity run's concurrency, on node:http (the
+ * the healthy addresses at the capacity run's concurrency, on node:http (the
  * issue's ceiling, the target's) and on undici (the prober's own client).
  * The probe queue (p-queue, the user's choice) is also measured alone in the
  * load process against a bare FIFO, and what it adds is set beside a whole
@@ -101,18 +123,15 @@ async function capacityRun(ctx: BenchContext, p: Probing, healthyPorts: number[]
  */
 export async function probingScenario(ctx: BenchContext): Promise<void> {
   const p = ctx.params.probing;
-  const farm = BenchChild.start<{ healthyPorts: number[]; blackholePorts: number[] }>(
-    "health-farm",
-    "servers/health-farm.ts",
-    [JSON.stringify({ healthy: p.healthyPorts, blackhole: p.blackholePorts })],
-  );
-  const { healthyPorts, blackholePorts } = await farm.ready;
-  const schedule = await scheduleRun(ctx, p, healthyPorts, blackholePorts);
-  const capacity = await capacityRun(ctx, p, healthyPorts);
+  const blackholed = Math.round(p.instances / 10);
+  const farm = await startFarms(p.instances - blackholed, blackholed);
+  const { healthyAddresses, blackholeAddresses } = farm;
+  const schedule = await scheduleRun(ctx, p, healthyAddresses, blackholeAddresses);
+  const capacity = await capacityRun(ctx, p, healthyAddresses);
   const bareLoop = async (client: GetLoopClient): Promise<GetLoopResult> => {
     ctx.log(`scenario 4: bare GET loop on ${client}, concurrency ${p.capacityConcurrency}`);
     return ctx.load.request<GetLoopResult>("httpGetLoop", {
-      ports: healthyPorts,
+      addresses: healthyAddresses,
       concurrency: p.capacityConcurrency,
       warmupMs: Math.min(1000, p.capacityMs / 2),
       durationMs: p.capacityMs,
@@ -121,7 +140,7 @@ export async function probingScenario(ctx: BenchContext): Promise<void> {
   };
   const bare = await bareLoop("node:http");
   const bareUndici = await bareLoop("undici");
-  const farmCounters = await farm.request("counters");
+  const farmCounters = await farm.counters();
   await farm.stop();
   ctx.log(`scenario 4: probe queue alone, p-queue against a bare FIFO, ${p.queueTasks} queued, ${p.capacityConcurrency} at a time`);
   const queue = await ctx.load.request<ProbeQueueCost>("probeQueueCost", {

@@ -2,22 +2,30 @@
  * The probed side of the health-probing scenario, in its own process: HTTP
  * servers answering `GET /health` with 200 and a small JSON body over
  * keep-alive, and "blackholes" that accept connections and never answer.
- * All on 127.0.0.1, on ephemeral ports.
+ * Each on an address of its own, as every registered instance must be (one
+ * instance per address): a loopback IP of `127.<net>.0.0/16` and an
+ * ephemeral port. A farm holds a bounded share of the addresses (the
+ * scenario starts several), so its listening sockets and the connections to
+ * them stay under the open-file limit.
  *
- * argv[2]: JSON `{ healthy: number of HTTP ports, blackhole: number of blackhole ports }`.
+ * argv[2]: JSON `{ healthy: number of HTTP addresses, blackhole: number of blackhole addresses, net: second octet }`.
  */
 import { createServer, type Server } from "node:http";
 import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from "node:net";
 import { emit, serveIpc } from "../lib/ipc.js";
 
-const { healthy, blackhole } = JSON.parse(process.argv[2] ?? "{}") as { healthy: number; blackhole: number };
+const { healthy, blackhole, net } = JSON.parse(process.argv[2] ?? "{}") as { healthy: number; blackhole: number; net: number };
+/** The i-th address of this farm, in its own /16 of the loopback net. */
+const hostOf = (i: number): string => `127.${net}.${(i >> 8) & 255}.${i & 255}`;
+let hosts = 0;
 const BODY = Buffer.from('{"status":"ok"}');
 let requests = 0;
 
-function listen(server: Server | TcpServer): Promise<number> {
+function listen(server: Server | TcpServer): Promise<{ host: string; port: number }> {
+  const host = hostOf(hosts++);
   return new Promise((resolve, reject) => {
     server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve((server.address() as AddressInfo).port));
+    server.listen(0, host, () => resolve({ host, port: (server.address() as AddressInfo).port }));
   });
 }
 
@@ -44,8 +52,8 @@ for (let i = 0; i < blackhole; i++) {
     }),
   );
 }
-const healthyPorts = await Promise.all(httpServers.map(listen));
-const blackholePorts = await Promise.all(holes.map(listen));
+const healthyAddresses = await Promise.all(httpServers.map(listen));
+const blackholeAddresses = await Promise.all(holes.map(listen));
 
 serveIpc({
   counters: () => ({ requests, heldConnections: held.size }),
@@ -55,4 +63,4 @@ serveIpc({
     setImmediate(() => process.exit(0));
   },
 });
-emit("ready", { healthyPorts, blackholePorts });
+emit("ready", { healthyAddresses, blackholeAddresses });
