@@ -38,14 +38,6 @@ describe.skipIf(!etcdPresent)("addresses and drain on replicas of one etcd", () 
   const registerAt = (c: RegistryServiceClient, port: number, zone = "a") =>
     call(c, c.register, { serviceType: "api", port, host: "127.0.0.1", metadata: { zone } }, keyAuth(KEY));
 
-  async function changes(w: WatchCursor, n: number): Promise<WatchInstancesResponse[]> {
-    const out: WatchInstancesResponse[] = [];
-    while (out.length < n) {
-      const m = await w.next(10_000);
-      if (m.type !== EventType.EVENT_TYPE_BOOKMARK) out.push(m);
-    }
-    return out;
-  }
 
   it("replaces the instance at an address registered again on another replica: its removal, then the registration, each at its own revision", async () => {
     const [a, b] = await Promise.all([replica(), replica()]);
@@ -53,7 +45,7 @@ describe.skipIf(!etcdPresent)("addresses and drain on replicas of one etcd", () 
     await watch.next(10_000); // SYNCED
     const first = await registerAt(a, 7001);
     const second = await registerAt(b, 7001, "b");
-    const seen = await changes(watch, 3);
+    const seen = await watch.changes(3);
     expect(seen.map((e) => [e.type, e.instance?.id, e.removalReason])).toEqual([
       [EventType.EVENT_TYPE_INSTANCE_REGISTERED, first.serviceId, RemovalReason.REMOVAL_REASON_UNSPECIFIED],
       [EventType.EVENT_TYPE_INSTANCE_REMOVED, first.serviceId, RemovalReason.REMOVAL_REASON_REPLACED],
@@ -96,7 +88,7 @@ describe.skipIf(!etcdPresent)("addresses and drain on replicas of one etcd", () 
     while ((await watch.next(10_000)).type !== EventType.EVENT_TYPE_SYNCED);
     const answer = await call(b, b.drain, { instanceId: drained.serviceId }, instanceAuth(drained.serviceId, drained.token));
     expect(answer.instance).toMatchObject({ id: drained.serviceId, draining: true });
-    const [event] = await changes(watch, 1);
+    const [event] = await watch.changes(1);
     expect(event).toMatchObject({ type: EventType.EVENT_TYPE_INSTANCE_DRAINING, revision: answer.revision, instance: { draining: true } });
     for (const c of [a, b]) {
       const plain = await call(c, c.getByType, { serviceType: "api", includeUnhealthy: false, includeDraining: false, selector: {} }, keyAuth(KEY));
@@ -127,7 +119,7 @@ describe.skipIf(!etcdPresent)("addresses and drain on replicas of one etcd", () 
     expect(first.instance?.id).toBe(legacyId);
     while ((await watch.next(10_000)).type !== EventType.EVENT_TYPE_SYNCED);
     const fresh = await registerAt(a, 7005);
-    const seen = await changes(watch, 2);
+    const seen = await watch.changes(2);
     expect(seen.map((e) => [e.type, e.instance?.id, e.removalReason])).toEqual([
       [EventType.EVENT_TYPE_INSTANCE_REMOVED, legacyId, RemovalReason.REMOVAL_REASON_REPLACED],
       [EventType.EVENT_TYPE_INSTANCE_REGISTERED, fresh.serviceId, RemovalReason.REMOVAL_REASON_UNSPECIFIED],

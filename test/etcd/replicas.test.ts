@@ -43,14 +43,6 @@ describe.skipIf(!etcdPresent)("registry replicas on one etcd", () => {
   const registerVia = (c: RegistryServiceClient, port: number) =>
     call(c, c.register, { serviceType: "api", port, host: "127.0.0.1", metadata: {} }, keyAuth(KEY));
 
-  async function changes(w: WatchCursor, n: number): Promise<WatchInstancesResponse[]> {
-    const out: WatchInstancesResponse[] = [];
-    while (out.length < n) {
-      const m = await w.next(10_000);
-      if (m.type !== EventType.EVENT_TYPE_BOOKMARK) out.push(m);
-    }
-    return out;
-  }
 
   it("shows a Register on one replica on the others and on their watch streams, in the same revision order", async () => {
     const rs = await Promise.all([replica(), replica(), replica()]);
@@ -60,7 +52,7 @@ describe.skipIf(!etcdPresent)("registry replicas on one etcd", () => {
     expect(synced[0]!.epoch).not.toBe("");
 
     const registered = await Promise.all(Array.from({ length: 12 }, (_, i) => registerVia(rs[i % 3]!.client, 1000 + i)));
-    const seen = await Promise.all(watches.map((w) => changes(w, 12)));
+    const seen = await Promise.all(watches.map((w) => w.changes(12)));
     const order = seen.map((events) => events.map((e) => `${e.revision}:${e.instance?.id}`));
     expect(order[1]).toEqual(order[0]);
     expect(order[2]).toEqual(order[0]);
@@ -83,7 +75,7 @@ describe.skipIf(!etcdPresent)("registry replicas on one etcd", () => {
     const onA = WatchCursor.open(a!.client, {}, keyAuth(KEY));
     const synced = await onA.next(10_000);
     for (let i = 0; i < 5; i++) await registerVia(b!.client, 2000 + i);
-    const firstFive = await changes(onA, 5);
+    const firstFive = await onA.changes(5);
     const last = firstFive.at(-1)!;
 
     a!.proc.kill("SIGKILL");
@@ -92,7 +84,7 @@ describe.skipIf(!etcdPresent)("registry replicas on one etcd", () => {
     for (let i = 0; i < 5; i++) later.push(await registerVia(c!.client, 3000 + i));
 
     const onB = WatchCursor.open(b!.client, { sinceRevision: last.revision, epoch: synced.epoch }, keyAuth(KEY));
-    const resumed = await changes(onB, 5);
+    const resumed = await onB.changes(5);
     expect(resumed.map((e) => e.instance?.id)).toEqual(later.map((r) => r.serviceId));
     expect(resumed.every((e) => e.revision > last.revision && !e.snapshot)).toBe(true);
     onB.cancel();
@@ -105,12 +97,12 @@ describe.skipIf(!etcdPresent)("registry replicas on one etcd", () => {
     const regs = [];
     for (let i = 0; i < 6; i++) regs.push(await registerVia(a.client, 6000 + i));
     await call(a.client, a.client.unregister, { instanceId: regs[0]!.serviceId }, keyAuth(KEY));
-    const seen = await changes(onA, 3); // the watcher saw the first three registrations
+    const seen = await onA.changes(3); // the watcher saw the first three registrations
     onA.cancel();
 
     const late = await replica(); // starts after all of it
     const resumed = WatchCursor.open(late.client, { sinceRevision: seen.at(-1)!.revision, epoch: synced.epoch }, keyAuth(KEY));
-    const rest = await changes(resumed, 4);
+    const rest = await resumed.changes(4);
     expect(rest.map((e) => e.type)).toEqual([
       EventType.EVENT_TYPE_INSTANCE_REGISTERED,
       EventType.EVENT_TYPE_INSTANCE_REGISTERED,
@@ -121,7 +113,7 @@ describe.skipIf(!etcdPresent)("registry replicas on one etcd", () => {
     expect(rest.at(-1)!.removalReason).toBe(1); // UNREGISTERED
     // ...then live changes, in order, with nothing in between.
     const next = await registerVia(a.client, 6100);
-    const live = await changes(resumed, 1);
+    const live = await resumed.changes(1);
     expect(live[0]!.instance?.id).toBe(next.serviceId);
     resumed.cancel();
   }, 60_000);
@@ -131,7 +123,7 @@ describe.skipIf(!etcdPresent)("registry replicas on one etcd", () => {
     const onA = WatchCursor.open(a.client, {}, keyAuth(KEY));
     const synced = await onA.next(10_000);
     const first = await registerVia(a.client, 7000);
-    await changes(onA, 1);
+    await onA.changes(1);
     onA.cancel();
     const last = await registerVia(a.client, 7001);
     const { Etcd3 } = await import("etcd3");

@@ -17,6 +17,47 @@ import { Waiter } from "../support/waiter.js";
 const INTERVAL_MS = 500;
 const DEREGISTER_AFTER_MS = 400;
 
+/**
+ * A stack probing `perType` instances of "orders" and of "payments", each
+ * behind a real /health server, and what the registry saw as it saw it:
+ * passing probes, failing probes with their times, committed changes.
+ */
+async function fleet(cleanup: (() => unknown)[], env: Record<string, string>, perType: number) {
+  const stack = await startStack({ HEALTH_CHECKS: "true", ...env });
+  cleanup.push(() => stack.close());
+  const client = new RegistryServiceClient(stack.address, credentials.createInsecure());
+  const health = healthClient(stack.address);
+  cleanup.push(() => client.close(), () => health.close());
+  const waiter = new Waiter();
+  const passed = new Set<string>();
+  const failedAt = new Map<string, number[]>();
+  const changes: Change[] = [];
+  stack.registry.on("healthCheckPassed", (i) => {
+    passed.add(i.id);
+    waiter.notify();
+  });
+  stack.registry.on("healthCheckFailed", (i) => {
+    failedAt.set(i.id, [...(failedAt.get(i.id) ?? []), Date.now()]);
+    waiter.notify();
+  });
+  stack.registry.on("change", (c) => {
+    changes.push(c);
+    waiter.notify();
+  });
+  const backends: HealthServer[] = [];
+  const ids: string[] = [];
+  for (const serviceType of ["orders", "payments"]) {
+    for (let i = 0; i < perType; i++) {
+      const backend = await startHealthServer();
+      cleanup.push(() => backend.close());
+      backends.push(backend);
+      ids.push((await call(client, client.register, { serviceType, host: "127.0.0.1", port: backend.port, metadata: {} })).serviceId);
+    }
+  }
+  await waiter.until(() => ids.every((id) => passed.has(id)), "a passing probe of every instance", 10_000);
+  return { stack, client, health, waiter, failedAt, changes, backends, ids };
+}
+
 describe("registry-side fault: every probe fails at once", () => {
   const cleanup: (() => unknown)[] = [];
   afterEach(async () => {
@@ -24,48 +65,12 @@ describe("registry-side fault: every probe fails at once", () => {
   });
 
   it("holds every health state, removes nothing and reports NOT_SERVING until the backends return", async () => {
-    const stack = await startStack({
-      HEALTH_CHECKS: "true",
-      HEALTH_CHECK_INTERVAL_MS: String(INTERVAL_MS),
-      HEALTH_CHECK_TTL_MS: "200",
-      DEREGISTER_AFTER_MS: String(DEREGISTER_AFTER_MS),
-    });
-    cleanup.push(() => stack.close());
-    const client = new RegistryServiceClient(stack.address, credentials.createInsecure());
-    const health = healthClient(stack.address);
-    cleanup.push(() => client.close(), () => health.close());
-
-    // What the registry saw, as it saw it: passing probes, failing probes with their times, committed changes.
-    const waiter = new Waiter();
-    const passed = new Set<string>();
-    const failedAt = new Map<string, number[]>();
-    const changes: Change[] = [];
-    stack.registry.on("healthCheckPassed", (i) => {
-      passed.add(i.id);
-      waiter.notify();
-    });
-    stack.registry.on("healthCheckFailed", (i) => {
-      failedAt.set(i.id, [...(failedAt.get(i.id) ?? []), Date.now()]);
-      waiter.notify();
-    });
-    stack.registry.on("change", (c) => {
-      changes.push(c);
-      waiter.notify();
-    });
-
-    // Two service types, twenty instances, each behind a real /health server.
-    const backends: HealthServer[] = [];
-    const ids: string[] = [];
-    for (const serviceType of ["orders", "payments"]) {
-      for (let i = 0; i < 10; i++) {
-        const backend = await startHealthServer();
-        cleanup.push(() => backend.close());
-        backends.push(backend);
-        const res = await call(client, client.register, { serviceType, host: "127.0.0.1", port: backend.port, metadata: {} });
-        ids.push(res.serviceId);
-      }
-    }
-    await waiter.until(() => ids.every((id) => passed.has(id)), "a passing probe of every instance", 5000);
+    // Two service types, twenty instances.
+    const { stack, client, health, waiter, failedAt, changes, backends, ids } = await fleet(
+      cleanup,
+      { HEALTH_CHECK_INTERVAL_MS: String(INTERVAL_MS), HEALTH_CHECK_TTL_MS: "200", DEREGISTER_AFTER_MS: String(DEREGISTER_AFTER_MS) },
+      10,
+    );
     const watch = new HealthWatch(health);
     const watchService = new HealthWatch(health, "registry.v1.RegistryService");
     cleanup.push(() => watch.cancel(), () => watchService.cancel());
@@ -128,39 +133,11 @@ describe("registry-side fault: every probe fails at once", () => {
   it("trips when the probes hang (a blackholed path) and the bounded prober gets back fewer results than it has instances", async () => {
     // Each hung probe holds one of the 4 slots for its whole timeout: about 4 x (600 + 300) / 300 = 12
     // results come back per window, of 40 instances; every one a failure.
-    const stack = await startStack({
-      HEALTH_CHECKS: "true",
-      HEALTH_CHECK_INTERVAL_MS: "600",
-      HEALTH_CHECK_TTL_MS: "300",
-      HEALTH_CHECK_MAX_REQUESTS: "4",
-      DEREGISTER_AFTER_MS: "300",
-    });
-    cleanup.push(() => stack.close());
-    const client = new RegistryServiceClient(stack.address, credentials.createInsecure());
-    const health = healthClient(stack.address);
-    cleanup.push(() => client.close(), () => health.close());
-    const waiter = new Waiter();
-    const passed = new Set<string>();
-    const changes: Change[] = [];
-    stack.registry.on("healthCheckPassed", (i) => {
-      passed.add(i.id);
-      waiter.notify();
-    });
-    stack.registry.on("change", (c) => {
-      changes.push(c);
-      waiter.notify();
-    });
-    const backends: HealthServer[] = [];
-    const ids: string[] = [];
-    for (const serviceType of ["orders", "payments"]) {
-      for (let i = 0; i < 20; i++) {
-        const backend = await startHealthServer();
-        cleanup.push(() => backend.close());
-        backends.push(backend);
-        ids.push((await call(client, client.register, { serviceType, host: "127.0.0.1", port: backend.port, metadata: {} })).serviceId);
-      }
-    }
-    await waiter.until(() => ids.every((id) => passed.has(id)), "a passing probe of every instance", 10_000);
+    const { stack, health, changes, backends } = await fleet(
+      cleanup,
+      { HEALTH_CHECK_INTERVAL_MS: "600", HEALTH_CHECK_TTL_MS: "300", HEALTH_CHECK_MAX_REQUESTS: "4", DEREGISTER_AFTER_MS: "300" },
+      20,
+    );
     const watch = new HealthWatch(health);
     cleanup.push(() => watch.cancel());
     expect(await watch.next()).toBe("SERVING");

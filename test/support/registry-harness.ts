@@ -1,6 +1,7 @@
 import { credentials, Metadata, type CallOptions, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
 import pino, { type Logger } from "pino";
 import {
+  EventType,
   RegistryServiceClient,
   type WatchInstancesRequest,
   type WatchInstancesResponse,
@@ -128,5 +129,15 @@ export class WatchCursor extends StreamCursor<WatchInstancesResponse> {
   static open(client: RegistryServiceClient, request: Partial<WatchInstancesRequest>, metadata = keyAuth()): WatchCursor {
     const full: WatchInstancesRequest = { serviceType: "", sinceRevision: 0, epoch: "", everyHealthCheck: false, selector: {}, ...request };
     return new WatchCursor(client.watchInstances(full, metadata));
+  }
+
+  /** The next `n` events that are not BOOKMARKs (idle keep-alives), each within `timeoutMs`. */
+  async changes(n: number, timeoutMs = 10_000): Promise<WatchInstancesResponse[]> {
+    const out: WatchInstancesResponse[] = [];
+    while (out.length < n) {
+      const m = await this.next(timeoutMs);
+      if (m.type !== EventType.EVENT_TYPE_BOOKMARK) out.push(m);
+    }
+    return out;
   }
 }

@@ -1,3 +1,4 @@
+import type { StreamCursor } from "../support/stream-cursor.js";
 import { credentials } from "@grpc/grpc-js";
 import {
   EventType,
@@ -30,7 +31,7 @@ export function brief(m: Msg): string {
 }
 
 /** Reads messages until one matches `done` (included); fails after `timeoutMs` in total. */
-export async function readUntil(cursor: WatchCursor, done: (m: Msg) => boolean, timeoutMs = 5000): Promise<Msg[]> {
+export async function readUntil(cursor: StreamCursor<Msg>, done: (m: Msg) => boolean, timeoutMs = 5000): Promise<Msg[]> {
   const deadline = Date.now() + timeoutMs;
   const out: Msg[] = [];
   for (;;) {
