@@ -75,7 +75,8 @@ export class InstanceIndex {
 
   /**
    * Instances that share their address with a newer one (data written
-   * before addresses were unique): every one but the newest of each address.
+   * before addresses were unique): every one but the latest registered of
+   * each address.
    */
   shadowed(): StoredInstance[] {
     const out: StoredInstance[] = [];
@@ -86,7 +87,7 @@ export class InstanceIndex {
         for (const i of slot) {
           const other = newest.get(i.port);
           if (!other) newest.set(i.port, i);
-          else if (other.revision < i.revision) {
+          else if (registeredLater(i, other)) {
             out.push(other);
             newest.set(i.port, i);
           } else out.push(i);
@@ -99,13 +100,15 @@ export class InstanceIndex {
   /**
    * The live instance of `serviceType` at `host`:`port` (hosts compared as
    * `canonicalHost` does). Should a data set from before addresses were
-   * unique hold two, the newest.
+   * unique hold two, the latest registered.
    */
   atAddress(serviceType: string, host: string, port: number): StoredInstance | undefined {
     const slot = this.byType.get(serviceType)?.byHost.get(canonicalHost(host));
     if (slot === undefined) return undefined;
     if (!Array.isArray(slot)) return slot.port === port ? slot : undefined;
-    return slot.findLast((i) => i.port === port);
+    let newest: StoredInstance | undefined;
+    for (const i of slot) if (i.port === port && (!newest || registeredLater(i, newest))) newest = i;
+    return newest;
   }
 
   /**
@@ -198,6 +201,15 @@ export class InstanceIndex {
     entry.all = entry.serving = entry.undrained = undefined;
     if (entry.members.size === 0) this.byType.delete(instance.serviceType);
   }
+}
+
+/**
+ * Registered after `other` (ties by id): the newest registration is the live
+ * process, whatever changed last (an old entry's probes pass again once its
+ * address's new process answers them).
+ */
+function registeredLater(i: StoredInstance, other: StoredInstance): boolean {
+  return i.registeredAt !== other.registeredAt ? i.registeredAt > other.registeredAt : i.id > other.id;
 }
 
 /** Puts `instance` in its host's slot, in place of an earlier version of itself. */

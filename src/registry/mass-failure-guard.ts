@@ -30,6 +30,8 @@ interface Probed {
   passedIn: number;
   /** When its latest result came (ms); undefined before any. */
   lastResultAt: number | undefined;
+  /** Counted in `fresh`: its latest result came within the window. */
+  fresh: boolean;
 }
 
 /**
@@ -83,12 +85,13 @@ export class MassFailureGuard {
   /** Failure runs in the order they began, aged out lazily while not suspected. */
   private runs: { readonly id: string; readonly since: number }[] = [];
   private runsHead = 0;
-  /** Probe results in the order they came, to age `fresh` out lazily. */
-  private results: { readonly id: string; readonly at: number }[] = [];
+  /** Probe results in the order they came, to age `fresh` out lazily (`p`: the tracking the result was for). */
+  private results: { readonly p: Probed; readonly at: number }[] = [];
   private resultsHead = 0;
-  /** Instances whose latest result came at or after `freshFrom` (within the last interval). */
+  /** Instances whose latest result came within the last window (those with `Probed.fresh`). */
   private fresh = 0;
-  private freshFrom = -Infinity;
+  /** The latest time seen: the clock is read as never going back (a wall-clock step must not undo ageing). */
+  private lastNow = -Infinity;
   private suspectedSince: number | undefined;
   /** While suspected: since when the condition has been false. */
   private calmSince: number | undefined;
@@ -113,7 +116,7 @@ export class MassFailureGuard {
   /** Starts counting an instance this process probes. */
   track(id: string, serviceType: string): void {
     if (this.probed.has(id)) return;
-    this.probed.set(id, { serviceType, failingSince: undefined, counted: false, passedIn: 0, lastResultAt: undefined });
+    this.probed.set(id, { serviceType, failingSince: undefined, counted: false, passedIn: 0, lastResultAt: undefined, fresh: false });
     this.probedTypes.set(serviceType, (this.probedTypes.get(serviceType) ?? 0) + 1);
   }
 
@@ -122,7 +125,10 @@ export class MassFailureGuard {
     const p = this.probed.get(id);
     if (!p) return;
     if (p.counted) this.uncount(p);
-    if (this.isFresh(p)) this.fresh--;
+    if (p.fresh) {
+      p.fresh = false;
+      this.fresh--;
+    }
     if (this.window !== 0 && p.passedIn === this.window) this.passedInWindow--;
     this.probed.delete(id);
     const left = (this.probedTypes.get(p.serviceType) ?? 1) - 1;
@@ -134,13 +140,16 @@ export class MassFailureGuard {
    * Records one probe result at `now` (ms) of an instance the registry holds
    * as `healthy` (or not) and answers whether the guard changed state with it.
    */
-  record(id: string, passed: boolean, now: number, healthy = true): "entered" | "left" | undefined {
+  record(id: string, passed: boolean, at: number, healthy = true): "entered" | "left" | undefined {
     const p = this.probed.get(id);
-    if (!p) return undefined;
+    if (!p || this.options.thresholdPercent === 0) return undefined;
+    const now = this.monotonic(at);
     this.ageResults(now);
-    if (!this.isFresh(p)) this.fresh++;
-    // One entry per instance and instant: each entry's ageing takes one off `fresh` at most once.
-    if (p.lastResultAt !== now) this.results.push({ id, at: now });
+    if (!p.fresh) {
+      p.fresh = true;
+      this.fresh++;
+    }
+    if (p.lastResultAt !== now) this.results.push({ p, at: now });
     p.lastResultAt = now;
     if (passed) {
       if (p.counted) this.uncount(p);
@@ -167,8 +176,9 @@ export class MassFailureGuard {
    * Re-judges at `now` without a new result: a caller's timer lets a
    * suspected guard leave even when no probe comes (every instance removed).
    */
-  judge(now: number): "entered" | "left" | undefined {
+  judge(at: number): "entered" | "left" | undefined {
     if (this.options.thresholdPercent === 0) return undefined;
+    const now = this.monotonic(at);
     this.ageResults(now);
     if (this.suspectedSince === undefined) {
       this.ageOut(now);
@@ -239,20 +249,23 @@ export class MassFailureGuard {
     return this.failing * 100 > thresholdPercent * judged && this.failing >= minInstances && this.failingTypes.size >= minServiceTypes;
   }
 
-  private isFresh(p: Probed): boolean {
-    return p.lastResultAt !== undefined && p.lastResultAt >= this.freshFrom;
+  private monotonic(at: number): number {
+    if (at > this.lastNow) this.lastNow = at;
+    return this.lastNow;
   }
 
   /** Stops counting as fresh the instances whose latest result is more than an interval old. */
   private ageResults(now: number): void {
-    this.freshFrom = now - this.options.intervalMs;
+    const from = now - this.options.intervalMs;
     while (this.resultsHead < this.results.length) {
-      const r = this.results[this.resultsHead] as { id: string; at: number };
-      if (r.at >= this.freshFrom) break;
+      const r = this.results[this.resultsHead] as { p: Probed; at: number };
+      if (r.at >= from) break;
       this.resultsHead++;
-      const p = this.probed.get(r.id);
-      // Still its latest result, and it was fresh until now.
-      if (p?.lastResultAt === r.at) this.fresh--;
+      // Its latest result, of the tracking still counted (not one untracked since): no longer fresh.
+      if (r.p.fresh && r.p.lastResultAt === r.at) {
+        r.p.fresh = false;
+        this.fresh--;
+      }
     }
     if (this.resultsHead >= 1024 && this.resultsHead * 2 >= this.results.length) {
       this.results = this.results.slice(this.resultsHead);

@@ -665,7 +665,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     if (this.pendingHealth.has(instance.id)) return this.releaseHeld(now);
     let mutation = this.guard.suspected ? undefined : this.healthStatus.record(instance, result.ok, now, failureReason);
     const held = this.held.get(instance.id);
-    if (mutation && failureDriven(mutation) && this.guard.holdFailure(held === undefined)) {
+    // A draining instance is not the guard's evidence (it is going away): its failures are not held.
+    if (mutation && failureDriven(mutation) && !instance.draining && this.guard.holdFailure(held === undefined)) {
       // In place: the map stays in the order instances were first held.
       if (held) held.mutation = mutation;
       else this.held.set(instance.id, { mutation, since: now });

@@ -34,6 +34,8 @@ export class WatchHub {
   ) {
     // Everything up to the revision the source opened at is in its snapshot or history, not to be published.
     this.published = source.revision;
+    // Types loaded in panic: their first change out of it is a move, to be signalled too.
+    for (const type of source.panicTypes?.("") ?? []) this.panicking.add(type);
     const hub = this;
     this.feed = {
       get publishedRevision() {

@@ -56,6 +56,18 @@ export function decodeGetByTypeRequest(bytes: Uint8Array): GetByTypeRequest {
  * malformed key.
  */
 function keepProtoKey(bytes: Uint8Array, fieldNo: number, map: Record<string, string>): void {
+  // Only a message that holds the word can hold the key; the scan below stays off the common path.
+  if (Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).indexOf(PROTO_KEY) === -1) return;
+  try {
+    scanForProtoKey(bytes, fieldNo, map);
+  } catch {
+    // Bytes the generated decoder took leniently (a stray end tag): it has answered; nothing to put back.
+  }
+}
+
+const PROTO_KEY = Buffer.from("__proto__");
+
+function scanForProtoKey(bytes: Uint8Array, fieldNo: number, map: Record<string, string>): void {
   const reader = new BinaryReader(bytes);
   while (reader.pos < reader.len) {
     const [no, wireType] = reader.tag();

@@ -146,4 +146,18 @@ describe("MassFailureGuard", () => {
     expect(guard.suspected).toBe(false);
     expect(guard.snapshot().failing).toBe(0);
   });
+
+  it("counts an instance heard from once, however it was untracked and tracked again or the clock stepped back", () => {
+    const { guard, ids } = guardOf(["a", "b"], 10);
+    // a-0 is untracked and tracked again (moved to another replica and back) within one millisecond.
+    guard.record("a-0", true, 100);
+    guard.untrack("a-0");
+    guard.track("a-0", "a");
+    guard.record("a-0", true, 100);
+    // The wall clock steps back a second, then results come in.
+    for (const id of ids.slice(1)) guard.record(id, true, 50);
+    // All 20 were heard from within the window: 13 failures are 65 %, more than 60 %; 12 are not.
+    expect(recordAll(guard, ids.slice(0, 12), false, 200)).toEqual([]);
+    expect(guard.record(ids[12] as string, false, 200)).toBe("entered");
+  });
 });

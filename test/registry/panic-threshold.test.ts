@@ -316,3 +316,40 @@ describe("per-type panic threshold on a watch of part of a type", () => {
     }
   });
 });
+
+describe("per-type panic threshold on a watch of part of a type, after a restart", () => {
+  it("a selector watch on a registry restarted with its type in panic hears of the type leaving it", async () => {
+    const dataDir = tempDataDir();
+    const backends = await Promise.all([0, 1, 2, 3].map(() => startHealthServer()));
+    const quiet = { info() {}, warn() {}, error() {}, debug() {} };
+    const open = async (): Promise<ServiceRegistry> => {
+      const r = new ServiceRegistry({ logger: quiet, store: new SqliteStore({ dataDir }), healthCheckInterval: 100, healthCheckTTL: 300, deregisterAfter: 0 });
+      await r.start();
+      return r;
+    };
+    try {
+      const first = await open();
+      const zones = ["eu-1", "eu-2", "eu-2", "eu-2"];
+      for (const [i, b] of backends.entries()) await first.register({ serviceType: "api", host: "127.0.0.1", port: b.port, metadata: { zone: zones[i] as string } });
+      const inPanic = new Promise<void>((resolve) => first.on("change", () => first.getByType("api").panic && resolve()));
+      for (const b of backends.slice(1)) b.status = 503; // 1 of 4 healthy
+      await inPanic;
+      await first.close();
+
+      const second = await open();
+      try {
+        expect(second.getByType("api").panic).toBe(true);
+        const watcher = second.watch({ serviceType: "api", sinceRevision: 0, epoch: "", everyHealthCheck: false, selector: { zone: "eu-1" } });
+        for (let e = await watcher.next(); !e.done && e.value.type !== "synced"; e = await watcher.next());
+        for (const b of backends.slice(1)) b.status = 200; // eu-2 back: out of panic, by changes the watch never gets
+        const { value } = await watcher.next();
+        expect(value).toMatchObject({ type: "bookmark", panic: false });
+        watcher.end();
+      } finally {
+        await second.close();
+      }
+    } finally {
+      for (const b of backends) await b.close();
+    }
+  });
+});
