@@ -13,9 +13,6 @@ export interface SettingSpec<T> {
   readonly parse: (raw: string) => T;
 }
 
-/** The longest delay a Node timer keeps (a longer one fires at once). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
 function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
   return (raw: string): number => {
     if (!/^\d+$/.test(raw.trim())) throw new Error(`must be a whole number, got ${JSON.stringify(raw)}`);
@@ -109,7 +106,7 @@ export const SETTINGS = {
   unhealthyThreshold: spec({ env: "UNHEALTHY_THRESHOLD", description: "consecutive failures before UNHEALTHY", default: 1, parse: integer(1) }),
   healthyThreshold: spec({ env: "HEALTHY_THRESHOLD", description: "consecutive passes before HEALTHY again", default: 1, parse: integer(1) }),
   deregisterAfterMs: spec({ env: "DEREGISTER_AFTER_MS", description: "remove instances unhealthy this long (0 = never)", default: 300_000, parse: integer(0) }),
-  drainTimeoutMs: spec({ env: "DRAIN_TIMEOUT_MS", description: "remove instances still draining this long after Drain (0 = never)", default: 60_000, parse: integer(0, MAX_TIMER_MS) }),
+  drainTimeoutMs: spec({ env: "DRAIN_TIMEOUT_MS", description: "remove instances still draining this long after Drain (0 = never)", default: 60_000, parse: integer(0) }),
   massFailureThresholdPercent: spec({
     env: "MASS_FAILURE_THRESHOLD_PERCENT",
     description: "when more than this percent of the instances this process probes start failing within one probe interval (and MASS_FAILURE_MIN_INSTANCES, MASS_FAILURE_MIN_SERVICE_TYPES), suspect the registry's own network: hold every health state, remove nothing, report NOT_SERVING (0 = off)",

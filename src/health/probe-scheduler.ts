@@ -23,7 +23,8 @@ interface Entry {
   readonly task: () => Promise<void>;
 }
 
-const MAX_TIMER_MS = 2 ** 31 - 1;
+/** The longest delay a Node timer holds; a longer one fires at once, so longer waits are taken in steps. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * Probes each target once per interval, on its own schedule.

@@ -1,3 +1,5 @@
+import { MAX_TIMER_MS } from "../health/probe-scheduler.js";
+
 /**
  * One timer per draining instance this process looks after: when an instance
  * is still draining `timeoutMs` after it was marked, `expire(id)` is called
@@ -18,13 +20,7 @@ export class DrainDeadlines {
   arm(id: string, drainingSince: number): void {
     if (this.timeoutMs === 0) return;
     this.disarm(id);
-    const left = Math.max(0, drainingSince + this.timeoutMs - this.now());
-    const timer = setTimeout(() => {
-      this.timers.delete(id);
-      this.expire(id);
-    }, left);
-    timer.unref();
-    this.timers.set(id, timer);
+    this.wait(id, drainingSince + this.timeoutMs);
   }
 
   /** Calls `expire(id)` again in `ms` (its removal could not be made now). */
@@ -38,6 +34,18 @@ export class DrainDeadlines {
     if (timer === undefined) return;
     clearTimeout(timer);
     this.timers.delete(id);
+  }
+
+  /** Waits until `deadline` (epoch ms), in steps a timer can hold, then expires the instance. */
+  private wait(id: string, deadline: number): void {
+    const left = Math.max(0, deadline - this.now());
+    const timer = setTimeout(() => {
+      this.timers.delete(id);
+      if (left > MAX_TIMER_MS) this.wait(id, deadline);
+      else this.expire(id);
+    }, Math.min(left, MAX_TIMER_MS));
+    timer.unref();
+    this.timers.set(id, timer);
   }
 
   /** Stops every timer (shutdown). */

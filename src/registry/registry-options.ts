@@ -137,9 +137,8 @@ export function resolveRegistryOptions(options: ServiceRegistryOptions): Resolve
   if (!Number.isInteger(resolved.deregisterAfter) || resolved.deregisterAfter < 0) {
     throw new RangeError(`deregisterAfter must be a non-negative integer, got ${resolved.deregisterAfter}`);
   }
-  // A Node timer longer than 2^31-1 ms fires at once: it would remove a draining instance at once.
-  if (!Number.isInteger(resolved.drainTimeout) || resolved.drainTimeout < 0 || resolved.drainTimeout > 2 ** 31 - 1) {
-    throw new RangeError(`drainTimeout must be an integer from 0 to 2147483647 (ms), got ${resolved.drainTimeout}`);
+  if (!Number.isInteger(resolved.drainTimeout) || resolved.drainTimeout < 0) {
+    throw new RangeError(`drainTimeout must be a non-negative integer, got ${resolved.drainTimeout}`);
   }
   for (const name of ["massFailureThreshold", "panicThreshold"] as const) {
     const value = resolved[name];

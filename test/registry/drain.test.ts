@@ -1,4 +1,5 @@
 import { credentials, status } from "@grpc/grpc-js";
+import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { EventType, RegistryServiceClient, RemovalReason, type WatchInstancesResponse } from "../../gen/registry/v1/registry.js";
 import { ServiceRegistry } from "../../src/registry/service-registry.js";
@@ -137,7 +138,17 @@ describe("Drain", () => {
     expect(removal).toEqual([instance.id, "drain_expired"]);
   });
 
-  it("refuses a drain timeout a timer cannot hold (it would remove at once), naming the setting", () => {
-    expect(() => new ServiceRegistry({ drainTimeout: 2 ** 31 })).toThrow(/drainTimeout must be an integer from 0 to 2147483647/);
+  it("keeps a drain timeout longer than a timer can hold (a timer that long fires at once): the instance stays draining", async () => {
+    const registry = new ServiceRegistry({ healthChecks: false, logger: pino({ level: "silent" }), drainTimeout: 2 ** 31 + 60_000 });
+    await registry.start();
+    cleanups.push(() => registry.close());
+    const { instance } = await registry.register({ serviceType: "api", host: "127.0.0.1", port: 9041 });
+    const removed: string[] = [];
+    registry.on("instanceRemoved", (i, reason) => removed.push(`${i.id} ${reason}`));
+    await registry.drain(instance.id);
+    // An overflowing timer fires after 1 ms: several times that later, nothing may have been removed.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(removed).toEqual([]);
+    expect(registry.getInstance(instance.id).draining).toBe(true);
   });
 });
