@@ -1,3 +1,4 @@
+import pino from "pino";
 import { credentials, makeGenericClientConstructor } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import { EventType, HealthStatus, RegistryServiceClient, type WatchInstancesResponse } from "../../gen/registry/v1/registry.js";
@@ -234,16 +235,18 @@ async function readSnapshot(watch: WatchCursor): Promise<WatchInstancesResponse[
 
 
 
+/** A registry on the SQLite data in `dataDir`, probing fast, expiring nothing: reopened to see what a restart keeps. */
+async function openProbing(dataDir: string): Promise<ServiceRegistry> {
+  const r = new ServiceRegistry({ logger: pino({ level: "silent" }), store: new SqliteStore({ dataDir }), healthCheckInterval: 100, healthCheckTTL: 300, deregisterAfter: 0 });
+  await r.start();
+  return r;
+}
+
 describe("per-type panic threshold across a restart", () => {
   it("a watch resuming on a restarted registry (SQLite) ends its replay on the type's panic as it is now", async () => {
     const dataDir = tempDataDir();
     const backends = await Promise.all([startHealthServer(), startHealthServer(), startHealthServer()]);
-    const quiet = { info() {}, warn() {}, error() {}, debug() {} };
-    const open = async (): Promise<ServiceRegistry> => {
-      const r = new ServiceRegistry({ logger: quiet, store: new SqliteStore({ dataDir }), healthCheckInterval: 100, healthCheckTTL: 300, deregisterAfter: 0 });
-      await r.start();
-      return r;
-    };
+    const open = () => openProbing(dataDir);
     try {
       const first = await open();
       for (const b of backends) await first.register({ serviceType: "api", host: "127.0.0.1", port: b.port });
@@ -321,12 +324,7 @@ describe("per-type panic threshold on a watch of part of a type, after a restart
   it("a selector watch on a registry restarted with its type in panic hears of the type leaving it", async () => {
     const dataDir = tempDataDir();
     const backends = await Promise.all([0, 1, 2, 3].map(() => startHealthServer()));
-    const quiet = { info() {}, warn() {}, error() {}, debug() {} };
-    const open = async (): Promise<ServiceRegistry> => {
-      const r = new ServiceRegistry({ logger: quiet, store: new SqliteStore({ dataDir }), healthCheckInterval: 100, healthCheckTTL: 300, deregisterAfter: 0 });
-      await r.start();
-      return r;
-    };
+    const open = () => openProbing(dataDir);
     try {
       const first = await open();
       const zones = ["eu-1", "eu-2", "eu-2", "eu-2"];
