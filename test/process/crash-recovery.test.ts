@@ -49,7 +49,8 @@ describe("the SQLite store across restarts and crashes", () => {
       key: KEY,
       callersPerClient: 16,
       killAfter: 400,
-      request: (caller, i) => ({ serviceType: "load", port: 1 + ((caller * 1000 + i) % 65535), host: "127.0.0.1", metadata: { worker: String(caller) } }),
+      // An address per call: a Register of a live address would replace its instance.
+      request: (caller, i) => ({ serviceType: "load", port: 1 + (i % 65535), host: `10.1.${caller}.1`, metadata: { worker: String(caller) } }),
     });
     expect(await server.exited).toBe("SIGKILL");
     const acked: Acked[] = answers.map((res) => ({ id: res.serviceId, token: res.token, revision: res.instance!.revision }));

@@ -36,7 +36,8 @@ describe("the server's log under SIGKILL", () => {
         key: KEY,
         callersPerClient: 32,
         killAfter: 300,
-        request: (caller, i) => ({ serviceType: "logged", port: 1 + ((caller * 1000 + i) % 65535), host: "127.0.0.1", metadata: {} }),
+        // An address per call: a Register of a live address would replace its instance.
+        request: (caller, i) => ({ serviceType: "logged", port: 1 + (i % 65535), host: `10.1.${caller}.1`, metadata: {} }),
       });
       await closed;
       expect(await server.exited).toBe("SIGKILL");
