@@ -28,6 +28,7 @@ export function instanceFor(request: pb.RegisterRequest, revision: number): pb.I
     metadata: request.metadata,
     health: pb.HealthStatus.HEALTH_STATUS_HEALTHY,
     draining: false,
+    healthCheckKind: pb.HealthCheckKind.HEALTH_CHECK_KIND_HTTP,
     registeredAt: now,
     updatedAt: now,
     revision,

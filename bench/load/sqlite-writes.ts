@@ -52,9 +52,10 @@ export class BareSqliteWriter {
           token_hash: tokenHash,
           key_id: null,
           draining_since: 0,
+          health_check: null,
         };
         insertInstance.run(instanceRowValues(row));
-        const { token_hash: _, key_id: __, draining_since: ___, ...instance } = row;
+        const { token_hash: _, key_id: __, draining_since: ___, health_check: ____, ...instance } = row;
         insertHistory.run(revision, JSON.stringify({ kind: "registered", instance }));
       }
       if (prunesHistory(this.revision - size, this.revision)) {

@@ -130,6 +130,19 @@ export class Authenticator {
     throw new RegistryError("unauthenticated", MISSING);
   }
 
+  /**
+   * Heartbeat and KeepAlive: the instance itself, by its own credentials
+   * (the registration key does not make an instance alive).
+   */
+  requireOwner(presented: PresentedCredentials, instanceId: string, caller?: Caller): void | Promise<void> {
+    return andThen(this.identify(presented, caller), (principal) => {
+      if (principal.kind !== "instance") {
+        throw new RegistryError("permission_denied", "only the instance itself may report its liveness: send its x-service-id and x-service-token");
+      }
+      if (principal.instance.id !== instanceId) throw new RegistryError("permission_denied", "an instance may report only its own liveness");
+    });
+  }
+
   /** Unregister: the instance itself or a key holder. */
   requireOwnerOrKey(presented: PresentedCredentials, instanceId: string, caller?: Caller): void | Promise<void> {
     return andThen(this.identify(presented, caller), (principal) => {

@@ -1,7 +1,7 @@
 import type { RegistryErrorCode } from "../registry/registry-error.js";
 
 /** A gRPC status, by its canonical name. */
-export type GrpcCodeName = "INVALID_ARGUMENT" | "UNAUTHENTICATED" | "PERMISSION_DENIED" | "NOT_FOUND" | "RESOURCE_EXHAUSTED" | "UNAVAILABLE" | "CANCELLED";
+export type GrpcCodeName = "INVALID_ARGUMENT" | "UNAUTHENTICATED" | "PERMISSION_DENIED" | "NOT_FOUND" | "RESOURCE_EXHAUSTED" | "UNAVAILABLE" | "CANCELLED" | "FAILED_PRECONDITION";
 
 /**
  * How each domain error is answered, on every transport: its gRPC status
@@ -18,4 +18,5 @@ export const ERROR_ANSWERS: Readonly<Record<RegistryErrorCode, { readonly grpc: 
   unavailable: { grpc: "UNAVAILABLE", http: 503 },
   // nginx's "client closed request": the client is gone and never reads it, but logs and metrics do.
   cancelled: { grpc: "CANCELLED", http: 499 },
+  failed_precondition: { grpc: "FAILED_PRECONDITION", http: 409 },
 };

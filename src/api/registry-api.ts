@@ -3,6 +3,7 @@ import { invalidArgument, RegistryError } from "../registry/registry-error.js";
 import { validSelector } from "../registry/selector.js";
 import type { Registration, ServiceRegistry, TypeAnswer, TypeQuery } from "../registry/service-registry.js";
 import type { Change, Instance, ServiceSummary } from "../registry/types.js";
+import type { HealthCheckInput } from "../registry/validation.js";
 import type { Watcher, WatchOptions } from "../registry/watcher.js";
 import { andThen, Authenticator, type AuthenticatorOptions, type KeyPrincipal, type PresentedCredentials, type Principal } from "./authenticator.js";
 
@@ -29,6 +30,7 @@ export interface RegisterRequest {
   readonly host?: string | undefined;
   readonly metadata?: Readonly<Record<string, string>> | undefined;
   readonly healthCheckPath?: string | undefined;
+  readonly healthCheck?: HealthCheckInput | undefined;
 }
 
 type ServicesAnswer = { services: ServiceSummary[]; revision: number };
@@ -111,6 +113,7 @@ export class RegistryApi {
       host,
       ...(request.metadata ? { metadata: request.metadata } : {}),
       ...(request.healthCheckPath !== undefined ? { healthCheckPath: request.healthCheckPath } : {}),
+      ...(request.healthCheck !== undefined ? { healthCheck: request.healthCheck } : {}),
     }, { keyId: keyIdOf(key.keyId), notAfter: ctx.deadline, signal: ctx.signal });
   }
 
@@ -141,6 +144,27 @@ export class RegistryApi {
     await this.auth.requireOwnerOrKey(ctx.credentials, instanceId, ctx);
     requireInstanceId(instanceId);
     return this.registry.drain(instanceId, { signal: ctx.signal });
+  }
+
+  /** Heartbeat of a TTL instance: the instance itself only. Answers the revision after it. */
+  async heartbeat(ctx: CallContext, instanceId: string): Promise<number> {
+    requireInstanceId(instanceId);
+    await this.auth.requireOwner(ctx.credentials, instanceId, ctx);
+    return this.registry.heartbeat(instanceId);
+  }
+
+  /**
+   * Opens a KeepAlive session of a SESSION instance: the instance itself
+   * only. `onEnded` hears when the registry ends it (see `openSession`).
+   */
+  async openSession(
+    ctx: CallContext,
+    instanceId: string,
+    onEnded: (reason: RegistryError) => void,
+  ): Promise<{ readonly revision: number; close(reason: string): void }> {
+    requireInstanceId(instanceId);
+    await this.auth.requireOwner(ctx.credentials, instanceId, ctx);
+    return this.registry.openSession(instanceId, onEnded);
   }
 
   /** Counts per service type. */

@@ -6,9 +6,9 @@ import type { Config } from "../config/settings.js";
 import type { SettingOrigin } from "../config/load-config.js";
 import { resolveRegistrationKeys, weakKeyWarning, type KeySource, type ResolvedKeys } from "../config/registration-key.js";
 import { AuthFailureLimiter } from "../api/auth-failure-limiter.js";
-import { loadTls } from "../config/tls.js";
+import { loadProbeCa, loadTls } from "../config/tls.js";
 import { RegistryApi } from "../api/registry-api.js";
-import { LazyHttpProber } from "../health/lazy-http-prober.js";
+import { CheckProber } from "../health/check-prober.js";
 import { ProbeTargetPolicy } from "../health/probe-target-policy.js";
 import { RegistryHttpServer } from "../http/http-server.js";
 import { jsonApiRoutes } from "../http/json-api.js";
@@ -66,6 +66,7 @@ export interface StartOptions {
 /** Builds the registry from a configuration and serves it over gRPC and HTTP. */
 export async function startServer(config: Config, logger: Logger, options: StartOptions = {}): Promise<RunningServer> {
   const tls = loadTls(config);
+  const probeCa = loadProbeCa(config.probeCaFile);
   const resolvedKeys = resolveRegistrationKeys(config.registrationKey, config.dataDir, options.registrationKeyOrigin);
   const keys = new RegistrationKeys(resolvedKeys.keys);
   const reloadKeys = (configured: string, origin?: SettingOrigin): boolean => {
@@ -115,7 +116,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
   let markUp: () => void = () => {};
   const up = new Promise<void>((resolve) => (markUp = resolve));
   const probeTargetPolicy = new ProbeTargetPolicy({ allow: config.probeAllowCidrs, deny: config.probeDenyCidrs });
-  const prober = config.healthChecks ? new LazyHttpProber({ timeoutMs: config.healthCheckTtlMs, targetPolicy: probeTargetPolicy }, up) : undefined;
+  const prober = config.healthChecks ? new CheckProber({ timeoutMs: config.healthCheckTtlMs, targetPolicy: probeTargetPolicy, ca: probeCa }, up) : undefined;
   const registry = new ServiceRegistry({
     store,
     commitObserver,

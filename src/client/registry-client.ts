@@ -1,10 +1,11 @@
 import { status, type CallOptions as GrpcCallOptions, type ClientUnaryCall, type Metadata, type ServiceError } from "@grpc/grpc-js";
 import type { RegistryServiceClient } from "../../gen/registry/v1/registry.js";
 import type { Instance, RemovalReason, ServiceSummary } from "../registry/types.js";
+import type { HealthCheckInput } from "../registry/validation.js";
 import { authMetadata, type AuthSource, type RegistryAuth } from "./auth.js";
 import type { BackoffOptions } from "./backoff.js";
 import { RegistryClientError } from "./client-error.js";
-import { fromProtoInstance, fromProtoSummary } from "./proto-conversion.js";
+import { fromProtoInstance, fromProtoSummary, toProtoHealthCheck } from "./proto-conversion.js";
 import { RegistryConnections, type CallKind, type ConnectionOptions, type RegistryEndpoint } from "./registry-connections.js";
 import { RegistryWatch, type RegistryWatchOptions } from "./registry-watch.js";
 
@@ -43,8 +44,14 @@ export interface RegisterOptions {
   /** IP literal or hostname; default: the address the registry sees the call from. */
   readonly host?: string;
   readonly metadata?: Readonly<Record<string, string>>;
-  /** HTTP path the registry probes; default `/health`. */
+  /** HTTP path the registry probes; default `/health`. HTTP checks only. */
   readonly healthCheckPath?: string;
+  /**
+   * How the registry tells the instance is alive (default: an HTTP probe of
+   * `healthCheckPath`). A `ttl` instance must then call `heartbeat` at least
+   * every `ttlMs`; a `session` instance holds `keepAlive` open.
+   */
+  readonly healthCheck?: HealthCheckInput;
 }
 
 /**
@@ -143,7 +150,7 @@ export class RegistryClient {
       port: input.port,
       host: input.host,
       metadata: { ...input.metadata },
-      healthCheck: input.healthCheckPath === undefined ? undefined : { path: input.healthCheckPath },
+      healthCheck: toProtoHealthCheck(input.healthCheckPath, input.healthCheck),
     });
     if (!response.instance) throw missing("Register", "instance");
     return {

@@ -169,6 +169,12 @@ export const SETTINGS = {
     default: DEFAULT_PROBE_DENY_CIDRS,
     parse: cidrList,
   }),
+  probeCaFile: spec({
+    env: "PROBE_CA_FILE",
+    description: "PEM CA bundle trusted, besides the system's CAs, by gRPC health checks over TLS",
+    default: "",
+    parse: text,
+  }),
   authFailuresPerMinute: spec({
     env: "AUTH_FAILURES_PER_MINUTE",
     description: "failed authentications (wrong key or token) one address (IPv6: its /64) may make per minute, sustained; beyond that its calls get RESOURCE_EXHAUSTED unchecked (0 = no limit)",

@@ -46,6 +46,14 @@ export function loadTls(settings: TlsSettings): TlsMaterial | undefined {
   return { cert, key, clientCa, leaf };
 }
 
+/** The PROBE_CA_FILE bundle, checked; undefined when unset (gRPC TLS checks then trust the system's CAs only). */
+export function loadProbeCa(path: string): Buffer | undefined {
+  if (path === "") return undefined;
+  const ca = read("PROBE_CA_FILE", path);
+  parse("PROBE_CA_FILE", path, () => new X509Certificate(ca), "a PEM CA certificate");
+  return ca;
+}
+
 function read(env: string, path: string): Buffer {
   try {
     return readFileSync(path);

@@ -3,14 +3,26 @@ import { isIP } from "node:net";
 import { Agent } from "undici";
 import { AbortFanout, assertProbeTimeout, ProbeAttempt } from "./probe-attempt.js";
 import { ProbeExchange, type ExchangeOutcome } from "./probe-exchange.js";
+import { describeProbeError as describe, errorCode } from "./probe-errors.js";
 import { PROBE_TARGET_DENIED, ProbeTargetPolicy } from "./probe-target-policy.js";
 
-/** Where to send one health probe: `GET http://{host}:{port}{path}`. */
+/**
+ * What to probe: by default `GET http://{host}:{port}{path}`; `kind` says
+ * when it is a grpc.health.v1 call or a TCP connect instead (see CheckProber).
+ */
 export interface ProbeTarget {
   readonly id: string;
   readonly host: string;
   readonly port: number;
   readonly path: string;
+  /** Absent means "http". */
+  readonly kind?: "http" | "grpc" | "tcp" | undefined;
+  /** `grpc`: the service name to ask about ("" for the server as a whole). */
+  readonly grpcService?: string | undefined;
+  /** `grpc`: over TLS. */
+  readonly tls?: boolean | undefined;
+  /** This target's own timeout (ms); absent or 0 for the prober's. */
+  readonly timeoutMs?: number | undefined;
 }
 
 /**
@@ -132,7 +144,7 @@ export class HttpProber {
     if (signal?.aborted) return fail("aborted");
     // undici takes origins as URLs, and WHATWG URLs have no IPv6 zone ids.
     if (target.host.includes("%")) return fail("IPv6 zone ids (fe80::1%eth0) are not supported by the probe client");
-    const attempt = new ProbeAttempt(this.#timeoutMs, signal, this.#fanout);
+    const attempt = new ProbeAttempt(target.timeoutMs || this.#timeoutMs, signal, this.#fanout);
     try {
       const routes = await this.#routes(target, attempt);
       if (routes.length === 0) return fail(PROBE_TARGET_DENIED);
@@ -224,11 +236,6 @@ function origin(address: string, port: number): string {
   return `http://${address.includes(":") ? `[${address}]` : address}:${port}`;
 }
 
-function errorCode(err: unknown): string | undefined {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  return typeof code === "string" ? code : undefined;
-}
-
 function parseJson(body: Buffer): unknown {
   const text = body.toString("utf8");
   if (text.trim() === "") return undefined;
@@ -268,37 +275,6 @@ function normalizeHost(host: string): string {
 
 function unbracket(host: string): string {
   return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
-}
-
-// What each error code means, in the words a watcher sees. Error messages
-// themselves are not passed on: they carry the address a name resolved to
-// and, for some parser errors, bytes of the response.
-const CODE_WORDS: Readonly<Record<string, string>> = {
-  ECONNREFUSED: "connection refused",
-  ECONNRESET: "connection reset",
-  EPIPE: "connection reset",
-  UND_ERR_SOCKET: "connection closed by the server",
-  EHOSTUNREACH: "host unreachable",
-  ENETUNREACH: "network unreachable",
-  EADDRNOTAVAIL: "address not available",
-  ETIMEDOUT: "connect timed out",
-  UND_ERR_CONNECT_TIMEOUT: "connect timed out",
-  ENOTFOUND: "host name not found",
-  EAI_AGAIN: "host name lookup failed",
-  ENODATA: "host name has no address",
-  UND_ERR_HEADERS_OVERFLOW: "response headers too large",
-  UND_ERR_RES_CONTENT_LENGTH_MISMATCH: "response length mismatch",
-};
-
-function describe(err: unknown): string {
-  // Node 20 tries every address of a name and reports an AggregateError with an empty message.
-  if (err instanceof AggregateError && err.errors.length > 0) return describe(err.errors[0]);
-  const code = errorCode(err);
-  if (code !== undefined) {
-    const words = CODE_WORDS[code] ?? (code.startsWith("HPE_") ? "invalid HTTP response" : "probe failed");
-    return `${words} (${code})`;
-  }
-  return err instanceof Error ? `probe failed (${err.name})` : "probe failed";
 }
 
 function fail(reason: string): ProbeResult {

@@ -104,6 +104,7 @@ function storedInstance(
     port: i.port,
     metadata: i.metadata,
     healthCheckPath: i.healthCheckPath,
+    healthCheck: i.healthCheck,
     health,
     draining: drainingSince > 0,
     drainingSince,

@@ -51,6 +51,18 @@ export class HealthStatusHandler {
     return { op: "remove", id: instance.id, reason: "health_check_expired", at: now };
   }
 
+  /**
+   * A result that decides on its own, whatever the thresholds (a session
+   * opening or ending): the transition it calls for, if the instance is not
+   * already so, with the streak started afresh from it.
+   */
+  settle(instance: StoredInstance, passed: boolean, now: number, failureReason?: string): Mutation | undefined {
+    this.streaks.set(instance.id, passed ? 1 : -1);
+    const next: Health = passed ? "healthy" : "unhealthy";
+    if (instance.health === next) return undefined;
+    return { op: "setHealth", id: instance.id, health: next, at: now, ...(failureReason ? { failureReason } : {}) };
+  }
+
   /** Drops an instance's streak (removed, or now probed by another replica). */
   forget(id: string): void {
     this.streaks.delete(id);

@@ -11,7 +11,9 @@ export type RegistryErrorCode =
   | "resource_exhausted"
   | "unavailable"
   /** The caller stopped listening (its call ended, the server is going down) before the change was made. */
-  | "cancelled";
+  | "cancelled"
+  /** The request does not fit the instance's state (a heartbeat for an instance checked another way). */
+  | "failed_precondition";
 
 /** An error the registry raises on purpose, with a client-safe message. */
 export class RegistryError extends Error {

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { performance } from "node:perf_hooks";
 import type { ProbeResult, ProbeTarget } from "../health/http-probe.js";
-import { LazyHttpProber } from "../health/lazy-http-prober.js";
+import { CheckProber } from "../health/check-prober.js";
 import { ProbeScheduler } from "../health/probe-scheduler.js";
 import { CHANGE_LINE, flushChangeLines } from "../logging/batch-lines.js";
 import { structuredLogger, type StructuredLogger } from "../logging/registry-logger.js";
@@ -20,10 +20,11 @@ import { InstanceQuotas, UNLIMITED, type QuotaReservation } from "./instance-quo
 import { newInstanceId } from "./instance-id.js";
 import { MassFailureGuard, type MassFailureSnapshot } from "./mass-failure-guard.js";
 import { RegistryError, type RegistryErrorCode } from "./registry-error.js";
+import { ReportedLiveness } from "./reported-liveness.js";
 import { resolveRegistryOptions, type ResolvedRegistryOptions, type ServiceRegistryOptions } from "./registry-options.js";
 import { matchesSelector } from "./selector.js";
 import { TypePanic } from "./type-panic.js";
-import type { Change, Instance, RemovalReason, Selector, ServiceSummary, StoredInstance } from "./types.js";
+import { healthCheckOf, isProbed, type Change, type HealthCheckKind, type Instance, type RemovalReason, type Selector, type ServiceSummary, type StoredInstance } from "./types.js";
 import { assertProbeTargetAllowed, validateRegisterInput, validateServiceType, type RegisterInput } from "./validation.js";
 import { WatchHub, type WatchHubStats } from "./watch-hub.js";
 import { shuttingDown, type Watcher, type WatchOptions, type WatchSource } from "./watcher.js";
@@ -143,7 +144,11 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   private guardLeftAt = 0;
   private readonly queue: CommitQueue;
   private readonly commits: CommitReporter;
-  private readonly prober: LazyHttpProber | undefined;
+  private readonly prober: CheckProber | undefined;
+  /** Clocks of the instances that report their own liveness (ttl heartbeats, sessions). */
+  private readonly reported: ReportedLiveness;
+  /** KeepAlive streams held by this process, by instance. */
+  private readonly sessions = new Map<string, Set<{ onEnded: (reason: RegistryError) => void }>>();
   private readonly scheduler: ProbeScheduler | undefined;
   /** Instances with a health mutation in flight, so one transition is committed once. */
   private readonly pendingHealth = new Set<string>();
@@ -173,13 +178,14 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
       intervalMs: this.options.healthCheckInterval + this.options.healthCheckTTL,
     });
     this.commits = new CommitReporter(options.commitObserver);
+    this.reported = new ReportedLiveness(this.options.healthCheckInterval, (id, reason) => this.onReportedFailure(id, reason));
     this.queue = new CommitQueue((batch) => this.commitBatch(batch), { oneBatchAtATime: this.store.plannedBy === "core" });
     if (this.options.healthChecks) {
-      // Loaded at the first probe (see LazyHttpProber): importing the registry does not load undici.
+      // Clients are loaded at the first probe that needs them (see CheckProber): importing the registry loads neither undici nor grpc-js.
       const prober = this.options.probe
         ? undefined
-        : new LazyHttpProber({ timeoutMs: this.options.healthCheckTTL, targetPolicy: this.options.probeTargetPolicy });
-      const probe = this.options.probe ?? ((t: ProbeTarget, s: AbortSignal) => (prober as LazyHttpProber).probe(t, s));
+        : new CheckProber({ timeoutMs: this.options.healthCheckTTL, targetPolicy: this.options.probeTargetPolicy });
+      const probe = this.options.probe ?? ((t: ProbeTarget, s: AbortSignal) => (prober as CheckProber).probe(t, s));
       this.prober = prober;
       this.scheduler = new ProbeScheduler({
         intervalMs: this.options.healthCheckInterval,
@@ -498,6 +504,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     clearInterval(this.guardTimer);
     await this.scheduler?.stop();
     this.drainDeadlines.clear();
+    this.reported.clear();
+    this.endSessions(undefined, shuttingDown());
     this.prober?.close();
     // Calls already accepted are committed and answered before the store closes.
     await this.queue.drain();
@@ -612,6 +620,9 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
         this.fire("instanceRegistered", instance);
       } else if (change.kind === "removed") {
         this.stopProbing(instance.id);
+        if (this.sessions.has(instance.id)) {
+          this.endSessions(instance.id, new RegistryError("not_found", `instance ${instance.id} was removed (${change.reason}); register again`));
+        }
         this.logger.info({ ...logFields(instance, change.revision), reason: change.reason }, CHANGE_LINE.removed);
         this.fire("instanceRemoved", instance, change.reason);
       } else if (change.kind === "draining") {
@@ -656,17 +667,35 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   private onProbeResult(target: ProbeTarget, result: ProbeResult): void {
     const instance = this.index.get(target.id);
     if (!instance || this.state !== "running") return;
+    this.onCheckResult(instance, result, true);
+  }
+
+  /**
+   * One check result, probed or reported (a heartbeat, a missed ttl, a
+   * session's end): the seed's events, the guard's count (probes only: the
+   * guard judges this process's reach to what it probes), and the health
+   * mutation it calls for. Answers the health commit it started, if any.
+   */
+  private onCheckResult(instance: StoredInstance, result: ProbeResult, probed: boolean, decisive = false): Promise<Change | undefined> | undefined {
     if (result.ok) this.fire("healthCheckPassed", instance, result.data);
     else this.fire("healthCheckFailed", instance, result.reason);
 
     const now = this.options.now();
-    this.noteGuard(this.guard.record(instance.id, result.ok, now, instance.health === "healthy"), now);
+    if (probed) this.noteGuard(this.guard.record(instance.id, result.ok, now, instance.health === "healthy"), now);
     const failureReason = result.ok ? undefined : result.reason;
-    if (this.pendingHealth.has(instance.id)) return this.releaseHeld(now);
-    let mutation = this.guard.suspected ? undefined : this.healthStatus.record(instance, result.ok, now, failureReason);
+    if (this.pendingHealth.has(instance.id)) {
+      this.releaseHeld(now);
+      return undefined;
+    }
+    let mutation: Mutation | undefined;
+    if (!this.guard.suspected) {
+      mutation = decisive
+        ? this.healthStatus.settle(instance, result.ok, now, failureReason)
+        : this.healthStatus.record(instance, result.ok, now, failureReason);
+    }
     const held = this.held.get(instance.id);
     // A draining instance is not the guard's evidence (it is going away): its failures are not held.
-    if (mutation && failureDriven(mutation) && !instance.draining && this.guard.holdFailure(held === undefined)) {
+    if (probed && mutation && failureDriven(mutation) && !instance.draining && this.guard.holdFailure(held === undefined)) {
       // In place: the map stays in the order instances were first held.
       if (held) held.mutation = mutation;
       else this.held.set(instance.id, { mutation, since: now });
@@ -674,7 +703,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     } else if (held) {
       this.held.delete(instance.id);
     }
-    if (mutation) this.commitHealth(instance.id, mutation);
+    let committed: Promise<Change | undefined> | undefined;
+    if (mutation) committed = this.commitHealth(instance.id, mutation);
     else {
       this.hub?.publishProbe({
         instance,
@@ -684,16 +714,102 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
       });
     }
     this.releaseHeld(now);
+    return committed;
   }
 
-  private commitHealth(id: string, mutation: Mutation): void {
+  /** Commits a health mutation; answers its change, or undefined when it failed (logged) or the instance went meanwhile. */
+  private commitHealth(id: string, mutation: Mutation): Promise<Change | undefined> {
     this.pendingHealth.add(id);
-    this.commit(() => mutation)
+    return this.commit(() => mutation)
       .catch((err: unknown) => {
-        if (err instanceof RegistryError && err.code === "not_found") return; // removed meanwhile
+        if (err instanceof RegistryError && err.code === "not_found") return undefined; // removed meanwhile
         this.logger.error({ err, instanceId: id }, "could not commit a health change");
+        return undefined;
       })
       .finally(() => this.pendingHealth.delete(id));
+  }
+
+  /** A reported check's clock ran out (a missed ttl, no session open): a failed check. */
+  private onReportedFailure(id: string, reason: string): void {
+    const instance = this.index.get(id);
+    if (!instance || this.state !== "running") return;
+    this.onCheckResult(instance, { ok: false, reason }, false);
+  }
+
+  /**
+   * A TTL instance's heartbeat: a passing check, and its next failure is due
+   * a ttl from now. Answers the revision after it (a heartbeat that makes
+   * the instance healthy again is a change of its own). FAILED_PRECONDITION
+   * for an instance checked another way.
+   */
+  async heartbeat(id: string): Promise<number> {
+    this.assertRunning();
+    this.assertFresh();
+    const instance = this.reportingInstance(id, "ttl");
+    this.reported.heartbeat(id);
+    const committed = this.onCheckResult(instance, { ok: true, status: 0 }, false);
+    const change = committed === undefined ? undefined : await committed;
+    return change?.revision ?? this.currentRevision;
+  }
+
+  /**
+   * Opens a session for a SESSION instance: it is healthy from now (a
+   * passing check, whatever the thresholds) while the session is open, and
+   * turns UNHEALTHY at once when its last session ends, with `close`'s
+   * reason. `onEnded` is told when the registry ends the session itself:
+   * the instance was removed, or the registry is shutting down.
+   * FAILED_PRECONDITION for an instance checked another way.
+   */
+  openSession(id: string, onEnded: (reason: RegistryError) => void): { readonly revision: number; close(reason: string): void } {
+    this.assertRunning();
+    this.assertFresh();
+    const instance = this.reportingInstance(id, "session");
+    let open = this.sessions.get(id);
+    if (!open) this.sessions.set(id, (open = new Set()));
+    const session = { onEnded };
+    open.add(session);
+    this.reported.hold(id);
+    this.onCheckResult(instance, { ok: true, status: 0 }, false, open.size === 1);
+    return { revision: this.currentRevision, close: (reason) => this.closeSession(id, session, reason) };
+  }
+
+  /** A session ended; the last one of its instance makes it UNHEALTHY at once. */
+  private closeSession(id: string, session: { onEnded: (reason: RegistryError) => void }, reason: string): void {
+    const open = this.sessions.get(id);
+    if (!open?.delete(session) || open.size > 0) return;
+    this.sessions.delete(id);
+    const instance = this.index.get(id);
+    if (!instance || this.state !== "running") return;
+    this.reported.release(id);
+    this.onCheckResult(instance, { ok: false, reason }, false, true);
+  }
+
+  /** Ends the sessions held here for instance `id` (removed) or for all (shutdown), telling each why. */
+  private endSessions(id: string | undefined, reason: RegistryError): void {
+    const ids = id === undefined ? [...this.sessions.keys()] : [id];
+    for (const each of ids) {
+      const open = this.sessions.get(each);
+      this.sessions.delete(each);
+      for (const session of open ?? []) {
+        try {
+          session.onEnded(reason);
+        } catch (err) {
+          this.logger.error({ err, instanceId: each }, "ending a session failed");
+        }
+      }
+    }
+  }
+
+  /** The instance a heartbeat or session names, if it is checked `kind`'s way. */
+  private reportingInstance(id: string, kind: HealthCheckKind): StoredInstance {
+    const instance = this.index.get(id);
+    if (!instance) throw new RegistryError("not_found", `instance ${id} is not registered`);
+    const actual = healthCheckOf(instance).kind;
+    if (actual !== kind) {
+      const call = kind === "ttl" ? "Heartbeat is for TTL checks" : "KeepAlive is for SESSION checks";
+      throw new RegistryError("failed_precondition", `instance ${id} has a ${actual.toUpperCase()} health check: ${call}`);
+    }
+    return instance;
   }
 
   /**
@@ -770,6 +886,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   private startProbing(instance: Instance, spreadOverInterval = false): void {
     // Its drain deadline is kept by the replica that probes it, with or without probing.
     if (instance.draining) this.drainDeadlines.arm(instance.id, instance.drainingSince);
+    const check = healthCheckOf(instance);
+    if (!isProbed(check.kind)) return this.reported.track(instance.id, check, this.sessions.has(instance.id));
     if (!this.scheduler) return;
     this.scheduler.add(probeTarget(instance), { spreadOverInterval });
     if (!instance.draining) this.guard.track(instance.id, instance.serviceType);
@@ -778,6 +896,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   /** Stops probing an instance here (removed, or now another replica's). */
   private stopProbing(id: string): void {
     this.drainDeadlines.disarm(id);
+    this.reported.untrack(id);
     this.scheduler?.remove(id);
     this.healthStatus.forget(id);
     this.guard.untrack(id);
@@ -896,7 +1015,10 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
 }
 
 function probeTarget(instance: Instance): ProbeTarget {
-  return { id: instance.id, host: instance.host, port: instance.port, path: instance.healthCheckPath };
+  const target = { id: instance.id, host: instance.host, port: instance.port, path: instance.healthCheckPath };
+  const check = instance.healthCheck;
+  if (check === undefined || !isProbed(check.kind)) return target;
+  return { ...target, kind: check.kind as "http" | "grpc" | "tcp", grpcService: check.grpcService, tls: check.tls, timeoutMs: check.timeoutMs };
 }
 
 /** A mutation a failing probe calls for: turning unhealthy, or expiry. */

@@ -13,6 +13,27 @@ export type Health = "healthy" | "unhealthy";
 /** Why an instance left the registry. */
 export type RemovalReason = "unregistered" | "health_check_expired" | "replaced" | "drain_expired";
 
+/**
+ * How the registry tells that an instance is alive: it probes `http`, `grpc`
+ * (grpc.health.v1) and `tcp` instances on its schedule; `ttl` instances call
+ * Heartbeat at least every `ttlMs`; `session` instances hold a KeepAlive
+ * stream open and are alive while it is.
+ */
+export type HealthCheckKind = "http" | "grpc" | "tcp" | "ttl" | "session";
+
+/** An instance's check, beyond its HTTP path (`Instance.healthCheckPath`). */
+export interface HealthCheckSpec {
+  readonly kind: HealthCheckKind;
+  /** `grpc`: the service name asked about; "" asks for the server's overall health. */
+  readonly grpcService: string;
+  /** `grpc`: call over TLS. */
+  readonly tls: boolean;
+  /** `ttl`: the longest time between heartbeats (ms); 0 for other kinds. */
+  readonly ttlMs: number;
+  /** Probe timeout (ms) for `http`, `grpc` and `tcp`; 0 means the registry's default. */
+  readonly timeoutMs: number;
+}
+
 /** A registered instance as the registry tracks it. */
 export interface Instance {
   readonly id: string;
@@ -21,6 +42,11 @@ export interface Instance {
   readonly port: number;
   readonly metadata: Readonly<Record<string, string>>;
   readonly healthCheckPath: string;
+  /**
+   * How it is checked; absent (most instances) means an HTTP probe with the
+   * registry's default timeout, `DEFAULT_HEALTH_CHECK`.
+   */
+  readonly healthCheck?: HealthCheckSpec | undefined;
   readonly health: Health;
   /**
    * Marked draining: left out of GetByType and resolvers unless asked for,
@@ -123,3 +149,16 @@ export interface ServiceSummary {
  * ANDed). Empty matches every instance.
  */
 export type Selector = Readonly<Record<string, string>>;
+
+/** The check of an instance registered without one: an HTTP probe of `healthCheckPath`. */
+export const DEFAULT_HEALTH_CHECK: HealthCheckSpec = Object.freeze({ kind: "http", grpcService: "", tls: false, ttlMs: 0, timeoutMs: 0 });
+
+/** The check of `instance`, with the default filled in. */
+export function healthCheckOf(instance: Pick<Instance, "healthCheck">): HealthCheckSpec {
+  return instance.healthCheck ?? DEFAULT_HEALTH_CHECK;
+}
+
+/** Whether the registry probes instances checked this way (rather than hearing from them). */
+export function isProbed(kind: HealthCheckKind): boolean {
+  return kind === "http" || kind === "grpc" || kind === "tcp";
+}

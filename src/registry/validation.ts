@@ -1,6 +1,7 @@
 import { isIP } from "node:net";
 import type { ProbeTargetPolicy } from "../health/probe-target-policy.js";
 import { invalidArgument } from "./registry-error.js";
+import type { HealthCheckKind, HealthCheckSpec } from "./types.js";
 
 /** What a caller asks to register, before validation. */
 export interface RegisterInput {
@@ -9,8 +10,30 @@ export interface RegisterInput {
   /** IP literal or hostname. Transports default it to the caller's address. */
   readonly host: string;
   readonly metadata?: Readonly<Record<string, string>>;
-  /** Defaults to `/health`. */
+  /** Defaults to `/health`. HTTP checks only. */
   readonly healthCheckPath?: string;
+  /** How the instance is checked; an HTTP probe of the path when absent. */
+  readonly healthCheck?: HealthCheckInput | undefined;
+}
+
+/** A check as a caller asks for it (see `HealthCheckSpec`); unset fields take their defaults. */
+export interface HealthCheckInput {
+  readonly kind?: HealthCheckKind | undefined;
+  readonly grpcService?: string | undefined;
+  readonly tls?: boolean | undefined;
+  readonly ttlMs?: number | undefined;
+  readonly timeoutMs?: number | undefined;
+}
+
+/** A registration as validation leaves it. */
+export interface ValidRegistration {
+  readonly serviceType: string;
+  readonly port: number;
+  readonly host: string;
+  readonly metadata: Record<string, string>;
+  readonly healthCheckPath: string;
+  /** Undefined for the default check (an HTTP probe with the registry's timeout). */
+  readonly healthCheck: HealthCheckSpec | undefined;
 }
 
 /** Limits of SPEC 4.1, exported so clients and docs can quote them. */
@@ -21,6 +44,10 @@ export const limits = {
   metadataValueMaxBytes: 512,
   healthCheckPathMaxLength: 256,
   hostMaxLength: 253,
+  grpcServiceMaxLength: 256,
+  ttlMinMs: 100,
+  ttlMaxMs: 3_600_000,
+  probeTimeoutMaxMs: 60_000,
 } as const;
 
 const SERVICE_TYPE = /^[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?$/;
@@ -102,7 +129,7 @@ const DEFAULT_HEALTH_PATH = "/health";
  * health path, a plain metadata copy). Throws INVALID_ARGUMENT naming the
  * first offending field.
  */
-export function validateRegisterInput(input: RegisterInput): Required<RegisterInput> {
+export function validateRegisterInput(input: RegisterInput): ValidRegistration {
   validateServiceType(input.serviceType);
   if (!Number.isInteger(input.port) || input.port < 1 || input.port > 65535) {
     throw invalidArgument("port", "must be between 1 and 65535");
@@ -115,6 +142,10 @@ export function validateRegisterInput(input: RegisterInput): Required<RegisterIn
   }
 
   const metadata = validMetadata(input.metadata);
+  const healthCheck = validHealthCheck(input.healthCheck);
+  if (healthCheck && healthCheck.kind !== "http" && input.healthCheckPath) {
+    throw invalidArgument("health_check.path", `is for HTTP checks only, not ${healthCheck.kind.toUpperCase()}`);
+  }
   // The default as the one shared string: a decoded request's "/health" is a fresh copy, kept per instance.
   const path = !input.healthCheckPath || input.healthCheckPath === DEFAULT_HEALTH_PATH ? DEFAULT_HEALTH_PATH : input.healthCheckPath;
   if (!path.startsWith("/")) throw invalidArgument("health_check.path", "must start with /");
@@ -123,5 +154,46 @@ export function validateRegisterInput(input: RegisterInput): Required<RegisterIn
   }
   if (!PRINTABLE_ASCII.test(path)) throw invalidArgument("health_check.path", "must be printable ASCII without spaces");
 
-  return { serviceType: input.serviceType, port: input.port, host: input.host, metadata, healthCheckPath: path };
+  return { serviceType: input.serviceType, port: input.port, host: input.host, metadata, healthCheckPath: path, healthCheck };
+}
+
+const KINDS: ReadonlySet<string> = new Set<HealthCheckKind>(["http", "grpc", "tcp", "ttl", "session"]);
+
+/**
+ * A check checked and completed, or undefined for the default one (HTTP
+ * with the registry's timeout, shared by most instances). Fields that do not
+ * apply to the kind are refused rather than ignored: a TTL check sent with
+ * a timeout but no ttl is a mistake the caller wants to hear of.
+ */
+function validHealthCheck(input: HealthCheckInput | undefined): HealthCheckSpec | undefined {
+  if (input == null) return undefined;
+  const kind = input.kind ?? "http";
+  if (!KINDS.has(kind)) throw invalidArgument("health_check.kind", `must be one of HTTP, GRPC, TCP, TTL, SESSION, got ${String(kind).slice(0, 40)}`);
+  const grpcService = input.grpcService ?? "";
+  const tls = input.tls ?? false;
+  const ttlMs = input.ttlMs ?? 0;
+  const timeoutMs = input.timeoutMs ?? 0;
+  const upper = kind.toUpperCase();
+  if (typeof grpcService !== "string") throw invalidArgument("health_check.grpc_service", "must be a string");
+  if (grpcService !== "" && kind !== "grpc") throw invalidArgument("health_check.grpc_service", `is for GRPC checks only, not ${upper}`);
+  if (grpcService.length > limits.grpcServiceMaxLength) {
+    throw invalidArgument("health_check.grpc_service", `must be at most ${limits.grpcServiceMaxLength} characters`);
+  }
+  if (typeof tls !== "boolean") throw invalidArgument("health_check.tls", "must be a boolean");
+  if (tls && kind !== "grpc") throw invalidArgument("health_check.tls", `is for GRPC checks only, not ${upper}`);
+  if (kind === "ttl") {
+    if (!Number.isInteger(ttlMs) || ttlMs < limits.ttlMinMs || ttlMs > limits.ttlMaxMs) {
+      throw invalidArgument("health_check.ttl_ms", `must be between ${limits.ttlMinMs} and ${limits.ttlMaxMs} for TTL checks`);
+    }
+  } else if (ttlMs !== 0) {
+    throw invalidArgument("health_check.ttl_ms", `is for TTL checks only, not ${upper}`);
+  }
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > limits.probeTimeoutMaxMs) {
+    throw invalidArgument("health_check.timeout_ms", `must be between 0 (the registry's default) and ${limits.probeTimeoutMaxMs}`);
+  }
+  if (timeoutMs !== 0 && (kind === "ttl" || kind === "session")) {
+    throw invalidArgument("health_check.timeout_ms", `is for probed checks (HTTP, GRPC, TCP) only, not ${upper}`);
+  }
+  if (kind === "http" && timeoutMs === 0) return undefined;
+  return { kind, grpcService, tls, ttlMs, timeoutMs };
 }

@@ -16,6 +16,7 @@ import { requestReadTimeoutHooks } from "./request-read-timeout.js";
 import { HealthService } from "./health-service.js";
 import { reflectionPackageDefinition } from "./proto-files.js";
 import { rpcMetricsHooks, type RpcObserver } from "./rpc-metrics.js";
+import { keepAliveHandler } from "./keepalive-handler.js";
 import { registryHandlers } from "./registry-handlers.js";
 import { WatchEventEncoder } from "./watch-encoder.js";
 import { WatchStreams } from "./watch-handler.js";
@@ -94,6 +95,8 @@ export interface RegistryGrpcServerOptions {
   readonly shutdownGraceMs?: number;
   /** A call whose request has not arrived in full this long after it started ends with DEADLINE_EXCEEDED. Default 10000. */
   readonly requestReadTimeoutMs?: number;
+  /** How often a KeepAlive session gets a message from the server. Default 10000 ms. */
+  readonly sessionMessageIntervalMs?: number;
   /** grpc-js server options (message sizes, keepalive...). */
   readonly serverOptions?: ServerOptions;
   /** Receives RPC counts and latencies and watch events sent (RegistryMetrics). */
@@ -141,7 +144,10 @@ export class RegistryGrpcServer {
     );
     this.server = new Server({ ...options.serverOptions, interceptors });
     tolerateInvalidStreamFrames(this.server);
-    this.server.addService(registryService, registryHandlers({ api, logger, watchStreams: this.watchStreams, signals: this.calls }));
+    this.server.addService(registryService, {
+      ...registryHandlers({ api, logger, watchStreams: this.watchStreams, signals: this.calls }),
+      keepAlive: keepAliveHandler(api, logger, options.sessionMessageIntervalMs ?? 10_000),
+    });
     // A replica that lost its store, or is draining, must be taken out of rotation.
     this.serving = options.serving ?? new ServingState().follow(registry);
     const status = (): "SERVING" | "NOT_SERVING" => (this.serving.serving ? "SERVING" : "NOT_SERVING");

@@ -1,5 +1,6 @@
 import * as pb from "../../gen/registry/v1/registry.js";
-import type { Change, Instance, RemovalReason, WatchEvent } from "../registry/types.js";
+import type { HealthCheckInput } from "../registry/validation.js";
+import { healthCheckOf, type Change, type HealthCheckKind, type Instance, type RemovalReason, type WatchEvent } from "../registry/types.js";
 
 /** Domain instance to its protobuf form (only public fields; never the token hash). */
 export function toProtoInstance(instance: Instance): pb.Instance {
@@ -16,6 +17,35 @@ export function toProtoInstance(instance: Instance): pb.Instance {
     healthCheckPath: instance.healthCheckPath,
     draining: instance.draining,
     ...(instance.draining ? { drainingSince: new Date(instance.drainingSince) } : {}),
+    healthCheckKind: PROTO_KINDS[healthCheckOf(instance).kind],
+  };
+}
+
+const PROTO_KINDS: Record<HealthCheckKind, pb.HealthCheckKind> = {
+  http: pb.HealthCheckKind.HEALTH_CHECK_KIND_HTTP,
+  grpc: pb.HealthCheckKind.HEALTH_CHECK_KIND_GRPC,
+  tcp: pb.HealthCheckKind.HEALTH_CHECK_KIND_TCP,
+  ttl: pb.HealthCheckKind.HEALTH_CHECK_KIND_TTL,
+  session: pb.HealthCheckKind.HEALTH_CHECK_KIND_SESSION,
+};
+
+const KINDS_BY_NUMBER: ReadonlyMap<number, HealthCheckKind> = new Map([
+  [pb.HealthCheckKind.HEALTH_CHECK_KIND_UNSPECIFIED, "http"],
+  ...Object.entries(PROTO_KINDS).map(([kind, n]) => [n, kind as HealthCheckKind] as const),
+]);
+
+/**
+ * A request's HealthCheck as the core's input: the path apart (as before
+ * kinds existed), the rest only when set. An enum number this build does not
+ * know is passed on spelled as such, for validation to refuse by name.
+ */
+export function fromProtoHealthCheck(check: pb.HealthCheck | undefined): { path?: string; check?: HealthCheckInput } {
+  if (check === undefined) return {};
+  const kind = KINDS_BY_NUMBER.get(check.kind) ?? (`HealthCheckKind ${check.kind}` as HealthCheckKind);
+  const plain = kind === "http" && check.grpcService === "" && check.ttlMs === 0 && check.timeoutMs === 0 && !check.tls;
+  return {
+    path: check.path,
+    ...(plain ? {} : { check: { kind, grpcService: check.grpcService, tls: check.tls, ttlMs: check.ttlMs, timeoutMs: check.timeoutMs } }),
   };
 }
 

@@ -7,7 +7,7 @@ import type { CallSignals } from "../api/call-signals.js";
 import type { CallContext, RegistryApi } from "../api/registry-api.js";
 import { RegistryError } from "../registry/registry-error.js";
 import { credentialsFromMetadata } from "./auth.js";
-import { toProtoInstance } from "./proto-mapping.js";
+import { fromProtoHealthCheck, toProtoInstance } from "./proto-mapping.js";
 import { encodeTypeAnswer, TypeAnswerCache } from "./type-answer-cache.js";
 import { toServiceError } from "./status-mapping.js";
 import type { WatchStreams } from "./watch-handler.js";
@@ -147,12 +147,14 @@ export function registryHandlers(deps: HandlerDeps) {
   const typeAnswers = new TypeAnswerCache();
   return {
     register: inWriteTurn(api, unary<pb.RegisterRequest, pb.RegisterResponse>("Register", logger, signals, async (req, ctx) => {
+      const { path, check } = fromProtoHealthCheck(req.healthCheck);
       const { instance, token } = await api.register(ctx, {
         serviceType: req.serviceType,
         port: req.port,
         host: req.host,
         metadata: req.metadata,
-        healthCheckPath: req.healthCheck?.path,
+        healthCheckPath: path,
+        healthCheck: check,
       });
       return { serviceId: instance.id, token, instance: toProtoInstance(instance) };
     })),
@@ -182,6 +184,10 @@ export function registryHandlers(deps: HandlerDeps) {
       const { instance, revision } = await api.drain(ctx, req.instanceId);
       return { instance: toProtoInstance(instance), revision };
     })),
+
+    heartbeat: unary<pb.HeartbeatRequest, pb.HeartbeatResponse>("Heartbeat", logger, signals, async (req, ctx) => {
+      return { revision: await api.heartbeat(ctx, req.instanceId) };
+    }),
 
     listServices: unary<pb.ListServicesRequest, pb.ListServicesResponse>("ListServices", logger, signals, (_req, ctx) => {
       return api.listServices(ctx);

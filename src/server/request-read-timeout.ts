@@ -16,11 +16,18 @@ import { http2StreamBelow } from "./call-stream.js";
  * connection busy. The client's own deadline still applies as usual; this
  * one bounds only the reading of the request.
  *
+ * KeepAlive, the one method whose client streams, is left out: its request
+ * never ends while the session lives (its handler bounds the wait for the
+ * first message itself).
+ *
  * @example
  * new Server({ interceptors: [callHooksInterceptor([requestReadTimeoutHooks(10_000)])] });
  */
+const KEEPALIVE_METHOD = "/registry.v1.RegistryService/KeepAlive";
+
 export function requestReadTimeoutHooks(timeoutMs: number): CallHooksFactory {
-  return (_method, next, call) => {
+  return (method, next, call) => {
+    if (method.path === KEEPALIVE_METHOD) return {};
     let timer: NodeJS.Timeout | undefined;
     const stop = (): void => clearTimeout(timer);
     return {

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { EventType, HealthStatus, RemovalReason } from "../../gen/registry/v1/registry.js";
+import { EventType, HealthCheck, HealthStatus, RemovalReason } from "../../gen/registry/v1/registry.js";
 import { call, instanceAuth, register, startHarness, WatchCursor, type Harness } from "../support/registry-harness.js";
 
 describe("every RPC, happy path", () => {
@@ -17,7 +17,7 @@ describe("every RPC, happy path", () => {
       port: 8080,
       host: "10.0.0.7",
       metadata: { zone: "eu-1", version: "1.2.3" },
-      healthCheck: { path: "/ready" },
+      healthCheck: HealthCheck.fromPartial({ path: "/ready" }),
     });
     expect(res.serviceId).toMatch(/^[0-9a-f-]{36}$/);
     expect(Buffer.from(res.token, "base64url")).toHaveLength(32);

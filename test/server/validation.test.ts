@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { status, type ServiceError } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EventType, type ListServicesResponse, type RegisterRequest } from "../../gen/registry/v1/registry.js";
+import { EventType, HealthCheck, type ListServicesResponse, type RegisterRequest } from "../../gen/registry/v1/registry.js";
 import { call, callError, keyAuth, startHarness, WatchCursor, type Harness } from "../support/registry-harness.js";
 
 /**
@@ -108,15 +108,15 @@ const rejected: Rejected[] = [
   },
 
   // health_check.path: starts with '/', ≤ 256 chars, printable ASCII
-  { name: "health_check.path without a leading '/'", patch: { healthCheck: { path: "health" } }, field: "health_check.path" },
-  { name: "health_check.path of 257 chars", patch: { healthCheck: { path: `/${"a".repeat(256)}` } }, field: "health_check.path" },
-  { name: "health_check.path with a space", patch: { healthCheck: { path: "/a b" } }, field: "health_check.path" },
-  { name: "health_check.path with a tab", patch: { healthCheck: { path: "/a\tb" } }, field: "health_check.path" },
-  { name: "health_check.path with a newline", patch: { healthCheck: { path: "/a\nHost: evil" } }, field: "health_check.path" },
-  { name: "health_check.path with NUL", patch: { healthCheck: { path: "/a\u0000" } }, field: "health_check.path" },
-  { name: "health_check.path with DEL", patch: { healthCheck: { path: "/a\u007f" } }, field: "health_check.path" },
-  { name: "health_check.path with non-ASCII", patch: { healthCheck: { path: "/héalth" } }, field: "health_check.path" },
-  { name: "health_check.path that is a full URL", patch: { healthCheck: { path: "http://evil/health" } }, field: "health_check.path" },
+  { name: "health_check.path without a leading '/'", patch: { healthCheck: HealthCheck.fromPartial({ path: "health" }) }, field: "health_check.path" },
+  { name: "health_check.path of 257 chars", patch: { healthCheck: HealthCheck.fromPartial({ path: `/${"a".repeat(256)}` }) }, field: "health_check.path" },
+  { name: "health_check.path with a space", patch: { healthCheck: HealthCheck.fromPartial({ path: "/a b" }) }, field: "health_check.path" },
+  { name: "health_check.path with a tab", patch: { healthCheck: HealthCheck.fromPartial({ path: "/a\tb" }) }, field: "health_check.path" },
+  { name: "health_check.path with a newline", patch: { healthCheck: HealthCheck.fromPartial({ path: "/a\nHost: evil" }) }, field: "health_check.path" },
+  { name: "health_check.path with NUL", patch: { healthCheck: HealthCheck.fromPartial({ path: "/a\u0000" }) }, field: "health_check.path" },
+  { name: "health_check.path with DEL", patch: { healthCheck: HealthCheck.fromPartial({ path: "/a\u007f" }) }, field: "health_check.path" },
+  { name: "health_check.path with non-ASCII", patch: { healthCheck: HealthCheck.fromPartial({ path: "/héalth" }) }, field: "health_check.path" },
+  { name: "health_check.path that is a full URL", patch: { healthCheck: HealthCheck.fromPartial({ path: "http://evil/health" }) }, field: "health_check.path" },
 ];
 
 interface Accepted {
@@ -155,19 +155,19 @@ const accepted: Accepted[] = [
   { name: "metadata value of 512 ASCII bytes", patch: { metadata: { zone: "x".repeat(512) } } },
   { name: "metadata value of 256 chars / 512 bytes (é)", patch: { metadata: { zone: "é".repeat(256) } } },
 
-  { name: "health_check.path '/healthz?x=1'", patch: { healthCheck: { path: "/healthz?x=1" } }, expect: { healthCheckPath: "/healthz?x=1" } },
-  { name: "health_check.path '/'", patch: { healthCheck: { path: "/" } }, expect: { healthCheckPath: "/" } },
+  { name: "health_check.path '/healthz?x=1'", patch: { healthCheck: HealthCheck.fromPartial({ path: "/healthz?x=1" }) }, expect: { healthCheckPath: "/healthz?x=1" } },
+  { name: "health_check.path '/'", patch: { healthCheck: HealthCheck.fromPartial({ path: "/" }) }, expect: { healthCheckPath: "/" } },
   {
     name: "health_check.path of 256 chars",
-    patch: { healthCheck: { path: `/${"a".repeat(255)}` } },
+    patch: { healthCheck: HealthCheck.fromPartial({ path: `/${"a".repeat(255)}` }) },
     expect: { healthCheckPath: `/${"a".repeat(255)}` },
   },
   {
     name: "health_check.path with every printable punctuation",
-    patch: { healthCheck: { path: "/a-b_c.d~e!$&'()*+,;=:@%20/f" } },
+    patch: { healthCheck: HealthCheck.fromPartial({ path: "/a-b_c.d~e!$&'()*+,;=:@%20/f" }) },
     expect: { healthCheckPath: "/a-b_c.d~e!$&'()*+,;=:@%20/f" },
   },
-  { name: "health_check.path empty → default /health", patch: { healthCheck: { path: "" } }, expect: { healthCheckPath: "/health" } },
+  { name: "health_check.path empty → default /health", patch: { healthCheck: HealthCheck.fromPartial({ path: "" }) }, expect: { healthCheckPath: "/health" } },
 ];
 
 describe("validation (SPEC 4.1)", () => {

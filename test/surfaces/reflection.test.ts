@@ -116,6 +116,8 @@ describe.each(["v1", "v1alpha"])("server reflection (%s) seen by grpc-js-reflect
       "ListServices",
       "WatchInstances",
       "Drain",
+      "Heartbeat",
+      "KeepAlive",
     ]);
     const instance = registry.lookupType("registry.v1.Instance");
     expect(instance.fields.registered_at?.resolve().resolvedType?.fullName).toBe(".google.protobuf.Timestamp");
@@ -126,9 +128,11 @@ describe.each(["v1", "v1alpha"])("server reflection (%s) seen by grpc-js-reflect
 
   it("lists every RegistryService method with its request and response types", async () => {
     const methods = await reflection.listMethods("registry.v1.RegistryService");
-    expect(methods.map((m) => m.name)).toEqual(["Register", "GetByType", "GetInstance", "Unregister", "ListServices", "WatchInstances", "Drain"]);
+    expect(methods.map((m) => m.name)).toEqual(["Register", "GetByType", "GetInstance", "Unregister", "ListServices", "WatchInstances", "Drain", "Heartbeat", "KeepAlive"]);
     const watch = methods.find((m) => m.name === "WatchInstances")?.definition;
     expect(watch).toMatchObject({ requestStream: false, responseStream: true });
+    const keepAlive = methods.find((m) => m.name === "KeepAlive")?.definition;
+    expect(keepAlive).toMatchObject({ requestStream: true, responseStream: true });
   });
 
   it("describes the contract with full descriptors: messages, enums and imported well-known types", async () => {

@@ -10,9 +10,11 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientReadableStream,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
@@ -212,10 +214,99 @@ export function removalReasonToJSON(object: RemovalReason): string {
   }
 }
 
-/** HealthCheck configures how the registry probes an instance. */
+/** HealthCheckKind is how the registry tells that an instance is alive. */
+export enum HealthCheckKind {
+  /** HEALTH_CHECK_KIND_UNSPECIFIED - The same as HEALTH_CHECK_KIND_HTTP. */
+  HEALTH_CHECK_KIND_UNSPECIFIED = 0,
+  /** HEALTH_CHECK_KIND_HTTP - The registry GETs http://host:port/path; a 2xx answer passes. */
+  HEALTH_CHECK_KIND_HTTP = 1,
+  /** HEALTH_CHECK_KIND_GRPC - The registry calls grpc.health.v1.Health/Check on host:port; SERVING passes. */
+  HEALTH_CHECK_KIND_GRPC = 2,
+  /** HEALTH_CHECK_KIND_TCP - The registry opens a TCP connection to host:port; connecting passes. */
+  HEALTH_CHECK_KIND_TCP = 3,
+  /** HEALTH_CHECK_KIND_TTL - No probing: the instance calls Heartbeat at least every ttl_ms. */
+  HEALTH_CHECK_KIND_TTL = 4,
+  /** HEALTH_CHECK_KIND_SESSION - No probing: the instance holds a KeepAlive stream open. */
+  HEALTH_CHECK_KIND_SESSION = 5,
+  UNRECOGNIZED = -1,
+}
+
+export function healthCheckKindFromJSON(object: any): HealthCheckKind {
+  switch (object) {
+    case 0:
+    case "HEALTH_CHECK_KIND_UNSPECIFIED":
+      return HealthCheckKind.HEALTH_CHECK_KIND_UNSPECIFIED;
+    case 1:
+    case "HEALTH_CHECK_KIND_HTTP":
+      return HealthCheckKind.HEALTH_CHECK_KIND_HTTP;
+    case 2:
+    case "HEALTH_CHECK_KIND_GRPC":
+      return HealthCheckKind.HEALTH_CHECK_KIND_GRPC;
+    case 3:
+    case "HEALTH_CHECK_KIND_TCP":
+      return HealthCheckKind.HEALTH_CHECK_KIND_TCP;
+    case 4:
+    case "HEALTH_CHECK_KIND_TTL":
+      return HealthCheckKind.HEALTH_CHECK_KIND_TTL;
+    case 5:
+    case "HEALTH_CHECK_KIND_SESSION":
+      return HealthCheckKind.HEALTH_CHECK_KIND_SESSION;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return HealthCheckKind.UNRECOGNIZED;
+  }
+}
+
+export function healthCheckKindToJSON(object: HealthCheckKind): string {
+  switch (object) {
+    case HealthCheckKind.HEALTH_CHECK_KIND_UNSPECIFIED:
+      return "HEALTH_CHECK_KIND_UNSPECIFIED";
+    case HealthCheckKind.HEALTH_CHECK_KIND_HTTP:
+      return "HEALTH_CHECK_KIND_HTTP";
+    case HealthCheckKind.HEALTH_CHECK_KIND_GRPC:
+      return "HEALTH_CHECK_KIND_GRPC";
+    case HealthCheckKind.HEALTH_CHECK_KIND_TCP:
+      return "HEALTH_CHECK_KIND_TCP";
+    case HealthCheckKind.HEALTH_CHECK_KIND_TTL:
+      return "HEALTH_CHECK_KIND_TTL";
+    case HealthCheckKind.HEALTH_CHECK_KIND_SESSION:
+      return "HEALTH_CHECK_KIND_SESSION";
+    case HealthCheckKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** HealthCheck configures how the registry tells that an instance is alive. */
 export interface HealthCheck {
-  /** HTTP path probed with GET; defaults to "/health". Starts with "/". */
+  /**
+   * HTTP path probed with GET; defaults to "/health". Starts with "/".
+   * HTTP checks only.
+   */
   path: string;
+  /** How the instance's liveness is checked; HTTP when unset. */
+  kind: HealthCheckKind;
+  /**
+   * The service name sent in grpc.health.v1 HealthCheckRequest; empty asks
+   * for the server's overall health. GRPC checks only.
+   */
+  grpcService: string;
+  /**
+   * The longest time between two Heartbeat calls (ms), 100 to 3600000.
+   * Required for TTL checks, and for TTL checks only.
+   */
+  ttlMs: number;
+  /**
+   * How long one probe may take (ms), up to 60000; 0 means the registry's
+   * default (HEALTH_CHECK_TTL_MS). HTTP, GRPC and TCP checks only.
+   */
+  timeoutMs: number;
+  /**
+   * Call grpc.health.v1 over TLS, trusting the system's CAs and the
+   * registry's PROBE_CA_FILE. GRPC checks only.
+   */
+  tls: boolean;
 }
 
 /** Instance is one registered instance of a service. */
@@ -237,7 +328,11 @@ export interface Instance {
   /** Marked draining: left out of GetByType and resolvers unless asked for. */
   draining: boolean;
   /** When it was marked draining; unset unless draining. */
-  drainingSince?: Date | undefined;
+  drainingSince?:
+    | Date
+    | undefined;
+  /** How the registry tells that it is alive (never UNSPECIFIED here). */
+  healthCheckKind: HealthCheckKind;
 }
 
 export interface Instance_MetadataEntry {
@@ -405,14 +500,54 @@ export interface DrainResponse {
   revision: number;
 }
 
+export interface HeartbeatRequest {
+  instanceId: string;
+}
+
+export interface HeartbeatResponse {
+  /**
+   * The registry revision after the heartbeat (a heartbeat that makes an
+   * unhealthy instance healthy again is a change with its own revision).
+   */
+  revision: number;
+}
+
+export interface KeepAliveRequest {
+  /**
+   * The instance this session keeps alive: required in the first request,
+   * ignored (may be empty) in later ones.
+   */
+  instanceId: string;
+}
+
+export interface KeepAliveResponse {
+  /** The registry revision when this message was sent. */
+  revision: number;
+}
+
 function createBaseHealthCheck(): HealthCheck {
-  return { path: "" };
+  return { path: "", kind: 0, grpcService: "", ttlMs: 0, timeoutMs: 0, tls: false };
 }
 
 export const HealthCheck: MessageFns<HealthCheck> = {
   encode(message: HealthCheck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.path !== "") {
       writer.uint32(10).string(message.path);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(16).int32(message.kind);
+    }
+    if (message.grpcService !== "") {
+      writer.uint32(26).string(message.grpcService);
+    }
+    if (message.ttlMs !== 0) {
+      writer.uint32(32).uint32(message.ttlMs);
+    }
+    if (message.timeoutMs !== 0) {
+      writer.uint32(40).uint32(message.timeoutMs);
+    }
+    if (message.tls !== false) {
+      writer.uint32(48).bool(message.tls);
     }
     return writer;
   },
@@ -438,6 +573,46 @@ export const HealthCheck: MessageFns<HealthCheck> = {
             message.path = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.grpcService = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.ttlMs = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.timeoutMs = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.tls = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -451,13 +626,47 @@ export const HealthCheck: MessageFns<HealthCheck> = {
   },
 
   fromJSON(object: any): HealthCheck {
-    return { path: isSet(object.path) ? globalThis.String(object.path) : "" };
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      kind: isSet(object.kind) ? healthCheckKindFromJSON(object.kind) : 0,
+      grpcService: isSet(object.grpcService)
+        ? globalThis.String(object.grpcService)
+        : isSet(object.grpc_service)
+        ? globalThis.String(object.grpc_service)
+        : "",
+      ttlMs: isSet(object.ttlMs)
+        ? globalThis.Number(object.ttlMs)
+        : isSet(object.ttl_ms)
+        ? globalThis.Number(object.ttl_ms)
+        : 0,
+      timeoutMs: isSet(object.timeoutMs)
+        ? globalThis.Number(object.timeoutMs)
+        : isSet(object.timeout_ms)
+        ? globalThis.Number(object.timeout_ms)
+        : 0,
+      tls: isSet(object.tls) ? globalThis.Boolean(object.tls) : false,
+    };
   },
 
   toJSON(message: HealthCheck): unknown {
     const obj: any = {};
     if (message.path !== "") {
       obj.path = message.path;
+    }
+    if (message.kind !== 0) {
+      obj.kind = healthCheckKindToJSON(message.kind);
+    }
+    if (message.grpcService !== "") {
+      obj.grpcService = message.grpcService;
+    }
+    if (message.ttlMs !== 0) {
+      obj.ttlMs = Math.round(message.ttlMs);
+    }
+    if (message.timeoutMs !== 0) {
+      obj.timeoutMs = Math.round(message.timeoutMs);
+    }
+    if (message.tls !== false) {
+      obj.tls = message.tls;
     }
     return obj;
   },
@@ -468,6 +677,11 @@ export const HealthCheck: MessageFns<HealthCheck> = {
   fromPartial<I extends Exact<DeepPartial<HealthCheck>, I>>(object: I): HealthCheck {
     const message = createBaseHealthCheck();
     message.path = object.path ?? "";
+    message.kind = object.kind ?? 0;
+    message.grpcService = object.grpcService ?? "";
+    message.ttlMs = object.ttlMs ?? 0;
+    message.timeoutMs = object.timeoutMs ?? 0;
+    message.tls = object.tls ?? false;
     return message;
   },
 };
@@ -486,6 +700,7 @@ function createBaseInstance(): Instance {
     healthCheckPath: "",
     draining: false,
     drainingSince: undefined,
+    healthCheckKind: 0,
   };
 }
 
@@ -526,6 +741,9 @@ export const Instance: MessageFns<Instance> = {
     }
     if (message.drainingSince !== undefined) {
       Timestamp.encode(toTimestamp(message.drainingSince), writer.uint32(98).fork()).join();
+    }
+    if (message.healthCheckKind !== 0) {
+      writer.uint32(104).int32(message.healthCheckKind);
     }
     return writer;
   },
@@ -642,6 +860,14 @@ export const Instance: MessageFns<Instance> = {
             message.drainingSince = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.healthCheckKind = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -701,6 +927,11 @@ export const Instance: MessageFns<Instance> = {
         : isSet(object.draining_since)
         ? fromJsonTimestamp(object.draining_since)
         : undefined,
+      healthCheckKind: isSet(object.healthCheckKind)
+        ? healthCheckKindFromJSON(object.healthCheckKind)
+        : isSet(object.health_check_kind)
+        ? healthCheckKindFromJSON(object.health_check_kind)
+        : 0,
     };
   },
 
@@ -748,6 +979,9 @@ export const Instance: MessageFns<Instance> = {
     if (message.drainingSince !== undefined) {
       obj.drainingSince = message.drainingSince.toISOString();
     }
+    if (message.healthCheckKind !== 0) {
+      obj.healthCheckKind = healthCheckKindToJSON(message.healthCheckKind);
+    }
     return obj;
   },
 
@@ -776,6 +1010,7 @@ export const Instance: MessageFns<Instance> = {
     message.healthCheckPath = object.healthCheckPath ?? "";
     message.draining = object.draining ?? false;
     message.drainingSince = object.drainingSince ?? undefined;
+    message.healthCheckKind = object.healthCheckKind ?? 0;
     return message;
   },
 };
@@ -2795,6 +3030,286 @@ export const DrainResponse: MessageFns<DrainResponse> = {
   },
 };
 
+function createBaseHeartbeatRequest(): HeartbeatRequest {
+  return { instanceId: "" };
+}
+
+export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
+  encode(message: HeartbeatRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.instanceId !== "") {
+      writer.uint32(10).string(message.instanceId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HeartbeatRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHeartbeatRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.instanceId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HeartbeatRequest {
+    return {
+      instanceId: isSet(object.instanceId)
+        ? globalThis.String(object.instanceId)
+        : isSet(object.instance_id)
+        ? globalThis.String(object.instance_id)
+        : "",
+    };
+  },
+
+  toJSON(message: HeartbeatRequest): unknown {
+    const obj: any = {};
+    if (message.instanceId !== "") {
+      obj.instanceId = message.instanceId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HeartbeatRequest>, I>>(base?: I): HeartbeatRequest {
+    return HeartbeatRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HeartbeatRequest>, I>>(object: I): HeartbeatRequest {
+    const message = createBaseHeartbeatRequest();
+    message.instanceId = object.instanceId ?? "";
+    return message;
+  },
+};
+
+function createBaseHeartbeatResponse(): HeartbeatResponse {
+  return { revision: 0 };
+}
+
+export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
+  encode(message: HeartbeatResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.revision !== 0) {
+      writer.uint32(8).uint64(message.revision);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HeartbeatResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHeartbeatResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.revision = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HeartbeatResponse {
+    return { revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0 };
+  },
+
+  toJSON(message: HeartbeatResponse): unknown {
+    const obj: any = {};
+    if (message.revision !== 0) {
+      obj.revision = Math.round(message.revision);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HeartbeatResponse>, I>>(base?: I): HeartbeatResponse {
+    return HeartbeatResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HeartbeatResponse>, I>>(object: I): HeartbeatResponse {
+    const message = createBaseHeartbeatResponse();
+    message.revision = object.revision ?? 0;
+    return message;
+  },
+};
+
+function createBaseKeepAliveRequest(): KeepAliveRequest {
+  return { instanceId: "" };
+}
+
+export const KeepAliveRequest: MessageFns<KeepAliveRequest> = {
+  encode(message: KeepAliveRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.instanceId !== "") {
+      writer.uint32(10).string(message.instanceId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KeepAliveRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKeepAliveRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.instanceId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KeepAliveRequest {
+    return {
+      instanceId: isSet(object.instanceId)
+        ? globalThis.String(object.instanceId)
+        : isSet(object.instance_id)
+        ? globalThis.String(object.instance_id)
+        : "",
+    };
+  },
+
+  toJSON(message: KeepAliveRequest): unknown {
+    const obj: any = {};
+    if (message.instanceId !== "") {
+      obj.instanceId = message.instanceId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<KeepAliveRequest>, I>>(base?: I): KeepAliveRequest {
+    return KeepAliveRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KeepAliveRequest>, I>>(object: I): KeepAliveRequest {
+    const message = createBaseKeepAliveRequest();
+    message.instanceId = object.instanceId ?? "";
+    return message;
+  },
+};
+
+function createBaseKeepAliveResponse(): KeepAliveResponse {
+  return { revision: 0 };
+}
+
+export const KeepAliveResponse: MessageFns<KeepAliveResponse> = {
+  encode(message: KeepAliveResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.revision !== 0) {
+      writer.uint32(8).uint64(message.revision);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KeepAliveResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKeepAliveResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.revision = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KeepAliveResponse {
+    return { revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0 };
+  },
+
+  toJSON(message: KeepAliveResponse): unknown {
+    const obj: any = {};
+    if (message.revision !== 0) {
+      obj.revision = Math.round(message.revision);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<KeepAliveResponse>, I>>(base?: I): KeepAliveResponse {
+    return KeepAliveResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KeepAliveResponse>, I>>(object: I): KeepAliveResponse {
+    const message = createBaseKeepAliveResponse();
+    message.revision = object.revision ?? 0;
+    return message;
+  },
+};
+
 /**
  * RegistryService tracks live service instances per service type, probes their
  * HTTP health endpoints and streams every change to watchers.
@@ -2897,6 +3412,38 @@ export const RegistryServiceService = {
     responseSerialize: (value: DrainResponse): Buffer => Buffer.from(DrainResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DrainResponse => DrainResponse.decode(value),
   },
+  /**
+   * Heartbeat reports that an instance registered with a TTL check is alive;
+   * it must come at least every ttl_ms. Only the instance itself may call it
+   * (x-service-id and x-service-token). FAILED_PRECONDITION for an instance
+   * of another check kind.
+   */
+  heartbeat: {
+    path: "/registry.v1.RegistryService/Heartbeat" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: HeartbeatRequest): Buffer => Buffer.from(HeartbeatRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): HeartbeatRequest => HeartbeatRequest.decode(value),
+    responseSerialize: (value: HeartbeatResponse): Buffer => Buffer.from(HeartbeatResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): HeartbeatResponse => HeartbeatResponse.decode(value),
+  },
+  /**
+   * KeepAlive holds a session for an instance registered with a SESSION
+   * check: it is alive while the stream is open, and UNHEALTHY as soon as the
+   * stream ends (closed, reset, or its connection's keepalive timed out).
+   * The first request names the instance; later ones may be empty. The
+   * server answers at once when it accepts the stream, then periodically.
+   * Only the instance itself may call it.
+   */
+  keepAlive: {
+    path: "/registry.v1.RegistryService/KeepAlive" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: KeepAliveRequest): Buffer => Buffer.from(KeepAliveRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): KeepAliveRequest => KeepAliveRequest.decode(value),
+    responseSerialize: (value: KeepAliveResponse): Buffer => Buffer.from(KeepAliveResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): KeepAliveResponse => KeepAliveResponse.decode(value),
+  },
 } as const;
 
 export interface RegistryServiceServer extends UntypedServiceImplementation {
@@ -2932,6 +3479,22 @@ export interface RegistryServiceServer extends UntypedServiceImplementation {
    * draining a draining instance changes nothing.
    */
   drain: handleUnaryCall<DrainRequest, DrainResponse>;
+  /**
+   * Heartbeat reports that an instance registered with a TTL check is alive;
+   * it must come at least every ttl_ms. Only the instance itself may call it
+   * (x-service-id and x-service-token). FAILED_PRECONDITION for an instance
+   * of another check kind.
+   */
+  heartbeat: handleUnaryCall<HeartbeatRequest, HeartbeatResponse>;
+  /**
+   * KeepAlive holds a session for an instance registered with a SESSION
+   * check: it is alive while the stream is open, and UNHEALTHY as soon as the
+   * stream ends (closed, reset, or its connection's keepalive timed out).
+   * The first request names the instance; later ones may be empty. The
+   * server answers at once when it accepts the stream, then periodically.
+   * Only the instance itself may call it.
+   */
+  keepAlive: handleBidiStreamingCall<KeepAliveRequest, KeepAliveResponse>;
 }
 
 export interface RegistryServiceClient extends Client {
@@ -3059,6 +3622,41 @@ export interface RegistryServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DrainResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Heartbeat reports that an instance registered with a TTL check is alive;
+   * it must come at least every ttl_ms. Only the instance itself may call it
+   * (x-service-id and x-service-token). FAILED_PRECONDITION for an instance
+   * of another check kind.
+   */
+  heartbeat(
+    request: HeartbeatRequest,
+    callback: (error: ServiceError | null, response: HeartbeatResponse) => void,
+  ): ClientUnaryCall;
+  heartbeat(
+    request: HeartbeatRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: HeartbeatResponse) => void,
+  ): ClientUnaryCall;
+  heartbeat(
+    request: HeartbeatRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: HeartbeatResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * KeepAlive holds a session for an instance registered with a SESSION
+   * check: it is alive while the stream is open, and UNHEALTHY as soon as the
+   * stream ends (closed, reset, or its connection's keepalive timed out).
+   * The first request names the instance; later ones may be empty. The
+   * server answers at once when it accepts the stream, then periodically.
+   * Only the instance itself may call it.
+   */
+  keepAlive(): ClientDuplexStream<KeepAliveRequest, KeepAliveResponse>;
+  keepAlive(options: Partial<CallOptions>): ClientDuplexStream<KeepAliveRequest, KeepAliveResponse>;
+  keepAlive(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<KeepAliveRequest, KeepAliveResponse>;
 }
 
 export const RegistryServiceClient = makeGenericClientConstructor(

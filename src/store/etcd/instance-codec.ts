@@ -1,4 +1,4 @@
-import type { Change, Health, RemovalReason, StoredInstance } from "../../registry/types.js";
+import type { Change, Health, HealthCheckSpec, RemovalReason, StoredInstance } from "../../registry/types.js";
 
 /** The JSON kept under an instance key (revision comes from etcd's mod_revision). */
 interface InstanceJson {
@@ -8,6 +8,8 @@ interface InstanceJson {
   port: number;
   metadata: Record<string, string>;
   healthCheckPath: string;
+  /** Absent for the default check (and in values older builds wrote). */
+  healthCheck?: HealthCheckSpec;
   health: Health;
   registeredAt: number;
   updatedAt: number;
@@ -33,6 +35,7 @@ export function encodeInstance(instance: Omit<StoredInstance, "revision">, failu
     updatedAt: instance.updatedAt,
     tokenHash: Buffer.from(instance.tokenHash, "latin1").toString("base64"),
   };
+  if (instance.healthCheck !== undefined) json.healthCheck = instance.healthCheck;
   if (instance.keyId !== undefined) json.keyId = instance.keyId;
   if (instance.drainingSince > 0) json.drainingSince = instance.drainingSince;
   if (failureReason !== undefined) json.failureReason = failureReason;
@@ -48,6 +51,7 @@ export function decodeInstance(value: Buffer, revision: number): { instance: Sto
     port: json.port,
     metadata: json.metadata,
     healthCheckPath: json.healthCheckPath,
+    healthCheck: json.healthCheck,
     health: json.health,
     draining: (json.drainingSince ?? 0) > 0,
     drainingSince: json.drainingSince ?? 0,

@@ -1,4 +1,4 @@
-import type { Change, Health, RemovalReason, StoredInstance } from "../../registry/types.js";
+import type { Change, Health, HealthCheckSpec, RemovalReason, StoredInstance } from "../../registry/types.js";
 
 /** A row of the `instances` table. */
 export interface InstanceRow {
@@ -15,6 +15,8 @@ export interface InstanceRow {
   token_hash: Buffer;
   key_id: string | null;
   draining_since: number;
+  /** JSON of the instance's `HealthCheckSpec`; null for the default check. */
+  health_check: string | null;
 }
 
 export function toInstanceRow(instance: StoredInstance): InstanceRow {
@@ -32,6 +34,7 @@ export function toInstanceRow(instance: StoredInstance): InstanceRow {
     token_hash: Buffer.from(instance.tokenHash, "latin1"),
     key_id: instance.keyId ?? null,
     draining_since: instance.drainingSince,
+    health_check: instance.healthCheck === undefined ? null : JSON.stringify(instance.healthCheck),
   };
 }
 
@@ -40,6 +43,7 @@ export function instanceRowValues(row: InstanceRow): unknown[] {
   return [
     row.id, row.service_type, row.host, row.port, row.metadata, row.health_check_path,
     row.health, row.registered_at, row.updated_at, row.revision, row.token_hash, row.key_id, row.draining_since,
+    row.health_check,
   ];
 }
 
@@ -55,12 +59,13 @@ function fromHistoryInstance(row: ChangeJson["instance"]): StoredInstance {
   return fromInstanceValues([
     row.id, row.service_type, row.host, row.port, row.metadata, row.health_check_path,
     row.health, row.registered_at, row.updated_at, row.revision, NO_HASH, undefined, row.draining_since ?? 0,
+    row.health_check ?? null,
   ]);
 }
 
 /** The `instances` columns, in the order `insertInstance` binds them. */
 export const INSTANCE_COLUMNS =
-  "id, service_type, host, port, metadata, health_check_path, health, registered_at, updated_at, revision, token_hash, key_id, draining_since";
+  "id, service_type, host, port, metadata, health_check_path, health, registered_at, updated_at, revision, token_hash, key_id, draining_since, health_check";
 
 /**
  * The `instances` columns as {@link fromInstanceValues} reads them: the token
@@ -85,6 +90,7 @@ export function fromInstanceValues(v: readonly unknown[], share: (value: string)
     port: v[3] as number,
     metadata: JSON.parse(v[4] as string) as Record<string, string>,
     healthCheckPath: share(v[5] as string),
+    healthCheck: healthCheckFrom(v[13]),
     health: share(v[6] as string) as Health,
     draining: ((v[12] as number | undefined) ?? 0) > 0,
     drainingSince: (v[12] as number | undefined) ?? 0,
@@ -98,6 +104,11 @@ export function fromInstanceValues(v: readonly unknown[], share: (value: string)
 }
 
 const asIs = (value: string): string => value;
+
+/** A `health_check` column's spec; undefined for NULL (the default check). */
+function healthCheckFrom(value: unknown): HealthCheckSpec | undefined {
+  return typeof value === "string" ? (JSON.parse(value) as HealthCheckSpec) : undefined;
+}
 
 /**
  * A function answering each string with the first equal one it was given:
@@ -120,7 +131,7 @@ export function stringSharer(): (value: string) => string {
 interface ChangeJson {
   kind: Change["kind"];
   /** `draining_since` is absent in rows written before schema v6. */
-  instance: Omit<InstanceRow, "token_hash" | "key_id" | "draining_since"> & { draining_since?: number };
+  instance: Omit<InstanceRow, "token_hash" | "key_id" | "draining_since" | "health_check"> & { draining_since?: number; health_check?: string | null };
   reason?: RemovalReason;
   failureReason?: string;
 }
@@ -145,6 +156,7 @@ export function encodeChange(change: Change, row: InstanceRow = toInstanceRow(ch
     updated_at: row.updated_at,
     revision: row.revision,
     draining_since: row.draining_since,
+    health_check: row.health_check,
   };
   const json: ChangeJson = { kind: change.kind, instance };
   if (change.kind === "removed") json.reason = change.reason;

@@ -89,6 +89,9 @@ const MIGRATIONS: readonly string[] = [
   `,
   // v6 records when an instance was marked draining (epoch ms; 0 = not draining).
   "ALTER TABLE instances ADD COLUMN draining_since INTEGER NOT NULL DEFAULT 0;",
+  // v7 records how an instance is checked (JSON of its HealthCheckSpec);
+  // NULL for the default HTTP check, which older rows all have.
+  "ALTER TABLE instances ADD COLUMN health_check TEXT;",
 ];
 
 /** The schema version this build writes. */

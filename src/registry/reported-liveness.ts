@@ -1,0 +1,98 @@
+import type { HealthCheckSpec } from "./types.js";
+
+/** Why a reported check failed, in the words a watcher sees. */
+export const TTL_EXPIRED = "ttl expired";
+export const NO_SESSION = "no session open";
+
+interface Tracked {
+  readonly check: HealthCheckSpec;
+  /** A session is open for it (session checks): no failure is due. */
+  held: boolean;
+  /** Set while a failure is due: no heartbeat or session came in time. */
+  timer: NodeJS.Timeout | undefined;
+}
+
+/**
+ * The clocks of instances that report their own liveness instead of being
+ * probed: `ttl` instances, which must heartbeat at least every `ttlMs`, and
+ * `session` instances, alive while a KeepAlive stream is open.
+ *
+ * It only says when a reported check fails; what a failure changes (the
+ * thresholds, expiry) is decided as for a failed probe. A missing report
+ * keeps failing, once a ttl (ttl checks) or an interval (sessions), so an
+ * instance that stays silent is removed after `deregisterAfter` as a probed
+ * one is. A session instance with no stream open fails first an interval
+ * after it was tracked (registered, or loaded at start-up) or its last
+ * stream ended; the end of a stream is reported by the registry at once.
+ * Where the sessions are held is the registry's business: it says when one
+ * is open (`hold`) and when the last one ended (`release`). Timers do not
+ * keep the process alive.
+ */
+export class ReportedLiveness {
+  private readonly tracked = new Map<string, Tracked>();
+
+  constructor(
+    /** How often a session instance with no stream open fails (ms). */
+    private readonly sessionRetryMs: number,
+    private readonly fail: (id: string, reason: string) => void,
+  ) {}
+
+  /** Starts the clock of an instance checked by reports (no-op when already tracked). */
+  track(id: string, check: HealthCheckSpec, held = false): void {
+    if (this.tracked.has(id)) return;
+    const entry: Tracked = { check, held, timer: undefined };
+    this.tracked.set(id, entry);
+    if (!held) this.arm(id, entry);
+  }
+
+  /** Stops it (removed, or now another replica's). */
+  untrack(id: string): void {
+    const entry = this.tracked.get(id);
+    if (!entry) return;
+    clearTimeout(entry.timer);
+    this.tracked.delete(id);
+  }
+
+  /** A heartbeat came: the next failure is due a ttl from now. */
+  heartbeat(id: string): void {
+    const entry = this.tracked.get(id);
+    if (!entry) return;
+    // refresh() re-arms the timer for its original delay, the ttl, without a new timer per heartbeat.
+    if (entry.timer) entry.timer.refresh();
+    else if (!entry.held) this.arm(id, entry);
+  }
+
+  /** A session for the instance is open (here or on another replica): no failure is due while it is. */
+  hold(id: string): void {
+    const entry = this.tracked.get(id);
+    if (!entry || entry.held) return;
+    entry.held = true;
+    clearTimeout(entry.timer);
+    entry.timer = undefined;
+  }
+
+  /** Its last session ended: failures are due again, the first an interval from now. */
+  release(id: string): void {
+    const entry = this.tracked.get(id);
+    if (!entry || !entry.held) return;
+    entry.held = false;
+    this.arm(id, entry);
+  }
+
+  /** Stops every clock (shutdown). */
+  clear(): void {
+    for (const entry of this.tracked.values()) clearTimeout(entry.timer);
+    this.tracked.clear();
+  }
+
+  private arm(id: string, entry: Tracked): void {
+    const ttl = entry.check.kind === "ttl";
+    const period = ttl ? entry.check.ttlMs : this.sessionRetryMs;
+    clearTimeout(entry.timer);
+    entry.timer = setInterval(() => {
+      if (this.tracked.get(id) !== entry) return;
+      this.fail(id, ttl ? TTL_EXPIRED : NO_SESSION);
+    }, period);
+    entry.timer.unref();
+  }
+}
