@@ -45,6 +45,11 @@ export function toHttpError(err: unknown, logger: Logger, route: string): { stat
 const JSON_FIELD_NAMES: Readonly<Record<string, string>> = {
   service_type: "serviceType",
   "health_check.path": "healthCheck.path",
+  "health_check.kind": "healthCheck.kind",
+  "health_check.grpc_service": "healthCheck.grpcService",
+  "health_check.ttl_ms": "healthCheck.ttlMs",
+  "health_check.timeout_ms": "healthCheck.timeoutMs",
+  "health_check.tls": "healthCheck.tls",
   instance_id: "id",
 };
 

@@ -151,7 +151,7 @@ export class RegistryHttpServer {
     const match = url ? matchRoute(this.options.routes, method, url.pathname) : undefined;
     const template = match?.route.template ?? "unmatched";
     res.on("finish", () => {
-      const label = ["GET", "HEAD", "POST", "DELETE"].includes(req.method ?? "") ? (req.method as string) : "other";
+      const label = ["GET", "HEAD", "POST", "PUT", "DELETE"].includes(req.method ?? "") ? (req.method as string) : "other";
       this.options.metrics?.onHttpRequest(template, label, res.statusCode, (performance.now() - started) / 1000);
     });
     if (this.closing) res.setHeader("connection", "close");

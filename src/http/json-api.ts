@@ -18,6 +18,8 @@ import type { Route } from "./routes.js";
  * | `GET /services/:type` (`?includeUnhealthy=true`, or the proto's `include_unhealthy`) | key or instance | `{"instances": [...], "revision", "panic"}` |
  * | `GET /service/:id` | key or instance | `{"instance"}` |
  * | `DELETE /service/:id` | the instance itself, or key | `{"instance", "revision"}` |
+ * | `POST /service/:id/drain` | the instance itself, or key | `{"instance", "revision"}` |
+ * | `PUT /service/:id/heartbeat` | the instance itself | `{"revision"}` |
  *
  * Credentials are the gRPC metadata names as headers: `authorization: Bearer
  * <key>`, or `x-service-id` and `x-service-token`.
@@ -70,6 +72,13 @@ export function jsonApiRoutes(api: RegistryApi, options: { maxBodyBytes?: number
         await writeTurn(api);
         const { instance, revision } = await api.drain(context(req, signal), params.id ?? "");
         return { status: 200, json: { instance: instanceJson(instance), revision } };
+      },
+    },
+    {
+      method: "PUT",
+      template: "/service/:id/heartbeat",
+      async handle({ req, params, signal }) {
+        return { status: 200, json: { revision: await api.heartbeat(context(req, signal), params.id ?? "") } };
       },
     },
     {

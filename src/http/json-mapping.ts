@@ -1,7 +1,8 @@
 import type { RegisterRequest } from "../api/registry-api.js";
 import { invalidArgument } from "../registry/registry-error.js";
 import { HttpError } from "./http-errors.js";
-import type { Health, Instance, ServiceSummary } from "../registry/types.js";
+import { healthCheckOf, type Health, type HealthCheckKind, type Instance, type ServiceSummary } from "../registry/types.js";
+import type { HealthCheckInput } from "../registry/validation.js";
 
 /** Health as the HTTP/JSON API and the CLI spell it (see the README's "Health spelling"). */
 export type HealthJson = "HEALTHY" | "UNHEALTHY";
@@ -23,6 +24,8 @@ export interface InstanceJson {
   readonly metadata: Readonly<Record<string, string>>;
   readonly health: HealthJson;
   readonly healthCheckPath: string;
+  /** The proto's HealthCheckKind without its prefix: HTTP, GRPC, TCP, TTL or SESSION. */
+  readonly healthCheckKind: string;
   /** RFC 3339 timestamps, as google.protobuf.Timestamp renders in JSON. */
   readonly registeredAt: string;
   readonly updatedAt: string;
@@ -42,6 +45,7 @@ export function instanceJson(instance: Instance): InstanceJson {
     metadata: { ...instance.metadata },
     health: healthJson(instance.health),
     healthCheckPath: instance.healthCheckPath,
+    healthCheckKind: healthCheckOf(instance).kind.toUpperCase(),
     registeredAt: new Date(instance.registeredAt).toISOString(),
     updatedAt: new Date(instance.updatedAt).toISOString(),
     revision: instance.revision,
@@ -70,8 +74,10 @@ const DECIMAL_PORT = /^(0|[1-9][0-9]{0,9})$/;
  * "metadata"?, "healthCheck"?}`. Only JSON types are checked here; the values
  * are validated by the core exactly as for gRPC. `port` is a number or a
  * decimal string of one (as the seed sends it), answered exactly as the number
- * would be. `healthCheck` is `{"path": "/ready"}` (the contract's shape) or
- * just the path. A snake_case field name is refused with the camelCase one it
+ * would be. `healthCheck` is the contract's HealthCheck in camelCase
+ * (`{"path": "/ready"}`, `{"kind": "TTL", "ttlMs": 10000}`; a kind spelled
+ * as the proto names it, with or without its prefix, any case) or just the
+ * path. A snake_case field name is refused with the camelCase one it
  * means; other unknown fields are ignored.
  */
 export function registerRequestFromJson(body: unknown): RegisterRequest {
@@ -91,12 +97,14 @@ export function registerRequestFromJson(body: unknown): RegisterRequest {
     throw invalidArgument("metadata", "must be an object of strings");
   }
   let healthCheckPath: string | undefined;
+  let check: HealthCheckInput | undefined;
   if (typeof healthCheck === "string") healthCheckPath = healthCheck;
   else if (isObject(healthCheck)) {
     if (healthCheck.path !== undefined && typeof healthCheck.path !== "string") {
       throw invalidArgument("healthCheck.path", "must be a string");
     }
     healthCheckPath = healthCheck.path;
+    check = checkFromJson(healthCheck);
   } else if (healthCheck !== undefined && healthCheck !== null) {
     throw invalidArgument("healthCheck", 'must be {"path": "/..."} or a path');
   }
@@ -106,7 +114,33 @@ export function registerRequestFromJson(body: unknown): RegisterRequest {
     host: host ?? undefined,
     metadata: (metadata ?? undefined) as Record<string, string> | undefined,
     healthCheckPath,
+    ...(check === undefined ? {} : { healthCheck: check }),
   };
+}
+
+/** The check fields of a JSON `healthCheck` beside its path; undefined when none is set. Values are the core's to judge. */
+function checkFromJson(json: Record<string, unknown>): HealthCheckInput | undefined {
+  const { kind, grpcService, ttlMs, timeoutMs, tls } = json;
+  if (kind === undefined && grpcService === undefined && ttlMs === undefined && timeoutMs === undefined && tls === undefined) return undefined;
+  if (kind !== undefined && typeof kind !== "string") throw invalidArgument("healthCheck.kind", "must be a string such as \"TTL\"");
+  if (grpcService !== undefined && typeof grpcService !== "string") throw invalidArgument("healthCheck.grpcService", "must be a string");
+  for (const [name, value] of [["ttlMs", ttlMs], ["timeoutMs", timeoutMs]] as const) {
+    if (value !== undefined && typeof value !== "number") throw invalidArgument(`healthCheck.${name}`, "must be a number of milliseconds");
+  }
+  if (tls !== undefined && typeof tls !== "boolean") throw invalidArgument("healthCheck.tls", "must be true or false");
+  return {
+    ...(kind === undefined ? {} : { kind: kindFromJson(kind) }),
+    ...(grpcService === undefined ? {} : { grpcService }),
+    ...(ttlMs === undefined ? {} : { ttlMs: ttlMs as number }),
+    ...(timeoutMs === undefined ? {} : { timeoutMs: timeoutMs as number }),
+    ...(tls === undefined ? {} : { tls }),
+  };
+}
+
+/** "TTL", "ttl" or "HEALTH_CHECK_KIND_TTL" as the core's kind; anything else is passed on for the core to refuse by name. */
+function kindFromJson(kind: string): HealthCheckKind {
+  const bare = kind.toUpperCase().replace(/^HEALTH_CHECK_KIND_/, "");
+  return (bare === "UNSPECIFIED" ? "http" : bare.toLowerCase()) as HealthCheckKind;
 }
 
 function portFromJson(port: unknown): number {

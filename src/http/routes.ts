@@ -25,7 +25,7 @@ export interface RouteResponse {
 
 /** One HTTP route. `template` (e.g. `/service/:id`) is also its metrics label. */
 export interface Route {
-  readonly method: "GET" | "POST" | "DELETE";
+  readonly method: "GET" | "POST" | "PUT" | "DELETE";
   readonly template: string;
   handle(request: RouteRequest): Promise<RouteResponse> | RouteResponse;
 }

@@ -62,6 +62,35 @@ describe("the seed's HTTP/JSON API on HTTP_PORT, with plain fetch", () => {
     expect((await http("/healthz")).status).toBe(200);
   });
 
+  it("registers a TTL instance and takes its heartbeats on PUT /service/:id/heartbeat (the instance itself only)", async () => {
+    const res = await register({ serviceType: "beats", port: 8081, host: "10.0.0.8", healthCheck: { kind: "TTL", ttlMs: 60_000 } });
+    expect(res.status).toBe(201);
+    const created = (await res.json()) as { serviceId: string; token: string; instance: { healthCheckKind: string } };
+    expect(created.instance.healthCheckKind).toBe("TTL");
+    const me = asInstance(created.serviceId, created.token);
+    const beat = await http(`/service/${created.serviceId}/heartbeat`, { method: "PUT", headers: me });
+    expect(beat.status).toBe(200);
+    expect((await beat.json()) as unknown).toEqual({ revision: expect.any(Number) });
+    const wrong = await http(`/service/${created.serviceId}/heartbeat`, { method: "PUT", headers: asInstance(created.serviceId, "wrong") });
+    expect(wrong.status).toBe(401);
+    const byKey = await http(`/service/${created.serviceId}/heartbeat`, { method: "PUT", headers: KEY });
+    expect(byKey.status).toBe(403);
+
+    const http1 = (await (await register({ serviceType: "beats", port: 8082, host: "10.0.0.8" })).json()) as { serviceId: string; token: string };
+    const other = await http(`/service/${http1.serviceId}/heartbeat`, { method: "PUT", headers: asInstance(http1.serviceId, http1.token) });
+    expect(other.status).toBe(409);
+    expect(((await other.json()) as { error: { code: string; message: string } }).error).toEqual({
+      code: "FAILED_PRECONDITION",
+      message: expect.stringMatching(/HTTP health check: Heartbeat is for TTL checks/),
+    });
+    const bad = await register({ serviceType: "beats", port: 8083, host: "10.0.0.8", healthCheck: { kind: "TTL" } });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { message: string } }).error.message).toMatch(/^healthCheck\.ttlMs: /);
+    const unknownKind = await register({ serviceType: "beats", port: 8084, host: "10.0.0.8", healthCheck: { kind: "PING" } });
+    expect(unknownKind.status).toBe(400);
+    expect(((await unknownKind.json()) as { error: { message: string } }).error.message).toMatch(/^healthCheck\.kind: /);
+  });
+
   it("follows the seed's flow: register with the key, read with instance credentials, unregister itself", async () => {
     const res = await register({ serviceType: "billing", port: 8080, host: "10.0.0.7", metadata: { zone: "eu-1" } });
     expect(res.status).toBe(201);
@@ -77,6 +106,7 @@ describe("the seed's HTTP/JSON API on HTTP_PORT, with plain fetch", () => {
       metadata: { zone: "eu-1" },
       health: "HEALTHY",
       healthCheckPath: "/health",
+      healthCheckKind: "HTTP",
       registeredAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
       updatedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
       revision: expect.any(Number),
