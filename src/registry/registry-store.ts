@@ -87,6 +87,29 @@ interface StoreLifecycle {
   onAvailabilityChange?(listener: (available: boolean, reason: string) => void): void;
 }
 
+/**
+ * Liveness reports heard by one replica, shared with the others (shared
+ * stores). A TTL instance's heartbeat may reach any replica, but only the
+ * replica that probes it keeps its clock; a session lives on the replica
+ * its stream reached, and must end with that replica.
+ */
+export interface LivenessRelay {
+  /** Announces that this replica holds a session of `id`, for as long as this replica lives. */
+  sessionOpened(id: string): void;
+  /** Withdraws that announcement: this replica's last session of `id` ended. */
+  sessionClosed(id: string): void;
+  /** Replicas other than this one announcing a session of `id`. */
+  sessionsElsewhere(id: string): number;
+  /** Passes a heartbeat of `id` heard here on to the replica keeping its clock; resolves once sent. */
+  heartbeat(id: string): Promise<void>;
+  /**
+   * Reports from other replicas: a heartbeat of `id`, a session of `id`
+   * announced, or withdrawn (closed, or its replica went away: its
+   * announcement ends with the replica's membership).
+   */
+  onReport(listener: (id: string, report: "heartbeat" | "session_opened" | "session_gone") => void): void;
+}
+
 /** A store of one process: persists the changes the core planned. */
 export interface LocalStore extends StoreLifecycle {
   readonly plannedBy: "core";
@@ -113,6 +136,8 @@ export interface SharedStore extends StoreLifecycle {
   commitBatch(mutations: readonly Mutation[]): readonly Promise<Change>[];
   /** How probing is split between replicas. */
   readonly probeOwnership?: ProbeOwnership;
+  /** How liveness reports reach the replica that keeps an instance's clock. */
+  readonly livenessRelay?: LivenessRelay;
   /**
    * For stores whose revisions also count keys that are not instances
    * (etcd: membership, removal reasons, the sync marker): reports that every

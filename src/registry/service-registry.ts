@@ -7,7 +7,7 @@ import { ProbeScheduler } from "../health/probe-scheduler.js";
 import { CHANGE_LINE, flushChangeLines } from "../logging/batch-lines.js";
 import { structuredLogger, type StructuredLogger } from "../logging/registry-logger.js";
 import { MemoryStore } from "../store/memory-store.js";
-import type { Mutation, RegistryStore } from "./registry-store.js";
+import type { LivenessRelay, Mutation, RegistryStore } from "./registry-store.js";
 import { planBatch } from "./batch-plan.js";
 import { CommitQueue, type QueuedCommit } from "./commit-queue.js";
 import { CommitReporter } from "./commit-outcomes.js";
@@ -225,7 +225,10 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
       latestSeen.add(type);
       if (this.index.inPanic(type)) this.panics.flagLoaded(change);
     }
-    if (store.plannedBy === "store") store.probeOwnership?.onChange(() => this.rebalanceProbes());
+    if (store.plannedBy === "store") {
+      store.probeOwnership?.onChange(() => this.rebalanceProbes());
+      store.livenessRelay?.onReport((id, report) => this.onLivenessReport(id, report));
+    }
     store.onAvailabilityChange?.((available, reason) => this.setAvailability(available, reason));
     const registry = this;
     const source: WatchSource = {
@@ -746,6 +749,16 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     this.assertRunning();
     this.assertFresh();
     const instance = this.reportingInstance(id, "ttl");
+    const relay = this.relay;
+    if (relay && !this.probesHere(id)) {
+      // Another replica keeps its clock and decides its health: it hears of this one through the store.
+      try {
+        await relay.heartbeat(id);
+      } catch (err) {
+        throw new RegistryError("unavailable", "this replica could not pass the heartbeat on; retry", { cause: err });
+      }
+      return this.currentRevision;
+    }
     this.reported.heartbeat(id);
     const committed = this.onCheckResult(instance, { ok: true, status: 0 }, false);
     const change = committed === undefined ? undefined : await committed;
@@ -769,19 +782,61 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     const session = { onEnded };
     open.add(session);
     this.reported.hold(id);
+    if (open.size === 1) this.relay?.sessionOpened(id);
     this.onCheckResult(instance, { ok: true, status: 0 }, false, open.size === 1);
     return { revision: this.currentRevision, close: (reason) => this.closeSession(id, session, reason) };
   }
 
-  /** A session ended; the last one of its instance makes it UNHEALTHY at once. */
+  /**
+   * A session ended; the last one of its instance (here and on every other
+   * replica) makes it UNHEALTHY at once. The announcement to other replicas
+   * is withdrawn once that is committed, so that the replica keeping the
+   * instance's clock, seeing the withdrawal, finds it unhealthy already.
+   */
   private closeSession(id: string, session: { onEnded: (reason: RegistryError) => void }, reason: string): void {
     const open = this.sessions.get(id);
     if (!open?.delete(session) || open.size > 0) return;
     this.sessions.delete(id);
     const instance = this.index.get(id);
-    if (!instance || this.state !== "running") return;
+    const relay = this.relay;
+    if (!instance || this.state !== "running" || (relay?.sessionsElsewhere(id) ?? 0) > 0) {
+      relay?.sessionClosed(id);
+      return;
+    }
     this.reported.release(id);
-    this.onCheckResult(instance, { ok: false, reason }, false, true);
+    const committed = this.onCheckResult(instance, { ok: false, reason }, false, true);
+    if (relay) void (committed ?? Promise.resolve()).finally(() => relay.sessionClosed(id));
+  }
+
+  /**
+   * Another replica heard from an instance: a heartbeat, or a session opened
+   * or gone there. Heartbeats are for the replica that keeps the instance's
+   * clock. A session gone while the instance is still healthy ended with its
+   * replica (a replica withdrawing one commits the failure first): every
+   * replica that sees it commits the failure, as the one keeping the clock
+   * may be the replica that died; the store writes a transition once.
+   */
+  private onLivenessReport(id: string, report: "heartbeat" | "session_opened" | "session_gone"): void {
+    const instance = this.index.get(id);
+    if (!instance || this.state !== "running") return;
+    if (report !== "session_gone" && !this.probesHere(id)) return;
+    if (report === "heartbeat") {
+      if (healthCheckOf(instance).kind !== "ttl") return;
+      this.reported.heartbeat(id);
+      this.onCheckResult(instance, { ok: true, status: 0 }, false);
+    } else if (report === "session_opened") {
+      this.reported.hold(id);
+    } else if (!this.sessions.has(id) && (this.relay?.sessionsElsewhere(id) ?? 0) === 0) {
+      this.reported.release(id);
+      if (instance.health === "healthy") {
+        this.onCheckResult(instance, { ok: false, reason: "session lost: the registry replica holding it went away" }, false, true);
+      }
+    }
+  }
+
+  /** The store's relay of liveness reports between replicas, if it is shared. */
+  private get relay(): LivenessRelay | undefined {
+    return this.store.plannedBy === "store" ? this.store.livenessRelay : undefined;
   }
 
   /** Ends the sessions held here for instance `id` (removed) or for all (shutdown), telling each why. */
@@ -790,6 +845,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     for (const each of ids) {
       const open = this.sessions.get(each);
       this.sessions.delete(each);
+      if (id !== undefined) this.relay?.sessionClosed(each); // at shutdown, the replica's lease takes them all
       for (const session of open ?? []) {
         try {
           session.onEnded(reason);
@@ -887,7 +943,10 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     // Its drain deadline is kept by the replica that probes it, with or without probing.
     if (instance.draining) this.drainDeadlines.arm(instance.id, instance.drainingSince);
     const check = healthCheckOf(instance);
-    if (!isProbed(check.kind)) return this.reported.track(instance.id, check, this.sessions.has(instance.id));
+    if (!isProbed(check.kind)) {
+      const held = this.sessions.has(instance.id) || (this.relay?.sessionsElsewhere(instance.id) ?? 0) > 0;
+      return this.reported.track(instance.id, check, held);
+    }
     if (!this.scheduler) return;
     this.scheduler.add(probeTarget(instance), { spreadOverInterval });
     if (!instance.draining) this.guard.track(instance.id, instance.serviceType);

@@ -7,6 +7,7 @@ import { RegistryError } from "../../registry/registry-error.js";
 import type { Change, RemovalReason, StoredInstance } from "../../registry/types.js";
 import type { Mutation, SharedStore, StoreState } from "../../registry/registry-store.js";
 import { EtcdLiveness } from "./etcd-liveness.js";
+import { EtcdLivenessKeys } from "./liveness-keys.js";
 import { changeFromEvent, decodeInstance, encodeInstance } from "./instance-codec.js";
 import { RendezvousOwnership } from "./rendezvous-ownership.js";
 import { RejoinLoop, type MembershipEvent } from "./rejoin-loop.js";
@@ -84,6 +85,7 @@ interface EtcdEvent {
 export class EtcdStore implements SharedStore {
   readonly plannedBy = "store";
   readonly probeOwnership: RendezvousOwnership;
+  readonly livenessRelay: EtcdLivenessKeys;
   private readonly prefix: string;
   private readonly callTimeoutMs: number;
   /** Fence leases being granted or granted, by the second in which they expire (see `fenceLease`). */
@@ -151,6 +153,7 @@ export class EtcdStore implements SharedStore {
       };
     }
     this.client = new Etcd3(clientOptions);
+    this.livenessRelay = new EtcdLivenessKeys(this.client, this.prefix, this.probeOwnership.self, () => this.lease, options.logger);
     this.rejoin = new RejoinLoop({
       attempt: () => this.join(),
       ...(options.rejoinBackoff ? { backoff: options.rejoinBackoff } : {}),
@@ -196,6 +199,7 @@ export class EtcdStore implements SharedStore {
     });
     const members = await this.client.getAll().prefix(this.membersPrefix).keys();
     this.probeOwnership.setMembers(members.map((k) => k.slice(this.membersPrefix.length)));
+    await this.livenessRelay.load();
     const joinedAt = await this.join();
 
     // Replay recent etcd history into the window (what etcd has not compacted),
@@ -339,6 +343,8 @@ export class EtcdStore implements SharedStore {
         const revision = Number(res.header.revision);
         return { kind: "draining", revision, instance: { ...next, revision } };
       }
+      // Already so (another replica committed the same transition first): nothing to write.
+      if (instance.health === mutation.health) return { kind: "health", revision: Number(kv.mod_revision), instance };
       const next: Omit<StoredInstance, "revision"> = { ...instance, health: mutation.health, updatedAt: mutation.at };
       const res = await guard.then(this.client.put(key).value(encodeInstance(next, mutation.failureReason))).commit();
       if (!res.succeeded) continue;
@@ -477,6 +483,7 @@ export class EtcdStore implements SharedStore {
     let membersChanged = false;
     for (const e of events) {
       const key = e.kv.key.toString("utf8");
+      if (this.livenessRelay.apply(e.type, key)) continue;
       if (e.type === "Put" && key.startsWith(this.removalsPrefix)) {
         reasons.set(`${e.kv.mod_revision}/${key.slice(this.removalsPrefix.length)}`, e.kv.value.toString() as RemovalReason);
       } else if (key.startsWith(this.membersPrefix)) {
@@ -494,6 +501,7 @@ export class EtcdStore implements SharedStore {
       if (change) {
         this.deliver(change);
         delivered = change.revision;
+        if (change.kind === "removed") this.livenessRelay.forget(id, this.probeOwnership.owns(id));
       }
     }
     const last = events.at(-1);
@@ -545,6 +553,7 @@ export class EtcdStore implements SharedStore {
       if (this.closed) throw new Error("the store was closed while joining");
       if (lease.revoked()) throw new Error("the membership lease was lost while joining");
       lease.on("lost", (err: Error) => this.rejoinLater(lease, err));
+      this.livenessRelay.reannounce();
       await this.refreshMembers();
       const revision = Number(put.header.revision);
       this.tell({ kind: "joined", revision });

@@ -1,0 +1,170 @@
+import type { Etcd3, Lease } from "etcd3";
+import type { Logger } from "pino";
+import type { LivenessRelay } from "../../registry/registry-store.js";
+
+type Report = "heartbeat" | "session_opened" | "session_gone";
+
+/**
+ * Liveness reports between replicas, as etcd keys (see `LivenessRelay`):
+ *
+ * - `sessions/<instance id>/<replica>`: put under the replica's membership
+ *   lease while it holds a session of the instance, deleted when its last
+ *   one ends. A replica that dies loses its lease, and etcd deletes its
+ *   keys: the other replicas see the deletes within its membership TTL.
+ * - `heartbeats/<instance id>`: put at each heartbeat heard by a replica
+ *   that does not keep the instance's clock; the put itself is the report.
+ *   Also under the membership lease, and deleted with the instance.
+ *
+ * Every replica reads both from the one watch of the prefix (`apply`), so
+ * each knows which replicas hold a session of each instance.
+ */
+export class EtcdLivenessKeys implements LivenessRelay {
+  /** Instances with a session held by this replica, announced (or to be, at the next join). */
+  private readonly heldHere = new Set<string>();
+  /** Replicas announcing a session, by instance, as the watch reported them. */
+  private readonly holders = new Map<string, Set<string>>();
+  /** Instances with a heartbeat key, so removal deletes only keys that exist. */
+  private readonly beaten = new Set<string>();
+  /** The latest announcement or withdrawal sent for each instance, so they reach etcd in the order they were made. */
+  private readonly writes = new Map<string, Promise<unknown>>();
+  private listener: (id: string, report: Report) => void = () => {};
+
+  constructor(
+    private readonly client: Etcd3,
+    private readonly prefix: string,
+    private readonly self: string,
+    private readonly lease: () => Lease | undefined,
+    private readonly logger: Logger | undefined,
+  ) {}
+
+  private get sessionsPrefix(): string {
+    return `${this.prefix}sessions/`;
+  }
+  private get heartbeatsPrefix(): string {
+    return `${this.prefix}heartbeats/`;
+  }
+
+  /** The session announcements at open (a range read of the prefix). */
+  async load(): Promise<void> {
+    const keys = await this.client.getAll().prefix(this.sessionsPrefix).keys();
+    for (const key of keys) this.addHolder(key.slice(this.sessionsPrefix.length));
+  }
+
+  sessionOpened(id: string): void {
+    this.heldHere.add(id);
+    this.announce(id);
+  }
+
+  sessionClosed(id: string): void {
+    if (!this.heldHere.delete(id)) return;
+    this.inOrder(id, () =>
+      this.client
+        .delete()
+        .key(this.sessionKey(id))
+        .catch((err: unknown) => this.logger?.warn({ err, instanceId: id }, "could not withdraw a session's announcement; it ends with this replica's lease")),
+    );
+  }
+
+  sessionsElsewhere(id: string): number {
+    const members = this.holders.get(id);
+    if (!members) return 0;
+    return members.size - (members.has(this.self) ? 1 : 0);
+  }
+
+  async heartbeat(id: string): Promise<void> {
+    const lease = this.lease();
+    if (!lease) throw new Error("this replica is not a member (rejoining etcd)");
+    await lease.put(this.heartbeatsPrefix + id).value(String(Date.now()));
+  }
+
+  onReport(listener: (id: string, report: Report) => void): void {
+    this.listener = listener;
+  }
+
+  /** Puts every announcement again under a new membership lease (after a rejoin: the old one's keys are gone). */
+  reannounce(): void {
+    for (const id of this.heldHere) this.announce(id);
+  }
+
+  /** The instance was removed: its heartbeat key goes too (asked of one replica, the one that probes it). */
+  forget(id: string, mine: boolean): void {
+    if (!mine || !this.beaten.delete(id)) return;
+    this.client.delete().key(this.heartbeatsPrefix + id).catch(() => undefined);
+  }
+
+  /** Reads one watch event; false when its key is not a liveness key. */
+  apply(type: "Put" | "Delete", key: string): boolean {
+    if (key.startsWith(this.sessionsPrefix)) {
+      const rest = key.slice(this.sessionsPrefix.length);
+      const slash = rest.indexOf("/");
+      const id = rest.slice(0, slash);
+      const member = rest.slice(slash + 1);
+      if (type === "Put") {
+        const added = this.addHolder(rest);
+        if (added && member !== this.self) this.report(id, "session_opened");
+      } else {
+        const members = this.holders.get(id);
+        if (members?.delete(member)) {
+          if (members.size === 0) this.holders.delete(id);
+          if (member !== this.self) this.report(id, "session_gone");
+        }
+      }
+      return true;
+    }
+    if (key.startsWith(this.heartbeatsPrefix)) {
+      const id = key.slice(this.heartbeatsPrefix.length);
+      if (type === "Put") {
+        this.beaten.add(id);
+        this.report(id, "heartbeat");
+      } else this.beaten.delete(id);
+      return true;
+    }
+    return false;
+  }
+
+  private sessionKey(id: string): string {
+    return `${this.sessionsPrefix}${id}/${this.self}`;
+  }
+
+  private announce(id: string): void {
+    const lease = this.lease();
+    // Not a member right now: the join that follows announces it.
+    if (!lease) return;
+    this.inOrder(id, () =>
+      lease
+        .put(this.sessionKey(id))
+        .value("")
+        .catch((err: unknown) => this.logger?.warn({ err, instanceId: id }, "could not announce a session; announced again at the next join")),
+    );
+  }
+
+  /** Runs `write` after the previous write for `id` settled (an announcement must not land after its withdrawal). */
+  private inOrder(id: string, write: () => Promise<unknown>): void {
+    const next = (this.writes.get(id) ?? Promise.resolve()).then(write);
+    this.writes.set(id, next);
+    void next.finally(() => {
+      if (this.writes.get(id) === next) this.writes.delete(id);
+    });
+  }
+
+  /** Adds the holder `<id>/<member>` names; true when it is new. */
+  private addHolder(idAndMember: string): boolean {
+    const slash = idAndMember.indexOf("/");
+    if (slash <= 0) return false;
+    const id = idAndMember.slice(0, slash);
+    const member = idAndMember.slice(slash + 1);
+    let members = this.holders.get(id);
+    if (!members) this.holders.set(id, (members = new Set()));
+    if (members.has(member)) return false;
+    members.add(member);
+    return true;
+  }
+
+  private report(id: string, report: Report): void {
+    try {
+      this.listener(id, report);
+    } catch (err) {
+      this.logger?.error({ err, instanceId: id }, "a liveness report listener threw");
+    }
+  }
+}
