@@ -176,6 +176,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
     maxWatchStreams: config.maxWatchStreams,
     maxWatchStreamsPerConnection: config.maxWatchStreamsPerConnection,
     serverOptions: grpcConnectionOptions(config),
+    sessionMessageIntervalMs: config.keepaliveTimeMs,
   });
   metrics.observe({
     registry,
@@ -298,7 +299,8 @@ class KeyFileFollower {
 /**
  * grpc-js server options that bound what one HTTP/2 connection can hold.
  * Keepalive: a peer that does not answer a PING (frozen, gone) is cut, and
- * nothing else times out a connection with a call in flight. Idle: a
+ * nothing else times out a connection with a call in flight; its KeepAlive
+ * sessions end with it, which is how a frozen session holder is found. Idle: a
  * connection with no call for CONNECTION_IDLE_MS gets a GOAWAY (clients
  * reconnect on their next call). Age: every connection is asked to go away
  * after an hour (grpc-js adds ±10% jitter) and cut after a further grace,
@@ -309,8 +311,8 @@ class KeyFileFollower {
  */
 function grpcConnectionOptions(config: Config): Record<string, number> {
   return {
-    "grpc.keepalive_time_ms": 10_000,
-    "grpc.keepalive_timeout_ms": 5_000,
+    "grpc.keepalive_time_ms": config.keepaliveTimeMs,
+    "grpc.keepalive_timeout_ms": config.keepaliveTimeoutMs,
     "grpc.max_connection_idle_ms": config.connectionIdleMs,
     "grpc.max_connection_age_ms": 3_600_000,
     "grpc.max_connection_age_grace_ms": 300_000,

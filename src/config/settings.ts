@@ -217,6 +217,18 @@ export const SETTINGS = {
     default: 500,
     parse: integer(1),
   }),
+  keepaliveTimeMs: spec({
+    env: "KEEPALIVE_TIME_MS",
+    description: "ping each gRPC connection this often (HTTP/2 PING), and send each KeepAlive session a message this often",
+    default: 10_000,
+    parse: integer(100),
+  }),
+  keepaliveTimeoutMs: spec({
+    env: "KEEPALIVE_TIMEOUT_MS",
+    description: "close a gRPC connection whose ping is unanswered this long: its sessions end (a frozen or unreachable peer)",
+    default: 5000,
+    parse: integer(100),
+  }),
   connectionIdleMs: spec({
     env: "CONNECTION_IDLE_MS",
     description: "close a gRPC connection with no call in flight for this long (GOAWAY; clients reconnect when needed)",

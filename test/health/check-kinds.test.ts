@@ -220,6 +220,29 @@ describe("session checks (KeepAlive)", () => {
     expect((await nextTransition(watch, id)).type).toBe(EventType.EVENT_TYPE_HEALTH_CHECK_PASSED);
   });
 
+  it("turns UNHEALTHY when the holding process freezes (SIGSTOP): its connection stops answering keepalive pings", async () => {
+    await h.close();
+    h = await startHarness({
+      registry: { healthChecks: true, healthCheckInterval: 60_000, deregisterAfter: 0 },
+      server: { serverOptions: { "grpc.keepalive_time_ms": 300, "grpc.keepalive_timeout_ms": 300 }, sessionMessageIntervalMs: 300 },
+    });
+    const { id, token } = await registerWith(check({ kind: HealthCheckKind.HEALTH_CHECK_KIND_SESSION }));
+    const watch = WatchCursor.open(h.client, { serviceType: "svc" });
+    cleanups.push(() => watch.cancel());
+    const holder = holdSession(id, token);
+    await holder.opened;
+    // Alive while it answers pings: no failure over several keepalive rounds.
+    await expect(nextTransition(watch, id, 1500)).rejects.toThrow(/no watch stream message/);
+    holder.child.kill("SIGSTOP");
+    cleanups.push(() => void holder.child.kill("SIGCONT"));
+    const frozenAt = Date.now();
+    const failed = await nextTransition(watch, id, 5000);
+    expect(failed.type).toBe(EventType.EVENT_TYPE_HEALTH_CHECK_FAILED);
+    expect(failed.failureReason).toMatch(/^session lost/);
+    // A ping interval plus its timeout, with room for a loaded machine; the default probe interval here is a minute.
+    expect(Date.now() - frozenAt).toBeLessThan(5000);
+  });
+
   it("says the instance closed it when the stream is half-closed, and ends the stream with NOT_FOUND when the instance is removed", async () => {
     const { id, token } = await registerWith(check({ kind: HealthCheckKind.HEALTH_CHECK_KIND_SESSION }));
     const watch = WatchCursor.open(h.client, { serviceType: "svc" });
