@@ -176,14 +176,18 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
   /**
    * Registers for the first time, retrying transient failures; rejects on
    * permanent ones. Then starts reporting liveness and resolves once the
-   * first report was made (the session is open) or failed.
+   * first report was made (the session is open) or failed, or a call's
+   * deadline has passed.
    */
   async start(): Promise<void> {
     await this.register(true);
     if (this.abort.signal.aborted) return;
     this.installSignalHandlers();
     this.loop = this.verify();
-    await this.keeper.start();
+    // Bounded: a registry (or a proxy) that takes the stream but never answers must not hold start-up.
+    const waited = new AbortController();
+    await Promise.race([this.keeper.start(), sleep(this.options.deadlineMs ?? 5000, waited.signal, true)]);
+    waited.abort();
   }
 
   /**

@@ -18,6 +18,7 @@ export interface SessionlessRegistry {
 
 type Forward = (request: unknown, metadata: unknown, callback: (err: ServiceError | null, res: unknown) => void) => void;
 
+/** Starts a sessionless registry in front of `upstream` (a client of a real registry). */
 export async function startSessionlessRegistry(upstream: RegistryServiceClient): Promise<SessionlessRegistry> {
   const server = new Server();
   const calls = new Map<string, number>();
