@@ -72,6 +72,9 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
       host,
       port: listener.port,
       metadata: { ...options.metadata, name: options.name },
+      // Probed over HTTP rather than a session: /health follows setHealthy(), and kill() (a stop
+      // without unregistering) must be noticed by the registry while this process lives on.
+      healthCheck: { kind: "http" },
       checkIntervalMs: options.checkIntervalMs,
       backoff: options.backoff,
       unregisterOnSignal: options.unregisterOnSignal,

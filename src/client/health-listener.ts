@@ -2,6 +2,7 @@ import { createServer as createHttpServer } from "node:http";
 import { createServer as createTcpServer, type AddressInfo, type Socket } from "node:net";
 import { ServerCredentials, type Server } from "@grpc/grpc-js";
 import type { SelfRegistration } from "./register-self.js";
+import { ServingHealth } from "./serving-health.js";
 
 /** Options of `listenWithHealth`. */
 export interface HealthListenerOptions {
@@ -11,13 +12,29 @@ export interface HealthListenerOptions {
   readonly port?: number;
   /** Health path answered over HTTP/1.1. Default `/health` (the registry's default). */
   readonly path?: string;
-  /** Whether the service is healthy now (200) or not (503). Default: always healthy. */
+  /** Whether the service is healthy now (200 / SERVING) or not (503 / NOT_SERVING). Default: always healthy. */
   readonly check?: () => boolean | Promise<boolean>;
+  /**
+   * Also serve grpc.health.v1 on the gRPC server (default true), for the
+   * registry's `grpc` checks and for clients with health checking: SERVING
+   * while `check` says healthy, NOT_SERVING once the listener drains or
+   * closes. A server that already serves grpc.health.v1 keeps its own.
+   */
+  readonly grpcHealth?: boolean;
+  /** Service names grpc.health.v1 knows besides the overall "" (e.g. `"greeter.v1.Greeter"`); others are NOT_FOUND. */
+  readonly grpcHealthServices?: readonly string[];
 }
 
 /** A port serving both gRPC and the HTTP health endpoint. */
 export interface HealthListener {
   readonly port: number;
+  /**
+   * Marks the port draining while it still serves calls: grpc.health.v1
+   * answers NOT_SERVING from now on (Watch streams are told), so clients
+   * that check health move away. HTTP /health still follows `check`.
+   * `close()` and `drainOnSignal` do it too. Idempotent.
+   */
+  drain(): void;
   /**
    * Stops accepting, closes health connections, and ends this port's gRPC
    * connections: each is told to take no new calls (HTTP/2 GOAWAY) and is
@@ -41,7 +58,9 @@ const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
 /**
  * Serves a grpc-js server and an HTTP/1.1 health endpoint on one plaintext
- * port. The registry probes `http://host:port/health` on the port an
+ * port, and adds grpc.health.v1 to the server (see `grpcHealth`), so the
+ * registry can check the instance either way (`http` or `grpc` checks).
+ * The registry probes `http://host:port/health` on the port an
  * instance registered, which for a gRPC service is its gRPC port: this tells
  * the two protocols apart by the first bytes of each connection (HTTP/2's
  * preface) and hands gRPC connections to the server through grpc-js's
@@ -56,6 +75,8 @@ const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 export async function listenWithHealth(server: Server, options: HealthListenerOptions = {}): Promise<HealthListener> {
   const path = options.path ?? "/health";
   const check = options.check ?? (() => true);
+  const grpcHealth = new ServingHealth(check, options.grpcHealthServices);
+  if (options.grpcHealth !== false) grpcHealth.addToServer(server);
   const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
   const http = createHttpServer((req, res) => {
     const target = req.url ?? "/";
@@ -113,6 +134,8 @@ export async function listenWithHealth(server: Server, options: HealthListenerOp
   const close = async (graceMs: number): Promise<void> => {
     const closed = new Promise<void>((resolve) => tcp.close(() => resolve()));
     for (const socket of httpSockets) socket.destroy();
+    // Watch streams would hold their connections open for the whole grace.
+    grpcHealth.close();
     injector.drain(graceMs);
     if (graceMs > 0) await allClosed(sockets, graceMs);
     injector.destroy();
@@ -121,6 +144,9 @@ export async function listenWithHealth(server: Server, options: HealthListenerOp
   };
   const listener: HealthListener = {
     port: (tcp.address() as AddressInfo).port,
+    drain() {
+      grpcHealth.drain();
+    },
     close(graceMs = 0) {
       closing ??= close(graceMs);
       return closing;
@@ -130,6 +156,7 @@ export async function listenWithHealth(server: Server, options: HealthListenerOp
       for (const signal of options.signals ?? ["SIGTERM"]) {
         process.once(signal, () => {
           void (async () => {
+            listener.drain();
             await registration.drain();
             const inFlight = listener.close(graceMs);
             await registration.close({ graceMs, inFlight });

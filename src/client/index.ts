@@ -19,6 +19,7 @@ export { Backoff, type BackoffOptions } from "./backoff.js";
 export { RegistryClientError } from "./client-error.js";
 export type { ConnectionOptions } from "./registry-connections.js";
 export { RegistryWatch, type RegistryWatchOptions, type WatchDisconnect } from "./registry-watch.js";
+export { RegistrySession, type KeepAliveOptions, type RegistrySessionEvents } from "./registry-session.js";
 export { isChangeEvent, type RegistryChangeEvent, type RegistryWatchEvent } from "./watch-events.js";
 export {
   registerSelf,
@@ -36,4 +37,5 @@ export {
 export { HealthyInstances, type HealthySet, type ResolvedInstance } from "./healthy-instances.js";
 export { listenWithHealth, type HealthListener, type HealthListenerOptions } from "./health-listener.js";
 // The shapes results carry (types only: nothing of the core is loaded).
-export type { Health, Instance, RemovalReason, ServiceSummary } from "../registry/types.js";
+export type { Health, HealthCheckKind, HealthCheckSpec, Instance, RemovalReason, ServiceSummary } from "../registry/types.js";
+export type { HealthCheckInput } from "../registry/validation.js";

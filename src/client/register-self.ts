@@ -3,9 +3,11 @@ import { EventEmitter } from "node:events";
 import { status } from "@grpc/grpc-js";
 import { canonicalHost } from "../registry/instance-address.js";
 import type { Instance } from "../registry/types.js";
+import type { HealthCheckInput } from "../registry/validation.js";
 import type { RegistryAuth } from "./auth.js";
 import { Backoff, sleep, type BackoffOptions } from "./backoff.js";
 import { isPermanent, neverSent, RegistryClientError, toClientError } from "./client-error.js";
+import { LivenessKeeper, type HeldRegistration } from "./liveness-keeper.js";
 import { RegistryClient, type RegisterOptions, type RegistryClientOptions } from "./registry-client.js";
 
 /**
@@ -15,8 +17,25 @@ import { RegistryClient, type RegisterOptions, type RegistryClientOptions } from
  */
 export const SESSION_METADATA_KEY = "registry.session";
 
+/** The ttl of a `ttl` check asked for without one, and of the fallback from sessions. */
+const DEFAULT_TTL_MS = 15_000;
+
 /** Options of `registerSelf`. */
 export interface RegisterSelfOptions extends RegisterOptions {
+  /**
+   * How the registry tells this instance is alive. Default: a `session`,
+   * held by this process (a KeepAlive stream, reopened when it ends): the
+   * instance turns UNHEALTHY as soon as the process dies or loses the
+   * registry, with no probe to wait for. When `healthCheckPath` is given
+   * and this is not, `http`. A `ttl` check is kept by heartbeats at a third
+   * of `ttlMs` (default 15000 ms); `http`, `grpc` and `tcp` are probed by
+   * the registry (serve them with `listenWithHealth`). A registry that holds
+   * no sessions (KeepAlive UNIMPLEMENTED) gets a `ttl` registration
+   * instead (see `fallbackTtlMs` and the `fallback` event).
+   */
+  readonly healthCheck?: HealthCheckInput;
+  /** The ttl of the registration that replaces a session one when the registry holds no sessions. Default 15000 ms. */
+  readonly fallbackTtlMs?: number;
   /** The registration key (Register requires it; also used to clean up duplicates). */
   readonly key: string;
   /** An existing client to use (its connections are shared, not closed by `close()`). */
@@ -70,19 +89,28 @@ export interface SelfRegistrationEvents {
    * stops, without registering again (which would take the address back).
    */
   replaced: [by: Instance];
-  /** A check or registration failed and will be retried after `delayMs`. */
+  /** A check, a liveness report or a registration failed and will be retried after `delayMs` (0: not retried). */
   retry: [error: RegistryClientError, delayMs: number];
+  /**
+   * A KeepAlive session was opened for the instance (session checks): the
+   * first, one reopened after the last ended, or one taking over from a
+   * connection the registry asked to go away.
+   */
+  sessionOpened: [revision: number];
+  /** The registry holds no sessions (`error`: KeepAlive's answer): registered again with a `ttl` check, kept by heartbeats. */
+  fallback: [error: RegistryClientError];
 }
 
 /**
  * A service's own registration, kept alive: it re-registers whenever the
  * registry answers UNAUTHENTICATED or NOT_FOUND for it (a registry restarted
  * without its data, or an instance removed after failing health checks), with
- * jittered backoff so a fleet does not stampede a restarted registry.
- * `close()` unregisters.
+ * jittered backoff so a fleet does not stampede a restarted registry. For a
+ * session or ttl check it also reports the instance alive (`LivenessKeeper`).
+ * `close()` unregisters, then ends the session.
  */
 export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
-  private current: { id: string; token: string; instance: Instance } | undefined;
+  private current: HeldRegistration | undefined;
   private readonly abort = new AbortController();
   private readonly backoff: Backoff;
   private readonly session = randomUUID();
@@ -98,6 +126,11 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
   private sweepAtNextCheck = false;
   /** Marked draining: never registered again (the registry may remove it at its drain deadline). */
   private draining: Promise<void> | undefined;
+  /** The check registrations ask for; a session one becomes ttl when the registry holds no sessions. */
+  private check: HealthCheckInput;
+  private readonly keeper: LivenessKeeper;
+  /** Settles when the recovery from a lost registration in progress is over. */
+  private recovering: Promise<void> | undefined;
 
   /** Use `registerSelf()`. */
   constructor(
@@ -107,6 +140,19 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
   ) {
     super();
     this.backoff = new Backoff(options.backoff);
+    this.check = initialCheck(options);
+    this.keeper = new LivenessKeeper(
+      {
+        client,
+        current: () => this.current,
+        ttlMs: () => this.check.ttlMs ?? DEFAULT_TTL_MS,
+        lost: (failed, error) => this.onLost(failed, error),
+        fallBackToTtl: (failed, error) => this.fallBackToTtl(failed, error),
+        retry: (error, delayMs) => this.emitRetry(error, delayMs),
+        sessionOpened: (revision) => this.emit("sessionOpened", revision),
+      },
+      options.backoff,
+    );
   }
 
   /** The current instance id (changes when it registers again). */
@@ -127,12 +173,21 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
   /** The current instance credentials, for `RegistryClient`'s `auth` (a function: always the latest). */
   readonly auth = (): RegistryAuth => ({ instanceId: this.id, token: this.token });
 
-  /** Registers for the first time, retrying transient failures; rejects on permanent ones. */
+  /**
+   * Registers for the first time, retrying transient failures; rejects on
+   * permanent ones. Then starts reporting liveness and resolves once the
+   * first report was made (the session is open) or failed, or a call's
+   * deadline has passed.
+   */
   async start(): Promise<void> {
     await this.register(true);
     if (this.abort.signal.aborted) return;
     this.installSignalHandlers();
-    this.loop = this.keepAlive();
+    this.loop = this.verify();
+    // Bounded: a registry (or a proxy) that takes the stream but never answers must not hold start-up.
+    const waited = new AbortController();
+    await Promise.race([this.keeper.start(), sleep(this.options.deadlineMs ?? 5000, waited.signal, true)]);
+    waited.abort();
   }
 
   /**
@@ -161,8 +216,10 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
 
   /**
    * Stops verifying, drains, waits for calls in flight (`inFlight`, at most
-   * `graceMs`), and unregisters (best effort, bounded by the deadline).
-   * Idempotent: later calls get the first one's promise.
+   * `graceMs`), unregisters (best effort, bounded by the deadline), and only
+   * then ends its session or heartbeats, so the instance is not reported
+   * failing on its way out. Idempotent: later calls get the first one's
+   * promise.
    */
   close(options: CloseOptions = {}): Promise<void> {
     this.closing ??= this.shutdown(options);
@@ -178,6 +235,8 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
       await this.drain();
       await graceOver(options.graceMs ?? this.options.drainGraceMs ?? 0, options.inFlight);
     }
+    // Held until now: a session that ended before the unregister would mark the instance failing first.
+    this.keeper.freeze();
     if (current) {
       try {
         // Bounded tighter than other calls: a process on its way out should not wait long for a missing registry.
@@ -191,11 +250,12 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
         if (error.code !== status.NOT_FOUND && error.code !== status.UNAUTHENTICATED) this.emitRetry(error, 0);
       }
     }
+    await this.keeper.close();
     if (this.ownsClient) this.client.close();
   }
 
   /** Verifies the registration every interval; re-registers when the registry lost it. */
-  private async keepAlive(): Promise<void> {
+  private async verify(): Promise<void> {
     const interval = this.options.checkIntervalMs ?? 5000;
     let delay = jittered(interval);
     while (!this.abort.signal.aborted) {
@@ -215,22 +275,68 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
         if (this.abort.signal.aborted) return;
         const error = toClientError(err, "GetInstance");
         if (error.code === status.UNAUTHENTICATED || error.code === status.NOT_FOUND) {
-          // Drained: removal is what it asked for. Replaced: the address is another process's now.
-          if (this.draining) return;
-          const by = await this.replacedBy(current.instance);
-          if (by) {
-            this.current = undefined;
-            this.emit("replaced", by);
-            return;
-          }
-          this.emit("lost", error);
-          await this.register(false);
+          if (!(await this.onLost(current, error))) return;
           delay = jittered(interval);
         } else {
           delay = Math.min(this.backoff.next(), interval);
           this.emitRetry(error, delay);
         }
       }
+    }
+  }
+
+  /**
+   * The registry no longer knows `failed`. Drained: removal is what it asked
+   * for. Replaced: the address is another process's now. Else it registers
+   * again. The check loop and the liveness keeper may both find out; the
+   * first recovers, the other waits and goes on with the result. Resolves
+   * true while there is a registration to keep.
+   */
+  private onLost(failed: HeldRegistration, error: RegistryClientError): Promise<boolean> {
+    return this.exclusively(failed, async () => {
+      if (this.draining || this.abort.signal.aborted) return false;
+      const by = await this.replacedBy(failed.instance);
+      if (by) {
+        this.current = undefined;
+        this.emit("replaced", by);
+        return false;
+      }
+      this.emit("lost", error);
+      await this.register(false);
+      return !this.abort.signal.aborted;
+    });
+  }
+
+  /**
+   * The registry holds no sessions (KeepAlive UNIMPLEMENTED: a registry
+   * from before sessions, or a proxy that passes no bidirectional streams):
+   * registers again with a ttl check, which the keeper heartbeats, and
+   * removes the session registration if registering at the same address did
+   * not replace it.
+   */
+  private fallBackToTtl(failed: HeldRegistration, error: RegistryClientError): Promise<boolean> {
+    return this.exclusively(failed, async () => {
+      if (this.draining || this.abort.signal.aborted) return false;
+      this.check = { kind: "ttl", ttlMs: this.options.fallbackTtlMs ?? DEFAULT_TTL_MS };
+      this.emit("fallback", error);
+      await this.register(false);
+      await this.client
+        .unregister(failed.id, { auth: { instanceId: failed.id, token: failed.token }, deadlineMs: this.options.deadlineMs })
+        .catch(noop);
+      return !this.abort.signal.aborted;
+    });
+  }
+
+  /** Runs `recover` unless another recovery got there first (then answers whether a registration is left). */
+  private async exclusively(failed: HeldRegistration, recover: () => Promise<boolean>): Promise<boolean> {
+    while (this.recovering) await this.recovering;
+    if (this.current !== failed) return this.current !== undefined && !this.abort.signal.aborted;
+    const recovery = recover();
+    this.recovering = recovery.then(noop, noop);
+    try {
+      return await recovery;
+    } finally {
+      this.recovering = undefined;
     }
   }
 
@@ -245,7 +351,14 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
     while (!this.abort.signal.aborted) {
       try {
         const registered = await this.client.register(
-          { serviceType, port, host, healthCheckPath, metadata: { ...metadata, [SESSION_METADATA_KEY]: this.session } },
+          {
+            serviceType,
+            port,
+            host,
+            healthCheckPath,
+            healthCheck: this.check,
+            metadata: { ...metadata, [SESSION_METADATA_KEY]: this.session },
+          },
           { auth: { key: this.options.key }, deadlineMs: this.options.deadlineMs },
         );
         if (this.abort.signal.aborted) {
@@ -332,7 +445,7 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
     }
   }
 
-  private registered(): { id: string; token: string; instance: Instance } {
+  private registered(): HeldRegistration {
     if (!this.current) throw new RegistryClientError(status.FAILED_PRECONDITION, "not registered yet", "registerSelf");
     return this.current;
   }
@@ -356,14 +469,23 @@ async function graceOver(graceMs: number, inFlight: Promise<unknown> | undefined
 
 const noop = (): void => {};
 
+/** The check asked for, with the defaults filled in (see `RegisterSelfOptions.healthCheck`). */
+function initialCheck(options: RegisterSelfOptions): HealthCheckInput {
+  const asked = options.healthCheck;
+  if (asked?.kind === "ttl" && asked.ttlMs === undefined) return { ...asked, ttlMs: DEFAULT_TTL_MS };
+  if (asked) return asked;
+  return options.healthCheckPath !== undefined ? { kind: "http" } : { kind: "session" };
+}
+
 function jittered(ms: number): number {
   return Math.round(ms * (0.8 + 0.4 * Math.random()));
 }
 
 /**
  * Registers this service and keeps it registered (SPEC 4.6): resolves once
- * registered; re-registers when the registry answers UNAUTHENTICATED or
- * NOT_FOUND for it; `close()` unregisters. The returned object's `id`,
+ * registered and its first liveness report is made (by default a KeepAlive
+ * session it then holds, see `healthCheck`); re-registers when the registry
+ * answers UNAUTHENTICATED or NOT_FOUND for it; `close()` unregisters. The returned object's `id`,
  * `token` and `auth` always hold the current credentials.
  *
  * @example

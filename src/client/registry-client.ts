@@ -7,6 +7,7 @@ import type { BackoffOptions } from "./backoff.js";
 import { RegistryClientError } from "./client-error.js";
 import { fromProtoInstance, fromProtoSummary, toProtoHealthCheck } from "./proto-conversion.js";
 import { RegistryConnections, type CallKind, type ConnectionOptions, type RegistryEndpoint } from "./registry-connections.js";
+import { RegistrySession, type KeepAliveOptions } from "./registry-session.js";
 import { RegistryWatch, type RegistryWatchOptions } from "./registry-watch.js";
 
 /** Options of `RegistryClient`. */
@@ -120,6 +121,7 @@ type Unary<Req, Res> = (
 export class RegistryClient {
   private readonly connections: RegistryConnections;
   private readonly watches = new Set<RegistryWatch>();
+  private readonly sessions = new Set<RegistrySession>();
   private closed = false;
 
   constructor(
@@ -204,6 +206,37 @@ export class RegistryClient {
     return { instance: fromProtoInstance(response.instance), revision: response.revision };
   }
 
+  /**
+   * Reports that a TTL-checked instance is alive; it must come at least
+   * every `ttlMs` of its check. Needs the instance's own credentials (pass
+   * `auth: { instanceId, token }` unless the client has them). Answers the
+   * registry revision after it. FAILED_PRECONDITION for an instance checked
+   * another way; UNAUTHENTICATED or NOT_FOUND once the registry no longer
+   * knows it (register again).
+   *
+   * @example
+   * setInterval(() => void client.heartbeat(id, { auth: { instanceId: id, token } }), ttlMs / 3);
+   */
+  async heartbeat(instanceId: string, call: RegistryCallOptions = {}): Promise<number> {
+    const response = await this.unary("Heartbeat", "idempotent", call, (c) => c.heartbeat, { instanceId });
+    return response.revision;
+  }
+
+  /**
+   * Opens a session for a SESSION-checked instance (KeepAlive): the registry
+   * counts it alive while the session is open, and marks it UNHEALTHY as
+   * soon as the session ends. Needs the instance's own credentials. The
+   * session is one stream, not reopened when it ends; `registerSelf` holds
+   * one that is. See `RegistrySession`.
+   */
+  keepAlive(instanceId: string, options: KeepAliveOptions = {}): RegistrySession {
+    if (this.closed) throw new RegistryClientError(status.CANCELLED, "the client is closed", "KeepAlive");
+    const session = new RegistrySession(this.connections, instanceId, { ...options, auth: options.auth ?? this.options.auth });
+    this.sessions.add(session);
+    void session.ended.then(() => this.sessions.delete(session));
+    return session;
+  }
+
   /** Every service type that has instances, with healthy and total counts. */
   async listServices(call: RegistryCallOptions = {}): Promise<ServiceList> {
     const response = await this.unary("ListServices", "read", call, (c) => c.listServices, {});
@@ -231,11 +264,16 @@ export class RegistryClient {
     return watch;
   }
 
-  /** Ends this client's watches and its hold on the connections. */
+  /**
+   * Ends this client's watches and sessions and its hold on the connections.
+   * Sessions are half-closed first (see `RegistrySession.close`); close them
+   * yourself and await that to be sure the registry heard it.
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     for (const watch of [...this.watches]) watch.close();
+    for (const session of [...this.sessions]) void session.close();
     this.connections.release();
   }
 

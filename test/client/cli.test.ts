@@ -569,6 +569,39 @@ describe("CLI register, unregister, services against a real registry", () => {
     expect(emptyCode).toBe(1);
     expect(emptyErr).toContain(`from the key file ${join(stale, "registration-key")}`);
   });
+
+  it("register --check picks how the instance is checked; get shows the kind; a usage error for an unknown kind", async () => {
+    const env = { env: keyed(), cwd: ROOT };
+    const ttl = capture();
+    const ttlArgs = ["ttl-demo", "--port", "7200", "--host", "10.4.0.1", "--check", "ttl", "--ttl-ms", "1000", ...at()];
+    expect(await runClientCommand("register", ttlArgs, ttl, env), ttl.stderr).toBe(0);
+    expect(ttl.stdout).toMatch(/^registered ttl-demo at 10\.4\.0\.1:7200 \(TTL check\)$/m);
+    expect(ttl.stdout).toMatch(/calls Heartbeat \(with its id and token\) at least every 1000 ms; this command sends none/);
+    const id = /^id: +(\S+)$/m.exec(ttl.stdout)?.[1] as string;
+    const shown = capture();
+    expect(await runClientCommand("get", [id, ...at()], shown, env)).toBe(0);
+    expect(shown.stdout).toMatch(/^check: +TTL$/m);
+    expect(shown.stdout).not.toMatch(/^health check:/m); // a path means nothing to a TTL check
+
+    const grpc = capture();
+    const grpcArgs = ["grpc-demo", "--port", "7201", "--host", "10.4.0.2", "--check", "GRPC", "--grpc-service", "demo.v1.Demo", "--check-timeout-ms", "500", "--json", ...at()];
+    expect(await runClientCommand("register", grpcArgs, grpc, env), grpc.stderr).toBe(0);
+    const grpcId = (JSON.parse(grpc.stdout) as { serviceId: string }).serviceId;
+    const grpcShown = capture();
+    expect(await runClientCommand("get", [grpcId, ...at()], grpcShown, env)).toBe(0);
+    expect(grpcShown.stdout).toMatch(/^check: +GRPC$/m);
+
+    // The registry judges whether the fields fit the kind.
+    const misfit = capture();
+    expect(await runClientCommand("register", ["x", "--port", "7202", "--host", "10.4.0.3", "--ttl-ms", "1000", ...at()], misfit, env)).toBe(1);
+    expect(misfit.stderr).toMatch(/health_check\.ttl_ms: is for TTL checks only, not HTTP \(INVALID_ARGUMENT\)/);
+    const unknown = capture();
+    expect(await runClientCommand("register", ["x", "--port", "7203", "--check", "udp", ...at()], unknown, env)).toBe(2);
+    expect(unknown.stderr).toMatch(/--check must be one of http, grpc, tcp, ttl, session/);
+    const help = capture();
+    expect(await runClientCommand("register", ["--help"], help)).toBe(0);
+    expect(help.stdout).toMatch(/--check http\|grpc\|tcp\|ttl\|session/);
+  });
 });
 
 /** Resolves when instance `id` is unhealthy (awaits the registry's `change` events), or fails after 5 s. */

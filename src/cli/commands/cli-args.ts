@@ -22,6 +22,11 @@ const FLAGS = {
   "--host": "value",
   "--metadata": "repeat",
   "--health-path": "value",
+  "--check": "value",
+  "--ttl-ms": "value",
+  "--grpc-service": "value",
+  "--check-timeout-ms": "value",
+  "--tls": "switch",
   "--selector": "repeat",
 } as const satisfies Record<string, FlagKind>;
 

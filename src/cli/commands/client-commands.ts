@@ -83,14 +83,31 @@ filters at the source.
     },
   },
   register: {
-    syntax: { maxPositional: 1, flags: ["--port", "--host", "--metadata", "--health-path"] },
+    syntax: {
+      maxPositional: 1,
+      flags: ["--port", "--host", "--metadata", "--health-path", "--check", "--ttl-ms", "--grpc-service", "--check-timeout-ms", "--tls"],
+    },
     help: `usage: service-registry register SERVICE_TYPE --port PORT [--host HOST] [--metadata KEY=VALUE ...]
-                                 [--health-path /PATH] [--json] [connection flags]
+                                 [--check http|grpc|tcp|ttl|session] [--health-path /PATH]
+                                 [--grpc-service NAME] [--tls] [--ttl-ms MS] [--check-timeout-ms MS]
+                                 [--json] [connection flags]
 
 Registers an instance with the registration key and prints its id and its
 token (shown only this once). --host defaults to the address the registry
-sees this command come from; --metadata may be repeated; the registry
-probes http://HOST:PORT/PATH (default /health). --json: the Register answer.
+sees this command come from; --metadata may be repeated. --json: the
+Register answer.
+
+How the registry tells the instance is alive (--check, default http):
+  http     it GETs http://HOST:PORT/PATH (--health-path, default /health)
+  grpc     it calls grpc.health.v1 Health/Check on HOST:PORT, asking about
+           --grpc-service (default "": the server as a whole); --tls for TLS
+  tcp      it connects to HOST:PORT
+  ttl      the instance calls Heartbeat at least every --ttl-ms MS
+  session  the instance holds a KeepAlive stream open
+--check-timeout-ms bounds one probe (http, grpc, tcp; default the registry's).
+For ttl and session this command only registers: the instance must then
+heartbeat, or hold its session, itself, with the id and token printed here
+(the SDK's registerSelf does both).
 `,
     prepare: (args, json, io) => {
       const options = registerOptions(args);

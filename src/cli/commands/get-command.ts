@@ -1,5 +1,5 @@
 import type { RegistryClient } from "../../client/registry-client.js";
-import { addressText, age, healthText, instanceJson, metadataText, type Output } from "./output.js";
+import { addressText, age, checkKindText, healthText, instanceJson, metadataText, type Output } from "./output.js";
 
 /** `get <id>`: one instance in detail. NOT_FOUND surfaces as an error (exit 1). */
 export async function getCommand(client: RegistryClient, id: string, json: boolean, io: Output): Promise<number> {
@@ -13,7 +13,9 @@ export async function getCommand(client: RegistryClient, id: string, json: boole
     ["service type", instance.serviceType],
     ["address", addressText(instance)],
     ["health", healthText(instance)],
-    ["health check", instance.healthCheckPath],
+    ["check", checkKindText(instance)],
+    // The path means something only to an HTTP check.
+    ...(checkKindText(instance) === "HTTP" ? [["health check", instance.healthCheckPath] as [string, string]] : []),
     ["registered", `${new Date(instance.registeredAt).toISOString()} (${age(instance.registeredAt)} ago)`],
     ["updated", `${new Date(instance.updatedAt).toISOString()} (${age(instance.updatedAt)} ago)`],
     ["revision", String(instance.revision)],

@@ -44,6 +44,11 @@ export function addressText(instance: Instance): string {
   return instance.host.includes(":") ? `[${instance.host}]:${instance.port}` : `${instance.host}:${instance.port}`;
 }
 
+/** How an instance is checked, as the contract spells the kind: `HTTP`, `GRPC`, `TCP`, `TTL`, `SESSION`. */
+export function checkKindText(instance: Instance): string {
+  return (instance.healthCheck?.kind ?? "http").toUpperCase();
+}
+
 /**
  * An instance's health as every CLI command prints it, in tables, lines and
  * `--json` alike: `HEALTHY` or `UNHEALTHY`, as the HTTP/JSON API spells it.

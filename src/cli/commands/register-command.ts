@@ -1,12 +1,18 @@
 import type { RegisterOptions, RegistryClient } from "../../client/registry-client.js";
+import type { HealthCheckKind } from "../../registry/types.js";
+import type { HealthCheckInput } from "../../registry/validation.js";
 import { listFlag, stringFlag, UsageError, type CliArgs } from "./cli-args.js";
-import { addressText, instanceJson, type Output } from "./output.js";
+import { addressText, checkKindText, instanceJson, type Output } from "./output.js";
+
+const KINDS: readonly HealthCheckKind[] = ["http", "grpc", "tcp", "ttl", "session"];
 
 /**
  * What `register SERVICE_TYPE --port P [--host H] [--metadata k=v ...]
- * [--health-path /x]` asks for. Throws UsageError for a command line that
- * cannot be a registration (no type, no port, `--metadata` without `=`);
- * whether the values are acceptable is the registry's to say.
+ * [--health-path /x] [--check KIND] [--ttl-ms N] [--grpc-service NAME]
+ * [--check-timeout-ms N] [--tls]` asks for. Throws UsageError for a command
+ * line that cannot be a registration (no type, no port, `--metadata` without
+ * `=`, an unknown check kind, a number that is not one); whether the values
+ * fit together (a ttl for a TTL check only...) is the registry's to say.
  */
 export function registerOptions(args: CliArgs): RegisterOptions {
   const serviceType = args.positional[0];
@@ -25,13 +31,41 @@ export function registerOptions(args: CliArgs): RegisterOptions {
   }
   const host = stringFlag(args, "--host");
   const healthCheckPath = stringFlag(args, "--health-path");
+  const healthCheck = healthCheckFlags(args);
   return {
     serviceType,
     port,
     metadata,
     ...(host !== undefined ? { host } : {}),
     ...(healthCheckPath !== undefined ? { healthCheckPath } : {}),
+    ...(healthCheck !== undefined ? { healthCheck } : {}),
   };
+}
+
+/** The check `--check`, `--ttl-ms`, `--grpc-service`, `--check-timeout-ms` and `--tls` ask for; undefined when none is given. */
+function healthCheckFlags(args: CliArgs): HealthCheckInput | undefined {
+  const kindText = stringFlag(args, "--check");
+  const kind = kindText?.toLowerCase() as HealthCheckKind | undefined;
+  if (kind !== undefined && !KINDS.includes(kind)) throw new UsageError(`--check must be one of ${KINDS.join(", ")}`);
+  const ttlMs = wholeNumberFlag(args, "--ttl-ms");
+  const timeoutMs = wholeNumberFlag(args, "--check-timeout-ms");
+  const grpcService = stringFlag(args, "--grpc-service");
+  const tls = args.flags["--tls"] === true;
+  if (kind === undefined && ttlMs === undefined && timeoutMs === undefined && grpcService === undefined && !tls) return undefined;
+  return {
+    ...(kind !== undefined ? { kind } : {}),
+    ...(ttlMs !== undefined ? { ttlMs } : {}),
+    ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+    ...(grpcService !== undefined ? { grpcService } : {}),
+    ...(tls ? { tls } : {}),
+  };
+}
+
+function wholeNumberFlag(args: CliArgs, name: "--ttl-ms" | "--check-timeout-ms"): number | undefined {
+  const text = stringFlag(args, name);
+  if (text === undefined) return undefined;
+  if (!/^\d{1,10}$/.test(text)) throw new UsageError(`${name} must be a whole number of milliseconds`);
+  return Number(text);
 }
 
 /**
@@ -45,12 +79,26 @@ export async function registerCommand(client: RegistryClient, options: RegisterO
     io.out(`${JSON.stringify({ serviceId: id, token, instance: instanceJson(instance) })}\n`);
     return 0;
   }
+  const kind = instance.healthCheck?.kind ?? "http";
+  const check = kind === "http" ? `health check ${instance.healthCheckPath}` : `${checkKindText(instance)} check`;
   io.out(
-    `registered ${instance.serviceType} at ${addressText(instance)} (health check ${instance.healthCheckPath})\n` +
+    `registered ${instance.serviceType} at ${addressText(instance)} (${check})\n` +
       `id:     ${id}\n` +
       `token:  ${token}\n` +
       "The token is shown only this once: the instance sends it with its id (x-service-id,\n" +
-      "x-service-token) to unregister itself. `service-registry unregister ID` needs only the key.\n",
+      "x-service-token) to unregister itself. `service-registry unregister ID` needs only the key.\n" +
+      reportingDuty(kind, options.healthCheck?.ttlMs),
   );
   return 0;
+}
+
+/** What the instance itself must now do for a check the registry does not probe. */
+function reportingDuty(kind: HealthCheckKind, ttlMs: number | undefined): string {
+  if (kind === "ttl") {
+    return `It is alive while it calls Heartbeat (with its id and token) at least every ${ttlMs ?? "ttl"} ms; this command sends none.\n`;
+  }
+  if (kind === "session") {
+    return "It is alive while it holds a KeepAlive session (with its id and token) open; this command holds none.\n";
+  }
+  return "";
 }
