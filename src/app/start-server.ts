@@ -302,10 +302,13 @@ class KeyFileFollower {
  * nothing else times out a connection with a call in flight; its KeepAlive
  * sessions end with it, which is how a frozen session holder is found. Idle: a
  * connection with no call for CONNECTION_IDLE_MS gets a GOAWAY (clients
- * reconnect on their next call). Age: every connection is asked to go away
- * after an hour (grpc-js adds ±10% jitter) and cut after a further grace,
- * so long-lived clients rebalance across replicas and no connection lives
- * forever; watch streams resume from their last revision. Concurrent
+ * reconnect on their next call). Age (CONNECTION_MAX_AGE_MS, off by
+ * default): a connection is asked to go away after it (grpc-js adds ±10%
+ * jitter) and cut after a grace, so long-lived clients rebalance across
+ * replicas. grpc-js's next keepalive ping after the GOAWAY ends the
+ * connection anyway, streams and all: a KeepAlive session on it ends, and
+ * its instance fails, unless its client opened a new one on GOAWAY (the
+ * SDK does; most libraries do not tell their application). Concurrent
  * streams: room for MAX_WATCH_STREAMS_PER_CONNECTION watches plus unary
  * calls; nghttp2 refuses streams beyond it, clients queue them.
  */
@@ -314,8 +317,7 @@ function grpcConnectionOptions(config: Config): Record<string, number> {
     "grpc.keepalive_time_ms": config.keepaliveTimeMs,
     "grpc.keepalive_timeout_ms": config.keepaliveTimeoutMs,
     "grpc.max_connection_idle_ms": config.connectionIdleMs,
-    "grpc.max_connection_age_ms": 3_600_000,
-    "grpc.max_connection_age_grace_ms": 300_000,
+    ...(config.connectionMaxAgeMs > 0 ? { "grpc.max_connection_age_ms": config.connectionMaxAgeMs, "grpc.max_connection_age_grace_ms": 300_000 } : {}),
     "grpc.max_concurrent_streams": Math.max(1000, config.maxWatchStreamsPerConnection + 100),
   };
 }

@@ -229,6 +229,12 @@ export const SETTINGS = {
     default: 5000,
     parse: integer(100),
   }),
+  connectionMaxAgeMs: spec({
+    env: "CONNECTION_MAX_AGE_MS",
+    description: "ask a gRPC connection to go away after this long, so clients rebalance across replicas (0 = never; streams on it, KeepAlive sessions too, are cut soon after: see docs/operations.md)",
+    default: 0,
+    parse: integer(0),
+  }),
   connectionIdleMs: spec({
     env: "CONNECTION_IDLE_MS",
     description: "close a gRPC connection with no call in flight for this long (GOAWAY; clients reconnect when needed)",

@@ -100,8 +100,12 @@ export interface LivenessRelay {
   sessionClosed(id: string): void;
   /** Replicas other than this one announcing a session of `id`. */
   sessionsElsewhere(id: string): number;
-  /** Passes a heartbeat of `id` heard here on to the replica keeping its clock; resolves once sent. */
-  heartbeat(id: string): Promise<void>;
+  /**
+   * Passes a heartbeat of `id` heard here on to the replica keeping its
+   * clock, whose ttl is `ttlMs`; resolves once sent. Heartbeats closer
+   * together than a fraction of the ttl need not all be passed on.
+   */
+  heartbeat(id: string, ttlMs: number): Promise<void>;
   /**
    * Reports from other replicas: a heartbeat of `id`, a session of `id`
    * announced, or withdrawn (closed, or its replica went away: its

@@ -149,6 +149,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   private readonly reported: ReportedLiveness;
   /** KeepAlive streams held by this process, by instance. */
   private readonly sessions = new Map<string, Set<{ onEnded: (reason: RegistryError) => void }>>();
+  /** Why the last session of a SESSION instance ended, until one opens again (see `reconcileSession`). */
+  private readonly sessionEnds = new Map<string, string>();
   private readonly scheduler: ProbeScheduler | undefined;
   /** Instances with a health mutation in flight, so one transition is committed once. */
   private readonly pendingHealth = new Set<string>();
@@ -623,6 +625,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
         this.fire("instanceRegistered", instance);
       } else if (change.kind === "removed") {
         this.stopProbing(instance.id);
+        this.sessionEnds.delete(instance.id);
         if (this.sessions.has(instance.id)) {
           this.endSessions(instance.id, new RegistryError("not_found", `instance ${instance.id} was removed (${change.reason}); register again`));
         }
@@ -723,13 +726,20 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   /** Commits a health mutation; answers its change, or undefined when it failed (logged) or the instance went meanwhile. */
   private commitHealth(id: string, mutation: Mutation): Promise<Change | undefined> {
     this.pendingHealth.add(id);
+    let failed = false;
     return this.commit(() => mutation)
       .catch((err: unknown) => {
         if (err instanceof RegistryError && err.code === "not_found") return undefined; // removed meanwhile
         this.logger.error({ err, instanceId: id }, "could not commit a health change");
+        failed = true;
         return undefined;
       })
-      .finally(() => this.pendingHealth.delete(id));
+      .finally(() => {
+        this.pendingHealth.delete(id);
+        // A session's opening or end that waited for this commit; after a failed one, an interval later, not at once.
+        if (!failed) this.reconcileSession(id);
+        else setTimeout(() => this.reconcileSession(id), this.options.healthCheckInterval).unref();
+      });
   }
 
   /** A reported check's clock ran out (a missed ttl, no session open): a failed check. */
@@ -753,7 +763,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     if (relay && !this.probesHere(id)) {
       // Another replica keeps its clock and decides its health: it hears of this one through the store.
       try {
-        await relay.heartbeat(id);
+        await relay.heartbeat(id, healthCheckOf(instance).ttlMs);
       } catch (err) {
         throw new RegistryError("unavailable", "this replica could not pass the heartbeat on; retry", { cause: err });
       }
@@ -782,9 +792,21 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     const session = { onEnded };
     open.add(session);
     this.reported.hold(id);
+    this.sessionEnds.delete(id);
     if (open.size === 1) this.relay?.sessionOpened(id);
-    this.onCheckResult(instance, { ok: true, status: 0 }, false, open.size === 1);
+    this.fire("healthCheckPassed", instance, undefined);
+    if (!this.reconcileSession(id)) this.publishReport(instance, true);
     return { revision: this.currentRevision, close: (reason) => this.closeSession(id, session, reason) };
+  }
+
+  /**
+   * Ends every session held here without judging their instances: this
+   * server is going down, not they. Their clients reconnect (to another
+   * replica, or to this one once it is back) within the grace a session
+   * instance with no session gets.
+   */
+  releaseSessions(): void {
+    this.endSessions(undefined, shuttingDown());
   }
 
   /**
@@ -804,8 +826,38 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
       return;
     }
     this.reported.release(id);
-    const committed = this.onCheckResult(instance, { ok: false, reason }, false, true);
+    this.sessionEnds.set(id, reason);
+    this.fire("healthCheckFailed", instance, reason);
+    const committed = this.reconcileSession(id);
+    if (!committed) this.publishReport(instance, false, reason);
     if (relay) void (committed ?? Promise.resolve()).finally(() => relay.sessionClosed(id));
+  }
+
+  /**
+   * Brings a SESSION instance's health in line with its sessions: HEALTHY
+   * while one is open, here or on another replica; UNHEALTHY, with why,
+   * once its last one ended. A session opening or ending decides at once,
+   * whatever the thresholds, and is never lost: when it cannot be committed
+   * now (another health change of the instance is in flight, or the guard
+   * suspects this registry's network) it is reconciled again when that is
+   * over. Answers the commit it started, if any.
+   */
+  private reconcileSession(id: string): Promise<Change | undefined> | undefined {
+    const instance = this.index.get(id);
+    if (!instance || this.state !== "running" || healthCheckOf(instance).kind !== "session") return undefined;
+    if (this.pendingHealth.has(id) || this.guard.suspected) return undefined;
+    const now = this.options.now();
+    const alive = this.sessions.has(id) || (this.relay?.sessionsElsewhere(id) ?? 0) > 0;
+    const ended = this.sessionEnds.get(id);
+    let mutation: Mutation | undefined;
+    if (alive) mutation = this.healthStatus.settle(instance, true, now);
+    else if (ended !== undefined) mutation = this.healthStatus.settle(instance, false, now, ended);
+    return mutation === undefined ? undefined : this.commitHealth(id, mutation);
+  }
+
+  /** A reported result that changed nothing, for watchers of every health check. */
+  private publishReport(instance: Instance, passed: boolean, failureReason?: string): void {
+    this.hub?.publishProbe({ instance, passed, revision: this.currentRevision, ...(failureReason ? { failureReason } : {}) });
   }
 
   /**
@@ -819,17 +871,21 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   private onLivenessReport(id: string, report: "heartbeat" | "session_opened" | "session_gone"): void {
     const instance = this.index.get(id);
     if (!instance || this.state !== "running") return;
-    if (report !== "session_gone" && !this.probesHere(id)) return;
+    if (report === "heartbeat" && !this.probesHere(id)) return;
     if (report === "heartbeat") {
       if (healthCheckOf(instance).kind !== "ttl") return;
       this.reported.heartbeat(id);
       this.onCheckResult(instance, { ok: true, status: 0 }, false);
     } else if (report === "session_opened") {
+      // Also this replica's own sessions, announced again after it rejoined: they may have been failed meanwhile.
       this.reported.hold(id);
+      this.sessionEnds.delete(id);
+      this.reconcileSession(id);
     } else if (!this.sessions.has(id) && (this.relay?.sessionsElsewhere(id) ?? 0) === 0) {
       this.reported.release(id);
       if (instance.health === "healthy") {
-        this.onCheckResult(instance, { ok: false, reason: "session lost: the registry replica holding it went away" }, false, true);
+        this.sessionEnds.set(id, "session lost: the registry replica holding it went away");
+        this.reconcileSession(id);
       }
     }
   }
@@ -907,6 +963,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
       this.guardLeftAt = now;
       // What was seen during the fault is not trusted: thresholds count afresh.
       this.healthStatus.forgetAll();
+      // Sessions that opened or ended meanwhile were held: they decide now.
+      for (const id of [...this.sessions.keys(), ...this.sessionEnds.keys()]) this.reconcileSession(id);
       this.logger.warn(fields, "health probes pass again: no longer suspecting this registry's own network; health changes and expiry resume");
     }
     this.fire("massFailure", moved === "entered", seen);

@@ -146,7 +146,7 @@ export class RegistryGrpcServer {
     tolerateInvalidStreamFrames(this.server);
     this.server.addService(registryService, {
       ...registryHandlers({ api, logger, watchStreams: this.watchStreams, signals: this.calls }),
-      keepAlive: keepAliveHandler(api, logger, options.sessionMessageIntervalMs ?? 10_000),
+      keepAlive: keepAliveHandler(api, logger, options.sessionMessageIntervalMs ?? 10_000, options.requestReadTimeoutMs ?? 10_000),
     });
     // A replica that lost its store, or is draining, must be taken out of rotation.
     this.serving = options.serving ?? new ServingState().follow(registry);
@@ -188,8 +188,8 @@ export class RegistryGrpcServer {
   }
 
   /**
-   * Graceful stop: report NOT_SERVING, refuse new calls, end watch streams
-   * and grpc.health.v1 Watch streams with UNAVAILABLE, let in-flight unary
+   * Graceful stop: report NOT_SERVING, refuse new calls, end watch streams,
+   * KeepAlive sessions and grpc.health.v1 Watch streams with UNAVAILABLE, let in-flight unary
    * calls finish (bounded by the grace period), then abort the signals of
    * those left (a write not yet committed is then not made) and cut them.
    */
@@ -197,6 +197,8 @@ export class RegistryGrpcServer {
     this.shuttingDown = true;
     this.serving.set("shutting_down", true);
     this.health.endAll();
+    // KeepAlive streams end now, as watches do, and their instances are not failed for it: this server is going, not they.
+    this.options.registry.releaseSessions();
     const drained = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
     this.watchStreams.endAll(shuttingDown());
     let timer: NodeJS.Timeout | undefined;

@@ -25,7 +25,12 @@ type KeepAliveCall = ServerDuplexStream<pb.KeepAliveRequest, pb.KeepAliveRespons
  * keepalive ping went unanswered). The registry ends it with NOT_FOUND when
  * the instance is removed, and with UNAVAILABLE at shutdown.
  */
-export function keepAliveHandler(api: RegistryApi, logger: Logger, intervalMs: number): (call: KeepAliveCall) => void {
+export function keepAliveHandler(
+  api: RegistryApi,
+  logger: Logger,
+  intervalMs: number,
+  firstMessageTimeoutMs: number,
+): (call: KeepAliveCall) => void {
   return (call) => {
     let session: { close(reason: string): void } | undefined;
     let timer: NodeJS.Timeout | undefined;
@@ -58,8 +63,8 @@ export function keepAliveHandler(api: RegistryApi, logger: Logger, intervalMs: n
     });
     // A stream that never names its instance holds a slot for nothing.
     const unnamed = setTimeout(() => {
-      finish(undefined, { code: grpcStatus.INVALID_ARGUMENT, details: `instance_id: the first KeepAlive request must name the instance within ${intervalMs} ms` });
-    }, intervalMs);
+      finish(undefined, { code: grpcStatus.INVALID_ARGUMENT, details: `instance_id: the first KeepAlive request must name the instance within ${firstMessageTimeoutMs} ms` });
+    }, firstMessageTimeoutMs);
     unnamed.unref();
     let first = true;
     call.on("data", (request: pb.KeepAliveRequest) => {

@@ -243,6 +243,24 @@ describe("session checks (KeepAlive)", () => {
     expect(Date.now() - frozenAt).toBeLessThan(5000);
   });
 
+  it("ends sessions at a graceful shutdown at once, with UNAVAILABLE, without failing their instances", async () => {
+    const { id, token } = await registerWith(check({ kind: HealthCheckKind.HEALTH_CHECK_KIND_SESSION }));
+    const failures: string[] = [];
+    h.registry.on("change", (c) => c.kind === "health" && c.instance.health === "unhealthy" && failures.push(c.instance.id));
+    const stream = h.client.keepAlive(instanceAuth(id, token));
+    const ended = new Promise<{ code: number }>((resolve) => stream.on("error", (err: { code: number }) => resolve(err)));
+    const opened = new Promise<void>((resolve) => stream.once("data", () => resolve()));
+    stream.write({ instanceId: id });
+    await opened;
+    const started = Date.now();
+    await h.server.shutdown();
+    // Not the grace period (1 s in the harness): the session did not hold the shutdown up.
+    expect(Date.now() - started).toBeLessThan(900);
+    expect((await ended).code).toBe(status.UNAVAILABLE);
+    expect(failures).toEqual([]);
+    expect(h.registry.getInstance(id).health).toBe("healthy");
+  });
+
   it("says the instance closed it when the stream is half-closed, and ends the stream with NOT_FOUND when the instance is removed", async () => {
     const { id, token } = await registerWith(check({ kind: HealthCheckKind.HEALTH_CHECK_KIND_SESSION }));
     const watch = WatchCursor.open(h.client, { serviceType: "svc" });

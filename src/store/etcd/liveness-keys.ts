@@ -25,6 +25,8 @@ export class EtcdLivenessKeys implements LivenessRelay {
   private readonly holders = new Map<string, Set<string>>();
   /** Instances with a heartbeat key, so removal deletes only keys that exist. */
   private readonly beaten = new Set<string>();
+  /** When this replica last passed on a heartbeat, by instance. */
+  private readonly relayedAt = new Map<string, number>();
   /** The latest announcement or withdrawal sent for each instance, so they reach etcd in the order they were made. */
   private readonly writes = new Map<string, Promise<unknown>>();
   private listener: (id: string, report: Report) => void = () => {};
@@ -71,10 +73,19 @@ export class EtcdLivenessKeys implements LivenessRelay {
     return members.size - (members.has(this.self) ? 1 : 0);
   }
 
-  async heartbeat(id: string): Promise<void> {
+  async heartbeat(id: string, ttlMs: number): Promise<void> {
+    // One put per instance per quarter ttl keeps the clock: a client beating faster costs etcd nothing more.
+    const now = Date.now();
+    if (now - (this.relayedAt.get(id) ?? -Infinity) < ttlMs / 4) return;
     const lease = this.lease();
     if (!lease) throw new Error("this replica is not a member (rejoining etcd)");
-    await lease.put(this.heartbeatsPrefix + id).value(String(Date.now()));
+    this.relayedAt.set(id, now);
+    try {
+      await lease.put(this.heartbeatsPrefix + id).value(String(now));
+    } catch (err) {
+      this.relayedAt.delete(id);
+      throw err;
+    }
   }
 
   onReport(listener: (id: string, report: Report) => void): void {
@@ -88,6 +99,7 @@ export class EtcdLivenessKeys implements LivenessRelay {
 
   /** The instance was removed: its heartbeat key goes too (asked of one replica, the one that probes it). */
   forget(id: string, mine: boolean): void {
+    this.relayedAt.delete(id);
     if (!mine || !this.beaten.delete(id)) return;
     this.client.delete().key(this.heartbeatsPrefix + id).catch(() => undefined);
   }
@@ -100,8 +112,8 @@ export class EtcdLivenessKeys implements LivenessRelay {
       const id = rest.slice(0, slash);
       const member = rest.slice(slash + 1);
       if (type === "Put") {
-        const added = this.addHolder(rest);
-        if (added && member !== this.self) this.report(id, "session_opened");
+        // This replica's own announcements too: one put again after a rejoin says its sessions are alive.
+        if (this.addHolder(rest)) this.report(id, "session_opened");
       } else {
         const members = this.holders.get(id);
         if (members?.delete(member)) {
