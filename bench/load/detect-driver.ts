@@ -114,35 +114,43 @@ function nextMessage<T>(child: ChildProcess, key: string, timeoutMs: number): Pr
   });
 }
 
-/** Spawns, registers and readies `count` backends of `kind`; resolves once each serves router calls. */
+/**
+ * Spawns, registers and readies `count` backends of `kind`, `SPAWN_AT_ONCE`
+ * at a time: a session instance that has not opened its session an
+ * interval after Register fails ("no session open"), and dozens of node
+ * processes starting at once on 2 cores take that long.
+ */
 async function spawnBackends(kind: Kind, count: number): Promise<Backend[]> {
-  const started = Array.from({ length: count }, () => {
-    const child = fork(BACKEND, [JSON.stringify({ kind, registry: settings.registry, heartbeatMs: settings.heartbeatMs })], {
-      execArgv: [],
-      stdio: ["ignore", "ignore", "inherit", "ipc"],
-      serialization: "json",
-    });
-    return { child, listening: nextMessage<{ port: number }>(child, "port", 30_000) };
+  const backends: Backend[] = [];
+  for (let i = 0; i < count; i += SPAWN_AT_ONCE) {
+    backends.push(...(await Promise.all(Array.from({ length: Math.min(SPAWN_AT_ONCE, count - i) }, () => spawnBackend(kind)))));
+  }
+  return backends;
+}
+
+const SPAWN_AT_ONCE = 6;
+
+async function spawnBackend(kind: Kind): Promise<Backend> {
+  const child = fork(BACKEND, [JSON.stringify({ kind, registry: settings.registry, heartbeatMs: settings.heartbeatMs })], {
+    execArgv: [],
+    stdio: ["ignore", "ignore", "inherit", "ipc"],
+    serialization: "json",
   });
-  return Promise.all(
-    started.map(async ({ child, listening }) => {
-      const { port } = await listening;
-      const res = await unary<pb.RegisterRequest, pb.RegisterResponse>(registry.register, {
-        serviceType: typeOf(kind),
-        host: "127.0.0.1",
-        port,
-        metadata: {},
-        healthCheck: healthCheck(kind),
-      });
-      const backend: Backend = { kind, child, address: `127.0.0.1:${port}`, id: res.serviceId };
-      byId.set(backend.id, backend);
-      live.add(backend);
-      const ready = nextMessage(child, "ready", 30_000);
-      child.send({ id: res.serviceId, token: res.token });
-      await ready;
-      return backend;
-    }),
-  );
+  const { port } = await nextMessage<{ port: number }>(child, "port", 30_000);
+  const res = await unary<pb.RegisterRequest, pb.RegisterResponse>(registry.register, {
+    serviceType: typeOf(kind),
+    host: "127.0.0.1",
+    port,
+    metadata: {},
+    healthCheck: healthCheck(kind),
+  });
+  const backend: Backend = { kind, child, address: `127.0.0.1:${port}`, id: res.serviceId };
+  byId.set(backend.id, backend);
+  live.add(backend);
+  const ready = nextMessage(child, "ready", 30_000);
+  child.send({ id: res.serviceId, token: res.token });
+  await ready;
+  return backend;
 }
 
 /** Waits until every one of `backends` is in its router's list and has answered a router call since `since`. */
@@ -152,7 +160,9 @@ async function routed(backends: readonly Backend[], since: number, timeoutMs = 2
     const missing = backends.filter((b) => !listed.get(typeOf(b.kind))?.has(b.address) || (lastAnswered.get(b.address) ?? -1) < since);
     if (missing.length === 0) return;
     if (performance.now() > deadline) {
-      throw new Error(`${missing.length} backend(s) not routed to within ${timeoutMs} ms: ${missing.map((b) => `${b.kind} ${b.address}`).join(", ")}`);
+      const why = (b: Backend): string =>
+        `${b.kind} ${b.address} (${listed.get(typeOf(b.kind))?.has(b.address) ? "listed" : "not listed"}, ${lastAnswered.has(b.address) ? "answered before" : "never answered"})`;
+      throw new Error(`${missing.length} backend(s) not routed to within ${timeoutMs} ms: ${missing.map(why).join(", ")}`);
     }
     await sleep(20);
   }
@@ -246,7 +256,8 @@ serveIpc({
   /** Backends of every kind that stay up through the run, so no type is ever mostly down (nor in panic). */
   async standing({ perKind }: { perKind: number }) {
     const since = performance.now();
-    const all = (await Promise.all(KINDS.map((k) => spawnBackends(k, perKind)))).flat();
+    const all: Backend[] = [];
+    for (const kind of KINDS) all.push(...(await spawnBackends(kind, perKind)));
     await routed(all, since);
     return { backends: all.length };
   },
@@ -286,7 +297,8 @@ serveIpc({
    */
   async stopRound({ victims, kinds, timeoutMs }: { victims: number; kinds: Kind[]; timeoutMs: Record<Kind, number> }) {
     const since = performance.now();
-    const fresh = (await Promise.all(kinds.map((k) => spawnBackends(k, victims)))).flat();
+    const fresh: Backend[] = [];
+    for (const kind of kinds) fresh.push(...(await spawnBackends(kind, victims)));
     await routed(fresh, since);
     const together = fresh.filter((b) => !PROBED.includes(b.kind) || b.kind === "tcp");
     const oneByOne = fresh.filter((b) => !together.includes(b));
