@@ -79,7 +79,7 @@ const lastAnswered = new Map<string, number>();
 const routers = new Map<Kind, Client>();
 let pingTimer: NodeJS.Timeout | undefined;
 let watch: ReturnType<pb.RegistryServiceClient["watchInstances"]> | undefined;
-const oddities = { failuresBeforeSignal: 0, panicUpdates: 0, routerErrors: 0 };
+const oddities = { failuresBeforeSignal: 0, panicUpdates: 0, routerErrors: 0, notRouted: 0 };
 
 function unary<Req, Res>(method: (req: Req, md: Metadata, cb: (err: Error | null, res: Res) => void) => unknown, req: Req, md = keyMetadata()): Promise<Res> {
   return new Promise((resolve, reject) => method.call(registry, req, md, (err, res) => (err ? reject(err) : resolve(res))));
@@ -153,16 +153,28 @@ async function spawnBackend(kind: Kind): Promise<Backend> {
   return backend;
 }
 
-/** Waits until every one of `backends` is in its router's list and has answered a router call since `since`. */
-async function routed(backends: readonly Backend[], since: number, timeoutMs = 20_000): Promise<void> {
+/**
+ * Waits until every one of `backends` is in its router's list and has
+ * answered a router call since `since`. Those that are not within
+ * `timeoutMs` are killed, unregistered and left out (counted in
+ * `oddities.notRouted`, named on stderr): see the report on issue #26 about
+ * a session opened while the registry commits its "no session open" failure.
+ */
+async function routed(backends: readonly Backend[], since: number, timeoutMs = 20_000): Promise<Set<Backend>> {
   const deadline = performance.now() + timeoutMs;
   for (;;) {
     const missing = backends.filter((b) => !listed.get(typeOf(b.kind))?.has(b.address) || (lastAnswered.get(b.address) ?? -1) < since);
-    if (missing.length === 0) return;
-    if (performance.now() > deadline) {
-      const why = (b: Backend): string =>
-        `${b.kind} ${b.address} (${listed.get(typeOf(b.kind))?.has(b.address) ? "listed" : "not listed"}, ${lastAnswered.has(b.address) ? "answered before" : "never answered"})`;
-      throw new Error(`${missing.length} backend(s) not routed to within ${timeoutMs} ms: ${missing.map(why).join(", ")}`);
+    if (missing.length === 0 || performance.now() > deadline) {
+      for (const b of missing) {
+        oddities.notRouted++;
+        process.stderr.write(
+          `detect-driver: ${b.kind} ${b.address} not routed to within ${timeoutMs} ms (${listed.get(typeOf(b.kind))?.has(b.address) ? "listed" : "not listed"}, ${lastAnswered.has(b.address) ? "answered before" : "never answered"}); left out\n`,
+        );
+        b.child.kill("SIGKILL");
+        live.delete(b);
+        await unary<pb.UnregisterRequest, pb.UnregisterResponse>(registry.unregister, { instanceId: b.id }).catch(() => undefined);
+      }
+      return new Set(missing);
     }
     await sleep(20);
   }
@@ -274,7 +286,8 @@ serveIpc({
     const since = performance.now();
     const fresh = new Map<Kind, Backend[]>();
     for (const kind of KINDS) fresh.set(kind, await spawnBackends(kind, victims));
-    await routed([...fresh.values()].flat(), since);
+    const left = await routed([...fresh.values()].flat(), since);
+    for (const [kind, list] of fresh) fresh.set(kind, list.filter((b) => !left.has(b)));
     const samples: (() => DetectionSample)[] = [];
     for (let i = 0; i < victims; i += parallel) {
       const group = [...(fresh.get("ttl") ?? []).slice(i, i + parallel), ...(fresh.get("session") ?? []).slice(i, i + parallel)];
@@ -283,7 +296,8 @@ serveIpc({
     }
     for (let i = 0; i < victims; i++) {
       for (const kind of PROBED) {
-        const b = fresh.get(kind)?.[i] as Backend;
+        const b = fresh.get(kind)?.[i];
+        if (!b) continue;
         await signalAndWait(b, "SIGKILL", timeoutMs[kind]);
         samples.push(await retire(b, "SIGKILL"));
       }
@@ -299,7 +313,8 @@ serveIpc({
     const since = performance.now();
     const fresh: Backend[] = [];
     for (const kind of kinds) fresh.push(...(await spawnBackends(kind, victims)));
-    await routed(fresh, since);
+    const left = await routed(fresh, since);
+    fresh.splice(0, fresh.length, ...fresh.filter((b) => !left.has(b)));
     const together = fresh.filter((b) => !PROBED.includes(b.kind) || b.kind === "tcp");
     const oneByOne = fresh.filter((b) => !together.includes(b));
     const samples: (() => DetectionSample)[] = [];
