@@ -157,8 +157,9 @@ async function spawnBackend(kind: Kind): Promise<Backend> {
  * Waits until every one of `backends` is in its router's list and has
  * answered a router call since `since`. Those that are not within
  * `timeoutMs` are killed, unregistered and left out (counted in
- * `oddities.notRouted`, named on stderr): see the report on issue #26 about
- * a session opened while the registry commits its "no session open" failure.
+ * `oddities.notRouted`, named on stderr). Seen with session instances
+ * whose session opened about when the registry's "no session open" failure
+ * was being committed: they stayed UNHEALTHY with their session open.
  */
 async function routed(backends: readonly Backend[], since: number, timeoutMs = 20_000): Promise<Set<Backend>> {
   const deadline = performance.now() + timeoutMs;
