@@ -22,6 +22,7 @@ import { BenchContext, FULL, QUICK, startCeiling } from "./lib/context.js";
 import { ETCD_BIN, killAllEtcd, startEtcd } from "./lib/etcd.js";
 import { BenchChild, killAllChildren } from "./lib/ipc.js";
 import { judge, renderTable, type JudgedFigure } from "./lib/report.js";
+import { failureDetectionScenario } from "./scenarios/failure-detection.js";
 import { getByTypeScenario } from "./scenarios/get-by-type.js";
 import { memoryScenario } from "./scenarios/memory.js";
 import { probingScenario } from "./scenarios/probing.js";
@@ -53,6 +54,7 @@ const SCENARIOS = [
   { id: 3, name: "Watch fan-out", run: watchFanoutScenario },
   { id: 4, name: "Health probing", run: probingScenario },
   { id: 5, name: "Memory and start-up", run: memoryScenario },
+  { id: 6, name: "Failure detection", run: failureDetectionScenario },
 ];
 
 function machine(): Record<string, string | number> {

@@ -36,6 +36,29 @@ export interface BenchParams {
     queueRounds: number;
   };
   readonly memory: { types: number; perType: number };
+  /** Scenario 6: see bench/scenarios/failure-detection.ts. */
+  readonly detection: {
+    /** Registry settings: probe interval and timeout (HEALTH_CHECK_INTERVAL_MS, HEALTH_CHECK_TTL_MS). */
+    intervalMs: number;
+    timeoutMs: number;
+    /** ttl_ms of the ttl instances, and how often they heartbeat. */
+    ttlMs: number;
+    heartbeatMs: number;
+    /** HTTP instances of another type the registry probes throughout (a fleet, for the mass-failure guard). */
+    bystanders: number;
+    /** Backends of each kind that stay up through the run. */
+    standing: number;
+    /** Rounds of kills, fresh backends of each kind killed per round, and ttl/session ones killed at once. */
+    rounds: number;
+    victims: number;
+    parallel: number;
+    /** SIGSTOPped backends of each kind, and whether sessions are among them (their bound is 15 s). */
+    stopVictims: number;
+    stopSessions: boolean;
+    /** KeepAlive streams held for the memory figure, and the connections they share. */
+    sessions: number;
+    sessionConnections: number;
+  };
 }
 
 export const FULL: BenchParams = {
@@ -53,6 +76,8 @@ export const FULL: BenchParams = {
   probing: { instances: 10_000, intervalMs: 5000, ttlMs: 2000, maxRequests: 1500, measureMs: 10_000,
     capacityIntervalMs: 200, capacityConcurrency: 64, capacityMs: 4000, queueTasks: 20_000, queueRounds: 7 },
   memory: { types: 1000, perType: 100 },
+  detection: { intervalMs: 1000, timeoutMs: 500, ttlMs: 1000, heartbeatMs: 333, bystanders: 100, standing: 10, rounds: 5, victims: 10, parallel: 5,
+    stopVictims: 5, stopSessions: true, sessions: 10_000, sessionConnections: 12 },
 };
 
 export const QUICK: BenchParams = {
@@ -67,6 +92,8 @@ export const QUICK: BenchParams = {
   probing: { instances: 1000, intervalMs: 1000, ttlMs: 500, maxRequests: 150, measureMs: 1000,
     capacityIntervalMs: 20, capacityConcurrency: 64, capacityMs: 500, queueTasks: 20_000, queueRounds: 3 },
   memory: { types: 50, perType: 100 },
+  detection: { intervalMs: 1000, timeoutMs: 500, ttlMs: 1000, heartbeatMs: 333, bystanders: 20, standing: 3, rounds: 1, victims: 2, parallel: 1,
+    stopVictims: 1, stopSessions: false, sessions: 200, sessionConnections: 1 },
 };
 
 /**

@@ -35,8 +35,9 @@ export interface JudgedFigure extends Figure {
 }
 
 export function judge(figure: Figure): JudgedFigure {
+  // A figure that was not measured (NaN) or never came (Infinity, a failure not seen) has no ratio, and misses any target.
   const ratio = (ref?: Reference): number | undefined =>
-    ref && ref.value !== 0 && Number.isFinite(ref.value) ? figure.ours / ref.value : undefined;
+    ref && ref.value !== 0 && Number.isFinite(ref.value) && Number.isFinite(figure.ours) ? figure.ours / ref.value : undefined;
   const ceilingRatio = ratio(figure.ceiling);
   const peerRatio = ratio(figure.peer);
   let met: boolean | undefined;
