@@ -105,6 +105,41 @@ describe.skipIf(!etcdPresent)("session and TTL checks on replicas", () => {
     watch.cancel();
   }, 60_000);
 
+  it("makes a session's instance HEALTHY again when the replica holding it comes back from a freeze longer than its membership TTL", async () => {
+    const a = await replica();
+    const b = await replica();
+    const { id, token } = await registerVia(b.client, 7101, HealthCheck.fromPartial({ kind: HealthCheckKind.HEALTH_CHECK_KIND_SESSION }));
+    const watch = WatchCursor.open(b.client, { serviceType: "api" }, keyAuth(KEY));
+    for (;;) if ((await watch.next(10_000)).type === EventType.EVENT_TYPE_SYNCED) break;
+    await holdSession(a.address, id, token);
+    a.proc.kill("SIGSTOP");
+    try {
+      // Its lease expires: b fails the instance, as for a replica that died.
+      const failed = await nextFailure(watch, id, 10_000);
+      expect(failed.type).toBe(EventType.EVENT_TYPE_HEALTH_CHECK_FAILED);
+    } finally {
+      a.proc.kill("SIGCONT");
+    }
+    // a rejoins with the session still open: it announces it again and the instance is healthy.
+    const passed = await nextFailure(watch, id, 15_000);
+    expect(passed.type).toBe(EventType.EVENT_TYPE_HEALTH_CHECK_PASSED);
+    watch.cancel();
+  }, 60_000);
+
+  it("passes on at most a few heartbeats per ttl to etcd, however fast a client beats", async () => {
+    const a = await replica();
+    const b = await replica();
+    const { id, token } = await registerVia(a.client, 7102, HealthCheck.fromPartial({ kind: HealthCheckKind.HEALTH_CHECK_KIND_TTL, ttlMs: 60_000 }));
+    const owner = new RendezvousOwnership("x");
+    owner.setMembers([a.replicaId, b.replicaId]);
+    const other = owner.ownerOf(id) === a.replicaId ? b : a;
+    const revisionOf = async () => (await call(other.client, other.client.listServices, {}, keyAuth(KEY))).revision;
+    const before = await revisionOf();
+    await Promise.all(Array.from({ length: 200 }, () => call(other.client, other.client.heartbeat, { instanceId: id }, instanceAuth(id, token))));
+    // Every put under the prefix moves the revision: 200 heartbeats within a quarter ttl are one put.
+    expect((await revisionOf()) - before).toBeLessThanOrEqual(2);
+  }, 60_000);
+
   it("keeps a TTL instance healthy on heartbeats sent to either replica, and fails it one ttl after they stop", async () => {
     const a = await replica();
     const b = await replica();
