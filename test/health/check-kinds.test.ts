@@ -40,6 +40,14 @@ async function registerWith(healthCheck: HealthCheck, port = 1, serviceType = "s
   return { id: res.serviceId, token: res.token, instance: res.instance! };
 }
 
+/** A watch of "svc" that has delivered its snapshot: it sees every change from now on. */
+async function openWatch(): Promise<WatchCursor> {
+  const watch = WatchCursor.open(h.client, { serviceType: "svc" });
+  cleanups.push(() => watch.cancel());
+  while ((await watch.next(5000)).type !== EventType.EVENT_TYPE_SYNCED);
+  return watch;
+}
+
 /** The next health transition of `id` on `watch`, skipping others. */
 async function nextTransition(watch: WatchCursor, id: string, timeoutMs = 5000): Promise<WatchInstancesResponse> {
   const deadline = Date.now() + timeoutMs;
@@ -92,10 +100,10 @@ describe("gRPC checks (grpc.health.v1 Health/Check)", () => {
 
   it("asks about the named service: an unknown one fails with NOT_FOUND in the reason, a known one passes", async () => {
     const backend = await grpcHealthBackend({ "": "SERVING", billing: "SERVING" });
+    // Open first: the first probe comes soon after Register, before a watch opened later would be synced.
+    const watch = await openWatch();
     const unknown = await registerWith(check({ kind: HealthCheckKind.HEALTH_CHECK_KIND_GRPC, grpcService: "nope" }), backend.port);
     const known = await registerWith(check({ kind: HealthCheckKind.HEALTH_CHECK_KIND_GRPC, grpcService: "billing" }), backend.port, "svc2");
-    const watch = WatchCursor.open(h.client, { serviceType: "svc" });
-    cleanups.push(() => watch.cancel());
     const failed = await nextTransition(watch, unknown.id);
     expect(failed.type).toBe(EventType.EVENT_TYPE_HEALTH_CHECK_FAILED);
     expect(failed.failureReason).toMatch(/service "nope" unknown to the server \(NOT_FOUND\)/);
@@ -105,9 +113,8 @@ describe("gRPC checks (grpc.health.v1 Health/Check)", () => {
 
   it("fails with no server on the port, in fixed words without the address", async () => {
     const port = await closedPort();
+    const watch = await openWatch();
     const { id } = await registerWith(check({ kind: HealthCheckKind.HEALTH_CHECK_KIND_GRPC }), port);
-    const watch = WatchCursor.open(h.client, { serviceType: "svc" });
-    cleanups.push(() => watch.cancel());
     const failed = await nextTransition(watch, id);
     expect(failed.type).toBe(EventType.EVENT_TYPE_HEALTH_CHECK_FAILED);
     expect(failed.failureReason).toBe("no gRPC connection (UNAVAILABLE)");
@@ -115,9 +122,8 @@ describe("gRPC checks (grpc.health.v1 Health/Check)", () => {
 
   it("fails against an HTTP-only port (not gRPC)", async () => {
     const { port } = await tcpListener(); // accepts and closes at once
+    const watch = await openWatch();
     const { id } = await registerWith(check({ kind: HealthCheckKind.HEALTH_CHECK_KIND_GRPC, timeoutMs: 300 }), port);
-    const watch = WatchCursor.open(h.client, { serviceType: "svc" });
-    cleanups.push(() => watch.cancel());
     expect((await nextTransition(watch, id)).type).toBe(EventType.EVENT_TYPE_HEALTH_CHECK_FAILED);
   });
 });
