@@ -10,6 +10,8 @@ interface Tracked {
   held: boolean;
   /** Set while a failure is due: no heartbeat or session came in time. */
   timer: NodeJS.Timeout | undefined;
+  /** The timer is the repeat after a failure, not the first wait. */
+  repeating: boolean;
 }
 
 /**
@@ -40,7 +42,7 @@ export class ReportedLiveness {
   /** Starts the clock of an instance checked by reports (no-op when already tracked). */
   track(id: string, check: HealthCheckSpec, held = false): void {
     if (this.tracked.has(id)) return;
-    const entry: Tracked = { check, held, timer: undefined };
+    const entry: Tracked = { check, held, timer: undefined, repeating: false };
     this.tracked.set(id, entry);
     if (!held) this.arm(id, entry);
   }
@@ -58,7 +60,7 @@ export class ReportedLiveness {
     const entry = this.tracked.get(id);
     if (!entry) return;
     // refresh() re-arms the timer for its original delay, the ttl, without a new timer per heartbeat.
-    if (entry.timer) entry.timer.refresh();
+    if (entry.timer && !entry.repeating) entry.timer.refresh();
     else if (!entry.held) this.arm(id, entry);
   }
 
@@ -85,14 +87,26 @@ export class ReportedLiveness {
     this.tracked.clear();
   }
 
+  /**
+   * Waits a ttl (or an interval, for a session) for the first failure; then
+   * fails again every ttl or interval, whichever is longer: a dead instance
+   * with a short ttl does not flood watchers of every check with failures.
+   */
   private arm(id: string, entry: Tracked): void {
     const ttl = entry.check.kind === "ttl";
-    const period = ttl ? entry.check.ttlMs : this.sessionRetryMs;
+    const first = ttl ? entry.check.ttlMs : this.sessionRetryMs;
+    const reason = ttl ? TTL_EXPIRED : NO_SESSION;
     clearTimeout(entry.timer);
-    entry.timer = setInterval(() => {
+    entry.repeating = false;
+    entry.timer = setTimeout(() => {
       if (this.tracked.get(id) !== entry) return;
-      this.fail(id, ttl ? TTL_EXPIRED : NO_SESSION);
-    }, period);
+      entry.repeating = true;
+      entry.timer = setInterval(() => {
+        if (this.tracked.get(id) === entry) this.fail(id, reason);
+      }, Math.max(first, this.sessionRetryMs));
+      entry.timer.unref();
+      this.fail(id, reason);
+    }, first);
     entry.timer.unref();
   }
 }

@@ -15,8 +15,8 @@ afterEach(async () => {
   for (const r of registries.splice(0)) await r.close();
 });
 
-async function started() {
-  const registry = new ServiceRegistry({ logger: silent, healthChecks: false, healthCheckInterval: 100, deregisterAfter: 400 });
+async function started(options: { healthCheckInterval?: number; deregisterAfter?: number } = {}) {
+  const registry = new ServiceRegistry({ logger: silent, healthChecks: false, healthCheckInterval: 100, deregisterAfter: 400, ...options });
   registries.push(registry);
   await registry.start();
   const waiter = new Waiter();
@@ -48,6 +48,17 @@ describe("reported checks expire like probed ones", () => {
     // Failing once a ttl: turned unhealthy at the first, removed at the first failure past deregisterAfter.
     expect(mine.length).toBeGreaterThanOrEqual(4);
     expect(new Set(mine.map(([, reason]) => reason))).toEqual(new Set(["ttl expired"]));
+  });
+
+  it("a silent TTL instance fails first a ttl after its last heartbeat, then once an interval when that is longer than the ttl", async () => {
+    const { registry, waiter, failed } = await started({ healthCheckInterval: 300, deregisterAfter: 0 });
+    const { instance } = await registry.register({ serviceType: "s", host: "127.0.0.1", port: 1, healthCheck: { kind: "ttl", ttlMs: 100 } });
+    const since = Date.now();
+    const at: number[] = [];
+    registry.on("healthCheckFailed", () => at.push(Date.now() - since));
+    await waiter.until(() => failed.filter(([id]) => id === instance.id).length >= 3, "three failures", 5000);
+    expect(at[0]).toBeLessThan(300); // the first comes a ttl after registration
+    expect((at[2] as number) - (at[1] as number)).toBeGreaterThanOrEqual(250); // then an interval apart, not a ttl
   });
 
   it("heartbeats fire healthCheckPassed and keep it registered past deregisterAfter", async () => {

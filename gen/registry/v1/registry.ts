@@ -3431,9 +3431,10 @@ export const RegistryServiceService = {
    * KeepAlive holds a session for an instance registered with a SESSION
    * check: it is alive while the stream is open, and UNHEALTHY as soon as the
    * stream ends (closed, reset, or its connection's keepalive timed out).
-   * The first request names the instance; later ones may be empty. The
-   * server answers at once when it accepts the stream, then periodically.
-   * Only the instance itself may call it.
+   * Half-closing the request side ends the session too: keep it open for as
+   * long as the instance lives. The first request names the instance; later
+   * ones may be empty. The server answers at once when it accepts the
+   * stream, then periodically. Only the instance itself may call it.
    */
   keepAlive: {
     path: "/registry.v1.RegistryService/KeepAlive" as const,
@@ -3490,9 +3491,10 @@ export interface RegistryServiceServer extends UntypedServiceImplementation {
    * KeepAlive holds a session for an instance registered with a SESSION
    * check: it is alive while the stream is open, and UNHEALTHY as soon as the
    * stream ends (closed, reset, or its connection's keepalive timed out).
-   * The first request names the instance; later ones may be empty. The
-   * server answers at once when it accepts the stream, then periodically.
-   * Only the instance itself may call it.
+   * Half-closing the request side ends the session too: keep it open for as
+   * long as the instance lives. The first request names the instance; later
+   * ones may be empty. The server answers at once when it accepts the
+   * stream, then periodically. Only the instance itself may call it.
    */
   keepAlive: handleBidiStreamingCall<KeepAliveRequest, KeepAliveResponse>;
 }
@@ -3647,9 +3649,10 @@ export interface RegistryServiceClient extends Client {
    * KeepAlive holds a session for an instance registered with a SESSION
    * check: it is alive while the stream is open, and UNHEALTHY as soon as the
    * stream ends (closed, reset, or its connection's keepalive timed out).
-   * The first request names the instance; later ones may be empty. The
-   * server answers at once when it accepts the stream, then periodically.
-   * Only the instance itself may call it.
+   * Half-closing the request side ends the session too: keep it open for as
+   * long as the instance lives. The first request names the instance; later
+   * ones may be empty. The server answers at once when it accepts the
+   * stream, then periodically. Only the instance itself may call it.
    */
   keepAlive(): ClientDuplexStream<KeepAliveRequest, KeepAliveResponse>;
   keepAlive(options: Partial<CallOptions>): ClientDuplexStream<KeepAliveRequest, KeepAliveResponse>;
