@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { EventType, RegistryServiceClient } from "../../gen/registry/v1/registry.js";
 import { TEST_KEY, WatchCursor, keyAuth } from "../support/registry-harness.js";
 import { startStack } from "../support/stack.js";
-import { generatePythonStubs, PYTHON, pythonToolchain } from "./python-toolchain.js";
+import { generatePythonStubs, PYTHON, pythonToolchain, runPythonScript } from "./python-toolchain.js";
 
 /**
  * Reported liveness from another language: Python stubs generated from the
@@ -78,22 +78,7 @@ describe.skipIf(skip)("polyglot: Heartbeat and KeepAlive from Python", () => {
 
   it("heartbeats keep a TTL instance healthy, silence fails it, and the refusals carry their codes", async () => {
     const { stubs, stack } = await setUp();
-    const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn(PYTHON, [join(HERE, "liveness_client.py"), "ttl", "--target", stack.address, "--key", TEST_KEY], {
-        env: { ...process.env, PYTHONPATH: stubs, PYTHONDONTWRITEBYTECODE: "1" },
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
-      child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
-      const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
-      child.once("error", reject);
-      child.once("close", (code) => {
-        clearTimeout(timer);
-        resolve({ code, stdout, stderr });
-      });
-    });
+    const run = await runPythonScript("liveness_client.py", ["ttl", "--target", stack.address, "--key", TEST_KEY], stubs);
     expect(run.code, `liveness_client.py failed:\n${run.stdout}\n${run.stderr}`).toBe(0);
     const summary = JSON.parse(run.stdout.trim().split("\n").pop() ?? "{}") as Record<string, unknown>;
     expect(summary).toMatchObject({

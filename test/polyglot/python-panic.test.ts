@@ -1,8 +1,6 @@
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { credentials } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import { RegistryServiceClient } from "../../gen/registry/v1/registry.js";
@@ -10,7 +8,7 @@ import { startHealthServer } from "../support/health-server.js";
 import { call, TEST_KEY } from "../support/registry-harness.js";
 import { startStack } from "../support/stack.js";
 import { Waiter } from "../support/waiter.js";
-import { generatePythonStubs, PYTHON, pythonToolchain } from "./python-toolchain.js";
+import { generatePythonStubs, pythonToolchain, runPythonScript } from "./python-toolchain.js";
 
 /**
  * Another language's client reads the panic flags: Python stubs generated
@@ -18,7 +16,6 @@ import { generatePythonStubs, PYTHON, pythonToolchain } from "./python-toolchain
  * `WatchInstancesResponse.panic` as the contract names them.
  */
 
-const HERE = dirname(fileURLToPath(import.meta.url));
 const { toolchainError, skip } = pythonToolchain("test/polyglot/python-panic.test.ts");
 
 describe.skipIf(skip)("polyglot: the panic flags from Python", () => {
@@ -51,7 +48,7 @@ describe.skipIf(skip)("polyglot: the panic flags from Python", () => {
     await Promise.all(backends.slice(1).map((b) => b.stop()));
     await waiter.until(() => unhealthy === 3, "three instances to turn unhealthy", 5000);
 
-    const run = await runPython(["--target", stack.address, "--key", TEST_KEY, "--service-type", "search"], stubs);
+    const run = await runPythonScript("panic_check.py", ["--target", stack.address, "--key", TEST_KEY, "--service-type", "search"], stubs);
     expect(run.code, `panic_check.py failed; stderr:\n${run.stderr}`).toBe(0);
     const summary = JSON.parse(run.stdout.trim().split("\n").pop() ?? "{}") as {
       getByType: { panic: boolean; health: string[] };
@@ -64,26 +61,3 @@ describe.skipIf(skip)("polyglot: the panic flags from Python", () => {
     expect(summary.snapshotPanic).toEqual([true, true, true, true]);
   }, 30_000);
 });
-
-function runPython(args: string[], stubs: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(PYTHON, [join(HERE, "panic_check.py"), ...args], {
-      env: { ...process.env, PYTHONPATH: stubs, PYTHONDONTWRITEBYTECODE: "1" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
-    child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
-    // The script's own deadlines bound it; this is the backstop.
-    const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
-    child.once("error", (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}

@@ -1,4 +1,4 @@
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -69,4 +69,36 @@ export function generatePythonStubs(dir: string): void {
     mkdirSync(join(dir, pkg), { recursive: true });
     writeFileSync(join(dir, pkg, "__init__.py"), "");
   }
+}
+
+/**
+ * Runs one of this folder's Python scripts with the stubs in `stubs` on its
+ * path, and answers its exit code and output once it exits. The scripts'
+ * own deadlines bound them; `backstopMs` kills one that outlives them.
+ */
+export function runPythonScript(
+  script: string,
+  args: string[],
+  stubs: string,
+  backstopMs = 20_000,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(PYTHON, [join(ROOT, "test/polyglot", script), ...args], {
+      env: { ...process.env, PYTHONPATH: stubs, PYTHONDONTWRITEBYTECODE: "1" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
+    child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
+    const timer = setTimeout(() => child.kill("SIGKILL"), backstopMs);
+    child.once("error", (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
 }
