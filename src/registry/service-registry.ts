@@ -149,6 +149,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   private readonly reported: ReportedLiveness;
   /** KeepAlive streams held by this process, by instance. */
   private readonly sessions = new Map<string, Set<{ onEnded: (reason: RegistryError) => void }>>();
+  /** Set by `releaseSessions`: no session opens any more. */
+  private sessionsReleased = false;
   /** Why the last session of a SESSION instance ended, until one opens again (see `reconcileSession`). */
   private readonly sessionEnds = new Map<string, string>();
   private readonly scheduler: ProbeScheduler | undefined;
@@ -726,19 +728,23 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   /** Commits a health mutation; answers its change, or undefined when it failed (logged) or the instance went meanwhile. */
   private commitHealth(id: string, mutation: Mutation): Promise<Change | undefined> {
     this.pendingHealth.add(id);
-    let failed = false;
+    let outcome: "committed" | "gone" | "failed" = "committed";
     return this.commit(() => mutation)
       .catch((err: unknown) => {
-        if (err instanceof RegistryError && err.code === "not_found") return undefined; // removed meanwhile
+        // Removed meanwhile (perhaps not applied here yet): nothing left to reconcile.
+        if (err instanceof RegistryError && err.code === "not_found") {
+          outcome = "gone";
+          return undefined;
+        }
         this.logger.error({ err, instanceId: id }, "could not commit a health change");
-        failed = true;
+        outcome = "failed";
         return undefined;
       })
       .finally(() => {
         this.pendingHealth.delete(id);
         // A session's opening or end that waited for this commit; after a failed one, an interval later, not at once.
-        if (!failed) this.reconcileSession(id);
-        else setTimeout(() => this.reconcileSession(id), this.options.healthCheckInterval).unref();
+        if (outcome === "committed") this.reconcileSession(id);
+        else if (outcome === "failed") setTimeout(() => this.reconcileSession(id), this.options.healthCheckInterval).unref();
       });
   }
 
@@ -785,6 +791,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
    */
   openSession(id: string, onEnded: (reason: RegistryError) => void): { readonly revision: number; close(reason: string): void } {
     this.assertRunning();
+    // The server is going down (see releaseSessions): a session opened now would be cut and fail its instance.
+    if (this.sessionsReleased) throw shuttingDown();
     this.assertFresh();
     const instance = this.reportingInstance(id, "session");
     let open = this.sessions.get(id);
@@ -806,6 +814,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
    * instance with no session gets.
    */
   releaseSessions(): void {
+    this.sessionsReleased = true;
     this.endSessions(undefined, shuttingDown());
   }
 
@@ -830,7 +839,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     this.fire("healthCheckFailed", instance, reason);
     const committed = this.reconcileSession(id);
     if (!committed) this.publishReport(instance, false, reason);
-    if (relay) void (committed ?? Promise.resolve()).finally(() => relay.sessionClosed(id));
+    // Not if a session of it opened meanwhile here: its announcement stands.
+    if (relay) void (committed ?? Promise.resolve()).finally(() => this.sessions.has(id) || relay.sessionClosed(id));
   }
 
   /**
@@ -878,6 +888,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
       this.onCheckResult(instance, { ok: true, status: 0 }, false);
     } else if (report === "session_opened") {
       // Also this replica's own sessions, announced again after it rejoined: they may have been failed meanwhile.
+      if (!this.sessions.has(id) && (this.relay?.sessionsElsewhere(id) ?? 0) === 0) return;
       this.reported.hold(id);
       this.sessionEnds.delete(id);
       this.reconcileSession(id);

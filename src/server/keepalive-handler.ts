@@ -68,7 +68,7 @@ export function keepAliveHandler(
     unnamed.unref();
     let first = true;
     call.on("data", (request: pb.KeepAliveRequest) => {
-      if (!first) return;
+      if (!first || over) return;
       first = false;
       clearTimeout(unnamed);
       const open = async (): Promise<{ readonly revision: number; close(reason: string): void }> => {

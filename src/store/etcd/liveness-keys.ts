@@ -4,6 +4,9 @@ import type { LivenessRelay } from "../../registry/registry-store.js";
 
 type Report = "heartbeat" | "session_opened" | "session_gone";
 
+/** How soon a failed session announcement is made again. */
+const ANNOUNCE_RETRY_MS = 1000;
+
 /**
  * Liveness reports between replicas, as etcd keys (see `LivenessRelay`):
  *
@@ -112,8 +115,9 @@ export class EtcdLivenessKeys implements LivenessRelay {
       const id = rest.slice(0, slash);
       const member = rest.slice(slash + 1);
       if (type === "Put") {
-        // This replica's own announcements too: one put again after a rejoin says its sessions are alive.
-        if (this.addHolder(rest)) this.report(id, "session_opened");
+        // This replica's own announcements too, while it still holds the session: one put again after a
+        // rejoin says its sessions are alive (an echo of a session closed meanwhile says nothing).
+        if (this.addHolder(rest) && (member !== this.self || this.heldHere.has(id))) this.report(id, "session_opened");
       } else {
         const members = this.holders.get(id);
         if (members?.delete(member)) {
@@ -146,7 +150,13 @@ export class EtcdLivenessKeys implements LivenessRelay {
       lease
         .put(this.sessionKey(id))
         .value("")
-        .catch((err: unknown) => this.logger?.warn({ err, instanceId: id }, "could not announce a session; announced again at the next join")),
+        .catch((err: unknown) => {
+          this.logger?.warn({ err, instanceId: id }, "could not announce a session; trying again");
+          // Until it is announced the replica keeping the instance's clock sees no session: try again soon.
+          setTimeout(() => {
+            if (this.heldHere.has(id)) this.announce(id);
+          }, ANNOUNCE_RETRY_MS).unref();
+        }),
     );
   }
 
