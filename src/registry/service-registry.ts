@@ -103,6 +103,13 @@ export interface UnregisterOptions {
 /** The shape of the ids `newInstanceId` makes (UUID text). */
 const INSTANCE_ID_SHAPE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
+/**
+ * Sessions one instance may hold open on one replica: one, and a second
+ * while a client reconnects before its old stream has timed out; more is a
+ * client opening streams in a loop, each holding the registry's memory.
+ */
+const MAX_SESSIONS_PER_INSTANCE = 4;
+
 /** A hash to compare against for unknown ids, so they take as long as known ones. */
 const UNKNOWN_ID_HASH = hashSecret(randomUUID());
 
@@ -796,6 +803,12 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     this.assertFresh();
     const instance = this.reportingInstance(id, "session");
     let open = this.sessions.get(id);
+    if (open && open.size >= MAX_SESSIONS_PER_INSTANCE) {
+      throw new RegistryError(
+        "resource_exhausted",
+        `instance ${id} already holds ${MAX_SESSIONS_PER_INSTANCE} sessions on this replica; close one (one is enough, two while reconnecting)`,
+      );
+    }
     if (!open) this.sessions.set(id, (open = new Set()));
     const session = { onEnded };
     open.add(session);
