@@ -1,13 +1,12 @@
 import { credentials } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import { HealthStatus, RegistryServiceClient, type GetByTypeResponse } from "../../gen/registry/v1/registry.js";
-import type { Change } from "../../src/registry/types.js";
 import { check, healthClient, HealthWatch } from "../support/health-client.js";
 import { startHealthServer, type HealthServer } from "../support/health-server.js";
 import { parseExposition } from "../support/prometheus-text.js";
 import { call } from "../support/registry-harness.js";
 import { startStack } from "../support/stack.js";
-import { Waiter } from "../support/waiter.js";
+import { recordings } from "../support/registry-recordings.js";
 
 /**
  * Long enough that the guard trips well inside the interval in which every
@@ -28,22 +27,7 @@ async function fleet(cleanup: (() => unknown)[], env: Record<string, string>, pe
   const client = new RegistryServiceClient(stack.address, credentials.createInsecure());
   const health = healthClient(stack.address);
   cleanup.push(() => client.close(), () => health.close());
-  const waiter = new Waiter();
-  const passed = new Set<string>();
-  const failedAt = new Map<string, number[]>();
-  const changes: Change[] = [];
-  stack.registry.on("healthCheckPassed", (i) => {
-    passed.add(i.id);
-    waiter.notify();
-  });
-  stack.registry.on("healthCheckFailed", (i) => {
-    failedAt.set(i.id, [...(failedAt.get(i.id) ?? []), Date.now()]);
-    waiter.notify();
-  });
-  stack.registry.on("change", (c) => {
-    changes.push(c);
-    waiter.notify();
-  });
+  const { waiter, passed, failedAt, changes } = recordings(stack.registry);
   const backends: HealthServer[] = [];
   const ids: string[] = [];
   for (const serviceType of ["orders", "payments"]) {

@@ -6,14 +6,13 @@ import { HealthyInstances, type HealthySet } from "../../src/client/healthy-inst
 import { RegistryClient } from "../../src/client/registry-client.js";
 import { registerRegistryResolver, ROUND_ROBIN_SERVICE_CONFIG, type ResolverUpdate } from "../../src/client/registry-resolver.js";
 import { ServiceRegistry } from "../../src/registry/service-registry.js";
-import type { Change } from "../../src/registry/types.js";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { tempDataDir } from "../support/server-process.js";
 import { Log } from "../client/helpers.js";
 import { startHealthServer, type HealthServer } from "../support/health-server.js";
 import { call, TEST_KEY, WatchCursor } from "../support/registry-harness.js";
 import { startStack } from "../support/stack.js";
-import { Waiter } from "../support/waiter.js";
+import { recordings } from "../support/registry-recordings.js";
 
 const INTERVAL_MS = 200;
 const DEREGISTER_AFTER_MS = 300;
@@ -38,7 +37,7 @@ describe("per-type panic threshold", () => {
     cleanup.push(() => stack.close());
     const client = new RegistryServiceClient(stack.address, credentials.createInsecure());
     cleanup.push(() => client.close());
-    const seen = recordings(stack);
+    const seen = recordings(stack.registry);
     /** Registers `count` instances of `serviceType`, each behind its own /health server, and waits until each passed a probe. */
     const fleet = async (serviceType: string, count: number): Promise<{ backends: HealthServer[]; ids: string[] }> => {
       const backends: HealthServer[] = [];
@@ -200,28 +199,6 @@ describe("per-type panic threshold", () => {
   }
 });
 
-/** The registry's probe results and committed changes, with the times they came, to await. */
-function recordings(stack: Stack) {
-  const waiter = new Waiter();
-  const passed = new Set<string>();
-  const failedAt = new Map<string, number[]>();
-  const unhealthyAt = new Map<string, number>();
-  const changes: Change[] = [];
-  stack.registry.on("healthCheckPassed", (i) => {
-    passed.add(i.id);
-    waiter.notify();
-  });
-  stack.registry.on("healthCheckFailed", (i) => {
-    failedAt.set(i.id, [...(failedAt.get(i.id) ?? []), Date.now()]);
-    waiter.notify();
-  });
-  stack.registry.on("change", (c) => {
-    changes.push(c);
-    if (c.kind === "health" && c.instance.health === "unhealthy") unhealthyAt.set(c.instance.id, Date.now());
-    waiter.notify();
-  });
-  return { waiter, passed, failedAt, unhealthyAt, changes };
-}
 
 /** Reads a watch's snapshot up to SYNCED; answers the snapshot events. */
 async function readSnapshot(watch: WatchCursor): Promise<WatchInstancesResponse[]> {
