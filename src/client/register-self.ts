@@ -17,8 +17,8 @@ import { RegistryClient, type RegisterOptions, type RegistryClientOptions } from
  */
 export const SESSION_METADATA_KEY = "registry.session";
 
-/** The ttl of a `ttl` check asked for without one, and of the fallback from sessions. */
-const DEFAULT_TTL_MS = 15_000;
+/** The ttl of a `ttl` check asked for without one, and of the fallback from sessions (docs/client.md gives its value). */
+export const DEFAULT_TTL_MS = 15_000;
 
 /** Options of `registerSelf`. */
 export interface RegisterSelfOptions extends RegisterOptions {
@@ -28,13 +28,13 @@ export interface RegisterSelfOptions extends RegisterOptions {
    * instance turns UNHEALTHY as soon as the process dies or loses the
    * registry, with no probe to wait for. When `healthCheckPath` is given
    * and this is not, `http`. A `ttl` check is kept by heartbeats at a third
-   * of `ttlMs` (default 15000 ms); `http`, `grpc` and `tcp` are probed by
+   * of `ttlMs` (`DEFAULT_TTL_MS` when not given); `http`, `grpc` and `tcp` are probed by
    * the registry (serve them with `listenWithHealth`). A registry that holds
    * no sessions (KeepAlive UNIMPLEMENTED) gets a `ttl` registration
    * instead (see `fallbackTtlMs` and the `fallback` event).
    */
   readonly healthCheck?: HealthCheckInput;
-  /** The ttl of the registration that replaces a session one when the registry holds no sessions. Default 15000 ms. */
+  /** The ttl of the registration that replaces a session one when the registry holds no sessions. Default `DEFAULT_TTL_MS`. */
   readonly fallbackTtlMs?: number;
   /** The registration key (Register requires it; also used to clean up duplicates). */
   readonly key: string;

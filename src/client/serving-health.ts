@@ -1,10 +1,5 @@
-import { status as grpcStatus, type handleUnaryCall, type Server, type ServerWritableStream } from "@grpc/grpc-js";
-import { service as healthServiceDefinition } from "grpc-health-check";
-
-type Status = "SERVING" | "NOT_SERVING";
-type HealthCheckRequest = { service: string };
-type HealthCheckResponse = { status: Status | "SERVICE_UNKNOWN" };
-type WatchCall = ServerWritableStream<HealthCheckRequest, HealthCheckResponse>;
+import type { Server } from "@grpc/grpc-js";
+import { HealthService, type HealthStatus } from "../server/health-service.js";
 
 /**
  * `grpc.health.v1.Health` (Check, Watch, List) for a service's own port, so
@@ -14,47 +9,31 @@ type WatchCall = ServerWritableStream<HealthCheckRequest, HealthCheckResponse>;
  * away before the port closes. The overall name "" and `names` are known;
  * others are NOT_FOUND (Watch: SERVICE_UNKNOWN).
  *
- * Ours rather than grpc-health-check's `HealthImplementation` (whose service
- * definition it uses): Check asks `check` at every call, as the HTTP endpoint
- * does, and `close()` ends the Watch streams, which a graceful close would
- * otherwise wait on for its whole grace. Watch sends the status when it
- * opens and when draining starts; `check` is not polled for it.
+ * The registry's own `HealthService`, asking `check` at every Check (as the
+ * HTTP endpoint does) rather than answering a status set beforehand. Watch
+ * sends the status when it opens and when draining starts; `check` is not
+ * polled for it.
  */
-export class ServingHealth {
-  private readonly names: ReadonlySet<string>;
-  /** Open Watch streams, each with whether its name is known (only those get status changes). */
-  private readonly watches = new Map<WatchCall, boolean>();
+export class ServingHealth extends HealthService {
+  private readonly names: readonly string[];
   private draining = false;
 
   constructor(
     private readonly check: () => boolean | Promise<boolean>,
     names: readonly string[] = [],
   ) {
-    this.names = new Set(["", ...names]);
+    const known = ["", ...names];
+    super(Object.fromEntries(known.map((name) => [name, "SERVING" as const])));
+    this.names = known;
   }
 
   /**
    * Serves it on `server`. False, leaving the server as it is, when the
    * server already serves grpc.health.v1 (its own implementation stays).
    */
-  addToServer(server: Server): boolean {
-    const check: handleUnaryCall<HealthCheckRequest, HealthCheckResponse> = (call, callback) => {
-      const name = call.request.service;
-      if (!this.names.has(name)) {
-        callback({ code: grpcStatus.NOT_FOUND, details: `Health status unknown for service ${name}` });
-        return;
-      }
-      void this.status().then((status) => callback(null, { status }));
-    };
-    const list: handleUnaryCall<unknown, { statuses: Record<string, { status: Status }> }> = (_call, callback) => {
-      void this.status().then((status) => {
-        const statuses: Record<string, { status: Status }> = {};
-        for (const name of this.names) statuses[name] = { status };
-        callback(null, { statuses });
-      });
-    };
+  override addToServer(server: Server): boolean {
     try {
-      server.addService(healthServiceDefinition, { check, watch: (call: WatchCall) => this.watch(call), list });
+      super.addToServer(server);
       return true;
     } catch (err) {
       // grpc-js refuses a second handler for a method: the caller serves health itself.
@@ -67,18 +46,16 @@ export class ServingHealth {
   drain(): void {
     if (this.draining) return;
     this.draining = true;
-    for (const [call, known] of this.watches) if (known) call.write({ status: "NOT_SERVING" });
+    for (const name of this.names) this.setStatus(name, "NOT_SERVING");
   }
 
   /** Drains, and ends every Watch stream (UNAVAILABLE) after its NOT_SERVING. */
   close(): void {
     this.drain();
-    const open = [...this.watches.keys()];
-    this.watches.clear();
-    for (const call of open) call.emit("error", { code: grpcStatus.UNAVAILABLE, details: "the server is closing" });
+    this.endAll();
   }
 
-  private async status(): Promise<Status> {
+  protected override async statusOf(): Promise<HealthStatus> {
     if (this.draining) return "NOT_SERVING";
     let ok: boolean;
     try {
@@ -87,18 +64,5 @@ export class ServingHealth {
       ok = false;
     }
     return ok && !this.draining ? "SERVING" : "NOT_SERVING";
-  }
-
-  private watch(call: WatchCall): void {
-    const known = this.names.has(call.request.service);
-    this.watches.set(call, known);
-    call.on("cancelled", () => this.watches.delete(call));
-    if (!known) {
-      call.write({ status: "SERVICE_UNKNOWN" });
-      return;
-    }
-    void this.status().then((status) => {
-      if (this.watches.has(call)) call.write({ status });
-    });
   }
 }

@@ -48,14 +48,20 @@ export class HealthService {
   /** Serves `grpc.health.v1.Health` on `server`. */
   addToServer(server: Server): void {
     const check: handleUnaryCall<HealthCheckRequest, HealthCheckResponse> = (call, callback) => {
-      const status = this.statuses.get(call.request.service);
-      if (status) callback(null, { status });
-      else callback({ code: grpcStatus.NOT_FOUND, details: `Health status unknown for service ${call.request.service}` });
+      const service = call.request.service;
+      if (!this.statuses.has(service)) {
+        callback({ code: grpcStatus.NOT_FOUND, details: `Health status unknown for service ${service}` });
+        return;
+      }
+      whenKnown(this.statusOf(service), (status) => callback(null, { status }));
     };
     const list: handleUnaryCall<unknown, { statuses: Record<string, { status: HealthStatus }> }> = (_call, callback) => {
-      const statuses: Record<string, { status: HealthStatus }> = {};
-      for (const [service, status] of this.statuses) statuses[service] = { status };
-      callback(null, { statuses });
+      const services = [...this.statuses.keys()];
+      void Promise.all(services.map((service) => this.statusOf(service))).then((answers) => {
+        const statuses: Record<string, { status: HealthStatus }> = {};
+        services.forEach((service, i) => (statuses[service] = { status: answers[i] as HealthStatus }));
+        callback(null, { statuses });
+      });
     };
     server.addService(healthServiceDefinition, { check, watch: (call: WatchCall) => this.watch(call), list });
   }
@@ -80,6 +86,27 @@ export class HealthService {
       current?.delete(call);
       if (current?.size === 0) this.watches.delete(service);
     });
-    call.write({ status: this.statuses.get(service) ?? "SERVICE_UNKNOWN" });
+    if (!this.statuses.has(service)) {
+      call.write({ status: "SERVICE_UNKNOWN" });
+      return;
+    }
+    whenKnown(this.statusOf(service), (status) => {
+      if (this.watches.get(service)?.has(call)) call.write({ status });
+    });
   }
+
+  /**
+   * A known service's status as Check, List and a new Watch answer it: the
+   * one last set. A subclass may ask for it at each call (see the SDK's
+   * `ServingHealth`); Watch streams still hear only what `setStatus` sets.
+   */
+  protected statusOf(service: string): HealthStatus | Promise<HealthStatus> {
+    return this.statuses.get(service) as HealthStatus;
+  }
+}
+
+/** Runs `next` with `value` now, or once it resolves: a status from memory is answered at once. */
+function whenKnown<T>(value: T | Promise<T>, next: (value: T) => void): void {
+  if (value instanceof Promise) void value.then(next);
+  else next(value);
 }
