@@ -686,12 +686,13 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   }
 
   /**
-   * One check result, probed or reported (a heartbeat, a missed ttl, a
-   * session's end): the seed's events, the guard's count (probes only: the
+   * One check result, probed or reported (a heartbeat, a missed ttl, no
+   * session open); a session's opening and end go through
+   * `reconcileSession` instead. The seed's events, the guard's count (probes only: the
    * guard judges this process's reach to what it probes), and the health
    * mutation it calls for. Answers the health commit it started, if any.
    */
-  private onCheckResult(instance: StoredInstance, result: ProbeResult, probed: boolean, decisive = false): Promise<Change | undefined> | undefined {
+  private onCheckResult(instance: StoredInstance, result: ProbeResult, probed: boolean): Promise<Change | undefined> | undefined {
     if (result.ok) this.fire("healthCheckPassed", instance, result.data);
     else this.fire("healthCheckFailed", instance, result.reason);
 
@@ -702,12 +703,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
       this.releaseHeld(now);
       return undefined;
     }
-    let mutation: Mutation | undefined;
-    if (!this.guard.suspected) {
-      mutation = decisive
-        ? this.healthStatus.settle(instance, result.ok, now, failureReason)
-        : this.healthStatus.record(instance, result.ok, now, failureReason);
-    }
+    let mutation = this.guard.suspected ? undefined : this.healthStatus.record(instance, result.ok, now, failureReason);
     const held = this.held.get(instance.id);
     // A draining instance is not the guard's evidence (it is going away): its failures are not held.
     if (probed && mutation && failureDriven(mutation) && !instance.draining && this.guard.holdFailure(held === undefined)) {

@@ -35,6 +35,11 @@ export function keepAliveHandler(
     let session: { close(reason: string): void } | undefined;
     let timer: NodeJS.Timeout | undefined;
     let over = false;
+    // A stream that never names its instance holds a slot for nothing.
+    const unnamed = setTimeout(() => {
+      finish(undefined, { code: grpcStatus.INVALID_ARGUMENT, details: `instance_id: the first KeepAlive request must name the instance within ${firstMessageTimeoutMs} ms` });
+    }, firstMessageTimeoutMs);
+    unnamed.unref();
     const finish = (reason: string | undefined, status?: Partial<ServiceError>): void => {
       if (over) return;
       over = true;
@@ -43,12 +48,8 @@ export function keepAliveHandler(
       if (reason !== undefined) session?.close(reason);
       if (status) call.emit("error", status);
     };
-    const ended = (why: RegistryError): void => {
-      if (over) return;
-      over = true;
-      clearInterval(timer);
-      call.emit("error", toServiceError(why, logger, "KeepAlive"));
-    };
+    // The registry ended the session itself (removed instance, shutdown): no end to report back.
+    const ended = (why: RegistryError): void => finish(undefined, toServiceError(why, logger, "KeepAlive"));
     call.on("cancelled", () => finish(SESSION_LOST));
     call.on("error", () => finish(SESSION_LOST));
     // grpc-js ends the request side of a call whose connection died too, just
@@ -61,11 +62,6 @@ export function keepAliveHandler(
         call.end();
       });
     });
-    // A stream that never names its instance holds a slot for nothing.
-    const unnamed = setTimeout(() => {
-      finish(undefined, { code: grpcStatus.INVALID_ARGUMENT, details: `instance_id: the first KeepAlive request must name the instance within ${firstMessageTimeoutMs} ms` });
-    }, firstMessageTimeoutMs);
-    unnamed.unref();
     let first = true;
     call.on("data", (request: pb.KeepAliveRequest) => {
       if (!first || over) return;
