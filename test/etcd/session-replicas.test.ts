@@ -8,6 +8,7 @@ import { EventType, HealthCheck, HealthCheckKind, HealthStatus, RegistryServiceC
 import { RendezvousOwnership } from "../../src/store/etcd/rendezvous-ownership.js";
 import { startEtcd, type EtcdProcess } from "../support/etcd-process.js";
 import { startEtcdReplica } from "../support/etcd-replica.js";
+import { startFaultProxy } from "../support/fault-proxy.js";
 import { call, instanceAuth, keyAuth, WatchCursor } from "../support/registry-harness.js";
 import type { ServerProcess } from "../support/server-process.js";
 import { etcdPresent } from "./etcd-suite.js";
@@ -38,10 +39,10 @@ describe.skipIf(!etcdPresent)("session and TTL checks on replicas", () => {
     await etcd.close();
   });
 
-  async function replica(): Promise<{ proc: ServerProcess; client: RegistryServiceClient; address: string; replicaId: string }> {
+  async function replica(endpoint = etcd.endpoint): Promise<{ proc: ServerProcess; client: RegistryServiceClient; address: string; replicaId: string }> {
     const replicaId = `replica-${replicas.length}`;
     // A long probe interval: a failure within the test can only come from a session's end or a missed ttl.
-    const proc = await startEtcdReplica(etcd.endpoint, KEY, { REPLICA_ID: replicaId, HEALTH_CHECK_INTERVAL_MS: "60000" });
+    const proc = await startEtcdReplica(endpoint, KEY, { REPLICA_ID: replicaId, HEALTH_CHECK_INTERVAL_MS: "60000" });
     replicas.push(proc);
     const address = `127.0.0.1:${proc.port}`;
     const client = new RegistryServiceClient(address, credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 });
@@ -124,6 +125,31 @@ describe.skipIf(!etcdPresent)("session and TTL checks on replicas", () => {
     const passed = await nextFailure(watch, id, 15_000);
     expect(passed.type).toBe(EventType.EVENT_TYPE_HEALTH_CHECK_PASSED);
     watch.cancel();
+  }, 60_000);
+
+  it("fails a session's instance when the link between its replica and etcd is blackholed, and restores it when the link heals", async () => {
+    const { hostname, port } = new URL(etcd.endpoint);
+    const proxy = await startFaultProxy(hostname, Number(port));
+    try {
+      const a = await replica(proxy.url); // a's etcd connection goes through the proxy
+      const b = await replica();
+      const { id, token } = await registerVia(b.client, 7103, HealthCheck.fromPartial({ kind: HealthCheckKind.HEALTH_CHECK_KIND_SESSION }));
+      const watch = WatchCursor.open(b.client, { serviceType: "api" }, keyAuth(KEY));
+      for (;;) if ((await watch.next(10_000)).type === EventType.EVENT_TYPE_SYNCED) break;
+      await holdSession(a.address, id, token);
+      // Packets dropped, no reset: a's lease is not renewed and expires in etcd.
+      proxy.blackhole();
+      const failed = await nextFailure(watch, id, 15_000);
+      expect(failed.type).toBe(EventType.EVENT_TYPE_HEALTH_CHECK_FAILED);
+      expect(failed.failureReason).toBe("session lost: the registry replica holding it went away");
+      proxy.heal();
+      // a reaches etcd again with the session still open: it announces it again, and the instance is healthy.
+      const passed = await nextFailure(watch, id, 20_000);
+      expect(passed.type).toBe(EventType.EVENT_TYPE_HEALTH_CHECK_PASSED);
+      watch.cancel();
+    } finally {
+      await proxy.close();
+    }
   }, 60_000);
 
   it("passes on at most a few heartbeats per ttl to etcd, however fast a client beats", async () => {

@@ -291,6 +291,20 @@ describe("session checks (KeepAlive)", () => {
     expect(err.details).toMatch(/removed \(unregistered\)/);
   });
 
+  it("ends a KeepAlive stream that never names its instance (an idle stream holds nothing) with INVALID_ARGUMENT", async () => {
+    await h.close();
+    h = await startHarness({ server: { requestReadTimeoutMs: 300 } });
+    const { id, token } = await registerWith(check({ kind: HealthCheckKind.HEALTH_CHECK_KIND_SESSION }));
+    const stream = h.client.keepAlive(instanceAuth(id, token)); // and nothing sent
+    const err = await new Promise<{ code: number; details: string }>((resolve) => {
+      stream.on("data", () => undefined);
+      stream.on("error", (e: { code: number; details: string }) => resolve(e));
+    });
+    expect(err.code).toBe(status.INVALID_ARGUMENT);
+    expect(err.details).toMatch(/^instance_id: the first KeepAlive request must name the instance within 300 ms/);
+    expect(h.registry.getInstance(id).health).toBe("healthy");
+  });
+
   it("refuses a wrong token with UNAUTHENTICATED and an instance of another kind with FAILED_PRECONDITION", async () => {
     const session = await registerWith(check({ kind: HealthCheckKind.HEALTH_CHECK_KIND_SESSION }));
     const refusal = (id: string, token: string) =>
