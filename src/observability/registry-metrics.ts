@@ -184,6 +184,29 @@ export class RegistryMetrics {
       },
     });
     new Gauge({
+      name: "registry_instances_draining",
+      help: "Instances marked draining (left out of GetByType by default), all service types together.",
+      registers,
+      collect() {
+        this.reset();
+        if (!registry.available) return;
+        this.set(largestFirst().reduce((sum, s) => sum + s.drainingCount, 0));
+      },
+    });
+    // Counted in a plain map as removals happen; handed to prom-client on scrape.
+    const removed = new Map<string, number>();
+    registry.on("instanceRemoved", (_instance, reason) => removed.set(reason, (removed.get(reason) ?? 0) + 1));
+    new Counter({
+      name: "registry_instances_removed_total",
+      help: "Instance removals this process has applied since it started, by reason (unregistered, health_check_expired, replaced, drain_expired); on a shared store every replica counts every removal.",
+      labelNames: ["reason"],
+      registers,
+      collect() {
+        this.reset();
+        for (const [reason, n] of removed) this.inc({ reason }, n);
+      },
+    });
+    new Gauge({
       name: "registry_service_types",
       help: "Service types with instances: all of them, those with no healthy instance (alert on this one: it covers every type), and those in panic (answering with every instance, expiry paused).",
       labelNames: ["state"],

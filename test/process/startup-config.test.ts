@@ -23,6 +23,15 @@ describe("configuration", () => {
     expect(config.healthChecks).toBe(true);
   });
 
+  it("defaults the lifecycle guards to the documented figures: 60 s drain, 60 % of at least 10 instances in 2 types, 50 % panic", () => {
+    const config = loadConfig({ cwd: mkdtempSync(join(tmpdir(), "registry-env-")), env: {}, argv: [] });
+    expect(config.drainTimeoutMs).toBe(60_000);
+    expect(config.massFailureThresholdPercent).toBe(60);
+    expect(config.massFailureMinInstances).toBe(10);
+    expect(config.massFailureMinServiceTypes).toBe(2);
+    expect(config.panicThresholdPercent).toBe(50);
+  });
+
   it("refuses a .env that is not a small regular file (a device, a FIFO, something huge) instead of hanging or filling memory", () => {
     const at = (setup: (path: string) => void) => {
       const cwd = mkdtempSync(join(tmpdir(), "registry-env-"));

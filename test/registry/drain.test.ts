@@ -5,6 +5,7 @@ import { EventType, RegistryServiceClient, RemovalReason, type WatchInstancesRes
 import { ServiceRegistry } from "../../src/registry/service-registry.js";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { startHealthServer, type HealthServer } from "../support/health-server.js";
+import { parseExposition } from "../support/prometheus-text.js";
 import { call, callError, instanceAuth, keyAuth, TEST_KEY, WatchCursor } from "../support/registry-harness.js";
 import { tempDataDir } from "../support/server-process.js";
 import { startStack } from "../support/stack.js";
@@ -103,6 +104,28 @@ describe("Drain", () => {
 
     const removed = await nextChange(watch);
     expect(removed).toMatchObject({ type: EventType.EVENT_TYPE_INSTANCE_REMOVED, removalReason: RemovalReason.REMOVAL_REASON_DRAIN_EXPIRED });
+  });
+
+  it("counts draining instances and removals by reason in the metrics: replaced, drain_expired, unregistered", async () => {
+    const { server, client } = await stack({ DRAIN_TIMEOUT_MS: "300" });
+    const metrics = async () => parseExposition(await server.metrics.exposition());
+    const first = await register(client, 9051);
+    const second = await register(client, 9051); // the same address: replaces the first
+    expect(second.serviceId).not.toBe(first.serviceId);
+    const removed = new Promise((resolve) => server.registry.once("instanceRemoved", (_i, reason) => resolve(reason)));
+    await call(client, client.drain, { instanceId: second.serviceId }, keyAuth());
+    const draining = await metrics();
+    expect(draining.value("registry_instances_draining")).toBe(1);
+    expect(draining.value("registry_instances_removed_total", { reason: "replaced" })).toBe(1);
+
+    expect(await removed).toBe("drain_expired");
+    const third = await register(client, 9052);
+    await call(client, client.unregister, { instanceId: third.serviceId }, keyAuth());
+    const after = await metrics();
+    expect(after.value("registry_instances_draining")).toBe(0);
+    expect(after.value("registry_instances_removed_total", { reason: "drain_expired" })).toBe(1);
+    expect(after.value("registry_instances_removed_total", { reason: "unregistered" })).toBe(1);
+    expect(after.value("registry_instances_removed_total", { reason: "replaced" })).toBe(1);
   });
 
   it("drains over HTTP: POST /service/:id/drain with the key or the instance's own credentials; 404 for an unknown id", async () => {

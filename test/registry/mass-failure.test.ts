@@ -1,4 +1,5 @@
 import { credentials } from "@grpc/grpc-js";
+import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { HealthStatus, RegistryServiceClient, type GetByTypeResponse } from "../../gen/registry/v1/registry.js";
 import { check, healthClient, HealthWatch } from "../support/health-client.js";
@@ -21,8 +22,8 @@ const DEREGISTER_AFTER_MS = 400;
  * behind a real /health server, and what the registry saw as it saw it:
  * passing probes, failing probes with their times, committed changes.
  */
-async function fleet(cleanup: (() => unknown)[], env: Record<string, string>, perType: number) {
-  const stack = await startStack({ HEALTH_CHECKS: "true", ...env });
+async function fleet(cleanup: (() => unknown)[], env: Record<string, string>, perType: number, logger?: pino.Logger) {
+  const stack = await startStack({ HEALTH_CHECKS: "true", ...env }, {}, logger);
   cleanup.push(() => stack.close());
   const client = new RegistryServiceClient(stack.address, credentials.createInsecure());
   const health = healthClient(stack.address);
@@ -113,6 +114,53 @@ describe("registry-side fault: every probe fails at once", () => {
     expect(await check(health)).toBe("SERVING");
     expect(stack.registry.massFailure).toEqual({ suspected: false, entries: 1 });
   }, 30_000);
+
+  it("with the default threshold (60 %), 11 of 20 failing at once are the services' own failures; 13 of 20 are the registry's, logged once", async () => {
+    const lines: { level: number; msg: string }[] = [];
+    const logger = pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const { stack, health, waiter, failedAt, changes, backends, ids } = await fleet(
+      cleanup,
+      { HEALTH_CHECK_INTERVAL_MS: String(INTERVAL_MS), HEALTH_CHECK_TTL_MS: "200", DEREGISTER_AFTER_MS: "0" },
+      10,
+      logger,
+    );
+    const watch = new HealthWatch(health);
+    cleanup.push(() => watch.cancel());
+    expect(await watch.next()).toBe("SERVING");
+    const turned = (health: string, some: string[]) => () =>
+      some.every((id) => changes.some((c) => c.kind === "health" && c.instance.id === id && c.instance.health === health));
+
+    // 55 %: six of "orders" and five of "payments" stop answering.
+    const few = [...backends.slice(0, 6), ...backends.slice(10, 15)];
+    const fewIds = [...ids.slice(0, 6), ...ids.slice(10, 15)];
+    await Promise.all(few.map((b) => b.stop()));
+    await waiter.until(turned("unhealthy", fewIds), "the 11 failing instances to turn unhealthy", 10_000);
+    expect(await check(health)).toBe("SERVING");
+    expect(stack.registry.massFailure).toEqual({ suspected: false, entries: 0 });
+
+    // They come back; then 65 %: seven of "orders" and six of "payments" stop at once.
+    const committedBefore = changes.length;
+    await Promise.all(few.map((b) => b.resume()));
+    await waiter.until(
+      () => fewIds.every((id) => changes.slice(committedBefore).some((c) => c.kind === "health" && c.instance.id === id && c.instance.health === "healthy")),
+      "the 11 instances to pass again",
+      10_000,
+    );
+    const many = [...backends.slice(0, 7), ...backends.slice(10, 16)];
+    const manyIds = [...ids.slice(0, 7), ...ids.slice(10, 16)];
+    const failingFrom = Date.now();
+    await Promise.all(many.map((b) => b.stop()));
+    expect(await watch.next()).toBe("NOT_SERVING");
+    // Several more intervals of failures: still one error line for the fault.
+    await waiter.until(
+      () => manyIds.every((id) => (failedAt.get(id) ?? []).filter((t) => t >= failingFrom).length >= 4),
+      "every stopped instance failing for several intervals",
+      10_000,
+    );
+    const suspecting = lines.filter((l) => l.level === 50 && /suspecting this registry's own network/.test(l.msg));
+    expect(suspecting).toHaveLength(1);
+    expect(stack.registry.massFailure).toEqual({ suspected: true, entries: 1 });
+  }, 40_000);
 
   it("trips when the probes hang (a blackholed path) and the bounded prober gets back fewer results than it has instances", async () => {
     // Each hung probe holds one of the 4 slots for its whole timeout: about 4 x (600 + 300) / 300 = 12

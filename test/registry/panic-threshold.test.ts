@@ -10,6 +10,7 @@ import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { tempDataDir } from "../support/server-process.js";
 import { Log } from "../client/helpers.js";
 import { startHealthServer, type HealthServer } from "../support/health-server.js";
+import { parseExposition } from "../support/prometheus-text.js";
 import { call, TEST_KEY, WatchCursor } from "../support/registry-harness.js";
 import { startStack } from "../support/stack.js";
 import { recordings } from "../support/registry-recordings.js";
@@ -102,6 +103,7 @@ describe("per-type panic threshold", () => {
     expect(viaSdk.instances).toHaveLength(10);
     const listed = await call(client, client.listServices, {});
     expect(listed.services.find((s) => s.serviceType === "billing")).toMatchObject({ healthyCount: 3, totalCount: 10, panic: true });
+    expect(parseExposition(await stack.metrics.exposition()).value("registry_service_types", { state: "panic" })).toBe(1);
     const again = WatchCursor.open(client, { serviceType: "billing" });
     cleanup.push(() => again.cancel());
     expect((await readSnapshot(again)).map((e) => e.panic)).toEqual(Array(10).fill(true));
@@ -143,6 +145,7 @@ describe("per-type panic threshold", () => {
     const after = await getByType("billing");
     expect(after.panic).toBe(false);
     expect(after.instances).toHaveLength(10);
+    expect(parseExposition(await stack.metrics.exposition()).value("registry_service_types", { state: "panic" })).toBe(0);
     await sdk.find((s) => s.ok && !s.panic && s.instances.length === 10, "the SDK's set of ten healthy instances again");
   }, 30_000);
 

@@ -9,11 +9,12 @@ import { TEST_KEY } from "./registry-harness.js";
 /**
  * The server as `serve` wires it (startServer: store, metrics, health, HTTP),
  * in-process on loopback ephemeral ports (gRPC and HTTP), with a memory store
- * and no probing unless `env` says otherwise.
+ * and no probing unless `env` says otherwise. Logs go to `logger` (silent by default).
  */
 export async function startStack(
   env: Record<string, string> = {},
   options: StartOptions = {},
+  logger: pino.Logger = pino({ level: "silent" }),
 ): Promise<RunningServer & { address: string; httpUrl: string }> {
   const cwd = mkdtempSync(join(tmpdir(), "registry-stack-"));
   const config = loadConfig({
@@ -30,6 +31,6 @@ export async function startStack(
       ...env,
     },
   });
-  const server = await startServer(config, pino({ level: "silent" }), { httpPort: 0, ...options });
+  const server = await startServer(config, logger, { httpPort: 0, ...options });
   return Object.assign(server, { address: `127.0.0.1:${server.port}`, httpUrl: `http://127.0.0.1:${server.httpPort}` });
 }
