@@ -177,11 +177,13 @@ export async function startServer(config: Config, logger: Logger, options: Start
     maxWatchStreamsPerConnection: config.maxWatchStreamsPerConnection,
     serverOptions: grpcConnectionOptions(config),
     sessionMessageIntervalMs: config.keepaliveTimeMs,
+    ...(config.xds ? { xds: { trust: config.xdsAllowUnauthenticated ? "none" : tls?.clientCa ? "certificate" : "credentials" } } : {}),
   });
   metrics.observe({
     registry,
     serving,
     watchStreams: () => grpc.watchStreamCount,
+    xdsStreams: () => grpc.xdsStreamCount,
     serviceTypeSeries: config.metricsServiceTypes,
   });
   const wantedHttpPort = options.httpPort ?? (config.httpPort === 0 ? undefined : config.httpPort);

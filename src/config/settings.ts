@@ -122,6 +122,13 @@ export const SETTINGS = {
     parse: integer(0, 100),
   }),
   panicMinInstances: spec({ env: "PANIC_MIN_INSTANCES", description: "service types with fewer instances than this are never in panic (they answer healthy instances only, as without panic)", default: 3, parse: integer(1) }),
+  xds: spec({ env: "XDS", description: "serve the xDS control plane (envoy ADS) on the gRPC port, for proxyless gRPC clients dialling xds:///TYPE", default: true, parse: boolean }),
+  xdsAllowUnauthenticated: spec({
+    env: "XDS_ALLOW_UNAUTHENTICATED",
+    description: "serve xDS streams that present no credentials (no registry_key in the node metadata, no client certificate); anyone who can connect then reads every service type's endpoints",
+    default: false,
+    parse: boolean,
+  }),
   historySize: spec({ env: "HISTORY_SIZE", description: "changes kept for watchers to resume from", default: 10_000, parse: integer(1) }),
   watchQueueLimit: spec({ env: "WATCH_QUEUE_LIMIT", description: "events buffered per watch stream before it catches up from history", default: 1024, parse: integer(1) }),
   bookmarkIntervalMs: spec({ env: "BOOKMARK_INTERVAL_MS", description: "idle time before a watch stream gets a BOOKMARK", default: 30_000, parse: integer(1) }),

@@ -14,6 +14,8 @@ export interface MetricsSources {
   readonly registry: ServiceRegistry;
   /** Open gRPC watch streams. */
   readonly watchStreams?: () => number;
+  /** Open xDS streams. */
+  readonly xdsStreams?: () => number;
   readonly serving?: ServingState;
   /**
    * Service types with series of their own in `registry_instances` (those
@@ -64,6 +66,9 @@ export class RegistryMetrics {
   private readonly commitSeries = new Map<string, Map<string, HistogramSeries>>();
   private readonly quotaRefusals: Counter<"quota">;
   private readonly authFailures: Counter<"kind">;
+  /** xDS responses sent, by resource type (counted in plain numbers, handed over on scrape). */
+  private readonly xdsResponses = new Map<string, number>();
+  private readonly xdsNacks: Counter<"type">;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.prometheus];
@@ -92,6 +97,23 @@ export class RegistryMetrics {
         this.reset();
         for (const [type, n] of eventsSent) this.inc({ type }, n);
       },
+    });
+    const xdsResponses = this.xdsResponses;
+    new Counter({
+      name: "registry_xds_responses_total",
+      help: "xDS (ADS) responses sent to clients, by resource type.",
+      labelNames: ["type"],
+      registers,
+      collect() {
+        this.reset();
+        for (const [type, n] of xdsResponses) this.inc({ type }, n);
+      },
+    });
+    this.xdsNacks = new Counter({
+      name: "registry_xds_nacks_total",
+      help: "xDS responses a client rejected (NACK), by resource type; the client keeps the version it had (the log line has its error).",
+      labelNames: ["type"],
+      registers,
     });
     this.quotaRefusals = new Counter({
       name: "registry_quota_refusals_total",
@@ -138,7 +160,7 @@ export class RegistryMetrics {
 
   /** Registers the gauges read at scrape time. Call once, when the sources exist. */
   observe(sources: MetricsSources): void {
-    const { registry, serving, watchStreams } = sources;
+    const { registry, serving, watchStreams, xdsStreams } = sources;
     const typeSeries = sources.serviceTypeSeries ?? 100;
     const registers = [this.prometheus];
     // Both service gauges read the same counts: one listServices() per
@@ -254,6 +276,14 @@ export class RegistryMetrics {
       },
     });
     new Gauge({
+      name: "registry_xds_streams",
+      help: "Open xDS (ADS) streams.",
+      registers,
+      collect() {
+        this.set(xdsStreams?.() ?? 0);
+      },
+    });
+    new Gauge({
       name: "registry_watchers",
       help: "Watchers in the registry core, by state (live: taking pushes; parked: catching up from history).",
       labelNames: ["state"],
@@ -322,6 +352,16 @@ export class RegistryMetrics {
   /** `count` watch events of `type` were written to streams (a publish's fan-out comes as one call). */
   onWatchEventsSent(type: string, count: number): void {
     this.eventsSent.set(type, (this.eventsSent.get(type) ?? 0) + count);
+  }
+
+  /** An xDS response of `type` ("Listener", "Cluster", "ClusterLoadAssignment") went out. */
+  onXdsResponse(type: string): void {
+    this.xdsResponses.set(type, (this.xdsResponses.get(type) ?? 0) + 1);
+  }
+
+  /** An xDS client rejected (NACKed) a response of `type`. */
+  onXdsNack(type: string): void {
+    this.xdsNacks.inc({ type });
   }
 
   /** A health probe finished. */

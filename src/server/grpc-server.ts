@@ -21,6 +21,9 @@ import { registryHandlers } from "./registry-handlers.js";
 import { WatchEventEncoder } from "./watch-encoder.js";
 import { WatchStreams } from "./watch-handler.js";
 import { decodeGetByTypeRequest, decodeRegisterRequest, decodeWatchInstancesRequest } from "./request-decoders.js";
+import { AdsStreams } from "../xds/ads-handler.js";
+import { ADS_SERVICE } from "../xds/envoy-protos.js";
+import { XdsHub } from "../xds/xds-hub.js";
 
 /**
  * The service definition, except that WatchInstances also sends pre-encoded
@@ -99,8 +102,19 @@ export interface RegistryGrpcServerOptions {
   readonly sessionMessageIntervalMs?: number;
   /** grpc-js server options (message sizes, keepalive...). */
   readonly serverOptions?: ServerOptions;
-  /** Receives RPC counts and latencies and watch events sent (RegistryMetrics). */
-  readonly metrics?: RpcObserver & { onWatchEventsSent(type: string, count: number): void; onQuotaRefused?(quota: string): void };
+  /** Receives RPC counts and latencies, watch events and xDS responses sent (RegistryMetrics). */
+  readonly metrics?: RpcObserver & {
+    onWatchEventsSent(type: string, count: number): void;
+    onQuotaRefused?(quota: string): void;
+    onXdsResponse?(type: string): void;
+    onXdsNack?(type: string): void;
+  };
+  /**
+   * Serve envoy's Aggregated Discovery Service (xDS) for proxyless gRPC
+   * clients; `trust` says how a stream without credentials is taken (see
+   * AdsStreams). Off when omitted.
+   */
+  readonly xds?: { readonly trust: "credentials" | "certificate" | "none" };
 }
 
 /**
@@ -112,6 +126,7 @@ export class RegistryGrpcServer {
   private readonly health: HealthService;
   private readonly serving: ServingState;
   private readonly watchStreams: WatchStreams;
+  private readonly adsStreams: AdsStreams | undefined;
   /** The abort signals of unary calls in flight; shutdown aborts them once it stops waiting. */
   private readonly calls = new CallSignals();
   private injector: ConnectionInjector | undefined;
@@ -148,6 +163,19 @@ export class RegistryGrpcServer {
       ...registryHandlers({ api, logger, watchStreams: this.watchStreams, signals: this.calls }),
       keepAlive: keepAliveHandler(api, logger, options.sessionMessageIntervalMs ?? 10_000, options.requestReadTimeoutMs ?? 10_000),
     });
+    if (options.xds) {
+      const ads = new AdsStreams({
+        api,
+        hub: new XdsHub(registry),
+        logger,
+        trust: options.xds.trust,
+        firstRequestTimeoutMs: options.requestReadTimeoutMs ?? 10_000,
+        ...(metrics?.onXdsResponse ? { onResponse: (type: string) => metrics.onXdsResponse?.(type) } : {}),
+        ...(metrics?.onXdsNack ? { onNack: (type: string) => metrics.onXdsNack?.(type) } : {}),
+      });
+      this.adsStreams = ads;
+      this.server.addService(ADS_SERVICE, { streamAggregatedResources: ads.handle });
+    }
     // A replica that lost its store, or is draining, must be taken out of rotation.
     this.serving = options.serving ?? new ServingState().follow(registry);
     const status = (): "SERVING" | "NOT_SERVING" => (this.serving.serving ? "SERVING" : "NOT_SERVING");
@@ -187,6 +215,11 @@ export class RegistryGrpcServer {
     return this.watchStreams.size;
   }
 
+  /** Number of open xDS streams. */
+  get xdsStreamCount(): number {
+    return this.adsStreams?.size ?? 0;
+  }
+
   /**
    * Graceful stop: report NOT_SERVING, refuse new calls, end watch streams,
    * KeepAlive sessions and grpc.health.v1 Watch streams with UNAVAILABLE, let in-flight unary
@@ -201,6 +234,7 @@ export class RegistryGrpcServer {
     this.options.registry.releaseSessions();
     const drained = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
     this.watchStreams.endAll(shuttingDown());
+    this.adsStreams?.endAll(shuttingDown());
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, this.options.shutdownGraceMs ?? 5000);
