@@ -131,6 +131,8 @@ export class AdsStreams {
         .then((who) => {
           if (over) return;
           principal = who;
+          // Only the first request carries the node: its id names the client in later log lines.
+          const node = request.node?.id || undefined;
           if (who?.kind === "key") addTo(this.byKey, who.keyId, end);
           if (who?.kind === "instance") addTo(this.byInstance, who.instance.id, end);
           session = new AdsSession(hub, (response) => call.write(response), (error) => finish(error), {
@@ -138,7 +140,7 @@ export class AdsStreams {
             rejected: (typeUrl, nack) => {
               this.deps.onNack?.(shortType(typeUrl));
               logger.warn(
-                { node: nack.node?.id || undefined, type: shortType(typeUrl), version: nack.version_info, nonce: nack.response_nonce, error: nack.error_detail?.message },
+                { node, type: shortType(typeUrl), version: nack.version_info, nonce: nack.response_nonce, error: nack.error_detail?.message },
                 "xDS client rejected a response (NACK); it keeps the version it had",
               );
             },
