@@ -20,6 +20,8 @@ export interface FaultProxy {
   heal(): void;
   /** Resets every current connection (RST both ways) and lets new ones through. */
   reset(): void;
+  /** New connections go to this target from now on (a load balancer moving to another backend); current ones stay. */
+  retarget(host: string, port: number): void;
   /** Destroys every connection and stops listening. */
   close(): Promise<void>;
 }
@@ -32,6 +34,7 @@ interface Link {
 /** Starts a proxy to `targetHost:targetPort`. */
 export async function startFaultProxy(targetHost: string, targetPort: number): Promise<FaultProxy> {
   const links = new Set<Link>();
+  let target = { host: targetHost, port: targetPort };
   let blackholed = false;
 
   /** Copies `from` to `to` while the path is open; stops reading when `to` is full. */
@@ -46,7 +49,7 @@ export async function startFaultProxy(targetHost: string, targetPort: number): P
   };
 
   const connectUpstream = (link: Link): void => {
-    const upstream = connect(targetPort, targetHost);
+    const upstream = connect(target.port, target.host);
     link.upstream = upstream;
     upstream.on("error", () => link.client.destroy());
     upstream.on("close", () => link.client.destroy());
@@ -95,6 +98,9 @@ export async function startFaultProxy(targetHost: string, targetPort: number): P
         link.client.resetAndDestroy();
         link.upstream?.resetAndDestroy();
       }
+    },
+    retarget(host, port) {
+      target = { host, port };
     },
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
