@@ -125,7 +125,7 @@ export const SETTINGS = {
   xds: spec({ env: "XDS", description: "serve the xDS control plane (envoy ADS) on the gRPC port, for proxyless gRPC clients dialling xds:///TYPE", default: true, parse: boolean }),
   xdsAllowUnauthenticated: spec({
     env: "XDS_ALLOW_UNAUTHENTICATED",
-    description: "serve xDS streams that present no credentials (no registry_key in the node metadata, no client certificate); anyone who can connect then reads every service type's endpoints",
+    description: "serve xDS streams that present no credentials (none in the node metadata or the call, no client certificate); anyone who can connect then reads every service type's endpoints",
     default: false,
     parse: boolean,
   }),

@@ -6,6 +6,7 @@ import { ADS_SERVICE, envoyTypes, TYPE_URL, type DiscoveryRequest, type Discover
 import { parseExposition } from "../support/prometheus-text.js";
 import { call, TEST_KEY } from "../support/registry-harness.js";
 import { startStack } from "../support/stack.js";
+import { makeTestPki } from "../support/test-pki.js";
 import { StreamCursor } from "../support/stream-cursor.js";
 
 type AdsClient = Client & { streamAggregatedResources(metadata?: Metadata): ClientDuplexStream<DiscoveryRequest, DiscoveryResponse> };
@@ -76,13 +77,14 @@ describe("xDS protocol: a hand-driven ADS stream (state of the world)", () => {
     for (const fn of cleanup.splice(0).reverse()) await fn();
   });
 
-  async function setup(env: Record<string, string> = {}) {
+  async function setup(env: Record<string, string> = {}, tlsCredentials?: ReturnType<typeof credentials.createSsl>) {
     const lines: string[] = [];
     const logger = pino({ level: "info" }, { write: (line: string) => void lines.push(line) });
     const stack = await startStack(env, {}, logger);
     cleanup.push(() => stack.close());
-    const registry = new RegistryServiceClient(stack.address, credentials.createInsecure());
-    const ads = new AdsClientCtor(stack.address, credentials.createInsecure());
+    const creds = tlsCredentials ?? credentials.createInsecure();
+    const registry = new RegistryServiceClient(stack.address, creds);
+    const ads = new AdsClientCtor(stack.address, creds);
     cleanup.push(() => registry.close(), () => ads.close());
     const open = (nodeMetadata: Record<string, string> = { registry_key: TEST_KEY }, metadata = new Metadata()): AdsStream => {
       const stream = new AdsStream(ads.streamAggregatedResources(metadata), nodeMetadata);
@@ -253,6 +255,19 @@ describe("xDS protocol: a hand-driven ADS stream (state of the world)", () => {
     const ads = open({});
     ads.send(TYPE_URL.listener, ["billing"]);
     expect(names(await ads.expectNext(TYPE_URL.listener))).toEqual(["billing"]);
+  });
+
+  it("under mTLS (TLS_CLIENT_CA_FILE), takes the verified client certificate as the stream's credential", async () => {
+    const pki = await makeTestPki();
+    const tls = credentials.createSsl(Buffer.from(pki.ca.cert), Buffer.from(pki.client.key), Buffer.from(pki.client.cert));
+    const { stack, register } = await setup({ TLS_CERT_FILE: pki.server.certFile, TLS_KEY_FILE: pki.server.keyFile, TLS_CLIENT_CA_FILE: pki.ca.certFile }, tls);
+    await register("billing", 9751);
+    const ads = new AdsClientCtor(stack.address, tls);
+    cleanup.push(() => ads.close());
+    const stream = new AdsStream(ads.streamAggregatedResources(new Metadata()), {});
+    cleanup.push(() => stream.cancel());
+    stream.send(TYPE_URL.listener, ["billing"]);
+    expect(names(await stream.expectNext(TYPE_URL.listener))).toEqual(["billing"]);
   });
 
   it("bounds a stream: a first request must come, subscriptions are capped, unknown type URLs are ignored; shutdown ends streams UNAVAILABLE", async () => {
