@@ -193,8 +193,18 @@ function hasBody(req: IncomingMessage): boolean {
 
 function send(res: ServerResponse, answer: RouteResponse): void {
   if (res.headersSent) return;
-  for (const [name, value] of Object.entries(answer.headers ?? {})) res.setHeader(name, value);
   res.setHeader("cache-control", "no-store");
+  for (const [name, value] of Object.entries(answer.headers ?? {})) res.setHeader(name, value);
+  if (answer.stream !== undefined) {
+    res.writeHead(answer.status, { "content-type": answer.contentType ?? "text/event-stream; charset=utf-8" });
+    answer.stream(res);
+    return;
+  }
+  if (answer.body !== undefined) {
+    res.writeHead(answer.status, { "content-type": answer.contentType ?? "application/octet-stream" });
+    res.end(answer.body);
+    return;
+  }
   if (answer.text !== undefined) {
     res.writeHead(answer.status, { "content-type": answer.contentType ?? "text/plain; charset=utf-8" });
     res.end(answer.text);

@@ -1,4 +1,4 @@
-import type { IncomingMessage } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 
 /** What a route handler gets: the request, the path parameters and the query. */
 export interface RouteRequest {
@@ -14,11 +14,18 @@ export interface RouteRequest {
   readonly signal: AbortSignal;
 }
 
-/** A handler's answer: JSON (`json`) or text (`text`, e.g. the metrics exposition). */
+/**
+ * A handler's answer: JSON (`json`), text (`text`, e.g. the metrics
+ * exposition), bytes (`body`, e.g. a console file, with its `contentType`),
+ * or a response the route writes itself over time (`stream`: server-sent
+ * events), given the response once the status and headers are out.
+ */
 export interface RouteResponse {
   readonly status: number;
   readonly json?: unknown;
   readonly text?: string;
+  readonly body?: Buffer;
+  readonly stream?: (res: ServerResponse) => void;
   readonly contentType?: string;
   readonly headers?: Readonly<Record<string, string>>;
 }
