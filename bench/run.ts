@@ -28,6 +28,7 @@ import { memoryScenario } from "./scenarios/memory.js";
 import { probingScenario } from "./scenarios/probing.js";
 import { registerScenario } from "./scenarios/register.js";
 import { watchFanoutScenario } from "./scenarios/watch-fanout.js";
+import { xdsScenario } from "./scenarios/xds.js";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const RESULTS = join(ROOT, "bench", "results");
@@ -55,6 +56,7 @@ const SCENARIOS = [
   { id: 4, name: "Health probing", run: probingScenario },
   { id: 5, name: "Memory and start-up", run: memoryScenario },
   { id: 6, name: "Failure detection", run: failureDetectionScenario },
+  { id: 7, name: "xDS", run: xdsScenario },
 ];
 
 function machine(): Record<string, string | number> {

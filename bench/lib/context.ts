@@ -59,6 +59,20 @@ export interface BenchParams {
     sessions: number;
     sessionConnections: number;
   };
+  /** Scenario 7: see bench/scenarios/xds.ts. */
+  readonly xds: {
+    /** Register→first call: rounds, backends registered throughout, and how often each router calls. */
+    rounds: number;
+    standing: number;
+    callEveryMs: number;
+    /** At scale: ADS streams, their processes, streams per connection, types (instances seeded in each), and Registers timed. */
+    streams: number;
+    processes: number;
+    perConnection: number;
+    types: number;
+    perType: number;
+    registers: number;
+  };
 }
 
 export const FULL: BenchParams = {
@@ -78,6 +92,8 @@ export const FULL: BenchParams = {
   memory: { types: 1000, perType: 100 },
   detection: { intervalMs: 1000, timeoutMs: 500, ttlMs: 1000, heartbeatMs: 333, bystanders: 100, standing: 10, rounds: 5, victims: 10, parallel: 5,
     stopVictims: 5, stopSessions: true, sessions: 10_000, sessionConnections: 12 },
+  // One Register into each type: every stream is timed once.
+  xds: { rounds: 50, standing: 1, callEveryMs: 2, streams: 10_000, processes: 4, perConnection: 500, types: 100, perType: 3, registers: 100 },
 };
 
 export const QUICK: BenchParams = {
@@ -94,6 +110,7 @@ export const QUICK: BenchParams = {
   memory: { types: 50, perType: 100 },
   detection: { intervalMs: 1000, timeoutMs: 500, ttlMs: 1000, heartbeatMs: 333, bystanders: 20, standing: 3, rounds: 1, victims: 2, parallel: 1,
     stopVictims: 1, stopSessions: false, sessions: 200, sessionConnections: 1 },
+  xds: { rounds: 5, standing: 1, callEveryMs: 2, streams: 500, processes: 2, perConnection: 250, types: 10, perType: 3, registers: 10 },
 };
 
 /**
