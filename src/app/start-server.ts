@@ -11,6 +11,7 @@ import { RegistryApi } from "../api/registry-api.js";
 import { CheckProber } from "../health/check-prober.js";
 import { ProbeTargetPolicy } from "../health/probe-target-policy.js";
 import { RegistryHttpServer } from "../http/http-server.js";
+import { consoleRoutes } from "../http/console-routes.js";
 import { jsonApiRoutes } from "../http/json-api.js";
 import { opsRoutes } from "../http/ops-routes.js";
 import { instrumentProbe } from "../observability/instrumented-probe.js";
@@ -189,7 +190,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
   const wantedHttpPort = options.httpPort ?? (config.httpPort === 0 ? undefined : config.httpPort);
   const limits = connectionLimits(config, metrics, logger);
   const http = new RegistryHttpServer({
-    routes: [...opsRoutes(metrics, serving), ...jsonApiRoutes(api)],
+    routes: [...opsRoutes(metrics, serving), ...jsonApiRoutes(api), ...consoleRoutes()],
     metrics,
     logger,
     limits,
