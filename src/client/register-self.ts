@@ -73,6 +73,13 @@ export interface RegisterSelfOptions extends RegisterOptions {
    * ends a registration.
    */
   readonly signal?: AbortSignal;
+  /**
+   * Told of each failure the `retry` event reports, from the first Register
+   * on: the event can only be listened to once `registerSelf` has resolved,
+   * too late to say why start-up is waiting (an unreachable registry, a TLS
+   * mismatch).
+   */
+  readonly onRetry?: (error: RegistryClientError, delayMs: number) => void;
 }
 
 /** Options of `SelfRegistration.close()`. */
@@ -465,6 +472,7 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
   }
 
   private emitRetry(error: RegistryClientError, delayMs: number): void {
+    this.options.onRetry?.(error, delayMs);
     if (this.listenerCount("retry") > 0) this.emit("retry", error, delayMs);
   }
 }

@@ -155,9 +155,11 @@ describe("registerSelf", () => {
     await expect(self(h.address, { serviceType: "Not Valid" })).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
   });
 
-  it("waits for a registry that is not up yet, then registers once", async () => {
+  it("waits for a registry that is not up yet, then registers once; onRetry hears why it waits", async () => {
     const port = await freePort();
-    const pending = self(`127.0.0.1:${port}`);
+    const retries = new Log<RegistryClientError>();
+    const pending = self(`127.0.0.1:${port}`, { onRetry: (err) => retries.push(err), connection: { addresses: [`127.0.0.1:${port}`], failFast: true } });
+    await retries.find((err) => err.code === status.UNAVAILABLE && err.method === "Register", "a retried Register");
     const local = await startLocalRegistry(port, undefined, TEST_KEY);
     cleanups.push(() => local.close());
     const r = await pending;
