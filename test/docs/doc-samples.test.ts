@@ -504,7 +504,7 @@ describe("what the docs name exists", () => {
 
   it("every `npm run` script and CLI command the docs name exists", () => {
     const scripts = Object.keys((JSON.parse(readFileSync(`${ROOT}package.json`, "utf8")) as { scripts: Record<string, string> }).scripts);
-    const commands = new Set<string>(["serve", "keygen", "rotate-epoch", ...CLIENT_COMMANDS]);
+    const commands = new Set<string>(["serve", "keygen", "rotate-epoch", "exec", ...CLIENT_COMMANDS]);
     const problems: string[] = [];
     const check = (doc: string, line: number, text: string): void => {
       for (const m of text.matchAll(/\bnpm run (?:-s )?([\w:-]+)(?: -- ([\w-]+))?/g)) {

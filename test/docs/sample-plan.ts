@@ -46,6 +46,9 @@ export const SHELL_RULES: readonly ShellRule[] = [
   { where: "README.md#Router example", command: /^curl 'localhost:8080\/hello\?name=Ada'$/, how: { run: "router example" } },
   // README: CLI
   { where: "README.md#CLI", command: /^npm run -s cli -- /, how: { run: "CLI", note: "PORT names the test registry; 5f0c1a9e-... is a real id" } },
+  // README and docs/client.md: exec
+  { where: "README.md#Any language: `service-registry exec`", command: /^service-registry exec /, how: { coveredBy: "test/cli/exec-command.test.ts", note: "exec wrapping a real program (a Node HTTP server standing for the reader's Python one) against a real registry: its start-up wait, drain and grace, exit statuses" } },
+  { where: "docs/client.md#`service-registry exec`", command: /^service-registry exec /, how: { coveredBy: "test/cli/exec-command.test.ts", note: "the same flags (--check http --health-path /health) on a real program; ./billing-server is the reader's" } },
   // docs/operations.md
   { where: "docs/operations.md#grpcurl", command: "KEY=$(cat data/registration-key)", how: { run: "quick start" } },
   { where: "docs/operations.md#grpcurl", command: /^grpcurl /, how: { coveredBy: "test/surfaces/docs-grpcurl.test.ts", note: "through reflection; grpcurl itself is not installable here" } },
