@@ -91,6 +91,8 @@ export interface CloseOptions {
    * `close(graceMs)`): unregistering then waits for it, at most `graceMs`.
    */
   readonly inFlight?: Promise<unknown>;
+  /** `false`: unregister at once, without draining first (the service is already gone, e.g. its process died). Default true. */
+  readonly drain?: boolean;
 }
 
 /** Events of a `SelfRegistration`. */
@@ -252,7 +254,7 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
     await this.starting?.catch(noop);
     await this.loop;
     const current = this.current;
-    if (current) {
+    if (current && options.drain !== false) {
       await this.drain();
       await graceOver(options.graceMs ?? this.options.drainGraceMs ?? 0, options.inFlight);
     }

@@ -223,6 +223,8 @@ describe("service-registry exec", () => {
     expect(removed.seenAt - crashedAt).toBeLessThan(5000);
     expect(await exec.exited).toBe(3);
     expect(changes(watch).some((e) => e.type === "healthCheckFailed")).toBe(false);
+    // Nothing left to drain: the removal alone, no DRAINING before it.
+    expect(changes(watch).map((e) => e.type)).toEqual(["instanceRegistered", "instanceRemoved"]);
   });
 
   it("the program SIGKILLed: unregistered at once (its session still held by the CLI would keep it), and the CLI exits 137", async () => {

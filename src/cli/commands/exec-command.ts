@@ -162,7 +162,8 @@ class ExecSupervisor {
     if (signal === undefined) {
       const end = await this.command.exited;
       this.say(`${this.options.command} exited (status ${exitStatus(end)}); unregistering`);
-      await registration.close();
+      // Nothing left to drain: watchers see the removal alone.
+      await registration.close({ drain: false });
       return exitStatus(end);
     }
     this.say(`${signal}: draining; passing it on to ${this.options.command} in ${this.options.graceMs} ms`);
