@@ -15,6 +15,10 @@ import { consoleRoutes } from "../http/console-routes.js";
 import { jsonApiRoutes } from "../http/json-api.js";
 import { opsRoutes } from "../http/ops-routes.js";
 import { instrumentProbe } from "../observability/instrumented-probe.js";
+import { HealthSeries } from "../console/health-series.js";
+import { LastProbes } from "../console/last-probes.js";
+import { consoleDataRoutes } from "../http/console-data-routes.js";
+import { watchRoute } from "../http/watch-route.js";
 import { RegistryMetrics } from "../observability/registry-metrics.js";
 import { servingSummary } from "../logging/serving-summary.js";
 import { ServingState } from "../observability/serving-state.js";
@@ -118,11 +122,23 @@ export async function startServer(config: Config, logger: Logger, options: Start
   const up = new Promise<void>((resolve) => (markUp = resolve));
   const probeTargetPolicy = new ProbeTargetPolicy({ allow: config.probeAllowCidrs, deny: config.probeDenyCidrs });
   const prober = config.healthChecks ? new CheckProber({ timeoutMs: config.healthCheckTtlMs, targetPolicy: probeTargetPolicy, ca: probeCa }, up) : undefined;
+  // What the console shows beside each instance: its latest probe, fed by the probe wrapper the metrics use.
+  let lastProbes: LastProbes | undefined;
   const registry = new ServiceRegistry({
     store,
     commitObserver,
     logger,
-    ...(prober ? { probe: instrumentProbe((t, s) => prober.probe(t, s), (o, seconds) => metrics.onProbe(o, seconds)) } : {}),
+    ...(prober
+      ? {
+          probe: instrumentProbe(
+            (t, s) => prober.probe(t, s),
+            (o, seconds, target, result) => {
+              metrics.onProbe(o, seconds);
+              lastProbes?.probed(target.id, seconds, result.ok);
+            },
+          ),
+        }
+      : {}),
     healthChecks: config.healthChecks,
     healthCheckInterval: config.healthCheckIntervalMs,
     healthCheckBatchSize: config.healthCheckBatchSize,
@@ -189,8 +205,16 @@ export async function startServer(config: Config, logger: Logger, options: Start
   });
   const wantedHttpPort = options.httpPort ?? (config.httpPort === 0 ? undefined : config.httpPort);
   const limits = connectionLimits(config, metrics, logger);
+  lastProbes = new LastProbes(registry);
+  const healthSeries = new HealthSeries(registry);
   const http = new RegistryHttpServer({
-    routes: [...opsRoutes(metrics, serving), ...jsonApiRoutes(api), ...consoleRoutes()],
+    routes: [
+      ...opsRoutes(metrics, serving),
+      ...jsonApiRoutes(api),
+      watchRoute(api, { logger, stallTimeoutMs: config.watchStallTimeoutMs }),
+      ...consoleDataRoutes(api, lastProbes, healthSeries),
+      ...consoleRoutes(),
+    ],
     metrics,
     logger,
     limits,
@@ -210,6 +234,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
     await Promise.all([grpc.shutdown(), http.close(httpGraceMs)]);
     shared.destroyConnections();
     await unbound;
+    healthSeries.stop();
     await registry.close();
     prober?.close();
     authLimiter.close();
@@ -248,6 +273,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
     logger.warn({ validTo: tls.leaf.validTo, subject: tls.leaf.subject }, "TLS_CERT_FILE has expired: clients will refuse it");
   }
   markUp();
+  healthSeries.start();
   return {
     port,
     httpPort,

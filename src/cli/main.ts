@@ -7,6 +7,7 @@ import { createLogger, fdDestination, stdoutDestination } from "../logging/logge
 import { SqliteStore } from "../store/sqlite/sqlite-store.js";
 import { StoreOpenError } from "../store/store-open-error.js";
 import { isClientCommand, runClientCommand, type ClientCommand } from "./commands/client-commands.js";
+import { runExecCommand } from "./commands/exec-command.js";
 import { processOutput } from "./commands/output.js";
 import { startServer } from "../app/start-server.js";
 
@@ -23,6 +24,10 @@ const USAGE = `usage: service-registry [serve] [--flag value ...]
                                  [--json] [connection flags]
        service-registry unregister INSTANCE_ID [--json] [connection flags]
        service-registry drain INSTANCE_ID [--json] [connection flags]
+       service-registry exec --type SERVICE_TYPE --port PORT [--host HOST] [--metadata KEY=VALUE ...]
+                             [--check session|http|grpc|tcp|ttl] [--health-path /PATH] [--grpc-service NAME]
+                             [--ttl-ms MS] [--grace-ms MS] [--wait-timeout-ms MS] [connection flags]
+                             -- COMMAND [ARG ...]
 
 Commands:
   serve          run the registry (default)
@@ -35,12 +40,15 @@ Commands:
   register       register an instance; prints its id and token (the token only this once)
   unregister     remove an instance by id
   drain          mark an instance draining: routers stop picking it, then it is removed
+  exec           run COMMAND (any language) and keep it registered while it runs; drains,
+                 then stops it, on SIGTERM; \`service-registry exec --help\` for details
 
   Client commands find the registry at --address HOST[:PORT], REGISTRY_ADDRESS
   or 127.0.0.1 (port $PORT, default 4000, when none is given), and the key in
   --key, SERVICE_REGISTRATION_KEY (environment or .env) or
   DATA_DIR/registration-key; \`service-registry list --help\` for details.
-  Exit codes: 0 done, 1 failed (not found, unreachable, refused, rejected), 2 usage.
+  Exit codes: 0 done, 1 failed (not found, unreachable, refused, rejected), 2 usage;
+  exec exits with COMMAND's status.
 
 Server flags (serve; each also read from the environment or .env):
 ${Object.values(SETTINGS)
@@ -148,9 +156,15 @@ async function clientCommand(command: ClientCommand, args: string[]): Promise<vo
   process.exit(signalled ?? code);
 }
 
+/** Runs `exec` and exits with its status (the command's, once it has run). */
+async function execCommand(args: string[]): Promise<void> {
+  process.exit(await runExecCommand(args));
+}
+
 async function main(args: string[]): Promise<void> {
   const [first, ...rest] = args;
   if (isClientCommand(first)) return clientCommand(first, rest);
+  if (first === "exec") return execCommand(rest);
   if (first === "--help" || first === "-h" || first === "help") {
     process.stdout.write(USAGE);
     return;

@@ -64,6 +64,22 @@ export interface RegisterSelfOptions extends RegisterOptions {
    * new ones once they see the drain). Default 0. `close()` takes its own.
    */
   readonly drainGraceMs?: number;
+  /**
+   * Gives up start-up when aborted (a process told to stop while the
+   * registry is still unreachable): `registerSelf` stops retrying, removes
+   * what it registered (a Register still on its way is awaited first, at
+   * most its deadline, so none is left behind) and rejects with the
+   * signal's reason. Not read once `registerSelf` has resolved: `close()`
+   * ends a registration.
+   */
+  readonly signal?: AbortSignal;
+  /**
+   * Told of each failure the `retry` event reports, from the first Register
+   * on: the event can only be listened to once `registerSelf` has resolved,
+   * too late to say why start-up is waiting (an unreachable registry, a TLS
+   * mismatch).
+   */
+  readonly onRetry?: (error: RegistryClientError, delayMs: number) => void;
 }
 
 /** Options of `SelfRegistration.close()`. */
@@ -75,6 +91,8 @@ export interface CloseOptions {
    * `close(graceMs)`): unregistering then waits for it, at most `graceMs`.
    */
   readonly inFlight?: Promise<unknown>;
+  /** `false`: unregister at once, without draining first (the service is already gone, e.g. its process died). Default true. */
+  readonly drain?: boolean;
 }
 
 /** Events of a `SelfRegistration`. */
@@ -116,6 +134,8 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
   private readonly session = randomUUID();
   private readonly signalHandlers: [NodeJS.Signals, () => void][] = [];
   private loop: Promise<void> | undefined;
+  /** The first registration, while start() makes it: close() waits for a Register in flight. */
+  private starting: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
   /**
    * Set after a Register whose answer was lost: the registry may still commit
@@ -180,7 +200,8 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
    * deadline has passed.
    */
   async start(): Promise<void> {
-    await this.register(true);
+    this.starting = this.register(true);
+    await this.starting;
     if (this.abort.signal.aborted) return;
     this.installSignalHandlers();
     this.loop = this.verify();
@@ -229,9 +250,11 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
   private async shutdown(options: CloseOptions): Promise<void> {
     this.abort.abort();
     for (const [signal, handler] of this.signalHandlers) process.off(signal, handler);
+    // A Register answered after this point would otherwise be left behind.
+    await this.starting?.catch(noop);
     await this.loop;
     const current = this.current;
-    if (current) {
+    if (current && options.drain !== false) {
       await this.drain();
       await graceOver(options.graceMs ?? this.options.drainGraceMs ?? 0, options.inFlight);
     }
@@ -451,6 +474,7 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
   }
 
   private emitRetry(error: RegistryClientError, delayMs: number): void {
+    this.options.onRetry?.(error, delayMs);
     if (this.listenerCount("retry") > 0) this.emit("retry", error, delayMs);
   }
 }
@@ -502,11 +526,18 @@ export async function registerSelf(options: RegisterSelfOptions): Promise<SelfRe
   if (!options.client && !options.connection) throw new TypeError("registerSelf needs `client` or `connection`");
   const client = options.client ?? new RegistryClient(options.connection as RegistryClientOptions);
   const registration = new SelfRegistration(client, !options.client, options);
+  const { signal } = options;
+  const giveUp = (): void => void registration.close();
+  signal?.addEventListener("abort", giveUp, { once: true });
   try {
+    signal?.throwIfAborted();
     await registration.start();
+    signal?.throwIfAborted();
   } catch (err) {
     await registration.close();
     throw err;
+  } finally {
+    signal?.removeEventListener("abort", giveUp);
   }
   return registration;
 }

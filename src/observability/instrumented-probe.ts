@@ -17,11 +17,14 @@ export type ProbeOutcome = "pass" | "http_status" | "timeout" | "connection" | "
  * const probe = instrumentProbe((t, s) => prober.probe(t, s), (outcome, s) => metrics.onProbe(outcome, s));
  * new ServiceRegistry({ probe });
  */
-export function instrumentProbe(probe: ProbeFn, onProbe: (outcome: ProbeOutcome, seconds: number) => void): ProbeFn {
+export function instrumentProbe(
+  probe: ProbeFn,
+  onProbe: (outcome: ProbeOutcome, seconds: number, target: ProbeTarget, result: ProbeResult) => void,
+): ProbeFn {
   return async (target, signal) => {
     const started = performance.now();
     const result = await probe(target, signal);
-    onProbe(probeOutcome(result), (performance.now() - started) / 1000);
+    onProbe(probeOutcome(result), (performance.now() - started) / 1000, target, result);
     return result;
   };
 }

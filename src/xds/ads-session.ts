@@ -84,7 +84,19 @@ export class AdsSession implements XdsSubscriber {
       sub.names = names;
       sub.due = true;
     }
+    this.followNames();
     this.flush();
+  }
+
+  /** Tells the hub every service type this stream's subscriptions name (resource names are service types). */
+  private followNames(): void {
+    const types = new Set<string>();
+    let wildcard = false;
+    for (const sub of this.subscriptions.values()) {
+      if (sub.names === undefined) wildcard = true;
+      else for (const name of sub.names) types.add(name);
+    }
+    this.hub.follow(this, types, wildcard);
   }
 
   /** The stream drained: send what became due meanwhile. */

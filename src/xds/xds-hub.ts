@@ -26,6 +26,10 @@ export interface XdsSubscriber {
 export class XdsHub {
   private watcher: Watcher | undefined;
   private readonly subscribers = new Set<XdsSubscriber>();
+  /** Who follows which service type, so a change visits only its type's sessions (and the wildcard ones). */
+  private readonly followers = new Map<string, Set<XdsSubscriber>>();
+  private readonly wildcard = new Set<XdsSubscriber>();
+  private readonly followed = new Map<XdsSubscriber, ReadonlySet<string>>();
   private readonly listeners = new Map<string, EncodedResource>();
   private readonly clusters = new Map<string, EncodedResource>();
   private readonly assignments = new Map<string, EncodedResource>();
@@ -49,8 +53,30 @@ export class XdsHub {
   }
 
   unsubscribe(subscriber: XdsSubscriber): void {
+    this.follow(subscriber, new Set(), false);
     this.subscribers.delete(subscriber);
     if (this.subscribers.size === 0) this.close();
+  }
+
+  /** The service types a subscriber's resources name (`wildcard`: every type); replaces what it followed before. */
+  follow(subscriber: XdsSubscriber, types: ReadonlySet<string>, wildcard: boolean): void {
+    const before = this.followed.get(subscriber) ?? new Set<string>();
+    for (const type of before) {
+      if (types.has(type)) continue;
+      const set = this.followers.get(type);
+      set?.delete(subscriber);
+      if (set?.size === 0) this.followers.delete(type);
+    }
+    for (const type of types) {
+      if (before.has(type)) continue;
+      let set = this.followers.get(type);
+      if (!set) this.followers.set(type, (set = new Set()));
+      set.add(subscriber);
+    }
+    if (types.size > 0) this.followed.set(subscriber, types);
+    else this.followed.delete(subscriber);
+    if (wildcard) this.wildcard.add(subscriber);
+    else this.wildcard.delete(subscriber);
   }
 
   get size(): number {
@@ -162,7 +188,13 @@ export class XdsHub {
         this.clusters.delete(name);
       }
     }
-    for (const s of this.subscribers) s.typesChanged(types, all);
+    if (all) {
+      for (const s of this.subscribers) s.typesChanged(types, true);
+      return;
+    }
+    const concerned = new Set(this.wildcard);
+    for (const type of types) for (const s of this.followers.get(type) ?? []) concerned.add(s);
+    for (const s of concerned) s.typesChanged(types, false);
   };
 }
 

@@ -155,13 +155,54 @@ describe("registerSelf", () => {
     await expect(self(h.address, { serviceType: "Not Valid" })).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
   });
 
-  it("waits for a registry that is not up yet, then registers once", async () => {
+  it("waits for a registry that is not up yet, then registers once; onRetry hears why it waits", async () => {
     const port = await freePort();
-    const pending = self(`127.0.0.1:${port}`);
+    const retries = new Log<RegistryClientError>();
+    const pending = self(`127.0.0.1:${port}`, { onRetry: (err) => retries.push(err), connection: { addresses: [`127.0.0.1:${port}`], failFast: true } });
+    await retries.find((err) => err.code === status.UNAVAILABLE && err.method === "Register", "a retried Register");
     const local = await startLocalRegistry(port, undefined, TEST_KEY);
     cleanups.push(() => local.close());
     const r = await pending;
     expect(local.registry.getByType("api", false).instances.map((i) => i.id)).toEqual([r.id]);
+  });
+
+  it("gives up start-up when its signal aborts: rejects with the reason and leaves nothing registered, even a Register answered later", async () => {
+    // A registry that is not up: the abort ends the retries (the Register waiting for a connection, within its deadline).
+    const unreachable = new AbortController();
+    const pending = self(`127.0.0.1:${await freePort()}`, { signal: unreachable.signal, deadlineMs: 300 });
+    unreachable.abort();
+    await expect(pending).rejects.toMatchObject({ name: "AbortError" });
+
+    // A Register on its way when the abort comes: once answered, it is removed.
+    const h = await harness();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let reached!: () => void;
+    const held = new Promise<void>((resolve) => (reached = resolve));
+    /** A client whose Register waits at a gate the test opens. */
+    class GatedClient extends RegistryClient {
+      override async register(...args: Parameters<RegistryClient["register"]>) {
+        reached();
+        await gate;
+        return super.register(...args);
+      }
+    }
+    const gated = new GatedClient({ addresses: [h.address] });
+    cleanups.push(() => gated.close());
+    const stream = admin(h.address).watch({ serviceType: "api" });
+    cleanups.push(() => stream.close());
+    const watch = drain(stream);
+    await watch.find((e) => e.type === "snapshot", "the snapshot");
+    const inFlight = new AbortController();
+    const starting = self(h.address, { client: gated, connection: undefined, signal: inFlight.signal });
+    await held;
+    inFlight.abort();
+    release();
+    await expect(starting).rejects.toMatchObject({ name: "AbortError" });
+    const registered = await watch.find((e) => e.type === "instanceRegistered", "the held Register to commit");
+    await watch.find((e) => e.type === "instanceRemoved", "its removal");
+    expect((await admin(h.address).getByType("api", { includeUnhealthy: true, includeDraining: true })).instances).toEqual([]);
+    expect(registered.type === "instanceRegistered" && registered.instance.port).toBe(8080);
   });
 
   it("with unregisterOnSignal, unregisters on SIGTERM and then lets the signal end the process", async () => {

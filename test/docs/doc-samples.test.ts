@@ -97,7 +97,7 @@ const servingPort = (line: string): number | undefined => {
 
 describe("the samples in README.md and docs/*.md", () => {
   it("finds the docs and their samples", () => {
-    expect(DOCS).toEqual(["README.md", "docs/architecture.md", "docs/client.md", "docs/operations.md", "docs/performance.md", "docs/replicas.md"]);
+    expect(DOCS).toEqual(["README.md", "docs/architecture.md", "docs/client.md", "docs/operations.md", "docs/performance.md", "docs/replicas.md", "docs/xds.md"]);
     expect(SHELL.length).toBeGreaterThan(50);
     expect(TS.length).toBeGreaterThanOrEqual(7);
   });
@@ -274,8 +274,8 @@ describe("HTTP/JSON API: the curl commands, with curl", () => {
       for (const m of text.matchAll(/\b((?:registry|grpc_server)_[a-z_]*[a-z])\b/g)) named.add((m[1] as string).replace(/_(bucket|sum|count)$/, ""));
     }
     const missing = [...named].filter((n) => !exported.has(n)).sort();
-    // registry_* names that are not metrics: the proto package and the doc's own words.
-    expect(missing.filter((n) => !["registry_v1"].includes(n))).toEqual([]);
+    // registry_* names that are not metrics: the proto package and the xDS node metadata field.
+    expect(missing.filter((n) => !["registry_v1", "registry_key"].includes(n))).toEqual([]);
   });
 });
 
@@ -504,7 +504,7 @@ describe("what the docs name exists", () => {
 
   it("every `npm run` script and CLI command the docs name exists", () => {
     const scripts = Object.keys((JSON.parse(readFileSync(`${ROOT}package.json`, "utf8")) as { scripts: Record<string, string> }).scripts);
-    const commands = new Set<string>(["serve", "keygen", "rotate-epoch", ...CLIENT_COMMANDS]);
+    const commands = new Set<string>(["serve", "keygen", "rotate-epoch", "exec", ...CLIENT_COMMANDS]);
     const problems: string[] = [];
     const check = (doc: string, line: number, text: string): void => {
       for (const m of text.matchAll(/\bnpm run (?:-s )?([\w:-]+)(?: -- ([\w-]+))?/g)) {

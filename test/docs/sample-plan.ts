@@ -46,6 +46,9 @@ export const SHELL_RULES: readonly ShellRule[] = [
   { where: "README.md#Router example", command: /^curl 'localhost:8080\/hello\?name=Ada'$/, how: { run: "router example" } },
   // README: CLI
   { where: "README.md#CLI", command: /^npm run -s cli -- /, how: { run: "CLI", note: "PORT names the test registry; 5f0c1a9e-... is a real id" } },
+  // README and docs/client.md: exec
+  { where: "README.md#Any language: `service-registry exec`", command: /^service-registry exec /, how: { coveredBy: "test/cli/exec-command.test.ts", note: "exec wrapping a real program (a Node HTTP server standing for the reader's Python one) against a real registry: its start-up wait, drain and grace, exit statuses" } },
+  { where: "docs/client.md#`service-registry exec`", command: /^service-registry exec /, how: { coveredBy: "test/cli/exec-command.test.ts", note: "the same flags (--check http --health-path /health) on a real program; ./billing-server is the reader's" } },
   // docs/operations.md
   { where: "docs/operations.md#grpcurl", command: "KEY=$(cat data/registration-key)", how: { run: "quick start" } },
   { where: "docs/operations.md#grpcurl", command: /^grpcurl /, how: { coveredBy: "test/surfaces/docs-grpcurl.test.ts", note: "through reflection; grpcurl itself is not installable here" } },
@@ -74,6 +77,10 @@ export const OTHER_BLOCKS: readonly OtherBlock[] = [
   { where: "docs/operations.md#Metrics", lang: "yaml", how: "Prometheus scrape configuration for the reader's hosts; its port is HTTP_PORT's default" },
   { where: "docs/operations.md#Alerts worth setting", lang: "yaml", how: "Prometheus rules: every metric they name is checked against a real server's /metrics" },
   { where: "docs/operations.md#systemd", lang: "ini", how: "a systemd unit: its ExecStart is checked to be the deployment command run here" },
+  { where: "docs/xds.md#Bootstrap files", lang: "json", how: "the bootstrap every gRPC language reads; test/support/xds-backend.ts (xdsBootstrap) builds the same one for the grpc-js and Python clients the tests run" },
+  { where: "docs/xds.md#Go (grpc-go)", lang: "go", how: "grpc-go's documented xDS dial; no Go toolchain new enough for today's grpc-go is installable here" },
+  { where: "docs/xds.md#Java (grpc-java)", lang: "java", how: "grpc-java's documented xDS dial; no Java toolchain is installed here" },
+  { where: "docs/xds.md#C-core: Python, C++, Ruby, PHP, C#", lang: "python", how: "what test/polyglot/xds_client.py does, run by test/polyglot/python-xds.test.ts with Debian's python3-grpcio and a bootstrap file" },
   { where: "docs/operations.md#Container", lang: "dockerfile", how: "its COPY sources are checked to exist and its CMD to be the deployment command run here" },
 ];
 

@@ -28,6 +28,9 @@ const FLAGS = {
   "--check-timeout-ms": "value",
   "--tls": "switch",
   "--selector": "repeat",
+  "--type": "value",
+  "--grace-ms": "value",
+  "--wait-timeout-ms": "value",
 } as const satisfies Record<string, FlagKind>;
 
 /** A flag's name, `--` included. */

@@ -185,7 +185,7 @@ export async function runClientCommand(
   try {
     return await run(client);
   } catch (err) {
-    io.err(`service-registry ${command}: ${describe(err, client.addresses, keySource)}\n`);
+    io.err(`service-registry ${command}: ${failureText(err, client.addresses, keySource)}\n`);
     return 1;
   } finally {
     client.close();
@@ -193,7 +193,7 @@ export async function runClientCommand(
 }
 
 /** A one-line reason a shell user can act on; it names the key's source, never the key. */
-function describe(err: unknown, addresses: readonly string[], keySource: KeySource): string {
+export function failureText(err: unknown, addresses: readonly string[], keySource: KeySource): string {
   if (!(err instanceof RegistryClientError)) return (err as Error).message;
   const answer = `(${err.codeName}: ${err.details})`;
   switch (err.code) {

@@ -17,8 +17,17 @@ const KINDS: readonly HealthCheckKind[] = ["http", "grpc", "tcp", "ttl", "sessio
 export function registerOptions(args: CliArgs): RegisterOptions {
   const serviceType = args.positional[0];
   if (serviceType === undefined) throw new UsageError("register needs a SERVICE_TYPE");
+  return instanceFlags(args, serviceType, "register");
+}
+
+/**
+ * The instance of type `serviceType` that `--port`, `--host`, `--metadata`,
+ * `--health-path` and the check flags describe, for `command` (`register`,
+ * `exec`: named in the UsageError for a missing or bad flag).
+ */
+export function instanceFlags(args: CliArgs, serviceType: string, command: string): RegisterOptions {
   const portText = stringFlag(args, "--port");
-  if (portText === undefined) throw new UsageError("register needs --port");
+  if (portText === undefined) throw new UsageError(`${command} needs --port`);
   const port = Number(portText);
   if (!/^\d{1,5}$/.test(portText) || port < 1 || port > 65535) throw new UsageError("--port must be a number from 1 to 65535");
   const metadata: Record<string, string> = {};
@@ -61,7 +70,8 @@ function healthCheckFlags(args: CliArgs): HealthCheckInput | undefined {
   };
 }
 
-function wholeNumberFlag(args: CliArgs, name: "--ttl-ms" | "--check-timeout-ms"): number | undefined {
+/** A flag's value as a whole number of milliseconds, if given; UsageError for anything else. */
+export function wholeNumberFlag(args: CliArgs, name: "--ttl-ms" | "--check-timeout-ms" | "--grace-ms" | "--wait-timeout-ms"): number | undefined {
   const text = stringFlag(args, name);
   if (text === undefined) return undefined;
   if (!/^\d{1,10}$/.test(text)) throw new UsageError(`${name} must be a whole number of milliseconds`);

@@ -37,6 +37,8 @@ export interface KeySource {
 /** A client for one command, and where its key came from. */
 export interface CliConnection {
   readonly client: RegistryClient;
+  /** The registration key, for a command that passes it on (`exec` to registerSelf); never to be printed. */
+  readonly key: string;
   readonly keySource: KeySource;
 }
 
@@ -69,7 +71,7 @@ export function connect(args: CliArgs, where: CliEnvironment = { env: process.en
     failFast: true,
     credentials: tlsCredentials(args),
   });
-  return { client, keySource: source };
+  return { client, key, keySource: source };
 }
 
 /** grpc-js target schemes passed through as they are (`dns:///name:port`, `unix:/path`...). */

@@ -1,0 +1,168 @@
+import { credentials } from "@grpc/grpc-js";
+import { afterEach, describe, expect, it } from "vitest";
+import { RegistryServiceClient } from "../../gen/registry/v1/registry.js";
+import { startHealthServer } from "../support/health-server.js";
+import { call, TEST_KEY } from "../support/registry-harness.js";
+import { startStack } from "../support/stack.js";
+import { waitFor } from "../support/wait-for.js";
+
+const AUTH = { authorization: `Bearer ${TEST_KEY}` };
+
+/** One server-sent event as parsed from the stream. */
+interface Sse {
+  readonly id?: string;
+  readonly event: string;
+  readonly data: Record<string, unknown>;
+}
+
+/** Reads `GET /watch` with fetch (as the console does): `next()` waits for the next event. */
+class SseReader {
+  private buffer = "";
+  private readonly events: Sse[] = [];
+  private waiting: (() => void) | undefined;
+  ended = false;
+  constructor(private readonly response: Response, private readonly controller: AbortController) {
+    void this.read();
+  }
+  private async read(): Promise<void> {
+    const reader = (this.response.body as ReadableStream<Uint8Array>).getReader();
+    const decoder = new TextDecoder();
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        this.buffer += decoder.decode(value, { stream: true });
+        for (let end = this.buffer.indexOf("\n\n"); end >= 0; end = this.buffer.indexOf("\n\n")) {
+          const record = this.buffer.slice(0, end);
+          this.buffer = this.buffer.slice(end + 2);
+          const fields: Record<string, string> = {};
+          for (const line of record.split("\n")) {
+            if (line.startsWith(":")) continue;
+            const colon = line.indexOf(": ");
+            if (colon > 0) fields[line.slice(0, colon)] = line.slice(colon + 2);
+          }
+          if (fields.event) this.events.push({ ...(fields.id ? { id: fields.id } : {}), event: fields.event, data: JSON.parse(fields.data ?? "{}") as Record<string, unknown> });
+        }
+        this.waiting?.();
+      }
+    } catch {
+      // aborted
+    }
+    this.ended = true;
+    this.waiting?.();
+  }
+  async next(timeoutMs = 5000): Promise<Sse> {
+    const until = Date.now() + timeoutMs;
+    while (this.events.length === 0) {
+      if (this.ended) throw new Error("the event stream ended");
+      if (Date.now() > until) throw new Error(`no event within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        this.waiting = resolve;
+        setTimeout(resolve, 50);
+      });
+    }
+    return this.events.shift() as Sse;
+  }
+  close(): void {
+    this.controller.abort();
+  }
+}
+
+describe("the console's data: GET /watch (server-sent events) and /console/*", () => {
+  const cleanup: (() => unknown)[] = [];
+  afterEach(async () => {
+    for (const fn of cleanup.splice(0).reverse()) await fn();
+  });
+
+  async function setup(env: Record<string, string> = {}) {
+    const stack = await startStack(env);
+    cleanup.push(() => stack.close());
+    const client = new RegistryServiceClient(stack.address, credentials.createInsecure());
+    cleanup.push(() => client.close());
+    const register = (serviceType: string, port: number) => call(client, client.register, { serviceType, host: "127.0.0.1", port, metadata: {} });
+    const watch = async (query = "", headers: Record<string, string> = {}) => {
+      const controller = new AbortController();
+      const response = await fetch(`${stack.httpUrl}/watch${query}`, { headers: { ...AUTH, ...headers }, signal: controller.signal });
+      expect(response.status).toBe(200);
+      expect(response.headers.get("content-type")).toMatch(/^text\/event-stream/);
+      const reader = new SseReader(response, controller);
+      cleanup.push(() => reader.close());
+      return reader;
+    };
+    return { stack, client, register, watch };
+  }
+
+  it("streams a snapshot, synced, then every change with the revision as its id; a reconnect resumes with no gap and no repeat", async () => {
+    const { stack, client, register, watch } = await setup();
+    const a = await register("billing", 9001);
+    const first = await watch("?serviceType=billing");
+    const snap = await first.next();
+    expect(snap).toMatchObject({ event: "registered", data: { snapshot: true, instance: { id: a.serviceId, health: "HEALTHY" } } });
+    expect(snap.id).toBeUndefined(); // a snapshot is a resume point only once synced came
+    const synced = await first.next();
+    expect(synced.event).toBe("synced");
+    const epoch = synced.data.epoch as string;
+
+    const b = await register("billing", 9002);
+    const live = await first.next();
+    expect(live).toMatchObject({ event: "registered", id: String(stack.registry.revision), data: { instance: { id: b.serviceId } } });
+    first.close();
+
+    // While away: a drain and an unregister. Resuming from the last id sees both, in order, and nothing before.
+    await call(client, client.drain, { instanceId: a.serviceId });
+    await call(client, client.unregister, { instanceId: b.serviceId });
+    const resumed = await watch(`?serviceType=billing&sinceRevision=${live.id}&epoch=${epoch}`);
+    const missed = [await resumed.next(), await resumed.next()];
+    expect(missed.map((e) => [e.event, Number(e.id)])).toEqual([
+      ["draining", Number(live.id) + 1],
+      ["removed", Number(live.id) + 2],
+    ]);
+    expect(missed[1]?.data).toMatchObject({ removalReason: "UNREGISTERED" });
+
+    // The Last-Event-ID header (what EventSource sends) resumes the same way.
+    const byHeader = await watch(`?serviceType=billing&epoch=${epoch}`, { "last-event-id": String(Number(live.id) + 1) });
+    expect(await byHeader.next()).toMatchObject({ event: "removed", id: String(Number(live.id) + 2) });
+  });
+
+  it("refuses a wrong key with 401 and a bad resume point with 400; ends streams with an error event at shutdown", async () => {
+    const { stack, watch } = await setup();
+    const wrong = await fetch(`${stack.httpUrl}/watch`, { headers: { authorization: "Bearer not-the-key-at-all-0000000" } });
+    expect(wrong.status).toBe(401);
+    expect(((await wrong.json()) as { error: { message: string } }).error.message).toMatch(/registration key/);
+    const bad = await fetch(`${stack.httpUrl}/watch?sinceRevision=-1`, { headers: AUTH });
+    expect(bad.status).toBe(400);
+
+    const all = await watch();
+    expect((await all.next()).event).toBe("synced");
+    const closing = stack.close();
+    const error = await all.next();
+    expect(error).toMatchObject({ event: "error", data: { code: "UNAVAILABLE" } });
+    await closing;
+  });
+
+  it("GET /console/services/:type shows every instance with its latest failure reason and probe", async () => {
+    const { stack, register } = await setup({ HEALTH_CHECKS: "true", HEALTH_CHECK_INTERVAL_MS: "100", HEALTH_CHECK_TTL_MS: "300" });
+    const backend = await startHealthServer();
+    cleanup.push(() => backend.close());
+    const reg = await register("billing", backend.port);
+    backend.status = 503;
+    const read = async () =>
+      (await (await fetch(`${stack.httpUrl}/console/services/billing`, { headers: AUTH })).json()) as {
+        instances: { id: string; health: string; failureReason?: string; lastProbe?: { ms: number; ok: boolean } }[];
+      };
+    await waitFor(async () => (await read()).instances[0]?.health === "UNHEALTHY", "the instance to turn unhealthy");
+    const [instance] = (await read()).instances;
+    expect(instance).toMatchObject({ id: reg.serviceId, health: "UNHEALTHY", failureReason: "HTTP 503", lastProbe: { ok: false } });
+    expect(instance?.lastProbe?.ms).toBeGreaterThanOrEqual(0);
+    expect((await fetch(`${stack.httpUrl}/console/services/billing`)).status).toBe(401);
+  });
+
+  it("GET /console/series has healthy instances per type and the prober's lag, and needs the key", async () => {
+    const { stack, register } = await setup();
+    await register("billing", 9101);
+    const before = (await (await fetch(`${stack.httpUrl}/console/series`, { headers: AUTH })).json()) as { intervalMs: number; samples: unknown[] };
+    expect(before.intervalMs).toBeGreaterThan(0);
+    expect(before.samples.length).toBeGreaterThanOrEqual(1); // one taken at start-up
+    expect((await fetch(`${stack.httpUrl}/console/series`)).status).toBe(401);
+  });
+});
