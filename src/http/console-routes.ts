@@ -24,6 +24,12 @@ interface ConsoleFile {
  */
 const FILES: readonly ConsoleFile[] = [
   { path: "/ui/", source: { console: "index.html" } },
+  ...[
+    "app.js", "html.js", "api.js", "live.js", "store.js", "format.js", "virtual-list.js", "charts.js",
+    "services-view.js", "service-view.js", "event-log.js", "confirm-dialog.js", "style.css",
+  ].map(
+    (name) => ({ path: `/ui/${name}`, source: { console: name } }),
+  ),
   { path: "/ui/vendor/preact.module.js", source: { pkg: "preact", file: "dist/preact.module.js" } },
   { path: "/ui/vendor/hooks.module.js", source: { pkg: "preact", file: "hooks/dist/hooks.module.js" } },
   { path: "/ui/vendor/htm.module.js", source: { pkg: "htm", file: "dist/htm.module.js" } },

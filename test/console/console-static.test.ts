@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startStack } from "../support/stack.js";
@@ -44,6 +44,18 @@ describe("the console's static files at /ui/ (issue #28)", () => {
     expect(policy).toContain("connect-src 'self'");
     expect(policy).toContain("frame-ancestors 'none'");
     expect(page.headers.get("x-content-type-options")).toBe("nosniff");
+  });
+
+  it("serves every file of console/ (a module added there but not to the list would fail here), byte for byte", async () => {
+    const files = readdirSync(new URL("console/", ROOT));
+    expect(files).toContain("app.js");
+    for (const file of files) {
+      const path = file === "index.html" ? "/ui/" : `/ui/${file}`;
+      const res = await fetch(`${server.httpUrl}${path}`);
+      expect(res.status, path).toBe(200);
+      expect(res.headers.get("content-type"), path).toMatch(file.endsWith(".css") ? /^text\/css/ : file.endsWith(".js") ? /^text\/javascript/ : /^text\/html/);
+      expect(Buffer.from(await res.arrayBuffer()).equals(readFileSync(new URL(`console/${file}`, ROOT))), path).toBe(true);
+    }
   });
 
   it("serves the vendored libraries byte for byte from node_modules, with their content types", async () => {
