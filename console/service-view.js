@@ -2,13 +2,14 @@
 // reason, draining, metadata, age, last probe latency), sortable, filtered by
 // a metadata selector the server applies; drain and unregister per instance.
 
-import { useEffect, useMemo, useState } from "preact/hooks";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { healthyLines, sampleTimes, TimeChart } from "./charts.js";
 import { address, duration, matches, metadataText, millis, parseSelector, selectorText } from "./format.js";
 import { html } from "./html.js";
 import { sortRows, useMedia, useSort, VirtualTable } from "./virtual-list.js";
 
 const DETAILS_REFRESH_MS = 10_000;
+const DETAILS_AFTER_CHANGE_MS = 700;
 
 const COLUMNS = [
   { key: "address", label: "Address", sortable: true },
@@ -32,11 +33,19 @@ function useNow(ms) {
 
 /**
  * GET /console/services/:type?selector=... now, when the selector changes,
- * and every 10 s: probe details (failure reasons, last probe) go to the store;
+ * soon after a change of the type, and every 10 s: probe details (failure reasons, last probe) go to the store;
  * the answer's instances are the rows until the live snapshot is in.
  */
 function useDetails(api, store, type, selector) {
   const [state, setState] = useState({ instances: undefined, error: undefined });
+  const reload = useRef(undefined);
+  // A change of the type (a new instance, a failed probe) brings its probe details within a second.
+  const changedAt = store.typeChanges.get(type);
+  useEffect(() => {
+    if (changedAt === undefined) return undefined;
+    const timer = setTimeout(() => reload.current?.(), DETAILS_AFTER_CHANGE_MS);
+    return () => clearTimeout(timer);
+  }, [changedAt]);
   useEffect(() => {
     const controller = new AbortController();
     let stopped = false;
@@ -53,9 +62,11 @@ function useDetails(api, store, type, selector) {
       }
     };
     load();
+    reload.current = load;
     const timer = setInterval(load, DETAILS_REFRESH_MS);
     return () => {
       stopped = true;
+      reload.current = undefined;
       clearInterval(timer);
       controller.abort();
     };
@@ -117,7 +128,7 @@ export function ServiceView({ api, store, version, type, selector, series, onAct
       const text = metadataText(i.metadata);
       return html`<span class="mono meta" title=${text}>${text || html`<span class="muted">–</span>`}</span>`;
     }
-    if (key === "age") return html`<span title=${`registered ${i.registeredAt}`}>${duration(now - Date.parse(i.registeredAt))}</span>`;
+    if (key === "age") return html`<span title=${`registered ${i.registeredAt}`}>${duration(Math.max(0, now - Date.parse(i.registeredAt)))}</span>`;
     if (key === "probe") {
       const probe = store.lastProbes.get(i.id);
       if (!probe) return html`<span class="muted">–</span>`;

@@ -33,6 +33,8 @@ export class ConsoleStore {
     this.logSeq = 0;
     this.changed = new Map();
     this.changedTypes = new Map();
+    /** service type → revision of its last change (kept: views refetch details when it moves). */
+    this.typeChanges = new Map();
     this.status = { state: "connecting" };
     /** The revision of the last event (change, synced, bookmark), for the status line. */
     this.revision = 0;
@@ -104,7 +106,7 @@ export class ConsoleStore {
       this.addLog({ revision, type, detail: `snapshot of ${this.instances.size} instance${this.instances.size === 1 ? "" : "s"}` });
     } else if (CHANGES.has(type) && data.instance) {
       const { instance } = data;
-      if (revision > this.appliedThrough) this.apply(type, instance, data);
+      if (revision > this.appliedThrough) this.apply(type, instance, data, revision);
       this.addLog({
         revision,
         type,
@@ -125,7 +127,7 @@ export class ConsoleStore {
     this.changedNow();
   }
 
-  apply(type, instance, data) {
+  apply(type, instance, data, revision) {
     const now = Date.now();
     if (type === "removed") {
       this.remove(instance.id);
@@ -140,6 +142,7 @@ export class ConsoleStore {
     this.panic.set(instance.serviceType, data.panic === true);
     this.changed.set(instance.id, now);
     this.changedTypes.set(instance.serviceType, now);
+    this.typeChanges.set(instance.serviceType, revision);
     this.expireHighlights();
   }
 

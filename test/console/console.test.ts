@@ -338,17 +338,32 @@ describe.skipIf(!chromiumPresent)("the web console in a real browser", () => {
     expect(pageErrors).toEqual([]);
   });
 
-  it.runIf(process.env.UPDATE_SCREENSHOT === "1")("writes docs/console.png", async () => {
-    const page = await openConsole(1280, 800);
-    await signIn(page);
-    await page.waitForSelector(serviceRow("billing"));
-    await go(page, "#/service/billing");
-    await page.waitForSelector(".instances-table .spacer .row");
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-    mkdirSync(new URL("docs/", ROOT), { recursive: true });
-    await page.screenshot({ path: new URL("docs/console.png", ROOT).pathname as `${string}.png` });
-    await page.close();
-  });
+  it.runIf(process.env.UPDATE_SCREENSHOT === "1")(
+    "writes docs/console.png: a service's page while its instances change",
+    async () => {
+      // Three chart samples (one every 10 s) make lines rather than dots.
+      const samples = async (): Promise<number> =>
+        ((await (await fetch(`${stack.httpUrl}/console/series`, { headers: { authorization: `Bearer ${TEST_KEY}` } })).json()) as { samples: unknown[] }).samples.length;
+      while ((await samples()) < 3) await new Promise((resolve) => setTimeout(resolve, 500));
+      const page = await openConsole(1280, 800);
+      await signIn(page);
+      await live(page);
+      await go(page, "#/service/billing");
+      await page.waitForSelector(".instances-table .spacer .row");
+      const added = await backend("billing", { zone: "eu-2", tier: "web", version: "2.1.0" });
+      const failing = await backend("billing", { zone: "us-2", tier: "batch", version: "2.1.0" });
+      await failing.health.stop();
+      await page.waitForFunction((sel) => /unhealthy/.test(document.querySelector(sel)?.textContent ?? ""), { timeout: 5000 }, instanceRow(failing.id));
+      await call(grpc, grpc.drain, { instanceId: added.id });
+      await page.waitForFunction((sel) => /draining/.test(document.querySelector(`${sel} .col-draining`)?.textContent ?? ""), {}, instanceRow(added.id));
+      // The probe details of the new rows, fetched soon after their changes.
+      await page.waitForFunction((sel) => /ms/.test(document.querySelector(`${sel} .col-probe`)?.textContent ?? ""), {}, instanceRow(failing.id));
+      mkdirSync(new URL("docs/", ROOT), { recursive: true });
+      await page.screenshot({ path: new URL("docs/console.png", ROOT).pathname as `${string}.png` });
+      await page.close();
+    },
+    60_000,
+  );
 });
 
 describe.skipIf(!chromiumPresent)("the web console with 1,000 service types and 10,000 instances", () => {
