@@ -138,7 +138,8 @@ class ArrivalTracker {
 async function atScale(ctx: BenchContext): Promise<Figure[]> {
   const p = ctx.params.xds;
   const types = Array.from({ length: p.types }, (_, i) => typeName(i));
-  const reg = await ctx.startRegistry("s7-ads", { store: "memory", healthChecks: false }, ["--expose-gc"]);
+  // Room above the measured streams for the warm-up ones (serve's default allows exactly 10,000).
+  const reg = await ctx.startRegistry("s7-ads", { store: "memory", healthChecks: false, maxXdsStreams: p.streams + p.types }, ["--expose-gc"]);
   await reg.child.request("seed", types.map((serviceType) => ({ serviceType, count: p.perType })));
   const workers = Array.from({ length: p.processes }, (_, i) => BenchChild.start(`s7-ads-${i}`, "load/ads-streams.ts"));
   await Promise.all(workers.map((w) => w.ready));

@@ -38,6 +38,8 @@ export interface RegistryServerConfig {
   readonly logLevel?: string;
   /** MAX_WATCH_STREAMS_PER_CONNECTION, for a watch client holding more streams on its one connection than serve's default allows. */
   readonly maxWatchStreamsPerConnection?: number;
+  /** MAX_XDS_STREAMS, for a scale run holding more xDS streams (warm-up ones included) than serve's default allows. */
+  readonly maxXdsStreams?: number;
 }
 
 /** A block of instances to register directly through the library API. */
@@ -76,6 +78,7 @@ const config: Config = {
   maxServiceTypes: 0,
   maxWatchStreamsPerConnection: bench.maxWatchStreamsPerConnection ?? defaults.maxWatchStreamsPerConnection,
   maxWatchStreams: Math.max(defaults.maxWatchStreams, bench.maxWatchStreamsPerConnection ?? 0),
+  maxXdsStreams: bench.maxXdsStreams ?? defaults.maxXdsStreams,
   logLevel: (bench.logLevel ?? defaults.logLevel) as Config["logLevel"],
 };
 // As serve's JSON lines; the bench drops the child's stdout (/dev/null).

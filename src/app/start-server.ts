@@ -194,7 +194,15 @@ export async function startServer(config: Config, logger: Logger, options: Start
     maxWatchStreamsPerConnection: config.maxWatchStreamsPerConnection,
     serverOptions: grpcConnectionOptions(config),
     sessionMessageIntervalMs: config.keepaliveTimeMs,
-    ...(config.xds ? { xds: { trust: config.xdsAllowUnauthenticated ? "none" : tls?.clientCa ? "certificate" : "credentials" } } : {}),
+    ...(config.xds
+      ? {
+          xds: {
+            trust: config.xdsAllowUnauthenticated ? "none" : tls?.clientCa ? "certificate" : "credentials",
+            maxStreams: config.maxXdsStreams,
+            maxStreamsPerConnection: config.maxXdsStreamsPerConnection,
+          },
+        }
+      : {}),
   });
   metrics.observe({
     registry,

@@ -224,6 +224,18 @@ export const SETTINGS = {
     default: 500,
     parse: integer(1),
   }),
+  maxXdsStreams: spec({
+    env: "MAX_XDS_STREAMS",
+    description: "xDS (ADS) streams open at once; more are answered RESOURCE_EXHAUSTED",
+    default: 10_000,
+    parse: integer(1),
+  }),
+  maxXdsStreamsPerConnection: spec({
+    env: "MAX_XDS_STREAMS_PER_CONNECTION",
+    description: "xDS (ADS) streams open at once on one connection; more are answered RESOURCE_EXHAUSTED",
+    default: 500,
+    parse: integer(1),
+  }),
   keepaliveTimeMs: spec({
     env: "KEEPALIVE_TIME_MS",
     description: "ping each gRPC connection this often (HTTP/2 PING), and send each KeepAlive session a message this often",

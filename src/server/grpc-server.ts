@@ -114,7 +114,12 @@ export interface RegistryGrpcServerOptions {
    * clients; `trust` says how a stream without credentials is taken (see
    * AdsStreams). Off when omitted.
    */
-  readonly xds?: { readonly trust: "credentials" | "certificate" | "none" };
+  readonly xds?: {
+    readonly trust: "credentials" | "certificate" | "none";
+    /** xDS streams open at once (MAX_XDS_STREAMS), and on one connection (MAX_XDS_STREAMS_PER_CONNECTION); unlimited when omitted. */
+    readonly maxStreams?: number;
+    readonly maxStreamsPerConnection?: number;
+  };
 }
 
 /**
@@ -170,6 +175,10 @@ export class RegistryGrpcServer {
         logger,
         trust: options.xds.trust,
         firstRequestTimeoutMs: options.requestReadTimeoutMs ?? 10_000,
+        stallTimeoutMs: options.watchStallTimeoutMs ?? 60_000,
+        ...(options.xds.maxStreams !== undefined ? { maxStreams: options.xds.maxStreams } : {}),
+        ...(options.xds.maxStreamsPerConnection !== undefined ? { maxStreamsPerConnection: options.xds.maxStreamsPerConnection } : {}),
+        ...(options.metrics?.onQuotaRefused ? { onQuotaRefused: (quota: string) => options.metrics?.onQuotaRefused?.(quota) } : {}),
         ...(metrics?.onXdsResponse ? { onResponse: (type: string) => metrics.onXdsResponse?.(type) } : {}),
         ...(metrics?.onXdsNack ? { onNack: (type: string) => metrics.onXdsNack?.(type) } : {}),
       });

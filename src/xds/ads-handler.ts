@@ -33,8 +33,15 @@ export interface AdsStreamsDeps {
    * unauthenticated xDS.
    */
   readonly trust?: "credentials" | "certificate" | "none";
-  /** The first request must arrive within this long. */
+  /** The first request must arrive, and its credentials be checked, within this long. */
   readonly firstRequestTimeoutMs: number;
+  /** A stream that takes no response for this long is ended (WATCH_STALL_TIMEOUT_MS). */
+  readonly stallTimeoutMs: number;
+  /** xDS streams open at once, all connections together, and on one connection. Unlimited when omitted. */
+  readonly maxStreams?: number;
+  readonly maxStreamsPerConnection?: number;
+  /** Told of every stream refused by a quota, by the quota's setting name (for metrics). */
+  readonly onQuotaRefused?: (quota: string) => void;
   /** Told of each response sent and each NACK, by resource type (for metrics). */
   readonly onResponse?: (type: string) => void;
   readonly onNack?: (type: string) => void;
@@ -54,6 +61,8 @@ export class AdsStreams {
   private readonly open = new Set<(error: RegistryError) => void>();
   private readonly byKey = new Map<string, Set<(error: RegistryError) => void>>();
   private readonly byInstance = new Map<string, Set<(error: RegistryError) => void>>();
+  /** Open streams by connection (grpc-js's peer string names one connection). */
+  private readonly byConnection = new Map<string, number>();
 
   constructor(private readonly deps: AdsStreamsDeps) {
     deps.api.auth.keys.onRemoved((ids) => {
@@ -77,7 +86,14 @@ export class AdsStreams {
 
   readonly handle = (call: AdsCall): void => {
     const { hub, logger } = this.deps;
+    const connection = call.getPeer();
+    const refusal = this.quotaRefusal(connection);
+    if (refusal !== undefined) {
+      call.emit("error", status(refusal, logger));
+      return;
+    }
     let session: AdsSession | undefined;
+    let stall: NodeJS.Timeout | undefined;
     let principal: Principal | undefined;
     let over = false;
     /** Requests that came while the first one was being authenticated. */
@@ -87,8 +103,13 @@ export class AdsStreams {
       if (over) return;
       over = true;
       clearTimeout(silent);
+      clearTimeout(stall);
       if (session) hub.unsubscribe(session);
-      this.open.delete(end);
+      if (this.open.delete(end)) {
+        const left = (this.byConnection.get(connection) ?? 1) - 1;
+        if (left > 0) this.byConnection.set(connection, left);
+        else this.byConnection.delete(connection);
+      }
       if (principal?.kind === "key") removeFrom(this.byKey, principal.keyId, end);
       if (principal?.kind === "instance") removeFrom(this.byInstance, principal.instance.id, end);
       if (call.cancelled) return;
@@ -101,9 +122,19 @@ export class AdsStreams {
     };
     const end = (error: RegistryError): void => finish(error);
     this.open.add(end);
+    this.byConnection.set(connection, (this.byConnection.get(connection) ?? 0) + 1);
 
+    // Until the stream is authenticated: its first request, then the check of its credentials.
     const silent = setTimeout(
-      () => finish(new RegistryError("invalid_argument", `the first DiscoveryRequest must arrive within ${this.deps.firstRequestTimeoutMs} ms`)),
+      () =>
+        finish(
+          new RegistryError(
+            queued.length === 0 ? "invalid_argument" : "unavailable",
+            queued.length === 0
+              ? `the first DiscoveryRequest must arrive within ${this.deps.firstRequestTimeoutMs} ms`
+              : `the stream's credentials could not be checked within ${this.deps.firstRequestTimeoutMs} ms; retry`,
+          ),
+        ),
       this.deps.firstRequestTimeoutMs,
     );
     silent.unref();
@@ -112,27 +143,44 @@ export class AdsStreams {
       try {
         session?.onRequest(request);
       } catch (err) {
-        finish(err instanceof RangeError ? new RegistryError("resource_exhausted", err.message) : err);
+        finish(err);
       }
+      watchStall();
+    };
+    /** A client that takes no response for the stall timeout holds its buffers for nothing: end it. */
+    const watchStall = (): void => {
+      if (stall !== undefined || !session?.isBlocked) return;
+      stall = setTimeout(
+        () => finish(new RegistryError("resource_exhausted", `the xDS stream took no response for ${this.deps.stallTimeoutMs} ms`)),
+        this.deps.stallTimeoutMs,
+      );
     };
 
     call.on("cancelled", () => finish());
     call.on("error", () => finish());
     call.on("end", () => finish());
-    call.on("drain", () => session?.resume());
+    call.on("drain", () => {
+      clearTimeout(stall);
+      stall = undefined;
+      session?.resume();
+      watchStall();
+    });
     call.on("data", (request: DiscoveryRequest) => {
       if (over) return;
       if (session) return take(request);
+      if (queued.length >= MAX_QUEUED_BEFORE_AUTH) {
+        return finish(new RegistryError("resource_exhausted", `at most ${MAX_QUEUED_BEFORE_AUTH} requests may wait for the stream's credentials to be checked`));
+      }
       queued.push(request);
       if (queued.length > 1) return; // the first is being authenticated
-      clearTimeout(silent);
       Promise.resolve()
         .then(() => this.authenticate(call, request))
         .then((who) => {
           if (over) return;
+          clearTimeout(silent);
           principal = who;
           // Only the first request carries the node: its id names the client in later log lines.
-          const node = request.node?.id || undefined;
+          const node = clip(request.node?.id || undefined);
           if (who?.kind === "key") addTo(this.byKey, who.keyId, end);
           if (who?.kind === "instance") addTo(this.byInstance, who.instance.id, end);
           session = new AdsSession(hub, (response) => call.write(response), (error) => finish(error), {
@@ -140,7 +188,7 @@ export class AdsStreams {
             rejected: (typeUrl, nack) => {
               this.deps.onNack?.(shortType(typeUrl));
               logger.warn(
-                { node, type: shortType(typeUrl), version: nack.version_info, nonce: nack.response_nonce, error: nack.error_detail?.message },
+                { node, type: shortType(typeUrl), version: clip(nack.version_info), nonce: clip(nack.response_nonce), error: clip(nack.error_detail?.message) },
                 "xDS client rejected a response (NACK); it keeps the version it had",
               );
             },
@@ -155,15 +203,42 @@ export class AdsStreams {
   /** Who opened the stream, from its first request's node metadata or the call's metadata; undefined when trust needs no one. */
   private authenticate(call: AdsCall, first: DiscoveryRequest): Principal | Promise<Principal> | undefined {
     const fromNode = nodeCredentials(first.node?.metadata);
-    const fromCall = credentialsFromMetadata(call.metadata);
-    const presented = hasAny(fromNode) ? fromNode : fromCall;
+    // The node's credentials come first; the call's headers are read (and their syntax checked) only without them.
+    const presented = hasAny(fromNode) ? fromNode : credentialsFromMetadata(call.metadata);
     const trust = this.deps.trust ?? "credentials";
     if (!hasAny(presented)) {
       if (trust !== "credentials") return undefined;
       throw new RegistryError("unauthenticated", MISSING);
     }
+    if (presented === fromNode && fromNode.key === undefined && (!fromNode.serviceId || !fromNode.serviceToken)) {
+      throw new RegistryError("unauthenticated", `instance credentials need both "${NODE_SERVICE_ID_FIELD}" and "${NODE_SERVICE_TOKEN_FIELD}" in the node metadata`);
+    }
     return this.deps.api.auth.identify(presented, { peerHost: peerHost(call.getPeer()) });
   }
+
+  /** The quota a new stream on `connection` would exceed, as the error to end it with. */
+  private quotaRefusal(connection: string): RegistryError | undefined {
+    const { maxStreams, maxStreamsPerConnection, onQuotaRefused } = this.deps;
+    const onConnection = this.byConnection.get(connection) ?? 0;
+    let quota: string | undefined;
+    if (maxStreams !== undefined && this.open.size >= maxStreams) quota = "MAX_XDS_STREAMS";
+    else if (maxStreamsPerConnection !== undefined && onConnection >= maxStreamsPerConnection) quota = "MAX_XDS_STREAMS_PER_CONNECTION";
+    if (quota === undefined) return undefined;
+    try {
+      onQuotaRefused?.(quota);
+    } catch {
+      // A metrics failure must not turn a refusal into a crash.
+    }
+    return new RegistryError("resource_exhausted", `${quota} reached (${quota === "MAX_XDS_STREAMS" ? this.open.size : onConnection} open)`);
+  }
+}
+
+/** Requests a stream may send before its credentials are checked (a client sends one, then waits). */
+const MAX_QUEUED_BEFORE_AUTH = 16;
+
+/** A client-chosen string as a log field: bounded, so a client cannot flood the log. */
+function clip(value: string | undefined): string | undefined {
+  return value !== undefined && value.length > 256 ? `${value.slice(0, 256)}…` : value;
 }
 
 /** The credentials in a node's metadata (string fields only; anything else is ignored). */

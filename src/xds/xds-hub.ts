@@ -1,4 +1,5 @@
 import type { ServiceRegistry } from "../registry/service-registry.js";
+import { isServiceTypeName } from "../registry/validation.js";
 import type { Watcher } from "../registry/watcher.js";
 import { TYPE_URL } from "./envoy-protos.js";
 import { assignmentFor, clusterFor, listenerFor, type EncodedResource } from "./xds-resources.js";
@@ -107,10 +108,12 @@ export class XdsHub {
   }
 
   private exists(serviceType: string): boolean {
+    // A name that cannot be a service type (an xdstp:// name, garbage) names no resource.
+    if (!isServiceTypeName(serviceType)) return false;
     try {
       return this.registry.getByType(serviceType, { includeUnhealthy: true, includeDraining: true }).instances.length > 0;
     } catch {
-      return false; // a name that is no valid service type names no resource
+      return false; // the store is lost: the hub's watcher ends the streams
     }
   }
 

@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import type { Instance } from "../registry/types.js";
 import { envoyTypes, HTTP_CONNECTION_MANAGER_URL, ROUTER_URL, TYPE_URL } from "./envoy-protos.js";
 
@@ -43,14 +44,16 @@ export function clusterFor(serviceType: string): EncodedResource {
 
 /**
  * The ClusterLoadAssignment of a service type: every instance as an endpoint,
- * in one locality (gRPC drops a locality without a weight). Health follows
+ * with an IP address, in one locality (gRPC drops a locality without a weight). Health follows
  * the registry: HEALTHY, UNHEALTHY, or DRAINING for a draining instance.
  * While the type is in panic its unhealthy instances are sent as UNKNOWN,
  * which gRPC clients pick like HEALTHY: the same "route to every instance"
  * answer GetByType gives then.
  */
 export function assignmentFor(serviceType: string, instances: readonly Instance[], panic: boolean): EncodedResource {
-  const lbEndpoints = instances.map((instance) => ({
+  // gRPC clients take endpoint addresses as IP literals and do not resolve names; C-core
+  // rejects a whole assignment with a name in it. Instances registered by hostname are left out.
+  const lbEndpoints = instances.filter((instance) => isIP(instance.host) !== 0).map((instance) => ({
     endpoint: { address: { socket_address: { address: instance.host, port_value: instance.port } } },
     health_status: endpointHealth(instance, panic),
     load_balancing_weight: { value: 1 },

@@ -270,7 +270,85 @@ describe("xDS protocol: a hand-driven ADS stream (state of the world)", () => {
     expect(names(await stream.expectNext(TYPE_URL.listener))).toEqual(["billing"]);
   });
 
-  it("bounds a stream: a first request must come, subscriptions are capped, unknown type URLs are ignored; shutdown ends streams UNAVAILABLE", async () => {
+  it("leaves instances registered by hostname out of the assignment (gRPC clients take IP addresses only; C-core refuses the whole assignment otherwise)", async () => {
+    const { registry, open, register } = await setup();
+    await register("billing", 9851);
+    await call(registry, registry.register, { serviceType: "billing", host: "localhost", port: 9852, metadata: {} });
+    const ads = open();
+    ads.send(TYPE_URL.endpoints, ["billing"]);
+    const eds = await ads.expectNext(TYPE_URL.endpoints);
+    const addresses = (eds.resources[0] as { endpoints: { lb_endpoints: { endpoint: { address: { socket_address: { address: string } } } }[] }[] }).endpoints[0]!.lb_endpoints.map(
+      (e) => e.endpoint.address.socket_address.address,
+    );
+    expect(addresses).toEqual(["127.0.0.1"]);
+  });
+
+  it("after naming resources, an empty list means none, not every type; '*' asks for every type", async () => {
+    const { open, register } = await setup();
+    await register("alpha", 9861);
+    const ads = open();
+    ads.send(TYPE_URL.listener, ["alpha"]);
+    const named = await ads.expectNext(TYPE_URL.listener);
+    ads.send(TYPE_URL.listener, [], named);
+    const none = await ads.expectNext(TYPE_URL.listener);
+    expect(none.resources).toEqual([]);
+    ads.send(TYPE_URL.listener, [], none); // the ACK of "none": still none
+    await register("beta", 9862);
+    ads.send(TYPE_URL.cluster, ["alpha"]);
+    // The next response is the Cluster's: no Listener was pushed for beta (or re-sent for alpha).
+    expect((await ads.expectNext(TYPE_URL.cluster)).resources).toHaveLength(1);
+    const star = open();
+    star.send(TYPE_URL.cluster, ["*"]);
+    expect(names(await star.expectNext(TYPE_URL.cluster))).toEqual(["alpha", "beta"]);
+  });
+
+  it("reports a NACK repeated for the same response once, with its client-chosen fields clipped", async () => {
+    const { stack, open, register, lines } = await setup();
+    await register("billing", 9871);
+    const ads = open();
+    ads.send(TYPE_URL.endpoints, ["billing"]);
+    const eds = await ads.expectNext(TYPE_URL.endpoints);
+    const huge = "x".repeat(100_000);
+    ads.send(TYPE_URL.endpoints, ["billing"], { version: "", nonce: eds.nonce }, huge);
+    ads.send(TYPE_URL.endpoints, ["billing"], { version: "", nonce: eds.nonce }, huge);
+    ads.send(TYPE_URL.endpoints, ["billing", "more"], { version: "", nonce: eds.nonce });
+    await ads.expectNext(TYPE_URL.endpoints); // every request before it was read
+    expect(parseExposition(await stack.metrics.exposition()).value("registry_xds_nacks_total", { type: "ClusterLoadAssignment" })).toBe(1);
+    const nacks = lines.filter((l) => l.includes("NACK"));
+    expect(nacks).toHaveLength(1);
+    expect(nacks[0]!.length).toBeLessThan(2000);
+  });
+
+  it("takes the node's credentials over a malformed authorization header, and names the node fields when instance credentials are half there", async () => {
+    const { open, register } = await setup();
+    const instance = await register("billing", 9881);
+    const malformed = new Metadata();
+    malformed.set("authorization", "Basic dXNlcjpwYXNz");
+    const ads = open({ registry_key: TEST_KEY }, malformed);
+    ads.send(TYPE_URL.listener, ["billing"]);
+    expect(names(await ads.expectNext(TYPE_URL.listener))).toEqual(["billing"]);
+    const half = open({ registry_service_id: instance.serviceId });
+    half.send(TYPE_URL.listener, ["billing"]);
+    const refused = await half.status();
+    expect(refused.code).toBe(status.UNAUTHENTICATED);
+    expect(refused.details).toMatch(/registry_service_token/);
+  });
+
+  it("refuses streams past MAX_XDS_STREAMS_PER_CONNECTION", async () => {
+    const { open, register } = await setup({ MAX_XDS_STREAMS_PER_CONNECTION: "2" });
+    await register("billing", 9891);
+    const [a, b] = [open(), open()];
+    for (const s of [a, b]) s.send(TYPE_URL.listener, ["billing"]);
+    await a.expectNext(TYPE_URL.listener);
+    await b.expectNext(TYPE_URL.listener);
+    const third = open();
+    third.send(TYPE_URL.listener, ["billing"]);
+    const refused = await third.status();
+    expect(refused.code).toBe(status.RESOURCE_EXHAUSTED);
+    expect(refused.details).toMatch(/MAX_XDS_STREAMS_PER_CONNECTION/);
+  });
+
+  it("bounds a stream: a first request must come, subscriptions are capped, names are bounded, unknown type URLs are ignored; shutdown ends streams UNAVAILABLE", async () => {
     const { stack, open, register } = await setup({ REQUEST_READ_TIMEOUT_MS: "300" });
     await register("billing", 9801);
     const silent = open();
@@ -283,6 +361,12 @@ describe("xDS protocol: a hand-driven ADS stream (state of the world)", () => {
     const capped = await greedy.status();
     expect(capped.code).toBe(status.RESOURCE_EXHAUSTED);
     expect(capped.details).toMatch(/resource_names/);
+
+    const long = open();
+    long.send(TYPE_URL.listener, ["x".repeat(300)]);
+    const tooLong = await long.status();
+    expect(tooLong.code).toBe(status.INVALID_ARGUMENT);
+    expect(tooLong.details).toMatch(/resource_names/);
 
     const ads = open();
     ads.send("type.googleapis.com/envoy.config.route.v3.RouteConfiguration", ["billing"]);
