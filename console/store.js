@@ -13,6 +13,14 @@ export const HIGHLIGHT_MS = 1500;
 
 const CHANGES = new Set(["registered", "removed", "health_failed", "health_passed", "draining"]);
 
+/**
+ * The page's model of the registry, changed only by `onEvent` (the watch
+ * stream, in order) and by the probe details and summaries the views fetch.
+ *
+ * @example
+ * const store = new ConsoleStore();
+ * const stream = new WatchStream({ api, from: { revision: 0, epoch: "" }, onEvent: (e) => store.onEvent(e), onStatus: (s) => store.setStatus(s) });
+ */
 export class ConsoleStore {
   constructor() {
     /** id → instance (InstanceJson). */
