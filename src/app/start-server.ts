@@ -219,7 +219,12 @@ export async function startServer(config: Config, logger: Logger, options: Start
     routes: [
       ...opsRoutes(metrics, serving),
       ...jsonApiRoutes(api),
-      watchRoute(api, { logger, stallTimeoutMs: config.watchStallTimeoutMs }),
+      watchRoute(api, {
+        logger,
+        stallTimeoutMs: config.watchStallTimeoutMs,
+        maxStreams: config.maxWatchStreams,
+        onQuotaRefused: (quota) => metrics.onQuotaRefused(quota),
+      }),
       ...consoleDataRoutes(api, lastProbes, healthSeries),
       ...consoleRoutes(),
     ],

@@ -214,7 +214,7 @@ export const SETTINGS = {
   }),
   maxWatchStreams: spec({
     env: "MAX_WATCH_STREAMS",
-    description: "WatchInstances streams open at once; more are answered RESOURCE_EXHAUSTED",
+    description: "WatchInstances streams open at once, and apart from them GET /watch streams; more are answered RESOURCE_EXHAUSTED (HTTP 429)",
     default: 10_000,
     parse: integer(1),
   }),

@@ -15,6 +15,10 @@ export interface WatchRouteOptions {
   readonly stallTimeoutMs: number;
   /** A comment line this often keeps proxies and the server's idle timeout from closing a quiet stream. Default 15 s. */
   readonly keepaliveMs?: number;
+  /** Streams open at once (MAX_WATCH_STREAMS, counted apart from gRPC's); more are refused 429. Unlimited when omitted. */
+  readonly maxStreams?: number;
+  /** Told of every stream refused by the quota (for metrics). */
+  readonly onQuotaRefused?: (quota: string) => void;
 }
 
 /** One event as the browser reads it (the `data:` line): the watch stream's fields, camelCase, as the JSON API spells them. */
@@ -44,10 +48,15 @@ const REMOVAL_REASONS = { unregistered: "UNREGISTERED", health_check_expired: "H
  * stall timeout, the watcher fails, or the server shuts down.
  */
 export function watchRoute(api: RegistryApi, options: WatchRouteOptions): Route {
+  let open = 0;
   return {
     method: "GET",
     template: "/watch",
     async handle({ req, query, signal }) {
+      if (options.maxStreams !== undefined && open >= options.maxStreams) {
+        options.onQuotaRefused?.("MAX_WATCH_STREAMS");
+        throw new RegistryError("resource_exhausted", `MAX_WATCH_STREAMS reached (${open} open over HTTP)`);
+      }
       const lastEventId = header(req, "last-event-id");
       const since = query.get("sinceRevision") ?? lastEventId ?? "0";
       if (!/^\d{1,15}$/.test(since)) throw new HttpError(400, "INVALID_ARGUMENT", "sinceRevision: must be a revision (a non-negative integer)");
@@ -68,6 +77,7 @@ export function watchRoute(api: RegistryApi, options: WatchRouteOptions): Route 
         contentType: "text/event-stream; charset=utf-8",
         headers: { "x-accel-buffering": "no" },
         stream: (res: ServerResponse) => {
+          open++;
           let resumeFrom = Number(since);
           let blocked = false;
           let over = false;
@@ -77,6 +87,7 @@ export function watchRoute(api: RegistryApi, options: WatchRouteOptions): Route 
           const finish = (error?: unknown): void => {
             if (over) return;
             over = true;
+            open--;
             clearTimeout(stall);
             clearInterval(keepalive);
             watcher.end();

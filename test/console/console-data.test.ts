@@ -140,6 +140,21 @@ describe("the console's data: GET /watch (server-sent events) and /console/*", (
     await closing;
   });
 
+  it("refuses GET /watch streams past MAX_WATCH_STREAMS with 429, and takes new ones once one ends", async () => {
+    const { stack, watch } = await setup({ MAX_WATCH_STREAMS: "1" });
+    const first = await watch();
+    expect((await first.next()).event).toBe("synced");
+    const refused = await fetch(`${stack.httpUrl}/watch`, { headers: AUTH });
+    expect(refused.status).toBe(429);
+    expect(((await refused.json()) as { error: { message: string } }).error.message).toMatch(/MAX_WATCH_STREAMS/);
+    first.close();
+    await waitFor(async () => {
+      const again = await fetch(`${stack.httpUrl}/watch`, { headers: AUTH });
+      await again.body?.cancel();
+      return again.status === 200;
+    }, "a stream to be taken again");
+  });
+
   it("GET /console/services/:type shows every instance with its latest failure reason and probe", async () => {
     const { stack, register } = await setup({ HEALTH_CHECKS: "true", HEALTH_CHECK_INTERVAL_MS: "100", HEALTH_CHECK_TTL_MS: "300" });
     const backend = await startHealthServer();
