@@ -12,6 +12,7 @@ import { http2StreamOf } from "./call-stream.js";
 import { toServiceError } from "./status-mapping.js";
 import type { WatchEventEncoder } from "./watch-encoder.js";
 import { WrittenEventsTally } from "./written-events-tally.js";
+import { addTo, removeFrom } from "../util/keyed-sets.js";
 
 /** What the WatchInstances handler needs. */
 export interface WatchHandlerDeps {
@@ -295,18 +296,6 @@ export class WatchStreams {
     }
     return status;
   }
-}
-
-function addTo<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
-  let set = map.get(key);
-  if (!set) map.set(key, (set = new Set()));
-  set.add(value);
-}
-
-function removeFrom<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
-  const set = map.get(key);
-  set?.delete(value);
-  if (set?.size === 0) map.delete(key);
 }
 
 /** The since_revision a client holding everything sent so far should resume from. */

@@ -9,6 +9,7 @@ import { toServiceError } from "../server/status-mapping.js";
 import { AdsSession } from "./ads-session.js";
 import type { DiscoveryRequest, DiscoveryResponse, StructValue } from "./envoy-protos.js";
 import type { XdsHub } from "./xds-hub.js";
+import { addTo, removeFrom, takeAll } from "../util/keyed-sets.js";
 
 /** Node metadata fields carrying credentials (fixed: other languages' bootstrap files name them). */
 export const NODE_KEY_FIELD = "registry_key";
@@ -267,20 +268,3 @@ function shortType(typeUrl: string): string {
   return typeUrl.slice(typeUrl.lastIndexOf(".") + 1);
 }
 
-function addTo<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
-  let set = map.get(key);
-  if (!set) map.set(key, (set = new Set()));
-  set.add(value);
-}
-
-function removeFrom<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
-  const set = map.get(key);
-  set?.delete(value);
-  if (set?.size === 0) map.delete(key);
-}
-
-function takeAll<K, V>(map: Map<K, Set<V>>, key: K): V[] {
-  const set = map.get(key);
-  map.delete(key);
-  return set ? [...set] : [];
-}

@@ -1,11 +1,11 @@
 import { credentials } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
-import { HealthCheckKind, RegistryServiceClient } from "../../gen/registry/v1/registry.js";
+import { RegistryServiceClient } from "../../gen/registry/v1/registry.js";
 import { parseExposition } from "../support/prometheus-text.js";
 import { call, TEST_KEY } from "../support/registry-harness.js";
 import { startStack } from "../support/stack.js";
 import { waitFor } from "../support/wait-for.js";
-import { startWhoBackend, xdsBootstrap, type WhoBackend } from "../support/xds-backend.js";
+import { startWhoBackend, registerWho, xdsBootstrap, type WhoBackend } from "../support/xds-backend.js";
 import { pythonToolchain } from "./python-toolchain.js";
 import { PythonXdsClient, type PythonCall } from "./python-xds-client.js";
 
@@ -36,16 +36,7 @@ describe.skipIf(skip)("polyglot: Python's xDS client balances over the registry'
       cleanup.push(() => b.close());
       return b;
     };
-    const register = async (serviceType: string, b: WhoBackend): Promise<string> =>
-      (
-        await call(client, client.register, {
-          serviceType,
-          host: "127.0.0.1",
-          port: b.port,
-          metadata: {},
-          healthCheck: { path: "", kind: HealthCheckKind.HEALTH_CHECK_KIND_GRPC, grpcService: "", ttlMs: 0, timeoutMs: 0, tls: false },
-        })
-      ).serviceId;
+    const register = (serviceType: string, b: WhoBackend): Promise<string> => registerWho(client, serviceType, b);
     const python = (target: string, options: { key?: string; callTimeoutMs?: number; env?: Record<string, string> } = {}) => {
       const py = PythonXdsClient.start({
         target,

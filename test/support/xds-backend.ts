@@ -8,6 +8,8 @@ import {
   type ServiceError,
 } from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
+import { HealthCheckKind, type RegistryServiceClient } from "../../gen/registry/v1/registry.js";
+import { call, keyAuth } from "./registry-harness.js";
 
 /** A one-method service whose answer is the name of the backend that served it (raw bytes, no proto). */
 const WHO_SERVICE = {
@@ -91,4 +93,21 @@ export function whoClient(target: string, options: Record<string, unknown> = {})
       ),
     close: () => client.close(),
   };
+}
+
+/** Registers `backend` as an instance of `serviceType` that the registry checks over grpc.health.v1; answers its id. */
+export async function registerWho(client: RegistryServiceClient, serviceType: string, backend: WhoBackend, metadata = keyAuth()): Promise<string> {
+  const answer = await call(
+    client,
+    client.register,
+    {
+      serviceType,
+      host: "127.0.0.1",
+      port: backend.port,
+      metadata: {},
+      healthCheck: { path: "", kind: HealthCheckKind.HEALTH_CHECK_KIND_GRPC, grpcService: "", ttlMs: 0, timeoutMs: 0, tls: false },
+    },
+    metadata,
+  );
+  return answer.serviceId;
 }

@@ -1,11 +1,11 @@
 import { credentials, status } from "@grpc/grpc-js";
 import { register as registerXds } from "@grpc/grpc-js-xds";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { HealthCheckKind, RegistryServiceClient } from "../../gen/registry/v1/registry.js";
+import { RegistryServiceClient } from "../../gen/registry/v1/registry.js";
 import { call, TEST_KEY } from "../support/registry-harness.js";
 import { startStack } from "../support/stack.js";
 import { waitFor } from "../support/wait-for.js";
-import { startWhoBackend, whoClient, xdsBootstrap, XDS_BOOTSTRAP_OPTION, type WhoBackend } from "../support/xds-backend.js";
+import { startWhoBackend, registerWho, whoClient, xdsBootstrap, XDS_BOOTSTRAP_OPTION, type WhoBackend } from "../support/xds-backend.js";
 
 /**
  * A real proxyless gRPC client (@grpc/grpc-js-xds) dialling `xds:///<type>`
@@ -29,16 +29,7 @@ describe("xDS: grpc-js-xds clients balance over the registry's instances", () =>
       cleanup.push(() => b.close());
       return b;
     };
-    const register = async (serviceType: string, b: WhoBackend) =>
-      (
-        await call(client, client.register, {
-          serviceType,
-          host: "127.0.0.1",
-          port: b.port,
-          metadata: {},
-          healthCheck: { path: "", kind: HealthCheckKind.HEALTH_CHECK_KIND_GRPC, grpcService: "", ttlMs: 0, timeoutMs: 0, tls: false },
-        })
-      ).serviceId;
+    const register = (serviceType: string, b: WhoBackend): Promise<string> => registerWho(client, serviceType, b);
     const xdsChannel = (serviceType: string) => {
       const c = whoClient(`xds:///${serviceType}`, { [XDS_BOOTSTRAP_OPTION]: JSON.stringify(xdsBootstrap(stack.address, { registry_key: TEST_KEY })) });
       cleanup.push(() => c.close());
