@@ -146,7 +146,7 @@ function Console({ session, onSignOut }) {
   }, [session]);
   const version = useStore(store);
   const route = useRoute();
-  const series = useSeries(api);
+  const series = useSeries(api, route.view === "service" ? route.type : undefined);
   const [action, setAction] = useState(undefined);
   useLive(api, store, onSignOut);
   useEffect(() => {

@@ -11,15 +11,19 @@ const REFRESH_MS = 10_000;
 const MIN_SPAN_S = 300;
 const COLORS = ["#2563eb", "#16a34a", "#d97706", "#9333ea", "#dc2626", "#0891b2"];
 
-/** GET /console/series now and every 10 s: `{samples, error}`. */
-export function useSeries(api) {
+/**
+ * GET /console/series now and every 10 s: `{samples, error}`. With `type`,
+ * that type's line only; without, the server's largest few types.
+ */
+export function useSeries(api, type) {
   const [state, setState] = useState({ samples: [], error: undefined });
   useEffect(() => {
     let stopped = false;
     const controller = new AbortController();
     const load = async () => {
       try {
-        const { samples } = await api.get("/console/series", { signal: controller.signal });
+        const query = type ? `?${new URLSearchParams({ types: type })}` : "";
+        const { samples } = await api.get(`/console/series${query}`, { signal: controller.signal });
         if (!stopped) setState({ samples, error: undefined });
       } catch (err) {
         if (!stopped && err.name !== "AbortError") setState((s) => ({ ...s, error: err.message }));
@@ -32,7 +36,7 @@ export function useSeries(api) {
       clearInterval(timer);
       controller.abort();
     };
-  }, [api]);
+  }, [api, type]);
   return state;
 }
 

@@ -26,8 +26,11 @@ export function millis(ms) {
 }
 
 /** `HH:MM:SS` of a time, local. */
+const CLOCK = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+
 export function clock(date) {
-  return date.toLocaleTimeString([], { hour12: false });
+  // One formatter for every row: toLocaleTimeString builds a new one per call, per row, per frame.
+  return CLOCK.format(date);
 }
 
 /**
@@ -43,7 +46,8 @@ export function parseSelector(text) {
     if (eq <= 0) return { error: `"${term}" is not key=value` };
     const key = term.slice(0, eq).trim();
     if (Object.hasOwn(selector, key)) return { error: `key "${key}" is given twice` };
-    selector[key] = term.slice(eq + 1).trim();
+    // `k==v` is Kubernetes' equality too: the server reads it as `k=v`, and so does the page.
+    selector[key] = term.slice(eq + 1).replace(/^=/, "").trim();
   }
   return { selector };
 }

@@ -18,7 +18,8 @@ import { instrumentProbe } from "../observability/instrumented-probe.js";
 import { HealthSeries } from "../console/health-series.js";
 import { LastProbes } from "../console/last-probes.js";
 import { consoleDataRoutes } from "../http/console-data-routes.js";
-import { watchRoute } from "../http/watch-route.js";
+import { HttpWatchStreams } from "../http/watch-route.js";
+import { shuttingDown } from "../registry/watcher.js";
 import { RegistryMetrics } from "../observability/registry-metrics.js";
 import { servingSummary } from "../logging/serving-summary.js";
 import { ServingState } from "../observability/serving-state.js";
@@ -214,17 +215,18 @@ export async function startServer(config: Config, logger: Logger, options: Start
   const wantedHttpPort = options.httpPort ?? (config.httpPort === 0 ? undefined : config.httpPort);
   const limits = connectionLimits(config, metrics, logger);
   lastProbes = new LastProbes(registry);
-  const healthSeries = new HealthSeries(registry);
+  const healthSeries = new HealthSeries(registry, { intervalMs: config.consoleSampleIntervalMs });
+  const httpWatches = new HttpWatchStreams(api, {
+    logger,
+    stallTimeoutMs: config.watchStallTimeoutMs,
+    maxStreams: config.maxWatchStreams,
+    onQuotaRefused: (quota) => metrics.onQuotaRefused(quota),
+  });
   const http = new RegistryHttpServer({
     routes: [
       ...opsRoutes(metrics, serving),
       ...jsonApiRoutes(api),
-      watchRoute(api, {
-        logger,
-        stallTimeoutMs: config.watchStallTimeoutMs,
-        maxStreams: config.maxWatchStreams,
-        onQuotaRefused: (quota) => metrics.onQuotaRefused(quota),
-      }),
+      httpWatches.route,
       ...consoleDataRoutes(api, lastProbes, healthSeries),
       ...consoleRoutes(),
     ],
@@ -244,6 +246,8 @@ export async function startServer(config: Config, logger: Logger, options: Start
   /** Stops everything started above, in order; HTTP requests in flight get `httpGraceMs`. */
   const stop = async (httpGraceMs: number): Promise<void> => {
     const unbound = shared.close();
+    // Watch streams end at once, as gRPC's do: they would hold the HTTP server's grace period to its end.
+    httpWatches.endAll(shuttingDown());
     await Promise.all([grpc.shutdown(), http.close(httpGraceMs)]);
     shared.destroyConnections();
     await unbound;

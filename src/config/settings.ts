@@ -224,6 +224,12 @@ export const SETTINGS = {
     default: 500,
     parse: integer(1),
   }),
+  consoleSampleIntervalMs: spec({
+    env: "CONSOLE_SAMPLE_INTERVAL_MS",
+    description: "how often the web console's charts sample each service type's healthy count and the prober's lag (the last hour is kept in memory)",
+    default: 10_000,
+    parse: integer(100),
+  }),
   maxXdsStreams: spec({
     env: "MAX_XDS_STREAMS",
     description: "xDS (ADS) streams open at once; more are answered RESOURCE_EXHAUSTED",

@@ -24,7 +24,10 @@ export class LastProbes {
   private readonly probes = new Map<string, LastProbe>();
   private readonly failures = new Map<string, LastFailure>();
 
-  constructor(registry: ServiceRegistry, private readonly now: () => number = Date.now) {
+  constructor(
+    private readonly registry: ServiceRegistry,
+    private readonly now: () => number = Date.now,
+  ) {
     registry.on("healthCheckFailed", (instance, reason) => this.failures.set(instance.id, { reason, at: this.now() }));
     registry.on("instanceRemoved", (instance) => {
       this.probes.delete(instance.id);
@@ -34,6 +37,8 @@ export class LastProbes {
 
   /** A probe of `id` finished after `seconds` (fed by the probe wrapper the metrics use too). */
   probed(id: string, seconds: number, ok: boolean): void {
+    // A probe can finish after its instance was removed (and its entry dropped): keeping it would leak.
+    if (!this.registry.has(id)) return;
     this.probes.set(id, { at: this.now(), ms: seconds * 1000, ok });
   }
 

@@ -1,6 +1,7 @@
 import type { RegistryApi } from "../api/registry-api.js";
 import type { HealthSeries } from "../console/health-series.js";
 import type { LastProbes } from "../console/last-probes.js";
+import { HttpError } from "./http-errors.js";
 import { instanceJson } from "./json-mapping.js";
 import { callContext, selectorFromQuery } from "./request-context.js";
 import type { Route } from "./routes.js";
@@ -11,7 +12,7 @@ import type { Route } from "./routes.js";
  * | route | answer |
  * |---|---|
  * | `GET /console/services/:type` (`?selector=`) | every instance of the type, draining and unhealthy ones too, each with its latest failure reason and probe: `{"instances", "revision", "panic"}` |
- * | `GET /console/series` | healthy instances per type and the prober's lag, over the last hour: `{"intervalMs", "samples": [{"at", "healthy", "probeLagP99Ms"}]}` |
+ * | `GET /console/series` (`?types=a,b`, at most 20; default the largest few) | healthy instances of those types and the prober's lag, over the last hour: `{"intervalMs", "samples": [{"at", "healthy", "probeLagP99Ms"}]}` |
  */
 export function consoleDataRoutes(api: RegistryApi, probes: LastProbes, series: HealthSeries): Route[] {
   return [
@@ -39,12 +40,36 @@ export function consoleDataRoutes(api: RegistryApi, probes: LastProbes, series: 
     {
       method: "GET",
       template: "/console/series",
-      async handle({ req, signal }) {
+      async handle({ req, query, signal }) {
         const ctx = callContext(req, signal);
         await api.auth.identify(ctx.credentials, ctx);
-        const samples = series.list().map((s) => ({ at: new Date(s.at).toISOString(), healthy: s.healthy, probeLagP99Ms: s.probeLagP99Ms }));
+        const all = series.list();
+        const types = typesOf(query.get("types")) ?? largest(all.at(-1)?.healthy ?? {}, CHARTED_BY_DEFAULT);
+        const samples = all.map((s) => {
+          const healthy: Record<string, number> = {};
+          for (const type of types) if (Object.hasOwn(s.healthy, type)) healthy[type] = s.healthy[type] as number;
+          return { at: new Date(s.at).toISOString(), healthy, probeLagP99Ms: s.probeLagP99Ms };
+        });
         return { status: 200, json: { intervalMs: series.intervalMs, samples } };
       },
     },
   ];
+}
+
+/** Types charted when the page names none: the largest, as the services page draws them. */
+const CHARTED_BY_DEFAULT = 6;
+/** Types one request may name: a chart draws a few lines; the whole hour of every type would be megabytes. */
+const MAX_TYPES = 20;
+
+function typesOf(raw: string | null): string[] | undefined {
+  if (raw === null || raw === "") return undefined;
+  const types = [...new Set(raw.split(","))];
+  if (types.length > MAX_TYPES) throw new HttpError(400, "INVALID_ARGUMENT", `types: at most ${MAX_TYPES}`);
+  return types;
+}
+
+function largest(healthy: Readonly<Record<string, number>>, n: number): string[] {
+  return Object.keys(healthy)
+    .sort((a, b) => (healthy[b] as number) - (healthy[a] as number) || a.localeCompare(b))
+    .slice(0, n);
 }

@@ -5,6 +5,7 @@ import { RegistryError } from "../registry/registry-error.js";
 import type { WatchEvent } from "../registry/types.js";
 import { HttpError, toHttpError } from "./http-errors.js";
 import { instanceJson, type InstanceJson } from "./json-mapping.js";
+import { addTo, removeFrom, takeAll } from "../util/keyed-sets.js";
 import { callContext, header, selectorFromQuery } from "./request-context.js";
 import type { Route } from "./routes.js";
 
@@ -40,36 +41,72 @@ const REMOVAL_REASONS = { unregistered: "UNREGISTERED", health_check_expired: "H
  * stream over HTTP as server-sent events, for browsers (the console reads it
  * with fetch, so the Authorization header goes along) and curl. Same
  * semantics as WatchInstances: a snapshot, `synced`, then every change;
- * resume with the last event id (`sinceRevision`, or the `Last-Event-ID`
- * header) and the epoch. An event's id is its revision; snapshot events
- * carry none, since a snapshot is a resume point only once `synced` came.
- * The stream stops taking events while the socket is full and ends, with
- * an `error` event naming where to resume, when it accepts nothing for the
- * stall timeout, the watcher fails, or the server shuts down.
+ * resume with the last event id (the `Last-Event-ID` header, which an
+ * EventSource sends on its own, or `sinceRevision`) and the epoch. An
+ * event's id is its revision; snapshot events carry none, since a snapshot
+ * is a resume point only once `synced` came. The stream stops taking events
+ * while the socket is full and ends, with an `error` event naming where to
+ * resume, when it accepts nothing for the stall timeout, the watcher fails,
+ * the key that opened it is removed or the instance whose credentials did
+ * is, or the server shuts down (`endAll`, at the start of shutdown).
  */
-export function watchRoute(api: RegistryApi, options: WatchRouteOptions): Route {
-  let open = 0;
-  return {
+export class HttpWatchStreams {
+  private readonly open = new Set<(error: RegistryError) => void>();
+  private readonly byKey = new Map<string, Set<(error: RegistryError) => void>>();
+  private readonly byInstance = new Map<string, Set<(error: RegistryError) => void>>();
+  /** Streams admitted (counted against the quota) whose watch is still being opened. */
+  private opening = 0;
+
+  constructor(
+    private readonly api: RegistryApi,
+    private readonly options: WatchRouteOptions,
+  ) {
+    api.auth.keys.onRemoved((ids) => {
+      const error = new RegistryError("unauthenticated", "the registration key that opened this stream was removed");
+      for (const id of ids) for (const end of takeAll(this.byKey, id)) end(error);
+    });
+    api.registry.on("instanceRemoved", (instance) => {
+      const error = new RegistryError("unauthenticated", "the instance whose credentials opened this stream was removed");
+      for (const end of takeAll(this.byInstance, instance.id)) end(error);
+    });
+  }
+
+  /** Ends every stream with `error` (UNAVAILABLE at shutdown). */
+  endAll(error: RegistryError): void {
+    for (const end of [...this.open]) end(error);
+  }
+
+  readonly route: Route = {
     method: "GET",
     template: "/watch",
-    async handle({ req, query, signal }) {
-      if (options.maxStreams !== undefined && open >= options.maxStreams) {
+    handle: async ({ req, query, signal }) => {
+      const { api, options } = this;
+      const taken = this.open.size + this.opening;
+      if (options.maxStreams !== undefined && taken >= options.maxStreams) {
         options.onQuotaRefused?.("MAX_WATCH_STREAMS");
-        throw new RegistryError("resource_exhausted", `MAX_WATCH_STREAMS reached (${open} open over HTTP)`);
+        throw new RegistryError("resource_exhausted", `MAX_WATCH_STREAMS reached (${taken} open over HTTP)`);
       }
-      const lastEventId = header(req, "last-event-id");
-      const since = query.get("sinceRevision") ?? lastEventId ?? "0";
+      // The header first: an EventSource reconnects to the URL it was given, the header naming the last id it got.
+      const since = header(req, "last-event-id") ?? query.get("sinceRevision") ?? "0";
       if (!/^\d{1,15}$/.test(since)) throw new HttpError(400, "INVALID_ARGUMENT", "sinceRevision: must be a revision (a non-negative integer)");
-      const { watcher } = await api.watch(callContext(req, signal), {
-        serviceType: query.get("serviceType") ?? "",
-        sinceRevision: Number(since),
-        epoch: query.get("epoch") ?? "",
-        everyHealthCheck: false,
-        selector: selectorFromQuery(query),
-      });
-      if (signal.aborted) {
+      this.opening++;
+      let opened: Awaited<ReturnType<RegistryApi["watch"]>>;
+      try {
+        opened = await api.watch(callContext(req, signal), {
+          serviceType: query.get("serviceType") ?? "",
+          sinceRevision: Number(since),
+          epoch: query.get("epoch") ?? "",
+          everyHealthCheck: false,
+          selector: selectorFromQuery(query),
+        });
+      } finally {
+        this.opening--;
+      }
+      const { watcher, principal } = opened;
+      if (signal.aborted || req.method === "HEAD") {
         watcher.end();
-        throw new RegistryError("cancelled", "the client went away");
+        if (signal.aborted) throw new RegistryError("cancelled", "the client went away");
+        return { status: 200, contentType: "text/event-stream; charset=utf-8", text: "" };
       }
       const epoch = (): string => api.registry.epoch;
       return {
@@ -77,7 +114,6 @@ export function watchRoute(api: RegistryApi, options: WatchRouteOptions): Route 
         contentType: "text/event-stream; charset=utf-8",
         headers: { "x-accel-buffering": "no" },
         stream: (res: ServerResponse) => {
-          open++;
           let resumeFrom = Number(since);
           let blocked = false;
           let over = false;
@@ -87,7 +123,9 @@ export function watchRoute(api: RegistryApi, options: WatchRouteOptions): Route 
           const finish = (error?: unknown): void => {
             if (over) return;
             over = true;
-            open--;
+            this.open.delete(end);
+            if (principal.kind === "key") removeFrom(this.byKey, principal.keyId, end);
+            else removeFrom(this.byInstance, principal.instance.id, end);
             clearTimeout(stall);
             clearInterval(keepalive);
             watcher.end();
@@ -97,6 +135,10 @@ export function watchRoute(api: RegistryApi, options: WatchRouteOptions): Route 
             }
             res.end();
           };
+          const end = (error: RegistryError): void => finish(error);
+          this.open.add(end);
+          if (principal.kind === "key") addTo(this.byKey, principal.keyId, end);
+          else addTo(this.byInstance, principal.instance.id, end);
           const pump = (): void => {
             if (over || blocked || pumping) return;
             pumping = true;
@@ -131,7 +173,7 @@ export function watchRoute(api: RegistryApi, options: WatchRouteOptions): Route 
             if (!blocked) res.write(": keepalive\n\n");
           }, options.keepaliveMs ?? 15_000);
           keepalive.unref();
-          // The client went away (its connection closed), or the server stops waiting at shutdown.
+          // The client went away (its connection closed), or the server stopped waiting for requests.
           res.once("close", () => finish());
           signal.addEventListener("abort", () => finish(new RegistryError("unavailable", "registry is shutting down; reconnect and resume")), { once: true });
           res.write(": watching\n\n");

@@ -351,6 +351,11 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     return instance;
   }
 
+  /** Whether this registry holds an instance with this id now (from memory; no store read, no error). */
+  has(id: string): boolean {
+    return this.index.get(id) !== undefined;
+  }
+
   /** One instance by id; NOT_FOUND when absent. */
   getInstance(id: string): Instance {
     this.assertFresh();

@@ -68,6 +68,14 @@ class SseReader {
   }
 }
 
+/** The next event named `event`, dropping others (keepalive-driven bookmarks and the like). */
+async function nextOf(reader: SseReader, event: string): Promise<Sse> {
+  for (;;) {
+    const e = await reader.next();
+    if (e.event === event) return e;
+  }
+}
+
 describe("the console's data: GET /watch (server-sent events) and /console/*", () => {
   const cleanup: (() => unknown)[] = [];
   afterEach(async () => {
@@ -80,9 +88,10 @@ describe("the console's data: GET /watch (server-sent events) and /console/*", (
     const client = new RegistryServiceClient(stack.address, credentials.createInsecure());
     cleanup.push(() => client.close());
     const register = (serviceType: string, port: number) => call(client, client.register, { serviceType, host: "127.0.0.1", port, metadata: {} });
-    const watch = async (query = "", headers: Record<string, string> = {}) => {
+    /** Opens `/watch` with the key, or with `headers` in its place when given. */
+    const watch = async (query = "", headers: Record<string, string> = AUTH) => {
       const controller = new AbortController();
-      const response = await fetch(`${stack.httpUrl}/watch${query}`, { headers: { ...AUTH, ...headers }, signal: controller.signal });
+      const response = await fetch(`${stack.httpUrl}/watch${query}`, { headers, signal: controller.signal });
       expect(response.status).toBe(200);
       expect(response.headers.get("content-type")).toMatch(/^text\/event-stream/);
       const reader = new SseReader(response, controller);
@@ -120,7 +129,7 @@ describe("the console's data: GET /watch (server-sent events) and /console/*", (
     expect(missed[1]?.data).toMatchObject({ removalReason: "UNREGISTERED" });
 
     // The Last-Event-ID header (what EventSource sends) resumes the same way.
-    const byHeader = await watch(`?serviceType=billing&epoch=${epoch}`, { "last-event-id": String(Number(live.id) + 1) });
+    const byHeader = await watch(`?serviceType=billing&epoch=${epoch}`, { ...AUTH, "last-event-id": String(Number(live.id) + 1) });
     expect(await byHeader.next()).toMatchObject({ event: "removed", id: String(Number(live.id) + 2) });
   });
 
@@ -137,6 +146,47 @@ describe("the console's data: GET /watch (server-sent events) and /console/*", (
     const closing = stack.close();
     const error = await all.next();
     expect(error).toMatchObject({ event: "error", data: { code: "UNAVAILABLE" } });
+    await closing;
+  });
+
+  it("ends a /watch stream when the key that opened it is reloaded away, or the instance whose credentials did is removed", async () => {
+    const { stack, client, register, watch } = await setup();
+    const instance = await register("billing", 9201);
+    const byInstance = await watch("", { "x-service-id": instance.serviceId, "x-service-token": instance.token });
+    const byKey = await watch();
+    for (const w of [byInstance, byKey]) while ((await w.next()).event !== "synced");
+    await call(client, client.unregister, { instanceId: instance.serviceId });
+    const instanceEnd = await nextOf(byInstance, "error");
+    expect(instanceEnd.data).toMatchObject({ code: "UNAUTHENTICATED", message: expect.stringMatching(/instance/) });
+    expect(stack.reloadKeys("another-registration-key-0123456789")).toBe(true);
+    const keyEnd = await nextOf(byKey, "error");
+    expect(keyEnd.data).toMatchObject({ code: "UNAUTHENTICATED", message: expect.stringMatching(/key/) });
+  });
+
+  it("prefers Last-Event-ID over sinceRevision (an EventSource reconnects to its first URL), and answers HEAD with headers only", async () => {
+    const { stack, register, watch } = await setup();
+    await register("billing", 9211);
+    const first = await watch("?serviceType=billing");
+    await first.next();
+    const epoch = (await first.next()).data.epoch as string;
+    await register("billing", 9212);
+    await register("billing", 9213);
+    const latest = stack.registry.revision;
+    const resumed = await watch(`?serviceType=billing&sinceRevision=1&epoch=${epoch}`, { ...AUTH, "last-event-id": String(latest - 1) });
+    expect(await resumed.next()).toMatchObject({ event: "registered", id: String(latest) });
+    const head = await fetch(`${stack.httpUrl}/watch`, { method: "HEAD", headers: AUTH, signal: AbortSignal.timeout(5000) });
+    expect(head.status).toBe(200);
+    expect(head.headers.get("content-type")).toMatch(/^text\/event-stream/);
+  });
+
+  it("shutdown ends /watch streams at once, not at the end of the HTTP grace period", async () => {
+    const { stack, watch } = await setup({ SHUTDOWN_GRACE_MS: "5000" });
+    const all = await watch();
+    expect((await all.next()).event).toBe("synced");
+    const started = Date.now();
+    const closing = stack.close();
+    expect((await all.next()).event).toBe("error");
+    expect(Date.now() - started).toBeLessThan(2500);
     await closing;
   });
 
@@ -173,11 +223,19 @@ describe("the console's data: GET /watch (server-sent events) and /console/*", (
   });
 
   it("GET /console/series has healthy instances per type and the prober's lag, and needs the key", async () => {
-    const { stack, register } = await setup();
+    const { stack, register } = await setup({ CONSOLE_SAMPLE_INTERVAL_MS: "100" });
     await register("billing", 9101);
     const before = (await (await fetch(`${stack.httpUrl}/console/series`, { headers: AUTH })).json()) as { intervalMs: number; samples: unknown[] };
     expect(before.intervalMs).toBeGreaterThan(0);
     expect(before.samples.length).toBeGreaterThanOrEqual(1); // one taken at start-up
     expect((await fetch(`${stack.httpUrl}/console/series`)).status).toBe(401);
+    // Only the types asked for (or the largest few): an hour of every type would be megabytes.
+    for (let i = 0; i < 8; i++) await register(`type-${i}`, 9300 + i);
+    const series = async (query: string) =>
+      ((await (await fetch(`${stack.httpUrl}/console/series${query}`, { headers: AUTH })).json()) as { samples: { healthy: Record<string, number> }[] }).samples.at(-1)?.healthy;
+    await waitFor(async () => Object.hasOwn((await series("?types=type-7")) ?? {}, "type-7"), "a sample with every type");
+    expect(Object.keys((await series("?types=type-3,billing")) ?? {}).sort()).toEqual(["billing", "type-3"]);
+    expect(Object.keys((await series("")) ?? {})).toHaveLength(6);
+    expect((await fetch(`${stack.httpUrl}/console/series?types=${Array.from({ length: 21 }, (_, i) => `t${i}`).join(",")}`, { headers: AUTH })).status).toBe(400);
   });
 });
