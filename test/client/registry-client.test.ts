@@ -152,7 +152,8 @@ describe("RegistryClient", () => {
     const err = await failure(patient.listServices());
     expect(err.code).toBe(status.UNAVAILABLE);
     expect(err.details).toMatch(/no registry address reachable/);
-    expect(Date.now() - started).toBeGreaterThan(200);
+    // It retried for a while (how long depends on grpc-js's jittered reconnect backoff), where failFast gives up at once.
+    expect(Date.now() - started).toBeGreaterThan(150);
 
     const impatient = client({ addresses: dead, failFast: true });
     started = Date.now();
