@@ -40,6 +40,7 @@ const METHODS = [
   "/registry.v1.RegistryService/Drain",
   "/registry.v1.RegistryService/Heartbeat",
   "/registry.v1.RegistryService/KeepAlive",
+  "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
   "/grpc.health.v1.Health/Check",
   "/grpc.health.v1.Health/Watch",
   "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
