@@ -109,7 +109,7 @@ describe.skipIf(!chromiumPresent)("the web console in a real browser", () => {
   beforeAll(async () => {
     artifacts = mkdtempSync(join(tmpdir(), "registry-console-"));
     console.log(`console screenshots: ${artifacts}`);
-    stack = await startStack({ HEALTH_CHECKS: "true", HEALTH_CHECK_INTERVAL_MS: "200", HEALTH_CHECK_TTL_MS: "500", DEREGISTER_AFTER_MS: "0" });
+    stack = await startStack({ HEALTH_CHECKS: "true", HEALTH_CHECK_INTERVAL_MS: "200", HEALTH_CHECK_TTL_MS: "500", DEREGISTER_AFTER_MS: "0", CONSOLE_SAMPLE_INTERVAL_MS: "500" });
     grpc = new RegistryServiceClient(stack.address, credentials.createInsecure());
     browser = await puppeteer.launch({
       executablePath: CHROMIUM,
@@ -208,6 +208,49 @@ describe.skipIf(!chromiumPresent)("the web console in a real browser", () => {
     watch.cancel();
     await page.waitForSelector("dialog.confirm:not([open])");
     await page.waitForFunction((sel) => /draining/.test(document.querySelector(`${sel} .col-draining`)?.textContent ?? ""), {}, instanceRow(checkout.id));
+    await page.close();
+  });
+
+  it("shows a service's instances with address, metadata, age and last probe; sorts them by a column; filters them by a selector; charts the type and the probe lag", async () => {
+    const eu = await backend("catalog", { zone: "eu-1" });
+    const us = await backend("catalog", { zone: "us-2" });
+    const page = await openConsole();
+    await signIn(page);
+    await live(page);
+    await go(page, "#/service/catalog");
+    await page.waitForSelector(instanceRow(eu.id));
+    await page.waitForSelector(instanceRow(us.id));
+    await page.waitForFunction((sel) => /ms/.test(document.querySelector(`${sel} .col-probe`)?.textContent ?? ""), {}, instanceRow(eu.id));
+    const cells = await page.$eval(instanceRow(eu.id), (row) =>
+      Object.fromEntries([...row.querySelectorAll(".cell")].map((c) => [/col-(\w+)/.exec(c.className)?.[1], c.textContent?.trim()])),
+    );
+    expect(cells).toMatchObject({ address: `127.0.0.1:${eu.instance.port}`, metadata: "zone=eu-1", age: expect.stringMatching(/^\d+s$/), probe: expect.stringMatching(/ms$/) });
+
+    // Sorted by metadata: eu-1 first, then the other way round.
+    const order = () => page.$$eval(".instances-table .spacer .row", (rows) => rows.map((r) => r.getAttribute("data-key")));
+    await page.click(".instances-table [role=columnheader].col-metadata button.sort");
+    await page.waitForFunction(() => document.querySelector(".instances-table [role=columnheader].col-metadata")?.getAttribute("aria-sort") === "ascending");
+    expect(await order()).toEqual([eu.id, us.id]);
+    await page.click(".instances-table [role=columnheader].col-metadata button.sort");
+    await page.waitForFunction(() => document.querySelector(".instances-table [role=columnheader].col-metadata")?.getAttribute("aria-sort") === "descending");
+    expect(await order()).toEqual([us.id, eu.id]);
+
+    // A selector: only its zone.
+    await page.type("input[name=selector]", "zone=us-2");
+    await page.keyboard.press("Enter");
+    await page.waitForFunction((id) => {
+      const rows = [...document.querySelectorAll(".instances-table .spacer .row")];
+      return rows.length === 1 && rows[0]?.getAttribute("data-key") === id;
+    }, {}, us.id);
+
+    // Charts: the type's healthy instances and the probe lag, drawn from the registry's samples.
+    await page.waitForFunction(() => /catalog 2\b/.test(document.querySelector(".chart-box")?.getAttribute("aria-label") ?? ""), { timeout: 10_000 });
+    const charts = await page.$$eval(".chart-box", (boxes) => boxes.map((b) => ({ label: b.getAttribute("aria-label"), canvas: b.querySelector("canvas") !== null })));
+    expect(charts).toEqual([
+      { label: expect.stringMatching(/^Healthy instances of catalog: catalog 2$/), canvas: true },
+      { label: expect.stringMatching(/^Probe schedule lag p99: probe lag p99 [\d.]+ ms$/), canvas: true },
+    ]);
+    await screenshot(page, "service-sorted-filtered");
     await page.close();
   });
 
