@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import type { RegistryApi } from "../api/registry-api.js";
 import { RegistryError } from "../registry/registry-error.js";
 import type { WatchEvent } from "../registry/types.js";
+import { resumePoint } from "../registry/watcher.js";
 import { HttpError, toHttpError } from "./http-errors.js";
 import { instanceJson, type InstanceJson } from "./json-mapping.js";
 import { addTo, removeFrom, takeAll } from "../util/keyed-sets.js";
@@ -34,7 +35,6 @@ interface EventJson {
   readonly panic?: boolean;
 }
 
-const REMOVAL_REASONS = { unregistered: "UNREGISTERED", health_check_expired: "HEALTH_CHECK_EXPIRED", replaced: "REPLACED", drain_expired: "DRAIN_EXPIRED" } as const;
 
 /**
  * `GET /watch?serviceType=&selector=&sinceRevision=&epoch=`: the watch
@@ -151,8 +151,7 @@ export class HttpWatchStreams {
           const pumpEvents = (): void => {
             for (let event = watcher.poll(); event !== undefined; event = watcher.poll()) {
               const line = sseLine(event, epoch());
-              if (event.type === "change" || event.type === "synced" || event.type === "bookmark") resumeFrom = event.type === "change" ? event.change.revision : event.revision;
-              if (event.type === "reset") resumeFrom = 0;
+              resumeFrom = resumePoint(event, resumeFrom);
               if (line !== undefined && !res.write(line)) {
                 blocked = true;
                 stall = setTimeout(
@@ -194,7 +193,7 @@ function sseLine(event: WatchEvent, epoch: string): string | undefined {
       const { change } = event;
       id = change.revision;
       const base = { revision: change.revision, epoch, instance: instanceJson(change.instance), ...(event.panic ? { panic: true } : {}) };
-      if (change.kind === "removed") json = { type: "removed", ...base, removalReason: REMOVAL_REASONS[change.reason] };
+      if (change.kind === "removed") json = { type: "removed", ...base, removalReason: change.reason.toUpperCase() };
       else if (change.kind === "health") {
         json = change.instance.health === "healthy" ? { type: "health_passed", ...base } : { type: "health_failed", ...base, failureReason: change.failureReason ?? "" };
       } else json = { type: change.kind, ...base };

@@ -871,7 +871,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     if (!instance || this.state !== "running" || healthCheckOf(instance).kind !== "session") return undefined;
     if (this.pendingHealth.has(id) || this.guard.suspected) return undefined;
     const now = this.options.now();
-    const alive = this.sessions.has(id) || (this.relay?.sessionsElsewhere(id) ?? 0) > 0;
+    const alive = this.sessionHeld(id);
     const ended = this.sessionEnds.get(id);
     let mutation: Mutation | undefined;
     if (alive) mutation = this.healthStatus.settle(instance, true, now);
@@ -902,11 +902,11 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
       this.onCheckResult(instance, { ok: true, status: 0 }, false);
     } else if (report === "session_opened") {
       // Also this replica's own sessions, announced again after it rejoined: they may have been failed meanwhile.
-      if (!this.sessions.has(id) && (this.relay?.sessionsElsewhere(id) ?? 0) === 0) return;
+      if (!this.sessionHeld(id)) return;
       this.reported.hold(id);
       this.sessionEnds.delete(id);
       this.reconcileSession(id);
-    } else if (!this.sessions.has(id) && (this.relay?.sessionsElsewhere(id) ?? 0) === 0) {
+    } else if (!this.sessionHeld(id)) {
       this.reported.release(id);
       if (instance.health === "healthy") {
         this.sessionEnds.set(id, "session lost: the registry replica holding it went away");
@@ -916,6 +916,11 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   }
 
   /** The store's relay of liveness reports between replicas, if it is shared. */
+  /** Whether a session holds `id` alive, on this replica or (by the relay) on another. */
+  private sessionHeld(id: string): boolean {
+    return this.sessions.has(id) || (this.relay?.sessionsElsewhere(id) ?? 0) > 0;
+  }
+
   private get relay(): LivenessRelay | undefined {
     return this.store.plannedBy === "store" ? this.store.livenessRelay : undefined;
   }
@@ -1027,7 +1032,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     if (instance.draining) this.drainDeadlines.arm(instance.id, instance.drainingSince);
     const check = healthCheckOf(instance);
     if (!isProbed(check.kind)) {
-      const held = this.sessions.has(instance.id) || (this.relay?.sessionsElsewhere(instance.id) ?? 0) > 0;
+      const held = this.sessionHeld(instance.id);
       return this.reported.track(instance.id, check, held);
     }
     if (!this.scheduler) return;

@@ -55,12 +55,12 @@ const METADATA_KEY = /^[A-Za-z0-9._/-]{1,63}$/;
 const PRINTABLE_ASCII = /^[\x21-\x7e]+$/;
 const HOSTNAME_LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 
-/** Throws INVALID_ARGUMENT naming the field unless `value` is a valid service type. */
 /** Whether `value` could name a service type (what validateServiceType accepts), without building an error. */
 export function isServiceTypeName(value: string): boolean {
   return value.length <= limits.serviceTypeMaxLength && SERVICE_TYPE.test(value);
 }
 
+/** Throws INVALID_ARGUMENT naming the field unless `value` is a valid service type. */
 export function validateServiceType(value: string, field = "service_type"): void {
   if (value.length === 0) throw invalidArgument(field, "must not be empty");
   if (value.length > limits.serviceTypeMaxLength) {

@@ -402,3 +402,18 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
 export function shuttingDown(): RegistryError {
   return new RegistryError("unavailable", "registry is shutting down; reconnect to another replica or retry");
 }
+
+/** The revision a client holding every event sent so far should resume from (gRPC's since_revision, SSE's last event id). */
+export function resumePoint(event: WatchEvent, previous: number): number {
+  switch (event.type) {
+    case "change":
+      return event.change.revision;
+    case "reset":
+      return 0; // the old resume point is void; a fresh snapshot is needed
+    case "snapshot":
+    case "probe":
+      return previous; // a snapshot is a resume point only once SYNCED arrives
+    default:
+      return event.revision;
+  }
+}

@@ -16,18 +16,16 @@ import { http2StreamBelow } from "./call-stream.js";
  * connection busy. The client's own deadline still applies as usual; this
  * one bounds only the reading of the request.
  *
- * KeepAlive and xDS's StreamAggregatedResources, the methods whose client
- * streams, are left out: their requests never end while the stream lives
- * (their handlers bound the wait for the first message themselves).
+ * Methods whose client streams (KeepAlive, xDS's StreamAggregatedResources)
+ * are left out: their requests never end while the stream lives (their
+ * handlers bound the wait for the first message themselves).
  *
  * @example
  * new Server({ interceptors: [callHooksInterceptor([requestReadTimeoutHooks(10_000)])] });
  */
-const CLIENT_STREAMING = new Set(["/registry.v1.RegistryService/KeepAlive", "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"]);
-
 export function requestReadTimeoutHooks(timeoutMs: number): CallHooksFactory {
   return (method, next, call) => {
-    if (CLIENT_STREAMING.has(method.path)) return {};
+    if (method.requestStream) return {};
     let timer: NodeJS.Timeout | undefined;
     const stop = (): void => clearTimeout(timer);
     return {

@@ -15,3 +15,15 @@ export function toServiceError(err: unknown, logger: Logger, method: string): Pa
   logger.error({ err, method }, "unexpected error in handler");
   return { code: status.INTERNAL, details: "internal error", metadata: new Metadata() };
 }
+
+/**
+ * `toServiceError` for a stream being ended: should the logger itself throw,
+ * still a status (INTERNAL), so the client's stream is never left open.
+ */
+export function safeServiceError(err: unknown, logger: Logger, method: string): Partial<ServiceError> {
+  try {
+    return toServiceError(err, logger, method);
+  } catch {
+    return { code: status.INTERNAL, details: "internal error", metadata: new Metadata() };
+  }
+}

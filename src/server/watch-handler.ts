@@ -1,15 +1,14 @@
 import { constants as http2Constants } from "node:http2";
-import { Metadata, status as grpcStatus, type ServerWritableStream, type ServiceError } from "@grpc/grpc-js";
+import { Metadata, type ServerWritableStream, type ServiceError } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { WatchInstancesRequest } from "../../gen/registry/v1/registry.js";
 import { peerHost } from "../api/peer-address.js";
 import type { RegistryApi } from "../api/registry-api.js";
 import { RegistryError } from "../registry/registry-error.js";
-import type { WatchEvent } from "../registry/types.js";
-import type { Watcher } from "../registry/watcher.js";
+import { resumePoint, type Watcher } from "../registry/watcher.js";
 import { credentialsFromMetadata } from "./auth.js";
 import { http2StreamOf } from "./call-stream.js";
-import { toServiceError } from "./status-mapping.js";
+import { safeServiceError, toServiceError } from "./status-mapping.js";
 import type { WatchEventEncoder } from "./watch-encoder.js";
 import { WrittenEventsTally } from "./written-events-tally.js";
 import { addTo, removeFrom } from "../util/keyed-sets.js";
@@ -282,33 +281,12 @@ export class WatchStreams {
 
   /** The status a failed stream ends with; a resumable one names the revision to resume from. */
   private statusOf(err: unknown, lastSentRevision: number): Partial<ServiceError> {
-    let status: Partial<ServiceError>;
-    try {
-      status = toServiceError(err, this.deps.logger, "WatchInstances");
-    } catch {
-      // A logger that throws must not leave the client's stream open.
-      status = { code: grpcStatus.INTERNAL, details: "internal error", metadata: new Metadata() };
-    }
+    const status = safeServiceError(err, this.deps.logger, "WatchInstances");
     if (err instanceof RegistryError && (err.code === "resource_exhausted" || err.code === "unavailable")) {
       const trailer = new Metadata();
       trailer.set(RESUME_REVISION_TRAILER, String(lastSentRevision));
       status.metadata = trailer;
     }
     return status;
-  }
-}
-
-/** The since_revision a client holding everything sent so far should resume from. */
-function resumePoint(event: WatchEvent, previous: number): number {
-  switch (event.type) {
-    case "change":
-      return event.change.revision;
-    case "reset":
-      return 0; // the old resume point is void; a fresh snapshot is needed
-    case "snapshot":
-    case "probe":
-      return previous; // a snapshot is a resume point only once SYNCED arrives
-    default:
-      return event.revision;
   }
 }

@@ -1,20 +1,20 @@
-import { status as grpcStatus, type ServerDuplexStream, type ServiceError } from "@grpc/grpc-js";
+import type { ServerDuplexStream, ServiceError } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { PresentedCredentials, Principal } from "../api/authenticator.js";
 import { peerHost } from "../api/peer-address.js";
 import type { RegistryApi } from "../api/registry-api.js";
 import { RegistryError } from "../registry/registry-error.js";
 import { credentialsFromMetadata } from "../server/auth.js";
-import { toServiceError } from "../server/status-mapping.js";
+import { safeServiceError } from "../server/status-mapping.js";
 import { AdsSession } from "./ads-session.js";
 import type { DiscoveryRequest, DiscoveryResponse, StructValue } from "./envoy-protos.js";
 import type { XdsHub } from "./xds-hub.js";
 import { addTo, removeFrom, takeAll } from "../util/keyed-sets.js";
 
 /** Node metadata fields carrying credentials (fixed: other languages' bootstrap files name them). */
-export const NODE_KEY_FIELD = "registry_key";
-export const NODE_SERVICE_ID_FIELD = "registry_service_id";
-export const NODE_SERVICE_TOKEN_FIELD = "registry_service_token";
+const NODE_KEY_FIELD = "registry_key";
+const NODE_SERVICE_ID_FIELD = "registry_service_id";
+const NODE_SERVICE_TOKEN_FIELD = "registry_service_token";
 
 const MISSING =
   `missing credentials: put "${NODE_KEY_FIELD}" (a registration key), or "${NODE_SERVICE_ID_FIELD}" and "${NODE_SERVICE_TOKEN_FIELD}", ` +
@@ -256,11 +256,7 @@ function hasAny(c: PresentedCredentials): boolean {
 }
 
 function status(error: unknown, logger: Logger): Partial<ServiceError> {
-  try {
-    return toServiceError(error, logger, "StreamAggregatedResources");
-  } catch {
-    return { code: grpcStatus.INTERNAL, details: "internal error" };
-  }
+  return safeServiceError(error, logger, "StreamAggregatedResources");
 }
 
 /** "Listener", "Cluster"...: the last segment of a type URL (a bounded label). */

@@ -9,9 +9,9 @@ const SERVED = [TYPE_URL.listener, TYPE_URL.cluster, TYPE_URL.endpoints] as cons
 const WHOLE_SET = new Set<string>([TYPE_URL.listener, TYPE_URL.cluster]);
 
 /** Resource names one stream may subscribe to, all types together. */
-export const MAX_SUBSCRIBED_NAMES = 10_000;
+const MAX_SUBSCRIBED_NAMES = 10_000;
 /** Longest resource name taken (service types are far shorter; this bounds what a stream holds). */
-export const MAX_NAME_LENGTH = 256;
+const MAX_NAME_LENGTH = 256;
 
 /** What a session reports, for logs and metrics. */
 export interface AdsSessionEvents {

@@ -1,5 +1,6 @@
 import type { ServiceRegistry } from "../registry/service-registry.js";
 import { isServiceTypeName } from "../registry/validation.js";
+import { addTo, removeFrom } from "../util/keyed-sets.js";
 import type { Watcher } from "../registry/watcher.js";
 import { TYPE_URL } from "./envoy-protos.js";
 import { assignmentFor, clusterFor, listenerFor, type EncodedResource } from "./xds-resources.js";
@@ -62,18 +63,8 @@ export class XdsHub {
   /** The service types a subscriber's resources name (`wildcard`: every type); replaces what it followed before. */
   follow(subscriber: XdsSubscriber, types: ReadonlySet<string>, wildcard: boolean): void {
     const before = this.followed.get(subscriber) ?? new Set<string>();
-    for (const type of before) {
-      if (types.has(type)) continue;
-      const set = this.followers.get(type);
-      set?.delete(subscriber);
-      if (set?.size === 0) this.followers.delete(type);
-    }
-    for (const type of types) {
-      if (before.has(type)) continue;
-      let set = this.followers.get(type);
-      if (!set) this.followers.set(type, (set = new Set()));
-      set.add(subscriber);
-    }
+    for (const type of before) if (!types.has(type)) removeFrom(this.followers, type, subscriber);
+    for (const type of types) if (!before.has(type)) addTo(this.followers, type, subscriber);
     if (types.size > 0) this.followed.set(subscriber, types);
     else this.followed.delete(subscriber);
     if (wildcard) this.wildcard.add(subscriber);

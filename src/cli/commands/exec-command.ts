@@ -10,7 +10,7 @@ import { connect, CONNECTION_HELP, type CliConnection, type CliEnvironment } fro
 import { exitStatus, WrappedCommand, type CommandEnd } from "./wrapped-command.js";
 
 /** `exec --help`. */
-export const EXEC_HELP = `usage: service-registry exec --type SERVICE_TYPE --port PORT [--host HOST] [--metadata KEY=VALUE ...]
+const EXEC_HELP = `usage: service-registry exec --type SERVICE_TYPE --port PORT [--host HOST] [--metadata KEY=VALUE ...]
                              [--check session|http|grpc|tcp|ttl] [--health-path /PATH] [--grpc-service NAME]
                              [--tls] [--ttl-ms MS] [--check-timeout-ms MS] [--grace-ms MS] [--wait-timeout-ms MS]
                              [connection flags] -- COMMAND [ARG ...]
@@ -31,7 +31,7 @@ A stop signal before it is registered is passed on at once.
 `;
 
 /** What `exec` listens to: `process`, or a stand-in. */
-export interface SignalSource {
+interface SignalSource {
   on(signal: NodeJS.Signals, listener: () => void): unknown;
   off(signal: NodeJS.Signals, listener: () => void): unknown;
 }

@@ -8,7 +8,7 @@ export const DEFAULT_GRACE_MS = 5000;
 export const DEFAULT_WAIT_TIMEOUT_MS = 30_000;
 
 /** The flags `exec` takes before `--`, besides the connection flags. */
-export const EXEC_SYNTAX: CommandSyntax = {
+const EXEC_SYNTAX: CommandSyntax = {
   maxPositional: 0,
   flags: [
     "--type",
