@@ -7,7 +7,8 @@
  * median of each build's per-round ratio to the no-op does. Prints every
  * round and the medians.
  *
- * usage: node --import tsx bench/investigations/register-ab.ts [--against=PATH] [--stores=memory,sqlite] [--c=16] [--rounds=7] [--ms=2000] [--profile=DIR]
+ * usage: node --import tsx bench/investigations/register-ab.ts [--against=PATH] [--stores=memory,sqlite] [--c=16] [--rounds=7] [--ms=2000] [--compiled] [--profile=DIR]
+ *   --compiled     each tree's registry from its compiled dist/ (built first, with its own tsc), as `npm run bench` runs it (an --against tree older than that option runs its sources); default the sources under tsx
  *   --profile=DIR  every server (the no-op too) under node --cpu-prof, into DIR: compare them with profile-summary
  */
 import { mkdtempSync } from "node:fs";
@@ -17,6 +18,7 @@ import { fileURLToPath } from "node:url";
 import { BenchChild, killAllChildren } from "../lib/ipc.js";
 import type { LoopResult } from "../load/closed-loop.js";
 import { arg } from "../lib/args.js";
+import { execFileSync } from "node:child_process";
 
 const BENCH = fileURLToPath(new URL("../", import.meta.url));
 const against = arg("against", "");
@@ -31,13 +33,20 @@ const load = BenchChild.start("load", "load/load-worker.ts");
 const ceiling = BenchChild.start<{ port: number }>("ceiling", "servers/ceiling-server.ts", [], profiled);
 const [, ceilingReady] = await Promise.all([load.ready, ceiling.ready]);
 const servers = [{ name: "no-op", address: `127.0.0.1:${ceilingReady.port}`, pid: ceiling.pid }];
-const trees = [{ tree: "this", file: "servers/registry-server.ts" }];
-if (against) trees.push({ tree: "against", file: relative(BENCH, resolve(against, "bench/servers/registry-server.ts")) });
+const compiled = process.argv.includes("--compiled");
+const trees = [{ tree: "this", root: resolve(BENCH, ".."), file: "servers/registry-server.ts" }];
+if (against) trees.push({ tree: "against", root: resolve(against), file: relative(BENCH, resolve(against, "bench/servers/registry-server.ts")) });
+/** The tree's compiled dist/, built now with the tree's own tsc, when --compiled is given. */
+function buildOf(root: string): { build?: string } {
+  if (!compiled) return {};
+  execFileSync(process.execPath, [join(root, "node_modules/typescript/bin/tsc"), "-p", join(root, "tsconfig.build.json")], { stdio: "inherit" });
+  return { build: join(root, "dist") };
+}
 const registries: BenchChild<{ port: number }>[] = [];
 const data = mkdtempSync(join(tmpdir(), "register-ab-"));
 for (const store of stores) {
-  for (const { tree, file } of trees) {
-    const config = { store: store === "memory" ? "memory" : "sqlite", sync: "normal", dataDir: join(data, `${tree}-${store}`), healthChecks: false };
+  for (const { tree, root, file } of trees) {
+    const config = { store: store === "memory" ? "memory" : "sqlite", sync: "normal", dataDir: join(data, `${tree}-${store}`), healthChecks: false, ...buildOf(root) };
     const child = BenchChild.start<{ port: number }>(`${tree}-${store}`, file, [JSON.stringify(config)], { readyTimeoutMs: 60_000, ...profiled });
     registries.push(child);
     servers.push({ name: `${tree}:${store}`, address: `127.0.0.1:${(await child.ready).port}`, pid: child.pid });

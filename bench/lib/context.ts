@@ -148,6 +148,8 @@ export class BenchContext {
     readonly ceiling: BenchChild<{ port: number }>,
     readonly ceilingAddress: string,
     readonly etcd: EtcdHandle,
+    /** The compiled tree every registry process runs (`npm run build`'s dist/, as deployed). */
+    readonly build: string,
   ) {}
 
   log(message: string): void {
@@ -161,13 +163,13 @@ export class BenchContext {
     return path;
   }
 
-  /** Starts a bench registry process (profiled under `--profile`) and waits until it serves. */
+  /** Starts a bench registry process, compiled as deployed (profiled under `--profile`), and waits until it serves. */
   async startRegistry(name: string, config: RegistryServerConfig, nodeFlags: string[] = []): Promise<RegistryProcess> {
     const flags = [...nodeFlags, ...profileFlags(this.profileDir, name)];
     const child = BenchChild.start<{ port: number; startMs: number; uptimeMs: number; instances: number }>(
       name,
       "servers/registry-server.ts",
-      [JSON.stringify(config)],
+      [JSON.stringify({ ...config, build: this.build })],
       { nodeFlags: flags, readyTimeoutMs: 120_000 },
     );
     const ready = await child.ready;

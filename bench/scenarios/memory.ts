@@ -1,7 +1,6 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { profileFlags, type BenchContext } from "../lib/context.js";
-import { buildDist } from "../lib/build-dist.js";
 import { startEtcd } from "../lib/etcd.js";
 import { BenchChild } from "../lib/ipc.js";
 import type { Figure } from "../lib/report.js";
@@ -40,9 +39,6 @@ export async function memoryScenario(ctx: BenchContext): Promise<void> {
   const n1 = firstTypes.length * p.perType;
   const blocks = (list: string[]) => list.map((t) => ({ serviceType: t, count: p.perType }));
 
-  // Compiled while the RSS part runs (it measures memory, not time); awaited before the start-up part.
-  const compiling = buildDist();
-  compiling.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
   ctx.log(`scenario 5: RSS with ${n} instances`);
   const reg = await ctx.startRegistry("s5-memory", config, ["--expose-gc"]);
   const gc0 = await reg.child.request<GcResult>("gc");
@@ -71,7 +67,7 @@ export async function memoryScenario(ctx: BenchContext): Promise<void> {
   await bare.stop();
 
   ctx.log(`scenario 5: start-up with ${n} stored instances`);
-  const compiled = await compiling;
+  const compiled = ctx.build;
   const dbPath = join(dataDir, "registry.db");
   // The server's whole configuration: nothing from the bench's own environment (LOG_LEVEL, TLS_*, ...).
   const env = {

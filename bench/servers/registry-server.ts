@@ -7,19 +7,23 @@
  * seed instances through the library API, count probes, sample probe lag,
  * collect garbage, stop.
  *
+ * The registry's code comes from `config.build` when given: the compiled
+ * tree `npm run build` makes, which is what docs/operations.md deploys.
+ * `npm run bench` always gives it. Without it the sources are loaded
+ * through tsx, as `npm start` runs them: tsx compiles with esbuild's
+ * keepNames, which names every function a call creates (a property
+ * definition each time), so per-call figures read higher there than
+ * deployed.
+ *
  * argv[2]: a JSON {@link RegistryServerConfig}.
  */
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { startServer } from "../../src/app/start-server.js";
-import { loadConfig } from "../../src/config/load-config.js";
+import { pathToFileURL } from "node:url";
 import type { Config } from "../../src/config/settings.js";
-import { createLogger } from "../../src/logging/logger.js";
 import type { ServiceRegistry } from "../../src/registry/service-registry.js";
-import { createStore } from "../../src/store/create-store.js";
-import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
 import { heapSamplingCommands } from "../lib/heap-sampling.js";
 import { emit, serveIpc } from "../lib/ipc.js";
 import { BENCH_KEY, BENCH_METADATA } from "../lib/workload.js";
@@ -40,6 +44,8 @@ export interface RegistryServerConfig {
   readonly maxWatchStreamsPerConnection?: number;
   /** MAX_XDS_STREAMS, for a scale run holding more xDS streams (warm-up ones included) than serve's default allows. */
   readonly maxXdsStreams?: number;
+  /** A compiled tree (`dist/`, as `npm run build` makes it) to load the registry from; default the sources, through tsx. */
+  readonly build?: string;
 }
 
 /** A block of instances to register directly through the library API. */
@@ -52,6 +58,17 @@ export interface SeedBlock {
 }
 
 const bench = JSON.parse(process.argv[2] ?? "{}") as RegistryServerConfig;
+
+/** One of the registry's modules (`path` under src/), from the compiled tree if the config names one. */
+async function registryModule<T>(path: string): Promise<T> {
+  const url = bench.build === undefined ? new URL(`../../src/${path}`, import.meta.url) : pathToFileURL(join(bench.build, "src", path));
+  return (await import(url.href)) as T;
+}
+const { startServer } = await registryModule<typeof import("../../src/app/start-server.js")>("app/start-server.js");
+const { loadConfig } = await registryModule<typeof import("../../src/config/load-config.js")>("config/load-config.js");
+const { createLogger } = await registryModule<typeof import("../../src/logging/logger.js")>("logging/logger.js");
+const { createStore } = await registryModule<typeof import("../../src/store/create-store.js")>("store/create-store.js");
+const { SqliteStore } = await registryModule<typeof import("../../src/store/sqlite/sqlite-store.js")>("store/sqlite/sqlite-store.js");
 const dataDir = bench.dataDir ?? mkdtempSync(join(tmpdir(), "registry-bench-server-"));
 // serve's defaults: no environment and no .env read (the data dir has none),
 // so a developer's settings cannot change what the bench measures.
