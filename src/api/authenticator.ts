@@ -143,6 +143,21 @@ export class Authenticator {
     });
   }
 
+  /**
+   * Why a stream `principal` opened must end now: its key has been reloaded
+   * away, or its instance removed; undefined while it stands. A stream
+   * transport lists the stream under its key or instance (where a removal
+   * ends it) and then asks this, so a removal made while the stream was
+   * opening (waiting for its resume point, or for a store read) is not missed.
+   * An instance this replica has not applied yet (read from a shared store
+   * while behind) is not taken for removed.
+   */
+  revocation(principal: Principal): RegistryError | undefined {
+    if (principal.kind === "key") return this.keys.has(principal.keyId) ? undefined : keyRemoved();
+    const { id, revision } = principal.instance;
+    return this.registry.has(id) || revision > this.registry.revision ? undefined : instanceRemoved();
+  }
+
   /** Unregister: the instance itself or a key holder. */
   requireOwnerOrKey(presented: PresentedCredentials, instanceId: string, caller?: Caller): void | Promise<void> {
     return andThen(this.identify(presented, caller), (principal) => {
@@ -151,6 +166,16 @@ export class Authenticator {
       }
     });
   }
+}
+
+/** The end of a stream whose registration key was reloaded away. */
+export function keyRemoved(): RegistryError {
+  return new RegistryError("unauthenticated", "the registration key that opened this stream was removed");
+}
+
+/** The end of a stream whose instance (whose credentials opened it) was removed. */
+export function instanceRemoved(): RegistryError {
+  return new RegistryError("unauthenticated", "the instance whose credentials opened this stream was removed");
 }
 
 /**

@@ -2,6 +2,7 @@ import type { ServerResponse } from "node:http";
 import type { Logger } from "pino";
 import type { RegistryApi } from "../api/registry-api.js";
 import { RegistryError } from "../registry/registry-error.js";
+import { instanceRemoved, keyRemoved } from "../api/authenticator.js";
 import type { WatchEvent } from "../registry/types.js";
 import { resumePoint } from "../registry/watcher.js";
 import { HttpError, toHttpError } from "./http-errors.js";
@@ -62,11 +63,11 @@ export class HttpWatchStreams {
     private readonly options: WatchRouteOptions,
   ) {
     api.auth.keys.onRemoved((ids) => {
-      const error = new RegistryError("unauthenticated", "the registration key that opened this stream was removed");
+      const error = keyRemoved();
       for (const id of ids) for (const end of takeAll(this.byKey, id)) end(error);
     });
     api.registry.on("instanceRemoved", (instance) => {
-      const error = new RegistryError("unauthenticated", "the instance whose credentials opened this stream was removed");
+      const error = instanceRemoved();
       for (const end of takeAll(this.byInstance, instance.id)) end(error);
     });
   }
@@ -175,6 +176,9 @@ export class HttpWatchStreams {
           // The client went away (its connection closed), or the server stopped waiting for requests.
           res.once("close", () => finish());
           signal.addEventListener("abort", () => finish(new RegistryError("unavailable", "registry is shutting down; reconnect and resume")), { once: true });
+          // Listed under its key or instance above: a removal made while it opened is caught here, a later one there.
+          const revoked = api.auth.revocation(principal);
+          if (revoked) return finish(revoked);
           res.write(": watching\n\n");
           watcher.consume(pump);
           pump();

@@ -5,6 +5,7 @@ import type { WatchInstancesRequest } from "../../gen/registry/v1/registry.js";
 import { peerHost } from "../api/peer-address.js";
 import type { RegistryApi } from "../api/registry-api.js";
 import { RegistryError } from "../registry/registry-error.js";
+import { instanceRemoved, keyRemoved } from "../api/authenticator.js";
 import { resumePoint, type Watcher } from "../registry/watcher.js";
 import { credentialsFromMetadata } from "./auth.js";
 import { http2StreamOf } from "./call-stream.js";
@@ -68,7 +69,7 @@ export class WatchStreams {
   constructor(private readonly deps: WatchHandlerDeps) {
     this.written = deps.onEventsSent ? new WrittenEventsTally(deps.onEventsSent) : undefined;
     deps.api.auth.keys.onRemoved((removedIds) => {
-      const error = new RegistryError("unauthenticated", "the registration key that opened this stream was removed");
+      const error = keyRemoved();
       for (const id of removedIds) {
         const ends = this.byKey.get(id);
         if (!ends) continue;
@@ -80,7 +81,7 @@ export class WatchStreams {
       const ends = this.byInstance.get(instance.id);
       if (!ends) return;
       this.byInstance.delete(instance.id);
-      const error = new RegistryError("unauthenticated", "the instance whose credentials opened this stream was removed");
+      const error = instanceRemoved();
       for (const end of ends) end(error);
     });
   }
@@ -211,13 +212,11 @@ export class WatchStreams {
             ownerId = opened.principal.instance.id;
             addTo(this.byInstance, ownerId, end);
           } else {
-            // A reload may have removed the key while the stream waited to reach its resume point.
-            if (!api.auth.keys.has(opened.principal.keyId)) {
-              return finish(new RegistryError("unauthenticated", "the registration key that opened this stream was removed"));
-            }
             keyId = opened.principal.keyId;
             addTo(this.byKey, keyId, end);
           }
+          const revoked = api.auth.revocation(opened.principal);
+          if (revoked) return finish(revoked);
           watcher.consume(pump);
           pump();
         },

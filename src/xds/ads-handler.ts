@@ -1,6 +1,6 @@
 import type { ServerDuplexStream, ServiceError } from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import type { PresentedCredentials, Principal } from "../api/authenticator.js";
+import { instanceRemoved, keyRemoved, type PresentedCredentials, type Principal } from "../api/authenticator.js";
 import { peerHost } from "../api/peer-address.js";
 import type { RegistryApi } from "../api/registry-api.js";
 import { RegistryError } from "../registry/registry-error.js";
@@ -67,11 +67,11 @@ export class AdsStreams {
 
   constructor(private readonly deps: AdsStreamsDeps) {
     deps.api.auth.keys.onRemoved((ids) => {
-      const error = new RegistryError("unauthenticated", "the registration key that opened this stream was removed");
+      const error = keyRemoved();
       for (const id of ids) for (const end of takeAll(this.byKey, id)) end(error);
     });
     deps.api.registry.on("instanceRemoved", (instance) => {
-      const error = new RegistryError("unauthenticated", "the instance whose credentials opened this stream was removed");
+      const error = instanceRemoved();
       for (const end of takeAll(this.byInstance, instance.id)) end(error);
     });
   }
@@ -184,6 +184,8 @@ export class AdsStreams {
           const node = clip(request.node?.id || undefined);
           if (who?.kind === "key") addTo(this.byKey, who.keyId, end);
           if (who?.kind === "instance") addTo(this.byInstance, who.instance.id, end);
+          const revoked = who && this.deps.api.auth.revocation(who);
+          if (revoked) return finish(revoked);
           session = new AdsSession(hub, (response) => call.write(response), (error) => finish(error), {
             sent: (typeUrl) => this.deps.onResponse?.(shortType(typeUrl)),
             rejected: (typeUrl, nack) => {
