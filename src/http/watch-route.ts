@@ -2,12 +2,11 @@ import type { ServerResponse } from "node:http";
 import type { Logger } from "pino";
 import type { RegistryApi } from "../api/registry-api.js";
 import { RegistryError } from "../registry/registry-error.js";
-import { instanceRemoved, keyRemoved } from "../api/authenticator.js";
+import { StreamRoster } from "../api/stream-roster.js";
 import type { WatchEvent } from "../registry/types.js";
 import { resumePoint } from "../registry/watcher.js";
 import { HttpError, toHttpError } from "./http-errors.js";
 import { instanceJson, type InstanceJson } from "./json-mapping.js";
-import { addTo, removeFrom, takeAll } from "../util/keyed-sets.js";
 import { callContext, header, selectorFromQuery } from "./request-context.js";
 import type { Route } from "./routes.js";
 
@@ -52,45 +51,38 @@ interface EventJson {
  * is, or the server shuts down (`endAll`, at the start of shutdown).
  */
 export class HttpWatchStreams {
-  private readonly open = new Set<(error: RegistryError) => void>();
-  private readonly byKey = new Map<string, Set<(error: RegistryError) => void>>();
-  private readonly byInstance = new Map<string, Set<(error: RegistryError) => void>>();
-  /** Streams admitted (counted against the quota) whose watch is still being opened. */
-  private opening = 0;
+  private readonly roster: StreamRoster;
 
   constructor(
     private readonly api: RegistryApi,
     private readonly options: WatchRouteOptions,
   ) {
-    api.auth.keys.onRemoved((ids) => {
-      const error = keyRemoved();
-      for (const id of ids) for (const end of takeAll(this.byKey, id)) end(error);
-    });
-    api.registry.on("instanceRemoved", (instance) => {
-      const error = instanceRemoved();
-      for (const end of takeAll(this.byInstance, instance.id)) end(error);
+    this.roster = new StreamRoster(api.auth, api.registry, {
+      total: { setting: "MAX_WATCH_STREAMS", max: options.maxStreams },
+      scope: "over HTTP",
+      onRefused: options.onQuotaRefused,
     });
   }
 
   /** Ends every stream with `error` (UNAVAILABLE at shutdown). */
   endAll(error: RegistryError): void {
-    for (const end of [...this.open]) end(error);
+    this.roster.endAll(error);
   }
 
   readonly route: Route = {
     method: "GET",
     template: "/watch",
     handle: async ({ req, query, signal }) => {
-      const { api, options } = this;
-      const taken = this.open.size + this.opening;
-      if (options.maxStreams !== undefined && taken >= options.maxStreams) {
-        options.onQuotaRefused?.("MAX_WATCH_STREAMS");
-        throw new RegistryError("resource_exhausted", `MAX_WATCH_STREAMS reached (${taken} open over HTTP)`);
-      }
+      const { api, options, roster } = this;
       // The header first: an EventSource reconnects to the URL it was given, the header naming the last id it got.
       const since = header(req, "last-event-id") ?? query.get("sinceRevision") ?? "0";
       if (!/^\d{1,15}$/.test(since)) throw new HttpError(400, "INVALID_ARGUMENT", "sinceRevision: must be a revision (a non-negative integer)");
-      this.opening++;
+      /** Set once the stream is served; until then the stream has nothing to end (shutdown fails its opening). */
+      let finish: ((error?: unknown) => void) | undefined;
+      const end = (error: RegistryError): void => finish?.(error);
+      // Counted from here, while it waits for its resume point too.
+      const refusal = roster.admit(end, "");
+      if (refusal) throw refusal;
       let opened: Awaited<ReturnType<RegistryApi["watch"]>>;
       try {
         opened = await api.watch(callContext(req, signal), {
@@ -100,11 +92,13 @@ export class HttpWatchStreams {
           everyHealthCheck: false,
           selector: selectorFromQuery(query),
         });
-      } finally {
-        this.opening--;
+      } catch (err) {
+        roster.leave(end);
+        throw err;
       }
       const { watcher, principal } = opened;
       if (signal.aborted || req.method === "HEAD") {
+        roster.leave(end);
         watcher.end();
         if (signal.aborted) throw new RegistryError("cancelled", "the client went away");
         return { status: 200, contentType: "text/event-stream; charset=utf-8", text: "" };
@@ -121,12 +115,10 @@ export class HttpWatchStreams {
           /** The watcher may wake its consumer from inside poll(): one pump at a time. */
           let pumping = false;
           let stall: NodeJS.Timeout | undefined;
-          const finish = (error?: unknown): void => {
+          const stop = (error?: unknown): void => {
             if (over) return;
             over = true;
-            this.open.delete(end);
-            if (principal.kind === "key") removeFrom(this.byKey, principal.keyId, end);
-            else removeFrom(this.byInstance, principal.instance.id, end);
+            roster.leave(end);
             clearTimeout(stall);
             clearInterval(keepalive);
             watcher.end();
@@ -136,10 +128,7 @@ export class HttpWatchStreams {
             }
             res.end();
           };
-          const end = (error: RegistryError): void => finish(error);
-          this.open.add(end);
-          if (principal.kind === "key") addTo(this.byKey, principal.keyId, end);
-          else addTo(this.byInstance, principal.instance.id, end);
+          finish = stop;
           const pump = (): void => {
             if (over || blocked || pumping) return;
             pumping = true;
@@ -156,7 +145,7 @@ export class HttpWatchStreams {
               if (line !== undefined && !res.write(line)) {
                 blocked = true;
                 stall = setTimeout(
-                  () => finish(new RegistryError("resource_exhausted", `watch stream accepted nothing for ${options.stallTimeoutMs} ms; resume with sinceRevision=${resumeFrom}`)),
+                  () => stop(new RegistryError("resource_exhausted", `watch stream accepted nothing for ${options.stallTimeoutMs} ms; resume with sinceRevision=${resumeFrom}`)),
                   options.stallTimeoutMs,
                 );
                 res.once("drain", () => {
@@ -167,18 +156,18 @@ export class HttpWatchStreams {
                 return;
               }
             }
-            if (watcher.closed) finish(watcher.endError ?? new RegistryError("unavailable", "the watch ended"));
+            if (watcher.closed) stop(watcher.endError ?? new RegistryError("unavailable", "the watch ended"));
           };
           const keepalive = setInterval(() => {
             if (!blocked) res.write(": keepalive\n\n");
           }, options.keepaliveMs ?? 15_000);
           keepalive.unref();
           // The client went away (its connection closed), or the server stopped waiting for requests.
-          res.once("close", () => finish());
-          signal.addEventListener("abort", () => finish(new RegistryError("unavailable", "registry is shutting down; reconnect and resume")), { once: true });
-          // Listed under its key or instance above: a removal made while it opened is caught here, a later one there.
-          const revoked = api.auth.revocation(principal);
-          if (revoked) return finish(revoked);
+          res.once("close", () => stop());
+          signal.addEventListener("abort", () => stop(new RegistryError("unavailable", "registry is shutting down; reconnect and resume")), { once: true });
+          // Listed under its key or instance from here: a removal made while it opened is answered now, a later one ends it then.
+          const revoked = roster.attach(end, principal);
+          if (revoked) return stop(revoked);
           res.write(": watching\n\n");
           watcher.consume(pump);
           pump();

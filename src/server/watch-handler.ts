@@ -5,14 +5,13 @@ import type { WatchInstancesRequest } from "../../gen/registry/v1/registry.js";
 import { peerHost } from "../api/peer-address.js";
 import type { RegistryApi } from "../api/registry-api.js";
 import { RegistryError } from "../registry/registry-error.js";
-import { instanceRemoved, keyRemoved } from "../api/authenticator.js";
+import { StreamRoster } from "../api/stream-roster.js";
 import { resumePoint, type Watcher } from "../registry/watcher.js";
 import { credentialsFromMetadata } from "./auth.js";
 import { http2StreamOf } from "./call-stream.js";
 import { safeServiceError, toServiceError } from "./status-mapping.js";
 import type { WatchEventEncoder } from "./watch-encoder.js";
 import { WrittenEventsTally } from "./written-events-tally.js";
-import { addTo, removeFrom } from "../util/keyed-sets.js";
 
 /** What the WatchInstances handler needs. */
 export interface WatchHandlerDeps {
@@ -56,33 +55,16 @@ export const RESUME_REVISION_TRAILER = "x-resume-revision";
  * status when the watcher fails, the client stalls, or the server shuts down.
  */
 export class WatchStreams {
-  private readonly open = new Set<(error: RegistryError) => void>();
-  /** Streams opened with instance credentials, by instance id: they end when it is removed. */
-  private readonly byInstance = new Map<string, Set<(error: RegistryError) => void>>();
-  /** Streams opened with a registration key, by the key's id: they end when a reload removes it. */
-  private readonly byKey = new Map<string, Set<(error: RegistryError) => void>>();
+  private readonly roster: StreamRoster;
   private warnedNoStream = false;
-  /** Open streams by connection (grpc-js's peer string, address and port, names one connection). */
-  private readonly byConnection = new Map<string, number>();
   private readonly written: WrittenEventsTally | undefined;
 
   constructor(private readonly deps: WatchHandlerDeps) {
     this.written = deps.onEventsSent ? new WrittenEventsTally(deps.onEventsSent) : undefined;
-    deps.api.auth.keys.onRemoved((removedIds) => {
-      const error = keyRemoved();
-      for (const id of removedIds) {
-        const ends = this.byKey.get(id);
-        if (!ends) continue;
-        this.byKey.delete(id);
-        for (const end of ends) end(error);
-      }
-    });
-    deps.api.registry.on("instanceRemoved", (instance) => {
-      const ends = this.byInstance.get(instance.id);
-      if (!ends) return;
-      this.byInstance.delete(instance.id);
-      const error = instanceRemoved();
-      for (const end of ends) end(error);
+    this.roster = new StreamRoster(deps.api.auth, deps.api.registry, {
+      total: { setting: "MAX_WATCH_STREAMS", max: deps.maxStreams },
+      perConnection: { setting: "MAX_WATCH_STREAMS_PER_CONNECTION", max: deps.maxStreamsPerConnection },
+      onRefused: deps.onQuotaRefused,
     });
   }
 
@@ -93,28 +75,19 @@ export class WatchStreams {
 
   /** Number of streams being served. */
   get size(): number {
-    return this.open.size;
+    return this.roster.size;
   }
 
   /** Ends every stream with `error` (UNAVAILABLE at shutdown). */
   endAll(error: RegistryError): void {
-    for (const end of [...this.open]) end(error);
+    this.roster.endAll(error);
   }
 
   private serve(call: ServerWritableStream<WatchInstancesRequest, Buffer>): void {
     const { api, encoder, stallTimeoutMs } = this.deps;
     const written = this.written;
-    const connection = call.getPeer();
-    const refusal = this.quotaRefusal(connection);
-    if (refusal !== undefined) {
-      // Before any credential is read: a refused stream costs the server nothing more.
-      call.emit("error", toServiceError(refusal, this.deps.logger, "WatchInstances"));
-      return;
-    }
     let lastSentRevision = call.request.sinceRevision;
     let watcher: Watcher | undefined;
-    let ownerId: string | undefined;
-    let keyId: string | undefined;
     let finished = false;
     let pumping = false;
     let stallTimer: NodeJS.Timeout | undefined;
@@ -128,7 +101,7 @@ export class WatchStreams {
       clearTimeout(stallTimer);
       call.off("drain", onDrain);
       watcher?.end();
-      this.forget(end, ownerId, keyId, connection);
+      this.roster.leave(end);
       if (call.cancelled) return;
       // This may run inside the registry's publish: nothing thrown here may leave it.
       try {
@@ -190,8 +163,12 @@ export class WatchStreams {
       );
     }
 
-    this.open.add(end);
-    this.byConnection.set(connection, (this.byConnection.get(connection) ?? 0) + 1);
+    const refusal = this.roster.admit(end, call.getPeer());
+    if (refusal !== undefined) {
+      // Before any credential is read: a refused stream costs the server nothing more.
+      call.emit("error", toServiceError(refusal, this.deps.logger, "WatchInstances"));
+      return;
+    }
     // grpc-js never emits 'drain' on a cancelled call: cancellation ends the stream here.
     call.on("cancelled", () => finish());
     const { serviceType, sinceRevision, epoch, everyHealthCheck, selector } = call.request;
@@ -208,14 +185,7 @@ export class WatchStreams {
           // Ended (cancelled, shutdown) while it waited to reach the resume point.
           if (finished) return opened.watcher.end();
           watcher = opened.watcher;
-          if (opened.principal.kind === "instance") {
-            ownerId = opened.principal.instance.id;
-            addTo(this.byInstance, ownerId, end);
-          } else {
-            keyId = opened.principal.keyId;
-            addTo(this.byKey, keyId, end);
-          }
-          const revoked = api.auth.revocation(opened.principal);
+          const revoked = this.roster.attach(end, opened.principal);
           if (revoked) return finish(revoked);
           watcher.consume(pump);
           pump();
@@ -244,38 +214,6 @@ export class WatchStreams {
     }, this.deps.resetGraceMs ?? 2000);
     timer.unref();
     stream.once("close", () => clearTimeout(timer));
-  }
-
-  /** The quota a new stream on `connection` would exceed, as the error to end it with. */
-  private quotaRefusal(connection: string): RegistryError | undefined {
-    const { maxStreams, maxStreamsPerConnection, onQuotaRefused } = this.deps;
-    let quota: string | undefined;
-    let message = "";
-    const onConnection = this.byConnection.get(connection) ?? 0;
-    if (maxStreams !== undefined && this.open.size >= maxStreams) {
-      quota = "MAX_WATCH_STREAMS";
-      message = `MAX_WATCH_STREAMS reached (${this.open.size} open)`;
-    } else if (maxStreamsPerConnection !== undefined && onConnection >= maxStreamsPerConnection) {
-      quota = "MAX_WATCH_STREAMS_PER_CONNECTION";
-      message = `MAX_WATCH_STREAMS_PER_CONNECTION reached (${onConnection} open on this connection)`;
-    }
-    if (quota === undefined) return undefined;
-    try {
-      onQuotaRefused?.(quota);
-    } catch {
-      // A metrics failure must not turn a refusal into a crash.
-    }
-    return new RegistryError("resource_exhausted", message);
-  }
-
-  /** Drops an ended stream from the open set, its connection's count, and its instance's and key's streams. */
-  private forget(end: (error: RegistryError) => void, ownerId: string | undefined, keyId: string | undefined, connection: string): void {
-    if (!this.open.delete(end)) return;
-    const left = (this.byConnection.get(connection) ?? 1) - 1;
-    if (left > 0) this.byConnection.set(connection, left);
-    else this.byConnection.delete(connection);
-    if (ownerId !== undefined) removeFrom(this.byInstance, ownerId, end);
-    if (keyId !== undefined) removeFrom(this.byKey, keyId, end);
   }
 
   /** The status a failed stream ends with; a resumable one names the revision to resume from. */

@@ -1,6 +1,6 @@
 import type { ServerDuplexStream, ServiceError } from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import { instanceRemoved, keyRemoved, type PresentedCredentials, type Principal } from "../api/authenticator.js";
+import type { PresentedCredentials, Principal } from "../api/authenticator.js";
 import { peerHost } from "../api/peer-address.js";
 import type { RegistryApi } from "../api/registry-api.js";
 import { RegistryError } from "../registry/registry-error.js";
@@ -9,7 +9,7 @@ import { safeServiceError } from "../server/status-mapping.js";
 import { AdsSession } from "./ads-session.js";
 import type { DiscoveryRequest, DiscoveryResponse, StructValue } from "./envoy-protos.js";
 import type { XdsHub } from "./xds-hub.js";
-import { addTo, removeFrom, takeAll } from "../util/keyed-sets.js";
+import { StreamRoster } from "../api/stream-roster.js";
 
 /** Node metadata fields carrying credentials (fixed: other languages' bootstrap files name them). */
 const NODE_KEY_FIELD = "registry_key";
@@ -59,43 +59,29 @@ export interface AdsStreamsDeps {
  * (clients keep the resources they have and reconnect).
  */
 export class AdsStreams {
-  private readonly open = new Set<(error: RegistryError) => void>();
-  private readonly byKey = new Map<string, Set<(error: RegistryError) => void>>();
-  private readonly byInstance = new Map<string, Set<(error: RegistryError) => void>>();
-  /** Open streams by connection (grpc-js's peer string names one connection). */
-  private readonly byConnection = new Map<string, number>();
+  private readonly roster: StreamRoster;
 
   constructor(private readonly deps: AdsStreamsDeps) {
-    deps.api.auth.keys.onRemoved((ids) => {
-      const error = keyRemoved();
-      for (const id of ids) for (const end of takeAll(this.byKey, id)) end(error);
-    });
-    deps.api.registry.on("instanceRemoved", (instance) => {
-      const error = instanceRemoved();
-      for (const end of takeAll(this.byInstance, instance.id)) end(error);
+    this.roster = new StreamRoster(deps.api.auth, deps.api.registry, {
+      total: { setting: "MAX_XDS_STREAMS", max: deps.maxStreams },
+      perConnection: { setting: "MAX_XDS_STREAMS_PER_CONNECTION", max: deps.maxStreamsPerConnection },
+      onRefused: deps.onQuotaRefused,
     });
   }
 
   get size(): number {
-    return this.open.size;
+    return this.roster.size;
   }
 
   /** Ends every stream with `error` (UNAVAILABLE at shutdown). */
   endAll(error: RegistryError): void {
-    for (const end of [...this.open]) end(error);
+    this.roster.endAll(error);
   }
 
   readonly handle = (call: AdsCall): void => {
     const { hub, logger } = this.deps;
-    const connection = call.getPeer();
-    const refusal = this.quotaRefusal(connection);
-    if (refusal !== undefined) {
-      call.emit("error", status(refusal, logger));
-      return;
-    }
     let session: AdsSession | undefined;
     let stall: NodeJS.Timeout | undefined;
-    let principal: Principal | undefined;
     let over = false;
     /** Requests that came while the first one was being authenticated. */
     const queued: DiscoveryRequest[] = [];
@@ -106,13 +92,7 @@ export class AdsStreams {
       clearTimeout(silent);
       clearTimeout(stall);
       if (session) hub.unsubscribe(session);
-      if (this.open.delete(end)) {
-        const left = (this.byConnection.get(connection) ?? 1) - 1;
-        if (left > 0) this.byConnection.set(connection, left);
-        else this.byConnection.delete(connection);
-      }
-      if (principal?.kind === "key") removeFrom(this.byKey, principal.keyId, end);
-      if (principal?.kind === "instance") removeFrom(this.byInstance, principal.instance.id, end);
+      this.roster.leave(end);
       if (call.cancelled) return;
       try {
         if (error === undefined) call.end();
@@ -122,8 +102,12 @@ export class AdsStreams {
       }
     };
     const end = (error: RegistryError): void => finish(error);
-    this.open.add(end);
-    this.byConnection.set(connection, (this.byConnection.get(connection) ?? 0) + 1);
+    const refusal = this.roster.admit(end, call.getPeer());
+    if (refusal !== undefined) {
+      // Before the first request is read: a refused stream costs the server nothing more.
+      call.emit("error", status(refusal, logger));
+      return;
+    }
 
     // Until the stream is authenticated: its first request, then the check of its credentials.
     const silent = setTimeout(
@@ -179,12 +163,9 @@ export class AdsStreams {
         .then((who) => {
           if (over) return;
           clearTimeout(silent);
-          principal = who;
           // Only the first request carries the node: its id names the client in later log lines.
           const node = clip(request.node?.id || undefined);
-          if (who?.kind === "key") addTo(this.byKey, who.keyId, end);
-          if (who?.kind === "instance") addTo(this.byInstance, who.instance.id, end);
-          const revoked = who && this.deps.api.auth.revocation(who);
+          const revoked = who && this.roster.attach(end, who);
           if (revoked) return finish(revoked);
           session = new AdsSession(hub, (response) => call.write(response), (error) => finish(error), {
             sent: (typeUrl) => this.deps.onResponse?.(shortType(typeUrl)),
@@ -217,22 +198,6 @@ export class AdsStreams {
       throw new RegistryError("unauthenticated", `instance credentials need both "${NODE_SERVICE_ID_FIELD}" and "${NODE_SERVICE_TOKEN_FIELD}" in the node metadata`);
     }
     return this.deps.api.auth.identify(presented, { peerHost: peerHost(call.getPeer()) });
-  }
-
-  /** The quota a new stream on `connection` would exceed, as the error to end it with. */
-  private quotaRefusal(connection: string): RegistryError | undefined {
-    const { maxStreams, maxStreamsPerConnection, onQuotaRefused } = this.deps;
-    const onConnection = this.byConnection.get(connection) ?? 0;
-    let quota: string | undefined;
-    if (maxStreams !== undefined && this.open.size >= maxStreams) quota = "MAX_XDS_STREAMS";
-    else if (maxStreamsPerConnection !== undefined && onConnection >= maxStreamsPerConnection) quota = "MAX_XDS_STREAMS_PER_CONNECTION";
-    if (quota === undefined) return undefined;
-    try {
-      onQuotaRefused?.(quota);
-    } catch {
-      // A metrics failure must not turn a refusal into a crash.
-    }
-    return new RegistryError("resource_exhausted", `${quota} reached (${quota === "MAX_XDS_STREAMS" ? this.open.size : onConnection} open)`);
   }
 }
 
