@@ -149,13 +149,13 @@ export class Authenticator {
    * transport lists the stream under its key or instance (where a removal
    * ends it) and then asks this, so a removal made while the stream was
    * opening (waiting for its resume point, or for a store read) is not missed.
-   * An instance this replica has not applied yet (read from a shared store
-   * while behind) is not taken for removed.
+   * An instance principal always comes from this replica's index (a replica
+   * that is behind catches up before it answers), so one missing from it
+   * now was removed.
    */
   revocation(principal: Principal): RegistryError | undefined {
     if (principal.kind === "key") return this.keys.has(principal.keyId) ? undefined : keyRemoved();
-    const { id, revision } = principal.instance;
-    return this.registry.has(id) || revision > this.registry.revision ? undefined : instanceRemoved();
+    return this.registry.has(principal.instance.id) ? undefined : instanceRemoved();
   }
 
   /** Unregister: the instance itself or a key holder. */

@@ -74,17 +74,17 @@ export class HttpWatchStreams {
     template: "/watch",
     handle: async ({ req, query, signal }) => {
       const { api, options, roster } = this;
-      // The header first: an EventSource reconnects to the URL it was given, the header naming the last id it got.
-      const since = header(req, "last-event-id") ?? query.get("sinceRevision") ?? "0";
-      if (!/^\d{1,15}$/.test(since)) throw new HttpError(400, "INVALID_ARGUMENT", "sinceRevision: must be a revision (a non-negative integer)");
       /** Set once the stream is served; until then the stream has nothing to end (shutdown fails its opening). */
       let finish: ((error?: unknown) => void) | undefined;
       const end = (error: RegistryError): void => finish?.(error);
       // Counted from here, while it waits for its resume point too.
       const refusal = roster.admit(end, "");
       if (refusal) throw refusal;
+      // The header first: an EventSource reconnects to the URL it was given, the header naming the last id it got.
+      const since = header(req, "last-event-id") ?? query.get("sinceRevision") ?? "0";
       let opened: Awaited<ReturnType<RegistryApi["watch"]>>;
       try {
+        if (!/^\d{1,15}$/.test(since)) throw new HttpError(400, "INVALID_ARGUMENT", "sinceRevision: must be a revision (a non-negative integer)");
         opened = await api.watch(callContext(req, signal), {
           serviceType: query.get("serviceType") ?? "",
           sinceRevision: Number(since),

@@ -192,11 +192,17 @@ describe("the console's data: GET /watch (server-sent events) and /console/*", (
 
   it("refuses GET /watch streams past MAX_WATCH_STREAMS with 429, and takes new ones once one ends", async () => {
     const { stack, watch } = await setup({ MAX_WATCH_STREAMS: "1" });
-    const first = await watch();
+    const bad = await fetch(`${stack.httpUrl}/watch?sinceRevision=x`, { headers: AUTH });
+    expect(bad.status).toBe(400);
+    const first = await watch(); // the refused request left no place taken
     expect((await first.next()).event).toBe("synced");
     const refused = await fetch(`${stack.httpUrl}/watch`, { headers: AUTH });
     expect(refused.status).toBe(429);
-    expect(((await refused.json()) as { error: { message: string } }).error.message).toMatch(/MAX_WATCH_STREAMS/);
+    expect(((await refused.json()) as { error: { message: string } }).error.message).toBe("MAX_WATCH_STREAMS reached (1 open over HTTP)");
+    // The quota is checked before anything of the request is read: a full server answers 429 to a bad resume point too, and a bad one takes no place.
+    const refusedBad = await fetch(`${stack.httpUrl}/watch?sinceRevision=-1`, { headers: AUTH });
+    expect(refusedBad.status).toBe(429);
+    await refusedBad.body?.cancel();
     first.close();
     await waitFor(async () => {
       const again = await fetch(`${stack.httpUrl}/watch`, { headers: AUTH });
