@@ -143,21 +143,6 @@ export class Authenticator {
     });
   }
 
-  /**
-   * Why a stream `principal` opened must end now: its key has been reloaded
-   * away, or its instance removed; undefined while it stands. A stream
-   * transport lists the stream under its key or instance (where a removal
-   * ends it) and then asks this, so a removal made while the stream was
-   * opening (waiting for its resume point, or for a store read) is not missed.
-   * An instance principal always comes from this replica's index (a replica
-   * that is behind catches up before it answers), so one missing from it
-   * now was removed.
-   */
-  revocation(principal: Principal): RegistryError | undefined {
-    if (principal.kind === "key") return this.keys.has(principal.keyId) ? undefined : keyRemoved();
-    return this.registry.has(principal.instance.id) ? undefined : instanceRemoved();
-  }
-
   /** Unregister: the instance itself or a key holder. */
   requireOwnerOrKey(presented: PresentedCredentials, instanceId: string, caller?: Caller): void | Promise<void> {
     return andThen(this.identify(presented, caller), (principal) => {
@@ -166,16 +151,6 @@ export class Authenticator {
       }
     });
   }
-}
-
-/** The end of a stream whose registration key was reloaded away. */
-export function keyRemoved(): RegistryError {
-  return new RegistryError("unauthenticated", "the registration key that opened this stream was removed");
-}
-
-/** The end of a stream whose instance (whose credentials opened it) was removed. */
-export function instanceRemoved(): RegistryError {
-  return new RegistryError("unauthenticated", "the instance whose credentials opened this stream was removed");
 }
 
 /**

@@ -1,7 +1,8 @@
+import type { RegistrationKeys } from "../registry/credentials.js";
 import type { ServiceRegistry } from "../registry/service-registry.js";
 import { RegistryError } from "../registry/registry-error.js";
 import { addTo, removeFrom, takeAll } from "../util/keyed-sets.js";
-import { instanceRemoved, keyRemoved, type Authenticator, type Principal } from "./authenticator.js";
+import type { Principal } from "./authenticator.js";
 
 /** Ends one stream, with the reason. A transport's own function: it tells its client and calls `leave`. */
 export type StreamEnd = (error: RegistryError) => void;
@@ -56,11 +57,11 @@ export class StreamRoster {
   private readonly byConnection = new Map<string, number>();
 
   constructor(
-    private readonly auth: Authenticator,
-    registry: ServiceRegistry,
+    private readonly keys: RegistrationKeys,
+    private readonly registry: ServiceRegistry,
     private readonly options: StreamRosterOptions,
   ) {
-    auth.keys.onRemoved((ids) => {
+    keys.onRemoved((ids) => {
       const error = keyRemoved();
       for (const id of ids) for (const end of takeAll(this.byKey, id)) end(error);
     });
@@ -104,16 +105,22 @@ export class StreamRoster {
   /**
    * Lists an admitted stream under the principal that opened it, so that
    * removing its key or instance ends it; answers the error to end it with
-   * when that removal came while the stream was opening (listing first,
-   * then asking, misses no removal). Does nothing for a stream that has left.
+   * when that removal came while the stream was opening (waiting for its
+   * resume point, or for a store read): listing first, then asking, misses
+   * no removal. An instance principal always comes from this replica's
+   * index (a replica that is behind catches up before it answers), so one
+   * missing from it now was removed. Does nothing for a stream that has left.
    */
   attach(end: StreamEnd, principal: Principal): RegistryError | undefined {
     const entry = this.listed.get(end);
     if (!entry) return undefined;
     entry.principal = principal;
-    if (principal.kind === "key") addTo(this.byKey, principal.keyId, end);
-    else addTo(this.byInstance, principal.instance.id, end);
-    return this.auth.revocation(principal);
+    if (principal.kind === "key") {
+      addTo(this.byKey, principal.keyId, end);
+      return this.keys.has(principal.keyId) ? undefined : keyRemoved();
+    }
+    addTo(this.byInstance, principal.instance.id, end);
+    return this.registry.has(principal.instance.id) ? undefined : instanceRemoved();
   }
 
   /** Forgets a stream that ended; a second call does nothing. */
@@ -133,4 +140,12 @@ export class StreamRoster {
   endAll(error: RegistryError): void {
     for (const end of [...this.listed.keys()]) end(error);
   }
+}
+
+function keyRemoved(): RegistryError {
+  return new RegistryError("unauthenticated", "the registration key that opened this stream was removed");
+}
+
+function instanceRemoved(): RegistryError {
+  return new RegistryError("unauthenticated", "the instance whose credentials opened this stream was removed");
 }

@@ -57,7 +57,7 @@ export class HttpWatchStreams {
     private readonly api: RegistryApi,
     private readonly options: WatchRouteOptions,
   ) {
-    this.roster = new StreamRoster(api.auth, api.registry, {
+    this.roster = new StreamRoster(api.auth.keys, api.registry, {
       total: { setting: "MAX_WATCH_STREAMS", max: options.maxStreams },
       scope: "over HTTP",
       onRefused: options.onQuotaRefused,

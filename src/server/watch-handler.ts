@@ -61,7 +61,7 @@ export class WatchStreams {
 
   constructor(private readonly deps: WatchHandlerDeps) {
     this.written = deps.onEventsSent ? new WrittenEventsTally(deps.onEventsSent) : undefined;
-    this.roster = new StreamRoster(deps.api.auth, deps.api.registry, {
+    this.roster = new StreamRoster(deps.api.auth.keys, deps.api.registry, {
       total: { setting: "MAX_WATCH_STREAMS", max: deps.maxStreams },
       perConnection: { setting: "MAX_WATCH_STREAMS_PER_CONNECTION", max: deps.maxStreamsPerConnection },
       onRefused: deps.onQuotaRefused,

@@ -62,7 +62,7 @@ export class AdsStreams {
   private readonly roster: StreamRoster;
 
   constructor(private readonly deps: AdsStreamsDeps) {
-    this.roster = new StreamRoster(deps.api.auth, deps.api.registry, {
+    this.roster = new StreamRoster(deps.api.auth.keys, deps.api.registry, {
       total: { setting: "MAX_XDS_STREAMS", max: deps.maxStreams },
       perConnection: { setting: "MAX_XDS_STREAMS_PER_CONNECTION", max: deps.maxStreamsPerConnection },
       onRefused: deps.onQuotaRefused,

@@ -1,6 +1,6 @@
 import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
-import { Authenticator, type Principal } from "../../src/api/authenticator.js";
+import type { Principal } from "../../src/api/authenticator.js";
 import { StreamRoster } from "../../src/api/stream-roster.js";
 import { hashSecret, RegistrationKeys } from "../../src/registry/credentials.js";
 import { RegistryError } from "../../src/registry/registry-error.js";
@@ -21,7 +21,7 @@ describe("StreamRoster (in process, a real registry and keys)", () => {
     cleanup.push(() => registry.close());
     const keys = new RegistrationKeys([KEY, OTHER]);
     const refused: string[] = [];
-    const roster = new StreamRoster(new Authenticator(keys, registry), registry, {
+    const roster = new StreamRoster(keys, registry, {
       total: { setting: "MAX_TEST_STREAMS", max: options.total },
       perConnection: { setting: "MAX_TEST_STREAMS_PER_CONNECTION", max: options.perConnection },
       onRefused: (setting) => refused.push(setting),
@@ -92,7 +92,7 @@ describe("StreamRoster (in process, a real registry and keys)", () => {
     const registry = new ServiceRegistry({ logger: pino({ level: "silent" }), healthChecks: false });
     await registry.start();
     cleanup.push(() => registry.close());
-    const roster = new StreamRoster(new Authenticator(new RegistrationKeys([KEY]), registry), registry, {
+    const roster = new StreamRoster(new RegistrationKeys([KEY]), registry, {
       total: { setting: "MAX_TEST_STREAMS", max: 2 },
       onRefused: () => {
         throw new Error("metrics broke");
