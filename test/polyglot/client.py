@@ -259,6 +259,19 @@ def run(target, key, summary):
         }
         step("selector")
 
+        # 7a. A watch opened with the first instance's credentials, resuming one revision ahead of the
+        # registry: it waits for that revision, which the first instance's own Unregister (below) makes.
+        # The stream must end UNAUTHENTICATED though the removal came while it waited to open.
+        now = stub.GetByType(pb.GetByTypeRequest(service_type=service_type), metadata=key_md, timeout=CALL_TIMEOUT)
+        ahead_call = stub.WatchInstances(
+            pb.WatchInstancesRequest(service_type=service_type, since_revision=now.revision + 1, epoch=synced.epoch),
+            metadata=first_md,
+            timeout=60.0,
+        )
+        ahead = Watch(ahead_call)
+        # A later call answered on the same connection: the server has taken the watch, which now waits.
+        stub.GetInstance(pb.GetInstanceRequest(instance_id=first.service_id), metadata=key_md, timeout=CALL_TIMEOUT)
+
         # 7. Unregister both: the first itself, the second with the key.
         gone_first = stub.Unregister(
             pb.UnregisterRequest(instance_id=first.service_id), metadata=first_md, timeout=CALL_TIMEOUT
@@ -281,6 +294,13 @@ def run(target, key, summary):
             lambda e: e.type == pb.EVENT_TYPE_INSTANCE_REMOVED and e.instance.id == second.service_id,
         )
         step("watch-removed")
+        try:
+            ahead.next_matching("the end of the watch opened with the removed instance's credentials", lambda e: False)
+        except StepError as err:
+            ended = ahead.seen
+            summary["aheadWatch"] = {"error": str(err), "events": [event_json(e) for e in ended]}
+        ahead_call.cancel()
+        step("ahead-watch-ended")
     finally:
         call.cancel()
 

@@ -189,6 +189,7 @@ interface ClientSummary {
   wrongToken: string;
   wrongKey: string;
   afterRemoval: string;
+  aheadWatch: { error: string; events: unknown[] };
   unregister: { firstRevision: number; firstId: string; secondRevision: number; secondId: string };
   watch: {
     snapshot: EventSummary;
@@ -322,6 +323,9 @@ describe.skipIf(skip)("polyglot: Python grpcio client against `npm start`", () =
     expect(summary.wrongToken).toBe("UNAUTHENTICATED");
     expect(summary.wrongKey).toBe("UNAUTHENTICATED");
     expect(summary.afterRemoval).toBe("UNAUTHENTICATED");
+    // A watch opened with the first instance's credentials while it waited for a resume point ahead ends when that instance unregisters.
+    expect(summary.aheadWatch.error).toMatch(/: UNAUTHENTICATED the instance whose credentials opened this stream was removed$/);
+    expect(summary.aheadWatch.events).toEqual([]);
 
     // Watch: snapshot, SYNCED, live registration, removals.
     const w = summary.watch;
