@@ -139,8 +139,8 @@ export class SelfRegistration extends EventEmitter<SelfRegistrationEvents> {
   private closing: Promise<void> | undefined;
   /**
    * Set after a Register whose answer was lost: the registry may still commit
-   * it a little later (on etcd, until that call's deadline rounded up to
-   * whole seconds, and at least etcd's minimum lease TTL), so the next check
+   * it a little later (on etcd, when the deadline is shorter than etcd's
+   * minimum lease TTL allows to fence: docs/replicas.md), so the next check
    * looks for a duplicate once more.
    */
   private sweepAtNextCheck = false;

@@ -74,6 +74,19 @@ describe.skipIf(!etcdPresent)("the Register fence on etcd", () => {
     expect(await inEtcd(m)).toBe(false);
   }, 30_000);
 
+  it("holds back a transaction that arrives just after its deadline: etcd has revoked the lease by then", async () => {
+    onGrant(store, () => proxy.blackhole());
+    // A deadline etcd's whole-second TTLs can meet with its expiry sweep to spare.
+    const notAfter = Date.now() + 4000;
+    const m = registration(2, notAfter);
+    await expect(store.commit(m)).rejects.toThrow(/etcd did not commit/);
+    // The caller has been told it failed; the held transaction arrives moments later.
+    await new Promise((r) => setTimeout(r, notAfter + 300 - Date.now()));
+    proxy.heal();
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await inEtcd(m)).toBe(false);
+  }, 30_000);
+
   it("acknowledges a Register that etcd3 resent after its first attempt committed, instead of calling it a collision", async () => {
     const outcomes: string[] = [];
     for (let n = 10; n < 14; n++) {

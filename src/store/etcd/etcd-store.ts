@@ -61,6 +61,17 @@ export class EtcdOpenError extends StoreOpenError {
   override readonly name = "EtcdOpenError";
 }
 
+/** etcd revokes expired leases on a sweep this often (its lessor's fixed interval). */
+const LEASE_SWEEP_MS = 500;
+/** A shared fence lease with less than this left is not handed to another Register. */
+const FENCE_MIN_LEFT_MS = 500;
+
+/** A Register's fence lease: its id once granted, and when etcd expires it as this replica's clock reckons. */
+interface FenceLease {
+  readonly id: Promise<string>;
+  expiresAt: number;
+}
+
 interface EtcdEvent {
   type: "Put" | "Delete";
   kv: { key: Buffer; value: Buffer; mod_revision: string; create_revision: string };
@@ -88,8 +99,8 @@ export class EtcdStore implements SharedStore {
   readonly livenessRelay: EtcdLivenessKeys;
   private readonly prefix: string;
   private readonly callTimeoutMs: number;
-  /** Fence leases being granted or granted, by the second in which they expire (see `fenceLease`). */
-  private readonly fenceLeases = new Map<number, Promise<string>>();
+  /** Fence leases being granted or granted, by the whole second they must end by (see `fenceLease`). */
+  private readonly fenceLeases = new Map<number, FenceLease>();
   private readonly client: Etcd3;
   private watcher: Watcher | undefined;
   private lease: Lease | undefined;
@@ -433,32 +444,43 @@ export class EtcdStore implements SharedStore {
   }
 
   /**
-   * A lease that etcd expires about when the caller of a Register stops
+   * A lease that etcd has revoked by the time the caller of a Register stops
    * waiting, for the Register to put the fence key under in its transaction.
    * etcd refuses, whole, a transaction naming a lease it no longer holds, so
    * a Register held up in the network (a partition that heals later) cannot
-   * commit once its lease is gone: its caller was told it failed and may
-   * register again. The lease is granted before the transaction is sent;
-   * etcd counts its TTL (whole seconds, at least etcd's minimum) from when it
-   * granted it. Registers whose deadlines end in the same second share one
-   * lease, so a stream of Registers costs etcd about one grant a second, not
-   * one each, and leases are few enough for etcd to revoke them on time.
+   * commit once its caller was told it failed and may register again.
+   *
+   * etcd counts a lease's TTL in whole seconds from when it granted it, and
+   * revokes it on a sweep that comes up to `LEASE_SWEEP_MS` after it
+   * expires: the lease is asked to end by the last whole second that leaves
+   * that sweep room before the deadline. Registers whose deadlines share that
+   * second share one lease, so a stream of Registers costs etcd about one
+   * grant a second, not one each. A deadline too near for that (etcd also
+   * raises a TTL to its minimum) gets the shortest lease: such a Register can
+   * commit that much after its deadline (docs/replicas.md says how much).
    * Every Register puts the same fence key: only the last lease to expire
    * deletes it.
    */
   private fenceLease(notAfter: number): Promise<string> {
-    if (notAfter - Date.now() <= 0) return Promise.reject(new RegistryError("unavailable", "the call's deadline passed before etcd was asked"));
-    const second = Math.ceil(notAfter / 1000);
-    let lease = this.fenceLeases.get(second);
-    if (!lease) {
-      const ttl = Math.max(1, second - Math.floor(Date.now() / 1000));
-      lease = this.client.leaseClient.leaseGrant({ TTL: ttl, ID: 0 }, { deadline: notAfter }).then((r) => r.ID);
+    const now = Date.now();
+    if (notAfter - now <= 0) return Promise.reject(new RegistryError("unavailable", "the call's deadline passed before etcd was asked"));
+    const second = Math.floor((notAfter - LEASE_SWEEP_MS) / 1000);
+    let fence = this.fenceLeases.get(second);
+    // A shared lease about to expire would refuse the transaction put under it: a fresh one then.
+    if (!fence || fence.expiresAt - now < FENCE_MIN_LEFT_MS) {
+      const ttl = Math.max(1, Math.floor((second * 1000 - now) / 1000));
+      const granted = this.client.leaseClient.leaseGrant({ TTL: ttl, ID: 0 }, { deadline: notAfter });
+      // Until etcd answers, the TTL asked for; then the one etcd granted.
+      const lease: FenceLease = { id: granted.then((r) => r.ID), expiresAt: now + ttl * 1000 };
+      fence = lease;
       this.fenceLeases.set(second, lease);
-      // Dropped once its second has passed (or at once when the grant failed).
       const forget = (): void => void (this.fenceLeases.get(second) === lease && this.fenceLeases.delete(second));
-      lease.then(() => setTimeout(forget, second * 1000 - Date.now()).unref(), forget);
+      granted.then((r) => {
+        lease.expiresAt = now + Number(r.TTL) * 1000;
+        setTimeout(forget, lease.expiresAt - Date.now()).unref();
+      }, forget);
     }
-    return lease.then((id) => {
+    return fence.id.then((id) => {
       if (Date.now() >= notAfter) throw new RegistryError("unavailable", "the call's deadline passed while etcd granted the fence lease");
       return id;
     });
