@@ -86,11 +86,25 @@ describe.skipIf(!etcdPresent)("replicas restarted in a quiet period (issue 22 it
     }
   }
 
+  /** Whether the Register fence key is still in etcd: its lease's expiry deletes it, a change with no watch event. */
+  async function fencePresent(): Promise<boolean> {
+    const { Etcd3 } = await import("etcd3");
+    const raw = new Etcd3({ hosts: etcd.endpoint });
+    try {
+      return (await raw.get("/service-registry/fence").exec()).kvs.length > 0;
+    } finally {
+      raw.close();
+    }
+  }
+
   it("every caught-up replica reports the same revision, and a resume point from any one resumes on every other without RESET", async () => {
     let rs = await Promise.all([replica("a"), replica("b"), replica("c")]);
     const registerVia = (r: Replica, port: number) =>
       call(r.client, r.client.register, { serviceType: "api", port, host: "127.0.0.1", metadata: {} }, keyAuth(KEY));
     for (let i = 0; i < 3; i++) await registerVia(rs[i]!, 8000 + i);
+    // The quiet period starts once the last Register's fence lease has expired
+    // (by the Register's deadline): that deletion moves etcd's revision too.
+    await waitFor(async () => !(await fencePresent()), "the Register fence key to expire", 10_000, 100);
 
     // Restart two replicas with no instance change: only membership keys move etcd's revision.
     rs = [rs[0]!, await restart(rs[1]!), await restart(rs[2]!)];
