@@ -8,10 +8,10 @@ export const FAULT_RUN_TYPE = "faultrun";
 /** Metadata key naming the write operation that registered an instance. */
 export const OP_KEY = "op";
 
-/** One write a client made, as the client saw it end. */
+/** One write a client made, as the client saw it end (`at`), and when it was sent (`startedAt`). */
 export type WriteRecord =
-  | { readonly op: string; readonly kind: "register" | "unregister"; readonly id: string; readonly revision: number; readonly at: number; readonly ok: true }
-  | { readonly op: string; readonly kind: "register" | "unregister"; readonly id?: string; readonly code: string; readonly at: number; readonly ok: false };
+  | { readonly op: string; readonly kind: "register" | "unregister"; readonly id: string; readonly revision: number; readonly startedAt: number; readonly at: number; readonly ok: true }
+  | { readonly op: string; readonly kind: "register" | "unregister"; readonly id?: string; readonly code: string; readonly startedAt: number; readonly at: number; readonly ok: false };
 
 /**
  * Writers that register instances and unregister the oldest of their own,
@@ -43,25 +43,26 @@ export class Writers {
         continue;
       }
       const op = `${name}-${seq++}`;
+      const startedAt = Date.now();
       if (mine.length >= 5) {
         const id = mine[0]!;
         try {
           const removed = await client.unregister(id);
-          this.records.push({ op, kind: "unregister", id, revision: removed.revision, at: Date.now(), ok: true });
+          this.records.push({ op, kind: "unregister", id, revision: removed.revision, startedAt, at: Date.now(), ok: true });
           mine.shift();
         } catch (err) {
           const code = codeName(err);
-          this.records.push({ op, kind: "unregister", id, code, at: Date.now(), ok: false });
+          this.records.push({ op, kind: "unregister", id, code, startedAt, at: Date.now(), ok: false });
           if (code === "NOT_FOUND") mine.shift(); // an earlier attempt removed it
         }
       } else {
         port = port >= 60_000 ? 10_000 : port + 1;
         try {
           const r = await client.register({ serviceType: FAULT_RUN_TYPE, host: "127.0.0.1", port, metadata: { [OP_KEY]: op } });
-          this.records.push({ op, kind: "register", id: r.id, revision: r.instance.revision, at: Date.now(), ok: true });
+          this.records.push({ op, kind: "register", id: r.id, revision: r.instance.revision, startedAt, at: Date.now(), ok: true });
           mine.push(r.id);
         } catch (err) {
-          this.records.push({ op, kind: "register", code: codeName(err), at: Date.now(), ok: false });
+          this.records.push({ op, kind: "register", code: codeName(err), startedAt, at: Date.now(), ok: false });
         }
       }
       this.recorded.notify();
