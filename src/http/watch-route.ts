@@ -3,8 +3,8 @@ import type { Logger } from "pino";
 import type { RegistryApi } from "../api/registry-api.js";
 import { RegistryError } from "../registry/registry-error.js";
 import { StreamRoster } from "../api/stream-roster.js";
+import { WatchPump } from "../api/watch-pump.js";
 import type { WatchEvent } from "../registry/types.js";
-import { resumePoint } from "../registry/watcher.js";
 import { HttpError, toHttpError } from "./http-errors.js";
 import { instanceJson, type InstanceJson } from "./json-mapping.js";
 import { callContext, header, selectorFromQuery } from "./request-context.js";
@@ -109,57 +109,38 @@ export class HttpWatchStreams {
         contentType: "text/event-stream; charset=utf-8",
         headers: { "x-accel-buffering": "no" },
         stream: (res: ServerResponse) => {
-          let resumeFrom = Number(since);
-          let blocked = false;
           let over = false;
-          /** The watcher may wake its consumer from inside poll(): one pump at a time. */
-          let pumping = false;
-          let stall: NodeJS.Timeout | undefined;
           const stop = (error?: unknown): void => {
             if (over) return;
             over = true;
             roster.leave(end);
-            clearTimeout(stall);
             clearInterval(keepalive);
-            watcher.end();
+            pump.stop();
             if (error !== undefined && !res.destroyed) {
               const { body } = toHttpError(error, options.logger, "/watch");
-              res.write(`event: error\ndata: ${JSON.stringify({ ...body.error, resumeRevision: resumeFrom })}\n\n`);
+              res.write(`event: error\ndata: ${JSON.stringify({ ...body.error, resumeRevision: pump.resumeRevision })}\n\n`);
             }
             res.end();
           };
           finish = stop;
-          const pump = (): void => {
-            if (over || blocked || pumping) return;
-            pumping = true;
-            try {
-              pumpEvents();
-            } finally {
-              pumping = false;
-            }
-          };
-          const pumpEvents = (): void => {
-            for (let event = watcher.poll(); event !== undefined; event = watcher.poll()) {
-              const line = sseLine(event, epoch());
-              resumeFrom = resumePoint(event, resumeFrom);
-              if (line !== undefined && !res.write(line)) {
-                blocked = true;
-                stall = setTimeout(
-                  () => stop(new RegistryError("resource_exhausted", `watch stream accepted nothing for ${options.stallTimeoutMs} ms; resume with sinceRevision=${resumeFrom}`)),
-                  options.stallTimeoutMs,
-                );
-                res.once("drain", () => {
-                  clearTimeout(stall);
-                  blocked = false;
-                  pump();
-                });
-                return;
-              }
-            }
-            if (watcher.closed) stop(watcher.endError ?? new RegistryError("unavailable", "the watch ended"));
-          };
+          const pump = new WatchPump(
+            watcher,
+            {
+              write: (event) => {
+                const line = sseLine(event, epoch());
+                return line === undefined || res.write(line);
+              },
+              whenDrained: (resume) => res.once("drain", resume),
+              // The client going away closes the response: 'close' below.
+              gone: false,
+              // An SSE client cannot tell a clean end from a dropped connection: a watcher that ends says why.
+              end: (error) => stop(error ?? new RegistryError("unavailable", "the watch ended")),
+            },
+            { stallTimeoutMs: options.stallTimeoutMs, resumeParameter: "sinceRevision" },
+            Number(since),
+          );
           const keepalive = setInterval(() => {
-            if (!blocked) res.write(": keepalive\n\n");
+            if (!pump.blocked) res.write(": keepalive\n\n");
           }, options.keepaliveMs ?? 15_000);
           keepalive.unref();
           // The client went away (its connection closed), or the server stopped waiting for requests.
@@ -169,8 +150,7 @@ export class HttpWatchStreams {
           const revoked = roster.attach(end, principal);
           if (revoked) return stop(revoked);
           res.write(": watching\n\n");
-          watcher.consume(pump);
-          pump();
+          pump.start();
         },
       };
     },

@@ -6,7 +6,7 @@ import { peerHost } from "../api/peer-address.js";
 import type { RegistryApi } from "../api/registry-api.js";
 import { RegistryError } from "../registry/registry-error.js";
 import { StreamRoster } from "../api/stream-roster.js";
-import { resumePoint, type Watcher } from "../registry/watcher.js";
+import { WatchPump, type WatchSink } from "../api/watch-pump.js";
 import { credentialsFromMetadata } from "./auth.js";
 import { http2StreamOf } from "./call-stream.js";
 import { safeServiceError, toServiceError } from "./status-mapping.js";
@@ -46,13 +46,10 @@ export const RESUME_REVISION_TRAILER = "x-resume-revision";
 
 /**
  * Serves WatchInstances: translates the core's watcher into a gRPC server
- * stream. Each event is written from inside the call that produced it (the
- * publish of a change, a timer), with the bytes encoded once for every
- * stream, as a bare server stream would: no promise or task per event per
- * stream. When grpc-js says its buffer is full the stream stops taking events
- * until 'drain' (so a slow client holds only a bounded buffer while its
- * watcher parks and later catches up from history), and it is ended with a
- * status when the watcher fails, the client stalls, or the server shuts down.
+ * stream through a `WatchPump` (which writes as grpc-js's buffer allows),
+ * with each event's bytes encoded once for every stream. A stream is ended
+ * with a status when the watcher fails, the client stalls, its key or
+ * instance goes, or the server shuts down.
  */
 export class WatchStreams {
   private readonly roster: StreamRoster;
@@ -86,82 +83,40 @@ export class WatchStreams {
   private serve(call: ServerWritableStream<WatchInstancesRequest, Buffer>): void {
     const { api, encoder, stallTimeoutMs } = this.deps;
     const written = this.written;
-    let lastSentRevision = call.request.sinceRevision;
-    let watcher: Watcher | undefined;
+    let pump: WatchPump | undefined;
     let finished = false;
-    let pumping = false;
-    let stallTimer: NodeJS.Timeout | undefined;
 
     /** Ends the stream once: OK when `err` is undefined, else its status (never on a cancelled call). */
     const finish = (err?: unknown): void => {
       if (finished) return;
       finished = true;
       // Waiting for 'drain': the status would queue behind data the client does not take.
-      const blocked = stallTimer !== undefined;
-      clearTimeout(stallTimer);
-      call.off("drain", onDrain);
-      watcher?.end();
+      const blocked = pump?.blocked ?? false;
+      pump?.stop();
       this.roster.leave(end);
       if (call.cancelled) return;
       // This may run inside the registry's publish: nothing thrown here may leave it.
       try {
         if (err === undefined) call.end();
-        else call.emit("error", this.statusOf(err, lastSentRevision));
+        else call.emit("error", this.statusOf(err, pump?.resumeRevision ?? call.request.sinceRevision));
       } catch {
         // The call is gone either way; the publisher and the other streams go on.
       }
       if (blocked) this.resetLater(call);
     };
     const end = (error: RegistryError): void => finish(error);
-
-    /**
-     * Writes every event the watcher has, until it has none or grpc-js's
-     * buffer is full. Woken by the watcher (a publish, its bookmark timer, its
-     * end) and by 'drain'; a watcher that has ended ends the stream even while
-     * it waits for 'drain'.
-     */
-    function pump(): void {
-      const w = watcher as Watcher;
-      if (finished || pumping) return;
-      if (w.closed) return finish(w.endError);
-      if (stallTimer !== undefined) return;
-      pumping = true;
-      try {
-        for (;;) {
-          if (call.cancelled) return finish();
-          const event = w.poll();
-          if (event === undefined) {
-            if (w.closed) finish(w.endError);
-            return;
-          }
-          const writable = call.write(encoder.encode(event));
-          written?.add(event.type === "change" ? event.change.kind : event.type);
-          lastSentRevision = resumePoint(event, lastSentRevision);
-          if (!writable) {
-            stallTimer = setTimeout(onStall, stallTimeoutMs);
-            call.once("drain", onDrain);
-            return;
-          }
-        }
-      } catch (err) {
-        finish(err); // e.g. an event that failed to encode: the stream ends, the publisher goes on
-      } finally {
-        pumping = false;
-      }
-    }
-    function onDrain(): void {
-      clearTimeout(stallTimer);
-      stallTimer = undefined;
-      pump();
-    }
-    function onStall(): void {
-      finish(
-        new RegistryError(
-          "resource_exhausted",
-          `watch stream accepted nothing for ${stallTimeoutMs} ms; resume with since_revision=${lastSentRevision}`,
-        ),
-      );
-    }
+    const sink: WatchSink = {
+      write(event) {
+        const writable = call.write(encoder.encode(event));
+        written?.add(event.type === "change" ? event.change.kind : event.type);
+        return writable;
+      },
+      whenDrained: (resume) => call.once("drain", resume),
+      get gone() {
+        return call.cancelled;
+      },
+      end: finish,
+    };
 
     const refusal = this.roster.admit(end, call.getPeer());
     if (refusal !== undefined) {
@@ -184,11 +139,10 @@ export class WatchStreams {
         (opened) => {
           // Ended (cancelled, shutdown) while it waited to reach the resume point.
           if (finished) return opened.watcher.end();
-          watcher = opened.watcher;
+          pump = new WatchPump(opened.watcher, sink, { stallTimeoutMs, resumeParameter: "since_revision" }, sinceRevision);
           const revoked = this.roster.attach(end, opened.principal);
           if (revoked) return finish(revoked);
-          watcher.consume(pump);
-          pump();
+          pump.start();
         },
         (err: unknown) => finish(err),
       );
