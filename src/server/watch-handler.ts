@@ -11,6 +11,7 @@ import { credentialsFromMetadata } from "./auth.js";
 import { http2StreamOf } from "./call-stream.js";
 import { safeServiceError, toServiceError } from "./status-mapping.js";
 import type { WatchEventEncoder } from "./watch-encoder.js";
+import type { WatchEvent } from "../registry/types.js";
 import { WrittenEventsTally } from "./written-events-tally.js";
 
 /** What the WatchInstances handler needs. */
@@ -82,7 +83,6 @@ export class WatchStreams {
 
   private serve(call: ServerWritableStream<WatchInstancesRequest, Buffer>): void {
     const { api, encoder, stallTimeoutMs } = this.deps;
-    const written = this.written;
     let pump: WatchPump | undefined;
     let finished = false;
 
@@ -105,18 +105,7 @@ export class WatchStreams {
       if (blocked) this.resetLater(call);
     };
     const end = (error: RegistryError): void => finish(error);
-    const sink: WatchSink = {
-      write(event) {
-        const writable = call.write(encoder.encode(event));
-        written?.add(event.type === "change" ? event.change.kind : event.type);
-        return writable;
-      },
-      whenDrained: (resume) => call.once("drain", resume),
-      get gone() {
-        return call.cancelled;
-      },
-      end: finish,
-    };
+    const sink = new CallSink(call, encoder, this.written, finish);
 
     const refusal = this.roster.admit(end, call.getPeer());
     if (refusal !== undefined) {
@@ -179,5 +168,34 @@ export class WatchStreams {
       status.metadata = trailer;
     }
     return status;
+  }
+}
+
+/**
+ * A WatchInstances call as a WatchPump writes to it. A class, not an object
+ * literal per call: every sink then shares one hidden class, and the pump's
+ * reads of `write` and `gone` stay monomorphic (a literal with a getter gets
+ * a hidden class of its own, and the fan-out measured the lookups).
+ */
+class CallSink implements WatchSink {
+  constructor(
+    private readonly call: ServerWritableStream<WatchInstancesRequest, Buffer>,
+    private readonly encoder: WatchEventEncoder,
+    private readonly written: WrittenEventsTally | undefined,
+    readonly end: (error?: unknown) => void,
+  ) {}
+
+  write(event: WatchEvent): boolean {
+    const writable = this.call.write(this.encoder.encode(event));
+    this.written?.add(event.type === "change" ? event.change.kind : event.type);
+    return writable;
+  }
+
+  whenDrained(resume: () => void): void {
+    this.call.once("drain", resume);
+  }
+
+  get gone(): boolean {
+    return this.call.cancelled;
   }
 }
