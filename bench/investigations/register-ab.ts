@@ -7,7 +7,8 @@
  * median of each build's per-round ratio to the no-op does. Prints every
  * round and the medians.
  *
- * usage: node --import tsx bench/investigations/register-ab.ts [--against=PATH] [--stores=memory,sqlite] [--c=16] [--rounds=7] [--ms=2000] [--compiled] [--profile=DIR]
+ * usage: node --import tsx bench/investigations/register-ab.ts [--against=PATH] [--flags=NODE_FLAGS] [--stores=memory,sqlite] [--c=16] [--rounds=7] [--ms=2000] [--compiled] [--profile=DIR]
+ *   --flags=F      also this tree's registry under node flags F (space-separated, e.g. "--max-semi-space-size=32"), beside it without them
  *   --compiled     each tree's registry from its compiled dist/ (built first, with its own tsc), as `npm run bench` runs it (an --against tree older than that option runs its sources); default the sources under tsx
  *   --profile=DIR  every server (the no-op too) under node --cpu-prof, into DIR: compare them with profile-summary
  */
@@ -27,6 +28,7 @@ const concurrency = Number(arg("c", "16"));
 const rounds = Number(arg("rounds", "7"));
 const durationMs = Number(arg("ms", "2000"));
 const profileDir = arg("profile", "");
+const flags = arg("flags", "").split(" ").filter(Boolean);
 const profiled = profileDir ? { nodeFlags: ["--cpu-prof", `--cpu-prof-dir=${resolve(profileDir)}`] } : {};
 
 const load = BenchChild.start("load", "load/load-worker.ts");
@@ -34,7 +36,8 @@ const ceiling = BenchChild.start<{ port: number }>("ceiling", "servers/ceiling-s
 const [, ceilingReady] = await Promise.all([load.ready, ceiling.ready]);
 const servers = [{ name: "no-op", address: `127.0.0.1:${ceilingReady.port}`, pid: ceiling.pid }];
 const compiled = process.argv.includes("--compiled");
-const trees = [{ tree: "this", root: resolve(BENCH, ".."), file: "servers/registry-server.ts" }];
+const trees: { tree: string; root: string; file: string; nodeFlags?: string[] }[] = [{ tree: "this", root: resolve(BENCH, ".."), file: "servers/registry-server.ts" }];
+if (flags.length > 0) trees.push({ ...trees[0]!, tree: "this+flags", nodeFlags: flags });
 if (against) trees.push({ tree: "against", root: resolve(against), file: relative(BENCH, resolve(against, "bench/servers/registry-server.ts")) });
 /** The tree's compiled dist/, built now with the tree's own tsc, when --compiled is given. */
 function buildOf(root: string): { build?: string } {
@@ -45,9 +48,10 @@ function buildOf(root: string): { build?: string } {
 const registries: BenchChild<{ port: number }>[] = [];
 const data = mkdtempSync(join(tmpdir(), "register-ab-"));
 for (const store of stores) {
-  for (const { tree, root, file } of trees) {
+  for (const { tree, root, file, nodeFlags } of trees) {
     const config = { store: store === "memory" ? "memory" : "sqlite", sync: "normal", dataDir: join(data, `${tree}-${store}`), healthChecks: false, ...buildOf(root) };
-    const child = BenchChild.start<{ port: number }>(`${tree}-${store}`, file, [JSON.stringify(config)], { readyTimeoutMs: 60_000, ...profiled });
+    const childFlags = [...(profiled.nodeFlags ?? []), ...(nodeFlags ?? [])];
+    const child = BenchChild.start<{ port: number }>(`${tree}-${store}`, file, [JSON.stringify(config)], { readyTimeoutMs: 60_000, nodeFlags: childFlags });
     registries.push(child);
     servers.push({ name: `${tree}:${store}`, address: `127.0.0.1:${(await child.ready).port}`, pid: child.pid });
   }
