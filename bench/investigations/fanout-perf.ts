@@ -16,12 +16,13 @@
  *
  * usage: node --import tsx bench/investigations/fanout-perf.ts [--streams=1000] [--events=400] [--top=30] [--out=DIR]
  */
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { arg } from "../lib/args.js";
 import { buildDist } from "../lib/build-dist.js";
+import { BUCKETS, bucket, readStacks, type Stack } from "../lib/perf-stacks.js";
 import { BenchChild, killAllChildren } from "../lib/ipc.js";
 import { cpuMark, cpuSince } from "../lib/proc-stat.js";
 import { sleep } from "../lib/stats.js";
@@ -56,35 +57,8 @@ async function fanOut(system: string, target: string, channel: string): Promise<
   delivered.delete(n);
 }
 
-/** One perf sample: its frames, leaf first ("[k] " marks the kernel's). */
-type Stack = string[];
-
-function readStacks(file: string): Stack[] {
-  const text = execFileSync("perf", ["script", "-i", file, "-F", "ip,sym"], { maxBuffer: 1 << 30, stdio: ["ignore", "pipe", "ignore"] }).toString();
-  return text
-    .split("\n\n")
-    .map((block) =>
-      block
-        .split("\n")
-        .map((line) => line.trim().replace(/^([0-9a-f]+) /, (_, ip: string) => (ip.length === 16 && ip.startsWith("ffff") ? "[k] " : "")))
-        .filter(Boolean),
-    )
-    .filter((s) => s.length > 0);
-}
-
-// Our code, compiled (dist/src/) or not (src/); grpc-js is CommonJS under node_modules.
+// Our code, as compiled into dist/src/.
 const isOurs = (frame: string): boolean => frame.includes(`${build}/src/`);
-const GRPC = /@grpc\/grpc-js|node:internal\/http2|\/gen\//;
-const GC = /Scaveng|MarkCompact|ConcurrentMarking|Sweeper|Heap::|Evacuat|MinorMC|GCTracer/;
-
-function bucket(stack: Stack): string {
-  const nearest = stack.find((f) => isOurs(f) || GRPC.test(f));
-  if (nearest && isOurs(nearest)) return "our code";
-  const leaf = stack[0] ?? "";
-  if (leaf.startsWith("[k] ")) return "kernel";
-  if (GC.test(leaf)) return "GC";
-  return "grpc-js, node:http2, V8, libuv";
-}
 
 /** A leaf frame without the addresses and source positions that differ between processes. */
 function leafName(stack: Stack): string {
@@ -96,7 +70,6 @@ function leafName(stack: Stack): string {
     .slice(0, 100);
 }
 
-const BUCKETS = ["our code", "kernel", "GC", "grpc-js, node:http2, V8, libuv"];
 const leaves = new Map<string, Map<string, number>>();
 for (const { name, system, child } of servers) {
   const target = `127.0.0.1:${(await child.ready).port}`;
@@ -128,7 +101,7 @@ for (const { name, system, child } of servers) {
   const shares = new Map<string, number>();
   const byLeaf = new Map<string, number>();
   for (const s of stacks) {
-    shares.set(bucket(s), (shares.get(bucket(s)) ?? 0) + 1);
+    shares.set(bucket(s, isOurs), (shares.get(bucket(s, isOurs)) ?? 0) + 1);
     byLeaf.set(leafName(s), (byLeaf.get(leafName(s)) ?? 0) + 1);
   }
   const scale = perWatcherEvent / stacks.length;

@@ -16,7 +16,7 @@
  *
  * usage: node --import tsx bench/investigations/register-perf.ts [--c=1] [--ms=5000] [--store=memory|sqlite] [--top=25] [--out=DIR]
  */
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -24,6 +24,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { BenchChild, killAllChildren } from "../lib/ipc.js";
 import type { LoopResult } from "../load/closed-loop.js";
 import { arg } from "../lib/args.js";
+import { BUCKETS, bucket, readStacks, type Stack } from "../lib/perf-stacks.js";
 
 const concurrency = Number(arg("c", "1"));
 const durationMs = Number(arg("ms", "5000"));
@@ -42,45 +43,9 @@ const servers = [
 ];
 await load.ready;
 
-/** One perf sample: its frames, leaf first. */
-type Stack = string[];
-
 // This checkout's src/ as V8 names its ES modules (grpc-js's build/src/ is CommonJS: plain paths).
 const OURS_URL = pathToFileURL(fileURLToPath(new URL("../../src/", import.meta.url))).href;
 const isOurs = (frame: string): boolean => frame.includes(OURS_URL);
-// The generated codec is grpc-js's (de)serializer: it runs for the no-op too.
-const GRPC = /@grpc\/grpc-js|node:internal\/http2|\/gen\//;
-const GC = /Scaveng|MarkCompact|ConcurrentMarking|Sweeper|Heap::|Evacuat|MinorMC|GCTracer/;
-
-function readStacks(file: string): Stack[] {
-  const text = execFileSync("perf", ["script", "-i", file, "-F", "ip,sym"], { maxBuffer: 1 << 30, stdio: ["ignore", "pipe", "ignore"] }).toString();
-  return text
-    .split("\n\n")
-    .map((block) =>
-      block
-        .split("\n")
-        // Kernel addresses are the top half of the address space: marked "[k]".
-        .map((line) => line.trim().replace(/^([0-9a-f]+) /, (_, ip: string) => (ip.length === 16 && ip.startsWith("ffff") ? "[k] " : "")))
-        .filter(Boolean),
-    )
-    .filter((s) => s.length > 0);
-}
-
-/**
- * A sample's share: our code when the frame nearest the leaf that is either
- * ours or grpc-js's (or the codec's) is ours: grpc-js calls our handler, and
- * our handler calls grpc-js's callback, whose response path the no-op has
- * too. Then the kernel, V8's GC, and the rest. TurboFan inlines across
- * packages, so the split is approximate.
- */
-function bucket(stack: Stack): string {
-  const nearest = stack.find((f) => isOurs(f) || GRPC.test(f));
-  if (nearest && isOurs(nearest)) return "our code";
-  const leaf = stack[0] ?? "";
-  if (leaf.startsWith("[k] ")) return "kernel";
-  if (GC.test(leaf)) return "GC";
-  return "grpc-js, node:http2, V8, libuv";
-}
 
 const rows: string[] = [];
 let registryStacks: { stacks: Stack[]; usPerCall: number } | undefined;
@@ -109,10 +74,10 @@ for (const { name, child } of servers) {
   const perCall = result.serverCpuPerOpUs;
   const shares = new Map<string, number>();
   for (const s of stacks) {
-    const b = bucket(s);
+    const b = bucket(s, isOurs);
     shares.set(b, (shares.get(b) ?? 0) + 1);
   }
-  const parts = ["our code", "kernel", "GC", "grpc-js, node:http2, V8, libuv"].map(
+  const parts = BUCKETS.map(
     (b) => `${b} ${(((shares.get(b) ?? 0) / stacks.length) * perCall).toFixed(1)}`,
   );
   rows.push(`${name.padEnd(18)} ${perCall.toFixed(1).padStart(6)} µs/call (${Math.round(result.opsPerSec)}/s; ${stacks.length} samples): ${parts.join(", ")}`);
@@ -125,7 +90,7 @@ if (registryStacks) {
   // Inclusive CPU per call of each JavaScript function under our code (a sample counts once per function).
   const inclusive = new Map<string, number>();
   for (const s of registryStacks.stacks) {
-    if (bucket(s) !== "our code") continue;
+    if (bucket(s, isOurs) !== "our code") continue;
     const outermost = s.findLastIndex(isOurs);
     for (const f of new Set(s.slice(0, outermost + 1))) {
       if (!f.startsWith("JS:") && !/^\[k\] (ksys_write|do_writev)$/.test(f)) continue;
