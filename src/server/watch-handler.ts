@@ -93,7 +93,7 @@ export class WatchStreams {
       // Waiting for 'drain': the status would queue behind data the client does not take.
       const blocked = pump?.blocked ?? false;
       pump?.stop();
-      this.roster.leave(end);
+      this.roster.leave(finish);
       if (call.cancelled) return;
       // This may run inside the registry's publish: nothing thrown here may leave it.
       try {
@@ -104,10 +104,8 @@ export class WatchStreams {
       }
       if (blocked) this.resetLater(call);
     };
-    const end = (error: RegistryError): void => finish(error);
-    const sink = new CallSink(call, encoder, this.written, finish);
 
-    const refusal = this.roster.admit(end, call.getPeer());
+    const refusal = this.roster.admit(finish, call.getPeer());
     if (refusal !== undefined) {
       // Before any credential is read: a refused stream costs the server nothing more.
       call.emit("error", toServiceError(refusal, this.deps.logger, "WatchInstances"));
@@ -128,8 +126,9 @@ export class WatchStreams {
         (opened) => {
           // Ended (cancelled, shutdown) while it waited to reach the resume point.
           if (finished) return opened.watcher.end();
+          const sink = new CallSink(call, encoder, this.written, finish);
           pump = new WatchPump(opened.watcher, sink, { stallTimeoutMs, resumeParameter: "since_revision" }, sinceRevision);
-          const revoked = this.roster.attach(end, opened.principal);
+          const revoked = this.roster.attach(finish, opened.principal);
           if (revoked) return finish(revoked);
           pump.start();
         },

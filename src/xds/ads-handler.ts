@@ -92,7 +92,7 @@ export class AdsStreams {
       clearTimeout(silent);
       clearTimeout(stall);
       if (session) hub.unsubscribe(session);
-      this.roster.leave(end);
+      this.roster.leave(finish);
       if (call.cancelled) return;
       try {
         if (error === undefined) call.end();
@@ -101,8 +101,7 @@ export class AdsStreams {
         // The call is gone either way.
       }
     };
-    const end = (error: RegistryError): void => finish(error);
-    const refusal = this.roster.admit(end, call.getPeer());
+    const refusal = this.roster.admit(finish, call.getPeer());
     if (refusal !== undefined) {
       // Before the first request is read: a refused stream costs the server nothing more.
       call.emit("error", status(refusal, logger));
@@ -165,7 +164,7 @@ export class AdsStreams {
           clearTimeout(silent);
           // Only the first request carries the node: its id names the client in later log lines.
           const node = clip(request.node?.id || undefined);
-          const revoked = who && this.roster.attach(end, who);
+          const revoked = who && this.roster.attach(finish, who);
           if (revoked) return finish(revoked);
           session = new AdsSession(hub, (response) => call.write(response), (error) => finish(error), {
             sent: (typeUrl) => this.deps.onResponse?.(shortType(typeUrl)),

@@ -37,6 +37,7 @@ class TestSink implements WatchSink {
 }
 
 const feed: WatcherFeed = { publishedRevision: 0, closed: () => {}, reset: () => {} };
+const LIMITS = { queueLimit: 100, catchUpBatch: 10, bookmarkIntervalMs: 60_000 };
 let source: TestSource;
 let watcher: Watcher;
 
@@ -50,7 +51,7 @@ beforeEach(() => {
   vi.useFakeTimers();
   source = new TestSource();
   source.register("api", "a1");
-  watcher = new Watcher(source, watchOptions(source), { queueLimit: 100, catchUpBatch: 10, bookmarkIntervalMs: 60_000 }, feed);
+  watcher = new Watcher(source, watchOptions(source), LIMITS, feed);
 });
 afterEach(() => {
   watcher.end();
@@ -115,7 +116,7 @@ describe("WatchPump", () => {
   it("ends only its own stream when a write throws, and the publish goes on", () => {
     const sink = new TestSink(10);
     new WatchPump(watcher, sink, { stallTimeoutMs: 1000, resumeParameter: "since_revision" }, 0).start();
-    const other = new Watcher(source, watchOptions(source, { sinceRevision: source.revision }), { queueLimit: 100, catchUpBatch: 10, bookmarkIntervalMs: 60_000 }, feed);
+    const other = new Watcher(source, watchOptions(source, { sinceRevision: source.revision }), LIMITS, feed);
     const otherSink = new TestSink(10);
     new WatchPump(other, otherSink, { stallTimeoutMs: 1000, resumeParameter: "since_revision" }, source.revision).start();
     sink.throwOn = "registered";
