@@ -428,6 +428,36 @@ describe("frozen peers and shutdown (plaintext)", () => {
     }
   });
 
+  it("ends a GET /watch (server-sent events) stream whose reader froze, after WATCH_STALL_TIMEOUT_MS, and keeps serving", async () => {
+    const server = await startStack({ SHUTDOWN_GRACE_MS: String(GRACE_MS), WATCH_STALL_TIMEOUT_MS: "300" });
+    const relay = await frozenRelay(server.port);
+    try {
+      await seedBigInstances(server);
+      const reader = peer(connectTcp(relay.port, "127.0.0.1"));
+      reader.socket.write(`GET /watch HTTP/1.1\r\nhost: x\r\nauthorization: ${AUTH}\r\nconnection: close\r\n\r\n`);
+      await expect.poll(() => relay.upstreams.length, { timeout: 5000, message: "the frozen reader connecting" }).toBe(1);
+      // Its snapshot (~10 MB) cannot go out. Nothing outside the server shows the stall
+      // timer firing while the reader is frozen: wait well past it, then read.
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      await stillServes(server.port);
+      relay.thaw();
+      // The stream ended while frozen: once read, it says why and where to resume, and the response ends.
+      await within(10_000, "the thawed /watch response ending", reader.closed);
+      const text = reader.text();
+      const error = /event: error\r?\ndata: (\{.*\})/.exec(text.replace(/\r\n[0-9a-f]+\r\n/g, ""));
+      expect(error, text.slice(-400)).not.toBeNull();
+      const body = JSON.parse(error![1]!) as { code: string; message: string; resumeRevision: number };
+      expect(body.code).toBe("RESOURCE_EXHAUSTED");
+      expect(body.message).toMatch(/^watch stream accepted nothing for 300 ms; resume with sinceRevision=\d+$/);
+      expect(body.resumeRevision).toBe(Number(/sinceRevision=(\d+)/.exec(body.message)![1]));
+      // Not the whole snapshot: the stream stopped taking events when the reader stopped reading.
+      expect(text).not.toContain("event: synced");
+    } finally {
+      relay.close();
+      await server.close();
+    }
+  });
+
   it("completes close() within the grace period with hostile connections of every kind open, and cuts them all", async () => {
     const server = await startStack({ SHUTDOWN_GRACE_MS: String(GRACE_MS) });
     await seedBigInstances(server);
