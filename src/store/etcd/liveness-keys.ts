@@ -52,7 +52,10 @@ export class EtcdLivenessKeys implements LivenessRelay {
   /** The session announcements at open (a range read of the prefix). */
   async load(): Promise<void> {
     const keys = await this.client.getAll().prefix(this.sessionsPrefix).keys();
-    for (const key of keys) this.addHolder(key.slice(this.sessionsPrefix.length));
+    for (const key of keys) {
+      const holder = splitHolder(key.slice(this.sessionsPrefix.length));
+      if (holder) this.addHolder(holder.id, holder.member);
+    }
   }
 
   sessionOpened(id: string): void {
@@ -110,14 +113,13 @@ export class EtcdLivenessKeys implements LivenessRelay {
   /** Reads one watch event; false when its key is not a liveness key. */
   apply(type: "Put" | "Delete", key: string): boolean {
     if (key.startsWith(this.sessionsPrefix)) {
-      const rest = key.slice(this.sessionsPrefix.length);
-      const slash = rest.indexOf("/");
-      const id = rest.slice(0, slash);
-      const member = rest.slice(slash + 1);
+      const holder = splitHolder(key.slice(this.sessionsPrefix.length));
+      if (!holder) return true; // not a key this build writes: nothing to follow
+      const { id, member } = holder;
       if (type === "Put") {
         // This replica's own announcements too, while it still holds the session: one put again after a
         // rejoin says its sessions are alive (an echo of a session closed meanwhile says nothing).
-        if (this.addHolder(rest) && (member !== this.self || this.heldHere.has(id))) this.report(id, "session_opened");
+        if (this.addHolder(id, member) && (member !== this.self || this.heldHere.has(id))) this.report(id, "session_opened");
       } else {
         const members = this.holders.get(id);
         if (members?.delete(member)) {
@@ -169,12 +171,8 @@ export class EtcdLivenessKeys implements LivenessRelay {
     });
   }
 
-  /** Adds the holder `<id>/<member>` names; true when it is new. */
-  private addHolder(idAndMember: string): boolean {
-    const slash = idAndMember.indexOf("/");
-    if (slash <= 0) return false;
-    const id = idAndMember.slice(0, slash);
-    const member = idAndMember.slice(slash + 1);
+  /** Adds `member` as a holder of a session of `id`; true when it is new. */
+  private addHolder(id: string, member: string): boolean {
     let members = this.holders.get(id);
     if (!members) this.holders.set(id, (members = new Set()));
     if (members.has(member)) return false;
@@ -189,4 +187,11 @@ export class EtcdLivenessKeys implements LivenessRelay {
       this.logger?.error({ err, instanceId: id }, "a liveness report listener threw");
     }
   }
+}
+
+/** The instance id and replica a session key's `<id>/<member>` names, or undefined for a key not of that shape. */
+function splitHolder(idAndMember: string): { id: string; member: string } | undefined {
+  const slash = idAndMember.indexOf("/");
+  if (slash <= 0) return undefined;
+  return { id: idAndMember.slice(0, slash), member: idAndMember.slice(slash + 1) };
 }
