@@ -4,11 +4,10 @@ import type { RegistryApi } from "../api/registry-api.js";
 import { RegistryError } from "../registry/registry-error.js";
 import { StreamRoster } from "../api/stream-roster.js";
 import { WatchPump } from "../api/watch-pump.js";
-import type { WatchEvent } from "../registry/types.js";
 import { HttpError, toHttpError } from "./http-errors.js";
-import { instanceJson, type InstanceJson } from "./json-mapping.js";
 import { callContext, header, selectorFromQuery } from "./request-context.js";
 import type { Route } from "./routes.js";
+import { SseEventEncoder } from "./sse-event-encoder.js";
 
 /** What `GET /watch` needs. */
 export interface WatchRouteOptions {
@@ -22,19 +21,6 @@ export interface WatchRouteOptions {
   /** Told of every stream refused by the quota (for metrics). */
   readonly onQuotaRefused?: (quota: string) => void;
 }
-
-/** One event as the browser reads it (the `data:` line): the watch stream's fields, camelCase, as the JSON API spells them. */
-interface EventJson {
-  readonly type: string;
-  readonly revision: number;
-  readonly epoch: string;
-  readonly instance?: InstanceJson;
-  readonly removalReason?: string;
-  readonly failureReason?: string;
-  readonly snapshot?: boolean;
-  readonly panic?: boolean;
-}
-
 
 /**
  * `GET /watch?serviceType=&selector=&sinceRevision=&epoch=`: the watch
@@ -52,11 +38,13 @@ interface EventJson {
  */
 export class HttpWatchStreams {
   private readonly roster: StreamRoster;
+  private readonly encoder: SseEventEncoder;
 
   constructor(
     private readonly api: RegistryApi,
     private readonly options: WatchRouteOptions,
   ) {
+    this.encoder = new SseEventEncoder(() => api.registry.epoch);
     this.roster = new StreamRoster(api.auth.keys, api.registry, {
       total: { setting: "MAX_WATCH_STREAMS", max: options.maxStreams },
       scope: "over HTTP",
@@ -73,7 +61,7 @@ export class HttpWatchStreams {
     method: "GET",
     template: "/watch",
     handle: async ({ req, query, signal }) => {
-      const { api, options, roster } = this;
+      const { api, options, roster, encoder } = this;
       /** Set once the stream is served; until then the stream has nothing to end (shutdown fails its opening). */
       let finish: ((error?: unknown) => void) | undefined;
       const end = (error: RegistryError): void => finish?.(error);
@@ -103,7 +91,6 @@ export class HttpWatchStreams {
         if (signal.aborted) throw new RegistryError("cancelled", "the client went away");
         return { status: 200, contentType: "text/event-stream; charset=utf-8", text: "" };
       }
-      const epoch = (): string => api.registry.epoch;
       return {
         status: 200,
         contentType: "text/event-stream; charset=utf-8",
@@ -127,8 +114,8 @@ export class HttpWatchStreams {
             watcher,
             {
               write: (event) => {
-                const line = sseLine(event, epoch());
-                return line === undefined || res.write(line);
+                const bytes = encoder.encode(event);
+                return bytes === undefined || res.write(bytes);
               },
               whenDrained: (resume) => res.once("drain", resume),
               // The client going away closes the response: 'close' below.
@@ -155,36 +142,4 @@ export class HttpWatchStreams {
       };
     },
   };
-}
-
-/** One event as an SSE record; undefined for events the stream does not carry (probe results: not asked for). */
-function sseLine(event: WatchEvent, epoch: string): string | undefined {
-  let json: EventJson;
-  let id: number | undefined;
-  switch (event.type) {
-    case "change": {
-      const { change } = event;
-      id = change.revision;
-      const base = { revision: change.revision, epoch, instance: instanceJson(change.instance), ...(event.panic ? { panic: true } : {}) };
-      if (change.kind === "removed") json = { type: "removed", ...base, removalReason: change.reason.toUpperCase() };
-      else if (change.kind === "health") {
-        json = change.instance.health === "healthy" ? { type: "health_passed", ...base } : { type: "health_failed", ...base, failureReason: change.failureReason ?? "" };
-      } else json = { type: change.kind, ...base };
-      break;
-    }
-    case "snapshot":
-      json = { type: "registered", revision: event.revision, epoch, instance: instanceJson(event.instance), snapshot: true, ...(event.panic ? { panic: true } : {}) };
-      break;
-    case "synced":
-    case "bookmark":
-      id = event.revision;
-      json = { type: event.type, revision: event.revision, epoch, ...(event.type === "bookmark" && event.panic ? { panic: true } : {}) };
-      break;
-    case "reset":
-      json = { type: "reset", revision: event.revision, epoch };
-      break;
-    default:
-      return undefined;
-  }
-  return `${id === undefined ? "" : `id: ${id}\n`}event: ${json.type}\ndata: ${JSON.stringify(json)}\n\n`;
 }

@@ -1,6 +1,7 @@
 import { credentials } from "@grpc/grpc-js";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { RegistryServiceClient } from "../../gen/registry/v1/registry.js";
+import { SseEventEncoder } from "../../src/http/sse-event-encoder.js";
 import { startHealthServer } from "../support/health-server.js";
 import { call, TEST_KEY } from "../support/registry-harness.js";
 import { startStack } from "../support/stack.js";
@@ -131,6 +132,29 @@ describe("the console's data: GET /watch (server-sent events) and /console/*", (
     // The Last-Event-ID header (what EventSource sends) resumes the same way.
     const byHeader = await watch(`?serviceType=billing&epoch=${epoch}`, { ...AUTH, "last-event-id": String(Number(live.id) + 1) });
     expect(await byHeader.next()).toMatchObject({ event: "removed", id: String(Number(live.id) + 2) });
+  });
+
+  it("serialises a change once: every /watch stream writes the same bytes (the same Buffer)", async () => {
+    const { stack, register, watch } = await setup();
+    const encoded: { revision: number; bytes: Buffer | undefined }[] = [];
+    const original = SseEventEncoder.prototype.encode;
+    cleanup.push(() => vi.restoreAllMocks());
+    vi.spyOn(SseEventEncoder.prototype, "encode").mockImplementation(function (this: SseEventEncoder, event) {
+      const bytes = original.call(this, event);
+      if (event.type === "change") encoded.push({ revision: event.change.revision, bytes });
+      return bytes;
+    });
+    const streams = [await watch(), await watch(), await watch("?serviceType=billing")];
+    for (const s of streams) expect((await s.next()).event).toBe("synced");
+
+    const a = await register("billing", 9001);
+    const received = await Promise.all(streams.map((s) => nextOf(s, "registered")));
+    for (const e of received) expect(e).toMatchObject({ id: String(stack.registry.revision), data: { instance: { id: a.serviceId } } });
+    expect(received[1]).toEqual(received[0]);
+    expect(received[2]).toEqual(received[0]);
+    expect(encoded).toHaveLength(3);
+    expect(encoded[1]?.bytes).toBe(encoded[0]?.bytes);
+    expect(encoded[2]?.bytes).toBe(encoded[0]?.bytes);
   });
 
   it("refuses a wrong key with 401 and a bad resume point with 400; ends streams with an error event at shutdown", async () => {
