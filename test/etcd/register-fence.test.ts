@@ -8,14 +8,14 @@ import { etcdPresent } from "./etcd-suite.js";
 
 const PREFIX = "/fence-test/";
 
-function registration(n: number, notAfter: number): Mutation {
+function registration(n: number, notAfter: number, port = n): Mutation {
   const now = Date.now();
   return {
     op: "register",
     notAfter,
     instance: {
       id: `00000000-0000-7000-8000-${String(n).padStart(12, "0")}`,
-      serviceType: "api", host: "127.0.0.1", port: n, metadata: {}, healthCheckPath: "/health",
+      serviceType: "api", host: "127.0.0.1", port, metadata: {}, healthCheckPath: "/health",
       health: "healthy", draining: false, drainingSince: 0, registeredAt: now, updatedAt: now, tokenHash: "h".repeat(32),
     },
   };
@@ -34,6 +34,16 @@ function onGrant(store: EtcdStore, after: () => void): void {
     const answer = await grant(...args);
     after();
     return answer;
+  };
+}
+
+/** The store's etcd client, with `before` run each time a transaction is about to be sent. */
+function onTxn(store: EtcdStore, before: () => void): void {
+  const kv = (store as unknown as { client: { kv: { txn: (...args: unknown[]) => Promise<unknown> } } }).client.kv;
+  const txn = kv.txn.bind(kv);
+  kv.txn = (...args) => {
+    before();
+    return txn(...args);
   };
 }
 
@@ -85,6 +95,22 @@ describe.skipIf(!etcdPresent)("the Register fence on etcd", () => {
     proxy.heal();
     await new Promise((r) => setTimeout(r, 1000));
     expect(await inEtcd(m)).toBe(false);
+  }, 30_000);
+
+  it("holds back the hand-over of a live address delayed past its deadline: the instance there stays", async () => {
+    const holder = registration(20, Date.now() + 10_000);
+    await store.commit(holder);
+    // A second instance at the same address: its Register first takes the address from the holder.
+    const notAfter = Date.now() + 4000;
+    const replacing = registration(21, notAfter, 20);
+    onTxn(store, () => proxy.blackhole());
+    await expect(store.commit(replacing)).rejects.toThrow(/etcd did not commit/);
+    // The caller has been told it failed; the held hand-over arrives moments later.
+    await new Promise((r) => setTimeout(r, notAfter + 300 - Date.now()));
+    proxy.heal();
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await inEtcd(holder)).toBe(true);
+    expect(await inEtcd(replacing)).toBe(false);
   }, 30_000);
 
   it("acknowledges a Register that etcd3 resent after its first attempt committed, instead of calling it a collision", async () => {

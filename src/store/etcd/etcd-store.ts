@@ -379,7 +379,9 @@ export class EtcdStore implements SharedStore {
    * transaction would give both one revision, and a watch cut between them
    * could not resume). Should the second not commit (the caller gave up, or
    * another Register took the address meanwhile), the old instance is gone
-   * and the caller is told to retry: the address is free for it.
+   * and the caller is told to retry: the address is free for it. Both are
+   * fenced by the caller's deadline (`fenceLease`), so neither commits once
+   * the caller was told the Register failed.
    */
   private async register(mutation: Extract<Mutation, { op: "register" }>): Promise<Change> {
     const key = this.instancesPrefix + mutation.instance.id;
@@ -393,6 +395,8 @@ export class EtcdStore implements SharedStore {
       const holder = holderId === undefined || holderId === mutation.instance.id
         ? undefined
         : (await this.client.get(this.instancesPrefix + holderId).exec()).kvs[0];
+      // Both transactions are fenced: neither may commit once the caller was told the Register failed.
+      const fence = await this.fenceLease(notAfter);
       if (holder && holderId !== undefined) {
         const reasonKey = this.removalsPrefix + holderId;
         const handOver = await (address
@@ -403,13 +407,13 @@ export class EtcdStore implements SharedStore {
             this.client.delete().key(this.instancesPrefix + holderId),
             this.client.put(reasonKey).value("replaced"),
             this.client.put(record).value(mutation.instance.id),
+            this.client.put(this.fenceKey).value("").lease(fence),
           )
           .options({ deadline: notAfter })
           .commit();
         if (!handOver.succeeded) continue;
         void this.client.delete().key(reasonKey).exec().catch(() => undefined);
       }
-      const fence = await this.fenceLease(notAfter);
       // The address is ours when the record names us (just handed over) or
       // is unchanged since read with no live holder (none, or a stale id).
       const claim = holder
