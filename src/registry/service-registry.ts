@@ -100,6 +100,12 @@ export interface UnregisterOptions {
   readonly signal?: AbortSignal | undefined;
 }
 
+/** How a health change's commit ended: made, the instance gone meanwhile, or the store failing (logged). */
+type HealthCommit =
+  | { readonly outcome: "committed"; readonly change: Change }
+  | { readonly outcome: "gone" }
+  | { readonly outcome: "failed"; readonly error: RegistryError };
+
 /** The shape of the ids `newInstanceId` makes (UUID text). */
 const INSTANCE_ID_SHAPE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -697,7 +703,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
    * guard judges this process's reach to what it probes), and the health
    * mutation it calls for. Answers the health commit it started, if any.
    */
-  private onCheckResult(instance: StoredInstance, result: ProbeResult, probed: boolean): Promise<Change | undefined> | undefined {
+  private onCheckResult(instance: StoredInstance, result: ProbeResult, probed: boolean): Promise<HealthCommit> | undefined {
     if (result.ok) this.fire("healthCheckPassed", instance, result.data);
     else this.fire("healthCheckFailed", instance, result.reason);
 
@@ -719,7 +725,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     } else if (held) {
       this.held.delete(instance.id);
     }
-    let committed: Promise<Change | undefined> | undefined;
+    let committed: Promise<HealthCommit> | undefined;
     if (mutation) committed = this.commitHealth(instance.id, mutation);
     else {
       this.hub?.publishProbe({
@@ -733,26 +739,25 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     return committed;
   }
 
-  /** Commits a health mutation; answers its change, or undefined when it failed (logged) or the instance went meanwhile. */
-  private commitHealth(id: string, mutation: Mutation): Promise<Change | undefined> {
+  /** Commits a health mutation; never rejects: a failure is logged and answered as `failed`. */
+  private commitHealth(id: string, mutation: Mutation): Promise<HealthCommit> {
     this.pendingHealth.add(id);
-    let outcome: "committed" | "gone" | "failed" = "committed";
     return this.commit(() => mutation)
-      .catch((err: unknown) => {
-        // Removed meanwhile (perhaps not applied here yet): nothing left to reconcile.
-        if (err instanceof RegistryError && err.code === "not_found") {
-          outcome = "gone";
-          return undefined;
-        }
-        this.logger.error({ err, instanceId: id }, "could not commit a health change");
-        outcome = "failed";
-        return undefined;
-      })
-      .finally(() => {
+      .then(
+        (change): HealthCommit => ({ outcome: "committed", change }),
+        (err: unknown): HealthCommit => {
+          // Removed meanwhile (perhaps not applied here yet): nothing left to reconcile.
+          if (err instanceof RegistryError && err.code === "not_found") return { outcome: "gone" };
+          this.logger.error({ err, instanceId: id }, "could not commit a health change");
+          return { outcome: "failed", error: err instanceof RegistryError ? err : new RegistryError("unavailable", "the store could not persist the change") };
+        },
+      )
+      .then((commit) => {
         this.pendingHealth.delete(id);
         // A session's opening or end that waited for this commit; after a failed one, an interval later, not at once.
-        if (outcome === "committed") this.reconcileSession(id);
-        else if (outcome === "failed") setTimeout(() => this.reconcileSession(id), this.options.healthCheckInterval).unref();
+        if (commit.outcome === "committed") this.reconcileSession(id);
+        else if (commit.outcome === "failed") setTimeout(() => this.reconcileSession(id), this.options.healthCheckInterval).unref();
+        return commit;
       });
   }
 
@@ -785,8 +790,11 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     }
     this.reported.heartbeat(id);
     const committed = this.onCheckResult(instance, { ok: true, status: 0 }, false);
-    const change = committed === undefined ? undefined : await committed;
-    return change?.revision ?? this.currentRevision;
+    const commit = committed === undefined ? undefined : await committed;
+    // The health change it called for was not made: the caller hears so, as for any write, and beats again.
+    if (commit?.outcome === "failed") throw commit.error;
+    if (commit?.outcome === "gone") throw new RegistryError("not_found", `instance ${id} is not registered`);
+    return commit?.change.revision ?? this.currentRevision;
   }
 
   /**
@@ -866,7 +874,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
    * suspects this registry's network) it is reconciled again when that is
    * over. Answers the commit it started, if any.
    */
-  private reconcileSession(id: string): Promise<Change | undefined> | undefined {
+  private reconcileSession(id: string): Promise<HealthCommit> | undefined {
     const instance = this.index.get(id);
     if (!instance || this.state !== "running" || healthCheckOf(instance).kind !== "session") return undefined;
     if (this.pendingHealth.has(id) || this.guard.suspected) return undefined;
