@@ -60,11 +60,32 @@ export function serviceJson(summary: ServiceSummary): ServiceSummary {
   return { serviceType, healthyCount, totalCount, drainingCount, panic };
 }
 
-/** Snake_case spellings (the proto's field names) that the JSON API spells in camelCase. */
+/** Snake_case spellings (the proto's field names) that the JSON API spells in camelCase, at the body's top level. */
 const CAMEL_CASE: Readonly<Record<string, string>> = {
   service_type: "serviceType",
   health_check: "healthCheck",
 };
+
+/** The same, inside `healthCheck`. */
+const CHECK_CAMEL_CASE: Readonly<Record<string, string>> = {
+  grpc_service: "grpcService",
+  ttl_ms: "ttlMs",
+  timeout_ms: "timeoutMs",
+};
+
+/**
+ * Refuses a snake_case field name with the camelCase one it means (a field
+ * ignored would register something other than what was asked for). An
+ * HttpError, not the core's field error, so the edge does not rename the
+ * field it names.
+ */
+function refuseSnakeCase(json: Record<string, unknown>, names: Readonly<Record<string, string>>, prefix = ""): void {
+  for (const [snake, camel] of Object.entries(names)) {
+    if (Object.hasOwn(json, snake)) {
+      throw new HttpError(400, "INVALID_ARGUMENT", `${prefix}${snake}: unknown field; the HTTP/JSON API spells it ${prefix}${camel}`);
+    }
+  }
+}
 
 /** A port as a decimal string: the seed's own example sends `"port": "3000"`. */
 const DECIMAL_PORT = /^(0|[1-9][0-9]{0,9})$/;
@@ -82,12 +103,7 @@ const DECIMAL_PORT = /^(0|[1-9][0-9]{0,9})$/;
  */
 export function registerRequestFromJson(body: unknown): RegisterRequest {
   if (!isObject(body)) throw invalidArgument("body", "must be a JSON object");
-  for (const [snake, camel] of Object.entries(CAMEL_CASE)) {
-    // An HttpError, not the core's field error, so the edge does not rename the field it names.
-    if (Object.hasOwn(body, snake)) {
-      throw new HttpError(400, "INVALID_ARGUMENT", `${snake}: unknown field; the HTTP/JSON API spells it ${camel}`);
-    }
-  }
+  refuseSnakeCase(body, CAMEL_CASE);
   const { serviceType, host, metadata, healthCheck } = body;
   if (serviceType === undefined || serviceType === null) throw invalidArgument("serviceType", "required");
   if (typeof serviceType !== "string") throw invalidArgument("serviceType", "must be a string");
@@ -100,6 +116,7 @@ export function registerRequestFromJson(body: unknown): RegisterRequest {
   let check: HealthCheckInput | undefined;
   if (typeof healthCheck === "string") healthCheckPath = healthCheck;
   else if (isObject(healthCheck)) {
+    refuseSnakeCase(healthCheck, CHECK_CAMEL_CASE, "healthCheck.");
     if (healthCheck.path !== undefined && typeof healthCheck.path !== "string") {
       throw invalidArgument("healthCheck.path", "must be a string");
     }
@@ -137,10 +154,14 @@ function checkFromJson(json: Record<string, unknown>): HealthCheckInput | undefi
   };
 }
 
-/** "TTL", "ttl" or "HEALTH_CHECK_KIND_TTL" as the core's kind; anything else is passed on for the core to refuse by name. */
+/** The core's kinds, as "TTL", "ttl" or "HEALTH_CHECK_KIND_TTL" name them. */
+const KINDS: ReadonlySet<string> = new Set<HealthCheckKind>(["http", "grpc", "tcp", "ttl", "session"]);
+
+/** "TTL", "ttl" or "HEALTH_CHECK_KIND_TTL" as the core's kind; anything else is passed on as sent, for the core to refuse by name. */
 function kindFromJson(kind: string): HealthCheckKind {
   const bare = kind.toUpperCase().replace(/^HEALTH_CHECK_KIND_/, "");
-  return (bare === "UNSPECIFIED" ? "http" : bare.toLowerCase()) as HealthCheckKind;
+  if (bare === "UNSPECIFIED") return "http";
+  return (KINDS.has(bare.toLowerCase()) ? bare.toLowerCase() : kind) as HealthCheckKind;
 }
 
 function portFromJson(port: unknown): number {

@@ -211,6 +211,11 @@ describe("the seed's HTTP/JSON API on HTTP_PORT, with plain fetch", () => {
     ["port 2^64+80 as a number", { serviceType: "api", port: 2 ** 64 + 80, host: "10.0.0.80" }, /^port: must be between 1 and 65535$/],
     ["the proto's snake_case service_type", { service_type: "api", port: 80 }, /^service_type: unknown field; the HTTP\/JSON API spells it serviceType$/],
     ["the proto's snake_case health_check", { serviceType: "api", port: 80, health_check: { path: "/h" } }, /^health_check: .* healthCheck$/],
+    // Inside healthCheck too: ignored, they would register a check other than the one asked for.
+    ["the proto's snake_case healthCheck.grpc_service", { serviceType: "api", port: 80, healthCheck: { kind: "GRPC", grpc_service: "billing" } }, /^healthCheck\.grpc_service: unknown field; the HTTP\/JSON API spells it healthCheck\.grpcService$/],
+    ["the proto's snake_case healthCheck.ttl_ms", { serviceType: "api", port: 80, healthCheck: { kind: "TTL", ttl_ms: 1000 } }, /^healthCheck\.ttl_ms: .* healthCheck\.ttlMs$/],
+    ["the proto's snake_case healthCheck.timeout_ms", { serviceType: "api", port: 80, healthCheck: { kind: "TCP", timeout_ms: 500 } }, /^healthCheck\.timeout_ms: .* healthCheck\.timeoutMs$/],
+    ["an unknown check kind, named as sent", { serviceType: "api", port: 80, healthCheck: { kind: "FOO" } }, /^healthCheck\.kind: must be one of HTTP, GRPC, TCP, TTL, SESSION, got FOO$/],
     ["a bad host", { serviceType: "api", port: 80, host: "not a host" }, /^host: /],
     ["metadata that is not an object", { serviceType: "api", port: 80, metadata: ["a"] }, /^metadata: /],
     ["a metadata value that is not a string", { serviceType: "api", port: 80, metadata: { a: 1 } }, /^metadata\.a: must be a string/],
