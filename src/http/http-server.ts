@@ -52,6 +52,8 @@ export class RegistryHttpServer {
   /** The abort signals of requests in flight; `close` aborts them once it stops waiting. */
   private readonly calls = new CallSignals();
   private closing = false;
+  /** Each connection's requests not yet answered, whose signals a FIN from the client aborts (see `signalFor`). */
+  private readonly pending = new WeakMap<Socket, Set<AbortController>>();
   /** While closing: resolves the wait once the last connection is gone. */
   private drainCheck: (() => void) | undefined;
 
@@ -76,6 +78,13 @@ export class RegistryHttpServer {
     this.server.emit("listening");
     this.server.on("connection", (socket: Socket) => {
       this.sockets.add(socket);
+      // One listener a connection, not one a request: a client may pipeline many.
+      const pending = new Set<AbortController>();
+      this.pending.set(socket, pending);
+      socket.once("end", () => {
+        for (const controller of pending) controller.abort(clientEnded());
+        pending.clear();
+      });
       socket.on("close", () => {
         this.sockets.delete(socket);
         this.drainCheck?.();
@@ -162,7 +171,7 @@ export class RegistryHttpServer {
       if (match.kind === "method") {
         throw new HttpError(405, "UNIMPLEMENTED", `method ${method} not allowed here`, { allow: match.allow.join(", ") });
       }
-      answer = await match.route.handle({ req, params: match.params, query: (url as URL).searchParams, signal: this.signalFor(res) });
+      answer = await match.route.handle({ req, params: match.params, query: (url as URL).searchParams, signal: this.signalFor(req, res) });
     } catch (err) {
       const failure = toHttpError(err, this.options.logger, template);
       answer = { status: failure.status, headers: failure.headers, json: failure.body };
@@ -173,16 +182,33 @@ export class RegistryHttpServer {
     send(res, answer);
   }
 
-  /** A request's abort signal: aborted if its connection closes before the answer is out, or by `close`. */
-  private signalFor(res: ServerResponse): AbortSignal {
+  /**
+   * A request's abort signal: aborted when the client closes its side of the
+   * connection (FIN) or the connection closes before the answer is out, or
+   * by `close`. A FIN is the first a server hears of a client that gave up
+   * (a timed-out fetch closes its socket); node:http ends the connection
+   * then, so the answer could not reach the client. 'close' alone comes a
+   * loop turn or more later, after the write the client gave up on would
+   * have been made.
+   */
+  private signalFor(req: IncomingMessage, res: ServerResponse): AbortSignal {
     const controller = this.calls.begin();
+    const pending = this.pending.get(req.socket);
+    if (req.socket.readableEnded) controller.abort(clientEnded());
+    else pending?.add(controller);
     // 'close' comes after 'finish' too, and always comes: the connection closing ends every response.
     res.once("close", () => {
+      pending?.delete(controller);
       this.calls.end(controller);
       if (!res.writableFinished) controller.abort(new RegistryError("cancelled", "the client went away before the answer"));
     });
     return controller.signal;
   }
+}
+
+/** Why a request's signal is aborted when its client closed its side of the connection. */
+function clientEnded(): RegistryError {
+  return new RegistryError("cancelled", "the client closed its connection before the answer");
 }
 
 /** Whether a body follows the request's headers (RFC 9112 §6.3). */

@@ -103,7 +103,8 @@ export class HttpWatchStreams {
             roster.leave(end);
             clearInterval(keepalive);
             pump.stop();
-            if (error !== undefined && !res.destroyed) {
+            // Not to a client that closed its side (node:http ends the connection then): it reads nothing more.
+            if (error !== undefined && !res.destroyed && req.socket.writable) {
               const { body } = toHttpError(error, options.logger, "/watch");
               res.write(`event: error\ndata: ${JSON.stringify({ ...body.error, resumeRevision: pump.resumeRevision })}\n\n`);
             }
