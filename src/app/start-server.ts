@@ -113,7 +113,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
         return;
       }
       serving.set("store_failing", failing, "a store commit failed");
-      if (failing) logger.error({ err }, "store commit failed; reporting NOT_SERVING until a commit succeeds");
+      if (failing) logger.error({ err }, "store commit failed; reporting NOT_SERVING until the store takes writes again");
       else logger.warn("store commits again; serving");
     },
   };

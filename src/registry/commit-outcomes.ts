@@ -26,7 +26,16 @@ export interface CommitObserver {
 export class CommitReporter {
   private failing = false;
 
-  constructor(private readonly observer: CommitObserver = {}) {}
+  /** `onFailingChange` is told as the observer is, for the core's own use. */
+  constructor(
+    private readonly observer: CommitObserver = {},
+    private readonly onFailingChange: (failing: boolean) => void = () => {},
+  ) {}
+
+  /** A write made outside a commit (`LocalStore.checkWritable`) succeeded: the store takes writes again. */
+  recovered(): void {
+    this.setFailing(false);
+  }
 
   /** `results` has one entry per mutation. */
   report(mutations: readonly Mutation[], results: readonly (Change | Error)[], started: number): void {
@@ -50,6 +59,7 @@ export class CommitReporter {
   private setFailing(failing: boolean, error?: unknown): void {
     if (failing === this.failing) return;
     this.failing = failing;
+    this.onFailingChange(failing);
     this.observer.onFailingChange?.(failing, error);
   }
 }

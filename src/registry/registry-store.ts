@@ -124,6 +124,13 @@ export interface LocalStore extends StoreLifecycle {
    * them, and its table still equals what the store holds.
    */
   commitBatch(changes: readonly Change[]): Promise<void>;
+  /**
+   * Makes a write of the store's own that no registry state depends on, and
+   * rejects if it cannot be made: after commits failed (a full disk, an I/O
+   * error), the core tries this now and then to learn that writes work again
+   * even when no commit comes. Absent: only the next commit tells.
+   */
+  checkWritable?(): Promise<void>;
 }
 
 /** A store shared by replicas: validates, numbers and reports changes itself. */

@@ -153,6 +153,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   private readonly held = new Map<string, { mutation: Mutation; readonly since: number }>();
   /** Re-judges the guard while suspected, so it can leave even when no probe comes. */
   private guardTimer: NodeJS.Timeout | undefined;
+  /** Tries the store's own write while its commits fail (see `recheckStoreWhile`). */
+  private storeRecheckTimer: NodeJS.Timeout | undefined;
   /** When the guard last stopped suspecting this process (epoch ms): expiry counts from there. */
   private guardLeftAt = 0;
   private readonly queue: CommitQueue;
@@ -194,7 +196,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
       // A probe's result comes up to a timeout after it was due: a fault's failures arrive over that much more.
       intervalMs: this.options.healthCheckInterval + this.options.healthCheckTTL,
     });
-    this.commits = new CommitReporter(options.commitObserver);
+    this.commits = new CommitReporter(options.commitObserver, (failing) => this.recheckStoreWhile(failing));
     this.reported = new ReportedLiveness(this.options.healthCheckInterval, (id, reason) => this.onReportedFailure(id, reason));
     this.queue = new CommitQueue((batch) => this.commitBatch(batch), { oneBatchAtATime: this.store.plannedBy === "core" });
     if (this.options.healthChecks) {
@@ -534,6 +536,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     this.prober?.close();
     // Calls already accepted are committed and answered before the store closes.
     await this.queue.drain();
+    clearTimeout(this.storeRecheckTimer);
+    this.storeRecheckTimer = undefined;
     this.hub?.endAll(shuttingDown());
     this.rejectWaiters(shuttingDown());
     if (wasStarted) await this.store.close();
@@ -737,6 +741,33 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     }
     this.releaseHeld(now);
     return committed;
+  }
+
+  /**
+   * While a local store's commits fail, tries its own write
+   * (`checkWritable`) every health check interval, and reports the store
+   * recovered once one succeeds. Otherwise only a commit could say so, and a
+   * registry reporting NOT_SERVING may be sent none (a balancer routing by
+   * /healthz): it would stay out of service with its disk long freed.
+   */
+  private recheckStoreWhile(failing: boolean): void {
+    clearTimeout(this.storeRecheckTimer);
+    this.storeRecheckTimer = undefined;
+    const store = this.store;
+    if (!failing || store.plannedBy !== "core" || !store.checkWritable) return;
+    const check = store.checkWritable.bind(store);
+    const arm = (): void => {
+      const timer = setTimeout(() => {
+        check().then(
+          () => this.commits.recovered(),
+          // Still failing, and not recovered or closed meanwhile: try again an interval later.
+          () => void (this.storeRecheckTimer === timer && this.state === "running" && arm()),
+        );
+      }, this.options.healthCheckInterval);
+      timer.unref();
+      this.storeRecheckTimer = timer;
+    };
+    arm();
   }
 
   /** Commits a health mutation; never rejects: a failure is logged and answered as `failed`. */

@@ -100,6 +100,26 @@ describe("SqliteStore", () => {
     expect(store.commitGroups - before).toBe(2);
   });
 
+  it("checkWritable makes a real write (the WAL grows) that changes no registry state, and rejects once closed", async () => {
+    const dir = tempDataDir();
+    const store = new SqliteStore({ dataDir: dir });
+    const r = new ServiceRegistry({ store, healthChecks: false, logger: silent });
+    open.push(r);
+    await r.start();
+    const { instance } = await r.register({ serviceType: "api", host: "10.0.0.1", port: 1000 });
+    const wal = () => statSync(join(dir, `${DATABASE_FILE}-wal`)).size;
+    const before = wal();
+    await store.checkWritable();
+    expect(wal()).toBeGreaterThan(before);
+    await store.checkWritable(); // its row is written again, not added
+    await r.close();
+    await expect(store.checkWritable()).rejects.toThrow(/store is closed/);
+
+    const again = await reopen(r, dir);
+    expect(again.revision).toBe(instance.revision);
+    expect(again.getByType("api").instances.map((i) => i.port)).toEqual([1000]);
+  });
+
   it("rejects a bad mutation without failing the rest of its group", async () => {
     const dir = tempDataDir();
     const r = registry(dir);

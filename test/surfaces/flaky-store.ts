@@ -8,9 +8,17 @@ import { MemoryStore } from "../../src/store/memory-store.js";
  */
 export class FlakyStore extends MemoryStore {
   failing = false;
+  /** Calls of `checkWritable` so far. */
+  writeChecks = 0;
 
   override async commitBatch(changes: readonly Change[]): Promise<void> {
     if (this.failing) throw Object.assign(new Error("disk I/O error"), { code: "SQLITE_IOERR" });
     return super.commitBatch(changes);
+  }
+
+  /** As SqliteStore's: a write of the store's own, failing as commits do. */
+  async checkWritable(): Promise<void> {
+    this.writeChecks++;
+    if (this.failing) throw Object.assign(new Error("disk I/O error"), { code: "SQLITE_IOERR" });
   }
 }

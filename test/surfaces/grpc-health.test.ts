@@ -6,6 +6,7 @@ import { call, callError, keyAuth } from "../support/registry-harness.js";
 import { FlakyStore } from "./flaky-store.js";
 import { check, healthClient, HealthWatch } from "../support/health-client.js";
 import { startStack } from "../support/stack.js";
+import { waitFor } from "../support/wait-for.js";
 
 const REGISTER = { serviceType: "api", port: 8080, host: "127.0.0.1", metadata: {} };
 
@@ -15,8 +16,8 @@ describe("grpc.health.v1", () => {
     for (const c of cleanup.splice(0).reverse()) await c();
   });
 
-  async function start(store?: FlakyStore) {
-    const server = await startStack({}, store ? { store } : {});
+  async function start(store?: FlakyStore, env: Record<string, string> = {}) {
+    const server = await startStack(env, store ? { store } : {});
     cleanup.push(() => server.close());
     const health = healthClient(server.address);
     const registry = new RegistryServiceClient(server.address, credentials.createInsecure());
@@ -54,6 +55,29 @@ describe("grpc.health.v1", () => {
     await call(registry, registry.register, REGISTER);
     expect(await watch.next()).toBe("SERVING");
     expect(await check(health, "registry.v1.RegistryService")).toBe("SERVING");
+  });
+
+  it("says SERVING again once the store takes writes, with no commit coming: it tries a write of its own every interval", async () => {
+    const store = new FlakyStore();
+    const { health, registry } = await start(store, { HEALTH_CHECK_INTERVAL_MS: "200" });
+    const watch = new HealthWatch(health);
+    cleanup.push(() => watch.cancel());
+    expect(await watch.next()).toBe("SERVING");
+
+    store.failing = true;
+    await callError(registry, registry.register, REGISTER, keyAuth());
+    expect(await watch.next()).toBe("NOT_SERVING");
+    // Its own writes fail too while the store does: still NOT_SERVING.
+    await waitFor(() => store.writeChecks >= 2, "two write checks");
+    expect(await check(health)).toBe("NOT_SERVING");
+
+    // A balancer routing by health sends no more writes; the store's recovery is found all the same.
+    store.failing = false;
+    expect(await watch.next()).toBe("SERVING");
+    // And a later failure is reported again.
+    store.failing = true;
+    await callError(registry, registry.register, REGISTER, keyAuth());
+    expect(await watch.next()).toBe("NOT_SERVING");
   });
 
   it("a domain error (unregistering an unknown instance) is an answer, not a store failure", async () => {

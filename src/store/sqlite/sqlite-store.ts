@@ -142,6 +142,16 @@ export class SqliteStore implements LocalStore {
     this.commitGroups++;
   }
 
+  /**
+   * Writes the time into meta's `write_check` row, a row no registry state
+   * reads: a real write to the WAL, as a commit makes (SQLite writes nothing
+   * for an update that changes no value).
+   */
+  async checkWritable(): Promise<void> {
+    if (!this.db) throw new RegistryError("unavailable", "store is closed");
+    this.db.prepare(WRITE_SQL.writeCheck).run(String(Date.now()));
+  }
+
   async close(): Promise<void> {
     this.db?.close();
     this.db = undefined;

@@ -19,6 +19,8 @@ export const WRITE_SQL = {
   pruneHistory: "DELETE FROM history WHERE revision <= ?",
   /** A revision marker, written when history is pruned: the current revision is the newest history row's. */
   setRevision: "UPDATE meta SET value = ? WHERE key = 'revision'",
+  /** The store's own write while commits fail (see `SqliteStore.checkWritable`). */
+  writeCheck: "INSERT INTO meta (key, value) VALUES ('write_check', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
 } as const;
 
 /** Changes between two prunes of the history table (fewer when the history limit is smaller). */
