@@ -114,7 +114,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
       }
       serving.set("store_failing", failing, "a store commit failed");
       if (failing) logger.error({ err }, "store commit failed; reporting NOT_SERVING until the store takes writes again");
-      else logger.warn("store commits again; serving");
+      else logger.warn("store takes writes again; serving");
     },
   };
   // Probes wait until the server is up to load their HTTP client (undici,

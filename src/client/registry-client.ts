@@ -215,7 +215,8 @@ export class RegistryClient {
    * knows it (register again).
    *
    * @example
-   * setInterval(() => void client.heartbeat(id, { auth: { instanceId: id, token } }), ttlMs / 3);
+   * // A failed beat (registry unreachable, its store failing) is retried by the next one.
+   * setInterval(() => client.heartbeat(id, { auth: { instanceId: id, token } }).catch(() => {}), ttlMs / 3);
    */
   async heartbeat(instanceId: string, call: RegistryCallOptions = {}): Promise<number> {
     const response = await this.unary("Heartbeat", "idempotent", call, (c) => c.heartbeat, { instanceId });

@@ -103,8 +103,7 @@ export class HttpWatchStreams {
             roster.leave(end);
             clearInterval(keepalive);
             pump.stop();
-            // Not to a client that closed its side (node:http ends the connection then): it reads nothing more.
-            if (error !== undefined && !res.destroyed && req.socket.writable) {
+            if (error !== undefined && !res.destroyed) {
               const { body } = toHttpError(error, options.logger, "/watch");
               res.write(`event: error\ndata: ${JSON.stringify({ ...body.error, resumeRevision: pump.resumeRevision })}\n\n`);
             }
@@ -133,7 +132,9 @@ export class HttpWatchStreams {
           keepalive.unref();
           // The client went away (its connection closed), or the server stopped waiting for requests.
           res.once("close", () => stop());
-          signal.addEventListener("abort", () => stop(new RegistryError("unavailable", "registry is shutting down; reconnect and resume")), { once: true });
+          // Aborted by shutdown, or by the client closing its side (node:http ends the connection then: nothing more to say).
+          const aborted = (): void => stop(req.socket.readableEnded ? undefined : new RegistryError("unavailable", "registry is shutting down; reconnect and resume"));
+          signal.addEventListener("abort", aborted, { once: true });
           // Listed under its key or instance from here: a removal made while it opened is answered now, a later one ends it then.
           const revoked = roster.attach(end, principal);
           if (revoked) return stop(revoked);

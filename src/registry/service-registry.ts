@@ -170,7 +170,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   private readonly sessionEnds = new Map<string, string>();
   private readonly scheduler: ProbeScheduler | undefined;
   /** Instances with a health mutation in flight, so one transition is committed once. */
-  private readonly pendingHealth = new Set<string>();
+  private readonly pendingHealth = new Map<string, Promise<HealthCommit>>();
   private readonly revisionWaiters: { revision: number; resolve: () => void; reject: (err: Error) => void }[] = [];
   private history: EventHistory | undefined;
   private hub: WatchHub | undefined;
@@ -714,9 +714,10 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     const now = this.options.now();
     if (probed) this.noteGuard(this.guard.record(instance.id, result.ok, now, instance.health === "healthy"), now);
     const failureReason = result.ok ? undefined : result.reason;
-    if (this.pendingHealth.has(instance.id)) {
+    const pending = this.pendingHealth.get(instance.id);
+    if (pending) {
       this.releaseHeld(now);
-      return undefined;
+      return pending;
     }
     let mutation = this.guard.suspected ? undefined : this.healthStatus.record(instance, result.ok, now, failureReason);
     const held = this.held.get(instance.id);
@@ -759,7 +760,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     const arm = (): void => {
       const timer = setTimeout(() => {
         check().then(
-          () => this.commits.recovered(),
+          // Unless a commit said so first, or the registry closed meanwhile.
+          () => void (this.storeRecheckTimer === timer && this.commits.recovered()),
           // Still failing, and not recovered or closed meanwhile: try again an interval later.
           () => void (this.storeRecheckTimer === timer && this.state === "running" && arm()),
         );
@@ -772,8 +774,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
 
   /** Commits a health mutation; never rejects: a failure is logged and answered as `failed`. */
   private commitHealth(id: string, mutation: Mutation): Promise<HealthCommit> {
-    this.pendingHealth.add(id);
-    return this.commit(() => mutation)
+    const committed = this.commit(() => mutation)
       .then(
         (change): HealthCommit => ({ outcome: "committed", change }),
         (err: unknown): HealthCommit => {
@@ -790,6 +791,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
         else if (commit.outcome === "failed") setTimeout(() => this.reconcileSession(id), this.options.healthCheckInterval).unref();
         return commit;
       });
+    this.pendingHealth.set(id, committed);
+    return committed;
   }
 
   /** A reported check's clock ran out (a missed ttl, no session open): a failed check. */
@@ -820,9 +823,10 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
       return this.currentRevision;
     }
     this.reported.heartbeat(id);
+    // The health commit it started, or one of the instance's already in flight (a concurrent beat's).
     const committed = this.onCheckResult(instance, { ok: true, status: 0 }, false);
     const commit = committed === undefined ? undefined : await committed;
-    // The health change it called for was not made: the caller hears so, as for any write, and beats again.
+    // That health change was not made: the caller hears so, as for any write, and beats again.
     if (commit?.outcome === "failed") throw commit.error;
     if (commit?.outcome === "gone") throw new RegistryError("not_found", `instance ${id} is not registered`);
     return commit?.change.revision ?? this.currentRevision;

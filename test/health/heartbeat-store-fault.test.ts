@@ -32,6 +32,9 @@ describe("a Heartbeat whose health change cannot be stored", () => {
     expect(httpBeat.status).toBe(503);
     expect(((await httpBeat.json()) as { error: { code: string } }).error.code).toBe("UNAVAILABLE");
     expect(await health()).toBe(HealthStatus.HEALTH_STATUS_UNHEALTHY);
+    // Two at once: the second waits for the commit the first started, and hears how it went.
+    const both = await Promise.all([1, 2].map(() => callError(client, client.heartbeat, { instanceId: id }, instanceAuth(id, token))));
+    expect(both.map((e) => e.code)).toEqual([status.UNAVAILABLE, status.UNAVAILABLE]);
 
     store.failing = false;
     const beat = await call(client, client.heartbeat, { instanceId: id }, instanceAuth(id, token));
