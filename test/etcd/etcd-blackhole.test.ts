@@ -168,4 +168,19 @@ describe.skipIf(!etcdPresent)("a replica blackholed from etcd", () => {
     const after = await getApi(cut.client);
     expect(after.instances.map((i) => i.id).sort()).toEqual([first.serviceId, ...during.map((r) => r.serviceId)].sort());
   }, 90_000);
+
+  it("still stops on SIGTERM, with exit code 0, while cut off (it does not wait for etcd to answer its goodbyes)", async () => {
+    const cut = await replica(proxy.url);
+    const healthConn = healthClient(cut.address);
+    closers.push(() => healthConn.close());
+    const health = new HealthWatch(healthConn);
+    expect(await health.next(5000)).toBe("SERVING");
+    proxy.blackhole();
+    expect(await health.next(3000)).toBe("NOT_SERVING");
+    cut.proc.kill("SIGTERM");
+    // Within the call timeout twice over (the watch's cancel, the lease's revoke) plus the shutdown's own steps.
+    const code = await Promise.race([cut.proc.exited, new Promise((resolve) => setTimeout(() => resolve("still running"), 15_000))]);
+    expect(code).toBe(0);
+    expect(cut.proc.output()).toContain('"msg":"stopped"');
+  }, 60_000);
 });

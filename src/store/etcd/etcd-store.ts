@@ -313,8 +313,10 @@ export class EtcdStore implements SharedStore {
     this.rejoin.close();
     await this.liveness?.stop();
     for (const w of this.watchedWaiters.splice(0)) w.reject(new Error("store closed"));
-    await this.watcher?.cancel().catch(() => undefined);
-    await this.lease?.revoke().catch(() => undefined); // hand our probes to the others at once
+    // Each bounded: cancelling a watch waits for etcd's answer on the stream, with no deadline of
+    // its own, and a replica cut off from etcd (a blackholed link) would never stop.
+    await settledWithin(this.watcher?.cancel(), this.callTimeoutMs);
+    await settledWithin(this.lease?.revoke(), this.callTimeoutMs); // hand our probes to the others at once
     this.client.close();
   }
 
@@ -725,4 +727,13 @@ export class EtcdStore implements SharedStore {
   private notify(available: boolean, reason: string): void {
     for (const listener of this.availabilityListeners) listener(available, reason);
   }
+}
+
+/** Waits for `promise` to settle, however it does, but no longer than `ms`. */
+async function settledWithin(promise: Promise<unknown> | undefined, ms: number): Promise<void> {
+  if (promise === undefined) return;
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+  await Promise.race([promise.then(() => undefined, () => undefined), timedOut]);
+  clearTimeout(timer);
 }
