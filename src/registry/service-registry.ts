@@ -985,6 +985,20 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     }
   }
 
+  /**
+   * Ends every session held here, with `reason`, without judging their
+   * instances: this replica can no longer vouch for them (other replicas see
+   * its announcements go with its lease), and their clients move to one that
+   * can (`registerSelf` does at once). Each instance's clock runs again as
+   * for a session closed by its client, until a session opens elsewhere.
+   */
+  private moveSessionsAway(reason: RegistryError): void {
+    for (const id of [...this.sessions.keys()]) {
+      this.reported.release(id);
+      this.endSessions(id, reason);
+    }
+  }
+
   /** The instance a heartbeat or session names, if it is checked `kind`'s way. */
   private reportingInstance(id: string, kind: HealthCheckKind): StoredInstance {
     const instance = this.index.get(id);
@@ -1176,6 +1190,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     else {
       this.logger.error({ reason }, "store unreachable; refusing reads and writes until it returns");
       this.hub?.endAll(new RegistryError("unavailable", `this replica lost its store (${reason}); resume on another replica`));
+      this.moveSessionsAway(new RegistryError("unavailable", `this replica lost its store (${reason}); open the session on another replica`));
       this.rejectWaiters(
         new RegistryError("unavailable", "the change may have been committed, but this replica lost its store before applying it; check on another replica"),
       );

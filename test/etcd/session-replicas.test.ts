@@ -9,6 +9,7 @@ import { RendezvousOwnership } from "../../src/store/etcd/rendezvous-ownership.j
 import { startEtcd, type EtcdProcess } from "../support/etcd-process.js";
 import { startEtcdReplica } from "../support/etcd-replica.js";
 import { startFaultProxy } from "../support/fault-proxy.js";
+import { healthClient, HealthWatch } from "../support/health-client.js";
 import { call, instanceAuth, keyAuth, WatchCursor } from "../support/registry-harness.js";
 import type { ServerProcess } from "../support/server-process.js";
 import { etcdPresent } from "./etcd-suite.js";
@@ -127,7 +128,7 @@ describe.skipIf(!etcdPresent)("session and TTL checks on replicas", () => {
     watch.cancel();
   }, 60_000);
 
-  it("fails a session's instance when the link between its replica and etcd is blackholed, and restores it when the link heals", async () => {
+  it("ends the sessions of a replica whose link to etcd is blackholed, so their clients move: healthy again on another replica before the link heals", async () => {
     const { hostname, port } = new URL(etcd.endpoint);
     const proxy = await startFaultProxy(hostname, Number(port));
     try {
@@ -137,16 +138,33 @@ describe.skipIf(!etcdPresent)("session and TTL checks on replicas", () => {
       const watch = WatchCursor.open(b.client, { serviceType: "api" }, keyAuth(KEY));
       for (;;) if ((await watch.next(10_000)).type === EventType.EVENT_TYPE_SYNCED) break;
       await holdSession(a.address, id, token);
-      // Packets dropped, no reset: a's lease is not renewed and expires in etcd.
+      const holder = children.at(-1) as ChildProcess;
+      let said = "";
+      holder.stderr?.on("data", (chunk: Buffer) => (said += chunk.toString()));
+      const ended = new Promise<number | null>((resolve) => holder.once("exit", (code) => resolve(code)));
+      const aHealthConn = healthClient(a.address);
+      const aHealth = new HealthWatch(aHealthConn);
+      expect(await aHealth.next(5000)).toBe("SERVING");
+      // Packets dropped, no reset: a notices it lost etcd and ends its sessions, naming why.
       proxy.blackhole();
+      expect(await aHealth.next(5000)).toBe("NOT_SERVING");
+      expect(await ended).toBe(2);
+      expect(said).toMatch(/UNAVAILABLE|lost its store/);
+      expect(said).toContain("open the session on another replica");
+      // a's lease expires in etcd: b fails the instance, as for a replica that died.
       const failed = await nextFailure(watch, id, 15_000);
       expect(failed.type).toBe(EventType.EVENT_TYPE_HEALTH_CHECK_FAILED);
       expect(failed.failureReason).toBe("session lost: the registry replica holding it went away");
+      // The client opens its session on b (registerSelf does at once): healthy while a is still cut off.
+      await holdSession(b.address, id, token);
+      expect((await nextFailure(watch, id, 5000)).type).toBe(EventType.EVENT_TYPE_HEALTH_CHECK_PASSED);
       proxy.heal();
-      // a reaches etcd again with the session still open: it announces it again, and the instance is healthy.
-      const passed = await nextFailure(watch, id, 20_000);
-      expect(passed.type).toBe(EventType.EVENT_TYPE_HEALTH_CHECK_PASSED);
+      // a serves again once caught up, and agrees.
+      expect(await aHealth.next(20_000)).toBe("SERVING");
+      expect((await call(a.client, a.client.getInstance, { instanceId: id }, keyAuth(KEY))).instance?.health).toBe(HealthStatus.HEALTH_STATUS_HEALTHY);
       watch.cancel();
+      aHealth.cancel();
+      aHealthConn.close();
     } finally {
       await proxy.close();
     }

@@ -311,6 +311,7 @@ export class EtcdStore implements SharedStore {
   async close(): Promise<void> {
     this.closed = true;
     this.rejoin.close();
+    this.livenessRelay.stop();
     await this.liveness?.stop();
     for (const w of this.watchedWaiters.splice(0)) w.reject(new Error("store closed"));
     // Each bounded: cancelling a watch waits for etcd's answer on the stream, with no deadline of

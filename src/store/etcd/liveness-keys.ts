@@ -4,7 +4,7 @@ import type { LivenessRelay } from "../../registry/registry-store.js";
 
 type Report = "heartbeat" | "session_opened" | "session_gone";
 
-/** How soon a failed session announcement is made again. */
+/** How soon a failed session announcement (or withdrawal) is made again. */
 const ANNOUNCE_RETRY_MS = 1000;
 
 /**
@@ -33,6 +33,8 @@ export class EtcdLivenessKeys implements LivenessRelay {
   /** The latest announcement or withdrawal sent for each instance, so they reach etcd in the order they were made. */
   private readonly writes = new Map<string, Promise<unknown>>();
   private listener: (id: string, report: Report) => void = () => {};
+  /** Set by `stop`: no announcement or withdrawal is tried again. */
+  private stopped = false;
 
   constructor(
     private readonly client: Etcd3,
@@ -65,12 +67,7 @@ export class EtcdLivenessKeys implements LivenessRelay {
 
   sessionClosed(id: string): void {
     if (!this.heldHere.delete(id)) return;
-    this.inOrder(id, () =>
-      this.client
-        .delete()
-        .key(this.sessionKey(id))
-        .catch((err: unknown) => this.logger?.warn({ err, instanceId: id }, "could not withdraw a session's announcement; it ends with this replica's lease")),
-    );
+    this.withdraw(id);
   }
 
   sessionsElsewhere(id: string): number {
@@ -92,6 +89,11 @@ export class EtcdLivenessKeys implements LivenessRelay {
       this.relayedAt.delete(id);
       throw err;
     }
+  }
+
+  /** Tries nothing again from now on (the store is closing). */
+  stop(): void {
+    this.stopped = true;
   }
 
   onReport(listener: (id: string, report: Report) => void): void {
@@ -156,7 +158,22 @@ export class EtcdLivenessKeys implements LivenessRelay {
           this.logger?.warn({ err, instanceId: id }, "could not announce a session; trying again");
           // Until it is announced the replica keeping the instance's clock sees no session: try again soon.
           setTimeout(() => {
-            if (this.heldHere.has(id)) this.announce(id);
+            if (!this.stopped && this.heldHere.has(id)) this.announce(id);
+          }, ANNOUNCE_RETRY_MS).unref();
+        }),
+    );
+  }
+
+  private withdraw(id: string): void {
+    this.inOrder(id, () =>
+      this.client
+        .delete()
+        .key(this.sessionKey(id))
+        .catch((err: unknown) => {
+          this.logger?.warn({ err, instanceId: id }, "could not withdraw a session's announcement; trying again");
+          // Left standing, it would vouch for an instance no session holds for as long as this replica's lease lives.
+          setTimeout(() => {
+            if (!this.stopped && !this.heldHere.has(id)) this.withdraw(id);
           }, ANNOUNCE_RETRY_MS).unref();
         }),
     );
