@@ -106,6 +106,14 @@ type HealthCommit =
   | { readonly outcome: "gone" }
   | { readonly outcome: "failed"; readonly error: RegistryError };
 
+/**
+ * How long a shared store must stay lost before this replica ends its
+ * sessions so their clients move: longer than a replica thawed from a freeze
+ * takes to find etcd again, shorter than the membership lease that vouches
+ * for its sessions meanwhile (`ETCD_MEMBER_TTL_S`, at least 2 s).
+ */
+const SESSION_MOVE_AFTER_MS = 1000;
+
 /** The shape of the ids `newInstanceId` makes (UUID text). */
 const INSTANCE_ID_SHAPE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -153,6 +161,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   private readonly held = new Map<string, { mutation: Mutation; readonly since: number }>();
   /** Re-judges the guard while suspected, so it can leave even when no probe comes. */
   private guardTimer: NodeJS.Timeout | undefined;
+  /** Ends this replica's sessions once its store has been lost a while (see `setAvailability`). */
+  private sessionMoveTimer: NodeJS.Timeout | undefined;
   /** Tries the store's own write while its commits fail (see `recheckStoreWhile`). */
   private storeRecheckTimer: NodeJS.Timeout | undefined;
   /** When the guard last stopped suspecting this process (epoch ms): expiry counts from there. */
@@ -529,6 +539,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     const wasStarted = this.state !== "new";
     this.state = "closing";
     clearInterval(this.guardTimer);
+    clearTimeout(this.sessionMoveTimer);
     await this.scheduler?.stop();
     this.drainDeadlines.clear();
     this.reported.clear();
@@ -1186,11 +1197,17 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   private setAvailability(available: boolean, reason: string): void {
     if (available === this.available) return;
     this.unavailableReason = available ? undefined : reason;
+    clearTimeout(this.sessionMoveTimer);
+    this.sessionMoveTimer = undefined;
     if (available) this.logger.warn("store reachable again; serving");
     else {
       this.logger.error({ reason }, "store unreachable; refusing reads and writes until it returns");
       this.hub?.endAll(new RegistryError("unavailable", `this replica lost its store (${reason}); resume on another replica`));
-      this.moveSessionsAway(new RegistryError("unavailable", `this replica lost its store (${reason}); open the session on another replica`));
+      // Not at once: a replica thawed from a freeze declares the loss and finds etcd again within moments, and
+      // its sessions, still open, are announced again (ending them would only make their clients reconnect).
+      const lost = new RegistryError("unavailable", `this replica lost its store (${reason}); open the session on another replica`);
+      this.sessionMoveTimer = setTimeout(() => this.moveSessionsAway(lost), SESSION_MOVE_AFTER_MS);
+      this.sessionMoveTimer.unref();
       this.rejectWaiters(
         new RegistryError("unavailable", "the change may have been committed, but this replica lost its store before applying it; check on another replica"),
       );

@@ -54,6 +54,15 @@ describe.skipIf(!etcdPresent)("a replica blackholed from etcd", () => {
     return { proc, client, address };
   }
 
+  /** A grpc.health.v1 watch of the server at `address`, once it has said SERVING. */
+  async function servingHealth(address: string): Promise<HealthWatch> {
+    const conn = healthClient(address);
+    closers.push(() => conn.close());
+    const health = new HealthWatch(conn);
+    expect(await health.next(5000)).toBe("SERVING");
+    return health;
+  }
+
   const registerVia = (c: RegistryServiceClient, port: number) =>
     call(c, c.register, { serviceType: "api", port, host: "127.0.0.1", metadata: {} }, keyAuth(KEY));
   const getApi = (c: RegistryServiceClient) => call(c, c.getByType, { serviceType: "api", includeUnhealthy: true, includeDraining: false, selector: {} }, keyAuth(KEY));
@@ -63,10 +72,7 @@ describe.skipIf(!etcdPresent)("a replica blackholed from etcd", () => {
     const direct = await replica(etcd.endpoint);
     const first = await registerVia(cut.client, 8000); // acknowledged once `cut` has applied it
 
-    const healthConn = healthClient(cut.address);
-    closers.push(() => healthConn.close());
-    const health = new HealthWatch(healthConn);
-    expect(await health.next(5000)).toBe("SERVING");
+    const health = await servingHealth(cut.address);
     const watch = WatchCursor.open(cut.client, {}, keyAuth(KEY));
     let synced: WatchInstancesResponse;
     do synced = await watch.next(5000);
@@ -135,10 +141,7 @@ describe.skipIf(!etcdPresent)("a replica blackholed from etcd", () => {
     const cut = await replica(proxy.url);
     const direct = await replica(etcd.endpoint);
     const first = await registerVia(cut.client, 9000);
-    const healthConn = healthClient(cut.address);
-    closers.push(() => healthConn.close());
-    const health = new HealthWatch(healthConn);
-    expect(await health.next(5000)).toBe("SERVING");
+    const health = await servingHealth(cut.address);
 
     proxy.blackhole();
     expect(await health.next(3000)).toBe("NOT_SERVING");
@@ -171,10 +174,7 @@ describe.skipIf(!etcdPresent)("a replica blackholed from etcd", () => {
 
   it("still stops on SIGTERM, with exit code 0, while cut off (it does not wait for etcd to answer its goodbyes)", async () => {
     const cut = await replica(proxy.url);
-    const healthConn = healthClient(cut.address);
-    closers.push(() => healthConn.close());
-    const health = new HealthWatch(healthConn);
-    expect(await health.next(5000)).toBe("SERVING");
+    const health = await servingHealth(cut.address);
     proxy.blackhole();
     expect(await health.next(3000)).toBe("NOT_SERVING");
     cut.proc.kill("SIGTERM");
