@@ -39,8 +39,9 @@ describe.skipIf(!etcdPresent)("a replica blackholed from etcd", () => {
   });
   afterEach(async () => {
     for (const close of closers.splice(0)) close();
-    for (const r of replicas.splice(0)) r.kill("SIGKILL");
-    await Promise.all(replicas.map((r) => r.exited));
+    const stopping = replicas.splice(0);
+    for (const r of stopping) r.kill("SIGKILL");
+    await Promise.all(stopping.map((r) => r.exited));
     await proxy.close();
     await etcd.close();
   });
