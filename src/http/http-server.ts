@@ -9,6 +9,7 @@ import { HttpError, toHttpError } from "./http-errors.js";
 import type { ConnectionLimits } from "../transport/connection-limits.js";
 import { PortListener } from "../transport/port-listener.js";
 import { matchRoute, type Route, type RouteResponse } from "./routes.js";
+import { settledWithin } from "../util/settled-within.js";
 
 /** TLS for HTTP_PORT: the gRPC server's certificate; with `ca`, client certificates are required. */
 export interface HttpTlsOptions {
@@ -139,10 +140,7 @@ export class RegistryHttpServer {
       check();
       this.drainCheck = check;
     });
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
-    await Promise.race([drained, timedOut]);
-    clearTimeout(timer);
+    await settledWithin(drained, graceMs);
     this.calls.abortAll();
     this.server.closeAllConnections();
     for (const socket of this.sockets) socket.destroy();

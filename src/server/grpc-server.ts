@@ -24,6 +24,7 @@ import { decodeGetByTypeRequest, decodeRegisterRequest, decodeWatchInstancesRequ
 import { AdsStreams } from "../xds/ads-handler.js";
 import { ADS_SERVICE } from "../xds/envoy-protos.js";
 import { XdsHub } from "../xds/xds-hub.js";
+import { settledWithin } from "../util/settled-within.js";
 
 /**
  * The service definition, except that WatchInstances also sends pre-encoded
@@ -244,12 +245,7 @@ export class RegistryGrpcServer {
     const drained = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
     this.watchStreams.endAll(shuttingDown());
     this.adsStreams?.endAll(shuttingDown());
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, this.options.shutdownGraceMs ?? 5000);
-    });
-    await Promise.race([drained, timedOut]);
-    clearTimeout(timer);
+    await settledWithin(drained, this.options.shutdownGraceMs ?? 5000);
     // Before the cut: grpc-js would report each call cancelled too, but only once its stream closes.
     this.calls.abortAll();
     this.server.forceShutdown();

@@ -12,6 +12,7 @@ import { changeFromEvent, decodeInstance, encodeInstance } from "./instance-code
 import { RendezvousOwnership } from "./rendezvous-ownership.js";
 import { RejoinLoop, type MembershipEvent } from "./rejoin-loop.js";
 import { StoreOpenError } from "../store-open-error.js";
+import { settledWithin } from "../../util/settled-within.js";
 
 /** Options of `EtcdStore`. */
 export interface EtcdStoreOptions {
@@ -316,8 +317,8 @@ export class EtcdStore implements SharedStore {
     for (const w of this.watchedWaiters.splice(0)) w.reject(new Error("store closed"));
     // Each bounded: cancelling a watch waits for etcd's answer on the stream, with no deadline of
     // its own, and a replica cut off from etcd (a blackholed link) would never stop.
-    await settledWithin(this.watcher?.cancel(), this.callTimeoutMs);
-    await settledWithin(this.lease?.revoke(), this.callTimeoutMs); // hand our probes to the others at once
+    if (this.watcher) await settledWithin(this.watcher.cancel(), this.callTimeoutMs);
+    if (this.lease) await settledWithin(this.lease.revoke(), this.callTimeoutMs); // hand our probes to the others at once
     this.client.close();
   }
 
@@ -728,13 +729,4 @@ export class EtcdStore implements SharedStore {
   private notify(available: boolean, reason: string): void {
     for (const listener of this.availabilityListeners) listener(available, reason);
   }
-}
-
-/** Waits for `promise` to settle, however it does, but no longer than `ms`. */
-async function settledWithin(promise: Promise<unknown> | undefined, ms: number): Promise<void> {
-  if (promise === undefined) return;
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
-  await Promise.race([promise.then(() => undefined, () => undefined), timedOut]);
-  clearTimeout(timer);
 }

@@ -62,12 +62,12 @@ export class EtcdLivenessKeys implements LivenessRelay {
 
   sessionOpened(id: string): void {
     this.heldHere.add(id);
-    this.announce(id);
+    this.publish(id);
   }
 
   sessionClosed(id: string): void {
     if (!this.heldHere.delete(id)) return;
-    this.withdraw(id);
+    this.publish(id);
   }
 
   sessionsElsewhere(id: string): number {
@@ -102,7 +102,7 @@ export class EtcdLivenessKeys implements LivenessRelay {
 
   /** Puts every announcement again under a new membership lease (after a rejoin: the old one's keys are gone). */
   reannounce(): void {
-    for (const id of this.heldHere) this.announce(id);
+    for (const id of this.heldHere) this.publish(id);
   }
 
   /** The instance was removed: its heartbeat key goes too (asked of one replica, the one that probes it). */
@@ -146,36 +146,27 @@ export class EtcdLivenessKeys implements LivenessRelay {
     return `${this.sessionsPrefix}${id}/${this.self}`;
   }
 
-  private announce(id: string): void {
+  /**
+   * Makes etcd agree with `heldHere` for `id`: puts this replica's session
+   * key (under its membership lease) while it holds a session, deletes it
+   * once it holds none. A write etcd did not take is tried again a second
+   * later if it is still the one wanted: an announcement missing, the
+   * replica keeping the instance's clock sees no session; a withdrawal
+   * missing, the key vouches for a session nobody holds while the lease lives.
+   */
+  private publish(id: string): void {
+    const held = this.heldHere.has(id);
     const lease = this.lease();
-    // Not a member right now: the join that follows announces it.
-    if (!lease) return;
+    // Not a member right now: the join that follows announces it (and the lease's end took the key).
+    if (held && !lease) return;
+    const key = this.sessionKey(id);
     this.inOrder(id, () =>
-      lease
-        .put(this.sessionKey(id))
-        .value("")
-        .catch((err: unknown) => {
-          this.logger?.warn({ err, instanceId: id }, "could not announce a session; trying again");
-          // Until it is announced the replica keeping the instance's clock sees no session: try again soon.
-          setTimeout(() => {
-            if (!this.stopped && this.heldHere.has(id)) this.announce(id);
-          }, ANNOUNCE_RETRY_MS).unref();
-        }),
-    );
-  }
-
-  private withdraw(id: string): void {
-    this.inOrder(id, () =>
-      this.client
-        .delete()
-        .key(this.sessionKey(id))
-        .catch((err: unknown) => {
-          this.logger?.warn({ err, instanceId: id }, "could not withdraw a session's announcement; trying again");
-          // Left standing, it would vouch for an instance no session holds for as long as this replica's lease lives.
-          setTimeout(() => {
-            if (!this.stopped && !this.heldHere.has(id)) this.withdraw(id);
-          }, ANNOUNCE_RETRY_MS).unref();
-        }),
+      (held && lease ? lease.put(key).value("") : this.client.delete().key(key)).catch((err: unknown) => {
+        this.logger?.warn({ err, instanceId: id }, `could not ${held ? "announce a session" : "withdraw a session's announcement"}; trying again`);
+        setTimeout(() => {
+          if (!this.stopped && this.heldHere.has(id) === held) this.publish(id);
+        }, ANNOUNCE_RETRY_MS).unref();
+      }),
     );
   }
 
