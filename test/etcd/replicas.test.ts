@@ -269,10 +269,17 @@ describe.skipIf(!etcdPresent)("registry replicas on one etcd", () => {
         15_000,
         200,
       );
-      const got = await call(r.client, r.client.getInstance, { instanceId: reg.serviceId }, keyAuth(KEY));
-      expect(got.instance?.id).toBe(reg.serviceId);
       // Polled rather than read once: on a loaded machine a replica that has just come back can miss
       // its 2 s liveness window once more (etcd itself is still starting), and recovers again by itself.
+      // Meanwhile it refuses reads (UNAVAILABLE), as it should; it must come back serving the instance.
+      let got: string | undefined;
+      await waitFor(
+        async () => (got = await call(r.client, r.client.getInstance, { instanceId: reg.serviceId }, keyAuth(KEY)).then((res) => res.instance?.id, () => undefined)) !== undefined,
+        "the replica to serve reads again",
+        10_000,
+        200,
+      );
+      expect(got).toBe(reg.serviceId);
       await waitFor(async () => (await healthStatus(`127.0.0.1:${r.proc.port}`)) === "SERVING", "the replica to report SERVING again", 10_000, 200);
     }
   }, 90_000);
