@@ -6,6 +6,8 @@ import { HealthMonitor, Replica } from "./replica-fleet.js";
 
 const KEY = "fault-run-registration-key-0001";
 const PREFIX = "/service-registry/";
+/** How long the writers' pace is measured before the first fault. */
+const BASELINE_MS = 2000;
 
 /** How long each fault lasts; the CI test uses short ones, `npm run faults` an operator's bad day. */
 export interface FaultRunOptions {
@@ -30,6 +32,8 @@ export interface PhaseReport {
   readonly detectedMs: number | undefined;
   /** From undoing the fault until every replica answers SERVING again. */
   readonly recoveredMs: number;
+  /** Writes acknowledged per second while the fault was held (none in a quiet period). */
+  readonly acksPerSecond: number | undefined;
   /** Longest time without any acknowledged write, from the fault until recovery (none in a quiet period). */
   readonly longestWriteGapMs: number | undefined;
   /** Failed client writes from the fault until recovery, by status code. */
@@ -39,6 +43,8 @@ export interface PhaseReport {
 }
 
 export interface FaultRunReport {
+  /** Writes acknowledged per second before the first fault, to read each phase's `acksPerSecond` against. */
+  readonly baselineAcksPerSecond: number;
   readonly phases: PhaseReport[];
   readonly writes: WriteCheck;
   readonly watchers: WatchCheck[];
@@ -96,6 +102,27 @@ const FAULTS: readonly Fault[] = [
     heldMs: (o) => o.faultMs,
   },
   {
+    name: "etcd leader frozen (SIGSTOP), thawed",
+    affected: async () => [],
+    inject: async (_, etcd) => {
+      const leader = await etcd.leader();
+      leader.freeze();
+      return async () => leader.thaw();
+    },
+    heldMs: (o) => o.faultMs,
+  },
+  {
+    name: "etcd follower frozen (SIGSTOP), thawed",
+    affected: async () => [],
+    inject: async (_, etcd) => {
+      const leader = await etcd.leader();
+      const follower = etcd.members.find((m) => m !== leader)!;
+      follower.freeze();
+      return async () => follower.thaw();
+    },
+    heldMs: (o) => o.faultMs,
+  },
+  {
     name: "whole etcd cluster down (SIGKILL), restarted",
     affected: async (r) => r,
     inject: async (_, etcd) => {
@@ -143,6 +170,10 @@ export async function runFaults(options: FaultRunOptions): Promise<FaultRunRepor
     // Twice the registry's default bookmark interval: a stream silent for longer is stuck.
     watchers = new Watchers(addresses, KEY, options.watchers, 2 * 5000);
     await writers.ackAfter(0, 20_000);
+    const baselineFrom = Date.now();
+    await new Promise((r) => setTimeout(r, BASELINE_MS));
+    const baselineAcksPerSecond = acksPerSecond(writers.records, baselineFrom, Date.now());
+    log(`baseline: ${baselineAcksPerSecond.toFixed(1)} writes acknowledged per second`);
 
     const phases: PhaseReport[] = [];
     let rssDuringOutage: FaultRunReport["rssDuringOutage"] = [];
@@ -176,6 +207,7 @@ export async function runFaults(options: FaultRunOptions): Promise<FaultRunRepor
         heldMs: undoneAt - injectedAt,
         detectedMs: detections.length > 0 && detections.every((d) => d !== undefined) ? Math.max(...(detections as number[])) - injectedAt : undefined,
         recoveredMs: servingAt - undoneAt,
+        acksPerSecond: fault.quiet ? undefined : acksPerSecond(writers.records, injectedAt, undoneAt),
         longestWriteGapMs: fault.quiet ? undefined : longestGap(writers.records, injectedAt, recoveredAt),
         writeErrors: countBy(writers.records.filter((r) => !r.ok && r.at >= injectedAt && r.at <= recoveredAt).map((r) => (r.ok ? "" : r.code))),
         watchDisconnects: watchers.logs.reduce((n, l) => n + l.disconnects.filter((d) => d.at >= injectedAt && d.at <= recoveredAt).length, 0),
@@ -202,6 +234,7 @@ export async function runFaults(options: FaultRunOptions): Promise<FaultRunRepor
     }
     const membershipPutsAfterOutage = [...puts.values()];
     return {
+      baselineAcksPerSecond,
       phases,
       writes: checkWrites(writers.records, history),
       watchers: watchers.logs.map((l) => checkWatch(l, history)),
@@ -221,6 +254,10 @@ export async function runFaults(options: FaultRunOptions): Promise<FaultRunRepor
     await Promise.all(replicas.map((r) => r.close()));
     await etcd.close();
   }
+}
+
+function acksPerSecond(records: readonly WriteRecord[], from: number, to: number): number {
+  return (records.filter((r) => r.ok && r.at >= from && r.at <= to).length * 1000) / Math.max(1, to - from);
 }
 
 function longestGap(records: readonly WriteRecord[], from: number, to: number): number {

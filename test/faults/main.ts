@@ -20,11 +20,12 @@ const report: FaultRunReport = await runFaults({
   log: (line) => console.error(line),
 });
 
-console.log("| fault | held (s) | NOT_SERVING after (s) | SERVING again after (s) | longest write gap (s) | failed writes | watch streams moved |");
-console.log("|---|---|---|---|---|---|---|");
+console.log(`writes acknowledged per second before the first fault: ${report.baselineAcksPerSecond.toFixed(1)}\n`);
+console.log("| fault | held (s) | NOT_SERVING after (s) | SERVING again after (s) | writes/s while held | longest write gap (s) | failed writes | watch streams moved |");
+console.log("|---|---|---|---|---|---|---|---|");
 for (const p of report.phases) {
   const errors = Object.entries(p.writeErrors).map(([code, n]) => `${n} ${code}`).join(", ") || "0";
-  console.log(`| ${p.fault} | ${seconds(p.heldMs)} | ${seconds(p.detectedMs)} | ${seconds(p.recoveredMs)} | ${seconds(p.longestWriteGapMs)} | ${errors} | ${p.watchDisconnects} |`);
+  console.log(`| ${p.fault} | ${seconds(p.heldMs)} | ${seconds(p.detectedMs)} | ${seconds(p.recoveredMs)} | ${p.acksPerSecond === undefined ? "–" : p.acksPerSecond.toFixed(1)} | ${seconds(p.longestWriteGapMs)} | ${errors} | ${p.watchDisconnects} |`);
 }
 const w = report.writes;
 console.log(`\nwrites: ${w.acknowledged} acknowledged, ${w.lost.length} of them missing from etcd's history; ${w.failed} failed, of which ${w.committedDespiteFailure} Registers were committed anyway (${w.committedAfterFailure.length} after the client was told they failed${w.committedAfterFailure.length ? `, by up to ${Math.max(...w.committedAfterFailure.map((c) => c.laterByMs))} ms` : ""})`);

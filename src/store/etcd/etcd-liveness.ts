@@ -26,8 +26,7 @@ export interface EtcdLivenessOptions {
  * registry.
  *
  * A check is a linearizable read, which etcd answers only after its leader
- * confirmed it still leads a quorum, over the same connection the replica's
- * watch uses. One check runs at a time, each with a deadline; when none has
+ * confirmed it still leads a quorum. One check runs at a time, each with a deadline; when none has
  * succeeded for `staleAfterMs`, `onLost` fires (a timer re-armed at each
  * success, so loss is reported `staleAfterMs` after the last answer, whatever
  * the interval). The first success after that fires `onRegained`: etcd

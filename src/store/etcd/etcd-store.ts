@@ -1,12 +1,13 @@
 import { randomUUID } from "node:crypto";
-import { ExponentialBackoff, noop, type IBackoff, type IBackoffFactory } from "cockatiel";
-import { Etcd3, type IOptions, type Lease, type Watcher } from "etcd3";
+import { ExponentialBackoff, handleWhen, noop, retry, type IBackoff, type IBackoffFactory } from "cockatiel";
+import { Etcd3, GRPCDeadlineExceededError, isRecoverableError, type IOptions, type Lease, type Watcher } from "etcd3";
 import type { Logger } from "pino";
 import { addressKey } from "../../registry/instance-address.js";
 import { RegistryError } from "../../registry/registry-error.js";
 import type { Change, RemovalReason, StoredInstance } from "../../registry/types.js";
 import type { Mutation, SharedStore, StoreState } from "../../registry/registry-store.js";
 import { EtcdLiveness } from "./etcd-liveness.js";
+import { EtcdMembers } from "./etcd-members.js";
 import { EtcdLivenessKeys } from "./liveness-keys.js";
 import { changeFromEvent, decodeInstance, encodeInstance } from "./instance-codec.js";
 import { RendezvousOwnership } from "./rendezvous-ownership.js";
@@ -73,6 +74,15 @@ interface FenceLease {
   expiresAt: number;
 }
 
+/** The one watch feeding this replica: on one member, through a client of its own. */
+interface WatchPlace {
+  readonly endpoint: string;
+  /** The revision it started from. */
+  readonly from: number;
+  readonly client: Etcd3;
+  readonly watcher: Watcher;
+}
+
 interface EtcdEvent {
   type: "Put" | "Delete";
   kv: { key: Buffer; value: Buffer; mod_revision: string; create_revision: string };
@@ -103,7 +113,8 @@ export class EtcdStore implements SharedStore {
   /** Fence leases being granted or granted, by the whole second they must end by (see `fenceLease`). */
   private readonly fenceLeases = new Map<number, FenceLease>();
   private readonly client: Etcd3;
-  private watcher: Watcher | undefined;
+  private readonly members: EtcdMembers;
+  private watch: WatchPlace | undefined;
   private lease: Lease | undefined;
   private readonly rejoin: RejoinLoop;
   /**
@@ -114,6 +125,8 @@ export class EtcdStore implements SharedStore {
   private progressListener: ((revision: number) => void) | undefined;
   /** The revision that ends the start-up replay (our own membership put). */
   private replayEnd: { revision: number; done: () => void } | undefined;
+  /** A client of one etcd member, with this store's connection settings. */
+  private readonly clientOf: (endpoint: string) => Etcd3;
   private readonly availabilityListeners: ((available: boolean, reason: string) => void)[] = [];
   private closed = false;
   private liveness: EtcdLiveness | undefined;
@@ -135,36 +148,62 @@ export class EtcdStore implements SharedStore {
     this.probeOwnership = new RendezvousOwnership(options.replicaId ?? randomUUID());
     const timeout = options.callTimeoutMs ?? 3000;
     this.callTimeoutMs = timeout;
-    const clientOptions: IOptions = {
-      hosts: [...options.endpoints],
+    const watchBackoff = (): IBackoff<unknown> =>
+      // etcd3's default watch backoff grows to 30 s; a replica should be back
+      // within a couple of seconds of etcd returning.
+      // (etcd3 calls `.next()` on it, as on its own default; its typings predate cockatiel 3.)
+      new ExponentialBackoff({ initialDelay: 100, maxDelay: 2000 }) as unknown as IBackoff<unknown>;
+    const connection: Omit<IOptions, "hosts"> = {
       dialTimeout: timeout,
       // Unary calls only: a deadline on the watch and lease keep-alive streams
       // ended them every `timeout` ms, and each end flapped the replica to
       // unavailable (its watchers cut with UNAVAILABLE) until it reconnected.
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + timeout }),
-      // etcd3's default watch backoff grows to 30 s; a replica should be back
-      // within a couple of seconds of etcd returning.
-      // (etcd3 calls `.next()` on it, as on its own default; its typings predate cockatiel 3.)
-      faultHandling: {
-        watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2000 }) as unknown as IBackoff<unknown>,
-        // No per-host circuit breaker (etcd3's default opens for 5 s after three
-        // failed calls). The liveness check's reads have a tight deadline; under
-        // CPU starvation three misses opened it for every call, and commits then
-        // failed for 5 s on a replica that was fine. Loss of etcd is this
-        // store's liveness check's to judge; the global retry still moves a
-        // failed call to another endpoint.
-        host: () => noop,
-      },
     };
-    if (options.auth) clientOptions.auth = { ...options.auth };
+    if (options.auth) connection.auth = { ...options.auth };
     if (options.tls) {
-      clientOptions.credentials = {
+      connection.credentials = {
         rootCertificate: options.tls.ca,
         ...(options.tls.key ? { privateKey: options.tls.key } : {}),
         ...(options.tls.cert ? { certChain: options.tls.cert } : {}),
       };
     }
-    this.client = new Etcd3(clientOptions);
+    this.clientOf = (endpoint) =>
+      new Etcd3({ ...connection, hosts: [endpoint], faultHandling: { host: () => noop, global: noop, watchBackoff: watchBackoff() } });
+    const liveness = options.liveness ?? {};
+    this.members = new EtcdMembers({
+      endpoints: options.endpoints,
+      clientOf: this.clientOf,
+      checkKey: this.syncKey,
+      intervalMs: liveness.intervalMs ?? 500,
+      deadlineMs: liveness.deadlineMs ?? 1000,
+      onChange: (endpoint, answering) => {
+        if (answering) this.options.logger?.info({ endpoint }, "etcd member answers again; calls may go to it");
+        else this.options.logger?.warn({ endpoint }, "etcd member stopped answering; calls and the watch go to members that answer");
+        this.keepWatchOnAnsweringMember();
+      },
+      // The membership lease's keep-alive stream may be on that member: etcd3 notices a quiet
+      // stream only after a whole TTL, when etcd may have expired the lease (and with it this
+      // replica's membership and session keys). Renew it once through the members that answer.
+      onTakenOut: () => void this.lease?.keepaliveOnce().catch(() => undefined),
+    });
+    this.client = new Etcd3({
+      ...connection,
+      hosts: [...options.endpoints],
+      faultHandling: {
+        watchBackoff: watchBackoff(),
+        // No circuit breaker of etcd3's (it opens for 5 s after three failed
+        // calls, and re-tests a frozen member with a real call that waits out
+        // its deadline): a member is taken out of the choice while it does not
+        // answer its own checks, and back once it does (EtcdMembers).
+        host: (endpoint) => this.members.policyFor(endpoint),
+        // Another member on a failed call, as etcd3 does by default, but not
+        // after a missed deadline: the caller's time is spent, and a call
+        // with a fixed deadline would only fail at once on a healthy member
+        // and make etcd3 drop that member's connections.
+        global: retry(handleWhen((err) => isRecoverableError(err) && !(err instanceof GRPCDeadlineExceededError)), { maxAttempts: 3 }),
+      },
+    });
     this.livenessRelay = new EtcdLivenessKeys(this.client, this.prefix, this.probeOwnership.self, () => this.lease, options.logger);
     this.rejoin = new RejoinLoop({
       attempt: () => this.join(),
@@ -199,8 +238,11 @@ export class EtcdStore implements SharedStore {
   async open(onChange: (change: Change) => void): Promise<StoreState> {
     let range;
     try {
+      // A member that does not answer is out of the choice before the first read.
+      await this.members.start();
       range = await this.client.getAll().prefix(this.instancesPrefix).exec();
     } catch (err) {
+      await this.members.close();
       this.client.close();
       throw new EtcdOpenError(`cannot reach etcd at ${this.options.endpoints.join(",")}: ${(err as Error).message}`);
     }
@@ -229,21 +271,7 @@ export class EtcdStore implements SharedStore {
     };
     const replayed = new Promise<void>((resolve) => (this.replayEnd = { revision: joinedAt, done: resolve }));
 
-    const watcher = await this.client.watch().prefix(this.prefix).startRevision(String(from)).withPreviousKV().create();
-    this.watcher = watcher;
-    watcher.on("data", (res) => this.onWatchData(res.events as unknown as EtcdEvent[]));
-    watcher.on("disconnected", () => {
-      this.watchDown = true;
-      this.markLost("etcd unreachable (watch stream broken)");
-    });
-    watcher.on("connected", () => {
-      this.watchDown = false;
-      this.tryRecover();
-    });
-    watcher.on("error", (err) => {
-      this.fatal = `etcd watch failed (${err.message}); restart this replica`;
-      this.markLost(this.fatal);
-    });
+    this.placeWatch(from, this.members.pickAnswering() ?? (this.options.endpoints[0] as string));
 
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<never>((_, reject) => {
@@ -265,6 +293,66 @@ export class EtcdStore implements SharedStore {
       this.deliver = forward;
     });
     return { epoch: range.header.cluster_id, revision, instances, history, historyFloor: from - 1 };
+  }
+
+  /**
+   * Watches the prefix from `from` on one member, through a client of its
+   * own: the watch stays where this store put it (etcd3 would reconnect it to
+   * any member, a frozen one included, where it waits forever), and moving
+   * it is closing that client. Events of a watch that was moved away are
+   * ignored; the new one starts after the last revision the old delivered,
+   * so nothing is missed or seen twice.
+   */
+  private placeWatch(from: number, endpoint: string): void {
+    const client = this.clientOf(endpoint);
+    // `watcher()`, not `create()`: the handle is needed before the watch
+    // connects, to cancel a watch placed on a member that stops answering.
+    const watcher = client.watch().prefix(this.prefix).startRevision(String(from)).withPreviousKV().watcher();
+    const place: WatchPlace = { endpoint, from, client, watcher };
+    this.watch = place;
+    const current = (): boolean => this.watch === place;
+    watcher.on("data", (res) => {
+      if (current()) this.onWatchData(res.events as unknown as EtcdEvent[]);
+    });
+    watcher.on("disconnected", () => {
+      if (!current()) return;
+      this.watchDown = true;
+      this.markLost("etcd unreachable (watch stream broken)");
+    });
+    watcher.on("connected", () => {
+      if (!current()) return;
+      this.watchDown = false;
+      this.tryRecover();
+    });
+    watcher.on("error", (err) => {
+      if (!current()) return;
+      this.fatal = `etcd watch failed (${err.message}); restart this replica`;
+      this.markLost(this.fatal);
+    });
+  }
+
+  /**
+   * Moves the watch to a member that answers when the one it is on does not
+   * (EtcdMembers' checks): a frozen member's watch stream goes quiet with its
+   * connection open, and every write this replica acknowledges waits for the
+   * watch to deliver it.
+   */
+  private keepWatchOnAnsweringMember(): void {
+    const old = this.watch;
+    if (this.closed || !old || this.members.isAnswering(old.endpoint)) return;
+    const next = this.members.pickAnswering(old.endpoint);
+    if (next === undefined) return; // none answers: the liveness check reports the loss
+    // After the last revision the old watch delivered (or where it started, if it delivered none yet).
+    const from = Math.max(old.from, this.watchedRevision + 1);
+    this.options.logger?.warn({ from: old.endpoint, to: next, fromRevision: from }, "etcd member stopped answering; moving the watch to another member");
+    this.placeWatch(from, next);
+    void this.retireWatch(old);
+  }
+
+  /** Cancels a watch (bounded: the cancel waits for its member's answer) and closes its client. */
+  private async retireWatch(place: WatchPlace): Promise<void> {
+    await settledWithin(place.watcher.cancel(), this.callTimeoutMs);
+    place.client.close();
   }
 
   /** True when etcd still holds history at `revision` (it was not compacted away). */
@@ -317,8 +405,11 @@ export class EtcdStore implements SharedStore {
     for (const w of this.watchedWaiters.splice(0)) w.reject(new Error("store closed"));
     // Each bounded: cancelling a watch waits for etcd's answer on the stream, with no deadline of
     // its own, and a replica cut off from etcd (a blackholed link) would never stop.
-    if (this.watcher) await settledWithin(this.watcher.cancel(), this.callTimeoutMs);
+    const watch = this.watch;
+    this.watch = undefined;
+    if (watch) await this.retireWatch(watch);
     if (this.lease) await settledWithin(this.lease.revoke(), this.callTimeoutMs); // hand our probes to the others at once
+    await this.members.close();
     this.client.close();
   }
 

@@ -1,0 +1,106 @@
+import { isBrokenCircuitError } from "cockatiel";
+import type { Etcd3 } from "etcd3";
+import { afterEach, describe, expect, it } from "vitest";
+import { EtcdMembers } from "../../src/store/etcd/etcd-members.js";
+import { waitFor } from "../support/wait-for.js";
+
+/**
+ * The member choice's rules, with each member's check answered by the test:
+ * `answering.get(endpoint)` decides whether that member's next check
+ * succeeds. The real thing (frozen members of a real cluster) is
+ * test/etcd/member-freeze.test.ts.
+ */
+describe("EtcdMembers", () => {
+  const endpoints = ["http://a", "http://b", "http://c"];
+  const answering = new Map<string, boolean>();
+  const checks = new Map<string, number>();
+  const changes: string[] = [];
+  let members: EtcdMembers | undefined;
+
+  function stubClient(endpoint: string): Etcd3 {
+    const exec = (): Promise<unknown> => {
+      checks.set(endpoint, (checks.get(endpoint) ?? 0) + 1);
+      return answering.get(endpoint) === false ? Promise.reject(new Error("deadline exceeded")) : Promise.resolve({});
+    };
+    return { get: () => ({ options: () => ({ exec }) }), close: () => {} } as unknown as Etcd3;
+  }
+
+  function start(list = endpoints): EtcdMembers {
+    members = new EtcdMembers({
+      endpoints: list,
+      clientOf: stubClient,
+      checkKey: "/service-registry/sync",
+      intervalMs: 5,
+      deadlineMs: 50,
+      onChange: (endpoint, ok) => changes.push(`${endpoint} ${ok ? "answers" : "silent"}`),
+      onTakenOut: (endpoint) => changes.push(`${endpoint} out`),
+    });
+    return members;
+  }
+
+  /** Whether etcd3 would send a call to `endpoint` (its policy lets it through). */
+  async function takesCalls(endpoint: string): Promise<boolean> {
+    try {
+      await members!.policyFor(endpoint).execute(() => undefined);
+      return true;
+    } catch (err) {
+      if (isBrokenCircuitError(err)) return false;
+      throw err;
+    }
+  }
+
+  /** Resolves once every member has been checked at least `n` more times. */
+  async function rounds(n: number): Promise<void> {
+    const from = new Map(endpoints.map((e) => [e, checks.get(e) ?? 0]));
+    await waitFor(() => endpoints.every((e) => (checks.get(e) ?? 0) >= from.get(e)! + n), `${n} more checks of every member`, 2000, 1);
+  }
+
+  afterEach(async () => {
+    await members?.close();
+    members = undefined;
+    answering.clear();
+    checks.clear();
+    changes.length = 0;
+  });
+
+  it("takes a silent member out of the choice while others answer, and back once it answers", async () => {
+    await start().start();
+    answering.set("http://b", false);
+    await rounds(2);
+    expect(await takesCalls("http://b")).toBe(false);
+    expect(await takesCalls("http://a")).toBe(true);
+    expect(members!.isAnswering("http://b")).toBe(false);
+    for (let i = 0; i < 20; i++) expect(members!.pickAnswering()).not.toBe("http://b");
+    expect(members!.pickAnswering("http://a")).toBe("http://c");
+
+    answering.set("http://b", true);
+    await rounds(2);
+    expect(await takesCalls("http://b")).toBe(true);
+    expect(changes).toEqual(["http://b silent", "http://b out", "http://b answers"]);
+  });
+
+  it("keeps the member that answered last when none answers, so calls wait instead of failing at once", async () => {
+    await start().start();
+    answering.set("http://a", false);
+    await rounds(2);
+    answering.set("http://b", false);
+    await rounds(2);
+    answering.set("http://c", false);
+    await rounds(2);
+    expect([await takesCalls("http://a"), await takesCalls("http://b"), await takesCalls("http://c")]).toEqual([false, false, true]);
+    expect(members!.pickAnswering()).toBeUndefined();
+
+    // The first back takes the calls; the one kept in goes out once another answered after it.
+    answering.set("http://a", true);
+    await rounds(2);
+    expect([await takesCalls("http://a"), await takesCalls("http://b"), await takesCalls("http://c")]).toEqual([true, false, false]);
+    expect(changes.filter((c) => c.endsWith("out"))).toEqual(["http://a out", "http://b out", "http://c out"]);
+  });
+
+  it("runs no check with one endpoint: there is nothing to choose", async () => {
+    answering.set("http://a", false);
+    await start(["http://a"]).start(); // a first check would have been sent by now
+    expect(checks.get("http://a")).toBeUndefined();
+    expect(await takesCalls("http://a")).toBe(true);
+  });
+});
