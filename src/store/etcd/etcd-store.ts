@@ -318,6 +318,8 @@ export class EtcdStore implements SharedStore {
       if (!current()) return;
       this.watchDown = true;
       this.markLost("etcd unreachable (watch stream broken)");
+      // etcd3 would reconnect it to the same member, which may be gone for good (killed, restarting).
+      this.moveWatch();
     });
     watcher.on("connected", () => {
       if (!current()) return;
@@ -338,13 +340,18 @@ export class EtcdStore implements SharedStore {
    * watch to deliver it.
    */
   private keepWatchOnAnsweringMember(): void {
+    if (this.watch && !this.members.isAnswering(this.watch.endpoint)) this.moveWatch();
+  }
+
+  /** Moves the watch to another member that answers, if there is one. */
+  private moveWatch(): void {
     const old = this.watch;
-    if (this.closed || !old || this.members.isAnswering(old.endpoint)) return;
+    if (this.closed || !old) return;
     const next = this.members.pickAnswering(old.endpoint);
     if (next === undefined) return; // none answers: the liveness check reports the loss
     // After the last revision the old watch delivered (or where it started, if it delivered none yet).
     const from = Math.max(old.from, this.watchedRevision + 1);
-    this.options.logger?.warn({ from: old.endpoint, to: next, fromRevision: from }, "etcd member stopped answering; moving the watch to another member");
+    this.options.logger?.warn({ from: old.endpoint, to: next, fromRevision: from }, "moving the etcd watch to another member");
     this.placeWatch(from, next);
     void this.retireWatch(old);
   }
@@ -778,7 +785,10 @@ export class EtcdStore implements SharedStore {
   }
 
   private async catchUp(): Promise<number> {
-    const put = await this.client.put(this.syncKey).value(this.probeOwnership.self).exec();
+    // The liveness check's deadline, not the call timeout: a put sent while etcd elects a leader
+    // waits for its whole deadline, and the next attempt (half a second later) finds the new one.
+    const deadline = Date.now() + (this.options.liveness?.deadlineMs ?? 1000);
+    const put = await this.client.put(this.syncKey).value(this.probeOwnership.self).options({ deadline }).exec();
     const revision = Number(put.header.revision);
     await this.watchedUpTo(revision, this.options.liveness?.catchUpTimeoutMs ?? 5000);
     return revision;
