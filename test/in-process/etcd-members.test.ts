@@ -15,6 +15,7 @@ describe("EtcdMembers", () => {
   const answering = new Map<string, boolean>();
   const checks = new Map<string, number>();
   const changes: string[] = [];
+  const failures: string[] = [];
   let members: EtcdMembers | undefined;
 
   function stubClient(endpoint: string): Etcd3 {
@@ -34,6 +35,8 @@ describe("EtcdMembers", () => {
       deadlineMs: 50,
       onChange: (endpoint, ok) => changes.push(`${endpoint} ${ok ? "answers" : "silent"}`),
       onTakenOut: (endpoint) => changes.push(`${endpoint} out`),
+      onCheckAnswered: () => {},
+      onCheckFailed: (reason) => failures.push(reason),
     });
     return members;
   }
@@ -61,6 +64,7 @@ describe("EtcdMembers", () => {
     answering.clear();
     checks.clear();
     changes.length = 0;
+    failures.length = 0;
   });
 
   it("takes a silent member out of the choice while others answer, and back once it answers", async () => {
@@ -77,6 +81,7 @@ describe("EtcdMembers", () => {
     await rounds(2);
     expect(await takesCalls("http://b")).toBe(true);
     expect(changes).toEqual(["http://b silent", "http://b out", "http://b answers"]);
+    expect(new Set(failures)).toEqual(new Set(["http://b: deadline exceeded"]));
   });
 
   it("keeps the member that answered last when none answers, so calls wait instead of failing at once", async () => {

@@ -3,8 +3,9 @@ export interface EtcdLivenessOptions {
   /**
    * One linearizable read from etcd that must settle by `deadline` (epoch ms).
    * Resolves when etcd answered; rejects on any error, a missed deadline included.
+   * Without it, checks are run elsewhere and reported through `answered()` and `failed()`.
    */
-  readonly check: (deadline: number) => Promise<unknown>;
+  readonly check?: (deadline: number) => Promise<unknown>;
   /** Told once when no check has succeeded for `staleAfterMs`. */
   readonly onLost: (reason: string) => void;
   /** Told once at the first successful check after `onLost`. */
@@ -73,6 +74,16 @@ export class EtcdLiveness {
     this.runCheck();
   }
 
+  /** A check run elsewhere was answered. */
+  answered(): void {
+    this.succeeded();
+  }
+
+  /** A check run elsewhere failed: `reason` is what a loss will name. */
+  failed(reason: string): void {
+    this.lastError = reason;
+  }
+
   /** Stops checking; resolves once the check in flight has settled. */
   async stop(): Promise<void> {
     this.running = false;
@@ -82,7 +93,7 @@ export class EtcdLiveness {
   }
 
   private runCheck(): void {
-    if (!this.running) return;
+    if (!this.running || !this.options.check) return;
     let check: Promise<unknown>;
     try {
       check = this.options.check(this.now() + this.deadlineMs);

@@ -17,6 +17,10 @@ export interface EtcdMembersOptions {
   readonly onChange: (endpoint: string, answering: boolean) => void;
   /** Told when a silent member is taken out of the choice (calls go to the others from now on). */
   readonly onTakenOut: (endpoint: string) => void;
+  /** Told of every check a member answered: etcd answers (the store's liveness, with several members). */
+  readonly onCheckAnswered: () => void;
+  /** Told of every check that failed, with the member and why. */
+  readonly onCheckFailed: (reason: string) => void;
   /** Clock, for tests. Default `Date.now`. */
   readonly now?: () => number;
 }
@@ -32,7 +36,6 @@ interface Member {
   silent: boolean;
   isolation: { dispose(): void } | undefined;
   timer: NodeJS.Timeout | undefined;
-  check: Promise<void> | undefined;
 }
 
 /**
@@ -70,7 +73,6 @@ export class EtcdMembers {
         silent: false,
         isolation: undefined,
         timer: undefined,
-        check: undefined,
       });
     }
   }
@@ -100,12 +102,11 @@ export class EtcdMembers {
     return this.firstRoundDone;
   }
 
-  /** Stops checking and closes the members' own clients. */
-  async close(): Promise<void> {
+  /** Stops checking and closes the members' own clients (a check in flight settles unheard). */
+  close(): void {
     this.running = false;
-    for (const member of this.members.values()) clearTimeout(member.timer);
-    await Promise.all([...this.members.values()].map((m) => m.check));
     for (const member of this.members.values()) {
+      clearTimeout(member.timer);
       member.isolation?.dispose();
       member.client.close();
     }
@@ -113,20 +114,20 @@ export class EtcdMembers {
 
   private runCheck(member: Member): Promise<void> {
     const sentAt = this.now();
-    const check = member.client
+    return member.client
       .get(this.options.checkKey)
       .options({ deadline: sentAt + this.options.deadlineMs })
       .exec()
       .then(
         () => this.record(member, sentAt),
-        () => this.record(member, undefined),
+        (err: unknown) => {
+          if (this.running) this.options.onCheckFailed(`${member.endpoint}: ${err instanceof Error ? err.message : String(err)}`);
+          this.record(member, undefined);
+        },
       )
       .finally(() => {
-        member.check = undefined;
         if (this.running) member.timer = setTimeout(() => void this.runCheck(member), this.options.intervalMs).unref();
       });
-    member.check = check;
-    return check;
   }
 
   /** A check's outcome: when the answered check was sent, or undefined when it failed. */
@@ -134,7 +135,10 @@ export class EtcdMembers {
     if (!this.running) return;
     const wasSilent = member.silent;
     member.silent = answeredCheckSentAt === undefined;
-    if (answeredCheckSentAt !== undefined) member.lastAnswer = answeredCheckSentAt;
+    if (answeredCheckSentAt !== undefined) {
+      member.lastAnswer = answeredCheckSentAt;
+      this.options.onCheckAnswered();
+    }
     const takenOut = this.applyIsolation();
     if (member.silent !== wasSilent) this.options.onChange(member.endpoint, !member.silent);
     for (const endpoint of takenOut) this.options.onTakenOut(endpoint);

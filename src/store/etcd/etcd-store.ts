@@ -116,6 +116,10 @@ export class EtcdStore implements SharedStore {
   private readonly members: EtcdMembers;
   private watch: WatchPlace | undefined;
   private lease: Lease | undefined;
+  /** A renewal of the membership lease through the members that answer, while one is in flight. */
+  private leaseRenewal: Promise<unknown> | undefined;
+  /** Renewals scheduled after a member was taken out (`renewLeaseMeanwhile`). */
+  private readonly leaseRenewals: NodeJS.Timeout[] = [];
   private readonly rejoin: RejoinLoop;
   /**
    * Where changes (and progress marks, as bare revisions) go: buffered during
@@ -182,10 +186,9 @@ export class EtcdStore implements SharedStore {
         else this.options.logger?.warn({ endpoint }, "etcd member stopped answering; calls and the watch go to members that answer");
         this.keepWatchOnAnsweringMember();
       },
-      // The membership lease's keep-alive stream may be on that member: etcd3 notices a quiet
-      // stream only after a whole TTL, when etcd may have expired the lease (and with it this
-      // replica's membership and session keys). Renew it once through the members that answer.
-      onTakenOut: () => void this.lease?.keepaliveOnce().catch(() => undefined),
+      onCheckAnswered: () => this.liveness?.answered(),
+      onCheckFailed: (reason) => this.liveness?.failed(reason),
+      onTakenOut: () => this.renewLeaseMeanwhile(),
     });
     this.client = new Etcd3({
       ...connection,
@@ -198,9 +201,11 @@ export class EtcdStore implements SharedStore {
         // answer its own checks, and back once it does (EtcdMembers).
         host: (endpoint) => this.members.policyFor(endpoint),
         // Another member on a failed call, as etcd3 does by default, but not
-        // after a missed deadline: the caller's time is spent, and a call
-        // with a fixed deadline would only fail at once on a healthy member
-        // and make etcd3 drop that member's connections.
+        // after a missed deadline. A call with a deadline of its own (a
+        // Register's, the fence lease's) would fail at once on the next member
+        // and make etcd3 drop that member's connections; any other would wait
+        // a whole call timeout again, while the member that hung is out of the
+        // choice within a second (EtcdMembers) for the calls that follow.
         global: retry(handleWhen((err) => isRecoverableError(err) && !(err instanceof GRPCDeadlineExceededError)), { maxAttempts: 3 }),
       },
     });
@@ -242,7 +247,7 @@ export class EtcdStore implements SharedStore {
       await this.members.start();
       range = await this.client.getAll().prefix(this.instancesPrefix).exec();
     } catch (err) {
-      await this.members.close();
+      this.members.close();
       this.client.close();
       throw new EtcdOpenError(`cannot reach etcd at ${this.options.endpoints.join(",")}: ${(err as Error).message}`);
     }
@@ -356,6 +361,31 @@ export class EtcdStore implements SharedStore {
     void this.retireWatch(old);
   }
 
+  /**
+   * Renews the membership lease through the members that answer, now and
+   * every third of its TTL for one TTL: its keep-alive stream may be on the
+   * member just taken out, and etcd3 notices a quiet stream (and opens a new
+   * one, on a member that answers) only a TTL after its last answer, when
+   * etcd may have expired the lease, and with it this replica's membership
+   * and session keys. One renewal at a time, each given the call timeout
+   * (its stream has no deadline, and one sent while etcd has no leader may
+   * never be answered).
+   */
+  private renewLeaseMeanwhile(): void {
+    const lease = this.lease;
+    if (!lease || this.closed) return;
+    for (const timer of this.leaseRenewals.splice(0)) clearTimeout(timer);
+    const ttlMs = (this.options.memberTtlSeconds ?? 5) * 1000;
+    for (const at of [0, ttlMs / 3, (2 * ttlMs) / 3, ttlMs]) {
+      const renew = (): void => {
+        if (this.closed || this.lease !== lease || this.leaseRenewal) return;
+        const renewal = lease.keepaliveOnce().catch(() => undefined);
+        this.leaseRenewal = settledWithin(renewal, this.callTimeoutMs).then(() => (this.leaseRenewal = undefined));
+      };
+      this.leaseRenewals.push(setTimeout(renew, at).unref());
+    }
+  }
+
   /** Cancels a watch (bounded: the cancel waits for its member's answer) and closes its client. */
   private async retireWatch(place: WatchPlace): Promise<void> {
     await settledWithin(place.watcher.cancel(), this.callTimeoutMs);
@@ -408,6 +438,8 @@ export class EtcdStore implements SharedStore {
     this.closed = true;
     this.rejoin.close();
     this.livenessRelay.stop();
+    this.members.close();
+    for (const timer of this.leaseRenewals.splice(0)) clearTimeout(timer);
     await this.liveness?.stop();
     for (const w of this.watchedWaiters.splice(0)) w.reject(new Error("store closed"));
     // Each bounded: cancelling a watch waits for etcd's answer on the stream, with no deadline of
@@ -416,7 +448,6 @@ export class EtcdStore implements SharedStore {
     this.watch = undefined;
     if (watch) await this.retireWatch(watch);
     if (this.lease) await settledWithin(this.lease.revoke(), this.callTimeoutMs); // hand our probes to the others at once
-    await this.members.close();
     this.client.close();
   }
 
@@ -723,7 +754,12 @@ export class EtcdStore implements SharedStore {
     const { intervalMs, deadlineMs, staleAfterMs } = this.options.liveness ?? {};
     this.liveness = new EtcdLiveness({
       // Linearizable (etcd3's default): etcd's leader confirms a quorum before answering.
-      check: (deadline) => this.client.get(this.syncKey).options({ deadline }).exec(),
+      // With several members, their own checks (EtcdMembers) report here: any member answering
+      // is etcd answering, and one that hangs fails only its own checks (a read through etcd3
+      // could land on it before it is taken out, and a loss would be declared while etcd answers).
+      ...(this.options.endpoints.length > 1
+        ? {}
+        : { check: (deadline: number) => this.client.get(this.syncKey).options({ deadline }).exec() }),
       onLost: (reason) => this.markLost(reason),
       onRegained: () => this.tryRecover(),
       ...(intervalMs === undefined ? {} : { intervalMs }),
