@@ -163,6 +163,10 @@ export class EtcdStore implements SharedStore {
       // ended them every `timeout` ms, and each end flapped the replica to
       // unavailable (its watchers cut with UNAVAILABLE) until it reconnected.
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + timeout }),
+      // gRPC's default 4 MiB cap on a received message would refuse the start-up read of every
+      // instance (and a watch response replaying many changes) once a fleet passes ~10,000
+      // instances: etcd's answers are as large as the data this registry put there.
+      grpcOptions: { "grpc.max_receive_message_length": -1 },
     };
     if (options.auth) connection.auth = { ...options.auth };
     if (options.tls) {
