@@ -61,11 +61,15 @@ export type CallKind = "read" | "idempotent" | "once";
 /**
  * The SDK's channel options: reconnect quickly after a registry restart
  * (grpc-js would otherwise back off up to two minutes between connection
- * attempts), and keepalive PINGs even without calls, so a hung registry is
- * noticed on an idle connection before a call waits on it.
+ * attempts), keepalive PINGs even without calls, so a hung registry is
+ * noticed on an idle connection before a call waits on it, and no cap on an
+ * answer's size: a service type may hold 20,000 instances by default, and
+ * its GetByType answer is one message, past gRPC's default 4 MiB once they
+ * carry a little metadata.
  */
 function defaultChannelOptions(options: ConnectionOptions): ChannelOptions {
   return {
+    "grpc.max_receive_message_length": -1,
     "grpc.initial_reconnect_backoff_ms": 200,
     "grpc.max_reconnect_backoff_ms": 2000,
     "grpc.keepalive_time_ms": options.keepaliveTimeMs ?? 1000,
