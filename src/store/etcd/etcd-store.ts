@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { ExponentialBackoff, handleWhen, noop, retry, type IBackoff, type IBackoffFactory } from "cockatiel";
-import { Etcd3, GRPCDeadlineExceededError, isRecoverableError, type IOptions, type Lease, type Watcher } from "etcd3";
+import { Etcd3, GRPCDeadlineExceededError, isRecoverableError, type IOptions, type Lease } from "etcd3";
 import type { Logger } from "pino";
 import { addressKey } from "../../registry/instance-address.js";
 import { RegistryError } from "../../registry/registry-error.js";
@@ -8,6 +8,7 @@ import type { Change, RemovalReason, StoredInstance } from "../../registry/types
 import type { Mutation, SharedStore, StoreState } from "../../registry/registry-store.js";
 import { EtcdLiveness } from "./etcd-liveness.js";
 import { EtcdMembers } from "./etcd-members.js";
+import { MemberWatch } from "./member-watch.js";
 import { EtcdLivenessKeys } from "./liveness-keys.js";
 import { changeFromEvent, decodeInstance, encodeInstance } from "./instance-codec.js";
 import { RendezvousOwnership } from "./rendezvous-ownership.js";
@@ -74,15 +75,6 @@ interface FenceLease {
   expiresAt: number;
 }
 
-/** The one watch feeding this replica: on one member, through a client of its own. */
-interface WatchPlace {
-  readonly endpoint: string;
-  /** The revision it started from. */
-  readonly from: number;
-  readonly client: Etcd3;
-  readonly watcher: Watcher;
-}
-
 interface EtcdEvent {
   type: "Put" | "Delete";
   kv: { key: Buffer; value: Buffer; mod_revision: string; create_revision: string };
@@ -114,7 +106,7 @@ export class EtcdStore implements SharedStore {
   private readonly fenceLeases = new Map<number, FenceLease>();
   private readonly client: Etcd3;
   private readonly members: EtcdMembers;
-  private watch: WatchPlace | undefined;
+  private readonly watch: MemberWatch;
   private lease: Lease | undefined;
   /** A renewal of the membership lease through the members that answer, while one is in flight. */
   private leaseRenewal: Promise<unknown> | undefined;
@@ -193,6 +185,29 @@ export class EtcdStore implements SharedStore {
       onCheckAnswered: () => this.liveness?.answered(),
       onCheckFailed: (reason) => this.liveness?.failed(reason),
       onTakenOut: () => this.renewLeaseMeanwhile(),
+    });
+    this.watch = new MemberWatch({
+      prefix: this.prefix,
+      clientOf: this.clientOf,
+      cancelTimeoutMs: timeout,
+      logger: options.logger,
+      listener: {
+        data: (events) => this.onWatchData(events as EtcdEvent[]),
+        disconnected: () => {
+          this.watchDown = true;
+          this.markLost("etcd unreachable (watch stream broken)");
+          // etcd3 would reconnect it to the same member, which may be gone for good (killed, restarting).
+          this.moveWatch();
+        },
+        connected: () => {
+          this.watchDown = false;
+          this.tryRecover();
+        },
+        failed: (err) => {
+          this.fatal = `etcd watch failed (${err.message}); restart this replica`;
+          this.markLost(this.fatal);
+        },
+      },
     });
     this.client = new Etcd3({
       ...connection,
@@ -280,7 +295,7 @@ export class EtcdStore implements SharedStore {
     };
     const replayed = new Promise<void>((resolve) => (this.replayEnd = { revision: joinedAt, done: resolve }));
 
-    this.placeWatch(from, this.members.pickAnswering() ?? (this.options.endpoints[0] as string));
+    this.watch.start(from, this.members.pickAnswering() ?? (this.options.endpoints[0] as string));
 
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<never>((_, reject) => {
@@ -305,64 +320,22 @@ export class EtcdStore implements SharedStore {
   }
 
   /**
-   * Watches the prefix from `from` on one member, through a client of its
-   * own: the watch stays where this store put it (etcd3 would reconnect it to
-   * any member, a frozen one included, where it waits forever), and moving
-   * it is closing that client. Events of a watch that was moved away are
-   * ignored; the new one starts after the last revision the old delivered,
-   * so nothing is missed or seen twice.
-   */
-  private placeWatch(from: number, endpoint: string): void {
-    const client = this.clientOf(endpoint);
-    // `watcher()`, not `create()`: the handle is needed before the watch
-    // connects, to cancel a watch placed on a member that stops answering.
-    const watcher = client.watch().prefix(this.prefix).startRevision(String(from)).withPreviousKV().watcher();
-    const place: WatchPlace = { endpoint, from, client, watcher };
-    this.watch = place;
-    const current = (): boolean => this.watch === place;
-    watcher.on("data", (res) => {
-      if (current()) this.onWatchData(res.events as unknown as EtcdEvent[]);
-    });
-    watcher.on("disconnected", () => {
-      if (!current()) return;
-      this.watchDown = true;
-      this.markLost("etcd unreachable (watch stream broken)");
-      // etcd3 would reconnect it to the same member, which may be gone for good (killed, restarting).
-      this.moveWatch();
-    });
-    watcher.on("connected", () => {
-      if (!current()) return;
-      this.watchDown = false;
-      this.tryRecover();
-    });
-    watcher.on("error", (err) => {
-      if (!current()) return;
-      this.fatal = `etcd watch failed (${err.message}); restart this replica`;
-      this.markLost(this.fatal);
-    });
-  }
-
-  /**
    * Moves the watch to a member that answers when the one it is on does not
    * (EtcdMembers' checks): a frozen member's watch stream goes quiet with its
    * connection open, and every write this replica acknowledges waits for the
    * watch to deliver it.
    */
   private keepWatchOnAnsweringMember(): void {
-    if (this.watch && !this.members.isAnswering(this.watch.endpoint)) this.moveWatch();
+    const endpoint = this.watch.endpoint;
+    if (endpoint !== undefined && !this.members.isAnswering(endpoint)) this.moveWatch();
   }
 
   /** Moves the watch to another member that answers, if there is one. */
   private moveWatch(): void {
-    const old = this.watch;
-    if (this.closed || !old) return;
-    const next = this.members.pickAnswering(old.endpoint);
-    if (next === undefined) return; // none answers: the liveness check reports the loss
-    // After the last revision the old watch delivered (or where it started, if it delivered none yet).
-    const from = Math.max(old.from, this.watchedRevision + 1);
-    this.options.logger?.warn({ from: old.endpoint, to: next, fromRevision: from }, "moving the etcd watch to another member");
-    this.placeWatch(from, next);
-    void this.retireWatch(old);
+    const endpoint = this.watch.endpoint;
+    if (this.closed || endpoint === undefined) return;
+    const next = this.members.pickAnswering(endpoint);
+    if (next !== undefined) this.watch.moveTo(next, this.watchedRevision); // none answers: the liveness check reports the loss
   }
 
   /**
@@ -388,12 +361,6 @@ export class EtcdStore implements SharedStore {
       };
       this.leaseRenewals.push(setTimeout(renew, at).unref());
     }
-  }
-
-  /** Cancels a watch (bounded: the cancel waits for its member's answer) and closes its client. */
-  private async retireWatch(place: WatchPlace): Promise<void> {
-    await settledWithin(place.watcher.cancel(), this.callTimeoutMs);
-    place.client.close();
   }
 
   /** True when etcd still holds history at `revision` (it was not compacted away). */
@@ -448,9 +415,7 @@ export class EtcdStore implements SharedStore {
     for (const w of this.watchedWaiters.splice(0)) w.reject(new Error("store closed"));
     // Each bounded: cancelling a watch waits for etcd's answer on the stream, with no deadline of
     // its own, and a replica cut off from etcd (a blackholed link) would never stop.
-    const watch = this.watch;
-    this.watch = undefined;
-    if (watch) await this.retireWatch(watch);
+    await this.watch.close();
     if (this.lease) await settledWithin(this.lease.revoke(), this.callTimeoutMs); // hand our probes to the others at once
     this.client.close();
   }
