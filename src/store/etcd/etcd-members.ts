@@ -60,7 +60,6 @@ export class EtcdMembers {
   private readonly members = new Map<string, Member>();
   private readonly now: () => number;
   private running = false;
-  private firstRoundDone: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: EtcdMembersOptions) {
     this.now = options.now ?? Date.now;
@@ -94,12 +93,11 @@ export class EtcdMembers {
     return candidates[Math.floor(Math.random() * candidates.length)]?.endpoint;
   }
 
-  /** Starts checking every member; the promise settles once each has answered or failed its first check. */
-  start(): Promise<void> {
-    if (this.running || this.members.size < 2) return this.firstRoundDone;
+  /** Starts checking every member (once); settles when each has answered or failed its first check. */
+  async start(): Promise<void> {
+    if (this.running || this.members.size < 2) return;
     this.running = true;
-    this.firstRoundDone = Promise.all([...this.members.values()].map((m) => this.runCheck(m))).then(() => {});
-    return this.firstRoundDone;
+    await Promise.all([...this.members.values()].map((m) => this.runCheck(m)));
   }
 
   /** Stops checking and closes the members' own clients (a check in flight settles unheard). */

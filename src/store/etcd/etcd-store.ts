@@ -102,6 +102,8 @@ export class EtcdStore implements SharedStore {
   readonly livenessRelay: EtcdLivenessKeys;
   private readonly prefix: string;
   private readonly callTimeoutMs: number;
+  /** Deadline of each liveness check (and of the catch-up's marker put), ms. */
+  private readonly checkDeadlineMs: number;
   /** Fence leases being granted or granted, by the whole second they must end by (see `fenceLease`). */
   private readonly fenceLeases = new Map<number, FenceLease>();
   private readonly client: Etcd3;
@@ -109,9 +111,9 @@ export class EtcdStore implements SharedStore {
   private readonly watch: MemberWatch;
   private lease: Lease | undefined;
   /** A renewal of the membership lease through the members that answer, while one is in flight. */
-  private leaseRenewal: Promise<unknown> | undefined;
+  private renewalInFlight: Promise<unknown> | undefined;
   /** Renewals scheduled after a member was taken out (`renewLeaseMeanwhile`). */
-  private readonly leaseRenewals: NodeJS.Timeout[] = [];
+  private readonly renewalTimers: NodeJS.Timeout[] = [];
   private readonly rejoin: RejoinLoop;
   /**
    * Where changes (and progress marks, as bare revisions) go: buffered during
@@ -171,12 +173,13 @@ export class EtcdStore implements SharedStore {
     this.clientOf = (endpoint) =>
       new Etcd3({ ...connection, hosts: [endpoint], faultHandling: { host: () => noop, global: noop, watchBackoff: watchBackoff() } });
     const liveness = options.liveness ?? {};
+    this.checkDeadlineMs = liveness.deadlineMs ?? 1000;
     this.members = new EtcdMembers({
       endpoints: options.endpoints,
       clientOf: this.clientOf,
       checkKey: this.syncKey,
       intervalMs: liveness.intervalMs ?? 500,
-      deadlineMs: liveness.deadlineMs ?? 1000,
+      deadlineMs: this.checkDeadlineMs,
       onChange: (endpoint, answering) => {
         if (answering) this.options.logger?.info({ endpoint }, "etcd member answers again; calls may go to it");
         else this.options.logger?.warn({ endpoint }, "etcd member stopped answering; calls and the watch go to members that answer");
@@ -351,15 +354,15 @@ export class EtcdStore implements SharedStore {
   private renewLeaseMeanwhile(): void {
     const lease = this.lease;
     if (!lease || this.closed) return;
-    for (const timer of this.leaseRenewals.splice(0)) clearTimeout(timer);
+    for (const timer of this.renewalTimers.splice(0)) clearTimeout(timer);
     const ttlMs = (this.options.memberTtlSeconds ?? 5) * 1000;
     for (const at of [0, ttlMs / 3, (2 * ttlMs) / 3, ttlMs]) {
       const renew = (): void => {
-        if (this.closed || this.lease !== lease || this.leaseRenewal) return;
+        if (this.closed || this.lease !== lease || this.renewalInFlight) return;
         const renewal = lease.keepaliveOnce().catch(() => undefined);
-        this.leaseRenewal = settledWithin(renewal, this.callTimeoutMs).then(() => (this.leaseRenewal = undefined));
+        this.renewalInFlight = settledWithin(renewal, this.callTimeoutMs).then(() => (this.renewalInFlight = undefined));
       };
-      this.leaseRenewals.push(setTimeout(renew, at).unref());
+      this.renewalTimers.push(setTimeout(renew, at).unref());
     }
   }
 
@@ -410,7 +413,7 @@ export class EtcdStore implements SharedStore {
     this.rejoin.close();
     this.livenessRelay.stop();
     this.members.close();
-    for (const timer of this.leaseRenewals.splice(0)) clearTimeout(timer);
+    for (const timer of this.renewalTimers.splice(0)) clearTimeout(timer);
     await this.liveness?.stop();
     for (const w of this.watchedWaiters.splice(0)) w.reject(new Error("store closed"));
     // Each bounded: cancelling a watch waits for etcd's answer on the stream, with no deadline of
@@ -720,7 +723,7 @@ export class EtcdStore implements SharedStore {
 
   /** Checks etcd with linearizable reads, so a silent partition is noticed without client traffic. */
   private startLiveness(): void {
-    const { intervalMs, deadlineMs, staleAfterMs } = this.options.liveness ?? {};
+    const { intervalMs, staleAfterMs } = this.options.liveness ?? {};
     this.liveness = new EtcdLiveness({
       // Linearizable (etcd3's default): etcd's leader confirms a quorum before answering.
       // With several members, their own checks (EtcdMembers) report here: any member answering
@@ -732,7 +735,7 @@ export class EtcdStore implements SharedStore {
       onLost: (reason) => this.markLost(reason),
       onRegained: () => this.tryRecover(),
       ...(intervalMs === undefined ? {} : { intervalMs }),
-      ...(deadlineMs === undefined ? {} : { deadlineMs }),
+      deadlineMs: this.checkDeadlineMs,
       ...(staleAfterMs === undefined ? {} : { staleAfterMs }),
     });
     this.liveness.start();
@@ -792,7 +795,7 @@ export class EtcdStore implements SharedStore {
   private async catchUp(): Promise<number> {
     // The liveness check's deadline, not the call timeout: a put sent while etcd elects a leader
     // waits for its whole deadline, and the next attempt (half a second later) finds the new one.
-    const deadline = Date.now() + (this.options.liveness?.deadlineMs ?? 1000);
+    const deadline = Date.now() + this.checkDeadlineMs;
     const put = await this.client.put(this.syncKey).value(this.probeOwnership.self).options({ deadline }).exec();
     const revision = Number(put.header.revision);
     await this.watchedUpTo(revision, this.options.liveness?.catchUpTimeoutMs ?? 5000);
