@@ -68,6 +68,10 @@ export class EtcdOpenError extends StoreOpenError {
 const LEASE_SWEEP_MS = 500;
 /** A shared fence lease with less than this left is not handed to another Register. */
 const FENCE_MIN_LEFT_MS = 500;
+/** A keepalive ping on an etcd connection this long after the last: above etcd's default minimum (5 s), which counts from each ping's arrival. */
+const ETCD_KEEPALIVE_TIME_MS = 6000;
+/** A ping unanswered this long ends the connection; etcd answers pings from its transport, not behind disk or raft. */
+const ETCD_KEEPALIVE_TIMEOUT_MS = 4000;
 
 /** A Register's fence lease: its id once granted, and when etcd expires it as this replica's clock reckons. */
 interface FenceLease {
@@ -160,7 +164,21 @@ export class EtcdStore implements SharedStore {
       // gRPC's default 4 MiB cap on a received message would refuse the start-up read of every
       // instance (and a watch response replaying many changes) once a fleet passes ~10,000
       // instances: etcd's answers are as large as the data this registry put there.
-      grpcOptions: { "grpc.max_receive_message_length": -1 },
+      //
+      // Keepalive pings: a member that freezes (SIGSTOP, a paused VM) keeps its
+      // connection open and silent, and nothing else ever ends it. Behind one
+      // load-balanced address the replica would stay on that member until it
+      // thaws; with several addresses, streams placed on it before it froze
+      // (a moved-away watch, a lease keep-alive) would wait as long. An
+      // unanswered ping ends the connection, and grpc-js reconnects (through
+      // the balancer, to a member that answers). Pings only while a call is
+      // open, no more often than etcd accepts (--grpc-keepalive-min-time,
+      // 5 s by default; more often and it ends the connection itself).
+      grpcOptions: {
+        "grpc.max_receive_message_length": -1,
+        "grpc.keepalive_time_ms": ETCD_KEEPALIVE_TIME_MS,
+        "grpc.keepalive_timeout_ms": ETCD_KEEPALIVE_TIMEOUT_MS,
+      },
     };
     if (options.auth) connection.auth = { ...options.auth };
     if (options.tls) {
