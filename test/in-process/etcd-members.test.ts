@@ -102,10 +102,52 @@ describe("EtcdMembers", () => {
     expect(changes.filter((c) => c.endsWith("out"))).toEqual(["http://a out", "http://b out", "http://c out"]);
   });
 
-  it("runs no check with one endpoint: there is nothing to choose", async () => {
+  it("checks a lone endpoint too (the store's liveness), and never takes it out: there is nothing to choose", async () => {
+    const answered: number[] = [];
+    members = new EtcdMembers({
+      endpoints: ["http://a"],
+      clientOf: stubClient,
+      checkKey: "/service-registry/sync",
+      intervalMs: 5,
+      deadlineMs: 50,
+      onChange: (endpoint, ok) => changes.push(`${endpoint} ${ok ? "answers" : "silent"}`),
+      onTakenOut: (endpoint) => changes.push(`${endpoint} out`),
+      onCheckAnswered: () => answered.push(Date.now()),
+      onCheckFailed: (reason) => failures.push(reason),
+    });
+    await members.start();
+    expect(answered.length).toBe(1); // the first round settles before start() does
     answering.set("http://a", false);
-    await start(["http://a"]).start(); // a first check would have been sent by now
-    expect(checks.get("http://a")).toBeUndefined();
+    await waitFor(() => failures.length >= 2, "two failed checks of the lone member", 2000, 1);
     expect(await takesCalls("http://a")).toBe(true);
+    expect(changes).toEqual(["http://a silent"]);
+    expect(members.pickAnswering()).toBeUndefined();
+  });
+
+  it("checks each member one at a time", async () => {
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const slowClient = (): Etcd3 => {
+      const exec = (): Promise<unknown> => {
+        inFlight++;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        return new Promise((resolve) => setTimeout(() => resolve(inFlight--), 20));
+      };
+      return { get: () => ({ options: () => ({ exec }) }), close: () => {} } as unknown as Etcd3;
+    };
+    members = new EtcdMembers({
+      endpoints: ["http://a"],
+      clientOf: slowClient,
+      checkKey: "/service-registry/sync",
+      intervalMs: 1,
+      deadlineMs: 100,
+      onChange: () => undefined,
+      onTakenOut: () => undefined,
+      onCheckAnswered: () => undefined,
+      onCheckFailed: () => undefined,
+    });
+    await members.start();
+    await new Promise((r) => setTimeout(r, 150));
+    expect(maxInFlight).toBe(1);
   });
 });

@@ -17,7 +17,7 @@ export interface EtcdMembersOptions {
   readonly onChange: (endpoint: string, answering: boolean) => void;
   /** Told when a silent member is taken out of the choice (calls go to the others from now on). */
   readonly onTakenOut: (endpoint: string) => void;
-  /** Told of every check a member answered: etcd answers (the store's liveness, with several members). */
+  /** Told of every check a member answered: etcd answers (the store's liveness). */
   readonly onCheckAnswered: () => void;
   /** Told of every check that failed, with the member and why. */
   readonly onCheckFailed: (reason: string) => void;
@@ -54,7 +54,9 @@ interface Member {
  * wait on it rather than fail at once, and the store's own liveness check
  * reports the loss.
  *
- * With one endpoint there is nothing to choose and no check runs.
+ * The checks also say whether etcd answers at all (`onCheckAnswered`, the
+ * store's liveness): with one endpoint there is nothing to choose, but its
+ * check still runs.
  */
 export class EtcdMembers {
   private readonly members = new Map<string, Member>();
@@ -95,7 +97,7 @@ export class EtcdMembers {
 
   /** Starts checking every member (once); settles when each has answered or failed its first check. */
   async start(): Promise<void> {
-    if (this.running || this.members.size < 2) return;
+    if (this.running) return;
     this.running = true;
     await Promise.all([...this.members.values()].map((m) => this.runCheck(m)));
   }

@@ -46,9 +46,9 @@ export interface EtcdStoreOptions {
   readonly historyLimit?: number;
   /**
    * How this replica notices, with no client traffic, that it lost etcd: a
-   * linearizable read every `intervalMs` (default 500) with a deadline of
-   * `deadlineMs` (default 1000); none succeeding for `staleAfterMs` (default
-   * 2000) makes the store unavailable. `catchUpTimeoutMs` (default 5000)
+   * linearizable read of each member every `intervalMs` (default 500) with a
+   * deadline of `deadlineMs` (default 1000); none succeeding for
+   * `staleAfterMs` (default 2000) makes the store unavailable. `catchUpTimeoutMs` (default 5000)
    * bounds each attempt to catch up with etcd before serving again.
    */
   readonly liveness?: {
@@ -432,7 +432,7 @@ export class EtcdStore implements SharedStore {
     this.livenessRelay.stop();
     this.members.close();
     for (const timer of this.renewalTimers.splice(0)) clearTimeout(timer);
-    await this.liveness?.stop();
+    this.liveness?.stop();
     for (const w of this.watchedWaiters.splice(0)) w.reject(new Error("store closed"));
     // Each bounded: cancelling a watch waits for etcd's answer on the stream, with no deadline of
     // its own, and a replica cut off from etcd (a blackholed link) would never stop.
@@ -739,21 +739,12 @@ export class EtcdStore implements SharedStore {
     return `${this.prefix}sync`;
   }
 
-  /** Checks etcd with linearizable reads, so a silent partition is noticed without client traffic. */
+  /** Counts etcd lost when no member answered its check for the stale window, so a silent partition is noticed without client traffic. */
   private startLiveness(): void {
-    const { intervalMs, staleAfterMs } = this.options.liveness ?? {};
+    const staleAfterMs = this.options.liveness?.staleAfterMs;
     this.liveness = new EtcdLiveness({
-      // Linearizable (etcd3's default): etcd's leader confirms a quorum before answering.
-      // With several members, their own checks (EtcdMembers) report here: any member answering
-      // is etcd answering, and one that hangs fails only its own checks (a read through etcd3
-      // could land on it before it is taken out, and a loss would be declared while etcd answers).
-      ...(this.options.endpoints.length > 1
-        ? {}
-        : { check: (deadline: number) => this.client.get(this.syncKey).options({ deadline }).exec() }),
       onLost: (reason) => this.markLost(reason),
       onRegained: () => this.tryRecover(),
-      ...(intervalMs === undefined ? {} : { intervalMs }),
-      deadlineMs: this.checkDeadlineMs,
       ...(staleAfterMs === undefined ? {} : { staleAfterMs }),
     });
     this.liveness.start();
