@@ -14,6 +14,14 @@ export interface ProbeSchedulerOptions {
   onResult: (target: ProbeTarget, result: ProbeResult) => void;
   /** Receives errors thrown by `onResult` (or `probe`'s unexpected ones). */
   onError?: (err: unknown) => void;
+  /**
+   * A target whose last this-many probes failed is probed after every target
+   * in good standing that is waiting for a slot (it stays scheduled, its
+   * probes just yield): dead targets each hold a slot for a whole timeout,
+   * and their re-probes must not delay noticing that a live one died.
+   * Default 1.
+   */
+  yieldAfterFailures?: number;
   /** A new target's first probe comes after a random delay in [0, min(this, intervalMs)]; default 1000. */
   firstProbeMaxDelayMs?: number;
   /** Monotonic clock in ms; default `performance.now`. */

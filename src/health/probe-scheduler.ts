@@ -19,9 +19,14 @@ interface Entry {
   due: number;
   /** Its first probe came soon after it was added: the next lands anywhere in the interval after. */
   spreadNext: boolean;
+  /** Its probes that failed since the last that passed. */
+  failuresInARow: number;
   /** The queue's task, made once per entry rather than once per probe. */
   readonly task: () => Promise<void>;
 }
+
+/** p-queue runs higher priorities first (default 0), in FIFO order within one. */
+const YIELDING = { priority: -1 };
 
 /** The longest delay a Node timer holds; a longer one fires at once, so longer waits are taken in steps. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -37,8 +42,15 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
  * at a random offset so targets added together are not probed in lockstep.
  *
  * Due probes wait for a slot in p-queue, the user's choice for probe
- * concurrency: one FIFO bounded by `maxConcurrent`, so a backlog is worked
- * off in due order. Each target keeps one AbortController across its probes
+ * concurrency, bounded by `maxConcurrent`, so a backlog is worked off in due
+ * order, in two priorities: a target whose last `yieldAfterFailures` probes
+ * failed waits behind every target in good standing. A dead target (no
+ * answer, no reset) holds its slot for a whole timeout, and when there are
+ * more of them than the slots can re-probe each interval (a partition, a
+ * rack gone dark), their backlog would otherwise delay every other probe,
+ * and with it noticing that a live target died; now a probe in good standing
+ * waits at most for one slot to free. The lag figure is of those probes:
+ * re-probes of failed targets may run late by design. Each target keeps one AbortController across its probes
  * (aborted only by remove or stop) and one task function, and is queued with
  * no per-task signal or timeout: the prober has its own deadline, and a probe
  * aborted while queued ends as soon as it reaches a slot. What p-queue's
@@ -79,6 +91,7 @@ export class ProbeScheduler {
     this.#o = {
       ...options,
       firstProbeMaxDelayMs: Math.max(0, options.firstProbeMaxDelayMs ?? 1000),
+      yieldAfterFailures: Math.max(1, options.yieldAfterFailures ?? 1),
       now: options.now ?? (() => performance.now()),
       random: options.random ?? Math.random,
     };
@@ -106,6 +119,7 @@ export class ProbeScheduler {
       inFlight: false,
       due: 0,
       spreadNext: !(options.spreadOverInterval ?? false),
+      failuresInARow: 0,
       task: () => this.#run(entry),
     };
     this.#entries.set(target.id, entry);
@@ -159,7 +173,7 @@ export class ProbeScheduler {
     if (this.#inFlight > 0) await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
   }
 
-  /** Lag (probe start minus due time) over the most recent probes; all zero before the first. */
+  /** Lag (probe start minus due time) over the most recent probes of targets in good standing; all zero before the first. */
   lagStats(): LagStats {
     return this.#lag.stats();
   }
@@ -245,7 +259,7 @@ export class ProbeScheduler {
     entry.inFlight = true;
     this.#inFlight++;
     // #run settles normally whatever happens, so the promise needs no handler.
-    void this.#queue.add(entry.task);
+    void this.#queue.add(entry.task, this.#yields(entry) ? YIELDING : undefined);
   }
 
   async #run(entry: Entry): Promise<void> {
@@ -254,7 +268,7 @@ export class ProbeScheduler {
     try {
       // Aborted while queued for a slot: nothing to do, give the slot back.
       if (signal.aborted) return;
-      this.#lag.record(this.#o.now() - entry.due);
+      if (!this.#yields(entry)) this.#lag.record(this.#o.now() - entry.due);
       const target = entry.target;
       let result: ProbeResult;
       try {
@@ -263,6 +277,7 @@ export class ProbeScheduler {
         result = { ok: false, reason: err instanceof Error ? err.message : String(err) };
       }
       if (signal.aborted) return;
+      entry.failuresInARow = result.ok ? 0 : entry.failuresInARow + 1;
       try {
         this.#o.onResult(target, result);
       } catch (err) {
@@ -273,6 +288,10 @@ export class ProbeScheduler {
       this.#reschedule(entry);
       if (--this.#inFlight === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
     }
+  }
+
+  #yields(entry: Entry): boolean {
+    return entry.failuresInARow >= this.#o.yieldAfterFailures;
   }
 
   #report(err: unknown): void {

@@ -305,7 +305,7 @@ export class RegistryMetrics {
     });
     new Gauge({
       name: "registry_health_probe_lag_seconds",
-      help: "How late probes started against their due time, over the last 1024 probes (quantile 1 = max).",
+      help: "How late probes started against their due time, over the last 1024 probes of instances not found unhealthy (quantile 1 = max).",
       labelNames: ["quantile"],
       registers,
       collect() {

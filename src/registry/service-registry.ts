@@ -220,6 +220,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
         intervalMs: this.options.healthCheckInterval,
         maxConcurrent: this.options.healthCheckMaxRequests,
         batchSize: this.options.healthCheckBatchSize,
+        // Re-probes of an instance already found unhealthy yield to the others' probes.
+        yieldAfterFailures: this.options.unhealthyThreshold,
         probe,
         onResult: (target, result) => this.onProbeResult(target, result),
         onError: (err) => this.logger.error({ err }, "health check result handling failed"),

@@ -446,6 +446,42 @@ describe("ProbeScheduler", () => {
     expect(h.settled.every((x) => x.result.ok)).toBe(true);
   });
 
+  it("runs probes of targets in good standing before re-probes of targets that failed yieldAfterFailures times in a row", async () => {
+    // One slot; six dead targets whose probes take 30 ms each, 180 ms a round against a 50 ms interval.
+    const starts: { id: string; at: number }[] = [];
+    const waiter = new Waiter();
+    const dead = (id: string): boolean => id.startsWith("dead");
+    const scheduler = new ProbeScheduler({
+      intervalMs: 50,
+      maxConcurrent: 1,
+      batchSize: 100,
+      firstProbeMaxDelayMs: 0,
+      yieldAfterFailures: 2,
+      probe: async (t) => {
+        starts.push({ id: t.id, at: performance.now() });
+        waiter.notify();
+        await sleep(dead(t.id) ? 30 : 1);
+        return dead(t.id) ? { ok: false, reason: "timed out" } : { ok: true, status: 200 };
+      },
+      onResult: () => undefined,
+    });
+    cleanups.push(() => scheduler.stop());
+    for (let i = 0; i < 6; i++) scheduler.add(target(`dead${i}`, 1));
+    scheduler.add(target("live", 1));
+    scheduler.start();
+    const live = (): number[] => starts.filter((s) => s.id === "live").map((s) => s.at);
+    await waiter.until(() => live().length >= 20, "twenty probes of the live target", 10_000);
+    await scheduler.stop();
+    // Once the dead targets yield (after their second failure), the live one waits at most for
+    // the dead probe holding the slot: behind their backlog it would wait a whole round.
+    const gaps = live().slice(6).map((at, i) => at - live()[i + 5]!);
+    expect(gaps.reduce((a, b) => a + b, 0) / gaps.length).toBeLessThan(90);
+    // A dead target's first two probes were in good standing (lag counted); the rest yielded.
+    const deadProbes = starts.filter((s) => dead(s.id)).length;
+    expect(deadProbes).toBeGreaterThan(6 * 2);
+    expect(scheduler.lagStats().count).toBe(starts.length - deadProbes + 6 * 2);
+  });
+
   it("gives the slot of a probe that throws or rejects to the next target, reporting the failure", async () => {
     const ok = await healthy();
     const prober = new HttpProber({ timeoutMs: 2000 });
