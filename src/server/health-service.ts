@@ -50,7 +50,7 @@ export class HealthService {
     const check: handleUnaryCall<HealthCheckRequest, HealthCheckResponse> = (call, callback) => {
       const service = call.request.service;
       if (!this.statuses.has(service)) {
-        callback({ code: grpcStatus.NOT_FOUND, details: `Health status unknown for service ${service}` });
+        callback({ code: grpcStatus.NOT_FOUND, details: `Health status unknown for service ${shownName(service)}` });
         return;
       }
       whenKnown(this.statusOf(service), (status) => callback(null, { status }));
@@ -103,6 +103,16 @@ export class HealthService {
   protected statusOf(service: string): HealthStatus | Promise<HealthStatus> {
     return this.statuses.get(service) as HealthStatus;
   }
+}
+
+/**
+ * A requested name as the NOT_FOUND message shows it: whole when short, else
+ * its start and length. The message goes out as a header, and clients refuse
+ * headers past their limit (8 KiB in most), so a long name would turn the
+ * answer into an error about the answer.
+ */
+function shownName(name: string): string {
+  return name.length <= 64 ? name : `${JSON.stringify(name.slice(0, 64))}… (${name.length} characters)`;
 }
 
 /** Runs `next` with `value` now, or once it resolves: a status from memory is answered at once. */

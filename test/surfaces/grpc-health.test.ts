@@ -33,6 +33,18 @@ describe("grpc.health.v1", () => {
     expect(err.code).toBe(status.NOT_FOUND);
   });
 
+  it("answers NOT_FOUND for an unknown name of any length with a short message (a long one would not fit a client's header limit)", async () => {
+    const { health } = await start();
+    const name = "x".repeat(200_000);
+    const err = (await check(health, name).catch((e: ServiceError) => e)) as ServiceError;
+    expect(err.code).toBe(status.NOT_FOUND);
+    expect(err.details.length).toBeLessThan(200);
+    expect(err.details).toMatch(/^Health status unknown for service "x{64}"… \(200000 characters\)$/);
+    // A name of ordinary length is named as it is.
+    const short = (await check(health, "no.such.Service").catch((e: ServiceError) => e)) as ServiceError;
+    expect(short.details).toBe("Health status unknown for service no.such.Service");
+  });
+
   it("Watch streams the status and every change: NOT_SERVING while the store fails, SERVING once it commits again", async () => {
     const store = new FlakyStore();
     const { health, registry } = await start(store);
