@@ -157,9 +157,11 @@ export class RegistryHttpServer {
       : undefined;
     const match = url ? matchRoute(this.options.routes, method, url.pathname) : undefined;
     const template = match?.route.template ?? "unmatched";
-    res.on("finish", () => {
+    // 'close', not 'finish': an answer that never got out (its client went away) is counted too, as 499.
+    res.once("close", () => {
       const label = ["GET", "HEAD", "POST", "PUT", "DELETE"].includes(req.method ?? "") ? (req.method as string) : "other";
-      this.options.metrics?.onHttpRequest(template, label, res.statusCode, (performance.now() - started) / 1000);
+      const code = res.writableFinished ? res.statusCode : CLIENT_CLOSED_REQUEST;
+      this.options.metrics?.onHttpRequest(template, label, code, (performance.now() - started) / 1000);
     });
     if (this.closing) res.setHeader("connection", "close");
     let answer: RouteResponse;
@@ -203,6 +205,9 @@ export class RegistryHttpServer {
     return controller.signal;
   }
 }
+
+/** The status counted for a request whose answer never got out (nginx's name and number for it). */
+const CLIENT_CLOSED_REQUEST = 499;
 
 /** Why a request's signal is aborted when its client closed its side of the connection. */
 function clientEnded(): RegistryError {

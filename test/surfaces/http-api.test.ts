@@ -1,5 +1,6 @@
 import { credentials, status, type ServiceError } from "@grpc/grpc-js";
-import { createServer as createNetServer, type AddressInfo } from "node:net";
+import { once } from "node:events";
+import { connect, createServer as createNetServer, type AddressInfo } from "node:net";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EventType, RegistryServiceClient } from "../../gen/registry/v1/registry.js";
@@ -15,6 +16,7 @@ import { aborted, HeldStore, SignalRecordingRegistry, within } from "../support/
 import { callError, instanceAuth, keyAuth, TEST_KEY, WatchCursor } from "../support/registry-harness.js";
 import { parseExposition } from "../support/prometheus-text.js";
 import { startStack } from "../support/stack.js";
+import { waitFor } from "../support/wait-for.js";
 
 const KEY = { authorization: `Bearer ${TEST_KEY}` };
 const JSON_BODY = { "content-type": "application/json" };
@@ -516,6 +518,27 @@ describe("an HTTP write's abort signal (CallContext.signal)", () => {
     } finally {
       await server.close(0);
       await registry.close();
+    }
+  });
+});
+
+describe("an HTTP request whose client goes away in the middle of its body", () => {
+  it("is the client's doing, not a server error: no error logged, counted with code 499", async () => {
+    const lines: string[] = [];
+    const server = await startStack({}, {}, pino({ level: "debug" }, { write: (line: string) => void lines.push(line) }));
+    try {
+      const socket = connect(Number(new URL(server.httpUrl).port), "127.0.0.1");
+      await once(socket, "connect");
+      socket.write(
+        `POST /service HTTP/1.1\r\nhost: registry\r\nauthorization: Bearer ${TEST_KEY}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"serviceType":`,
+      );
+      socket.end();
+      const counted = async (): Promise<number | undefined> =>
+        parseExposition(await (await fetch(`${server.httpUrl}/metrics`)).text()).value("registry_http_requests_total", { route: "/service", method: "POST", code: "499" });
+      await waitFor(async () => (await counted()) === 1, () => `the request counted with code 499; the log:\n${lines.join("")}`, 5000, 20);
+      expect(lines.filter((l) => (JSON.parse(l) as { level: number }).level >= 50)).toEqual([]);
+    } finally {
+      await server.close();
     }
   });
 });
