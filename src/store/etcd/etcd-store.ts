@@ -199,8 +199,11 @@ export class EtcdStore implements SharedStore {
       intervalMs: liveness.intervalMs ?? 500,
       deadlineMs: this.checkDeadlineMs,
       onChange: (endpoint, answering) => {
-        if (answering) this.options.logger?.info({ endpoint }, "etcd member answers again; calls may go to it");
-        else this.options.logger?.warn({ endpoint }, "etcd member stopped answering; calls and the watch go to members that answer");
+        // With one endpoint there is no other member to turn to: the loss of etcd, reported as such, says it all.
+        if (options.endpoints.length > 1) {
+          if (answering) this.options.logger?.info({ endpoint }, "etcd member answers again; calls may go to it");
+          else this.options.logger?.warn({ endpoint }, "etcd member stopped answering; calls and the watch go to members that answer");
+        }
         this.keepWatchOnAnsweringMember();
       },
       onCheckAnswered: () => this.liveness?.answered(),
