@@ -15,11 +15,10 @@ export interface ProbeSchedulerOptions {
   /** Receives errors thrown by `onResult` (or `probe`'s unexpected ones). */
   onError?: (err: unknown) => void;
   /**
-   * A target whose last this-many probes failed is probed after every target
-   * in good standing that is waiting for a slot (it stays scheduled, its
-   * probes just yield): dead targets each hold a slot for a whole timeout,
-   * and their re-probes must not delay noticing that a live one died.
-   * Default 1.
+   * A target whose last this-many probes failed (found unhealthy) is
+   * re-probed within a share of the slots (half, one at least), after the
+   * others' probes: dead targets each hold a slot for a whole timeout, and
+   * their re-probes must not delay noticing that a live one died. Default 1.
    */
   yieldAfterFailures?: number;
   /** A new target's first probe comes after a random delay in [0, min(this, intervalMs)]; default 1000. */

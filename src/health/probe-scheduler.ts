@@ -21,12 +21,11 @@ interface Entry {
   spreadNext: boolean;
   /** Its probes that failed since the last that passed. */
   failuresInARow: number;
+  /** Its probe in flight was dispatched as a re-probe of a failing target (see #yields). */
+  yielding: boolean;
   /** The queue's task, made once per entry rather than once per probe. */
   readonly task: () => Promise<void>;
 }
-
-/** p-queue runs higher priorities first (default 0), in FIFO order within one. */
-const YIELDING = { priority: -1 };
 
 /** The longest delay a Node timer holds; a longer one fires at once, so longer waits are taken in steps. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -42,15 +41,17 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
  * at a random offset so targets added together are not probed in lockstep.
  *
  * Due probes wait for a slot in p-queue, the user's choice for probe
- * concurrency, bounded by `maxConcurrent`, so a backlog is worked off in due
- * order, in two priorities: a target whose last `yieldAfterFailures` probes
- * failed waits behind every target in good standing. A dead target (no
- * answer, no reset) holds its slot for a whole timeout, and when there are
- * more of them than the slots can re-probe each interval (a partition, a
- * rack gone dark), their backlog would otherwise delay every other probe,
- * and with it noticing that a live target died; now a probe in good standing
- * waits at most for one slot to free. The lag figure is of those probes:
- * re-probes of failed targets may run late by design. Each target keeps one AbortController across its probes
+ * concurrency: one FIFO bounded by `maxConcurrent`, so a backlog is worked
+ * off in due order. Re-probes of a target whose last `yieldAfterFailures`
+ * probes failed may hold at most half the slots (one at least): beyond that
+ * they wait in a FIFO of their own before p-queue. A dead target (no answer,
+ * no reset) holds its slot for a whole timeout, and when there are more of
+ * them than the slots can re-probe each interval (a partition, a rack gone
+ * dark), their backlog would otherwise delay every other probe, and with it
+ * noticing that a live target died; their share of the slots keeps them
+ * probed (a recovery is seen, an expiry comes) however busy the others are.
+ * The lag figure is of probes in good standing: re-probes of failing
+ * targets run late by design when they are many. Each target keeps one AbortController across its probes
  * (aborted only by remove or stop) and one task function, and is queued with
  * no per-task signal or timeout: the prober has its own deadline, and a probe
  * aborted while queued ends as soon as it reaches a slot. What p-queue's
@@ -74,6 +75,11 @@ export class ProbeScheduler {
   readonly #queue: PQueue;
   readonly #entries = new Map<string, Entry>();
   readonly #heap = new DueHeap<Entry>();
+  /** Re-probes of failing targets waiting for their share of the slots, in due order (a Set keeps insertion order). */
+  readonly #waitingReprobes = new Set<Entry>();
+  /** Re-probes in p-queue, queued or running: at most #reprobeSlots. */
+  #reprobesQueued = 0;
+  readonly #reprobeSlots: number;
   #inFlight = 0;
   #idleWaiters: (() => void)[] = [];
   readonly #lag = new LagWindow();
@@ -96,6 +102,7 @@ export class ProbeScheduler {
       random: options.random ?? Math.random,
     };
     this.#queue = new PQueue({ concurrency: Math.ceil(options.maxConcurrent) });
+    this.#reprobeSlots = Math.max(1, Math.floor(Math.ceil(options.maxConcurrent) / 2));
   }
 
   /**
@@ -105,7 +112,7 @@ export class ProbeScheduler {
    * restart) within a whole interval instead, so thousands of them are not
    * probed in one burst and then in step forever.
    */
-  add(target: ProbeTarget, options: { spreadOverInterval?: boolean } = {}): void {
+  add(target: ProbeTarget, options: { spreadOverInterval?: boolean; failing?: boolean } = {}): void {
     const old = this.#entries.get(target.id);
     if (old && old.target.host === target.host && old.target.port === target.port && old.target.path === target.path) {
       old.target = target;
@@ -119,7 +126,8 @@ export class ProbeScheduler {
       inFlight: false,
       due: 0,
       spreadNext: !(options.spreadOverInterval ?? false),
-      failuresInARow: 0,
+      failuresInARow: options.failing ? Infinity : 0,
+      yielding: false,
       task: () => this.#run(entry),
     };
     this.#entries.set(target.id, entry);
@@ -259,7 +267,13 @@ export class ProbeScheduler {
     entry.inFlight = true;
     this.#inFlight++;
     // #run settles normally whatever happens, so the promise needs no handler.
-    void this.#queue.add(entry.task, this.#yields(entry) ? YIELDING : undefined);
+    entry.yielding = this.#yields(entry);
+    if (!entry.yielding) {
+      void this.#queue.add(entry.task);
+      return;
+    }
+    this.#waitingReprobes.add(entry);
+    this.#admitReprobes();
   }
 
   async #run(entry: Entry): Promise<void> {
@@ -268,7 +282,7 @@ export class ProbeScheduler {
     try {
       // Aborted while queued for a slot: nothing to do, give the slot back.
       if (signal.aborted) return;
-      if (!this.#yields(entry)) this.#lag.record(this.#o.now() - entry.due);
+      if (!entry.yielding) this.#lag.record(this.#o.now() - entry.due);
       const target = entry.target;
       let result: ProbeResult;
       try {
@@ -284,9 +298,23 @@ export class ProbeScheduler {
         this.#report(err);
       }
     } finally {
+      if (entry.yielding) {
+        this.#reprobesQueued--;
+        this.#admitReprobes();
+      }
       entry.inFlight = false;
       this.#reschedule(entry);
       if (--this.#inFlight === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
+    }
+  }
+
+  /** Moves waiting re-probes into p-queue while they hold fewer than their share of the slots. */
+  #admitReprobes(): void {
+    for (const entry of this.#waitingReprobes) {
+      if (this.#reprobesQueued >= this.#reprobeSlots) return;
+      this.#waitingReprobes.delete(entry);
+      this.#reprobesQueued++;
+      void this.#queue.add(entry.task);
     }
   }
 

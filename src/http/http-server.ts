@@ -157,10 +157,11 @@ export class RegistryHttpServer {
       : undefined;
     const match = url ? matchRoute(this.options.routes, method, url.pathname) : undefined;
     const template = match?.route.template ?? "unmatched";
-    // 'close', not 'finish': an answer that never got out (its client went away) is counted too, as 499.
+    // 'close', not 'finish': an answer that never started (its client went away first) is counted
+    // too, as 499. One that started is counted with its status, an event stream its client closed too.
     res.once("close", () => {
       const label = ["GET", "HEAD", "POST", "PUT", "DELETE"].includes(req.method ?? "") ? (req.method as string) : "other";
-      const code = res.writableFinished ? res.statusCode : CLIENT_CLOSED_REQUEST;
+      const code = res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST;
       this.options.metrics?.onHttpRequest(template, label, code, (performance.now() - started) / 1000);
     });
     if (this.closing) res.setHeader("connection", "close");
@@ -206,7 +207,7 @@ export class RegistryHttpServer {
   }
 }
 
-/** The status counted for a request whose answer never got out (nginx's name and number for it). */
+/** The status counted for a request whose answer never started (nginx's name and number for it). */
 const CLIENT_CLOSED_REQUEST = 499;
 
 /** Why a request's signal is aborted when its client closed its side of the connection. */

@@ -1106,7 +1106,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
       return this.reported.track(instance.id, check, held);
     }
     if (!this.scheduler) return;
-    this.scheduler.add(probeTarget(instance), { spreadOverInterval });
+    // Found unhealthy before (a restart, probes moving between replicas): its re-probes yield at once.
+    this.scheduler.add(probeTarget(instance), { spreadOverInterval, failing: instance.health === "unhealthy" });
     if (!instance.draining) this.guard.track(instance.id, instance.serviceType);
   }
 

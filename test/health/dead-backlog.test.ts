@@ -49,7 +49,11 @@ describe("a backlog of dead instances' re-probes", () => {
       }
     };
 
-    const live = await startHttp((_req, res) => res.end('{"status":"up"}'));
+    let probed: (() => void) | undefined;
+    const live = await startHttp((_req, res) => {
+      res.end('{"status":"up"}');
+      probed?.();
+    });
     cleanups.push(() => live.close());
     const canary = await register(h, "api", live.port);
     const dead: string[] = [];
@@ -62,12 +66,15 @@ describe("a backlog of dead instances' re-probes", () => {
     while (dead.some((id) => !failed.has(id))) await nextFailure(15_000);
     // ... and then keeps being probed, filling every slot, while the canary still passes.
     expect(failed.has(canary.id)).toBe(false);
+    // It dies right after a probe it passed: its next probe is a whole interval away, and without
+    // a share of the slots for the dead ones' re-probes it would queue behind all of them.
+    await new Promise<void>((resolve) => (probed = resolve));
     await live.close();
     const diedAt = Date.now();
     expect(await nextFailure(15_000)).toBe(canary.id);
     const seenAfter = Date.now() - diedAt;
-    // Its next probe is due within an interval and fails at once (connection refused); it may wait
-    // for one slot to free (a dead probe's timeout). Behind the backlog it waited for a good part of a round (10 s).
+    // Its next probe is due an interval later and fails at once (connection refused); the dead
+    // ones' re-probes hold at most half the slots. Behind their backlog it waited a round (10 s).
     expect(seenAfter).toBeLessThan(INTERVAL_MS + TIMEOUT_MS + 700);
   }, 60_000);
 });

@@ -446,7 +446,7 @@ describe("ProbeScheduler", () => {
     expect(h.settled.every((x) => x.result.ok)).toBe(true);
   });
 
-  it("runs probes of targets in good standing before re-probes of targets that failed yieldAfterFailures times in a row", async () => {
+  it("keeps re-probes of targets that failed yieldAfterFailures times in a row to their share of the slots, so the others' probes do not queue behind them", async () => {
     // One slot; six dead targets whose probes take 30 ms each, 180 ms a round against a 50 ms interval.
     const starts: { id: string; at: number }[] = [];
     const waiter = new Waiter();
@@ -480,6 +480,34 @@ describe("ProbeScheduler", () => {
     const deadProbes = starts.filter((s) => dead(s.id)).length;
     expect(deadProbes).toBeGreaterThan(6 * 2);
     expect(scheduler.lagStats().count).toBe(starts.length - deadProbes + 6 * 2);
+  });
+
+  it("keeps re-probing failing targets however busy the slots are with the others, and a target added as failing yields at once", async () => {
+    // One slot, saturated by six targets in good standing (20 ms probes every 50 ms).
+    const starts: string[] = [];
+    const waiter = new Waiter();
+    const dead = (id: string): boolean => id.startsWith("dead");
+    const scheduler = new ProbeScheduler({
+      intervalMs: 50,
+      maxConcurrent: 1,
+      batchSize: 100,
+      firstProbeMaxDelayMs: 0,
+      probe: async (t) => {
+        starts.push(t.id);
+        waiter.notify();
+        await sleep(20);
+        return dead(t.id) ? { ok: false, reason: "timed out" } : { ok: true, status: 200 };
+      },
+      onResult: () => undefined,
+    });
+    cleanups.push(() => scheduler.stop());
+    for (let i = 0; i < 6; i++) scheduler.add(target(`live${i}`, 1));
+    scheduler.add(target("dead", 1), { failing: true });
+    scheduler.start();
+    await waiter.until(() => starts.filter((id) => id === "dead").length >= 5, "five re-probes of the failing target", 10_000);
+    await scheduler.stop();
+    // A failing target's probes never count in the lag: it was added as found unhealthy.
+    expect(scheduler.lagStats().count).toBe(starts.filter((id) => !dead(id)).length);
   });
 
   it("gives the slot of a probe that throws or rejects to the next target, reporting the failure", async () => {

@@ -537,6 +537,17 @@ describe("an HTTP request whose client goes away in the middle of its body", () 
         parseExposition(await (await fetch(`${server.httpUrl}/metrics`)).text()).value("registry_http_requests_total", { route: "/service", method: "POST", code: "499" });
       await waitFor(async () => (await counted()) === 1, () => `the request counted with code 499; the log:\n${lines.join("")}`, 5000, 20);
       expect(lines.filter((l) => (JSON.parse(l) as { level: number }).level >= 50)).toEqual([]);
+
+      // An event stream ended by its client is its normal end: counted with the status it started with.
+      const stream = new AbortController();
+      const res = await fetch(`${server.httpUrl}/watch`, { headers: KEY, signal: stream.signal });
+      expect(res.status).toBe(200);
+      await res.body!.getReader().read();
+      stream.abort();
+      const watchCount = async (code: string): Promise<number | undefined> =>
+        parseExposition(await (await fetch(`${server.httpUrl}/metrics`)).text()).value("registry_http_requests_total", { route: "/watch", method: "GET", code });
+      await waitFor(async () => (await watchCount("200")) === 1, "the ended event stream counted with code 200", 5000, 20);
+      expect(await watchCount("499")).toBeUndefined();
     } finally {
       await server.close();
     }
