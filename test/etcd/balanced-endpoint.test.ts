@@ -1,11 +1,8 @@
-import { credentials, type Metadata, type ServiceError } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RegistryServiceClient } from "../../gen/registry/v1/registry.js";
 import { startEtcdCluster, type EtcdCluster, type EtcdMember } from "../support/etcd-cluster.js";
-import { startEtcdReplica } from "../support/etcd-replica.js";
+import { replicaWriter, startEtcdReplica } from "../support/etcd-replica.js";
 import { startFaultProxy, type FaultProxy } from "../support/fault-proxy.js";
 import { healthStatus } from "../support/health-client.js";
-import { keyAuth } from "../support/registry-harness.js";
 import type { ServerProcess } from "../support/server-process.js";
 import { waitFor } from "../support/wait-for.js";
 import { etcdPresent } from "./etcd-suite.js";
@@ -26,11 +23,12 @@ describe.skipIf(!etcdPresent)("a replica on one load-balanced etcd address whose
   let etcd: EtcdCluster;
   let balancer: FaultProxy;
   let replica: ServerProcess;
-  let client: RegistryServiceClient;
+  let writer: ReturnType<typeof replicaWriter>;
+  /** Registers an instance and resolves with whether this replica then lists it (its watch delivered it). */
+  const registerAndList = (): Promise<boolean> => writer.registerAndList().then(() => true);
   /** The member behind the balancer at first; frozen by the test. */
   let first: EtcdMember;
   let frozen = false;
-  let port = 21_000;
 
   beforeAll(async () => {
     etcd = await startEtcdCluster(3);
@@ -39,10 +37,10 @@ describe.skipIf(!etcdPresent)("a replica on one load-balanced etcd address whose
     first = etcd.members.find((m) => m !== leader)!;
     balancer = await startFaultProxy("127.0.0.1", Number(new URL(first.endpoint).port));
     replica = await startEtcdReplica(balancer.url, KEY);
-    client = new RegistryServiceClient(`127.0.0.1:${replica.port}`, credentials.createInsecure());
+    writer = replicaWriter(replica.port, KEY, "balanced", 21_000, DEADLINE_MS);
   }, 30_000);
   afterAll(async () => {
-    client?.close();
+    writer?.close();
     if (replica) {
       replica.kill("SIGKILL");
       await replica.exited;
@@ -51,22 +49,6 @@ describe.skipIf(!etcdPresent)("a replica on one load-balanced etcd address whose
     await balancer?.close();
     await etcd?.close();
   });
-
-  function unary<Req, Res>(
-    method: (req: Req, md: Metadata, options: { deadline: number }, cb: (err: ServiceError | null, res: Res) => void) => unknown,
-    request: Req,
-  ): Promise<Res> {
-    return new Promise((resolve, reject) => {
-      method.call(client, request, keyAuth(KEY), { deadline: Date.now() + DEADLINE_MS }, (err, res) => (err ? reject(err) : resolve(res)));
-    });
-  }
-
-  /** Registers an instance and resolves once this replica also lists it (its watch delivered it). */
-  async function registerAndList(): Promise<boolean> {
-    const { serviceId } = await unary(client.register, { serviceType: "balanced", host: "127.0.0.1", port: port++, metadata: {} });
-    const listed = await unary(client.getByType, { serviceType: "balanced", includeUnhealthy: true, includeDraining: true, selector: {} });
-    return listed.instances.some((i) => i.id === serviceId);
-  }
 
   it("reconnects through the balancer to a member that answers, while the first stays frozen", async () => {
     await waitFor(() => registerAndList().catch(() => false), "the replica to take writes before the freeze", 10_000);

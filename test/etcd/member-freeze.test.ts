@@ -1,9 +1,6 @@
-import { credentials, type Metadata, type ServiceError } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RegistryServiceClient } from "../../gen/registry/v1/registry.js";
 import { startEtcdCluster, type EtcdCluster } from "../support/etcd-cluster.js";
-import { startEtcdReplica } from "../support/etcd-replica.js";
-import { keyAuth } from "../support/registry-harness.js";
+import { replicaWriter, startEtcdReplica } from "../support/etcd-replica.js";
 import type { ServerProcess } from "../support/server-process.js";
 import { waitFor } from "../support/wait-for.js";
 import { etcdPresent } from "./etcd-suite.js";
@@ -24,16 +21,16 @@ const MEMBER_TTL_S = 5;
 describe.skipIf(!etcdPresent)("a replica on a 3-member etcd while one member is frozen", () => {
   let etcd: EtcdCluster;
   let replica: ServerProcess;
-  let client: RegistryServiceClient;
-  let port = 20_000;
+  let writer: ReturnType<typeof replicaWriter>;
+  const registerAndList = (): Promise<string> => writer.registerAndList();
 
   beforeAll(async () => {
     etcd = await startEtcdCluster(3);
     replica = await startEtcdReplica(etcd.endpoints.join(","), KEY, { ETCD_MEMBER_TTL_S: String(MEMBER_TTL_S) });
-    client = new RegistryServiceClient(`127.0.0.1:${replica.port}`, credentials.createInsecure());
+    writer = replicaWriter(replica.port, KEY, "frozen-member", 20_000, DEADLINE_MS);
   }, 30_000);
   afterAll(async () => {
-    client?.close();
+    writer?.close();
     if (replica) {
       replica.kill("SIGKILL");
       await replica.exited;
@@ -41,23 +38,6 @@ describe.skipIf(!etcdPresent)("a replica on a 3-member etcd while one member is 
     for (const m of etcd?.members ?? []) m.thaw();
     await etcd?.close();
   });
-
-  function unary<Req, Res>(
-    method: (req: Req, md: Metadata, options: { deadline: number }, cb: (err: ServiceError | null, res: Res) => void) => unknown,
-    request: Req,
-  ): Promise<Res> {
-    return new Promise((resolve, reject) => {
-      method.call(client, request, keyAuth(KEY), { deadline: Date.now() + DEADLINE_MS }, (err, res) => (err ? reject(err) : resolve(res)));
-    });
-  }
-
-  /** Registers an instance and resolves with whether this replica then lists it (its watch delivered it). */
-  async function registerAndList(): Promise<string> {
-    const { serviceId } = await unary(client.register, { serviceType: "frozen-member", host: "127.0.0.1", port: port++, metadata: {} });
-    const listed = await unary(client.getByType, { serviceType: "frozen-member", includeUnhealthy: true, includeDraining: true, selector: {} });
-    if (!listed.instances.some((i) => i.id === serviceId)) throw new Error(`${serviceId} was acknowledged but is not listed`);
-    return serviceId;
-  }
 
   it.each([0, 1, 2])("keeps acknowledging and listing Registers, and its membership, while member m%i is frozen", async (index) => {
     const member = etcd.members[index]!;

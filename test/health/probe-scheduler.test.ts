@@ -106,6 +106,34 @@ async function blackhole() {
   return hole;
 }
 
+/**
+ * A scheduler over one slot and a synthetic probe: targets named `dead…`
+ * fail after `deadMs`, the others pass after `liveMs`; every probe start is
+ * recorded (and notifies the waiter).
+ */
+function oneSlotOverDeadAndLive(options: { deadMs: number; liveMs: number; yieldAfterFailures?: number }) {
+  const starts: { id: string; at: number }[] = [];
+  const waiter = new Waiter();
+  const dead = (id: string): boolean => id.startsWith("dead");
+  const scheduler = new ProbeScheduler({
+    intervalMs: 50,
+    maxConcurrent: 1,
+    batchSize: 100,
+    firstProbeMaxDelayMs: 0,
+    ...(options.yieldAfterFailures === undefined ? {} : { yieldAfterFailures: options.yieldAfterFailures }),
+    probe: async (t) => {
+      starts.push({ id: t.id, at: performance.now() });
+      waiter.notify();
+      await sleep(dead(t.id) ? options.deadMs : options.liveMs);
+      return dead(t.id) ? { ok: false, reason: "timed out" } : { ok: true, status: 200 };
+    },
+    onResult: () => undefined,
+  });
+  cleanups.push(() => scheduler.stop());
+  const deadProbes = (): number => starts.filter((s) => dead(s.id)).length;
+  return { scheduler, starts, waiter, deadProbes };
+}
+
 describe("ProbeScheduler", () => {
   it("probes each target repeatedly at roughly the interval", async () => {
     const a = await healthy();
@@ -448,24 +476,7 @@ describe("ProbeScheduler", () => {
 
   it("keeps re-probes of targets that failed yieldAfterFailures times in a row to their share of the slots, so the others' probes do not queue behind them", async () => {
     // One slot; six dead targets whose probes take 30 ms each, 180 ms a round against a 50 ms interval.
-    const starts: { id: string; at: number }[] = [];
-    const waiter = new Waiter();
-    const dead = (id: string): boolean => id.startsWith("dead");
-    const scheduler = new ProbeScheduler({
-      intervalMs: 50,
-      maxConcurrent: 1,
-      batchSize: 100,
-      firstProbeMaxDelayMs: 0,
-      yieldAfterFailures: 2,
-      probe: async (t) => {
-        starts.push({ id: t.id, at: performance.now() });
-        waiter.notify();
-        await sleep(dead(t.id) ? 30 : 1);
-        return dead(t.id) ? { ok: false, reason: "timed out" } : { ok: true, status: 200 };
-      },
-      onResult: () => undefined,
-    });
-    cleanups.push(() => scheduler.stop());
+    const { scheduler, starts, waiter, deadProbes } = oneSlotOverDeadAndLive({ deadMs: 30, liveMs: 1, yieldAfterFailures: 2 });
     for (let i = 0; i < 6; i++) scheduler.add(target(`dead${i}`, 1));
     scheduler.add(target("live", 1));
     scheduler.start();
@@ -477,37 +488,20 @@ describe("ProbeScheduler", () => {
     const gaps = live().slice(6).map((at, i) => at - live()[i + 5]!);
     expect(gaps.reduce((a, b) => a + b, 0) / gaps.length).toBeLessThan(90);
     // A dead target's first two probes were in good standing (lag counted); the rest yielded.
-    const deadProbes = starts.filter((s) => dead(s.id)).length;
-    expect(deadProbes).toBeGreaterThan(6 * 2);
-    expect(scheduler.lagStats().count).toBe(starts.length - deadProbes + 6 * 2);
+    expect(deadProbes()).toBeGreaterThan(6 * 2);
+    expect(scheduler.lagStats().count).toBe(starts.length - deadProbes() + 6 * 2);
   });
 
   it("keeps re-probing failing targets however busy the slots are with the others, and a target added as failing yields at once", async () => {
     // One slot, saturated by six targets in good standing (20 ms probes every 50 ms).
-    const starts: string[] = [];
-    const waiter = new Waiter();
-    const dead = (id: string): boolean => id.startsWith("dead");
-    const scheduler = new ProbeScheduler({
-      intervalMs: 50,
-      maxConcurrent: 1,
-      batchSize: 100,
-      firstProbeMaxDelayMs: 0,
-      probe: async (t) => {
-        starts.push(t.id);
-        waiter.notify();
-        await sleep(20);
-        return dead(t.id) ? { ok: false, reason: "timed out" } : { ok: true, status: 200 };
-      },
-      onResult: () => undefined,
-    });
-    cleanups.push(() => scheduler.stop());
+    const { scheduler, starts, waiter, deadProbes } = oneSlotOverDeadAndLive({ deadMs: 20, liveMs: 20 });
     for (let i = 0; i < 6; i++) scheduler.add(target(`live${i}`, 1));
     scheduler.add(target("dead", 1), { failing: true });
     scheduler.start();
-    await waiter.until(() => starts.filter((id) => id === "dead").length >= 5, "five re-probes of the failing target", 10_000);
+    await waiter.until(() => deadProbes() >= 5, "five re-probes of the failing target", 10_000);
     await scheduler.stop();
     // A failing target's probes never count in the lag: it was added as found unhealthy.
-    expect(scheduler.lagStats().count).toBe(starts.filter((id) => !dead(id)).length);
+    expect(scheduler.lagStats().count).toBe(starts.length - deadProbes());
   });
 
   it("gives the slot of a probe that throws or rejects to the next target, reporting the failure", async () => {

@@ -1,7 +1,7 @@
 import { isBrokenCircuitError } from "cockatiel";
 import type { Etcd3 } from "etcd3";
 import { afterEach, describe, expect, it } from "vitest";
-import { EtcdMembers } from "../../src/store/etcd/etcd-members.js";
+import { EtcdMembers, type EtcdMembersOptions } from "../../src/store/etcd/etcd-members.js";
 import { waitFor } from "../support/wait-for.js";
 
 /**
@@ -26,7 +26,7 @@ describe("EtcdMembers", () => {
     return { get: () => ({ options: () => ({ exec }) }), close: () => {} } as unknown as Etcd3;
   }
 
-  function start(list = endpoints): EtcdMembers {
+  function start(list = endpoints, overrides: Partial<EtcdMembersOptions> = {}): EtcdMembers {
     members = new EtcdMembers({
       endpoints: list,
       clientOf: stubClient,
@@ -37,6 +37,7 @@ describe("EtcdMembers", () => {
       onTakenOut: (endpoint) => changes.push(`${endpoint} out`),
       onCheckAnswered: () => {},
       onCheckFailed: (reason) => failures.push(reason),
+      ...overrides,
     });
     return members;
   }
@@ -104,24 +105,13 @@ describe("EtcdMembers", () => {
 
   it("checks a lone endpoint too (the store's liveness), and never takes it out: there is nothing to choose", async () => {
     const answered: number[] = [];
-    members = new EtcdMembers({
-      endpoints: ["http://a"],
-      clientOf: stubClient,
-      checkKey: "/service-registry/sync",
-      intervalMs: 5,
-      deadlineMs: 50,
-      onChange: (endpoint, ok) => changes.push(`${endpoint} ${ok ? "answers" : "silent"}`),
-      onTakenOut: (endpoint) => changes.push(`${endpoint} out`),
-      onCheckAnswered: () => answered.push(Date.now()),
-      onCheckFailed: (reason) => failures.push(reason),
-    });
-    await members.start();
+    await start(["http://a"], { onCheckAnswered: () => answered.push(Date.now()) }).start();
     expect(answered.length).toBe(1); // the first round settles before start() does
     answering.set("http://a", false);
     await waitFor(() => failures.length >= 2, "two failed checks of the lone member", 2000, 1);
     expect(await takesCalls("http://a")).toBe(true);
     expect(changes).toEqual(["http://a silent"]);
-    expect(members.pickAnswering()).toBeUndefined();
+    expect(members!.pickAnswering()).toBeUndefined();
   });
 
   it("checks each member one at a time", async () => {
@@ -135,18 +125,7 @@ describe("EtcdMembers", () => {
       };
       return { get: () => ({ options: () => ({ exec }) }), close: () => {} } as unknown as Etcd3;
     };
-    members = new EtcdMembers({
-      endpoints: ["http://a"],
-      clientOf: slowClient,
-      checkKey: "/service-registry/sync",
-      intervalMs: 1,
-      deadlineMs: 100,
-      onChange: () => undefined,
-      onTakenOut: () => undefined,
-      onCheckAnswered: () => undefined,
-      onCheckFailed: () => undefined,
-    });
-    await members.start();
+    await start(["http://a"], { clientOf: slowClient, intervalMs: 1, deadlineMs: 100 }).start();
     await new Promise((r) => setTimeout(r, 150));
     expect(maxInFlight).toBe(1);
   });
