@@ -11,9 +11,12 @@ describe.skipIf(!etcdPresent)("replicas on a 3-member etcd through every fault i
     for (const w of report.watchers) expect(w).toMatchObject({ missed: 0, duplicates: 0, backwards: 0, resets: 0 });
     expect(report.watchers.every((w) => w.changes > 0)).toBe(true);
     for (const p of report.phases) expect(p.recoveredMs, p.fault).toBeLessThan(15_000);
-    // A frozen etcd member (quorum kept by the other two) slows writes; it must not stop them.
+    // A frozen etcd member (quorum kept by the other two) slows writes; it must not stop them, as it
+    // nearly did before replicas checked each member (docs/replicas.md). A frozen leader's election,
+    // randomised by etcd, takes a good part of a short freeze, and CI's parallel load slows what is
+    // left: the bound tells the two behaviours apart, not how long an election lasts.
     for (const p of report.phases.filter((p) => p.fault.startsWith("etcd") && p.fault.includes("frozen"))) {
-      expect(p.acksPerSecond, p.fault).toBeGreaterThan(0.2 * report.baselineAcksPerSecond);
+      expect(p.acksPerSecond, p.fault).toBeGreaterThan(0.1 * report.baselineAcksPerSecond);
     }
     const blackhole = report.phases.find((p) => p.fault.includes("blackholed"))!;
     expect(blackhole.detectedMs).toBeLessThan(3000);
