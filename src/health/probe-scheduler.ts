@@ -51,8 +51,10 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
  * noticing that a live target died; their share of the slots keeps them
  * probed (a recovery is seen, an expiry comes) however busy the others are.
  * The lag figure is of probes in good standing: re-probes of failing
- * targets run late by design when they are many. Each target keeps one AbortController across its probes
- * (aborted only by remove or stop) and one task function, and is queued with
+ * targets run late by design when they are many.
+ *
+ * Each target keeps one AbortController across its probes (aborted only by
+ * remove or stop) and one task function, and is queued with
  * no per-task signal or timeout: the prober has its own deadline, and a probe
  * aborted while queued ends as soon as it reaches a slot. What p-queue's
  * bookkeeping costs per probe, beside a bare FIFO, is a figure of the

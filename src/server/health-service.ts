@@ -108,7 +108,7 @@ export class HealthService {
 /**
  * A requested name as the NOT_FOUND message shows it: whole when short, else
  * its start and length. The message goes out as a header, and clients refuse
- * headers past their limit (8 KiB in most), so a long name would turn the
+ * headers past their limit, so a long name would turn the
  * answer into an error about the answer.
  */
 function shownName(name: string): string {

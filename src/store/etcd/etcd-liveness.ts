@@ -26,7 +26,9 @@ export interface EtcdLivenessOptions {
  * @example
  * const liveness = new EtcdLiveness({ onLost: (why) => log.error(why), onRegained: () => log.info("etcd answers again") });
  * liveness.start();
- * members.onCheckAnswered = () => liveness.answered();
+ * // from each member's check (EtcdMembers' onCheckAnswered / onCheckFailed):
+ * liveness.answered();
+ * liveness.failed("http://etcd-2:2379: deadline exceeded");
  */
 export class EtcdLiveness {
   private readonly staleAfterMs: number;

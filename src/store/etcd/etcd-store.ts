@@ -48,8 +48,9 @@ export interface EtcdStoreOptions {
    * How this replica notices, with no client traffic, that it lost etcd: a
    * linearizable read of each member every `intervalMs` (default 500) with a
    * deadline of `deadlineMs` (default 1000); none succeeding for
-   * `staleAfterMs` (default 2000) makes the store unavailable. `catchUpTimeoutMs` (default 5000)
-   * bounds each attempt to catch up with etcd before serving again.
+   * `staleAfterMs` (default 2000) makes the store unavailable.
+   * `catchUpTimeoutMs` (default 5000) bounds each attempt to catch up with
+   * etcd before serving again.
    */
   readonly liveness?: {
     readonly intervalMs?: number;
@@ -172,8 +173,9 @@ export class EtcdStore implements SharedStore {
       // (a moved-away watch, a lease keep-alive) would wait as long. An
       // unanswered ping ends the connection, and grpc-js reconnects (through
       // the balancer, to a member that answers). Pings only while a call is
-      // open, no more often than etcd accepts (--grpc-keepalive-min-time,
-      // 5 s by default; more often and it ends the connection itself).
+      // open (etcd refuses them otherwise), and no more often than etcd's
+      // --grpc-keepalive-min-time allows (on a quiet connection it answers
+      // pings that come sooner by ending the connection).
       grpcOptions: {
         "grpc.max_receive_message_length": -1,
         "grpc.keepalive_time_ms": ETCD_KEEPALIVE_TIME_MS,
