@@ -8,15 +8,15 @@ export const FAULT_RUN_TYPE = "faultrun";
 /** Metadata key naming the write operation that registered an instance. */
 export const OP_KEY = "op";
 
-/** One write a client made, as the client saw it end (`at`), and when it was sent (`startedAt`). */
+/** One write a client made, as the client saw it end (`at`), when it was sent (`startedAt`), and the deadline it was sent with. */
 export type WriteRecord =
-  | { readonly op: string; readonly kind: "register" | "unregister"; readonly id: string; readonly revision: number; readonly startedAt: number; readonly at: number; readonly ok: true }
-  | { readonly op: string; readonly kind: "register" | "unregister"; readonly id?: string; readonly code: string; readonly startedAt: number; readonly at: number; readonly ok: false };
+  | { readonly op: string; readonly kind: "register" | "unregister"; readonly id: string; readonly revision: number; readonly startedAt: number; readonly at: number; readonly deadlineMs: number; readonly ok: true }
+  | { readonly op: string; readonly kind: "register" | "unregister"; readonly id?: string; readonly code: string; readonly startedAt: number; readonly at: number; readonly deadlineMs: number; readonly ok: false };
 
 /**
  * Writers that register instances and unregister the oldest of their own,
  * through the SDK with every replica's address, recording how each call
- * ended. A failed unregister is retried later; NOT_FOUND then means an earlier
+ * ended; one writer per deadline given. A failed unregister is retried later; NOT_FOUND then means an earlier
  * attempt was committed after all.
  */
 export class Writers {
@@ -28,12 +28,12 @@ export class Writers {
   private readonly loops: Promise<void>[];
   private readonly clients: RegistryClient[];
 
-  constructor(addresses: readonly string[], key: string, count: number, deadlineMs: number) {
-    this.clients = Array.from({ length: count }, () => new RegistryClient({ addresses, auth: { key }, deadlineMs }));
-    this.loops = this.clients.map((c, i) => this.run(c, `w${i}`));
+  constructor(addresses: readonly string[], key: string, deadlinesMs: readonly number[]) {
+    this.clients = deadlinesMs.map((deadlineMs) => new RegistryClient({ addresses, auth: { key }, deadlineMs }));
+    this.loops = this.clients.map((c, i) => this.run(c, `w${i}`, deadlinesMs[i]!));
   }
 
-  private async run(client: RegistryClient, name: string): Promise<void> {
+  private async run(client: RegistryClient, name: string, deadlineMs: number): Promise<void> {
     const mine: string[] = [];
     let seq = 0;
     let port = 10_000;
@@ -48,21 +48,21 @@ export class Writers {
         const id = mine[0]!;
         try {
           const removed = await client.unregister(id);
-          this.records.push({ op, kind: "unregister", id, revision: removed.revision, startedAt, at: Date.now(), ok: true });
+          this.records.push({ op, kind: "unregister", id, revision: removed.revision, startedAt, at: Date.now(), deadlineMs, ok: true });
           mine.shift();
         } catch (err) {
           const code = codeName(err);
-          this.records.push({ op, kind: "unregister", id, code, startedAt, at: Date.now(), ok: false });
+          this.records.push({ op, kind: "unregister", id, code, startedAt, at: Date.now(), deadlineMs, ok: false });
           if (code === "NOT_FOUND") mine.shift(); // an earlier attempt removed it
         }
       } else {
         port = port >= 60_000 ? 10_000 : port + 1;
         try {
           const r = await client.register({ serviceType: FAULT_RUN_TYPE, host: "127.0.0.1", port, metadata: { [OP_KEY]: op } });
-          this.records.push({ op, kind: "register", id: r.id, revision: r.instance.revision, startedAt, at: Date.now(), ok: true });
+          this.records.push({ op, kind: "register", id: r.id, revision: r.instance.revision, startedAt, at: Date.now(), deadlineMs, ok: true });
           mine.push(r.id);
         } catch (err) {
-          this.records.push({ op, kind: "register", code: codeName(err), startedAt, at: Date.now(), ok: false });
+          this.records.push({ op, kind: "register", code: codeName(err), startedAt, at: Date.now(), deadlineMs, ok: false });
         }
       }
       this.recorded.notify();

@@ -67,11 +67,17 @@ export interface WriteCheck {
   readonly lost: string[];
   /** Registers the client saw fail that etcd committed anyway. */
   readonly committedDespiteFailure: number;
-  /** Of those, ones etcd certainly committed after the client had been told the call failed, with at least how long after (ms). */
+  /**
+   * Of those, ones etcd certainly committed after the client had been told
+   * the call failed, with at least how long after (ms), though their deadline
+   * was one etcd's lease can fence (at least `fencedFromMs`).
+   */
   readonly committedAfterFailure: { op: string; laterByMs: number }[];
+  /** The same for Registers with a nearer deadline, which docs/replicas.md says can commit after it. */
+  readonly committedAfterNearDeadline: { op: string; laterByMs: number }[];
 }
 
-export function checkWrites(records: readonly WriteRecord[], history: readonly EtcdChange[]): WriteCheck {
+export function checkWrites(records: readonly WriteRecord[], history: readonly EtcdChange[], fencedFromMs: number): WriteCheck {
   const instances = history.filter((c) => c.area === "instances");
   const at = new Map(instances.map((c) => [`${c.revision}/${c.id}`, c]));
   const byOp = new Map(instances.filter((c) => c.kind === "create").map((c) => [c.op, c]));
@@ -88,15 +94,17 @@ export function checkWrites(records: readonly WriteRecord[], history: readonly E
   // nothing: a frozen replica can hand it over seconds after its commit.
   const failedRegisters = records.filter((r) => !r.ok && r.kind === "register");
   const committedAfterFailure: { op: string; laterByMs: number }[] = [];
+  const committedAfterNearDeadline: { op: string; laterByMs: number }[] = [];
   let committedDespiteFailure = 0;
   for (const r of failedRegisters) {
     const commit = byOp.get(r.op);
     if (!commit) continue;
     committedDespiteFailure++;
     const committedAfter = Math.max(...acked.filter((a) => a.revision < commit.revision).map((a) => a.startedAt));
-    if (committedAfter > r.at) committedAfterFailure.push({ op: r.op, laterByMs: committedAfter - r.at });
+    if (committedAfter <= r.at) continue;
+    (r.deadlineMs >= fencedFromMs ? committedAfterFailure : committedAfterNearDeadline).push({ op: r.op, laterByMs: committedAfter - r.at });
   }
-  return { acknowledged: acked.length, failed: records.length - acked.length, lost, committedDespiteFailure, committedAfterFailure };
+  return { acknowledged: acked.length, failed: records.length - acked.length, lost, committedDespiteFailure, committedAfterFailure, committedAfterNearDeadline };
 }
 
 /** What one watcher's log says when checked against etcd's history. */

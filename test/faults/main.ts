@@ -14,7 +14,6 @@ const seconds = (ms: number | undefined): string => (ms === undefined ? "–" : 
 const report: FaultRunReport = await runFaults({
   faultMs: Number(process.env.FAULT_MS ?? 10_000),
   etcdOutageMs: Number(process.env.ETCD_OUTAGE_MS ?? 30_000),
-  writers: 2,
   watchers: 3,
   memberTtlS: 5,
   log: (line) => console.error(line),
@@ -28,7 +27,9 @@ for (const p of report.phases) {
   console.log(`| ${p.fault} | ${seconds(p.heldMs)} | ${seconds(p.detectedMs)} | ${seconds(p.recoveredMs)} | ${p.acksPerSecond === undefined ? "–" : p.acksPerSecond.toFixed(1)} | ${seconds(p.longestWriteGapMs)} | ${errors} | ${p.watchDisconnects} |`);
 }
 const w = report.writes;
-console.log(`\nwrites: ${w.acknowledged} acknowledged, ${w.lost.length} of them missing from etcd's history; ${w.failed} failed, of which ${w.committedDespiteFailure} Registers were committed anyway (${w.committedAfterFailure.length} after the client was told they failed${w.committedAfterFailure.length ? `, by up to ${Math.max(...w.committedAfterFailure.map((c) => c.laterByMs))} ms` : ""})`);
+const late = (list: readonly { laterByMs: number }[]): string =>
+  `${list.length}${list.length ? `, by up to ${Math.max(...list.map((c) => c.laterByMs))} ms` : ""}`;
+console.log(`\nwrites: ${w.acknowledged} acknowledged, ${w.lost.length} of them missing from etcd's history; ${w.failed} failed, of which ${w.committedDespiteFailure} Registers were committed anyway (after the client was told they failed: ${late(w.committedAfterFailure)} with a deadline etcd's lease fences, ${late(w.committedAfterNearDeadline)} with a nearer one)`);
 for (const c of report.watchers) {
   console.log(`${c.name}: ${c.changes} changes, ${c.missed} missed, ${c.duplicates} duplicated, ${c.backwards} backwards, ${c.resets} RESETs, ${c.disconnects} streams moved`);
 }
