@@ -1,5 +1,6 @@
+import { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startEtcdCluster, type EtcdCluster } from "../support/etcd-cluster.js";
+import { startEtcdCluster, type EtcdCluster, type EtcdMember } from "../support/etcd-cluster.js";
 import { replicaWriter, startEtcdReplica } from "../support/etcd-replica.js";
 import type { ServerProcess } from "../support/server-process.js";
 import { waitFor } from "../support/wait-for.js";
@@ -10,6 +11,8 @@ const KEY = "etcd-suite-registration-key-0001";
 const DEADLINE_MS = 2000;
 /** The replica's membership lease TTL (the default), s: each freeze outlasts it. */
 const MEMBER_TTL_S = 5;
+/** Where the replica announces its membership (the default prefix). */
+const MEMBERS_PREFIX = "/service-registry/members/";
 
 /**
  * A frozen etcd member (SIGSTOP) keeps its connections open: a call sent to
@@ -63,12 +66,44 @@ describe.skipIf(!etcdPresent)("a replica on a 3-member etcd while one member is 
       expect(failures.length, failures.join("\n")).toBeLessThanOrEqual(1);
       // Held past the membership TTL: a lease keep-alive stream on the frozen member must not cost the lease.
       await new Promise((r) => setTimeout(r, MEMBER_TTL_S * 1000 + 1000 - (Date.now() - frozenAt)));
-      expect(replica.output()).not.toContain("membership lease lost");
+      expect(replica.output().slice(outputBefore)).not.toContain("membership lease lost");
       // A frozen follower leaves etcd answering: the replica must not have refused reads and writes
       // meanwhile (a frozen leader leaves etcd without one until the others elect another).
       if (member !== leader) expect(replica.output().slice(outputBefore)).not.toContain("store unreachable");
     } finally {
       member.thaw();
+      if (member === leader) await settledAfterLeaderThaw(member);
     }
-  }, 40_000);
+  }, 60_000);
+
+  /**
+   * A leader thawed after the lease TTL may still act as leader for a moment
+   * and revoke every lease whose TTL ran out in its stale view (etcd issue
+   * 15247, fixed by etcd pull request 16822 in later 3.4 and 3.5 releases,
+   * not in Debian's 3.4.23). The replica then loses its membership and
+   * rejoins. That is etcd's doing and comes after the freeze a test is
+   * about: wait until the thawed member answers as part of the current term
+   * and the replica is a member again, so that it does not land in the next
+   * test's freeze.
+   */
+  async function settledAfterLeaderThaw(member: EtcdMember): Promise<void> {
+    const thawed = new Etcd3({ hosts: member.endpoint });
+    const any = new Etcd3({ hosts: [...etcd.endpoints] });
+    const deadline = (): { deadline: number } => ({ deadline: Date.now() + 1000 });
+    try {
+      await waitFor(
+        () => thawed.get("settled").options(deadline()).exec().then(() => true, () => false),
+        `${member.name} to answer again after the thaw`,
+        10_000,
+      );
+      await waitFor(
+        () => any.getAll().prefix(MEMBERS_PREFIX).options(deadline()).keys().then((k) => k.length > 0, () => false),
+        "the replica to be a member again",
+        15_000,
+      );
+    } finally {
+      thawed.close();
+      any.close();
+    }
+  }
 });
