@@ -69,15 +69,20 @@ export interface WriteCheck {
   readonly committedDespiteFailure: number;
   /**
    * Of those, ones etcd certainly committed after the client had been told
-   * the call failed, with at least how long after (ms), though their deadline
-   * was one etcd's lease can fence (at least `fencedFromMs`).
+   * the call failed, with at least how long after (ms), though they were
+   * fenced (see `checkWrites`).
    */
   readonly committedAfterFailure: { op: string; laterByMs: number }[];
-  /** The same for Registers with a nearer deadline, which docs/replicas.md says can commit after it. */
-  readonly committedAfterNearDeadline: { op: string; laterByMs: number }[];
+  /** The same for Registers the fence cannot hold (a near deadline, an etcd election meanwhile), which docs/replicas.md says may commit late. */
+  readonly committedAfterFailureUnfenced: { op: string; laterByMs: number }[];
 }
 
-export function checkWrites(records: readonly WriteRecord[], history: readonly EtcdChange[], fencedFromMs: number): WriteCheck {
+/** `fenced` says whether a failed Register, committed by etcd at `revision`, must not have committed after its caller was told it failed. */
+export function checkWrites(
+  records: readonly WriteRecord[],
+  history: readonly EtcdChange[],
+  fenced: (record: WriteRecord, revision: number) => boolean,
+): WriteCheck {
   const instances = history.filter((c) => c.area === "instances");
   const at = new Map(instances.map((c) => [`${c.revision}/${c.id}`, c]));
   const byOp = new Map(instances.filter((c) => c.kind === "create").map((c) => [c.op, c]));
@@ -94,7 +99,7 @@ export function checkWrites(records: readonly WriteRecord[], history: readonly E
   // nothing: a frozen replica can hand it over seconds after its commit.
   const failedRegisters = records.filter((r) => !r.ok && r.kind === "register");
   const committedAfterFailure: { op: string; laterByMs: number }[] = [];
-  const committedAfterNearDeadline: { op: string; laterByMs: number }[] = [];
+  const committedAfterFailureUnfenced: { op: string; laterByMs: number }[] = [];
   let committedDespiteFailure = 0;
   for (const r of failedRegisters) {
     const commit = byOp.get(r.op);
@@ -102,9 +107,9 @@ export function checkWrites(records: readonly WriteRecord[], history: readonly E
     committedDespiteFailure++;
     const committedAfter = Math.max(...acked.filter((a) => a.revision < commit.revision).map((a) => a.startedAt));
     if (committedAfter <= r.at) continue;
-    (r.deadlineMs >= fencedFromMs ? committedAfterFailure : committedAfterNearDeadline).push({ op: r.op, laterByMs: committedAfter - r.at });
+    (fenced(r, commit.revision) ? committedAfterFailure : committedAfterFailureUnfenced).push({ op: r.op, laterByMs: committedAfter - r.at });
   }
-  return { acknowledged: acked.length, failed: records.length - acked.length, lost, committedDespiteFailure, committedAfterFailure, committedAfterNearDeadline };
+  return { acknowledged: acked.length, failed: records.length - acked.length, lost, committedDespiteFailure, committedAfterFailure, committedAfterFailureUnfenced };
 }
 
 /** What one watcher's log says when checked against etcd's history. */

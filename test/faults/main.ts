@@ -29,7 +29,7 @@ for (const p of report.phases) {
 const w = report.writes;
 const late = (list: readonly { laterByMs: number }[]): string =>
   `${list.length}${list.length ? `, by up to ${Math.max(...list.map((c) => c.laterByMs))} ms` : ""}`;
-console.log(`\nwrites: ${w.acknowledged} acknowledged, ${w.lost.length} of them missing from etcd's history; ${w.failed} failed, of which ${w.committedDespiteFailure} Registers were committed anyway (after the client was told they failed: ${late(w.committedAfterFailure)} with a deadline etcd's lease fences, ${late(w.committedAfterNearDeadline)} with a nearer one)`);
+console.log(`\nwrites: ${w.acknowledged} acknowledged, ${w.lost.length} of them missing from etcd's history; ${w.failed} failed, of which ${w.committedDespiteFailure} Registers were committed anyway (after the client was told they failed: ${late(w.committedAfterFailure)} fenced, ${late(w.committedAfterFailureUnfenced)} with a near deadline or across an etcd election)`);
 for (const c of report.watchers) {
   console.log(`${c.name}: ${c.changes} changes, ${c.missed} missed, ${c.duplicates} duplicated, ${c.backwards} backwards, ${c.resets} RESETs, ${c.disconnects} streams moved`);
 }
