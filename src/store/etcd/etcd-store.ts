@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { ExponentialBackoff, handleWhen, noop, retry, type IBackoff, type IBackoffFactory } from "cockatiel";
-import { Etcd3, GRPCDeadlineExceededError, isRecoverableError, type IOptions, type Lease } from "etcd3";
+import { Etcd3, GRPCDeadlineExceededError, isRecoverableError, type ComparatorBuilder, type IOptions, type Lease } from "etcd3";
 import type { Logger } from "pino";
 import { addressKey } from "../../registry/instance-address.js";
 import { RegistryError } from "../../registry/registry-error.js";
@@ -78,6 +78,8 @@ const ETCD_KEEPALIVE_TIMEOUT_MS = 4000;
 interface FenceLease {
   readonly id: Promise<string>;
   expiresAt: number;
+  /** etcd answered the grant. */
+  granted: boolean;
 }
 
 interface EtcdEvent {
@@ -117,6 +119,8 @@ export class EtcdStore implements SharedStore {
   private lease: Lease | undefined;
   /** A renewal of the membership lease through the members that answer, while one is in flight. */
   private renewalInFlight: Promise<unknown> | undefined;
+  /** Settles at the next take-out of a silent member, then is replaced (`resentOnTakeOut`). */
+  private nextTakeOut = takeOutSignal();
   /** Renewals scheduled after a member was taken out (`renewLeaseMeanwhile`). */
   private readonly renewalTimers: NodeJS.Timeout[] = [];
   private readonly rejoin: RejoinLoop;
@@ -210,7 +214,10 @@ export class EtcdStore implements SharedStore {
       },
       onCheckAnswered: () => this.liveness?.answered(),
       onCheckFailed: (reason) => this.liveness?.failed(reason),
-      onTakenOut: () => this.renewLeaseMeanwhile(),
+      onTakenOut: () => {
+        this.renewLeaseMeanwhile();
+        this.resendPendingCalls();
+      },
     });
     this.watch = new MemberWatch({
       prefix: this.prefix,
@@ -365,6 +372,39 @@ export class EtcdStore implements SharedStore {
   }
 
   /**
+   * A member was just taken out of the choice: calls still waiting may be
+   * waiting on it, and would wait out their deadline. Those sent through
+   * `resentOnTakeOut` go again, to a member that answers; a fence lease
+   * still being granted is forgotten, so they and later Registers ask anew.
+   */
+  private resendPendingCalls(): void {
+    for (const [second, fence] of this.fenceLeases) if (!fence.granted) this.fenceLeases.delete(second);
+    const signal = this.nextTakeOut;
+    this.nextTakeOut = takeOutSignal();
+    signal.fire();
+  }
+
+  /**
+   * Runs an etcd call that is safe to send twice, and sends it again each
+   * time a member is taken out while it waits (`resendPendingCalls`), at most
+   * once per other member. An attempt left behind is ended by its deadline,
+   * its answer unheard. Safe to send twice: a read; a fence lease grant (a
+   * lease nobody uses expires); a Register's transactions, guarded by
+   * revisions, whose claim takes the instance an earlier attempt committed
+   * (see `register`).
+   */
+  private async resentOnTakeOut<T>(call: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const takenOut = this.nextTakeOut.fired;
+      const pending = call();
+      if (attempt >= this.options.endpoints.length - 1) return pending;
+      const answered = await Promise.race([pending.then((value) => ({ value })), takenOut]);
+      if (answered) return answered.value;
+      pending.catch(() => undefined);
+    }
+  }
+
+  /**
    * Renews the membership lease through the members that answer, now and
    * every third of its TTL for one TTL: its keep-alive stream may be on the
    * member just taken out, and etcd3 notices a quiet stream (and opens a new
@@ -452,16 +492,17 @@ export class EtcdStore implements SharedStore {
     // changed the instance in between.
     for (let attempt = 0; attempt < 5; attempt++) {
       const key = this.instancesPrefix + mutation.id;
-      const current = await this.client.get(key).exec();
+      const current = await this.resentOnTakeOut(() => this.client.get(key).exec());
       const kv = current.kvs[0];
       if (!kv) throw new RegistryError("not_found", `instance ${mutation.id} not found`);
       const { instance } = decodeInstance(kv.value, Number(kv.mod_revision));
-      const guard = this.client.if(key, "Mod", "==", kv.mod_revision);
       if (mutation.op === "remove") {
+        // Not sent twice: a later attempt would fail its guard, and the loop would find no instance to remove.
+        const guard = this.client.if(key, "Mod", "==", kv.mod_revision);
         const reasonKey = this.removalsPrefix + mutation.id;
         // The address record goes too, when it is this instance's.
         const record = this.addressKeyOf(instance);
-        const address = (await this.client.get(record).exec()).kvs[0];
+        const address = (await this.resentOnTakeOut(() => this.client.get(record).exec())).kvs[0];
         const ops = [this.client.delete().key(key), this.client.put(reasonKey).value(mutation.reason)];
         if (address?.value.toString("utf8") === mutation.id) {
           guard.and(record, "Mod", "==", address.mod_revision);
@@ -477,7 +518,10 @@ export class EtcdStore implements SharedStore {
         // Draining is one way: a drain of a draining instance changes nothing (nor its deadline).
         if (instance.draining) return { kind: "draining", revision: Number(kv.mod_revision), instance };
         const next: Omit<StoredInstance, "revision"> = { ...instance, draining: true, drainingSince: mutation.at, updatedAt: mutation.at };
-        const res = await guard.then(this.client.put(key).value(encodeInstance(next))).commit();
+        // Sent twice (`resentOnTakeOut`), the later fails its guard, and the loop finds the instance draining.
+        const res = await this.resentOnTakeOut(() =>
+          this.client.if(key, "Mod", "==", kv.mod_revision).then(this.client.put(key).value(encodeInstance(next))).commit(),
+        );
         if (!res.succeeded) continue;
         const revision = Number(res.header.revision);
         return { kind: "draining", revision, instance: { ...next, revision } };
@@ -485,7 +529,10 @@ export class EtcdStore implements SharedStore {
       // Already so (another replica committed the same transition first): nothing to write.
       if (instance.health === mutation.health) return { kind: "health", revision: Number(kv.mod_revision), instance };
       const next: Omit<StoredInstance, "revision"> = { ...instance, health: mutation.health, updatedAt: mutation.at };
-      const res = await guard.then(this.client.put(key).value(encodeInstance(next, mutation.failureReason))).commit();
+      // Likewise: the loop finds the health already so.
+      const res = await this.resentOnTakeOut(() =>
+        this.client.if(key, "Mod", "==", kv.mod_revision).then(this.client.put(key).value(encodeInstance(next, mutation.failureReason))).commit(),
+      );
       if (!res.succeeded) continue;
       const revision = Number(res.header.revision);
       const updated = { ...next, revision };
@@ -517,53 +564,58 @@ export class EtcdStore implements SharedStore {
     const record = this.addressKeyOf(mutation.instance);
     const value = encodeInstance(mutation.instance);
     for (let attempt = 0; attempt < 5; attempt++) {
-      const address = (await this.client.get(record).exec()).kvs[0];
+      const address = (await this.resentOnTakeOut(() => this.client.get(record).exec())).kvs[0];
       // No record: an instance registered before address records existed may hold it (the core's table says which).
       const holderId = address ? address.value.toString("utf8") : mutation.replaces;
       const holder = holderId === undefined || holderId === mutation.instance.id
         ? undefined
-        : (await this.client.get(this.instancesPrefix + holderId).exec()).kvs[0];
+        : (await this.resentOnTakeOut(() => this.client.get(this.instancesPrefix + holderId).exec())).kvs[0];
       // Both transactions are fenced: neither may commit once the caller was told the Register failed.
-      const fence = await this.fenceLease(notAfter);
+      const fence = await this.resentOnTakeOut(() => this.fenceLease(notAfter));
       if (holder && holderId !== undefined) {
         const reasonKey = this.removalsPrefix + holderId;
-        const handOver = await (address
-          ? this.client.if(record, "Mod", "==", address.mod_revision)
-          : this.client.if(record, "Create", "==", 0))
-          .and(this.instancesPrefix + holderId, "Mod", "==", holder.mod_revision)
-          .then(
-            this.client.delete().key(this.instancesPrefix + holderId),
-            this.client.put(reasonKey).value("replaced"),
-            this.client.put(record).value(mutation.instance.id),
-            this.client.put(this.fenceKey).value("").lease(fence),
-          )
-          .options({ deadline: notAfter })
-          .commit();
+        // Sent twice, the later finds the record moved and fails; the loop then reads the record naming this instance.
+        const handOver = await this.resentOnTakeOut(() =>
+          (address ? this.client.if(record, "Mod", "==", address.mod_revision) : this.client.if(record, "Create", "==", 0))
+            .and(this.instancesPrefix + holderId, "Mod", "==", holder.mod_revision)
+            .then(
+              this.client.delete().key(this.instancesPrefix + holderId),
+              this.client.put(reasonKey).value("replaced"),
+              this.client.put(record).value(mutation.instance.id),
+              this.client.put(this.fenceKey).value("").lease(fence),
+            )
+            .options({ deadline: notAfter })
+            .commit(),
+        );
         if (!handOver.succeeded) continue;
         void this.client.delete().key(reasonKey).exec().catch(() => undefined);
       }
       // The address is ours when the record names us (just handed over) or
       // is unchanged since read with no live holder (none, or a stale id).
-      const claim = holder
-        ? this.client.if(key, "Create", "==", 0).and(record, "Value", "==", mutation.instance.id)
-        : address
-          ? this.client.if(key, "Create", "==", 0).and(record, "Mod", "==", address.mod_revision)
-          : this.client.if(key, "Create", "==", 0).and(record, "Create", "==", 0);
-      const res = await claim
-        .then(
-          this.client.put(key).value(value),
-          this.client.put(record).value(mutation.instance.id),
-          this.client.put(this.fenceKey).value("").lease(fence),
-        )
-        .else(this.client.get(key))
-        .options({ deadline: notAfter })
-        .commit();
+      const claim = (): ComparatorBuilder =>
+        holder
+          ? this.client.if(key, "Create", "==", 0).and(record, "Value", "==", mutation.instance.id)
+          : address
+            ? this.client.if(key, "Create", "==", 0).and(record, "Mod", "==", address.mod_revision)
+            : this.client.if(key, "Create", "==", 0).and(record, "Create", "==", 0);
+      const res = await this.resentOnTakeOut(() =>
+        claim()
+          .then(
+            this.client.put(key).value(value),
+            this.client.put(record).value(mutation.instance.id),
+            this.client.put(this.fenceKey).value("").lease(fence),
+          )
+          .else(this.client.get(key))
+          .options({ deadline: notAfter })
+          .commit(),
+      );
       if (res.succeeded) {
         const revision = Number(res.header.revision);
         return { kind: "registered", revision, instance: { ...mutation.instance, revision } };
       }
-      // etcd3 resends a transaction whose answer was lost; if the first
-      // attempt committed, this is our own instance, not a collision.
+      // etcd3 resends a transaction whose answer was lost, and this store
+      // one pending at a take-out; if an earlier attempt committed, this is
+      // our own instance, not a collision.
       const existing = res.responses[0]?.response_range?.kvs[0];
       if (existing) {
         if (existing.value.toString("utf8") !== value) throw new RegistryError("unavailable", "instance id collision; retry");
@@ -603,11 +655,12 @@ export class EtcdStore implements SharedStore {
       const ttl = Math.max(1, Math.floor((second * 1000 - now) / 1000));
       const granted = this.client.leaseClient.leaseGrant({ TTL: ttl, ID: 0 }, { deadline: notAfter });
       // Until etcd answers, the TTL asked for; then the one etcd granted.
-      const lease: FenceLease = { id: granted.then((r) => r.ID), expiresAt: now + ttl * 1000 };
+      const lease: FenceLease = { id: granted.then((r) => r.ID), expiresAt: now + ttl * 1000, granted: false };
       fence = lease;
       this.fenceLeases.set(second, lease);
       const forget = (): void => void (this.fenceLeases.get(second) === lease && this.fenceLeases.delete(second));
       granted.then((r) => {
+        lease.granted = true;
         lease.expiresAt = now + Number(r.TTL) * 1000;
         setTimeout(forget, lease.expiresAt - Date.now()).unref();
       }, forget);
@@ -852,4 +905,11 @@ export class EtcdStore implements SharedStore {
   private notify(available: boolean, reason: string): void {
     for (const listener of this.availabilityListeners) listener(available, reason);
   }
+}
+
+/** A one-shot signal: `fired` resolves (with undefined) once `fire` is called. */
+function takeOutSignal(): { fired: Promise<undefined>; fire: () => void } {
+  let fire = (): void => {};
+  const fired = new Promise<undefined>((resolve) => (fire = () => resolve(undefined)));
+  return { fired, fire };
 }
