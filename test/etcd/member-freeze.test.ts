@@ -100,6 +100,39 @@ describe.skipIf(!etcdPresent)("a replica on a 3-member etcd while one member is 
     }
   }, 60_000);
 
+  it("lets no Register attempt left waiting on a frozen member commit after another attempt did: not even once the instance is removed", async () => {
+    const writer4s = replicaWriter(replica.port, KEY, "resent-claim", 40_000, 4000);
+    const direct = new Etcd3({ hosts: [...etcd.endpoints] });
+    try {
+      await waitFor(() => writer4s.registerAndList().then(() => true, () => false), "the replica to take writes before the freeze", 10_000);
+      const leader = await etcd.leader();
+      const follower = etcd.members.find((m) => m !== leader)!;
+      follower.freeze();
+      let ids: string[];
+      try {
+        // Some of these attempts wait on the frozen member and are sent again at the take-out.
+        ids = await Promise.all(Array.from({ length: 12 }, () => writer4s.registerAndList()));
+        // Removed while the attempts left behind still wait, and while their fence lease still
+        // lives: on the thaw, they find no instance and no address record, as before they were sent.
+        for (const id of ids) await writer4s.unregister(id);
+      } finally {
+        follower.thaw();
+      }
+      await settledAfterThaw(follower);
+      // Once every fence lease is gone (the membership lease is the only one of 5 s), nothing left can commit.
+      await waitFor(async () => {
+        const { leases } = await direct.leaseClient.leaseLeases({});
+        const ttls = await Promise.all(leases.map((l) => direct.leaseClient.leaseTimeToLive({ ID: l.ID, keys: false })));
+        return ttls.every((t) => Number(t.grantedTTL) >= MEMBER_TTL_S || Number(t.TTL) < 0);
+      }, "every fence lease to expire", 15_000);
+      const left = await direct.getAll().prefix("/service-registry/instances/").keys();
+      expect(left.filter((k) => ids.some((id) => k.endsWith(id)))).toEqual([]);
+    } finally {
+      writer4s.close();
+      direct.close();
+    }
+  }, 60_000);
+
   /**
    * A leader thawed after the lease TTL may still act as leader for a moment
    * and revoke every lease that ran out in its stale view (etcd issue 15247;

@@ -86,12 +86,12 @@ describe.skipIf(!etcdPresent)("replicas restarted in a quiet period (issue 22 it
     }
   }
 
-  /** Whether the Register fence key is still in etcd: its lease's expiry deletes it, a change with no watch event. */
+  /** Whether a Register fence key (the shared one, or a registration's claim marker) is still in etcd: its lease's expiry deletes it, a change with no watch event. */
   async function fencePresent(): Promise<boolean> {
     const { Etcd3 } = await import("etcd3");
     const raw = new Etcd3({ hosts: etcd.endpoint });
     try {
-      return (await raw.get("/service-registry/fence").exec()).kvs.length > 0;
+      return (await raw.getAll().prefix("/service-registry/fence").keys()).length > 0;
     } finally {
       raw.close();
     }
@@ -104,7 +104,7 @@ describe.skipIf(!etcdPresent)("replicas restarted in a quiet period (issue 22 it
     for (let i = 0; i < 3; i++) await registerVia(rs[i]!, 8000 + i);
     // The quiet period starts once the last Register's fence lease has expired
     // (by the Register's deadline): that deletion moves etcd's revision too.
-    await waitFor(async () => !(await fencePresent()), "the Register fence key to expire", 10_000, 100);
+    await waitFor(async () => !(await fencePresent()), "the Register fence keys to expire", 10_000, 100);
 
     // Restart two replicas with no instance change: only membership keys move etcd's revision.
     rs = [rs[0]!, await restart(rs[1]!), await restart(rs[2]!)];

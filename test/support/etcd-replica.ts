@@ -26,7 +26,7 @@ export function startEtcdReplica(endpoint: string, key: string, env: Record<stri
  * `deadlineMs` (less than the store's etcd call timeout, as the SDK's
  * default is). `registerAndList` resolves with the new id once the replica
  * also lists it (its watch delivered the write), and rejects when the
- * Register fails or the instance is not listed.
+ * Register fails or the instance is not listed. `unregister` removes one.
  */
 export function replicaWriter(port: number, key: string, serviceType: string, firstPort: number, deadlineMs = 2000) {
   const client = new RegistryServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
@@ -45,6 +45,9 @@ export function replicaWriter(port: number, key: string, serviceType: string, fi
       const listed = await unary(client.getByType, { serviceType, includeUnhealthy: true, includeDraining: true, selector: {} });
       if (!listed.instances.some((i) => i.id === serviceId)) throw new Error(`${serviceId} was acknowledged but is not listed`);
       return serviceId;
+    },
+    async unregister(id: string): Promise<void> {
+      await unary(client.unregister, { instanceId: id });
     },
     close: () => client.close(),
   };

@@ -119,8 +119,8 @@ export class EtcdStore implements SharedStore {
   private lease: Lease | undefined;
   /** A renewal of the membership lease through the members that answer, while one is in flight. */
   private renewalInFlight: Promise<unknown> | undefined;
-  /** Settles at the next take-out of a silent member, then is replaced (`resentOnTakeOut`). */
-  private nextTakeOut = takeOutSignal();
+  /** Calls waiting in `resentOnTakeOut`, each told to go again at the next take-out. */
+  private readonly resendOnTakeOut = new Set<() => void>();
   /** Renewals scheduled after a member was taken out (`renewLeaseMeanwhile`). */
   private readonly renewalTimers: NodeJS.Timeout[] = [];
   private readonly rejoin: RejoinLoop;
@@ -379,27 +379,33 @@ export class EtcdStore implements SharedStore {
    */
   private resendPendingCalls(): void {
     for (const [second, fence] of this.fenceLeases) if (!fence.granted) this.fenceLeases.delete(second);
-    const signal = this.nextTakeOut;
-    this.nextTakeOut = takeOutSignal();
-    signal.fire();
+    for (const resend of [...this.resendOnTakeOut]) resend();
   }
 
   /**
-   * Runs an etcd call that is safe to send twice, and sends it again each
-   * time a member is taken out while it waits (`resendPendingCalls`), at most
-   * once per other member. An attempt left behind is ended by its deadline,
-   * its answer unheard. Safe to send twice: a read; a fence lease grant (a
-   * lease nobody uses expires); a Register's transactions, guarded by
-   * revisions, whose claim takes the instance an earlier attempt committed
-   * (see `register`).
+   * Runs an etcd call that is safe to send twice, and sends it again when a
+   * member is taken out while it waits (`resendPendingCalls`: any member, as
+   * which one holds the call is not known), at most once per other member.
+   * An attempt left behind is ended by its deadline, its answer unheard.
+   * Safe to send twice: a read; a fence lease grant (a lease nobody uses
+   * expires); a transaction whose guard fails once an earlier attempt has
+   * committed (see `register` and `commitOnce`).
    */
   private async resentOnTakeOut<T>(call: () => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
-      const takenOut = this.nextTakeOut.fired;
       const pending = call();
       if (attempt >= this.options.endpoints.length - 1) return pending;
-      const answered = await Promise.race([pending.then((value) => ({ value })), takenOut]);
-      if (answered) return answered.value;
+      // A listener removed once the call is answered: a promise kept for the
+      // next take-out would hold every answer raced against it until then.
+      let resend = (): void => {};
+      const takenOut = new Promise<undefined>((resolve) => (resend = () => resolve(undefined)));
+      this.resendOnTakeOut.add(resend);
+      try {
+        const answered = await Promise.race([pending.then((value) => ({ value })), takenOut]);
+        if (answered) return answered.value;
+      } finally {
+        this.resendOnTakeOut.delete(resend);
+      }
       pending.catch(() => undefined);
     }
   }
@@ -587,23 +593,30 @@ export class EtcdStore implements SharedStore {
             .options({ deadline: notAfter })
             .commit(),
         );
-        if (!handOver.succeeded) continue;
+        // An earlier attempt that committed wrote it too.
         void this.client.delete().key(reasonKey).exec().catch(() => undefined);
+        if (!handOver.succeeded) continue;
       }
       // The address is ours when the record names us (just handed over) or
       // is unchanged since read with no live holder (none, or a stale id).
+      // The claim marker, under the fence lease, is what makes the claim safe
+      // to send twice: an attempt held up in the network must fail once
+      // another committed, even if the instance and its address record are
+      // removed meanwhile (which would make the guards on those true again).
+      const marker = this.claimMarkerKey(mutation.instance.id);
       const claim = (): ComparatorBuilder =>
-        holder
+        (holder
           ? this.client.if(key, "Create", "==", 0).and(record, "Value", "==", mutation.instance.id)
           : address
             ? this.client.if(key, "Create", "==", 0).and(record, "Mod", "==", address.mod_revision)
-            : this.client.if(key, "Create", "==", 0).and(record, "Create", "==", 0);
+            : this.client.if(key, "Create", "==", 0).and(record, "Create", "==", 0)
+        ).and(marker, "Create", "==", 0);
       const res = await this.resentOnTakeOut(() =>
         claim()
           .then(
             this.client.put(key).value(value),
             this.client.put(record).value(mutation.instance.id),
-            this.client.put(this.fenceKey).value("").lease(fence),
+            this.client.put(marker).value("").lease(fence),
           )
           .else(this.client.get(key))
           .options({ deadline: notAfter })
@@ -642,8 +655,9 @@ export class EtcdStore implements SharedStore {
    * grant a second, not one each. A deadline too near for that (etcd also
    * raises a TTL to its minimum) gets the shortest lease: such a Register can
    * commit that much after its deadline (docs/replicas.md says how much).
-   * Every Register puts the same fence key: only the last lease to expire
-   * deletes it.
+   * A hand-over puts the one shared fence key (only the last lease to
+   * expire deletes it); a registration puts its own claim marker, which its
+   * lease deletes.
    */
   private fenceLease(notAfter: number): Promise<string> {
     const now = Date.now();
@@ -788,9 +802,14 @@ export class EtcdStore implements SharedStore {
     }
   }
 
-  /** Written by every Register under a lease that ends at its caller's deadline (see `fenceLease`). */
+  /** Written by every hand-over of an address under a lease that ends at its caller's deadline (see `fenceLease`). */
   private get fenceKey(): string {
     return `${this.prefix}fence`;
+  }
+
+  /** Written by a Register's claim under its fence lease, which deletes it (see `register`). */
+  private claimMarkerKey(instanceId: string): string {
+    return `${this.prefix}fence/${instanceId}`;
   }
 
   private get syncKey(): string {
@@ -905,11 +924,4 @@ export class EtcdStore implements SharedStore {
   private notify(available: boolean, reason: string): void {
     for (const listener of this.availabilityListeners) listener(available, reason);
   }
-}
-
-/** A one-shot signal: `fired` resolves (with undefined) once `fire` is called. */
-function takeOutSignal(): { fired: Promise<undefined>; fire: () => void } {
-  let fire = (): void => {};
-  const fired = new Promise<undefined>((resolve) => (fire = () => resolve(undefined)));
-  return { fired, fire };
 }
