@@ -134,4 +134,58 @@ describe.skipIf(!etcdPresent)("the Register fence on etcd", () => {
     }
     expect(outcomes.filter((o) => o.includes("collision"))).toEqual([]);
   }, 60_000);
+
+  /**
+   * The store's next transaction is sent twice, as etcd3 (an answer lost) or
+   * the store itself (a member taken out) may send it: the first attempt
+   * commits, `between` runs, and the store hears only the second's answer.
+   */
+  function sentTwice(between: () => Promise<void>): void {
+    let armed = true;
+    const kv = (store as unknown as { client: { kv: { txn: (...args: unknown[]) => Promise<unknown> } } }).client.kv;
+    const txn = kv.txn.bind(kv);
+    kv.txn = async (...args) => {
+      if (!armed) return txn(...args);
+      armed = false;
+      await txn(...args);
+      await between();
+      return txn(...args);
+    };
+  }
+
+  const revisionOf = async (key: string): Promise<number> => Number((await direct.get(key).exec()).kvs[0]?.create_revision ?? 0);
+
+  it("acknowledges its own instance when a probe changed it before the second attempt, at the revision it registered", async () => {
+    const m = registration(20, Date.now() + 3000);
+    const key = `${PREFIX}instances/${m.op === "register" ? m.instance.id : ""}`;
+    let registeredAt = 0;
+    sentTwice(async () => {
+      registeredAt = await revisionOf(key);
+      const stored = JSON.parse((await direct.get(key).string())!) as Record<string, unknown>;
+      await direct.put(key).value(JSON.stringify({ ...stored, health: "unhealthy" }));
+    });
+    const change = await store.commit(m);
+    expect(registeredAt).toBeGreaterThan(0);
+    expect(change).toMatchObject({ kind: "registered", revision: registeredAt });
+  });
+
+  it("acknowledges a registration replaced at its address before the second attempt, and leaves the instance that replaced it", async () => {
+    const m = registration(21, Date.now() + 3000);
+    const key = `${PREFIX}instances/${m.op === "register" ? m.instance.id : ""}`;
+    const other = registration(22, Date.now() + 3000, 21); // the same address
+    const otherKey = `${PREFIX}instances/${other.op === "register" ? other.instance.id : ""}`;
+    let registeredAt = 0;
+    sentTwice(async () => {
+      registeredAt = await revisionOf(key);
+      // Another replica's Register takes the address: the instance goes, the record names the newcomer.
+      const record = (await direct.getAll().prefix(`${PREFIX}addresses/`).keys())[0]!;
+      await direct.delete().key(key);
+      await direct.put(record).value(other.op === "register" ? other.instance.id : "");
+      await direct.put(otherKey).value("{}");
+    });
+    const change = await store.commit(m);
+    expect(registeredAt).toBeGreaterThan(0);
+    expect(change).toMatchObject({ kind: "registered", revision: registeredAt });
+    expect(await direct.get(otherKey).string()).toBe("{}");
+  });
 });

@@ -618,7 +618,7 @@ export class EtcdStore implements SharedStore {
             this.client.put(record).value(mutation.instance.id),
             this.client.put(marker).value("").lease(fence),
           )
-          .else(this.client.get(key))
+          .else(this.client.get(key), this.client.get(marker))
           .options({ deadline: notAfter })
           .commit(),
       );
@@ -627,12 +627,18 @@ export class EtcdStore implements SharedStore {
         return { kind: "registered", revision, instance: { ...mutation.instance, revision } };
       }
       // etcd3 resends a transaction whose answer was lost, and this store
-      // one pending at a take-out; if an earlier attempt committed, this is
-      // our own instance, not a collision.
-      const existing = res.responses[0]?.response_range?.kvs[0];
-      if (existing) {
-        if (existing.value.toString("utf8") !== value) throw new RegistryError("unavailable", "instance id collision; retry");
-        const revision = Number(existing.mod_revision);
+      // one pending at a take-out: an earlier attempt may have committed.
+      // The instance there is ours when it carries our token (a probe may
+      // have changed its health since); our marker without it means ours was
+      // registered and then replaced at its address before we heard back.
+      // Either way the registration stands, at the revision it committed.
+      const [existing, committed] = [0, 1].map((i) => res.responses[i]?.response_range?.kvs[0]);
+      if (existing && decodeInstance(existing.value, Number(existing.mod_revision)).instance.tokenHash !== mutation.instance.tokenHash) {
+        throw new RegistryError("unavailable", "instance id collision; retry");
+      }
+      const earlier = existing ?? committed;
+      if (earlier) {
+        const revision = Number(earlier.create_revision);
         return { kind: "registered", revision, instance: { ...mutation.instance, revision } };
       }
       // Another Register took the address between our reads and our commit: look again.
