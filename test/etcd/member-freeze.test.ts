@@ -81,20 +81,13 @@ describe.skipIf(!etcdPresent)("a replica on a 3-member etcd while one member is 
     // A deadline past the replica's own etcd budget (3 s): a Register waiting on the frozen member fails only at that budget.
     const writer4s = replicaWriter(replica.port, KEY, "in-flight-freeze", 30_000, 4000);
     try {
-      await waitFor(() => writer4s.registerAndList().then(() => true, () => false), "the replica to take writes before the freeze", 10_000);
-      const leader = await etcd.leader();
-      const follower = etcd.members.find((m) => m !== leader)!;
-      follower.freeze();
-      try {
+      const failures = await whileFollowerFrozen(writer4s, async () => {
         // Sent at once, right after the freeze: each Register makes a few etcd calls, each to a member
         // picked at random, so some wait on the frozen one until the replica takes it out of the choice.
         const results = await Promise.allSettled(Array.from({ length: 12 }, () => writer4s.registerAndList()));
-        const failures = results.flatMap((r) => (r.status === "rejected" ? [String(r.reason)] : []));
-        expect(failures, failures.join("\n")).toEqual([]);
-      } finally {
-        follower.thaw();
-      }
-      await settledAfterThaw(follower);
+        return results.flatMap((r) => (r.status === "rejected" ? [String(r.reason)] : []));
+      });
+      expect(failures, failures.join("\n")).toEqual([]);
     } finally {
       writer4s.close();
     }
@@ -104,21 +97,14 @@ describe.skipIf(!etcdPresent)("a replica on a 3-member etcd while one member is 
     const writer4s = replicaWriter(replica.port, KEY, "resent-claim", 40_000, 4000);
     const direct = new Etcd3({ hosts: [...etcd.endpoints] });
     try {
-      await waitFor(() => writer4s.registerAndList().then(() => true, () => false), "the replica to take writes before the freeze", 10_000);
-      const leader = await etcd.leader();
-      const follower = etcd.members.find((m) => m !== leader)!;
-      follower.freeze();
-      let ids: string[];
-      try {
+      const ids = await whileFollowerFrozen(writer4s, async () => {
         // Some of these attempts wait on the frozen member and are sent again at the take-out.
-        ids = await Promise.all(Array.from({ length: 12 }, () => writer4s.registerAndList()));
+        const registered = await Promise.all(Array.from({ length: 12 }, () => writer4s.registerAndList()));
         // Removed while the attempts left behind still wait, and while their fence lease still
         // lives: on the thaw, they find no instance and no address record, as before they were sent.
-        for (const id of ids) await writer4s.unregister(id);
-      } finally {
-        follower.thaw();
-      }
-      await settledAfterThaw(follower);
+        for (const id of registered) await writer4s.unregister(id);
+        return registered;
+      });
       // Once every fence lease is gone (the membership lease is the only one of 5 s), nothing left can commit.
       await waitFor(async () => {
         const { leases } = await direct.leaseClient.leaseLeases({});
@@ -132,6 +118,25 @@ describe.skipIf(!etcdPresent)("a replica on a 3-member etcd while one member is 
       direct.close();
     }
   }, 60_000);
+
+  /**
+   * Once `writer` has a write taken, freezes a follower (the other two keep
+   * quorum) for as long as `during` runs, then thaws it and lets etcd settle.
+   */
+  async function whileFollowerFrozen<T>(writer: ReturnType<typeof replicaWriter>, during: () => Promise<T>): Promise<T> {
+    await waitFor(() => writer.registerAndList().then(() => true, () => false), "the replica to take writes before the freeze", 10_000);
+    const leader = await etcd.leader();
+    const follower = etcd.members.find((m) => m !== leader)!;
+    follower.freeze();
+    let result: T;
+    try {
+      result = await during();
+    } finally {
+      follower.thaw();
+    }
+    await settledAfterThaw(follower);
+    return result;
+  }
 
   /**
    * A leader thawed after the lease TTL may still act as leader for a moment

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { ExponentialBackoff, handleWhen, noop, retry, type IBackoff, type IBackoffFactory } from "cockatiel";
-import { Etcd3, GRPCDeadlineExceededError, isRecoverableError, type ComparatorBuilder, type IOptions, type Lease } from "etcd3";
+import { Etcd3, GRPCDeadlineExceededError, isRecoverableError, type ComparatorBuilder, type IKeyValue, type IOptions, type Lease } from "etcd3";
 import type { Logger } from "pino";
 import { addressKey } from "../../registry/instance-address.js";
 import { RegistryError } from "../../registry/registry-error.js";
@@ -410,6 +410,11 @@ export class EtcdStore implements SharedStore {
     }
   }
 
+  /** One key, read linearizably, sent again at a take-out (`resentOnTakeOut`). */
+  private async read(key: string): Promise<IKeyValue | undefined> {
+    return (await this.resentOnTakeOut(() => this.client.get(key).exec())).kvs[0];
+  }
+
   /**
    * Renews the membership lease through the members that answer, now and
    * every third of its TTL for one TTL: its keep-alive stream may be on the
@@ -498,17 +503,19 @@ export class EtcdStore implements SharedStore {
     // changed the instance in between.
     for (let attempt = 0; attempt < 5; attempt++) {
       const key = this.instancesPrefix + mutation.id;
-      const current = await this.resentOnTakeOut(() => this.client.get(key).exec());
-      const kv = current.kvs[0];
+      const kv = await this.read(key);
       if (!kv) throw new RegistryError("not_found", `instance ${mutation.id} not found`);
       const { instance } = decodeInstance(kv.value, Number(kv.mod_revision));
+      // Sent twice (`resentOnTakeOut`), the later attempt fails its guard, and the loop finds the change made.
+      const putUnlessChanged = (next: string) =>
+        this.resentOnTakeOut(() => this.client.if(key, "Mod", "==", kv.mod_revision).then(this.client.put(key).value(next)).commit());
       if (mutation.op === "remove") {
         // Not sent twice: a later attempt would fail its guard, and the loop would find no instance to remove.
         const guard = this.client.if(key, "Mod", "==", kv.mod_revision);
         const reasonKey = this.removalsPrefix + mutation.id;
         // The address record goes too, when it is this instance's.
         const record = this.addressKeyOf(instance);
-        const address = (await this.resentOnTakeOut(() => this.client.get(record).exec())).kvs[0];
+        const address = await this.read(record);
         const ops = [this.client.delete().key(key), this.client.put(reasonKey).value(mutation.reason)];
         if (address?.value.toString("utf8") === mutation.id) {
           guard.and(record, "Mod", "==", address.mod_revision);
@@ -524,10 +531,7 @@ export class EtcdStore implements SharedStore {
         // Draining is one way: a drain of a draining instance changes nothing (nor its deadline).
         if (instance.draining) return { kind: "draining", revision: Number(kv.mod_revision), instance };
         const next: Omit<StoredInstance, "revision"> = { ...instance, draining: true, drainingSince: mutation.at, updatedAt: mutation.at };
-        // Sent twice (`resentOnTakeOut`), the later fails its guard, and the loop finds the instance draining.
-        const res = await this.resentOnTakeOut(() =>
-          this.client.if(key, "Mod", "==", kv.mod_revision).then(this.client.put(key).value(encodeInstance(next))).commit(),
-        );
+        const res = await putUnlessChanged(encodeInstance(next));
         if (!res.succeeded) continue;
         const revision = Number(res.header.revision);
         return { kind: "draining", revision, instance: { ...next, revision } };
@@ -535,10 +539,7 @@ export class EtcdStore implements SharedStore {
       // Already so (another replica committed the same transition first): nothing to write.
       if (instance.health === mutation.health) return { kind: "health", revision: Number(kv.mod_revision), instance };
       const next: Omit<StoredInstance, "revision"> = { ...instance, health: mutation.health, updatedAt: mutation.at };
-      // Likewise: the loop finds the health already so.
-      const res = await this.resentOnTakeOut(() =>
-        this.client.if(key, "Mod", "==", kv.mod_revision).then(this.client.put(key).value(encodeInstance(next, mutation.failureReason))).commit(),
-      );
+      const res = await putUnlessChanged(encodeInstance(next, mutation.failureReason));
       if (!res.succeeded) continue;
       const revision = Number(res.header.revision);
       const updated = { ...next, revision };
@@ -570,12 +571,12 @@ export class EtcdStore implements SharedStore {
     const record = this.addressKeyOf(mutation.instance);
     const value = encodeInstance(mutation.instance);
     for (let attempt = 0; attempt < 5; attempt++) {
-      const address = (await this.resentOnTakeOut(() => this.client.get(record).exec())).kvs[0];
+      const address = await this.read(record);
       // No record: an instance registered before address records existed may hold it (the core's table says which).
       const holderId = address ? address.value.toString("utf8") : mutation.replaces;
       const holder = holderId === undefined || holderId === mutation.instance.id
         ? undefined
-        : (await this.resentOnTakeOut(() => this.client.get(this.instancesPrefix + holderId).exec())).kvs[0];
+        : await this.read(this.instancesPrefix + holderId);
       // Both transactions are fenced: neither may commit once the caller was told the Register failed.
       const fence = await this.resentOnTakeOut(() => this.fenceLease(notAfter));
       if (holder && holderId !== undefined) {
