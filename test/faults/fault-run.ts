@@ -3,6 +3,7 @@ import { startEtcdCluster, type EtcdCluster } from "../support/etcd-cluster.js";
 import { Watchers, Writers, type WriteRecord } from "./client-traffic.js";
 import { checkWatch, checkWrites, readEtcdHistory, type WatchCheck, type WriteCheck } from "./history-checks.js";
 import { HealthMonitor, Replica } from "./replica-fleet.js";
+import { waitFor } from "../support/wait-for.js";
 
 const KEY = "fault-run-registration-key-0001";
 const PREFIX = "/service-registry/";
@@ -201,6 +202,13 @@ export async function runFaults(options: FaultRunOptions): Promise<FaultRunRepor
     const direct = new Etcd3({ hosts: [...etcd.endpoints] });
     const faults = FAULTS.filter((f) => !options.only || options.only.some((o) => f.name.includes(o)));
     for (const fault of faults) {
+      // Every replica a member again first: a thawed etcd leader may have revoked their leases
+      // (etcd issue 15247, docs/replicas.md), and the outage's membership count starts from here.
+      await waitFor(
+        async () => (await direct.getAll().prefix(`${PREFIX}members/`).keys()).length === replicas.length,
+        "every replica to be a member of the membership set",
+        30_000,
+      );
       phaseStart.push(Number((await direct.get(`${PREFIX}sync`).exec()).header.revision));
       log(`fault: ${fault.name}`);
       if (fault.quiet) writers.quiet();
