@@ -4,12 +4,13 @@ import { ipv4FromGroups, ipv6Groups, isIpv4Mapped } from "../net/ip-address.js";
 /**
  * Addresses never probed unless the operator says otherwise: link-local
  * (where cloud metadata services answer), unspecified ("this host" on most
- * kernels: 0.0.0.0 reaches local listeners), multicast, and AWS's IPv6
+ * kernels: 0.0.0.0 reaches local listeners), multicast, the reserved
+ * block with the limited broadcast address (255.255.255.255), and AWS's IPv6
  * metadata address (a unique-local one, so not covered by link-local).
  * Loopback and private ranges stay allowed: local development and most
  * fleets live there.
  */
-export const DEFAULT_PROBE_DENY_CIDRS = "0.0.0.0/8,::/128,169.254.0.0/16,fe80::/10,224.0.0.0/4,ff00::/8,fd00:ec2::254/128";
+export const DEFAULT_PROBE_DENY_CIDRS = "0.0.0.0/8,::/128,169.254.0.0/16,fe80::/10,224.0.0.0/4,240.0.0.0/4,ff00::/8,fd00:ec2::254/128";
 
 /** The reason a probe fails with when its target (or what its name resolves to) is denied. */
 export const PROBE_TARGET_DENIED = "probe target denied by policy";

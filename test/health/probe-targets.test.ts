@@ -27,6 +27,8 @@ const DENIED_LITERALS = [
   "::",
   "fe80::1",
   "224.0.0.1",
+  "255.255.255.255",
+  "240.0.0.1",
   "ff02::1",
   "fd00:ec2::254",
   // IPv6 spellings that a translator or an old stack turns into a denied IPv4 address.
@@ -241,7 +243,7 @@ describe("the server as serve wires it", () => {
 });
 
 describe("ProbeTargetPolicy and its settings", () => {
-  it("denies link-local, unspecified and multicast by default, in every spelling; allows loopback and private ranges", () => {
+  it("denies link-local, unspecified, multicast and reserved (broadcast) by default, in every spelling; allows loopback and private ranges", () => {
     const policy = new ProbeTargetPolicy();
     for (const a of [...DENIED_LITERALS, "[fe80::1]", "0.1.2.3", "169.254.0.1", "::ffff:0.0.0.0", "239.255.255.250"]) {
       expect(policy.allows(a), a).toBe(false);
