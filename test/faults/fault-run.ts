@@ -106,7 +106,8 @@ const FAULTS: readonly Fault[] = [
       r[2]!.cutFromEtcd();
       return async () => r[2]!.healLinkToEtcd();
     },
-    heldMs: (o) => o.faultMs,
+    // Long enough for the replica to notice by itself: 3 s after its last answered check.
+    heldMs: (o) => Math.max(o.faultMs, 5000),
   },
   {
     name: "etcd leader killed (SIGKILL), restarted",

@@ -4,9 +4,18 @@ export interface EtcdLivenessOptions {
   readonly onLost: (reason: string) => void;
   /** Told once at the first answered check after `onLost`. */
   readonly onRegained: () => void;
-  /** No check answered for this long means etcd is lost, ms. Default 2000. */
+  /** No check answered for this long means etcd is lost, ms. Default {@link DEFAULT_STALE_AFTER_MS}. */
   readonly staleAfterMs?: number;
 }
+
+/**
+ * How long etcd may go unanswered before a replica counts it lost, ms. No
+ * member answers a linearizable read while etcd elects a leader, so the
+ * window outlasts an election at etcd's default timing (an election timeout
+ * randomised up to twice its 1 s default) plus one check interval: an
+ * election alone must not take replicas out and end their watch streams.
+ */
+export const DEFAULT_STALE_AFTER_MS = 3000;
 
 /**
  * Tells a replica that it has lost etcd without waiting for a client to
@@ -38,7 +47,7 @@ export class EtcdLiveness {
   private staleTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: EtcdLivenessOptions) {
-    this.staleAfterMs = options.staleAfterMs ?? 2000;
+    this.staleAfterMs = options.staleAfterMs ?? DEFAULT_STALE_AFTER_MS;
   }
 
   /** True from `onLost` until the next answered check. */

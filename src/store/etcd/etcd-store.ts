@@ -6,7 +6,7 @@ import { addressKey } from "../../registry/instance-address.js";
 import { RegistryError } from "../../registry/registry-error.js";
 import type { Change, RemovalReason, StoredInstance } from "../../registry/types.js";
 import type { Mutation, SharedStore, StoreState } from "../../registry/registry-store.js";
-import { EtcdLiveness } from "./etcd-liveness.js";
+import { DEFAULT_STALE_AFTER_MS, EtcdLiveness } from "./etcd-liveness.js";
 import { EtcdMembers } from "./etcd-members.js";
 import { MemberWatch } from "./member-watch.js";
 import { EtcdLivenessKeys } from "./liveness-keys.js";
@@ -48,7 +48,8 @@ export interface EtcdStoreOptions {
    * How this replica notices, with no client traffic, that it lost etcd: a
    * linearizable read of each member every `intervalMs` (default 500) with a
    * deadline of `deadlineMs` (default 1000); none succeeding for
-   * `staleAfterMs` (default 2000) makes the store unavailable.
+   * `staleAfterMs` (default 3000) makes the store unavailable, as does a
+   * broken watch that has not reconnected to another member by then.
    * `catchUpTimeoutMs` (default 5000) bounds each attempt to catch up with
    * etcd before serving again.
    */
@@ -109,6 +110,8 @@ export class EtcdStore implements SharedStore {
   readonly livenessRelay: EtcdLivenessKeys;
   private readonly prefix: string;
   private readonly callTimeoutMs: number;
+  /** No member answering for this long, or the watch down for this long, means etcd is lost. */
+  private readonly staleAfterMs: number;
   /** Deadline of each liveness check (and of the catch-up's marker put), ms. */
   private readonly checkDeadlineMs: number;
   /** Fence leases being granted or granted, by the whole second they must end by (see `fenceLease`). */
@@ -141,6 +144,8 @@ export class EtcdStore implements SharedStore {
   private reported: { available: true } | { available: false; reason: string } = { available: true };
   /** Set while etcd3 reports the watch stream down (between 'disconnected' and 'connected'). */
   private watchDown = false;
+  /** With several members: counts the store lost if the broken watch has not reconnected elsewhere by then. */
+  private watchDownTimer: NodeJS.Timeout | undefined;
   /** Set when the watch was cancelled for good (e.g. compacted): only a restart recovers. */
   private fatal: string | undefined;
   /** Bumped at every loss: a catch-up that started before one does not make the store available. */
@@ -155,6 +160,7 @@ export class EtcdStore implements SharedStore {
     this.probeOwnership = new RendezvousOwnership(options.replicaId ?? randomUUID());
     const timeout = options.callTimeoutMs ?? 3000;
     this.callTimeoutMs = timeout;
+    this.staleAfterMs = options.liveness?.staleAfterMs ?? DEFAULT_STALE_AFTER_MS;
     const watchBackoff = (): IBackoff<unknown> =>
       // etcd3's default watch backoff grows to 30 s; a replica should be back
       // within a couple of seconds of etcd returning.
@@ -228,12 +234,19 @@ export class EtcdStore implements SharedStore {
         data: (events) => this.onWatchData(events as EtcdEvent[]),
         disconnected: () => {
           this.watchDown = true;
-          this.markLost("etcd unreachable (watch stream broken)");
+          const lost = "etcd unreachable (watch stream broken)";
+          // With one endpoint the break is etcd's. With several it is one member's (killed, restarting):
+          // the watch moves to another and resumes where it stopped, as when its member hangs, and
+          // meanwhile the view is no staler than the liveness window allows a silent partition.
+          if (this.options.endpoints.length === 1) this.markLost(lost);
+          else this.watchDownTimer ??= setTimeout(() => this.watchDown && this.markLost(lost), this.staleAfterMs).unref();
           // etcd3 would reconnect it to the same member, which may be gone for good (killed, restarting).
           this.moveWatch();
         },
         connected: () => {
           this.watchDown = false;
+          clearTimeout(this.watchDownTimer);
+          this.watchDownTimer = undefined;
           this.tryRecover();
         },
         failed: (err) => {
@@ -489,6 +502,7 @@ export class EtcdStore implements SharedStore {
     this.members.close();
     for (const timer of this.renewalTimers.splice(0)) clearTimeout(timer);
     this.liveness?.stop();
+    clearTimeout(this.watchDownTimer);
     for (const w of this.watchedWaiters.splice(0)) w.reject(new Error("store closed"));
     // Each bounded: cancelling a watch waits for etcd's answer on the stream, with no deadline of
     // its own, and a replica cut off from etcd (a blackholed link) would never stop.
@@ -825,11 +839,10 @@ export class EtcdStore implements SharedStore {
 
   /** Counts etcd lost when no member answered its check for the stale window, so a silent partition is noticed without client traffic. */
   private startLiveness(): void {
-    const staleAfterMs = this.options.liveness?.staleAfterMs;
     this.liveness = new EtcdLiveness({
       onLost: (reason) => this.markLost(reason),
       onRegained: () => this.tryRecover(),
-      ...(staleAfterMs === undefined ? {} : { staleAfterMs }),
+      staleAfterMs: this.staleAfterMs,
     });
     this.liveness.start();
   }
