@@ -138,14 +138,24 @@ describe.skipIf(!etcdPresent)("a replica on a 3-member etcd while one member is 
     return result;
   }
 
+  /** The lease of the replica's membership key and its seconds left, as etcd holds them; undefined when it has none. */
+  async function membershipLease(client: Etcd3, options: { deadline: number }): Promise<{ lease: string; ttl: number } | undefined> {
+    const { kvs } = await client.getAll().prefix(MEMBERS_PREFIX).options(options).exec();
+    const lease = kvs[0]?.lease;
+    if (lease === undefined || lease === "0") return undefined;
+    const { TTL } = await client.leaseClient.leaseTimeToLive({ ID: lease, keys: false }, options);
+    return Number(TTL) > 0 ? { lease, ttl: Number(TTL) } : undefined;
+  }
+
   /**
    * A leader thawed after the lease TTL may still act as leader for a moment
    * and revoke every lease that ran out in its stale view (etcd issue 15247;
    * Debian's 3.4.23 has no fix). The replica then loses its membership and
    * rejoins. That is etcd's doing and comes after the freeze a test is
    * about: wait until the thawed member answers as part of the current term
-   * (its stale revokes were sent by then) and the replica is a member again,
-   * so that none lands in the next test's freeze. Any member, not only the
+   * (its stale revokes were sent by then) and the replica's membership lease
+   * (rejoined under a new one if it was revoked) has been renewed since, so
+   * that none lands in the next test's freeze. Any member, not only the
    * leader when the freeze began: the leader may change just before it.
    */
   async function settledAfterThaw(member: EtcdMember): Promise<void> {
@@ -159,10 +169,20 @@ describe.skipIf(!etcdPresent)("a replica on a 3-member etcd while one member is 
         `${member.name} to answer again after the thaw`,
         10_000,
       );
+      // A stale revoke lands before the replica's next renewal goes through, and then the replica
+      // rejoins under a new lease: wait until the membership lease etcd holds has been renewed.
+      let seen: { lease: string; ttl: number } | undefined;
       await waitFor(
-        () => any.getAll().prefix(MEMBERS_PREFIX).options(deadline()).keys().then((k) => k.length > 0, () => false),
-        "the replica to be a member again",
+        async () => {
+          const now = await membershipLease(any, deadline()).catch(() => undefined);
+          if (now === undefined) return false;
+          const renewed = seen !== undefined && now.lease === seen.lease && now.ttl > seen.ttl;
+          if (seen === undefined || now.lease !== seen.lease || now.ttl < seen.ttl) seen = now;
+          return renewed;
+        },
+        "the replica's membership lease to be renewed after the thaw",
         15_000,
+        100,
       );
     } finally {
       thawed.close();
