@@ -4,6 +4,7 @@ import { EtcdStore } from "../../src/store/etcd/etcd-store.js";
 import type { Mutation } from "../../src/registry/registry-store.js";
 import { startEtcd, type EtcdProcess } from "../support/etcd-process.js";
 import { startFaultProxy, type FaultProxy } from "../support/fault-proxy.js";
+import { waitFor } from "../support/wait-for.js";
 import { etcdPresent } from "./etcd-suite.js";
 
 const PREFIX = "/fence-test/";
@@ -187,5 +188,20 @@ describe.skipIf(!etcdPresent)("the Register fence on etcd", () => {
     expect(registeredAt).toBeGreaterThan(0);
     expect(change).toMatchObject({ kind: "registered", revision: registeredAt });
     expect(await direct.get(otherKey).string()).toBe("{}");
+  });
+
+  it("acknowledges an Unregister whose earlier attempt removed the instance, and leaves no removal reason behind", async () => {
+    const m = registration(23, Date.now() + 3000);
+    const id = m.op === "register" ? m.instance.id : "";
+    await store.commit(m);
+    let removedAt = 0;
+    sentTwice(async () => {
+      removedAt = Number((await direct.get(`${PREFIX}removals/${id}`).exec()).kvs[0]?.mod_revision ?? 0);
+    });
+    const change = await store.commit({ op: "remove", id, reason: "unregistered", at: Date.now() });
+    expect(removedAt).toBeGreaterThan(0);
+    expect(change).toMatchObject({ kind: "removed", revision: removedAt, reason: "unregistered" });
+    expect(await inEtcd(m)).toBe(false);
+    await waitFor(async () => (await direct.get(`${PREFIX}removals/${id}`).exec()).kvs.length === 0, "the removal reason to be deleted", 5000);
   });
 });

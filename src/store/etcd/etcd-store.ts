@@ -402,7 +402,8 @@ export class EtcdStore implements SharedStore {
    * An attempt left behind is ended by its deadline, its answer unheard.
    * Safe to send twice: a read; a fence lease grant (a lease nobody uses
    * expires); a transaction whose guard fails once an earlier attempt has
-   * committed (see `register` and `commitOnce`).
+   * committed, and whose caller then finds that attempt's result (see
+   * `register` and `commitOnce`).
    */
   private async resentOnTakeOut<T>(call: () => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
@@ -524,22 +525,35 @@ export class EtcdStore implements SharedStore {
       const putUnlessChanged = (next: string) =>
         this.resentOnTakeOut(() => this.client.if(key, "Mod", "==", kv.mod_revision).then(this.client.put(key).value(next)).commit());
       if (mutation.op === "remove") {
-        // Not sent twice: a later attempt would fail its guard, and the loop would find no instance to remove.
-        const guard = this.client.if(key, "Mod", "==", kv.mod_revision);
         const reasonKey = this.removalsPrefix + mutation.id;
         // The address record goes too, when it is this instance's.
         const record = this.addressKeyOf(instance);
         const address = await this.read(record);
-        const ops = [this.client.delete().key(key), this.client.put(reasonKey).value(mutation.reason)];
-        if (address?.value.toString("utf8") === mutation.id) {
-          guard.and(record, "Mod", "==", address.mod_revision);
-          ops.push(this.client.delete().key(record));
-        }
-        const res = await guard.then(...ops).commit();
-        if (!res.succeeded) continue;
+        const ownsRecord = address?.value.toString("utf8") === mutation.id;
+        const res = await this.resentOnTakeOut(() => {
+          const guard = this.client.if(key, "Mod", "==", kv.mod_revision);
+          const ops = [this.client.delete().key(key), this.client.put(reasonKey).value(mutation.reason)];
+          if (ownsRecord) {
+            guard.and(record, "Mod", "==", address.mod_revision);
+            ops.push(this.client.delete().key(record));
+          }
+          return guard.then(...ops).else(this.client.get(reasonKey)).commit();
+        });
         // The reason key only travels with the deletion's watch event.
-        void this.client.delete().key(reasonKey).exec().catch(() => undefined);
-        return { kind: "removed", revision: Number(res.header.revision), instance, reason: mutation.reason };
+        const forgetReason = (): void => void this.client.delete().key(reasonKey).exec().catch(() => undefined);
+        if (res.succeeded) {
+          forgetReason();
+          return { kind: "removed", revision: Number(res.header.revision), instance, reason: mutation.reason };
+        }
+        // Sent twice (`resentOnTakeOut`), an earlier attempt may have removed
+        // it: its reason key, which no answer came back to delete, says so
+        // (or another replica's removal, just committed: either way it is gone).
+        const removal = res.responses[0]?.response_range?.kvs[0];
+        if (removal) {
+          forgetReason();
+          return { kind: "removed", revision: Number(removal.mod_revision), instance, reason: removal.value.toString("utf8") as RemovalReason };
+        }
+        continue;
       }
       if (mutation.op === "drain") {
         // Draining is one way: a drain of a draining instance changes nothing (nor its deadline).
