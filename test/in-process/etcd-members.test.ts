@@ -114,6 +114,20 @@ describe("EtcdMembers", () => {
     expect(members!.pickAnswering()).toBeUndefined();
   });
 
+  it("checks a member again soon after a failed check, and answering ones at the interval", async () => {
+    // After an election etcd fails the reads that waited for it: the next one answers at once,
+    // and waiting out a whole interval would spend the liveness window for nothing.
+    answering.set("http://b", false);
+    await start(endpoints, { intervalMs: 60_000 }).start();
+    await waitFor(() => (checks.get("http://b") ?? 0) >= 4, "three more checks of the silent member", 2000, 1);
+    expect(checks.get("http://a")).toBe(1);
+    answering.set("http://b", true);
+    await waitFor(() => changes.includes("http://b answers"), "the silent member to answer again", 2000, 1);
+    const answeredAt = checks.get("http://b")!;
+    await new Promise((r) => setTimeout(r, 300)); // three retry pauses: none taken once it answers
+    expect(checks.get("http://b")).toBe(answeredAt);
+  });
+
   it("checks each member one at a time", async () => {
     let inFlight = 0;
     let maxInFlight = 0;

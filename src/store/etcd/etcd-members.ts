@@ -9,7 +9,7 @@ export interface EtcdMembersOptions {
   readonly clientOf: (endpoint: string) => Etcd3;
   /** The key each member is asked for, linearizably. */
   readonly checkKey: string;
-  /** Pause between the end of one check of a member and the start of the next, ms. */
+  /** Pause between the end of one check of a member and the start of the next, ms (shorter after a failed check). */
   readonly intervalMs: number;
   /** Deadline of each check, ms: a member whose last check failed or missed it is silent. */
   readonly deadlineMs: number;
@@ -24,6 +24,14 @@ export interface EtcdMembersOptions {
   /** Clock, for tests. Default `Date.now`. */
   readonly now?: () => number;
 }
+
+/**
+ * Pause after a failed check, ms, when shorter than the interval: when etcd
+ * elects a new leader it fails the reads that waited for one ("leader
+ * changed"), and the next read succeeds at once, so the replica's liveness
+ * window is not spent waiting out a full interval after the election.
+ */
+const RECHECK_AFTER_FAILURE_MS = 100;
 
 interface Member {
   readonly endpoint: string;
@@ -126,7 +134,8 @@ export class EtcdMembers {
         },
       )
       .finally(() => {
-        if (this.running) member.timer = setTimeout(() => void this.runCheck(member), this.options.intervalMs).unref();
+        const pauseMs = member.silent ? Math.min(this.options.intervalMs, RECHECK_AFTER_FAILURE_MS) : this.options.intervalMs;
+        if (this.running) member.timer = setTimeout(() => void this.runCheck(member), pauseMs).unref();
       });
   }
 
