@@ -539,21 +539,15 @@ export class EtcdStore implements SharedStore {
           }
           return guard.then(...ops).else(this.client.get(reasonKey)).commit();
         });
-        // The reason key only travels with the deletion's watch event.
-        const forgetReason = (): void => void this.client.delete().key(reasonKey).exec().catch(() => undefined);
-        if (res.succeeded) {
-          forgetReason();
-          return { kind: "removed", revision: Number(res.header.revision), instance, reason: mutation.reason };
-        }
         // Sent twice (`resentOnTakeOut`), an earlier attempt may have removed
         // it: its reason key, which no answer came back to delete, says so
         // (or another replica's removal, just committed: either way it is gone).
-        const removal = res.responses[0]?.response_range?.kvs[0];
-        if (removal) {
-          forgetReason();
-          return { kind: "removed", revision: Number(removal.mod_revision), instance, reason: removal.value.toString("utf8") as RemovalReason };
-        }
-        continue;
+        const earlier = res.succeeded ? undefined : res.responses[0]?.response_range?.kvs[0];
+        if (!res.succeeded && !earlier) continue;
+        this.forgetRemovalReason(reasonKey);
+        return earlier
+          ? { kind: "removed", revision: Number(earlier.mod_revision), instance, reason: earlier.value.toString("utf8") as RemovalReason }
+          : { kind: "removed", revision: Number(res.header.revision), instance, reason: mutation.reason };
       }
       if (mutation.op === "drain") {
         // Draining is one way: a drain of a draining instance changes nothing (nor its deadline).
@@ -623,7 +617,7 @@ export class EtcdStore implements SharedStore {
             .commit(),
         );
         // An earlier attempt that committed wrote it too.
-        void this.client.delete().key(reasonKey).exec().catch(() => undefined);
+        this.forgetRemovalReason(reasonKey);
         if (!handOver.succeeded) continue;
       }
       // The address is ours when the record names us (just handed over) or
@@ -840,6 +834,11 @@ export class EtcdStore implements SharedStore {
   /** Written by every hand-over of an address under a lease that ends at its caller's deadline (see `fenceLease`). */
   private get fenceKey(): string {
     return `${this.prefix}fence`;
+  }
+
+  /** A removal's reason key travels only with the deletion's watch event: delete it after, best effort. */
+  private forgetRemovalReason(reasonKey: string): void {
+    void this.client.delete().key(reasonKey).exec().catch(() => undefined);
   }
 
   /** Written by a Register's claim under its fence lease, which deletes it (see `register`). */
