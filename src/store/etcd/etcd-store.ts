@@ -447,7 +447,9 @@ export class EtcdStore implements SharedStore {
     for (const at of [0, ttlMs / 3, (2 * ttlMs) / 3, ttlMs]) {
       const renew = (): void => {
         if (this.closed || this.lease !== lease || this.renewalInFlight) return;
-        const renewal = lease.keepaliveOnce().catch(() => undefined);
+        // Sent again at a later take-out (a renewal is safe to send twice): the pool may have put it
+        // on a member that is silent but not yet out, and while it waits no other renewal is sent.
+        const renewal = this.resentOnTakeOut(() => lease.keepaliveOnce()).catch(() => undefined);
         this.renewalInFlight = settledWithin(renewal, this.callTimeoutMs).then(() => (this.renewalInFlight = undefined));
       };
       this.renewalTimers.push(setTimeout(renew, at).unref());
