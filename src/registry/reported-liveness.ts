@@ -12,7 +12,17 @@ interface Tracked {
   timer: NodeJS.Timeout | undefined;
   /** The timer is the repeat after a failure, not the first wait. */
   repeating: boolean;
+  /** When the first wait runs out (`performance.now()`). */
+  dueAt: number;
+  /** The first wait ran out late and was extended once (see `due`). */
+  extended: boolean;
 }
+
+/**
+ * A wait that runs out later than this (ms) after its due time ran out while
+ * the registry was not listening: frozen, stalled, or its event loop held up.
+ */
+const LATE_AFTER_MS = 20;
 
 /**
  * The clocks of instances that report their own liveness instead of being
@@ -42,7 +52,7 @@ export class ReportedLiveness {
   /** Starts the clock of an instance checked by reports (no-op when already tracked). */
   track(id: string, check: HealthCheckSpec, held = false): void {
     if (this.tracked.has(id)) return;
-    const entry: Tracked = { check, held, timer: undefined, repeating: false };
+    const entry: Tracked = { check, held, timer: undefined, repeating: false, dueAt: 0, extended: false };
     this.tracked.set(id, entry);
     if (!held) this.arm(id, entry);
   }
@@ -60,8 +70,10 @@ export class ReportedLiveness {
     const entry = this.tracked.get(id);
     if (!entry) return;
     // refresh() re-arms the timer for its original delay, the ttl, without a new timer per heartbeat.
-    if (entry.timer && !entry.repeating) entry.timer.refresh();
-    else if (!entry.held) this.arm(id, entry);
+    if (entry.timer && !entry.repeating && !entry.extended) {
+      entry.timer.refresh();
+      entry.dueAt = performance.now() + firstWait(entry.check, this.sessionRetryMs);
+    } else if (!entry.held) this.arm(id, entry);
   }
 
   /** A session for the instance is open (here or on another replica): no failure is due while it is. */
@@ -93,20 +105,45 @@ export class ReportedLiveness {
    * with a short ttl does not flood watchers of every check with failures.
    */
   private arm(id: string, entry: Tracked): void {
-    const ttl = entry.check.kind === "ttl";
-    const first = ttl ? entry.check.ttlMs : this.sessionRetryMs;
-    const reason = ttl ? TTL_EXPIRED : NO_SESSION;
+    const first = firstWait(entry.check, this.sessionRetryMs);
     clearTimeout(entry.timer);
-    entry.repeating = false;
-    entry.timer = setTimeout(() => {
-      if (this.tracked.get(id) !== entry) return;
-      entry.repeating = true;
-      entry.timer = setInterval(() => {
-        if (this.tracked.get(id) === entry) this.fail(id, reason);
-      }, Math.max(first, this.sessionRetryMs));
-      entry.timer.unref();
-      this.fail(id, reason);
-    }, first);
+    entry.repeating = entry.extended = false;
+    entry.dueAt = performance.now() + first;
+    entry.timer = setTimeout(() => this.due(id, entry), first);
     entry.timer.unref();
   }
+
+  /**
+   * The first wait ran out. If it ran out late, the registry was not
+   * listening for that long (a frozen process, a stalled event loop) and
+   * the reports sent meanwhile still wait, unread, in its sockets: at a thaw
+   * the timers run before any of them is read. So a late wait is extended,
+   * once, by as long as it was late: a ttl counts only time the registry
+   * could hear the instance. Once only, so that a loop that stays behind
+   * does not keep a silent instance from failing.
+   */
+  private due(id: string, entry: Tracked): void {
+    if (this.tracked.get(id) !== entry) return;
+    const late = performance.now() - entry.dueAt;
+    if (!entry.extended && late > LATE_AFTER_MS) {
+      entry.extended = true;
+      entry.timer = setTimeout(() => this.due(id, entry), late);
+      entry.timer.unref();
+      return;
+    }
+    const ttl = entry.check.kind === "ttl";
+    const reason = ttl ? TTL_EXPIRED : NO_SESSION;
+    entry.repeating = true;
+    entry.extended = false;
+    entry.timer = setInterval(() => {
+      if (this.tracked.get(id) === entry) this.fail(id, reason);
+    }, Math.max(firstWait(entry.check, this.sessionRetryMs), this.sessionRetryMs));
+    entry.timer.unref();
+    this.fail(id, reason);
+  }
+}
+
+/** The first wait for a report: a ttl for a ttl check, the retry interval for a session. */
+function firstWait(check: HealthCheckSpec, sessionRetryMs: number): number {
+  return check.kind === "ttl" ? check.ttlMs : sessionRetryMs;
 }

@@ -1,0 +1,72 @@
+import { credentials } from "@grpc/grpc-js";
+import { afterEach, describe, expect, it } from "vitest";
+import { EventType, HealthCheck, HealthCheckKind, RegistryServiceClient } from "../../gen/registry/v1/registry.js";
+import { call, instanceAuth, keyAuth, TEST_KEY, WatchCursor } from "../support/registry-harness.js";
+import { startServerProcess, type ServerProcess } from "../support/server-process.js";
+
+/**
+ * The registry process itself frozen (SIGSTOP: a stalled VM, a debugger, a
+ * long pause) while the instances that report their own liveness keep
+ * reporting: their heartbeats wait, unread, in the registry's sockets. At
+ * the thaw every clock that ran out meanwhile fires before any of them is
+ * read, which used to fail every TTL instance at once.
+ */
+const TTL_MS = 1000;
+const FREEZE_MS = 3000;
+
+describe("a registry frozen for longer than a TTL", () => {
+  let server: ServerProcess | undefined;
+  const cleanups: (() => void)[] = [];
+  afterEach(async () => {
+    for (const clean of cleanups.splice(0).reverse()) clean();
+    server?.kill("SIGCONT");
+    server?.kill("SIGTERM");
+    await server?.exited;
+    server = undefined;
+  });
+
+  it("fails the TTL instance that stopped heartbeating, not the one still heartbeating", async () => {
+    server = await startServerProcess({ SERVICE_REGISTRATION_KEY: TEST_KEY });
+    const client = new RegistryServiceClient(`127.0.0.1:${server.port}`, credentials.createInsecure());
+    cleanups.push(() => client.close());
+    const ttl = HealthCheck.fromPartial({ kind: HealthCheckKind.HEALTH_CHECK_KIND_TTL, ttlMs: TTL_MS });
+    const register = (port: number) => call(client, client.register, { serviceType: "svc", host: "127.0.0.1", port, metadata: {}, healthCheck: ttl });
+    const live = await register(7001);
+    const dead = await register(7002);
+
+    // Each heartbeats every quarter ttl, as a client in its own process
+    // would; `dead` stops when the registry freezes. Their deadlines outlast
+    // the freeze, so the heartbeats sent meanwhile are read at the thaw.
+    let deadStopped = false;
+    const heartbeat = (id: string, token: string) =>
+      client.heartbeat({ instanceId: id }, instanceAuth(id, token), { deadline: Date.now() + FREEZE_MS + 5000 }, () => {});
+    const beats = setInterval(() => {
+      heartbeat(live.serviceId, live.token);
+      if (!deadStopped) heartbeat(dead.serviceId, dead.token);
+    }, TTL_MS / 4);
+    cleanups.push(() => clearInterval(beats));
+
+    const watch = WatchCursor.open(client, { serviceType: "svc" }, keyAuth());
+    cleanups.push(() => watch.cancel());
+    while ((await watch.next(5000)).type !== EventType.EVENT_TYPE_SYNCED);
+
+    server.kill("SIGSTOP");
+    deadStopped = true;
+    await new Promise((resolve) => setTimeout(resolve, FREEZE_MS));
+    server.kill("SIGCONT");
+    const thawedAt = Date.now();
+
+    // The first failure after the thaw is the silent instance's, within
+    // about the time the registry could not hear it (the freeze) of the thaw.
+    const failed = await watch.next(FREEZE_MS + 3000);
+    expect([EventType[failed.type], failed.instance?.port, failed.failureReason]).toEqual(["EVENT_TYPE_HEALTH_CHECK_FAILED", 7002, "ttl expired"]);
+    expect(Date.now() - thawedAt).toBeLessThan(FREEZE_MS + 2000);
+
+    // And the one heartbeating stays healthy: nothing for it in the two ttls
+    // before a marker registered after them (the watch delivers in order).
+    await new Promise((resolve) => setTimeout(resolve, 2 * TTL_MS));
+    await register(7003);
+    const next = await watch.next(5000);
+    expect([EventType[next.type], next.instance?.port]).toEqual(["EVENT_TYPE_INSTANCE_REGISTERED", 7003]);
+  }, 30_000);
+});
