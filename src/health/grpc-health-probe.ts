@@ -79,7 +79,8 @@ export class GrpcHealthProber {
       "grpc.service_config_disable_resolution": 1,
     }) as CheckClient;
     return new Promise<ProbeResult>((resolve) => {
-      const call = client.check({ service: target.grpcService ?? "" }, { deadline: Date.now() + timeoutMs }, (err, response) => {
+      // No gRPC deadline: the attempt's own (which a freeze of the registry extends) cancels the call.
+      const call = client.check({ service: target.grpcService ?? "" }, { deadline: Infinity }, (err, response) => {
         client.close();
         if (attempt.reason !== undefined) return resolve({ ok: false, reason: attempt.reason });
         if (err) return resolve({ ok: false, reason: callFailure(err, target, timeoutMs) });

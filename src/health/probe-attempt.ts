@@ -9,7 +9,20 @@ export interface Cancellable {
 }
 
 /**
+ * A deadline that runs out later than this (ms) after its due time ran out
+ * while the registry was not listening: frozen, stalled, or its event loop
+ * held up.
+ */
+const LATE_AFTER_MS = 20;
+
+/**
  * One probe's deadline and its caller's abort, folded into one cancel reason.
+ *
+ * The deadline counts only time the registry could hear the answer: at a
+ * thaw (SIGSTOP, a paused VM, a long stall) the timers run before any socket
+ * is read, and an answer that came meanwhile waits unread. So a deadline
+ * that runs out late is extended, once, by as long as it was late, and the
+ * answer is read first; a target that is silent still times out.
  *
  * The deadline is a plain timer per probe. The caller's signal is not given a
  * listener per probe: {@link AbortFanout} keeps one listener per signal for
@@ -20,11 +33,18 @@ export interface Cancellable {
 export class ProbeAttempt {
   reason: string | undefined;
   #current: Cancellable | undefined;
-  readonly #timer: NodeJS.Timeout;
+  #timer: NodeJS.Timeout;
   readonly #members: Set<ProbeAttempt> | undefined;
 
   constructor(timeoutMs: number, signal: AbortSignal | undefined, fanout: AbortFanout) {
-    this.#timer = setTimeout(() => this.cancel(`timed out after ${timeoutMs} ms`), timeoutMs);
+    const dueAt = performance.now() + timeoutMs;
+    const timedOut = (): void => this.cancel(`timed out after ${timeoutMs} ms`);
+    this.#timer = setTimeout(() => {
+      const late = performance.now() - dueAt;
+      if (late <= LATE_AFTER_MS) return timedOut();
+      this.#timer = setTimeout(timedOut, late);
+      this.#timer.unref();
+    }, timeoutMs);
     this.#timer.unref();
     this.#members = signal ? fanout.join(signal, this) : undefined;
   }

@@ -4,7 +4,7 @@ import { createServer, type Server as NetServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { Server, ServerCredentials, status } from "@grpc/grpc-js";
-import { HealthImplementation } from "grpc-health-check";
+import { HealthImplementation, service as healthService } from "grpc-health-check";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { EventType, HealthCheck, HealthCheckKind, HealthStatus, type WatchInstancesResponse } from "../../gen/registry/v1/registry.js";
 import { call, callError, instanceAuth, startHarness, WatchCursor, type Harness } from "../support/registry-harness.js";
@@ -125,6 +125,19 @@ describe("gRPC checks (grpc.health.v1 Health/Check)", () => {
     const watch = await openWatch();
     const { id } = await registerWith(check({ kind: HealthCheckKind.HEALTH_CHECK_KIND_GRPC, timeoutMs: 300 }), port);
     expect((await nextTransition(watch, id)).type).toBe(EventType.EVENT_TYPE_HEALTH_CHECK_FAILED);
+  });
+
+  it("times out a backend that never answers Check, after the check's timeout, and says so", async () => {
+    const server = new Server();
+    server.addService(healthService, { check: () => {}, watch: () => {} }); // never answers
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    cleanups.push(() => void server.forceShutdown());
+    const watch = await openWatch();
+    const { id } = await registerWith(check({ kind: HealthCheckKind.HEALTH_CHECK_KIND_GRPC, timeoutMs: 300 }), port);
+    const failed = await nextTransition(watch, id);
+    expect([EventType[failed.type], failed.failureReason]).toEqual(["EVENT_TYPE_HEALTH_CHECK_FAILED", "timed out after 300 ms"]);
   });
 });
 

@@ -1,3 +1,4 @@
+import { createServer } from "node:http";
 import { credentials } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import { EventType, HealthCheck, HealthCheckKind, RegistryServiceClient } from "../../gen/registry/v1/registry.js";
@@ -68,5 +69,49 @@ describe("a registry frozen for longer than a TTL", () => {
     await register(7003);
     const next = await watch.next(5000);
     expect([EventType[next.type], next.instance?.port]).toEqual(["EVENT_TYPE_INSTANCE_REGISTERED", 7003]);
+  }, 30_000);
+
+  it("passes an HTTP probe whose answer came while it was frozen, rather than time it out at the thaw", async () => {
+    // The health endpoint answers after 300 ms; the registry is frozen 100 ms
+    // into one probe, so the answer waits unread in its socket while the
+    // probe's 1 s timeout runs out.
+    let freezeNext = false;
+    let frozen: (() => void) | undefined;
+    const health = createServer((_req, res) => {
+      if (freezeNext) {
+        freezeNext = false;
+        setTimeout(() => frozen?.(), 100);
+      }
+      setTimeout(() => res.end("ok"), 300);
+    });
+    await new Promise<void>((resolve) => health.listen(0, "127.0.0.1", resolve));
+    cleanups.push(() => health.close());
+    const port = (health.address() as { port: number }).port;
+    server = await startServerProcess({
+      SERVICE_REGISTRATION_KEY: TEST_KEY,
+      PROBE_ALLOW_CIDRS: "127.0.0.0/8",
+      HEALTH_CHECK_INTERVAL_MS: "1000",
+      HEALTH_CHECK_TTL_MS: "1000",
+    });
+    const client = new RegistryServiceClient(`127.0.0.1:${server.port}`, credentials.createInsecure());
+    cleanups.push(() => client.close());
+    await call(client, client.register, { serviceType: "svc", host: "127.0.0.1", port, metadata: {} });
+    const watch = WatchCursor.open(client, { serviceType: "svc" }, keyAuth());
+    cleanups.push(() => watch.cancel());
+    while ((await watch.next(5000)).type !== EventType.EVENT_TYPE_SYNCED);
+
+    await new Promise<void>((resolve) => {
+      frozen = resolve;
+      freezeNext = true;
+    });
+    server.kill("SIGSTOP");
+    await new Promise((resolve) => setTimeout(resolve, FREEZE_MS));
+    server.kill("SIGCONT");
+
+    // Two probe intervals after the thaw, a marker: nothing came before it.
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    await call(client, client.register, { serviceType: "svc", host: "127.0.0.1", port: 7003, metadata: {}, healthCheck: HealthCheck.fromPartial({ kind: HealthCheckKind.HEALTH_CHECK_KIND_TTL, ttlMs: 60_000 }) });
+    const next = await watch.next(5000);
+    expect([EventType[next.type], next.instance?.port, next.failureReason]).toEqual(["EVENT_TYPE_INSTANCE_REGISTERED", 7003, ""]);
   }, 30_000);
 });
