@@ -6,7 +6,8 @@ import { RegistryError } from "../registry/registry-error.js";
  *
  * Each call gets its own controller, which its transport aborts when the call
  * ends early (client gone, deadline passed) and releases with `end` once the
- * call is answered. Not `AbortSignal.any([call, shutdown])`: on Node 20 every
+ * call is answered; a transport whose calls carry their own state (gRPC's)
+ * makes none and reads `stopping` instead. Not `AbortSignal.any([call, shutdown])`: on Node 20 every
  * signal combined with a long-lived one stays referenced from it until that
  * one aborts (nodejs/node#55351), so a server-lifetime shutdown signal would
  * keep one signal per call ever made.
@@ -21,6 +22,11 @@ import { RegistryError } from "../registry/registry-error.js";
 export class CallSignals {
   private readonly live = new Set<AbortController>();
   private stopped: RegistryError | undefined;
+
+  /** True once `abortAll` has run: a transport that makes no signal per call reads this instead. */
+  get stopping(): boolean {
+    return this.stopped !== undefined;
+  }
 
   /** A controller for a call starting now; already aborted once `abortAll` has run. */
   begin(): AbortController {

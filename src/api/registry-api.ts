@@ -1,3 +1,4 @@
+import type { AbortState } from "../registry/commit-queue.js";
 import { keyIdOf, type RegistrationKeys } from "../registry/credentials.js";
 import { invalidArgument, RegistryError } from "../registry/registry-error.js";
 import { validSelector } from "../registry/selector.js";
@@ -18,9 +19,10 @@ export interface CallContext {
    * Aborted when the call ends before its answer (client gone, deadline
    * passed, connection reset) or when the server stops waiting for calls in
    * flight at shutdown. A write whose signal aborted is not made: it fails
-   * with `RegistryError("cancelled")` (CANCELLED, HTTP 499).
+   * with `RegistryError("cancelled")` (CANCELLED, HTTP 499). The HTTP
+   * transport's is an AbortSignal; gRPC's reads its call's own state.
    */
-  readonly signal?: AbortSignal | undefined;
+  readonly signal?: AbortState | undefined;
 }
 
 /** A registration as a transport decoded it; `host` absent means "the caller's address". */

@@ -2,6 +2,15 @@ import { RegistryError } from "./registry-error.js";
 import type { Mutation } from "./registry-store.js";
 import type { Change } from "./types.js";
 
+/**
+ * What a write checks of its caller: whether it stopped listening (its call
+ * ended, the server is going down). An AbortSignal is one; a transport may
+ * answer it from its call's own state instead, as making an AbortSignal is
+ * dear on Node 20 (it sets a new object's prototype) and every write would
+ * make one (bench/investigations/register-in-process.ts shows the cost).
+ */
+export type AbortState = Pick<AbortSignal, "aborted">;
+
 /** A write in a formed batch: its mutation, and the promise its caller awaits. */
 export interface QueuedCommit {
   readonly mutation: Mutation;
@@ -14,7 +23,7 @@ interface SubmittedWrite {
   readonly prepare: () => Mutation;
   readonly resolve: (change: Change) => void;
   readonly reject: (error: unknown) => void;
-  readonly signal: AbortSignal | undefined;
+  readonly signal: AbortState | undefined;
 }
 
 /** What commits a batch: settles every entry, and never rejects itself. */
@@ -70,7 +79,7 @@ export class CommitQueue {
    * formed and answers the mutation to commit. Resolves with the committed
    * change; rejects with what `prepare` threw, or why the commit failed.
    */
-  submit(prepare: () => Mutation, signal?: AbortSignal): Promise<Change> {
+  submit(prepare: () => Mutation, signal?: AbortState): Promise<Change> {
     if (signal?.aborted) return Promise.reject(cancelled());
     return new Promise((resolve, reject) => {
       this.waiting.push({ prepare, resolve, reject, signal });

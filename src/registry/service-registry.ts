@@ -9,7 +9,7 @@ import { structuredLogger, type StructuredLogger } from "../logging/registry-log
 import { MemoryStore } from "../store/memory-store.js";
 import type { LivenessRelay, Mutation, RegistryStore } from "./registry-store.js";
 import { planBatch } from "./batch-plan.js";
-import { CommitQueue, type QueuedCommit } from "./commit-queue.js";
+import { CommitQueue, type AbortState, type QueuedCommit } from "./commit-queue.js";
 import { CommitReporter } from "./commit-outcomes.js";
 import { hashSecret, newToken, secretMatches } from "./credentials.js";
 import { DrainDeadlines } from "./drain-deadlines.js";
@@ -69,7 +69,7 @@ export interface RegisterOptions {
    * going down): a mutation still waiting for its batch is then dropped, and
    * the call fails with `RegistryError("cancelled")`.
    */
-  readonly signal?: AbortSignal | undefined;
+  readonly signal?: AbortState | undefined;
 }
 
 /** Which of a type's instances GetByType answers with. */
@@ -97,7 +97,7 @@ export interface TypeAnswer {
 /** How a removal was asked for. */
 export interface UnregisterOptions {
   /** As `RegisterOptions.signal`. */
-  readonly signal?: AbortSignal | undefined;
+  readonly signal?: AbortState | undefined;
 }
 
 /** How a health change's commit ended: made, the instance gone meanwhile, or the store failing (logged). */
@@ -558,7 +558,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   }
 
   /** Always answers with a promise: callers (the prober) attach their clean-up to it. */
-  private commit(prepare: () => Mutation, signal?: AbortSignal): Promise<Change> {
+  private commit(prepare: () => Mutation, signal?: AbortState): Promise<Change> {
     try {
       this.assertFresh();
     } catch (err) {

@@ -5,6 +5,7 @@ import { andThen, type PresentedCredentials } from "../api/authenticator.js";
 import { peerHost } from "../api/peer-address.js";
 import type { CallSignals } from "../api/call-signals.js";
 import type { CallContext, RegistryApi } from "../api/registry-api.js";
+import type { AbortState } from "../registry/commit-queue.js";
 import { RegistryError } from "../registry/registry-error.js";
 import { credentialsFromMetadata } from "./auth.js";
 import { fromProtoHealthCheck, toProtoInstance } from "./proto-mapping.js";
@@ -63,22 +64,18 @@ function unary<Req, Res>(
   };
 }
 
-/** The reason a call's signal aborts when grpc-js reports the call cancelled. */
-const callEnded = (): RegistryError => new RegistryError("cancelled", "the call ended before its answer (cancelled, deadline passed or connection lost)");
-
 /**
  * The call context of a gRPC call: credentials from metadata; the caller's
  * address, parsed only when asked for (only a Register without `host` needs
- * it); and the call's abort signal, made only when asked for (only writes
- * need it, and reads answer from memory at once). A class, not an object
- * literal with a getter: V8 puts such a literal in dictionary mode (a hash
- * table per call, slow at every read); bench scenario 2 (GetByType against
- * its pre-encoded ceiling) shows the difference.
+ * it); and the call's abort state, read from the call itself (no
+ * AbortSignal per write: see `AbortState`). A class, not an object literal
+ * with a getter: V8 puts such a literal in dictionary mode (a hash table per
+ * call, slow at every read); bench scenario 2 (GetByType against its
+ * pre-encoded ceiling) shows the difference.
  */
-class GrpcCallContext implements CallContext {
+class GrpcCallContext implements CallContext, AbortState {
   readonly credentials: PresentedCredentials;
-  private controller: AbortController | undefined = undefined;
-  private onCancelled: (() => void) | undefined = undefined;
+  private answered = false;
 
   constructor(
     private readonly call: ServerUnaryCall<unknown, unknown>,
@@ -87,31 +84,22 @@ class GrpcCallContext implements CallContext {
     this.credentials = credentialsFromMetadata(call.metadata);
   }
 
+  get signal(): AbortState {
+    return this;
+  }
+
   /**
-   * Aborted when grpc-js reports the call cancelled: the client cancelled or
-   * went away (RST_STREAM, connection lost) or the deadline passed; and when
-   * shutdown stops waiting for calls in flight.
+   * True when grpc-js reports the call cancelled (the client cancelled or
+   * went away: RST_STREAM, connection lost; or the deadline passed) before
+   * its answer, and once shutdown stops waiting for calls in flight.
    */
-  get signal(): AbortSignal {
-    if (this.controller === undefined) {
-      const controller = (this.controller = this.signals.begin());
-      if (this.call.cancelled) controller.abort(callEnded());
-      else {
-        this.onCancelled = () => {
-          this.signals.end(controller);
-          controller.abort(callEnded());
-        };
-        this.call.once("cancelled", this.onCancelled);
-      }
-    }
-    return this.controller.signal;
+  get aborted(): boolean {
+    return (this.call.cancelled && !this.answered) || this.signals.stopping;
   }
 
   /** The answer is on its way: grpc-js reports every call "cancelled" once its status is sent, which is no news. */
   end(): void {
-    if (this.controller === undefined) return;
-    this.signals.end(this.controller);
-    if (this.onCancelled) this.call.off("cancelled", this.onCancelled);
+    this.answered = true;
   }
 
   get peerHost(): string | undefined {

@@ -52,8 +52,7 @@ describe("a gRPC write's abort signal (CallContext.signal)", () => {
     expect(signal.aborted).toBe(false);
 
     register.cancel();
-    const reason = await within(5000, "the call's signal aborting", aborted(signal));
-    expect(reason).toMatchObject({ code: "cancelled" });
+    await within(5000, "the call's signal aborting", aborted(signal));
     expect((await register.outcome)?.code).toBe(status.CANCELLED); // the client's own view of its cancel
   });
 
@@ -62,8 +61,7 @@ describe("a gRPC write's abort signal (CallContext.signal)", () => {
     const held = store.hold();
     const register = registerCall(client, new Date(Date.now() + 300));
     await within(5000, "the Register reaching the store", held);
-    const reason = await within(5000, "the call's signal aborting", aborted(registry.lastSignal()));
-    expect(reason).toMatchObject({ code: "cancelled" });
+    await within(5000, "the call's signal aborting", aborted(registry.lastSignal()));
     expect((await register.outcome)?.code).toBe(status.DEADLINE_EXCEEDED);
   });
 
@@ -86,8 +84,8 @@ describe("a gRPC write's abort signal (CallContext.signal)", () => {
     await within(5000, "the Register reaching the store", held);
     const signal = registry.lastSignal();
     const closed = server.shutdown();
-    const reason = await within(5000, "the call's signal aborting", aborted(signal));
-    expect(reason).toMatchObject({ code: "cancelled", message: "the server is shutting down" });
+    expect(signal.aborted).toBe(false);
+    await within(5000, "the call's signal aborting", aborted(signal));
     store.release();
     await within(5000, "shutdown", closed);
     expect((await register.outcome)?.code).not.toBe(status.OK);

@@ -1,8 +1,10 @@
 import { once } from "node:events";
+import type { AbortState } from "../../src/registry/commit-queue.js";
 import type { Change, RemovalReason } from "../../src/registry/types.js";
 import { ServiceRegistry, type RegisterOptions, type Registration, type UnregisterOptions } from "../../src/registry/service-registry.js";
 import type { RegisterInput } from "../../src/registry/validation.js";
 import { MemoryStore } from "../../src/store/memory-store.js";
+import { waitFor } from "./wait-for.js";
 
 /**
  * A real MemoryStore whose commits can be held: a write then stays in flight
@@ -36,7 +38,7 @@ export class HeldStore extends MemoryStore {
 
 /** A real registry that keeps the abort signal each write was handed, as a transport passed it through the API layer. */
 export class SignalRecordingRegistry extends ServiceRegistry {
-  readonly signals: (AbortSignal | undefined)[] = [];
+  readonly signals: (AbortState | undefined)[] = [];
 
   override register(input: RegisterInput, options: RegisterOptions = {}): Promise<Registration> {
     this.signals.push(options.signal);
@@ -49,15 +51,20 @@ export class SignalRecordingRegistry extends ServiceRegistry {
   }
 
   /** The signal of the latest write, which must have one. */
-  lastSignal(): AbortSignal {
+  lastSignal(): AbortState {
     const signal = this.signals.at(-1);
     if (!signal) throw new Error("the latest write was handed no abort signal");
     return signal;
   }
 }
 
-/** Resolves once `signal` has aborted (at once if it has). */
-export async function aborted(signal: AbortSignal): Promise<unknown> {
+/**
+ * Resolves once `signal` has aborted (at once if it has): with its reason
+ * when it is an AbortSignal (HTTP's), else with undefined once its state
+ * says so (gRPC's reads its call's state, and tells nobody).
+ */
+export async function aborted(signal: AbortState): Promise<unknown> {
+  if (!(signal instanceof AbortSignal)) return waitFor(() => signal.aborted, "the signal to abort", 5000);
   if (!signal.aborted) await once(signal, "abort");
   return signal.reason;
 }
