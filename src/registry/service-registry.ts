@@ -423,11 +423,18 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
    * instead of answering RESET with a snapshot older than what the client has
    * seen. UNAVAILABLE after the `resumeWait` option, so the client tries
    * another replica. Resolves at once otherwise (no resume, another epoch,
-   * a revision already applied, a revision above Number.MAX_SAFE_INTEGER).
+   * a revision already applied, a revision above Number.MAX_SAFE_INTEGER,
+   * a store of this process): the watch then answers RESET.
    */
   async reach(epoch: string, revision: number): Promise<void> {
     this.assertRunning();
     if (epoch !== this.currentEpoch || revision <= this.currentRevision) return;
+    // A store of this process (memory, SQLite) holds the only history: no
+    // replica is further ahead, and a resume point past it comes from a
+    // history it no longer has (commits a crash lost with STORE_SYNC=normal).
+    // Waiting would let later, different changes reach that revision, and the
+    // watcher would resume past them unseen.
+    if (this.store.plannedBy === "core") return;
     // Beyond any revision a registry can count to: no replica will ever reach
     // it, so the watch answers RESET at once instead of waiting in vain.
     if (revision > Number.MAX_SAFE_INTEGER) return;
