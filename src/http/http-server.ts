@@ -27,6 +27,8 @@ export interface RegistryHttpServerOptions {
   readonly tls?: HttpTlsOptions;
   /** A client must send a request's headers within this. Default 10000 ms. */
   readonly headersTimeoutMs?: number;
+  /** A client must send a whole request, body included, within this (node:http answers 408). Default 30000 ms. */
+  readonly requestTimeoutMs?: number;
   /**
    * A connection on which nothing moves this long, neither in nor out, is
    * closed: a peer that stopped reading (frozen, or hostile) must not pin an
@@ -52,6 +54,8 @@ export class RegistryHttpServer {
   private readonly sockets = new Set<Socket>();
   /** The abort signals of requests in flight; `close` aborts them once it stops waiting. */
   private readonly calls = new CallSignals();
+  /** Connections whose request node:http timed out (answered 408 in `clientError`). */
+  private readonly timedOut = new WeakSet<Socket>();
   private closing = false;
   /** Each connection's requests not yet answered, whose signals a FIN from the client aborts (see `signalFor`). */
   private readonly pending = new WeakMap<Socket, Set<AbortController>>();
@@ -70,7 +74,7 @@ export class RegistryHttpServer {
     // node's default of every 30 s, so a client that trickles its headers
     // holds a connection for about headersTimeout, not up to half a minute more.
     const headersTimeout = options.headersTimeoutMs ?? 10_000;
-    this.server = createServer({ connectionsCheckingInterval: Math.min(1000, headersTimeout), headersTimeout, requestTimeout: 30_000 }, handler);
+    this.server = createServer({ connectionsCheckingInterval: Math.min(1000, headersTimeout), headersTimeout, requestTimeout: options.requestTimeoutMs ?? 30_000 }, handler);
     // node:http destroys a connection idle this long (its socket's inactivity timeout).
     this.server.timeout = options.idleTimeoutMs ?? 30_000;
     // node:http tracks connections (for closeIdleConnections) and enforces the
@@ -92,6 +96,8 @@ export class RegistryHttpServer {
       });
     });
     this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
+      // A request already dispatched is counted with this status, not as its client going away (499).
+      if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") this.timedOut.add(socket);
       const status =
         err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? "408 Request Timeout"
         : err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large"
@@ -161,7 +167,7 @@ export class RegistryHttpServer {
     // too, as 499. One that started is counted with its status, an event stream its client closed too.
     res.once("close", () => {
       const label = ["GET", "HEAD", "POST", "PUT", "DELETE"].includes(req.method ?? "") ? (req.method as string) : "other";
-      const code = res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST;
+      const code = res.headersSent ? res.statusCode : this.timedOut.has(req.socket) ? 408 : CLIENT_CLOSED_REQUEST;
       this.options.metrics?.onHttpRequest(template, label, code, (performance.now() - started) / 1000);
     });
     if (this.closing) res.setHeader("connection", "close");

@@ -14,6 +14,8 @@ import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GetByTypeRequest, RegisterRequest, RegistryServiceClient, WatchInstancesRequest } from "../../gen/registry/v1/registry.js";
 import { RegistryHttpServer, type RegistryHttpServerOptions } from "../../src/http/http-server.js";
+import type { Route } from "../../src/http/routes.js";
+import { RegistryMetrics } from "../../src/observability/registry-metrics.js";
 import { PortListener } from "../../src/transport/port-listener.js";
 import { call, keyAuth, TEST_KEY } from "../support/registry-harness.js";
 import { startStack } from "../support/stack.js";
@@ -610,6 +612,26 @@ describe("the listener and node:http timeouts, shared port vs HTTP_PORT", () => 
       const silent = await tcpPeer(port);
       await within(4000, "the silent peer being closed", silent.closed);
       expect(silent.text()).toMatch(/^HTTP\/1\.1 408 /);
+    } finally {
+      await http.close(0);
+    }
+  });
+
+  it("a request whose body trickles past the request timeout gets 408, and is counted as 408, not as a client gone (499)", async () => {
+    const metrics = new RegistryMetrics({ defaultMetrics: false });
+    const routes: Route[] = [{ method: "POST", template: "/slow", handle: async ({ req }) => {
+      for await (const _ of req);
+      return { status: 200, json: {} };
+    } }];
+    const http = new RegistryHttpServer({ routes, logger, metrics, headersTimeoutMs: 300, requestTimeoutMs: 600 });
+    const port = await http.listen("127.0.0.1", 0);
+    try {
+      const trickler = await tcpPeer(port);
+      trickler.socket.write("POST /slow HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n0123456789");
+      await within(4000, "the trickling request being answered and closed", trickler.closed);
+      expect(trickler.text()).toMatch(/^HTTP\/1\.1 408 /);
+      const counted = (await metrics.exposition()).split("\n").filter((l) => l.startsWith("registry_http_requests_total{"));
+      expect(counted).toEqual([`registry_http_requests_total{route="/slow",method="POST",code="408"} 1`]);
     } finally {
       await http.close(0);
     }
