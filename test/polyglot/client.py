@@ -260,8 +260,8 @@ def run(target, key, summary):
         step("selector")
 
         # 7a. A watch opened with the first instance's credentials, resuming one revision ahead of the
-        # registry: it waits for that revision, which the first instance's own Unregister (below) makes.
-        # The stream must end UNAUTHENTICATED though the removal came while it waited to open.
+        # registry: a single registry has no replica further ahead, so it answers RESET and a fresh
+        # snapshot at once. The stream must end UNAUTHENTICATED when the first instance unregisters.
         now = stub.GetByType(pb.GetByTypeRequest(service_type=service_type), metadata=key_md, timeout=CALL_TIMEOUT)
         ahead_call = stub.WatchInstances(
             pb.WatchInstancesRequest(service_type=service_type, since_revision=now.revision + 1, epoch=synced.epoch),
