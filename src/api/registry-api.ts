@@ -176,8 +176,8 @@ export class RegistryApi {
 
   /**
    * Opens a watch; the principal lets a transport end the stream when its
-   * instance goes away. A resume point this replica has not reached yet is
-   * waited for (see `ServiceRegistry.reach`). The selector is checked here,
+   * instance goes away. On a shared store, a resume point this replica has
+   * not reached yet is waited for (see `ServiceRegistry.reach`). The selector is checked here,
    * before that wait: a bad one is INVALID_ARGUMENT at once.
    */
   async watch(ctx: CallContext, request: WatchRequest): Promise<{ watcher: Watcher; principal: Principal }> {

@@ -21,7 +21,7 @@ const HealthClient = makeGenericClientConstructor(healthService, "Health");
 
 type CheckResponse = { status?: string };
 type CheckClient = InstanceType<typeof HealthClient> & {
-  check(request: { service: string }, options: { deadline: number }, callback: (err: ServiceError | null, response?: CheckResponse) => void): { cancel(): void };
+  check(request: { service: string }, options: { deadline?: number }, callback: (err: ServiceError | null, response?: CheckResponse) => void): { cancel(): void };
 };
 
 /**
@@ -59,7 +59,7 @@ export class GrpcHealthProber {
       const addresses = await allowedAddresses(target.host, this.#policy, this.#resolve, attempt);
       if (addresses.length === 0) return { ok: false, reason: PROBE_TARGET_DENIED };
       // The first allowed address: grpc-js would try a name's addresses itself, but only after resolving it again.
-      return await this.#check(addresses[0] as string, target, attempt, timeoutMs);
+      return await this.#check(addresses[0] as string, target, attempt);
     } catch (err) {
       return { ok: false, reason: attempt.reason ?? describeProbeError(err) };
     } finally {
@@ -67,7 +67,7 @@ export class GrpcHealthProber {
     }
   }
 
-  #check(address: string, target: ProbeTarget, attempt: ProbeAttempt, timeoutMs: number): Promise<ProbeResult> {
+  #check(address: string, target: ProbeTarget, attempt: ProbeAttempt): Promise<ProbeResult> {
     const bare = target.host.startsWith("[") ? target.host.slice(1, -1) : target.host;
     const authority = `${bare.includes(":") ? `[${bare}]` : bare}:${target.port}`;
     const dial = `${address.includes(":") ? `[${address}]` : address}:${target.port}`;
@@ -80,10 +80,10 @@ export class GrpcHealthProber {
     }) as CheckClient;
     return new Promise<ProbeResult>((resolve) => {
       // No gRPC deadline: the attempt's own (which a freeze of the registry extends) cancels the call.
-      const call = client.check({ service: target.grpcService ?? "" }, { deadline: Infinity }, (err, response) => {
+      const call = client.check({ service: target.grpcService ?? "" }, {}, (err, response) => {
         client.close();
         if (attempt.reason !== undefined) return resolve({ ok: false, reason: attempt.reason });
-        if (err) return resolve({ ok: false, reason: callFailure(err, target, timeoutMs) });
+        if (err) return resolve({ ok: false, reason: callFailure(err, target) });
         const answered = response?.status ?? "UNKNOWN";
         resolve(answered === "SERVING" ? { ok: true, status: 0 } : { ok: false, reason: `grpc health ${answered}` });
       });
@@ -93,14 +93,12 @@ export class GrpcHealthProber {
 }
 
 /** A failed Check call in fixed words: what the status code means for a health check. */
-function callFailure(err: ServiceError, target: ProbeTarget, timeoutMs: number): string {
+function callFailure(err: ServiceError, target: ProbeTarget): string {
   switch (err.code) {
     case status.NOT_FOUND:
       return `grpc health: service ${JSON.stringify((target.grpcService ?? "").slice(0, 80))} unknown to the server (NOT_FOUND)`;
     case status.UNIMPLEMENTED:
       return "grpc.health.v1 not served (UNIMPLEMENTED)";
-    case status.DEADLINE_EXCEEDED:
-      return `timed out after ${timeoutMs} ms`;
     case status.UNAVAILABLE:
       return "no gRPC connection (UNAVAILABLE)";
     default:

@@ -10,19 +10,18 @@ export interface Cancellable {
 
 /**
  * A deadline that runs out later than this (ms) after its due time ran out
- * while the registry was not listening: frozen, stalled, or its event loop
- * held up.
+ * while the registry was not listening: frozen, or stalled. Below it,
+ * ordinary event-loop lag.
  */
-const LATE_AFTER_MS = 20;
+const LATE_AFTER_MS = 100;
 
 /**
  * One probe's deadline and its caller's abort, folded into one cancel reason.
  *
- * The deadline counts only time the registry could hear the answer: at a
- * thaw (SIGSTOP, a paused VM, a long stall) the timers run before any socket
- * is read, and an answer that came meanwhile waits unread. So a deadline
- * that runs out late is extended, once, by as long as it was late, and the
- * answer is read first; a target that is silent still times out.
+ * At a thaw (SIGSTOP, a paused VM, a long stall) the timers run before any
+ * socket is read, and an answer that came meanwhile waits unread. So a
+ * deadline that runs out late is extended, once, by as long as it was late,
+ * and the answer is read first; a target that is silent still times out.
  *
  * The deadline is a plain timer per probe. The caller's signal is not given a
  * listener per probe: {@link AbortFanout} keeps one listener per signal for

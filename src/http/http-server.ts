@@ -74,7 +74,7 @@ export class RegistryHttpServer {
     // node's default of every 30 s, so a client that trickles its headers
     // holds a connection for about headersTimeout, not up to half a minute more.
     const headersTimeout = options.headersTimeoutMs ?? 10_000;
-    this.server = createServer({ connectionsCheckingInterval: Math.min(1000, headersTimeout), headersTimeout, requestTimeout: options.requestTimeoutMs ?? 30_000 }, handler);
+    this.server = createServer({ connectionsCheckingInterval: Math.min(1000, headersTimeout), headersTimeout, requestTimeout: Math.max(headersTimeout, options.requestTimeoutMs ?? 30_000) }, handler);
     // node:http destroys a connection idle this long (its socket's inactivity timeout).
     this.server.timeout = options.idleTimeoutMs ?? 30_000;
     // node:http tracks connections (for closeIdleConnections) and enforces the

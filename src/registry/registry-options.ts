@@ -67,7 +67,8 @@ export interface ServiceRegistryOptions {
   /**
    * How long a watch resuming from a revision of this epoch that this
    * registry has not applied yet (a replica behind another) waits for it
-   * before answering UNAVAILABLE, ms. Default 5000.
+   * before answering UNAVAILABLE, ms. Default 5000. Shared stores only: on
+   * a store of this process no replica is ahead, and the watch gets RESET.
    */
   resumeWait?: number;
   /**

@@ -20,9 +20,10 @@ interface Tracked {
 
 /**
  * A wait that runs out later than this (ms) after its due time ran out while
- * the registry was not listening: frozen, stalled, or its event loop held up.
+ * the registry was not listening: frozen, or stalled. Below it, ordinary
+ * event-loop lag, which a heartbeat sent at a third of the ttl rides out.
  */
-const LATE_AFTER_MS = 20;
+const LATE_AFTER_MS = 100;
 
 /**
  * The clocks of instances that report their own liveness instead of being

@@ -431,7 +431,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     if (epoch !== this.currentEpoch || revision <= this.currentRevision) return;
     // A store of this process (memory, SQLite) holds the only history: no
     // replica is further ahead, and a resume point past it comes from a
-    // history it no longer has (commits a crash lost with STORE_SYNC=normal).
+    // history it no longer has (commits a power failure lost with
+    // STORE_SYNC=normal, a data directory restored from an older backup).
     // Waiting would let later, different changes reach that revision, and the
     // watcher would resume past them unseen.
     if (this.store.plannedBy === "core") return;

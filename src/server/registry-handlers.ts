@@ -18,7 +18,7 @@ export interface HandlerDeps {
   readonly api: RegistryApi;
   readonly logger: Logger;
   readonly watchStreams: WatchStreams;
-  /** Where each call's `CallContext.signal` comes from; shutdown aborts them together. */
+  /** Says when shutdown stops waiting for calls in flight: each write's `CallContext.signal` reads it. */
   readonly signals: CallSignals;
 }
 

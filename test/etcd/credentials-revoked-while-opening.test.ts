@@ -29,6 +29,10 @@ describe.skipIf(!etcdPresent)("watch credentials revoked while the stream waits 
     const client = new RegistryServiceClient(stack.address, credentials.createInsecure());
     cleanup.push(() => client.close());
     const instance = await call(client, client.register, { serviceType: "billing", host: "127.0.0.1", port: 9301, metadata: {} });
+    // etcd deletes the Register's fence key when its lease expires, a second or two later, which moves the
+    // revision too: the resume point below must be reached by the test's own change, after that deletion.
+    const registered = instance.instance?.revision ?? 0;
+    await waitFor(() => stack.registry.revision > registered, "the Register's fence key to expire", 10_000, 50);
     /** A resume point one revision ahead: the watch waits in `reach` until a change is made. */
     const ahead = { sinceRevision: stack.registry.revision + 1, epoch: stack.registry.epoch };
     const waiting = () => waitFor(() => stack.registry.resumesWaiting === 1, "the watch to wait for its resume point");

@@ -50,6 +50,9 @@ describe.skipIf(!etcdPresent)("the membership lease when one member is killed an
       prefix: PREFIX,
       replicaId: "replica-r",
       memberTtlSeconds: TTL_S,
+      // Members checked often, so the silenced one is taken out well before the lease has run out:
+      // the renewal sent again then has time to land; the renewal held for the call timeout had not.
+      liveness: { intervalMs: 200, deadlineMs: 400 },
       onMembership: (event) => events.push({ ...event, at: Date.now() }),
     });
     await store.open(() => {});

@@ -3,6 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { EventType } from "../../gen/registry/v1/registry.js";
 import { EtcdStore } from "../../src/store/etcd/etcd-store.js";
 import { startEtcd, type EtcdProcess } from "../support/etcd-process.js";
+import { waitFor } from "../support/wait-for.js";
 import { WatchContext } from "../watch/watch-helpers.js";
 import { etcdPresent } from "./etcd-suite.js";
 
@@ -28,9 +29,19 @@ describe.skipIf(!etcdPresent)("WatchInstances resuming ahead of a replica on etc
   const start = (resumeWait?: number) =>
     WatchContext.start({ registry: { store: new EtcdStore({ endpoints: [etcd.endpoint], prefix: "/resume-ahead/" }), ...(resumeWait ? { resumeWait } : {}) } });
 
+  /**
+   * A Register, and then etcd's deletion of its fence key when the fence
+   * lease expires (a second or two later), which moves the revision too: a
+   * resume point taken after both is reached only by the test's own changes.
+   */
+  async function settledRegister(c: WatchContext): Promise<void> {
+    const registered = await c.register("api", 9001);
+    await waitFor(() => c.h.registry.revision > registered.revision, "the Register's fence key to expire", 10_000, 50);
+  }
+
   it("a since_revision ahead of the replica, same epoch, waits until the replica reaches it: no RESET, no older snapshot", async () => {
     ctx = await start();
-    await ctx.register("api", 9001);
+    await settledRegister(ctx);
     const ahead = ctx.h.registry.revision + 1;
     const watch = ctx.watch({ sinceRevision: ahead, epoch: ctx.h.registry.epoch });
     await expect.poll(() => ctx?.h.registry.resumesWaiting).toBe(1);

@@ -157,7 +157,7 @@ describe("WatchInstances: RESET", () => {
 
   it("a since_revision ahead of a registry on a store of its own process, same epoch, gets RESET and a fresh snapshot at once", async () => {
     // No replica is further ahead: the client's revision is from a history
-    // this registry no longer has (a crash lost its last commits). Waiting
+    // this registry no longer has (a power failure lost its last commits). Waiting
     // would let later, different changes reach it unseen. (On etcd the
     // watch waits for a replica that is behind: test/etcd/resume-ahead.test.ts.)
     ctx = await WatchContext.start({ registry: { resumeWait: 60_000 } });

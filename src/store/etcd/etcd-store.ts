@@ -449,7 +449,8 @@ export class EtcdStore implements SharedStore {
         if (this.closed || this.lease !== lease || this.renewalInFlight) return;
         // Sent again at a later take-out (a renewal is safe to send twice): the pool may have put it
         // on a member that is silent but not yet out, and while it waits no other renewal is sent.
-        const renewal = this.resentOnTakeOut(() => lease.keepaliveOnce()).catch(() => undefined);
+        // With a deadline: each attempt opens a stream of its own, which one left on a silent member would keep.
+        const renewal = this.resentOnTakeOut(() => lease.keepaliveOnce({ deadline: Date.now() + this.callTimeoutMs })).catch(() => undefined);
         this.renewalInFlight = settledWithin(renewal, this.callTimeoutMs).then(() => (this.renewalInFlight = undefined));
       };
       this.renewalTimers.push(setTimeout(renew, at).unref());
