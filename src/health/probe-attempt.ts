@@ -1,3 +1,5 @@
+import { afterPendingIo } from "../util/after-pending-io.js";
+
 /** Throws unless `timeoutMs` can bound a probe: a positive, finite number of milliseconds. */
 export function assertProbeTimeout(timeoutMs: number): void {
   if (!(timeoutMs > 0 && Number.isFinite(timeoutMs))) throw new RangeError(`timeoutMs must be a positive number, got ${timeoutMs}`);
@@ -19,9 +21,10 @@ const LATE_AFTER_MS = 100;
  * One probe's deadline and its caller's abort, folded into one cancel reason.
  *
  * At a thaw (SIGSTOP, a paused VM, a long stall) the timers run before any
- * socket is read, and an answer that came meanwhile waits unread. So a
- * deadline that runs out late is extended, once, by as long as it was late,
- * and the answer is read first; a target that is silent still times out.
+ * socket is read, and an answer that came meanwhile waits unread. So the
+ * deadline cancels only once the I/O waiting then has been read, and one
+ * that runs out late is first extended, once, by as long as it was late; a
+ * target that is silent still times out.
  *
  * The deadline is a plain timer per probe. The caller's signal is not given a
  * listener per probe: {@link AbortFanout} keeps one listener per signal for
@@ -33,11 +36,14 @@ export class ProbeAttempt {
   reason: string | undefined;
   #current: Cancellable | undefined;
   #timer: NodeJS.Timeout;
+  #disposed = false;
   readonly #members: Set<ProbeAttempt> | undefined;
 
   constructor(timeoutMs: number, signal: AbortSignal | undefined, fanout: AbortFanout) {
     const dueAt = performance.now() + timeoutMs;
-    const timedOut = (): void => this.cancel(`timed out after ${timeoutMs} ms`);
+    const timedOut = (): void => afterPendingIo(() => {
+      if (!this.#disposed) this.cancel(`timed out after ${timeoutMs} ms`);
+    });
     this.#timer = setTimeout(() => {
       const late = performance.now() - dueAt;
       if (late <= LATE_AFTER_MS) return timedOut();
@@ -56,6 +62,7 @@ export class ProbeAttempt {
 
   /** Ends the attempt: no timer or abort can reach it afterwards. */
   dispose(): void {
+    this.#disposed = true;
     clearTimeout(this.#timer);
     this.#members?.delete(this);
   }

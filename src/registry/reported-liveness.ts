@@ -1,3 +1,4 @@
+import { afterPendingIo } from "../util/after-pending-io.js";
 import type { HealthCheckSpec } from "./types.js";
 
 /** Why a reported check failed, in the words a watcher sees. */
@@ -115,13 +116,14 @@ export class ReportedLiveness {
   }
 
   /**
-   * The first wait ran out. If it ran out late, the registry was not
-   * listening for that long (a frozen process, a stalled event loop) and
-   * the reports sent meanwhile still wait, unread, in its sockets: at a thaw
-   * the timers run before any of them is read. So a late wait is extended,
-   * once, by as long as it was late: a ttl counts only time the registry
-   * could hear the instance. Once only, so that a loop that stays behind
-   * does not keep a silent instance from failing.
+   * The first wait ran out. At the thaw of a frozen process (or the end of a
+   * long stall) the timers run before any socket is read, and the reports
+   * sent meanwhile still wait there, unread. So the verdict waits until the
+   * I/O waiting now has been read; and a wait that ran out late (the
+   * registry was not listening for that long) is first extended, once, by
+   * as long as it was late, giving the instance's next reports time to
+   * come. Once only, so that a loop that stays behind does not keep a
+   * silent instance from failing.
    */
   private due(id: string, entry: Tracked): void {
     if (this.tracked.get(id) !== entry) return;
@@ -132,6 +134,16 @@ export class ReportedLiveness {
       entry.timer.unref();
       return;
     }
+    const { dueAt } = entry;
+    afterPendingIo(() => {
+      // A report read meanwhile moved the due time (or a session opened, or the instance went).
+      if (this.tracked.get(id) !== entry || entry.held || entry.repeating || entry.dueAt !== dueAt) return;
+      this.failDue(id, entry);
+    });
+  }
+
+  /** No report came in time: fails the instance now, and again every ttl or interval while none comes. */
+  private failDue(id: string, entry: Tracked): void {
     const ttl = entry.check.kind === "ttl";
     const reason = ttl ? TTL_EXPIRED : NO_SESSION;
     entry.repeating = true;

@@ -1,3 +1,5 @@
+import { once } from "node:events";
+import { connect, createServer, type AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { ReportedLiveness } from "../../src/registry/reported-liveness.js";
 import type { HealthCheckSpec } from "../../src/registry/types.js";
@@ -51,6 +53,28 @@ describe("ReportedLiveness across a stalled event loop", () => {
     // Silent from then on: it fails a ttl after that heartbeat.
     expect((await failed) - heartbeatAt).toBeGreaterThanOrEqual(TTL_MS - 5);
     expect(failures).toEqual(["i: ttl expired"]);
+  });
+
+  it("reads the reports a stall held up before failing, also when the ttl ran out just before the stall ended", async () => {
+    const { liveness, failed, failures } = tracking();
+    // Heartbeats arrive over a real loopback connection, as a thawed loop reads them: in its poll phase, after its timers.
+    const server = createServer((socket) => socket.on("data", () => liveness.heartbeat("i")));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const client = connect((server.address() as AddressInfo).port, "127.0.0.1");
+    await once(client, "connect");
+    try {
+      liveness.track("i", ttl);
+      stall(TTL_MS - 10);
+      client.write("beat"); // sent during the stall: waits unread in the kernel
+      stall(40); // the ttl runs out 30 ms before the stall ends: too little to count as late
+      const heartbeatAt = await new Promise<number>((resolve) => server.once("connection", () => {}) && setImmediate(() => setImmediate(() => setImmediate(() => resolve(performance.now())))));
+      expect(failures).toEqual([]);
+      // Silent from then on: it fails about a ttl after the heartbeat the stall held up.
+      expect((await failed) - heartbeatAt).toBeGreaterThan(TTL_MS / 2);
+    } finally {
+      client.destroy();
+      server.close();
+    }
   });
 
   it("extends only once: a loop that stays behind does not keep a silent instance from failing", async () => {

@@ -71,10 +71,12 @@ describe("a registry frozen for longer than a TTL", () => {
     expect([EventType[next.type], next.instance?.port]).toEqual(["EVENT_TYPE_INSTANCE_REGISTERED", 7003]);
   }, 30_000);
 
-  it("passes an HTTP probe whose answer came while it was frozen, rather than time it out at the thaw", async () => {
-    // The health endpoint answers after 300 ms; the registry is frozen 100 ms
-    // into one probe, so the answer waits unread in its socket while the
-    // probe's 1 s timeout runs out.
+  /**
+   * The health endpoint answers after 300 ms; the registry is frozen 100 ms
+   * into one probe, so the answer waits unread in its socket while the
+   * probe's timeout runs out, for `freezeMs`.
+   */
+  async function probeAcrossFreeze(timeoutMs: number, freezeMs: number): Promise<void> {
     let freezeNext = false;
     let frozen: (() => void) | undefined;
     const health = createServer((_req, res) => {
@@ -91,7 +93,7 @@ describe("a registry frozen for longer than a TTL", () => {
       SERVICE_REGISTRATION_KEY: TEST_KEY,
       PROBE_ALLOW_CIDRS: "127.0.0.0/8",
       HEALTH_CHECK_INTERVAL_MS: "1000",
-      HEALTH_CHECK_TTL_MS: "1000",
+      HEALTH_CHECK_TTL_MS: String(timeoutMs),
     });
     const client = new RegistryServiceClient(`127.0.0.1:${server.port}`, credentials.createInsecure());
     cleanups.push(() => client.close());
@@ -105,7 +107,7 @@ describe("a registry frozen for longer than a TTL", () => {
       freezeNext = true;
     });
     server.kill("SIGSTOP");
-    await new Promise((resolve) => setTimeout(resolve, FREEZE_MS));
+    await new Promise((resolve) => setTimeout(resolve, freezeMs));
     server.kill("SIGCONT");
 
     // Two probe intervals after the thaw, a marker: nothing came before it.
@@ -113,5 +115,13 @@ describe("a registry frozen for longer than a TTL", () => {
     await call(client, client.register, { serviceType: "svc", host: "127.0.0.1", port: 7003, metadata: {}, healthCheck: HealthCheck.fromPartial({ kind: HealthCheckKind.HEALTH_CHECK_KIND_TTL, ttlMs: 60_000 }) });
     const next = await watch.next(5000);
     expect([EventType[next.type], next.instance?.port, next.failureReason]).toEqual(["EVENT_TYPE_INSTANCE_REGISTERED", 7003, ""]);
+  }
+
+  it("passes an HTTP probe whose answer came while it was frozen, rather than time it out at the thaw", async () => {
+    await probeAcrossFreeze(1000, FREEZE_MS);
+  }, 30_000);
+
+  it("the same when the freeze ends just after the probe's timeout ran out (too little to count as late)", async () => {
+    await probeAcrossFreeze(500, 450); // the timeout runs out 50 ms before the thaw
   }, 30_000);
 });
