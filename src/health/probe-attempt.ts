@@ -1,4 +1,4 @@
-import { afterPendingIo } from "../util/after-pending-io.js";
+import { afterPendingIo, stalledFor } from "../util/late-timers.js";
 
 /** Throws unless `timeoutMs` can bound a probe: a positive, finite number of milliseconds. */
 export function assertProbeTimeout(timeoutMs: number): void {
@@ -9,13 +9,6 @@ export function assertProbeTimeout(timeoutMs: number): void {
 export interface Cancellable {
   cancel(reason: Error): void;
 }
-
-/**
- * A deadline that runs out later than this (ms) after its due time ran out
- * while the registry was not listening: frozen, or stalled. Below it,
- * ordinary event-loop lag.
- */
-const LATE_AFTER_MS = 100;
 
 /**
  * One probe's deadline and its caller's abort, folded into one cancel reason.
@@ -45,9 +38,9 @@ export class ProbeAttempt {
       if (!this.#disposed) this.cancel(`timed out after ${timeoutMs} ms`);
     });
     this.#timer = setTimeout(() => {
-      const late = performance.now() - dueAt;
-      if (late <= LATE_AFTER_MS) return timedOut();
-      this.#timer = setTimeout(timedOut, late);
+      const stalled = stalledFor(dueAt);
+      if (stalled === 0) return timedOut();
+      this.#timer = setTimeout(timedOut, stalled);
       this.#timer.unref();
     }, timeoutMs);
     this.#timer.unref();

@@ -1,4 +1,4 @@
-import { afterPendingIo } from "../util/after-pending-io.js";
+import { afterPendingIo, stalledFor } from "../util/late-timers.js";
 import type { HealthCheckSpec } from "./types.js";
 
 /** Why a reported check failed, in the words a watcher sees. */
@@ -18,13 +18,6 @@ interface Tracked {
   /** The first wait ran out late and was extended once (see `due`). */
   extended: boolean;
 }
-
-/**
- * A wait that runs out later than this (ms) after its due time ran out while
- * the registry was not listening: frozen, or stalled. Below it, ordinary
- * event-loop lag, which a heartbeat sent at a third of the ttl rides out.
- */
-const LATE_AFTER_MS = 100;
 
 /**
  * The clocks of instances that report their own liveness instead of being
@@ -127,10 +120,10 @@ export class ReportedLiveness {
    */
   private due(id: string, entry: Tracked): void {
     if (this.tracked.get(id) !== entry) return;
-    const late = performance.now() - entry.dueAt;
-    if (!entry.extended && late > LATE_AFTER_MS) {
+    const stalled = entry.extended ? 0 : stalledFor(entry.dueAt);
+    if (stalled > 0) {
       entry.extended = true;
-      entry.timer = setTimeout(() => this.due(id, entry), late);
+      entry.timer = setTimeout(() => this.due(id, entry), stalled);
       entry.timer.unref();
       return;
     }
