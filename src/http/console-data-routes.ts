@@ -1,6 +1,7 @@
 import type { RegistryApi } from "../api/registry-api.js";
 import type { HealthSeries } from "../console/health-series.js";
 import type { LastProbes } from "../console/last-probes.js";
+import { isServiceTypeName } from "../registry/validation.js";
 import { HttpError } from "./http-errors.js";
 import { instanceJson } from "./json-mapping.js";
 import { callContext, selectorFromQuery } from "./request-context.js";
@@ -65,6 +66,9 @@ function typesOf(raw: string | null): string[] | undefined {
   if (raw === null || raw === "") return undefined;
   const types = [...new Set(raw.split(","))];
   if (types.length > MAX_TYPES) throw new HttpError(400, "INVALID_ARGUMENT", `types: at most ${MAX_TYPES}`);
+  // A misspelt name would chart an empty line and look like a type with no healthy instance.
+  const bad = types.find((t) => !isServiceTypeName(t));
+  if (bad !== undefined) throw new HttpError(400, "INVALID_ARGUMENT", `types: ${JSON.stringify(bad.slice(0, 70))} is not a service type name`);
   return types;
 }
 

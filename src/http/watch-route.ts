@@ -69,10 +69,14 @@ export class HttpWatchStreams {
       const refusal = roster.admit(end, "");
       if (refusal) throw refusal;
       // The header first: an EventSource reconnects to the URL it was given, the header naming the last id it got.
-      const since = header(req, "last-event-id") ?? query.get("sinceRevision") ?? "0";
+      const lastEventId = header(req, "last-event-id");
+      const since = lastEventId ?? query.get("sinceRevision") ?? "0";
       let opened: Awaited<ReturnType<RegistryApi["watch"]>>;
       try {
-        if (!/^\d{1,15}$/.test(since)) throw new HttpError(400, "INVALID_ARGUMENT", "sinceRevision: must be a revision (a non-negative integer)");
+        if (!/^\d{1,15}$/.test(since)) {
+          const field = lastEventId === undefined ? "sinceRevision" : "Last-Event-ID";
+          throw new HttpError(400, "INVALID_ARGUMENT", `${field}: must be a revision (a non-negative integer)`);
+        }
         opened = await api.watch(callContext(req, signal), {
           serviceType: query.get("serviceType") ?? "",
           sinceRevision: Number(since),

@@ -198,6 +198,12 @@ describe("the console's data: GET /watch (server-sent events) and /console/*", (
     const latest = stack.registry.revision;
     const resumed = await watch(`?serviceType=billing&sinceRevision=1&epoch=${epoch}`, { ...AUTH, "last-event-id": String(latest - 1) });
     expect(await resumed.next()).toMatchObject({ event: "registered", id: String(latest) });
+    // A bad header is named as the header, not as the query parameter it overrides.
+    const junk = await fetch(`${stack.httpUrl}/watch?sinceRevision=1`, { headers: { ...AUTH, "last-event-id": "abc" }, signal: AbortSignal.timeout(5000) });
+    expect(junk.status).toBe(400);
+    expect(((await junk.json()) as { error: { message: string } }).error.message).toBe("Last-Event-ID: must be a revision (a non-negative integer)");
+    const badQuery = await fetch(`${stack.httpUrl}/watch?sinceRevision=-1`, { headers: AUTH, signal: AbortSignal.timeout(5000) });
+    expect(((await badQuery.json()) as { error: { message: string } }).error.message).toBe("sinceRevision: must be a revision (a non-negative integer)");
     const head = await fetch(`${stack.httpUrl}/watch`, { method: "HEAD", headers: AUTH, signal: AbortSignal.timeout(5000) });
     expect(head.status).toBe(200);
     expect(head.headers.get("content-type")).toMatch(/^text\/event-stream/);
@@ -267,5 +273,11 @@ describe("the console's data: GET /watch (server-sent events) and /console/*", (
     expect(Object.keys((await series("?types=type-3,billing")) ?? {}).sort()).toEqual(["billing", "type-3"]);
     expect(Object.keys((await series("")) ?? {})).toHaveLength(6);
     expect((await fetch(`${stack.httpUrl}/console/series?types=${Array.from({ length: 21 }, (_, i) => `t${i}`).join(",")}`, { headers: AUTH })).status).toBe(400);
+    // A name no type can have is refused, not charted as an empty line.
+    for (const [types, named] of [["billing,,type-3", '""'], ["billing,BAD", '"BAD"']]) {
+      const refused = await fetch(`${stack.httpUrl}/console/series?types=${types}`, { headers: AUTH });
+      expect(refused.status).toBe(400);
+      expect(await refused.json()).toMatchObject({ error: { code: "INVALID_ARGUMENT", message: `types: ${named} is not a service type name` } });
+    }
   });
 });
