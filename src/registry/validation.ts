@@ -162,6 +162,7 @@ export function validateRegisterInput(input: RegisterInput): ValidRegistration {
   return { serviceType: input.serviceType, port: input.port, host: input.host, metadata, healthCheckPath: path, healthCheck };
 }
 
+const CONTROL_CHARACTER = /[\x00-\x1f\x7f]/;
 const KINDS: ReadonlySet<string> = new Set<HealthCheckKind>(["http", "grpc", "tcp", "ttl", "session"]);
 
 /**
@@ -184,6 +185,8 @@ function validHealthCheck(input: HealthCheckInput | undefined): HealthCheckSpec 
   if (grpcService.length > limits.grpcServiceMaxLength) {
     throw invalidArgument("health_check.grpc_service", `must be at most ${limits.grpcServiceMaxLength} characters`);
   }
+  // It is sent to the backend and shown on the console and in logs: no name a service is given has them.
+  if (CONTROL_CHARACTER.test(grpcService)) throw invalidArgument("health_check.grpc_service", "must not contain control characters");
   if (typeof tls !== "boolean") throw invalidArgument("health_check.tls", "must be a boolean");
   if (tls && kind !== "grpc") throw invalidArgument("health_check.tls", `is for GRPC checks only, not ${upper}`);
   if (kind === "ttl") {

@@ -340,6 +340,8 @@ describe("Register validates the check", () => {
     ["a TTL check without ttl_ms", { kind: HealthCheckKind.HEALTH_CHECK_KIND_TTL }, "health_check.ttl_ms"],
     ["ttl_ms on an HTTP check", { ttlMs: 1000 }, "health_check.ttl_ms"],
     ["grpc_service on a TCP check", { kind: HealthCheckKind.HEALTH_CHECK_KIND_TCP, grpcService: "x" }, "health_check.grpc_service"],
+    ["a grpc_service with a NUL", { kind: HealthCheckKind.HEALTH_CHECK_KIND_GRPC, grpcService: "billing\u0000.v1" }, "health_check.grpc_service"],
+    ["a grpc_service with a line break", { kind: HealthCheckKind.HEALTH_CHECK_KIND_GRPC, grpcService: "billing\n" }, "health_check.grpc_service"],
     ["a timeout on a session check", { kind: HealthCheckKind.HEALTH_CHECK_KIND_SESSION, timeoutMs: 100 }, "health_check.timeout_ms"],
     ["a path on a gRPC check", { kind: HealthCheckKind.HEALTH_CHECK_KIND_GRPC, path: "/x" }, "health_check.path"],
     ["an unknown kind", { kind: 42 as HealthCheckKind }, "health_check.kind"],
