@@ -1,5 +1,3 @@
-import { afterPendingIo, stalledFor } from "../../util/late-timers.js";
-
 /** Options of `EtcdLiveness`. */
 export interface EtcdLivenessOptions {
   /** Told once when no check has been answered for `staleAfterMs`. */
@@ -34,14 +32,6 @@ export const DEFAULT_STALE_AFTER_MS = 3000;
  * again, though the replica may still be behind it (the store catches up
  * before it serves).
  *
- * The window counts this process's own listening time. A window that ran
- * out while the process was frozen (its timer ran late: see late-timers.ts)
- * says nothing of etcd, whose answers may be waiting unread: it is judged
- * once they are read and, if none came, extended once by how late it ran,
- * so the checks sent at the thaw can be answered. A replica frozen past the
- * window so keeps serving and its watch streams, while etcd silent
- * meanwhile is still noticed soon after the thaw.
- *
  * @example
  * const liveness = new EtcdLiveness({ onLost: (why) => log.error(why), onRegained: () => log.info("etcd answers again") });
  * liveness.start();
@@ -55,10 +45,6 @@ export class EtcdLiveness {
   private lost = false;
   private lastError = "no answer yet";
   private staleTimer: NodeJS.Timeout | undefined;
-  /** When the current window runs out (`performance.now()` time): an answer moves it. */
-  private dueAt = 0;
-  /** The current window was extended after a freeze: the next time it runs out, etcd is lost. */
-  private extended = false;
 
   constructor(private readonly options: EtcdLivenessOptions) {
     this.staleAfterMs = options.staleAfterMs ?? DEFAULT_STALE_AFTER_MS;
@@ -79,7 +65,6 @@ export class EtcdLiveness {
   /** A check was answered. */
   answered(): void {
     if (!this.running) return;
-    this.extended = false;
     this.armStale();
     if (!this.lost) return;
     this.lost = false;
@@ -96,22 +81,12 @@ export class EtcdLiveness {
     clearTimeout(this.staleTimer);
   }
 
-  private armStale(ms = this.staleAfterMs): void {
+  private armStale(): void {
     clearTimeout(this.staleTimer);
-    const dueAt = (this.dueAt = performance.now() + ms);
     this.staleTimer = setTimeout(() => {
-      const late = stalledFor(dueAt);
-      afterPendingIo(() => {
-        // Stopped, lost already, or an answer read meanwhile started a new window.
-        if (!this.running || this.lost || this.dueAt !== dueAt) return;
-        if (late > 0 && !this.extended) {
-          this.extended = true;
-          this.armStale(late);
-          return;
-        }
-        this.lost = true;
-        this.options.onLost(`no linearizable read from etcd succeeded for ${this.staleAfterMs} ms (last error: ${this.lastError})`);
-      });
-    }, ms).unref();
+      if (!this.running || this.lost) return;
+      this.lost = true;
+      this.options.onLost(`no linearizable read from etcd succeeded for ${this.staleAfterMs} ms (last error: ${this.lastError})`);
+    }, this.staleAfterMs).unref();
   }
 }
