@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Etcd3 } from "etcd3";
-import { freePort } from "./etcd-process.js";
+import { freePort, retryOnPortTaken } from "./etcd-process.js";
 import { waitFor } from "./wait-for.js";
 
 /** One member of an `EtcdCluster`. */
@@ -30,7 +30,11 @@ export interface EtcdCluster {
 }
 
 /** Starts `size` etcd members that form one cluster; resolves once it has a leader. */
-export async function startEtcdCluster(size: number): Promise<EtcdCluster> {
+export function startEtcdCluster(size: number): Promise<EtcdCluster> {
+  return retryOnPortTaken(() => launchEtcdCluster(size));
+}
+
+async function launchEtcdCluster(size: number): Promise<EtcdCluster> {
   const ports = await Promise.all(Array.from({ length: size }, async () => ({ client: await freePort(), peer: await freePort() })));
   const names = ports.map((_, i) => `m${i}`);
   const initialCluster = ports.map((p, i) => `${names[i]}=http://127.0.0.1:${p.peer}`).join(",");
@@ -90,8 +94,17 @@ export async function startEtcdCluster(size: number): Promise<EtcdCluster> {
     };
   });
 
+  const removeAll = async (): Promise<void> => {
+    await Promise.all(members.map((m) => m.kill()));
+    for (const m of members) rmSync(m.dataDir, { recursive: true, force: true });
+  };
   // Members wait for each other to form the cluster: start them together.
-  await Promise.all(members.map((m) => m.start()));
+  try {
+    await Promise.all(members.map((m) => m.start()));
+  } catch (err) {
+    await removeAll();
+    throw err;
+  }
   return {
     members,
     endpoints: members.map((m) => m.endpoint),
@@ -109,10 +122,7 @@ export async function startEtcdCluster(size: number): Promise<EtcdCluster> {
       }
       throw new Error("no etcd member says it is the leader");
     },
-    async close() {
-      await Promise.all(members.map((m) => m.kill()));
-      for (const m of members) rmSync(m.dataDir, { recursive: true, force: true });
-    },
+    close: removeAll,
   };
 }
 

@@ -28,7 +28,28 @@ export interface EtcdProcess {
   close(): Promise<void>;
 }
 
-export async function startEtcd(): Promise<EtcdProcess> {
+/**
+ * Runs `launch` again, on new free ports, when etcd could not bind one: a
+ * port `freePort` released can be taken before etcd binds it (test files
+ * run in parallel), and etcd then exits at once. `launch` cleans up after
+ * itself when it throws.
+ */
+export async function retryOnPortTaken<T>(launch: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await launch();
+    } catch (err) {
+      if (attempt >= 3 || !/address already in use/.test(String(err))) throw err;
+    }
+  }
+}
+
+/** Starts a single-member etcd (see `EtcdProcess`). */
+export function startEtcd(): Promise<EtcdProcess> {
+  return retryOnPortTaken(launchEtcd);
+}
+
+async function launchEtcd(): Promise<EtcdProcess> {
   const dataDir = mkdtempSync(join(tmpdir(), "etcd-test-"));
   const clientPort = await freePort();
   const peerPort = await freePort();
@@ -76,7 +97,13 @@ export async function startEtcd(): Promise<EtcdProcess> {
     await exited;
   };
 
-  await start();
+  try {
+    await start();
+  } catch (err) {
+    await stop();
+    rmSync(dataDir, { recursive: true, force: true });
+    throw err;
+  }
   return {
     endpoint,
     stop,
