@@ -54,6 +54,7 @@ const SERVICE_TYPE = /^[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?$/;
 const METADATA_KEY = /^[A-Za-z0-9._/-]{1,63}$/;
 const PRINTABLE_ASCII = /^[\x21-\x7e]+$/;
 const HOSTNAME_LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+const CONTROL_CHARACTER = /[\x00-\x1f\x7f]/;
 
 /** Whether `value` could name a service type (what validateServiceType accepts), without building an error. */
 export function isServiceTypeName(value: string): boolean {
@@ -162,7 +163,6 @@ export function validateRegisterInput(input: RegisterInput): ValidRegistration {
   return { serviceType: input.serviceType, port: input.port, host: input.host, metadata, healthCheckPath: path, healthCheck };
 }
 
-const CONTROL_CHARACTER = /[\x00-\x1f\x7f]/;
 const KINDS: ReadonlySet<string> = new Set<HealthCheckKind>(["http", "grpc", "tcp", "ttl", "session"]);
 
 /**
