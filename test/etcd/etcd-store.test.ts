@@ -25,6 +25,11 @@ describe.skipIf(!etcdPresent)("the etcd store", () => {
     const started = Date.now();
     let committed = 0;
     for (let port = 1; Date.now() - started < 6 * callTimeoutMs; port++) {
+      // A commit etcd itself takes longer than 200 ms over (an fsync on a loaded machine) runs out
+      // its own deadline: that says nothing of the watch stream, which is what the store's availability follows.
+      const ownDeadline = (err: unknown) => {
+        if (!/DEADLINE_EXCEEDED/.test(String((err as Error).cause))) throw err;
+      };
       await store.commit({
         op: "register",
         instance: {
@@ -39,8 +44,7 @@ describe.skipIf(!etcdPresent)("the etcd store", () => {
           updatedAt: Date.now(),
           tokenHash: "h".repeat(32),
         },
-      });
-      committed++;
+      }).then(() => committed++, ownDeadline);
     }
     expect(committed).toBeGreaterThan(0);
     expect(changes).toEqual([]);
