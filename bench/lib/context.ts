@@ -20,8 +20,7 @@ export interface BenchParams {
   };
   /** `rounds`: windows per server, interleaved with the other servers' and pooled. */
   readonly getByType: { types: number; perType: number; concurrency: number; rounds: number; warmupMs: number; durationMs: number };
-  /** `rounds` per system, measured in blocks of `roundsPerBlock`, the systems taking turns, after `warmupRounds` each. */
-  readonly fanout: { streams: number; processes: number[]; warmupRounds: number; rounds: number; roundsPerBlock: number };
+  readonly fanout: { streams: number; processes: number[]; rounds: number };
   readonly probing: {
     instances: number;
     intervalMs: number;
@@ -88,7 +87,7 @@ export const FULL: BenchParams = {
     warmupMs: 500,
   },
   getByType: { types: 1000, perType: 100, concurrency: 16, rounds: 3, warmupMs: 500, durationMs: 1500 },
-  fanout: { streams: 1000, processes: [1, 4], warmupRounds: 50, rounds: 250, roundsPerBlock: 25 },
+  fanout: { streams: 1000, processes: [1, 4], rounds: 250 },
   probing: { instances: 10_000, intervalMs: 5000, ttlMs: 2000, maxRequests: 1500, measureMs: 10_000,
     capacityIntervalMs: 200, capacityConcurrency: 64, capacityMs: 4000, queueTasks: 20_000, queueRounds: 7 },
   memory: { types: 1000, perType: 100 },
@@ -106,7 +105,7 @@ export const QUICK: BenchParams = {
     warmupMs: 100,
   },
   getByType: { types: 50, perType: 100, concurrency: 16, rounds: 1, warmupMs: 200, durationMs: 500 },
-  fanout: { streams: 200, processes: [1, 4], warmupRounds: 3, rounds: 10, roundsPerBlock: 5 },
+  fanout: { streams: 200, processes: [1, 4], rounds: 10 },
   probing: { instances: 1000, intervalMs: 1000, ttlMs: 500, maxRequests: 150, measureMs: 1000,
     capacityIntervalMs: 20, capacityConcurrency: 64, capacityMs: 500, queueTasks: 20_000, queueRounds: 3 },
   memory: { types: 50, perType: 100 },
