@@ -137,9 +137,9 @@ const DEFAULT_HEALTH_PATH = "/health";
  */
 export function validateRegisterInput(input: RegisterInput): ValidRegistration {
   validateServiceType(input.serviceType);
-  if (!Number.isInteger(input.port) || input.port < 1 || input.port > 65535) {
-    throw invalidArgument("port", "must be between 1 and 65535");
-  }
+  // JSON and the library API can pass a fraction, which "between 1 and 65535" would not explain.
+  if (!Number.isInteger(input.port)) throw invalidArgument("port", "must be an integer between 1 and 65535");
+  if (input.port < 1 || input.port > 65535) throw invalidArgument("port", "must be between 1 and 65535");
   if (!isValidHost(input.host)) throw invalidArgument("host", "must be an IP literal or a hostname");
   // Node accepts "fe80::1%eth0", but neither the prober nor most clients can
   // dial a zone id: an instance registered with one could never pass a probe.

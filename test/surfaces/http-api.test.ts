@@ -211,6 +211,8 @@ describe("the seed's HTTP/JSON API on HTTP_PORT, with plain fetch", () => {
     ["port 2^32+80 as a number", { serviceType: "api", port: 2 ** 32 + 80, host: "10.0.0.80" }, /^port: must be between 1 and 65535$/],
     ["port 2^32+80 as a decimal string", { serviceType: "api", port: String(2 ** 32 + 80), host: "10.0.0.80" }, /^port: must be between 1 and 65535$/],
     ["port 2^64+80 as a number", { serviceType: "api", port: 2 ** 64 + 80, host: "10.0.0.80" }, /^port: must be between 1 and 65535$/],
+    // In range, but no port: the message must not say "between 1 and 65535" of a number that is.
+    ["port as a fraction", { serviceType: "api", port: 3000.5 }, /^port: must be an integer between 1 and 65535$/],
     ["the proto's snake_case service_type", { service_type: "api", port: 80 }, /^service_type: unknown field; the HTTP\/JSON API spells it serviceType$/],
     ["the proto's snake_case health_check", { serviceType: "api", port: 80, health_check: { path: "/h" } }, /^health_check: .* healthCheck$/],
     // Inside healthCheck too: ignored, they would register a check other than the one asked for.
