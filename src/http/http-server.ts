@@ -10,6 +10,7 @@ import type { ConnectionLimits } from "../transport/connection-limits.js";
 import { PortListener } from "../transport/port-listener.js";
 import { matchRoute, type Route, type RouteResponse } from "./routes.js";
 import { settledWithin } from "../util/settled-within.js";
+import { ThrottledWarning } from "../logging/throttled-warning.js";
 
 /** TLS for HTTP_PORT: the gRPC server's certificate; with `ca`, client certificates are required. */
 export interface HttpTlsOptions {
@@ -61,9 +62,13 @@ export class RegistryHttpServer {
   private readonly pending = new WeakMap<Socket, Set<AbortController>>();
   /** While closing: resolves the wait once the last connection is gone. */
   private drainCheck: (() => void) | undefined;
+  /** Each connection's requests dispatched and not yet answered in full (see `admitPipelined`). */
+  private readonly unanswered = new WeakMap<Socket, number>();
+  private readonly pipelineWarning: ThrottledWarning;
 
   constructor(private readonly options: RegistryHttpServerOptions) {
     const handler = (req: IncomingMessage, res: ServerResponse): void => {
+      if (!this.admitPipelined(req, res)) return;
       this.dispatch(req, res).catch((err: unknown) => {
         options.logger.error({ err }, "HTTP request handling failed");
         if (!res.headersSent) send(res, { status: 500, json: { error: { code: "INTERNAL", message: "internal error" } } });
@@ -95,6 +100,7 @@ export class RegistryHttpServer {
         this.drainCheck?.();
       });
     });
+    this.pipelineWarning = new ThrottledWarning({ logger: options.logger });
     this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
       // A request already dispatched is counted with this status, not as its client going away (499).
       if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") this.timedOut.add(socket);
@@ -151,7 +157,35 @@ export class RegistryHttpServer {
     this.server.closeAllConnections();
     for (const socket of this.sockets) socket.destroy();
     this.listener?.destroyConnections();
+    this.pipelineWarning.flush();
     await stopped;
+  }
+
+  /**
+   * Admits a request unless its connection already has MAX_PIPELINED_REQUESTS
+   * waiting for their answers; then the connection is closed, and the requests
+   * node:http parsed with this one are not served. node:http stops reading a
+   * connection whose answers back up only between the requests it parses, and
+   * one read can hold thousands of pipelined requests: each would be answered
+   * into memory behind a peer that never reads (a /metrics page apiece), with
+   * no credential needed. Clients that pipeline at all send a few at a time.
+   */
+  private admitPipelined(req: IncomingMessage, res: ServerResponse): boolean {
+    const socket = req.socket;
+    if (socket.destroyed) return false;
+    const unanswered = (this.unanswered.get(socket) ?? 0) + 1;
+    if (unanswered > MAX_PIPELINED_REQUESTS) {
+      socket.destroy();
+      this.pipelineWarning.note(
+        "pipelined",
+        `closed a connection that pipelined more than ${MAX_PIPELINED_REQUESTS} requests without reading their answers`,
+        { peer: socket.remoteAddress },
+      );
+      return false;
+    }
+    this.unanswered.set(socket, unanswered);
+    res.once("close", () => this.unanswered.set(socket, (this.unanswered.get(socket) ?? 1) - 1));
+    return true;
   }
 
   private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -212,6 +246,9 @@ export class RegistryHttpServer {
     return controller.signal;
   }
 }
+
+/** Requests one HTTP/1.1 connection may have waiting for their answers (pipelined); one more closes it. */
+export const MAX_PIPELINED_REQUESTS = 16;
 
 /** The status counted for a request whose answer never started (nginx's name and number for it). */
 const CLIENT_CLOSED_REQUEST = 499;

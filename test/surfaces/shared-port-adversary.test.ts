@@ -13,7 +13,7 @@ import { credentials } from "@grpc/grpc-js";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GetByTypeRequest, RegisterRequest, RegistryServiceClient, WatchInstancesRequest } from "../../gen/registry/v1/registry.js";
-import { RegistryHttpServer, type RegistryHttpServerOptions } from "../../src/http/http-server.js";
+import { MAX_PIPELINED_REQUESTS, RegistryHttpServer, type RegistryHttpServerOptions } from "../../src/http/http-server.js";
 import type { Route } from "../../src/http/routes.js";
 import { RegistryMetrics } from "../../src/observability/registry-metrics.js";
 import { PortListener } from "../../src/transport/port-listener.js";
@@ -391,6 +391,24 @@ describe("the shared port under attack (plaintext, wired as serve wires it)", ()
       for (const p of hostile) p.socket.destroy();
     }
     await within(5000, "the hostile connections closing", Promise.all(hostile.map((p) => p.closed)));
+    await stillServes(server.port);
+  });
+
+  it.each([
+    ["PORT", () => server.port],
+    ["HTTP_PORT", () => server.httpPort as number],
+  ])("closes a connection on %s that pipelines 2,000 /metrics requests in one go, answering at most MAX_PIPELINED_REQUESTS", async (_label, portOf) => {
+    // Without the cap each request was answered into memory (a /metrics page
+    // apiece) behind a peer that need not read: GBs from a few connections.
+    const p = await tcpPeer(portOf());
+    p.socket.write("GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n".repeat(2000));
+    await within(5000, "the server closing the connection", p.closed);
+    const answered = [...p.text().matchAll(/^HTTP\/1\.1 200 /gm)].length;
+    expect(answered).toBeLessThanOrEqual(MAX_PIPELINED_REQUESTS);
+    // As many as the cap allows are all answered, in order, on a connection that stays open.
+    const requests = `GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n`.repeat(MAX_PIPELINED_REQUESTS - 1);
+    const answer = await exchange(portOf(), [`${requests}GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`], { end: false });
+    expect([...answer.matchAll(/^HTTP\/1\.1 (\d{3}) /gm)].map((m) => m[1])).toEqual(Array(MAX_PIPELINED_REQUESTS).fill("200"));
     await stillServes(server.port);
   });
 
