@@ -10,6 +10,7 @@ import { AdsSession } from "./ads-session.js";
 import type { DiscoveryRequest, DiscoveryResponse, StructValue } from "./envoy-protos.js";
 import type { XdsHub } from "./xds-hub.js";
 import { StreamRoster } from "../api/stream-roster.js";
+import { ThrottledWarning } from "../logging/throttled-warning.js";
 
 /** Node metadata fields carrying credentials (fixed: other languages' bootstrap files name them). */
 const NODE_KEY_FIELD = "registry_key";
@@ -60,8 +61,15 @@ export interface AdsStreamsDeps {
  */
 export class AdsStreams {
   private readonly roster: StreamRoster;
+  /**
+   * NACKs are logged once a minute per type at most, with how many: a client
+   * that NACKs every response while changing what it asks for draws a new
+   * response, and so a new NACK, as fast as it can send (the metric counts each).
+   */
+  private readonly nackWarning: ThrottledWarning;
 
   constructor(private readonly deps: AdsStreamsDeps) {
+    this.nackWarning = new ThrottledWarning({ logger: deps.logger });
     this.roster = new StreamRoster(deps.api.auth.keys, deps.api.registry, {
       total: { setting: "MAX_XDS_STREAMS", max: deps.maxStreams },
       perConnection: { setting: "MAX_XDS_STREAMS_PER_CONNECTION", max: deps.maxStreamsPerConnection },
@@ -76,6 +84,7 @@ export class AdsStreams {
   /** Ends every stream with `error` (UNAVAILABLE at shutdown). */
   endAll(error: RegistryError): void {
     this.roster.endAll(error);
+    this.nackWarning.flush();
   }
 
   readonly handle = (call: AdsCall): void => {
@@ -169,11 +178,15 @@ export class AdsStreams {
           session = new AdsSession(hub, (response) => call.write(response), (error) => finish(error), {
             sent: (typeUrl) => this.deps.onResponse?.(shortType(typeUrl)),
             rejected: (typeUrl, nack) => {
-              this.deps.onNack?.(shortType(typeUrl));
-              logger.warn(
-                { node, type: shortType(typeUrl), version: clip(nack.version_info), nonce: clip(nack.response_nonce), error: clip(nack.error_detail?.message) },
-                "xDS client rejected a response (NACK); it keeps the version it had",
-              );
+              const type = shortType(typeUrl);
+              this.deps.onNack?.(type);
+              this.nackWarning.note(type, "xDS client rejected a response (NACK); it keeps the version it had", {
+                node,
+                type,
+                version: clip(nack.version_info),
+                nonce: clip(nack.response_nonce),
+                error: clip(nack.error_detail?.message),
+              });
             },
           });
           hub.subscribe(session); // throws UNAVAILABLE while the store is lost

@@ -171,6 +171,24 @@ describe("xDS protocol: a hand-driven ADS stream (state of the world)", () => {
     expect(names(await ads.expectNext(TYPE_URL.endpoints))).toEqual(["payments"]);
   });
 
+  it("a NACK storm is counted in full but logged once a minute per type, with how many (a client cannot flood the log)", async () => {
+    const { stack, open, register, lines } = await setup();
+    await register("billing", 9001);
+    await register("payments", 9101);
+    const ads = open();
+    ads.send(TYPE_URL.endpoints, ["billing"]);
+    let last = await ads.expectNext(TYPE_URL.endpoints);
+    // Each NACK also changes the names, so every one draws a new response to NACK.
+    for (let i = 0; i < 20; i++) {
+      ads.send(TYPE_URL.endpoints, i % 2 === 0 ? ["billing", "payments"] : ["billing"], { version: "", nonce: last.nonce }, `storm ${i}`);
+      last = await ads.expectNext(TYPE_URL.endpoints);
+    }
+    const metrics = parseExposition(await stack.metrics.exposition());
+    expect(metrics.value("registry_xds_nacks_total", { type: "ClusterLoadAssignment" })).toBe(20);
+    const logged = lines.map((l) => JSON.parse(l) as { msg: string; error?: string; count?: number }).filter((l) => l.msg.includes("NACK"));
+    expect(logged).toEqual([expect.objectContaining({ error: "storm 0", count: 1 })]);
+  });
+
   it("an unknown type gets no resource, and its Listener is pushed when the type appears", async () => {
     const { open, register } = await setup();
     const ads = open();
