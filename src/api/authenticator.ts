@@ -89,7 +89,7 @@ export class Authenticator {
     if (limiter?.enabled && limiter.limited(caller?.peerHost)) {
       this.options.onFailure?.("rate_limited");
       const seconds = Math.max(1, Math.ceil(limiter.retryAfterMs(caller?.peerHost) / 1000));
-      throw new RegistryError("resource_exhausted", `too many failed authentications from this address; retry in ${seconds} s`);
+      throw new RegistryError("resource_exhausted", `too many failed authentications from this address; retry in ${seconds} s`, { retryAfterSeconds: seconds });
     }
     try {
       const principal = this.check(presented);

@@ -30,7 +30,8 @@ export class HttpError extends Error {
 export function toHttpError(err: unknown, logger: Logger, route: string): { status: number; headers: Record<string, string>; body: HttpErrorBody } {
   if (err instanceof RegistryError) {
     const { http: status, grpc: code } = ERROR_ANSWERS[err.code];
-    const headers: Record<string, string> = err.code === "unavailable" ? { "retry-after": "1" } : {};
+    const retryAfter = err.retryAfterSeconds ?? (err.code === "unavailable" ? 1 : undefined);
+    const headers: Record<string, string> = retryAfter === undefined ? {} : { "retry-after": String(retryAfter) };
     const message = err.field === undefined ? err.message : `${jsonFieldName(err.field)}: ${err.problem}`;
     return { status, headers, body: { error: { code, message } } };
   }

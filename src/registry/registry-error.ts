@@ -27,15 +27,18 @@ export class RegistryError extends Error {
   readonly field: string | undefined;
   /** The message without the field, when there is a field. */
   readonly problem: string;
+  /** When the caller may try again, when the refusal knows (a transport with a header for it sends it: HTTP's Retry-After). */
+  readonly retryAfterSeconds: number | undefined;
 
   constructor(
     readonly code: RegistryErrorCode,
     message: string,
-    options?: { cause?: unknown; field?: string },
+    options?: { cause?: unknown; field?: string; retryAfterSeconds?: number },
   ) {
     super(options?.field === undefined ? message : `${options.field}: ${message}`, options);
     this.field = options?.field;
     this.problem = message;
+    this.retryAfterSeconds = options?.retryAfterSeconds;
   }
 }
 

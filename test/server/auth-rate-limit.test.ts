@@ -36,12 +36,12 @@ async function start(env: Record<string, string>, logger: pino.Logger): Promise<
 }
 
 /** An HTTP request to the JSON API from `localAddress` (another loopback address is another caller). */
-function httpGet(port: number, path: string, headers: Record<string, string>, localAddress: string): Promise<{ status: number; body: string }> {
+function httpGet(port: number, path: string, headers: Record<string, string>, localAddress: string): Promise<{ status: number; body: string; retryAfter: string | undefined }> {
   return new Promise((resolve, reject) => {
     const req = request({ host: "127.0.0.1", port, path, headers, localAddress, agent: false }, (res) => {
       let body = "";
       res.on("data", (d: Buffer) => (body += d.toString()));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body, retryAfter: res.headers["retry-after"] }));
     });
     req.on("error", reject);
     req.end();
@@ -84,6 +84,10 @@ describe("failed authentications are rate-limited per address", () => {
     const httpPort = server.httpPort as number;
     const sameAddress = await httpGet(httpPort, "/services", { authorization: `Bearer ${TEST_KEY}` }, "127.0.0.1");
     expect(sameAddress.status).toBe(429);
+    // Retry-After (RFC 9110) says in seconds what the message says: an HTTP client can honour it.
+    const wait = /retry in (\d+) s/.exec(sameAddress.body)?.[1];
+    expect(wait).toBeDefined();
+    expect(sameAddress.retryAfter).toBe(wait);
 
     // Another address is not affected, and has its own bucket (wrong tokens count too).
     expect((await httpGet(httpPort, "/services", { authorization: `Bearer ${TEST_KEY}` }, "127.0.0.2")).status).toBe(200);
