@@ -91,14 +91,21 @@ export class ProbeTargetPolicy {
     const bare = address.startsWith("[") && address.endsWith("]") ? address.slice(1, -1) : address;
     const version = isIP(bare);
     if (version === 0) return false;
-    if (version === 4) return this.judge(bare, "ipv4");
+    if (version === 4) return this.judgeIpv4(bare);
     const groups = ipv6Groups(bare) as number[]; // isIP said IPv6
-    if (isIpv4Mapped(groups)) return this.judge(ipv4FromGroups(groups[6] as number, groups[7] as number), "ipv4");
+    if (isIpv4Mapped(groups)) return this.judgeIpv4(ipv4FromGroups(groups[6] as number, groups[7] as number));
     // An IPv6 address that a translator on the path (NAT64, 6to4) or an old
     // stack turns into an IPv4 one must pass as that IPv4 address too.
     const carried = translatedIpv4(groups);
-    if (carried !== undefined && !this.judge(carried, "ipv4")) return false;
+    if (carried !== undefined && !this.judgeIpv4(carried)) return false;
+    // Connecting to :: reaches ::1 (Linux), so it must pass as loopback too.
+    if (groups.every((g) => g === 0) && !this.judge("::1", "ipv6")) return false;
     return this.judge(bare, "ipv6");
+  }
+
+  /** Connecting to 0.0.0.0 reaches this host (Linux: 127.0.0.1), so it must pass as loopback too. */
+  private judgeIpv4(ip: string): boolean {
+    return this.judge(ip, "ipv4") && (ip !== "0.0.0.0" || this.judge("127.0.0.1", "ipv4"));
   }
 
   private judge(ip: string, family: "ipv4" | "ipv6"): boolean {

@@ -197,6 +197,20 @@ describe("HttpProber: resolution and reasons", () => {
     expect(server.requests).toHaveLength(0);
   });
 
+  it("the unspecified address counts as loopback: a deny list naming loopback without 0.0.0.0 still refuses it", async () => {
+    // Linux connects 0.0.0.0 to this host, and :: to ::1: an operator who replaced the
+    // default list (which denies both) with loopback alone must not be bypassed through them.
+    const policy = new ProbeTargetPolicy({ deny: "127.0.0.0/8,::1/128" });
+    for (const a of ["0.0.0.0", "::", "[::]", "::ffff:0.0.0.0", "::0.0.0.0"]) expect(policy.allows(a), a).toBe(false);
+    expect(new ProbeTargetPolicy({ deny: "none" }).allows("0.0.0.0")).toBe(true);
+    const prober = new HttpProber({ timeoutMs: 2000, targetPolicy: policy });
+    closers.push(() => prober.close());
+    const server = await startRecorder(200, "{}");
+    closers.push(server.close);
+    expect(await prober.probe(target("0.0.0.0", server.port))).toEqual({ ok: false, reason: PROBE_TARGET_DENIED });
+    expect(server.requests).toHaveLength(0);
+  });
+
   it("failure reasons say what failed in fixed words: no response body, no resolved address", async () => {
     const secret = "internal-admin-panel: token=abc123";
     const server = await startRecorder(401, secret);
