@@ -24,12 +24,12 @@ describe.skipIf(!etcdPresent)("the etcd store", () => {
     // stream the store flapped to unavailable every 200 ms.
     const started = Date.now();
     let committed = 0;
+    // A commit etcd itself takes longer than 200 ms over (an fsync on a loaded machine) runs out
+    // its own deadline: that says nothing of the watch stream, which is what the store's availability follows.
+    const ownDeadline = (err: unknown) => {
+      if (!/DEADLINE_EXCEEDED/.test(String((err as Error).cause))) throw err;
+    };
     for (let port = 1; Date.now() - started < 6 * callTimeoutMs; port++) {
-      // A commit etcd itself takes longer than 200 ms over (an fsync on a loaded machine) runs out
-      // its own deadline: that says nothing of the watch stream, which is what the store's availability follows.
-      const ownDeadline = (err: unknown) => {
-        if (!/DEADLINE_EXCEEDED/.test(String((err as Error).cause))) throw err;
-      };
       await store.commit({
         op: "register",
         instance: {

@@ -137,13 +137,18 @@ describe("xDS protocol: a hand-driven ADS stream (state of the world)", () => {
     expect(ports.sort()).toEqual([9001, 9002]);
   });
 
-  it("a NACK is logged and counted and resends nothing; a stale nonce is ignored; resource_names changes are followed", async () => {
+  /** billing and payments registered, and a stream subscribed to billing's endpoints: that first response. */
+  async function subscribedToBilling() {
     const { stack, open, register, lines } = await setup();
     await register("billing", 9001);
     await register("payments", 9101);
     const ads = open();
     ads.send(TYPE_URL.endpoints, ["billing"]);
-    const first = await ads.expectNext(TYPE_URL.endpoints);
+    return { stack, register, lines, ads, first: await ads.expectNext(TYPE_URL.endpoints) };
+  }
+
+  it("a NACK is logged and counted and resends nothing; a stale nonce is ignored; resource_names changes are followed", async () => {
+    const { stack, register, lines, ads, first } = await subscribedToBilling();
     expect(names(first)).toEqual(["billing"]);
 
     // NACK: the client keeps the version it had; the server resends nothing until something changes.
@@ -172,12 +177,8 @@ describe("xDS protocol: a hand-driven ADS stream (state of the world)", () => {
   });
 
   it("a NACK storm is counted in full but logged once a minute per type, with how many (a client cannot flood the log)", async () => {
-    const { stack, open, register, lines } = await setup();
-    await register("billing", 9001);
-    await register("payments", 9101);
-    const ads = open();
-    ads.send(TYPE_URL.endpoints, ["billing"]);
-    let last = await ads.expectNext(TYPE_URL.endpoints);
+    const { stack, lines, ads, first } = await subscribedToBilling();
+    let last = first;
     // Each NACK also changes the names, so every one draws a new response to NACK.
     for (let i = 0; i < 20; i++) {
       ads.send(TYPE_URL.endpoints, i % 2 === 0 ? ["billing", "payments"] : ["billing"], { version: "", nonce: last.nonce }, `storm ${i}`);
