@@ -20,6 +20,11 @@ export interface StreamRosterOptions {
   readonly total: StreamQuota;
   /** Streams open at once on one connection. */
   readonly perConnection?: StreamQuota;
+  /**
+   * Streams open at once under one instance's credentials, all connections
+   * together. Keys have no such quota: every router shares one.
+   */
+  readonly perInstance?: StreamQuota;
   /** Said after the count in a refusal, where one transport's quota is not the only one of its name ("over HTTP"). */
   readonly scope?: string;
   /** Told of every refusal, by the quota's setting (for metrics); a throw is ignored. */
@@ -35,9 +40,11 @@ interface Listed {
  * The open streams of one transport (gRPC watches, HTTP `/watch`, xDS), and
  * what ends them besides their client: a reload that removes the key that
  * opened one, the removal of the instance whose credentials did, and
- * shutdown (`endAll`). It also holds the transport's quotas, in all and per
+ * shutdown (`endAll`). It also holds the transport's quotas: in all and per
  * connection, counted from admission, before any credential is read, so a
- * refused stream costs nothing more.
+ * refused stream costs nothing more; and per instance, once the credentials
+ * say whose the stream is, so that one instance's token (which a leak gives
+ * away more easily than the key) cannot take every place.
  *
  * A transport admits a stream, attaches the principal once its credentials
  * are checked (the stream may have waited for its resume point meanwhile),
@@ -89,17 +96,24 @@ export class StreamRoster {
     } else if (perConnection?.max !== undefined && onConnection >= perConnection.max) {
       refusal = { setting: perConnection.setting, open: `${onConnection} open on this connection` };
     }
-    if (refusal) {
-      try {
-        onRefused?.(refusal.setting);
-      } catch {
-        // A metrics failure must not turn a refusal into a crash.
-      }
-      return new RegistryError("resource_exhausted", `${refusal.setting} reached (${refusal.open})`);
-    }
+    if (refusal) return this.refuse(refusal.setting, refusal.open);
     this.listed.set(end, { connection });
     this.byConnection.set(connection, onConnection + 1);
     return undefined;
+  }
+
+  /**
+   * The RESOURCE_EXHAUSTED error a new stream of `principal` would be refused
+   * with by the per-instance quota, counted as a refusal; undefined when it
+   * has room. `attach` asks too: a transport that can still answer with a
+   * plain status before its stream starts (HTTP's 429) asks first.
+   */
+  refusalFor(principal: Principal): RegistryError | undefined {
+    const max = this.options.perInstance?.max;
+    if (principal.kind !== "instance" || max === undefined) return undefined;
+    const open = this.byInstance.get(principal.instance.id)?.size ?? 0;
+    if (open < max) return undefined;
+    return this.refuse((this.options.perInstance as StreamQuota).setting, `${open} open with this instance's credentials${this.options.scope ? ` ${this.options.scope}` : ""}`);
   }
 
   /**
@@ -109,11 +123,14 @@ export class StreamRoster {
    * resume point, or for a store read): listing first, then asking, misses
    * no removal. An instance principal always comes from this replica's
    * index (a replica that is behind catches up before it answers), so one
-   * missing from it now was removed. Does nothing for a stream that has left.
+   * missing from it now was removed. Past the per-instance quota it lists
+   * nothing and answers the refusal. Does nothing for a stream that has left.
    */
   attach(end: StreamEnd, principal: Principal): RegistryError | undefined {
     const entry = this.listed.get(end);
     if (!entry) return undefined;
+    const refusal = this.refusalFor(principal);
+    if (refusal) return refusal;
     entry.principal = principal;
     if (principal.kind === "key") {
       addTo(this.byKey, principal.keyId, end);
@@ -139,6 +156,15 @@ export class StreamRoster {
   /** Ends every stream with `error` (UNAVAILABLE at shutdown). */
   endAll(error: RegistryError): void {
     for (const end of [...this.listed.keys()]) end(error);
+  }
+
+  private refuse(setting: string, open: string): RegistryError {
+    try {
+      this.options.onRefused?.(setting);
+    } catch {
+      // A metrics failure must not turn a refusal into a crash.
+    }
+    return new RegistryError("resource_exhausted", `${setting} reached (${open})`);
   }
 }
 

@@ -193,6 +193,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
     requestReadTimeoutMs: config.requestReadTimeoutMs,
     maxWatchStreams: config.maxWatchStreams,
     maxWatchStreamsPerConnection: config.maxWatchStreamsPerConnection,
+    maxWatchStreamsPerInstance: config.maxWatchStreamsPerInstance,
     serverOptions: grpcConnectionOptions(config),
     sessionMessageIntervalMs: config.keepaliveTimeMs,
     ...(config.xds
@@ -201,6 +202,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
             trust: config.xdsAllowUnauthenticated ? "none" : tls?.clientCa ? "certificate" : "credentials",
             maxStreams: config.maxXdsStreams,
             maxStreamsPerConnection: config.maxXdsStreamsPerConnection,
+            maxStreamsPerInstance: config.maxXdsStreamsPerInstance,
           },
         }
       : {}),
@@ -220,6 +222,7 @@ export async function startServer(config: Config, logger: Logger, options: Start
     logger,
     stallTimeoutMs: config.watchStallTimeoutMs,
     maxStreams: config.maxWatchStreams,
+    maxStreamsPerInstance: config.maxWatchStreamsPerInstance,
     onQuotaRefused: (quota) => metrics.onQuotaRefused(quota),
   });
   const http = new RegistryHttpServer({

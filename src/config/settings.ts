@@ -224,6 +224,12 @@ export const SETTINGS = {
     default: 500,
     parse: integer(1),
   }),
+  maxWatchStreamsPerInstance: spec({
+    env: "MAX_WATCH_STREAMS_PER_INSTANCE",
+    description: "WatchInstances streams open at once under one instance's credentials, and apart from them GET /watch streams; more are answered RESOURCE_EXHAUSTED (HTTP 429). Keys have no such quota",
+    default: 500,
+    parse: integer(1),
+  }),
   consoleSampleIntervalMs: spec({
     env: "CONSOLE_SAMPLE_INTERVAL_MS",
     description: "how often the web console's charts sample each service type's healthy count and the prober's lag (the last hour is kept in memory)",
@@ -239,6 +245,12 @@ export const SETTINGS = {
   maxXdsStreamsPerConnection: spec({
     env: "MAX_XDS_STREAMS_PER_CONNECTION",
     description: "xDS (ADS) streams open at once on one connection; more are answered RESOURCE_EXHAUSTED",
+    default: 500,
+    parse: integer(1),
+  }),
+  maxXdsStreamsPerInstance: spec({
+    env: "MAX_XDS_STREAMS_PER_INSTANCE",
+    description: "xDS (ADS) streams open at once under one instance's credentials; more are answered RESOURCE_EXHAUSTED. Keys have no such quota",
     default: 500,
     parse: integer(1),
   }),

@@ -18,7 +18,9 @@ export interface WatchRouteOptions {
   readonly keepaliveMs?: number;
   /** Streams open at once (MAX_WATCH_STREAMS, counted apart from gRPC's); more are refused 429. Unlimited when omitted. */
   readonly maxStreams?: number;
-  /** Told of every stream refused by the quota (for metrics). */
+  /** Streams open at once under one instance's credentials (MAX_WATCH_STREAMS_PER_INSTANCE, counted apart from gRPC's); more are refused 429. Unlimited when omitted. */
+  readonly maxStreamsPerInstance?: number;
+  /** Told of every stream refused by a quota (for metrics). */
   readonly onQuotaRefused?: (quota: string) => void;
 }
 
@@ -47,6 +49,7 @@ export class HttpWatchStreams {
     this.encoder = new SseEventEncoder(() => api.registry.epoch);
     this.roster = new StreamRoster(api.auth.keys, api.registry, {
       total: { setting: "MAX_WATCH_STREAMS", max: options.maxStreams },
+      perInstance: { setting: "MAX_WATCH_STREAMS_PER_INSTANCE", max: options.maxStreamsPerInstance },
       scope: "over HTTP",
       onRefused: options.onQuotaRefused,
     });
@@ -89,6 +92,13 @@ export class HttpWatchStreams {
         throw err;
       }
       const { watcher, principal } = opened;
+      // Refused while a status can still say so (429); attaching checks again, for streams opening side by side.
+      const overQuota = roster.refusalFor(principal);
+      if (overQuota) {
+        roster.leave(end);
+        watcher.end();
+        throw overQuota;
+      }
       if (signal.aborted || req.method === "HEAD") {
         roster.leave(end);
         watcher.end();

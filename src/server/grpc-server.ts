@@ -95,6 +95,8 @@ export interface RegistryGrpcServerOptions {
   readonly maxWatchStreams?: number;
   /** Watch streams open at once on one connection (MAX_WATCH_STREAMS_PER_CONNECTION); unlimited when omitted. */
   readonly maxWatchStreamsPerConnection?: number;
+  /** Watch streams open at once under one instance's credentials (MAX_WATCH_STREAMS_PER_INSTANCE); unlimited when omitted. */
+  readonly maxWatchStreamsPerInstance?: number;
   /** How long shutdown waits for in-flight calls before cutting them. Default 5000 ms. */
   readonly shutdownGraceMs?: number;
   /** A call whose request has not arrived in full this long after it started ends with DEADLINE_EXCEEDED. Default 10000. */
@@ -117,9 +119,14 @@ export interface RegistryGrpcServerOptions {
    */
   readonly xds?: {
     readonly trust: "credentials" | "certificate" | "none";
-    /** xDS streams open at once (MAX_XDS_STREAMS), and on one connection (MAX_XDS_STREAMS_PER_CONNECTION); unlimited when omitted. */
+    /**
+     * xDS streams open at once (MAX_XDS_STREAMS), on one connection
+     * (MAX_XDS_STREAMS_PER_CONNECTION) and under one instance's credentials
+     * (MAX_XDS_STREAMS_PER_INSTANCE); unlimited when omitted.
+     */
     readonly maxStreams?: number;
     readonly maxStreamsPerConnection?: number;
+    readonly maxStreamsPerInstance?: number;
   };
 }
 
@@ -149,6 +156,7 @@ export class RegistryGrpcServer {
       ...(options.watchResetGraceMs !== undefined ? { resetGraceMs: options.watchResetGraceMs } : {}),
       ...(options.maxWatchStreams !== undefined ? { maxStreams: options.maxWatchStreams } : {}),
       ...(options.maxWatchStreamsPerConnection !== undefined ? { maxStreamsPerConnection: options.maxWatchStreamsPerConnection } : {}),
+      ...(options.maxWatchStreamsPerInstance !== undefined ? { maxStreamsPerInstance: options.maxWatchStreamsPerInstance } : {}),
       ...(options.metrics?.onQuotaRefused ? { onQuotaRefused: (quota: string) => options.metrics?.onQuotaRefused?.(quota) } : {}),
       ...(metrics ? { onEventsSent: (type: string, count: number) => metrics.onWatchEventsSent(type, count) } : {}),
     });
@@ -179,6 +187,7 @@ export class RegistryGrpcServer {
         stallTimeoutMs: options.watchStallTimeoutMs ?? 60_000,
         ...(options.xds.maxStreams !== undefined ? { maxStreams: options.xds.maxStreams } : {}),
         ...(options.xds.maxStreamsPerConnection !== undefined ? { maxStreamsPerConnection: options.xds.maxStreamsPerConnection } : {}),
+        ...(options.xds.maxStreamsPerInstance !== undefined ? { maxStreamsPerInstance: options.xds.maxStreamsPerInstance } : {}),
         ...(options.metrics?.onQuotaRefused ? { onQuotaRefused: (quota: string) => options.metrics?.onQuotaRefused?.(quota) } : {}),
         ...(metrics?.onXdsResponse ? { onResponse: (type: string) => metrics.onXdsResponse?.(type) } : {}),
         ...(metrics?.onXdsNack ? { onNack: (type: string) => metrics.onXdsNack?.(type) } : {}),

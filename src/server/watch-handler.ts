@@ -38,6 +38,8 @@ export interface WatchHandlerDeps {
   readonly maxStreams?: number;
   /** Watch streams open at once on one connection (MAX_WATCH_STREAMS_PER_CONNECTION). Default unlimited. */
   readonly maxStreamsPerConnection?: number;
+  /** Watch streams open at once under one instance's credentials (MAX_WATCH_STREAMS_PER_INSTANCE). Default unlimited. */
+  readonly maxStreamsPerInstance?: number;
   /** Told of every stream refused by a quota, by the quota's setting name (for metrics). */
   readonly onQuotaRefused?: (quota: string) => void;
 }
@@ -62,6 +64,7 @@ export class WatchStreams {
     this.roster = new StreamRoster(deps.api.auth.keys, deps.api.registry, {
       total: { setting: "MAX_WATCH_STREAMS", max: deps.maxStreams },
       perConnection: { setting: "MAX_WATCH_STREAMS_PER_CONNECTION", max: deps.maxStreamsPerConnection },
+      perInstance: { setting: "MAX_WATCH_STREAMS_PER_INSTANCE", max: deps.maxStreamsPerInstance },
       onRefused: deps.onQuotaRefused,
     });
   }

@@ -39,9 +39,10 @@ export interface AdsStreamsDeps {
   readonly firstRequestTimeoutMs: number;
   /** A stream that takes no response for this long is ended (WATCH_STALL_TIMEOUT_MS). */
   readonly stallTimeoutMs: number;
-  /** xDS streams open at once, all connections together, and on one connection. Unlimited when omitted. */
+  /** xDS streams open at once, all connections together, on one connection, and under one instance's credentials. Unlimited when omitted. */
   readonly maxStreams?: number;
   readonly maxStreamsPerConnection?: number;
+  readonly maxStreamsPerInstance?: number;
   /** Told of every stream refused by a quota, by the quota's setting name (for metrics). */
   readonly onQuotaRefused?: (quota: string) => void;
   /** Told of each response sent and each NACK, by resource type (for metrics). */
@@ -73,6 +74,7 @@ export class AdsStreams {
     this.roster = new StreamRoster(deps.api.auth.keys, deps.api.registry, {
       total: { setting: "MAX_XDS_STREAMS", max: deps.maxStreams },
       perConnection: { setting: "MAX_XDS_STREAMS_PER_CONNECTION", max: deps.maxStreamsPerConnection },
+      perInstance: { setting: "MAX_XDS_STREAMS_PER_INSTANCE", max: deps.maxStreamsPerInstance },
       onRefused: deps.onQuotaRefused,
     });
   }

@@ -15,7 +15,7 @@ describe("StreamRoster (in process, a real registry and keys)", () => {
     for (const fn of cleanup.splice(0).reverse()) await fn();
   });
 
-  async function setup(options: { total?: number; perConnection?: number } = {}) {
+  async function setup(options: { total?: number; perConnection?: number; perInstance?: number } = {}) {
     const registry = new ServiceRegistry({ logger: pino({ level: "silent" }), healthChecks: false });
     await registry.start();
     cleanup.push(() => registry.close());
@@ -24,6 +24,7 @@ describe("StreamRoster (in process, a real registry and keys)", () => {
     const roster = new StreamRoster(keys, registry, {
       total: { setting: "MAX_TEST_STREAMS", max: options.total },
       perConnection: { setting: "MAX_TEST_STREAMS_PER_CONNECTION", max: options.perConnection },
+      perInstance: { setting: "MAX_TEST_STREAMS_PER_INSTANCE", max: options.perInstance },
       onRefused: (setting) => refused.push(setting),
     });
     /** A stream's end function that records why it ended and leaves, as a transport's does. */
@@ -55,6 +56,37 @@ describe("StreamRoster (in process, a real registry and keys)", () => {
     expect(roster.size).toBe(2);
     expect(roster.admit(d.end, "conn-1")).toBeUndefined();
     expect(roster.admit(stream().end, "conn-1")?.message).toMatch(/^MAX_TEST_STREAMS reached/);
+  });
+
+  it("holds one instance's streams to the per-instance quota over every connection, leaves keys uncapped, and frees a place when one leaves", async () => {
+    const { registry, roster, refused, stream } = await setup({ perInstance: 2 });
+    const principalOf = async (port: number): Promise<Principal> => {
+      const { instance } = await registry.register({ serviceType: "billing", host: "127.0.0.1", port, metadata: {} });
+      return { kind: "instance", instance: registry.getInstance(instance.id) };
+    };
+    const [mine, other] = [await principalOf(9403), await principalOf(9404)];
+    const [a, b, c] = [stream(), stream(), stream()];
+    // Admission knows no principal yet: every stream gets in, then the third of `mine` is refused once it is known.
+    for (const [s, connection] of [[a, "conn-1"], [b, "conn-2"], [c, "conn-3"]] as const) expect(roster.admit(s.end, connection)).toBeUndefined();
+    expect(roster.attach(a.end, mine)).toBeUndefined();
+    expect(roster.attach(b.end, mine)).toBeUndefined();
+    expect(roster.refusalFor(mine)).toMatchObject({ code: "resource_exhausted", message: "MAX_TEST_STREAMS_PER_INSTANCE reached (2 open with this instance's credentials)" });
+    expect(roster.attach(c.end, mine)?.message).toBe("MAX_TEST_STREAMS_PER_INSTANCE reached (2 open with this instance's credentials)");
+    expect(refused).toEqual(["MAX_TEST_STREAMS_PER_INSTANCE", "MAX_TEST_STREAMS_PER_INSTANCE"]);
+    roster.leave(c.end); // the transport ends the refused stream
+
+    // Another instance, and the key, are not held to `mine`'s count.
+    expect(roster.refusalFor(other)).toBeUndefined();
+    for (let i = 0; i < 3; i++) {
+      const s = stream();
+      roster.admit(s.end, "conn-1");
+      expect(roster.attach(s.end, keyPrincipal(KEY))).toBeUndefined();
+    }
+    roster.leave(a.end);
+    const d = stream();
+    roster.admit(d.end, "conn-4");
+    expect(roster.attach(d.end, mine)).toBeUndefined();
+    expect(roster.size).toBe(5);
   });
 
   it("ends the streams of a key reloaded away and of a removed instance, and no others", async () => {

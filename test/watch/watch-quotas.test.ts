@@ -1,9 +1,12 @@
-import { status } from "@grpc/grpc-js";
+import { credentials, status } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
-import { EventType } from "../../gen/registry/v1/registry.js";
+import { EventType, RegistryServiceClient } from "../../gen/registry/v1/registry.js";
 import { RegistryMetrics } from "../../src/observability/registry-metrics.js";
+import { parseExposition } from "../support/prometheus-text.js";
+import { call, instanceAuth, keyAuth, WatchCursor } from "../support/registry-harness.js";
+import { startStack } from "../support/stack.js";
 import { waitFor } from "../support/wait-for.js";
-import { WatchContext } from "./watch-helpers.js";
+import { readUntil, WatchContext } from "./watch-helpers.js";
 
 const { EVENT_TYPE_SYNCED: SYNCED } = EventType;
 
@@ -54,5 +57,67 @@ describe("watch-stream quotas", () => {
     onB.cancel();
     await waitFor(() => ctx!.h.server.watchStreamCount === 2, "the cancelled stream to be let go");
     expect(await ctx.watch({}, b).next()).toMatchObject({ type: SYNCED });
+  });
+
+  it("holds one instance's credentials to MAX_WATCH_STREAMS_PER_INSTANCE over every connection, gRPC and HTTP apart; the key is not held to it", async () => {
+    const stack = await startStack({ MAX_WATCH_STREAMS_PER_INSTANCE: "2" });
+    const clients: RegistryServiceClient[] = [];
+    const cursors: WatchCursor[] = [];
+    const streams = new AbortController();
+    try {
+      /** A client on a connection of its own: the quota is not a per-connection one. */
+      const client = (): RegistryServiceClient => {
+        const c = new RegistryServiceClient(stack.address, credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 });
+        clients.push(c);
+        return c;
+      };
+      const registrar = client();
+      const { serviceId, token } = await call(registrar, registrar.register, { serviceType: "router", host: "127.0.0.1", port: 9801, metadata: {} });
+      const watch = (metadata = instanceAuth(serviceId, token)): WatchCursor => {
+        const cursor = WatchCursor.open(client(), {}, metadata);
+        cursor.stream.on("error", () => {}); // read through the cursor
+        cursors.push(cursor);
+        return cursor;
+      };
+      const synced = (cursor: WatchCursor) => readUntil(cursor, (m) => m.type === EventType.EVENT_TYPE_SYNCED);
+      const first = watch();
+      await synced(first);
+      await synced(watch());
+      const third = await watch().status();
+      expect(third.code).toBe(status.RESOURCE_EXHAUSTED);
+      expect(third.details).toBe("MAX_WATCH_STREAMS_PER_INSTANCE reached (2 open with this instance's credentials)");
+      await synced(watch(keyAuth())); // routers share the key: no per-key quota
+
+      // GET /watch counts apart from gRPC: two more, then a 429 before the stream starts.
+      const headers = { "x-service-id": serviceId, "x-service-token": token };
+      const sse = () => fetch(`${stack.httpUrl}/watch`, { headers, signal: streams.signal });
+      for (let i = 0; i < 2; i++) expect((await sse()).status).toBe(200);
+      const refused = await sse();
+      expect(refused.status).toBe(429);
+      expect(await refused.json()).toMatchObject({
+        error: { code: "RESOURCE_EXHAUSTED", message: "MAX_WATCH_STREAMS_PER_INSTANCE reached (2 open with this instance's credentials over HTTP)" },
+      });
+      const refusals = parseExposition(await (await fetch(`${stack.httpUrl}/metrics`)).text()).value("registry_quota_refusals_total", {
+        quota: "MAX_WATCH_STREAMS_PER_INSTANCE",
+      });
+      expect(refusals).toBe(2);
+
+      // A stream that ends gives its place back.
+      first.cancel();
+      await waitFor(async () => {
+        const again = watch();
+        try {
+          await synced(again);
+          return true;
+        } catch {
+          return false;
+        }
+      }, "the cancelled stream's place to be given back");
+    } finally {
+      streams.abort();
+      for (const c of cursors) c.cancel();
+      for (const c of clients) c.close();
+      await stack.close();
+    }
   });
 });

@@ -268,6 +268,25 @@ describe("xDS protocol: a hand-driven ADS stream (state of the world)", () => {
     expect((await ads.status()).code).toBe(status.UNAUTHENTICATED);
   });
 
+  it("holds one instance's credentials to MAX_XDS_STREAMS_PER_INSTANCE; the key is not held to it", async () => {
+    const { open, register } = await setup({ MAX_XDS_STREAMS_PER_INSTANCE: "1" });
+    const instance = await register("billing", 9651);
+    const asInstance = { registry_service_id: instance.serviceId, registry_service_token: instance.token };
+    const first = open(asInstance);
+    first.send(TYPE_URL.listener, ["billing"]);
+    await first.expectNext(TYPE_URL.listener);
+    const second = open(asInstance);
+    second.send(TYPE_URL.listener, ["billing"]);
+    const refused = await second.status();
+    expect(refused.code).toBe(status.RESOURCE_EXHAUSTED);
+    expect(refused.details).toBe("MAX_XDS_STREAMS_PER_INSTANCE reached (1 open with this instance's credentials)");
+    for (let i = 0; i < 2; i++) {
+      const byKey = open();
+      byKey.send(TYPE_URL.listener, ["billing"]);
+      await byKey.expectNext(TYPE_URL.listener);
+    }
+  });
+
   it("serves streams with no credentials only when XDS_ALLOW_UNAUTHENTICATED is set", async () => {
     const { open, register } = await setup({ XDS_ALLOW_UNAUTHENTICATED: "true" });
     await register("billing", 9701);
