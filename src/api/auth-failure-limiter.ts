@@ -1,6 +1,14 @@
 import type { Logger } from "pino";
 import { addressGroup } from "./peer-address.js";
 
+/**
+ * Addresses logged one by one per log interval, all together. Past it their
+ * counts go into one line per interval: an attacker spraying from a large
+ * IPv6 block (a /48 holds 65,536 /64s) would otherwise write a line for each
+ * guess.
+ */
+const ADDRESS_LINES_PER_INTERVAL = 100;
+
 /** Options of {@link AuthFailureLimiter}. */
 export interface AuthFailureLimiterOptions {
   /** Failures an address may make per minute, sustained (the bucket's refill). 0 turns the limiter off. */
@@ -56,6 +64,10 @@ export class AuthFailureLimiter {
   private readonly sweeper: NodeJS.Timeout | undefined;
   private evictedSinceWarning = 0;
   private lastEvictionWarning = Number.NEGATIVE_INFINITY;
+  /** The address lines of the current log interval, and what was left out of them. */
+  private linesSince = Number.NEGATIVE_INFINITY;
+  private lines = 0;
+  private unlogged = { addresses: 0, failures: 0, rateLimited: 0 };
 
   constructor(private readonly options: AuthFailureLimiterOptions) {
     this.perMs = options.failuresPerMinute / 60_000;
@@ -132,21 +144,50 @@ export class AuthFailureLimiter {
     entry.at = now;
   }
 
-  /** One line per address per interval, with what happened since the last one (never a credential). */
-  private maybeLog(address: string, entry: Entry, now: number): void {
-    if (now - entry.loggedAt < this.logIntervalMs) return;
+  /**
+   * One line per address per interval, with what happened since the last one
+   * (never a credential); `due` logs an address forgotten before its interval
+   * is over. Past {@link ADDRESS_LINES_PER_INTERVAL} the counts wait for the
+   * interval's summary line instead.
+   */
+  private maybeLog(address: string, entry: Entry, now: number, due = false): void {
+    this.startInterval(now);
+    if (!due && now - entry.loggedAt < this.logIntervalMs) return;
     if (entry.failures === 0 && entry.refused === 0) return;
-    this.options.logger?.warn(
-      { address, failures: entry.failures, rateLimited: entry.refused },
-      "failed authentications from this address (refused unchecked once over AUTH_FAILURE_BURST)",
-    );
+    if (this.lines < ADDRESS_LINES_PER_INTERVAL) {
+      this.lines += 1;
+      this.options.logger?.warn(
+        { address, failures: entry.failures, rateLimited: entry.refused },
+        "failed authentications from this address (refused unchecked once over AUTH_FAILURE_BURST)",
+      );
+    } else {
+      this.unlogged.addresses += 1;
+      this.unlogged.failures += entry.failures;
+      this.unlogged.rateLimited += entry.refused;
+    }
     entry.failures = 0;
     entry.refused = 0;
     entry.loggedAt = now;
   }
 
+  /** Once an interval is over: its summary of the addresses left out, and a new budget of lines. */
+  private startInterval(now: number): void {
+    if (now - this.linesSince < this.logIntervalMs) return;
+    const { addresses, failures, rateLimited } = this.unlogged;
+    if (addresses > 0) {
+      this.options.logger?.warn(
+        { addresses, failures, rateLimited },
+        `failed authentications from more addresses than are logged one by one (${ADDRESS_LINES_PER_INTERVAL} an interval): the rest, together`,
+      );
+    }
+    this.unlogged = { addresses: 0, failures: 0, rateLimited: 0 };
+    this.lines = 0;
+    this.linesSince = now;
+  }
+
   private sweep(): void {
     const now = this.now();
+    this.startInterval(now);
     for (const [key, entry] of this.entries) {
       this.maybeLog(key, entry, now);
       this.refill(entry, now);
@@ -158,7 +199,7 @@ export class AuthFailureLimiter {
     const oldest = this.entries.keys().next();
     if (oldest.done) return;
     const entry = this.entries.get(oldest.value) as Entry;
-    this.maybeLog(oldest.value, entry, Number.POSITIVE_INFINITY);
+    this.maybeLog(oldest.value, entry, now, true);
     this.entries.delete(oldest.value);
     this.evictedSinceWarning += 1;
     if (now - this.lastEvictionWarning >= this.logIntervalMs) {

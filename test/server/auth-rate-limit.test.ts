@@ -158,6 +158,32 @@ describe("AuthFailureLimiter", () => {
     expect(lines.map((l) => (JSON.parse(l) as { failures: number }).failures)).toEqual([1, 10]);
   });
 
+  it("logs at most 100 addresses one by one per interval, then the rest together in one line", () => {
+    vi.useFakeTimers({ now: 0 });
+    try {
+      const { logger, lines } = capturingLogger();
+      const limiter = new AuthFailureLimiter({ failuresPerMinute: 60, burst: 10, logger, now: () => Date.now() });
+      // One guess from each of 150 /64s, as from a /48, then three more from the last one.
+      const spray = (i: number) => `2001:db8:0:${i.toString(16)}::1`;
+      for (let i = 0; i < 150; i++) limiter.failed(spray(i));
+      for (let i = 0; i < 3; i++) limiter.failed(spray(149));
+      const parsed = () => lines.map((l) => JSON.parse(l) as { msg: string; address?: string; addresses?: number; failures: number });
+      expect(parsed().map((l) => l.address)).toEqual(Array.from({ length: 100 }, (_, i) => `${spray(i).replace(/::1$/, "")}::/64`));
+      vi.advanceTimersByTime(60_000); // the sweep: the interval is over
+      // The 50 first guesses left out, together; then, in the new interval, the last address's later three on its own line.
+      expect(parsed().slice(100)).toEqual([
+        expect.objectContaining({ msg: expect.stringContaining("more addresses than are logged one by one"), addresses: 50, failures: 50, rateLimited: 0 }),
+        expect.objectContaining({ address: "2001:db8:0:95::/64", failures: 3 }),
+      ]);
+      // A new interval logs addresses one by one again.
+      limiter.failed("10.0.0.1");
+      expect(parsed().at(-1)).toMatchObject({ address: "10.0.0.1", failures: 1 });
+      limiter.close();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it("flushes the counts of an address that went quiet, then forgets it once refilled", () => {
     vi.useFakeTimers({ now: 0 });
     try {
