@@ -59,6 +59,7 @@ export async function createStore(config: Config, logger?: Logger): Promise<Regi
         endpoints: parseEndpoints(config.etcdEndpoints),
         prefix: config.etcdPrefix,
         memberTtlSeconds: config.etcdMemberTtlS,
+        liveness: { staleAfterMs: config.etcdLivenessWindowMs },
         historyLimit: config.historySize,
         ...(logger ? { logger } : {}),
         ...(config.replicaId !== "" ? { replicaId: config.replicaId } : {}),

@@ -46,8 +46,8 @@ describe.skipIf(!etcdPresent)("a replica blackholed from etcd", () => {
     await etcd.close();
   });
 
-  async function replica(endpoint: string): Promise<{ proc: ServerProcess; client: RegistryServiceClient; address: string }> {
-    const proc = await startEtcdReplica(endpoint, KEY);
+  async function replica(endpoint: string, env: Record<string, string> = {}): Promise<{ proc: ServerProcess; client: RegistryServiceClient; address: string }> {
+    const proc = await startEtcdReplica(endpoint, KEY, env);
     replicas.push(proc);
     const address = `127.0.0.1:${proc.port}`;
     const client = new RegistryServiceClient(address, credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 });
@@ -137,6 +137,41 @@ describe.skipIf(!etcdPresent)("a replica blackholed from etcd", () => {
     expect(missed.every((e) => e.type === EventType.EVENT_TYPE_INSTANCE_REGISTERED && !e.snapshot)).toBe(true);
     const byRevision = [...during].sort((a, b) => a.instance!.revision - b.instance!.revision);
     expect(missed.map((e) => `${e.revision}:${e.instance?.id}`)).toEqual(byRevision.map((r) => `${r.instance!.revision}:${r.serviceId}`));
+  }, 60_000);
+
+  it("with a longer ETCD_LIVENESS_WINDOW_MS, rides out a partition shorter than it with its watch streams open, and counts etcd lost only once it has passed", async () => {
+    // Two paths to etcd, as with several members: with one, a connection its
+    // keepalive ping finds dead counts as etcd lost at once, window or not.
+    const { hostname, port } = new URL(etcd.endpoint);
+    const second = await startFaultProxy(hostname, Number(port));
+    closers.push(() => void second.close());
+    const cut = await replica(`${proxy.url},${second.url}`, { ETCD_LIVENESS_WINDOW_MS: "8000" });
+    await registerVia(cut.client, 8500);
+    const health = await servingHealth(cut.address);
+    const watch = WatchCursor.open(cut.client, {}, keyAuth(KEY));
+    closers.push(() => watch.cancel());
+    let event: WatchInstancesResponse;
+    do event = await watch.next(5000);
+    while (event.type !== EventType.EVENT_TYPE_SYNCED);
+
+    // Longer than the default window (the tests above see NOT_SERVING within 4 s of the cut), shorter than this one.
+    proxy.blackhole();
+    second.blackhole();
+    await expect(health.next(4500)).rejects.toThrow("no health watch message within 4500 ms");
+    proxy.heal();
+    second.heal();
+    const after = await registerVia(cut.client, 8501);
+    // The same stream, never ended, carries the next change.
+    do event = await watch.next(5000);
+    while (event.type === EventType.EVENT_TYPE_BOOKMARK);
+    expect(event).toMatchObject({ type: EventType.EVENT_TYPE_INSTANCE_REGISTERED, instance: { id: after.serviceId } });
+
+    // Cut again, for good: etcd is counted lost at this window, not the default one.
+    proxy.blackhole();
+    second.blackhole();
+    const cutAt = Date.now();
+    expect(await health.next(10_000)).toBe("NOT_SERVING");
+    expect(Date.now() - cutAt).toBeGreaterThan(7000);
   }, 60_000);
 
   it("after a partition that ends in a reset, serves again only once it has replayed everything it missed", async () => {
