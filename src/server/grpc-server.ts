@@ -10,6 +10,7 @@ import { ServingState } from "../observability/serving-state.js";
 import type { RegistrationKeys } from "../registry/credentials.js";
 import type { ServiceRegistry } from "../registry/service-registry.js";
 import { shuttingDown } from "../registry/watcher.js";
+import { routeGrpcJsLog } from "./grpc-js-log.js";
 import { compressedFlagGuardHooks } from "./compressed-flag-guard.js";
 import { callHooksInterceptor } from "./call-hooks.js";
 import { requestReadTimeoutHooks } from "./request-read-timeout.js";
@@ -147,6 +148,7 @@ export class RegistryGrpcServer {
 
   constructor(private readonly options: RegistryGrpcServerOptions) {
     const { registry, keys, logger, metrics } = options;
+    routeGrpcJsLog(logger);
     const api = options.api ?? new RegistryApi(registry, keys);
     this.watchStreams = new WatchStreams({
       api,

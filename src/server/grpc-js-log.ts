@@ -1,0 +1,39 @@
+import { setLogger } from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import { ThrottledWarning } from "../logging/throttled-warning.js";
+
+/**
+ * grpc-js's line for a request header it cannot take as metadata (a tab or
+ * a non-ASCII byte in its value): it quotes the value, twice, and the value
+ * may be a registration key or an instance token.
+ */
+const UNPARSED_HEADER = /^Failed to add metadata entry ([^:]*):/;
+
+/** A client-chosen header name as a log field: bounded. */
+const MAX_HEADER_NAME = 64;
+
+/**
+ * Sends grpc-js's own log lines, which it writes to stderr unless told
+ * otherwise, to the registry's log instead, so that they are JSON lines like
+ * the rest and pass the same rules: a header grpc-js could not parse is
+ * named but its value withheld, and such lines, which any peer can cause
+ * before a credential is checked, are throttled. grpc-js has one logger per
+ * process: the server constructed last receives them.
+ */
+export function routeGrpcJsLog(logger: Logger): void {
+  const unparsed = new ThrottledWarning({ logger });
+  const forward =
+    (level: "error" | "info" | "debug") =>
+    (message?: unknown): void => {
+      const text = String(message);
+      const header = UNPARSED_HEADER.exec(text)?.[1];
+      if (header !== undefined) {
+        unparsed.note("unparsed-header", "grpc-js dropped a request header it could not parse; its value is not logged, as it may be a credential", {
+          header: header.slice(0, MAX_HEADER_NAME),
+        });
+        return;
+      }
+      logger[level]({ source: "grpc-js" }, text);
+    };
+  setLogger({ error: forward("error"), info: forward("info"), debug: forward("debug") });
+}

@@ -1,0 +1,68 @@
+import { connect, type ClientHttp2Session } from "node:http2";
+import { credentials, status } from "@grpc/grpc-js";
+import { afterEach, describe, expect, it } from "vitest";
+import { GetInstanceRequest, RegistryServiceClient } from "../../gen/registry/v1/registry.js";
+import { call, keyAuth, TEST_KEY } from "../support/registry-harness.js";
+import { startServerProcess, type ServerProcess } from "../support/server-process.js";
+import { waitFor } from "../support/wait-for.js";
+
+const UNPARSED = "grpc-js dropped a request header it could not parse";
+
+/** One unary call over raw HTTP/2 with headers no gRPC library would send; resolves with its grpc-status. */
+function rawCall(session: ClientHttp2Session, method: string, message: Uint8Array, headers: Record<string, string>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const stream = session.request({ ":method": "POST", ":path": `/registry.v1.RegistryService/${method}`, "content-type": "application/grpc", te: "trailers", ...headers });
+    let code: number | undefined;
+    const read = (h: Record<string, unknown>): void => {
+      if (h["grpc-status"] !== undefined) code = Number(h["grpc-status"]);
+    };
+    stream.on("response", read);
+    stream.on("trailers", read);
+    stream.on("data", () => {});
+    stream.on("error", reject);
+    stream.on("close", () => (code === undefined ? reject(new Error(`no grpc-status (RST ${stream.rstCode})`)) : resolve(code)));
+    const head = Buffer.alloc(5);
+    head.writeUInt32BE(message.length, 1);
+    stream.end(Buffer.concat([head, message]));
+  });
+}
+
+describe("request headers grpc-js cannot parse", () => {
+  let server: ServerProcess | undefined;
+  let session: ClientHttp2Session | undefined;
+  afterEach(async () => {
+    session?.close();
+    server?.kill("SIGKILL");
+    await server?.exited;
+  });
+
+  it("are named in one throttled JSON line of the registry's log, their values (a key, a token) never written anywhere", async () => {
+    server = await startServerProcess({ SERVICE_REGISTRATION_KEY: TEST_KEY, STORE: "memory", HEALTH_CHECKS: "false" });
+    const address = `127.0.0.1:${server.port}`;
+    const client = new RegistryServiceClient(address, credentials.createInsecure());
+    const { serviceId, token } = await call(client, client.register, { serviceType: "api", host: "127.0.0.1", port: 9001, metadata: {} }, keyAuth());
+    session = connect(`http://${address}`);
+
+    // A tab or a non-ASCII byte in a value: grpc-js drops the header, so each call arrives without its credential.
+    const empty = new Uint8Array(0);
+    expect(await rawCall(session, "ListServices", empty, { authorization: `Bearer\t${TEST_KEY}` })).toBe(status.UNAUTHENTICATED);
+    expect(await rawCall(session, "ListServices", empty, { authorization: `Bearer ${TEST_KEY}\u00e9` })).toBe(status.UNAUTHENTICATED);
+    const get = GetInstanceRequest.encode({ instanceId: serviceId }).finish();
+    expect(await rawCall(session, "GetInstance", get, { "x-service-id": serviceId, "x-service-token": `${token}\u00e9` })).toBe(status.UNAUTHENTICATED);
+    // A flood of them, each value 60 KB, costs the log nothing more within the minute.
+    const junk = `${"x".repeat(30_000)}\t${"y".repeat(30_000)}`;
+    await Promise.all(Array.from({ length: 50 }, () => rawCall(session!, "ListServices", empty, { "x-junk": junk })));
+    // The same connection still serves a well-formed call.
+    expect(await rawCall(session, "ListServices", empty, { authorization: `Bearer ${TEST_KEY}` })).toBe(status.OK);
+    client.close();
+
+    await waitFor(() => server!.output().includes(UNPARSED), "the line naming the dropped header");
+    const output = server.output();
+    expect(output).not.toContain(TEST_KEY);
+    expect(output).not.toContain(token);
+    expect(output).not.toContain("xxxxxxxx");
+    const lines = output.split("\n").filter((l) => l.trim() !== "");
+    const records = lines.map((l) => JSON.parse(l) as { msg: string; header?: string; count?: number }); // every line JSON: nothing raw on stderr
+    expect(records.filter((r) => r.msg.startsWith(UNPARSED))).toEqual([expect.objectContaining({ header: "authorization", count: 1 })]);
+  });
+});
