@@ -14,6 +14,7 @@ import { routeGrpcJsLog } from "./grpc-js-log.js";
 import { compressedFlagGuardHooks } from "./compressed-flag-guard.js";
 import { callHooksInterceptor } from "./call-hooks.js";
 import { requestReadTimeoutHooks } from "./request-read-timeout.js";
+import { requestStreamResetHooks } from "./request-stream-reset.js";
 import { HealthService } from "./health-service.js";
 import { reflectionPackageDefinition } from "./proto-files.js";
 import { rpcMetricsHooks, type RpcObserver } from "./rpc-metrics.js";
@@ -170,6 +171,7 @@ export class RegistryGrpcServer {
       callHooksInterceptor([
         compressedFlagGuardHooks(),
         requestReadTimeoutHooks(options.requestReadTimeoutMs ?? 10_000),
+        requestStreamResetHooks(),
         ...(metrics ? [rpcMetricsHooks(metrics)] : []),
       ]),
     );
