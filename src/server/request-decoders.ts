@@ -67,6 +67,9 @@ function keepProtoKey(bytes: Uint8Array, fieldNo: number, map: Record<string, st
 
 const PROTO_KEY = Buffer.from("__proto__");
 
+/** A 64-bit varint takes at most ten bytes; a longer one is malformed, as protobuf readers hold. */
+const MAX_VARINT_BYTES = 10;
+
 function scanForProtoKey(bytes: Uint8Array, fieldNo: number, map: Record<string, string>): void {
   const reader = new BinaryReader(bytes);
   while (reader.pos < reader.len) {
@@ -91,7 +94,10 @@ function scanForProtoKey(bytes: Uint8Array, fieldNo: number, map: Record<string,
 /**
  * Decodes with `decode`, except varint field `fieldNo` (top level), which is
  * read as a full 64-bit value and handed to `assign` as a number. The last
- * occurrence wins, as for any proto3 scalar.
+ * occurrence wins, as for any proto3 scalar. Only that one is read; the
+ * others are skipped and the rest of the bytes copied into one buffer, so a
+ * request repeating the field a million times costs a scan, not an object
+ * per occurrence.
  */
 function decodeWithExactVarint<T>(
   bytes: Uint8Array,
@@ -100,23 +106,28 @@ function decodeWithExactVarint<T>(
   assign: (message: T, value: number) => void,
 ): T {
   const reader = new BinaryReader(bytes);
-  let exact: bigint | undefined;
-  const kept: Uint8Array[] = [];
+  const source = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let rest: Buffer | undefined;
+  let restLength = 0;
   let keptFrom = 0;
+  let lastValueAt = -1;
   while (reader.pos < reader.len) {
     const start = reader.pos;
     const [no, wireType] = reader.tag();
     if (no === fieldNo && wireType === WireType.Varint) {
-      exact = BigInt(reader.uint64());
-      kept.push(bytes.subarray(keptFrom, start));
+      lastValueAt = reader.pos;
+      reader.skip(wireType, no);
+      if (reader.pos - lastValueAt > MAX_VARINT_BYTES) throw new Error("invalid varint");
+      rest ??= Buffer.allocUnsafe(bytes.byteLength);
+      restLength += source.copy(rest, restLength, keptFrom, start);
       keptFrom = reader.pos;
     } else {
       reader.skip(wireType, no);
     }
   }
-  if (exact === undefined) return decode(bytes);
-  kept.push(bytes.subarray(keptFrom));
-  const message = decode(Buffer.concat(kept));
-  assign(message, Number(exact));
+  if (rest === undefined) return decode(bytes);
+  restLength += source.copy(rest, restLength, keptFrom);
+  const message = decode(rest.subarray(0, restLength));
+  assign(message, Number(BigInt(new BinaryReader(bytes.subarray(lastValueAt)).uint64())));
   return message;
 }
