@@ -359,7 +359,10 @@ class KeyFileFollower {
  * its instance fails, unless its client opened a new one on GOAWAY (the
  * SDK does; most libraries do not tell their application). Concurrent
  * streams: room for MAX_WATCH_STREAMS_PER_CONNECTION watches plus unary
- * calls; nghttp2 refuses streams beyond it, clients queue them.
+ * calls; nghttp2 refuses streams beyond it, clients queue them. Message
+ * size: grpc-js holds what a compressed request inflates to, up to this
+ * bound, before any credential is read; its default (4 MiB) let a few KB
+ * of gzip hold megabytes per call.
  */
 function grpcConnectionOptions(config: Config): Record<string, number> {
   return {
@@ -368,6 +371,7 @@ function grpcConnectionOptions(config: Config): Record<string, number> {
     "grpc.max_connection_idle_ms": config.connectionIdleMs,
     ...(config.connectionMaxAgeMs > 0 ? { "grpc.max_connection_age_ms": config.connectionMaxAgeMs, "grpc.max_connection_age_grace_ms": 300_000 } : {}),
     "grpc.max_concurrent_streams": Math.max(1000, config.maxWatchStreamsPerConnection + 100),
+    "grpc.max_receive_message_length": config.maxMessageBytes,
   };
 }
 

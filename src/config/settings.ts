@@ -260,6 +260,12 @@ export const SETTINGS = {
     default: 500,
     parse: integer(1),
   }),
+  maxMessageBytes: spec({
+    env: "MAX_MESSAGE_BYTES",
+    description: "largest gRPC request message, decompressed; larger ones are answered RESOURCE_EXHAUSTED. The largest valid registry request is about 40 KB; xDS requests grow with the resources named",
+    default: 262_144,
+    parse: integer(65_536, 4_194_304),
+  }),
   keepaliveTimeMs: spec({
     env: "KEEPALIVE_TIME_MS",
     description: "ping each gRPC connection this often (HTTP/2 PING), and send each KeepAlive session a message this often",
