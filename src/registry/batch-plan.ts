@@ -1,5 +1,5 @@
 import { addressKey } from "./instance-address.js";
-import { RegistryError } from "./registry-error.js";
+import { instanceNotFound, RegistryError } from "./registry-error.js";
 import type { Mutation } from "./registry-store.js";
 import type { Change, StoredInstance } from "./types.js";
 
@@ -60,7 +60,7 @@ export function planBatch(table: PlanTable, revision: number, mutations: readonl
       change = { kind: "registered", revision, instance };
     } else {
       const before = find(mutation.id);
-      if (!before) return new RegistryError("not_found", `instance ${mutation.id} not found`);
+      if (!before) return instanceNotFound(mutation.id);
       if (mutation.op === "remove") {
         planned.set(mutation.id, null);
         addresses.set(addressKey(before.serviceType, before.host, before.port), null);

@@ -42,6 +42,15 @@ export class RegistryError extends Error {
   }
 }
 
+/**
+ * NOT_FOUND for an instance id a caller sent: quoted and cut short, as the
+ * id may be anything (control characters, a megabyte) and goes back in the
+ * message. `problem` follows it ("not found", "is not registered").
+ */
+export function instanceNotFound(id: string, problem = "not found"): RegistryError {
+  return new RegistryError("not_found", `instance ${JSON.stringify(id.slice(0, 64))} ${problem}`);
+}
+
 /** Shorthand for an INVALID_ARGUMENT error naming `field`. */
 export function invalidArgument(field: string, problem: string): RegistryError {
   return new RegistryError("invalid_argument", problem, { field });

@@ -19,7 +19,7 @@ import { InstanceIndex } from "./instance-index.js";
 import { InstanceQuotas, UNLIMITED, type QuotaReservation } from "./instance-quotas.js";
 import { newInstanceId } from "./instance-id.js";
 import { MassFailureGuard, type MassFailureSnapshot } from "./mass-failure-guard.js";
-import { RegistryError, type RegistryErrorCode } from "./registry-error.js";
+import { instanceNotFound, RegistryError, type RegistryErrorCode } from "./registry-error.js";
 import { ReportedLiveness } from "./reported-liveness.js";
 import { resolveRegistryOptions, type ResolvedRegistryOptions, type ServiceRegistryOptions } from "./registry-options.js";
 import { matchesSelector } from "./selector.js";
@@ -380,7 +380,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   getInstance(id: string): Instance {
     this.assertFresh();
     const instance = this.index.get(id);
-    if (!instance) throw new RegistryError("not_found", `instance ${JSON.stringify(id.slice(0, 64))} not found`);
+    if (!instance) throw instanceNotFound(id);
     return instance;
   }
 
@@ -849,7 +849,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
     const commit = committed === undefined ? undefined : await committed;
     // That health change was not made: the caller hears so, as for any write, and beats again.
     if (commit?.outcome === "failed") throw commit.error;
-    if (commit?.outcome === "gone") throw new RegistryError("not_found", `instance ${id} is not registered`);
+    if (commit?.outcome === "gone") throw instanceNotFound(id, "is not registered");
     return commit?.change.revision ?? this.currentRevision;
   }
 
@@ -1023,7 +1023,7 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   /** The instance a heartbeat or session names, if it is checked `kind`'s way. */
   private reportingInstance(id: string, kind: HealthCheckKind): StoredInstance {
     const instance = this.index.get(id);
-    if (!instance) throw new RegistryError("not_found", `instance ${id} is not registered`);
+    if (!instance) throw instanceNotFound(id, "is not registered");
     const actual = healthCheckOf(instance).kind;
     if (actual !== kind) {
       const call = kind === "ttl" ? "Heartbeat is for TTL checks" : "KeepAlive is for SESSION checks";

@@ -70,7 +70,7 @@ describe("the write path: one commit queue, one instance table", () => {
       registry.unregister("nope"),
     ]);
     expect(answers.map((a) => (a.status === "rejected" ? (a.reason as Error).message : "ok"))).toEqual([
-      "disk I/O error", "disk I/O error", "disk I/O error", "instance nope not found",
+      "disk I/O error", "disk I/O error", "disk I/O error", 'instance "nope" not found',
     ]);
     expect(registry.revision).toBe(1);
     expect(registry.getByType("api", true).instances.map((i) => i.host)).toEqual(["10.0.0.1"]);

@@ -318,5 +318,17 @@ describe("validation (SPEC 4.1)", () => {
       expect(err.code, err.details).toBe(status.NOT_FOUND);
       expect(await listServices()).toEqual(before);
     });
+
+    it("names an unknown id the same way in every NOT_FOUND: quoted, control characters escaped, cut at 64 characters (an id of up to 128, as Drain allows)", async () => {
+      const odd = `a\u0000b\n${"x".repeat(100)}`;
+      const quoted = JSON.stringify(odd.slice(0, 64));
+      const get = await callError(h.client, h.client.getInstance, { instanceId: odd }, keyAuth());
+      const unregister = await callError(h.client, h.client.unregister, { instanceId: odd }, keyAuth());
+      const drain = await callError(h.client, h.client.drain, { instanceId: odd }, keyAuth());
+      for (const err of [get, unregister, drain]) {
+        expect(err.code, err.details).toBe(status.NOT_FOUND);
+        expect(err.details).toBe(`instance ${quoted} not found`);
+      }
+    });
   });
 });

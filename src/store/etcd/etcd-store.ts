@@ -3,7 +3,7 @@ import { ExponentialBackoff, handleWhen, noop, retry, type IBackoff, type IBacko
 import { Etcd3, GRPCDeadlineExceededError, isRecoverableError, type ComparatorBuilder, type IKeyValue, type IOptions, type Lease } from "etcd3";
 import type { Logger } from "pino";
 import { addressKey } from "../../registry/instance-address.js";
-import { RegistryError } from "../../registry/registry-error.js";
+import { instanceNotFound, RegistryError } from "../../registry/registry-error.js";
 import type { Change, RemovalReason, StoredInstance } from "../../registry/types.js";
 import type { Mutation, SharedStore, StoreState } from "../../registry/registry-store.js";
 import { DEFAULT_STALE_AFTER_MS, EtcdLiveness } from "./etcd-liveness.js";
@@ -522,7 +522,7 @@ export class EtcdStore implements SharedStore {
     for (let attempt = 0; attempt < 5; attempt++) {
       const key = this.instancesPrefix + mutation.id;
       const kv = await this.read(key);
-      if (!kv) throw new RegistryError("not_found", `instance ${mutation.id} not found`);
+      if (!kv) throw instanceNotFound(mutation.id);
       const { instance } = decodeInstance(kv.value, Number(kv.mod_revision));
       // Sent twice (`resentOnTakeOut`), the later attempt fails its guard, and the loop finds the change made.
       const putUnlessChanged = (next: string) =>
