@@ -12,7 +12,12 @@ export interface CallHooks {
   onStart?(): void;
   /** The client has sent its whole request. */
   onHalfClose?(): void;
-  /** The client cancelled the call, or its connection went. */
+  /**
+   * The call is over: the client cancelled it, its connection went, or its
+   * status has been handed to node:http2 (grpc-js tells every layer so after
+   * any status, including those it sends itself: a message over the size
+   * limit, its own deadline), which `onStatus` never sees.
+   */
   onCancel?(): void;
   /** The server is sending the call's status. */
   onStatus?(code: status): void;

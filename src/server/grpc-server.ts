@@ -14,7 +14,7 @@ import { routeGrpcJsLog } from "./grpc-js-log.js";
 import { compressedFlagGuardHooks } from "./compressed-flag-guard.js";
 import { callHooksInterceptor } from "./call-hooks.js";
 import { requestReadTimeoutHooks } from "./request-read-timeout.js";
-import { requestStreamResetHooks } from "./request-stream-reset.js";
+import { earlyStatusResetHooks } from "./early-status-reset.js";
 import { HealthService } from "./health-service.js";
 import { reflectionPackageDefinition } from "./proto-files.js";
 import { rpcMetricsHooks, type RpcObserver } from "./rpc-metrics.js";
@@ -164,14 +164,14 @@ export class RegistryGrpcServer {
       ...(metrics ? { onEventsSent: (type: string, count: number) => metrics.onWatchEventsSent(type, count) } : {}),
     });
     const interceptors = [...(options.serverOptions?.interceptors ?? [])];
-    // One wrapper for all three (each interceptor is a layer every message of
+    // One wrapper for them all (each interceptor is a layer every message of
     // every call passes through), first in the list so that it wraps grpc-js's
     // base call directly, as the Compressed-Flag guard needs (see its doc).
     interceptors.unshift(
       callHooksInterceptor([
         compressedFlagGuardHooks(),
         requestReadTimeoutHooks(options.requestReadTimeoutMs ?? 10_000),
-        requestStreamResetHooks(),
+        earlyStatusResetHooks(),
         ...(metrics ? [rpcMetricsHooks(metrics)] : []),
       ]),
     );

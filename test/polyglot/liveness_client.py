@@ -9,6 +9,9 @@ directory must be on PYTHONPATH).
            holds it until killed.
   ttl:     registers a TTL instance, heartbeats, then checks the refusals
            (wrong token, another kind's instance) and prints one JSON line.
+  ended:   opens sessions the registry ends while the client still sends:
+           refused (a wrong token), and held when its instance is removed;
+           prints one JSON line with the status each one read.
 Every unary call has a deadline.
 """
 
@@ -81,16 +84,42 @@ def ttl(stub, key):
     }), flush=True)
 
 
+def ended(stub, key):
+    answer = register(stub, key, pb.HEALTH_CHECK_KIND_SESSION, 9104)
+
+    def status_of(credentials, after_first=None):
+        hold = threading.Event()
+
+        def requests():
+            yield pb.KeepAliveRequest(instance_id=answer.service_id)
+            hold.wait()  # the client never ends its side: the registry ends the call
+
+        try:
+            for i, _ in enumerate(stub.KeepAlive(requests(), metadata=credentials)):
+                if i == 0 and after_first:
+                    after_first()
+            return {"code": "OK"}
+        except grpc.RpcError as err:
+            return {"code": err.code().name, "details": err.details()}
+        finally:
+            hold.set()
+
+    refused = status_of(own(answer, "wrong-token"))
+    unregister = lambda: stub.Unregister(pb.UnregisterRequest(instance_id=answer.service_id), metadata=(("authorization", f"Bearer {key}"),), timeout=TIMEOUT)
+    removed = status_of(own(answer), after_first=unregister)
+    print(json.dumps({"refused": refused, "removed": removed}), flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["session", "ttl"])
+    parser.add_argument("mode", choices=["session", "ttl", "ended"])
     parser.add_argument("--target", required=True)
     parser.add_argument("--key", required=True)
     args = parser.parse_args()
     with grpc.insecure_channel(args.target) as channel:
         stub = pb_grpc.RegistryServiceStub(channel)
         try:
-            (session if args.mode == "session" else ttl)(stub, args.key)
+            {"session": session, "ttl": ttl, "ended": ended}[args.mode](stub, args.key)
         except grpc.RpcError as err:
             print(json.dumps({"error": f"{err.code().name}: {err.details()}"}), flush=True)
             sys.exit(1)

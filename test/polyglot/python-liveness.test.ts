@@ -90,4 +90,14 @@ describe.skipIf(skip)("polyglot: Heartbeat and KeepAlive from Python", () => {
     });
     expect((summary.revisions as number[]).every((r) => r > 0)).toBe(true);
   }, 30_000);
+
+  it("a session the registry ends while the client still sends reads the registry's status, not a reset", async () => {
+    const { stubs, stack } = await setUp();
+    const run = await runPythonScript("liveness_client.py", ["ended", "--target", stack.address, "--key", TEST_KEY], stubs);
+    expect(run.code, `liveness_client.py failed:\n${run.stdout}\n${run.stderr}`).toBe(0);
+    expect(JSON.parse(run.stdout.trim().split("\n").pop() ?? "{}")).toEqual({
+      refused: { code: "UNAUTHENTICATED", details: "invalid instance credentials" },
+      removed: { code: "NOT_FOUND", details: expect.stringMatching(/was removed \(unregistered\); register again$/) },
+    });
+  }, 30_000);
 });
