@@ -1,4 +1,4 @@
-import type { ServerOptions as Http2ServerOptions } from "node:http2";
+import { constants as http2Constants, type Http2Server, type ServerHttp2Stream, type ServerOptions as Http2ServerOptions } from "node:http2";
 import type { Socket } from "node:net";
 import { Server, ServerCredentials, type ConnectionInjector, type ServerOptions } from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
@@ -75,6 +75,37 @@ function tolerateInvalidStreamFrames(server: Server): void {
   if (internals.commonServerOptions) internals.commonServerOptions.maxSessionInvalidFrames = 2 ** 32 - 1;
 }
 
+/**
+ * grpc-js answers some calls itself, before any interceptor runs: an unknown
+ * method (UNIMPLEMENTED) and a request without a gRPC content type (HTTP
+ * 415). It leaves those streams half-open as well, so a peer that never
+ * ends its side keeps them, and its connection busy, without a credential:
+ * each is reset right after its answer, as `earlyStatusResetHooks` does for
+ * the calls interceptors see. grpc-js's http2 servers are reached through
+ * its private `http2Servers` map (grpc-js 1.14, server.ts), its stream
+ * handler being registered before this one; the test
+ * test/server/early-status-reset.test.ts fails if that stops working, and a
+ * warning is logged once if the map is not found.
+ */
+function resetStreamsAnsweredByGrpcJs(server: Server, hooked: WeakSet<object>, logger: Logger): void {
+  const servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
+  if (!(servers instanceof Map)) {
+    logger.warn("cannot reach grpc-js's http2 servers: calls it answers itself (unknown methods) are not reset");
+    return;
+  }
+  for (const http2Server of servers.keys() as IterableIterator<Http2Server>) {
+    if (hooked.has(http2Server)) continue;
+    hooked.add(http2Server);
+    http2Server.on("stream", (stream: ServerHttp2Stream) => {
+      // grpc-js's handler has run: a stream whose answer is complete was answered by grpc-js alone.
+      if (!stream.writableEnded) return;
+      setImmediate(() => {
+        if (!stream.closed && !stream.destroyed) stream.close(http2Constants.NGHTTP2_CANCEL);
+      });
+    });
+  }
+}
+
 /** Name under which grpc.health.v1 reports the registry service itself. */
 export const REGISTRY_SERVICE_NAME = "registry.v1.RegistryService";
 
@@ -145,6 +176,8 @@ export class RegistryGrpcServer {
   /** The abort signals of unary calls in flight; shutdown aborts them once it stops waiting. */
   private readonly calls = new CallSignals();
   private injector: ConnectionInjector | undefined;
+  /** grpc-js's http2 servers whose streams `resetStreamsAnsweredByGrpcJs` already follows. */
+  private readonly hookedHttp2Servers = new WeakSet<object>();
   private shuttingDown = false;
 
   constructor(private readonly options: RegistryGrpcServerOptions) {
@@ -215,9 +248,11 @@ export class RegistryGrpcServer {
   listen(host: string, port: number): Promise<number> {
     const address = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
     return new Promise((resolve, reject) => {
-      this.server.bindAsync(address, this.options.credentials ?? ServerCredentials.createInsecure(), (err, bound) =>
-        err ? reject(err) : resolve(bound),
-      );
+      this.server.bindAsync(address, this.options.credentials ?? ServerCredentials.createInsecure(), (err, bound) => {
+        if (err) return reject(err);
+        resetStreamsAnsweredByGrpcJs(this.server, this.hookedHttp2Servers, this.options.logger);
+        resolve(bound);
+      });
     });
   }
 
@@ -229,7 +264,10 @@ export class RegistryGrpcServer {
   acceptConnection(socket: Socket): void {
     // grpc-js would serve a connection injected after tryShutdown(): refuse it here.
     if (this.shuttingDown) return void socket.destroy();
-    this.injector ??= this.server.createConnectionInjector(ServerCredentials.createInsecure());
+    if (this.injector === undefined) {
+      this.injector = this.server.createConnectionInjector(ServerCredentials.createInsecure());
+      resetStreamsAnsweredByGrpcJs(this.server, this.hookedHttp2Servers, this.options.logger);
+    }
     this.injector.injectConnection(socket);
   }
 

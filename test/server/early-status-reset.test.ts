@@ -72,6 +72,24 @@ describe("calls the server has ended before their client ended its side", () => 
     expect({ code, rstCode: stream.rstCode }).toEqual({ code: status.RESOURCE_EXHAUSTED, rstCode: constants.NGHTTP2_CANCEL });
   });
 
+  for (const portServesHttp of ["true", "false"]) {
+    it(`are reset after the answers grpc-js gives alone: an unknown method, no gRPC content type (PORT_SERVES_HTTP=${portServesHttp})`, async () => {
+      server = await startStack({ CONNECTION_IDLE_MS: "1000", PORT_SERVES_HTTP: portServesHttp });
+      session = connect(`http://127.0.0.1:${server.port}`);
+      const goaway = new Promise<number>((resolve) => session!.on("goaway", (code) => resolve(code)));
+      const unknown = neverHalfClosed(session, "/registry.v1.RegistryService/NoSuchMethod", new Uint8Array(0));
+      const plain = session.request({ ":method": "POST", ":path": "/registry.v1.RegistryService/ListServices", "content-type": "text/plain" });
+      let httpStatus: number | undefined;
+      plain.on("response", (h) => (httpStatus = Number(h[":status"])));
+      plain.on("error", () => {});
+      plain.write("x"); // never ended
+      expect(await unknown.ended).toEqual({ code: status.UNIMPLEMENTED, rstCode: constants.NGHTTP2_CANCEL });
+      await new Promise((resolve) => plain.on("close", resolve));
+      expect({ httpStatus, rstCode: plain.rstCode }).toEqual({ httpStatus: 415, rstCode: constants.NGHTTP2_CANCEL });
+      expect(await goaway).toBe(constants.NGHTTP2_NO_ERROR);
+    });
+  }
+
   it("are reset only after the status, when messages went first: a session ended because its instance was removed", async () => {
     server = await startStack();
     const answer = await server.registry.register({ serviceType: "api", host: "127.0.0.1", port: 9001, metadata: {}, healthCheck: { kind: "session", grpcService: "", tls: false, ttlMs: 0, timeoutMs: 0 } });
