@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { RegisterRequest } from "../../gen/registry/v1/registry.js";
 import type { RunningServer } from "../../src/app/start-server.js";
 import { limits } from "../../src/registry/validation.js";
+import { parseExposition } from "../support/prometheus-text.js";
 import { TEST_KEY } from "../support/registry-harness.js";
 import { startStack } from "../support/stack.js";
 
@@ -67,5 +68,9 @@ describe("request message size (MAX_MESSAGE_BYTES)", () => {
     const bomb = await rawRegister(session, oversized, true);
     expect(bomb).toEqual({ code: status.RESOURCE_EXHAUSTED, message: "Received message that decompresses to a size larger than 262144" });
     expect(server.registry.getByType("big", true).instances.map((i) => i.port).sort()).toEqual([9001, 9002]);
+    // Counted with the code grpc-js sent, though no handler or interceptor status was involved.
+    const metrics = parseExposition(await (await fetch(`${server.httpUrl}/metrics`)).text());
+    expect(metrics.value("grpc_server_handled_total", { grpc_method: "Register", grpc_code: "ResourceExhausted" })).toBe(2);
+    expect(metrics.value("grpc_server_handled_total", { grpc_method: "Register", grpc_code: "Canceled" })).toBeUndefined();
   });
 });
