@@ -26,6 +26,7 @@ import { ServingState } from "../observability/serving-state.js";
 import { RegistrationKeys } from "../registry/credentials.js";
 import { ServiceRegistry } from "../registry/service-registry.js";
 import { RegistryGrpcServer } from "../server/grpc-server.js";
+import { routeGrpcJsLog } from "../server/grpc-js-log.js";
 import { ThrottledWarning } from "../logging/throttled-warning.js";
 import { ConnectionLimits, effectiveConnectionLimits } from "../transport/connection-limits.js";
 import { PortListener } from "../transport/port-listener.js";
@@ -71,6 +72,8 @@ export interface StartOptions {
 
 /** Builds the registry from a configuration and serves it over gRPC and HTTP. */
 export async function startServer(config: Config, logger: Logger, options: StartOptions = {}): Promise<RunningServer> {
+  // Before the store: the etcd client's grpc-js lines too.
+  routeGrpcJsLog(logger);
   const tls = loadTls(config);
   const probeCa = loadProbeCa(config.probeCaFile);
   const resolvedKeys = resolveRegistrationKeys(config.registrationKey, config.dataDir, options.registrationKeyOrigin);

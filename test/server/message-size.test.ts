@@ -3,7 +3,6 @@ import { gzipSync } from "node:zlib";
 import { status } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import { RegisterRequest } from "../../gen/registry/v1/registry.js";
-import type { RunningServer } from "../../src/app/start-server.js";
 import { limits } from "../../src/registry/validation.js";
 import { parseExposition } from "../support/prometheus-text.js";
 import { TEST_KEY } from "../support/registry-harness.js";
@@ -41,7 +40,7 @@ function rawRegister(session: ClientHttp2Session, message: Uint8Array, gzip: boo
 }
 
 describe("request message size (MAX_MESSAGE_BYTES)", () => {
-  let server: RunningServer | undefined;
+  let server: Awaited<ReturnType<typeof startStack>> | undefined;
   let session: ClientHttp2Session | undefined;
   afterEach(async () => {
     session?.close();

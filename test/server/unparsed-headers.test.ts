@@ -2,11 +2,11 @@ import { connect, type ClientHttp2Session } from "node:http2";
 import { credentials, status } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import { GetInstanceRequest, RegistryServiceClient } from "../../gen/registry/v1/registry.js";
-import { call, keyAuth, TEST_KEY } from "../support/registry-harness.js";
+import { call, instanceAuth, keyAuth, TEST_KEY } from "../support/registry-harness.js";
 import { startServerProcess, type ServerProcess } from "../support/server-process.js";
 import { waitFor } from "../support/wait-for.js";
 
-const UNPARSED = "grpc-js dropped a request header it could not parse";
+const UNPARSED = "grpc-js dropped a header it could not parse";
 
 /** One unary call over raw HTTP/2 with headers no gRPC library would send; resolves with its grpc-status. */
 function rawCall(session: ClientHttp2Session, method: string, message: Uint8Array, headers: Record<string, string>): Promise<number> {
@@ -64,5 +64,19 @@ describe("request headers grpc-js cannot parse", () => {
     const lines = output.split("\n").filter((l) => l.trim() !== "");
     const records = lines.map((l) => JSON.parse(l) as { msg: string; header?: string; count?: number }); // every line JSON: nothing raw on stderr
     expect(records.filter((r) => r.msg.startsWith(UNPARSED))).toEqual([expect.objectContaining({ header: "authorization", count: 1 })]);
+  });
+
+  it("keep credentials out of grpc-js's traces too, when an operator turns them on (GRPC_TRACE)", async () => {
+    server = await startServerProcess({ SERVICE_REGISTRATION_KEY: TEST_KEY, STORE: "memory", HEALTH_CHECKS: "false", LOG_LEVEL: "debug", GRPC_TRACE: "server_call", GRPC_VERBOSITY: "DEBUG" });
+    const client = new RegistryServiceClient(`127.0.0.1:${server.port}`, credentials.createInsecure());
+    const { serviceId, token } = await call(client, client.register, { serviceType: "api", host: "127.0.0.1", port: 9002, metadata: {} }, keyAuth());
+    await call(client, client.getInstance, { instanceId: serviceId }, instanceAuth(serviceId, token));
+    client.close();
+    await waitFor(() => server!.output().includes("GetInstance received headers"), "the trace of the GetInstance call");
+    const output = server.output();
+    expect(output).not.toContain(TEST_KEY);
+    expect(output).not.toContain(token);
+    expect(output).toContain('\\"authorization\\":[\\"[redacted]\\"]');
+    expect(output).toContain('\\"x-service-token\\":[\\"[redacted]\\"]');
   });
 });
