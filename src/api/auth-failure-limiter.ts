@@ -134,9 +134,10 @@ export class AuthFailureLimiter {
     this.maybeLog(key, entry, now);
   }
 
-  /** Stops the sweep timer. */
+  /** Stops the sweep timer, and logs what the current interval left out of the log. */
   close(): void {
     clearInterval(this.sweeper);
+    this.startInterval(Number.POSITIVE_INFINITY);
   }
 
   private refill(entry: Entry, now: number): void {

@@ -103,12 +103,12 @@ export class StreamRoster {
   }
 
   /**
-   * The RESOURCE_EXHAUSTED error a new stream of `principal` would be refused
-   * with by the per-instance quota, counted as a refusal; undefined when it
-   * has room. `attach` asks too: a transport that can still answer with a
+   * The RESOURCE_EXHAUSTED error a new stream of `principal` is refused with
+   * by the per-instance quota, counted as a refusal (the caller refuses the
+   * stream); undefined when it has room. `attach` asks too: a transport that can still answer with a
    * plain status before its stream starts (HTTP's 429) asks first.
    */
-  refusalFor(principal: Principal): RegistryError | undefined {
+  instanceQuotaRefusal(principal: Principal): RegistryError | undefined {
     const max = this.options.perInstance?.max;
     if (principal.kind !== "instance" || max === undefined) return undefined;
     const open = this.byInstance.get(principal.instance.id)?.size ?? 0;
@@ -129,7 +129,7 @@ export class StreamRoster {
   attach(end: StreamEnd, principal: Principal): RegistryError | undefined {
     const entry = this.listed.get(end);
     if (!entry) return undefined;
-    const refusal = this.refusalFor(principal);
+    const refusal = this.instanceQuotaRefusal(principal);
     if (refusal) return refusal;
     entry.principal = principal;
     if (principal.kind === "key") {

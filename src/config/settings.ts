@@ -86,9 +86,9 @@ export const SETTINGS = {
   replicaId: spec({ env: "REPLICA_ID", description: "names this replica in etcd membership (default: random per start)", default: "", parse: text }),
   etcdLivenessWindowMs: spec({
     env: "ETCD_LIVENESS_WINDOW_MS",
-    description: "how long no etcd member may answer (or the watch stay broken) before this replica counts etcd lost: it turns NOT_SERVING and ends its watch streams until it has caught up. Keep it above etcd's longest election (about twice --election-timeout)",
+    description: "how long no etcd member may answer (or, with several endpoints, the watch stay broken) before this replica counts etcd lost: it turns NOT_SERVING and ends its watch streams until it has caught up. Keep it above etcd's longest election (about twice --election-timeout)",
     default: 3000,
-    parse: integer(1000, 600_000),
+    parse: integer(2000, 600_000),
   }),
   etcdMemberTtlS: spec({ env: "ETCD_MEMBER_TTL_S", description: "lease TTL of a replica's membership: a dead replica's probes move after this", default: 5, parse: integer(2, 3600) }),
   storeSync: spec({

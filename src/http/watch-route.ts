@@ -93,7 +93,7 @@ export class HttpWatchStreams {
       }
       const { watcher, principal } = opened;
       // Refused while a status can still say so (429); attaching checks again, for streams opening side by side.
-      const overQuota = roster.refusalFor(principal);
+      const overQuota = roster.instanceQuotaRefusal(principal);
       if (overQuota) {
         roster.leave(end);
         watcher.end();

@@ -70,13 +70,13 @@ describe("StreamRoster (in process, a real registry and keys)", () => {
     for (const [s, connection] of [[a, "conn-1"], [b, "conn-2"], [c, "conn-3"]] as const) expect(roster.admit(s.end, connection)).toBeUndefined();
     expect(roster.attach(a.end, mine)).toBeUndefined();
     expect(roster.attach(b.end, mine)).toBeUndefined();
-    expect(roster.refusalFor(mine)).toMatchObject({ code: "resource_exhausted", message: "MAX_TEST_STREAMS_PER_INSTANCE reached (2 open with this instance's credentials)" });
+    expect(roster.instanceQuotaRefusal(mine)).toMatchObject({ code: "resource_exhausted", message: "MAX_TEST_STREAMS_PER_INSTANCE reached (2 open with this instance's credentials)" });
     expect(roster.attach(c.end, mine)?.message).toBe("MAX_TEST_STREAMS_PER_INSTANCE reached (2 open with this instance's credentials)");
     expect(refused).toEqual(["MAX_TEST_STREAMS_PER_INSTANCE", "MAX_TEST_STREAMS_PER_INSTANCE"]);
     roster.leave(c.end); // the transport ends the refused stream
 
     // Another instance, and the key, are not held to `mine`'s count.
-    expect(roster.refusalFor(other)).toBeUndefined();
+    expect(roster.instanceQuotaRefusal(other)).toBeUndefined();
     for (let i = 0; i < 3; i++) {
       const s = stream();
       roster.admit(s.end, "conn-1");

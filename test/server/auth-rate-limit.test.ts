@@ -179,6 +179,11 @@ describe("AuthFailureLimiter", () => {
       limiter.failed("10.0.0.1");
       expect(parsed().at(-1)).toMatchObject({ address: "10.0.0.1", failures: 1 });
       limiter.close();
+      // What an interval left out is logged at close, not lost.
+      const closing = new AuthFailureLimiter({ failuresPerMinute: 60, burst: 10, logger, now: () => Date.now() });
+      for (let i = 0; i < 101; i++) closing.failed(spray(1000 + i));
+      closing.close();
+      expect(parsed().at(-1)).toMatchObject({ msg: expect.stringContaining("more addresses than are logged one by one"), addresses: 1, failures: 1 });
     } finally {
       vi.useRealTimers();
     }

@@ -67,9 +67,19 @@ describe("request message size (MAX_MESSAGE_BYTES)", () => {
     const bomb = await rawRegister(session, oversized, true);
     expect(bomb).toEqual({ code: status.RESOURCE_EXHAUSTED, message: "Received message that decompresses to a size larger than 262144" });
     expect(server.registry.getByType("big", true).instances.map((i) => i.port).sort()).toEqual([9001, 9002]);
+    // The bound itself: a message of exactly 262144 bytes is read (and refused by validation), one more byte is not.
+    const sized = (length: number): Uint8Array => {
+      const encode = (pad: number) => RegisterRequest.encode({ serviceType: "big", host: "10.0.0.1", port: 9004, metadata: { pad: "x".repeat(pad) } }).finish();
+      // Length prefixes take the same bytes for any pad of this size: one measure gives the overhead.
+      const message = encode(length - (encode(length).length - length));
+      expect(message.length).toBe(length);
+      return message;
+    };
+    expect((await rawRegister(session, sized(262_144), false)).code).toBe(status.INVALID_ARGUMENT);
+    expect((await rawRegister(session, sized(262_145), false)).code).toBe(status.RESOURCE_EXHAUSTED);
     // Counted with the code grpc-js sent, though no handler or interceptor status was involved.
     const metrics = parseExposition(await (await fetch(`${server.httpUrl}/metrics`)).text());
-    expect(metrics.value("grpc_server_handled_total", { grpc_method: "Register", grpc_code: "ResourceExhausted" })).toBe(2);
+    expect(metrics.value("grpc_server_handled_total", { grpc_method: "Register", grpc_code: "ResourceExhausted" })).toBe(3);
     expect(metrics.value("grpc_server_handled_total", { grpc_method: "Register", grpc_code: "Canceled" })).toBeUndefined();
   });
 });

@@ -44,7 +44,9 @@ describe("request decoders: a varint field read whole", () => {
   });
 
   it("refuses a varint longer than ten bytes in any occurrence, not only the last", () => {
-    const overlong = [0x10, ...Array.from({ length: 11 }, () => 0x80), 0x01];
+    const tenBytes = [0x10, ...Array.from({ length: 9 }, () => 0x80), 0x01];
+    expect(decodeRegisterRequest(Buffer.from([...tenBytes, 0x10, 0x50])).port).toBe(80);
+    const overlong = [0x10, ...Array.from({ length: 10 }, () => 0x80), 0x01]; // eleven bytes
     expect(() => decodeRegisterRequest(Buffer.from([...overlong, 0x10, 0x50]))).toThrow();
     expect(() => decodeRegisterRequest(Buffer.from([0x10, 0x50, ...overlong]))).toThrow();
   });
