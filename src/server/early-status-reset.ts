@@ -34,9 +34,11 @@ export function earlyStatusResetHooks(): CallHooksFactory {
         halfClosed = true;
       },
       onCancel() {
+        // Every call passes here after its status: one whose client ended its side first costs nothing more.
+        if (halfClosed) return;
         const stream = http2StreamBelow(next);
         // Closed already: the client cancelled, or the call ended cleanly.
-        if (halfClosed || stream === undefined || stream.closed) return;
+        if (stream === undefined || stream.closed) return;
         setImmediate(() => {
           if (!stream.closed && !stream.destroyed) stream.close(constants.NGHTTP2_CANCEL);
         });

@@ -54,7 +54,12 @@ export function rpcMetricsHooks(observer: RpcObserver): CallHooksFactory {
     calls.onStarted();
     // A call ended without a status of ours: cancelled by its client, or answered by grpc-js itself
     // (a message over the size limit, its own deadline), whose status the stream still holds.
-    return { onCancel: () => finish(statusSentOn(http2StreamBelow(next)) ?? status.CANCELLED), onStatus: finish };
+    return {
+      onCancel: () => {
+        if (!done) finish(statusSentOn(http2StreamBelow(next)) ?? status.CANCELLED);
+      },
+      onStatus: finish,
+    };
   };
 }
 
