@@ -3,6 +3,7 @@ import { gzipSync } from "node:zlib";
 import { status } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import { RegisterRequest } from "../../gen/registry/v1/registry.js";
+import { grpcFrame, rawCall } from "../support/raw-grpc.js";
 import { startHarness, TEST_KEY, type Harness } from "../support/registry-harness.js";
 
 /**
@@ -11,44 +12,11 @@ import { startHarness, TEST_KEY, type Harness } from "../support/registry-harnes
  * description naming the Compressed-Flag. grpc-js on its own serves it.
  */
 
-function framed(message: Uint8Array, flag: number): Buffer {
-  const head = Buffer.alloc(5);
-  head.writeUInt8(flag, 0);
-  head.writeUInt32BE(message.length, 1);
-  return Buffer.concat([head, message]);
-}
-
 /** One Register over raw HTTP/2; resolves with grpc-status and grpc-message. */
-function rawRegister(
-  session: ClientHttp2Session,
-  chunks: Buffer[],
-  extraHeaders: Record<string, string> = {},
-): Promise<{ code: number; message: string }> {
-  return new Promise((resolve, reject) => {
-    const stream = session.request({
-      ":method": "POST",
-      ":path": "/registry.v1.RegistryService/Register",
-      "content-type": "application/grpc",
-      te: "trailers",
-      authorization: `Bearer ${TEST_KEY}`,
-      ...extraHeaders,
-    });
-    let code: number | undefined;
-    let message = "";
-    const read = (headers: Record<string, unknown>): void => {
-      if (headers["grpc-status"] !== undefined) {
-        code = Number(headers["grpc-status"]);
-        message = decodeURIComponent(String(headers["grpc-message"] ?? ""));
-      }
-    };
-    stream.on("response", read);
-    stream.on("trailers", read);
-    stream.on("data", () => {});
-    stream.on("error", reject);
-    stream.on("close", () => (code === undefined ? reject(new Error(`no grpc-status (RST ${stream.rstCode})`)) : resolve({ code, message })));
-    for (const c of chunks) stream.write(c);
-    stream.end();
-  });
+async function rawRegister(session: ClientHttp2Session, chunks: Buffer[], extraHeaders: Record<string, string> = {}): Promise<{ code: number; message: string }> {
+  const { code, message, rstCode } = await rawCall(session, "/registry.v1.RegistryService/Register", chunks, { authorization: `Bearer ${TEST_KEY}`, ...extraHeaders });
+  if (code === undefined) throw new Error(`no grpc-status (RST ${rstCode})`);
+  return { code, message };
 }
 
 const REGISTER = RegisterRequest.encode({ serviceType: "flagged", port: 8080, host: "127.0.0.1", metadata: {} }).finish();
@@ -69,7 +37,7 @@ describe("the Compressed-Flag of request messages", () => {
 
   it("refuses a message flagged compressed on a call without grpc-encoding: INTERNAL, nothing registered", async () => {
     const s = await start();
-    const answer = await rawRegister(s, [framed(REGISTER, 1)]);
+    const answer = await rawRegister(s, [grpcFrame(REGISTER, 1)]);
     expect(answer.code).toBe(status.INTERNAL);
     expect(answer.message).toMatch(/Compressed-Flag/);
     expect(h!.registry.listServices().services).toEqual([]);
@@ -77,17 +45,17 @@ describe("the Compressed-Flag of request messages", () => {
 
   it("refuses it with grpc-encoding: identity too, and a flag byte other than 0 or 1 whatever the encoding", async () => {
     const s = await start();
-    expect((await rawRegister(s, [framed(REGISTER, 1)], { "grpc-encoding": "identity" })).code).toBe(status.INTERNAL);
-    const odd = await rawRegister(s, [framed(REGISTER, 7)]);
+    expect((await rawRegister(s, [grpcFrame(REGISTER, 1)], { "grpc-encoding": "identity" })).code).toBe(status.INTERNAL);
+    const odd = await rawRegister(s, [grpcFrame(REGISTER, 7)]);
     expect(odd).toEqual({ code: status.INTERNAL, message: "invalid Compressed-Flag: 7 (must be 0 or 1)" });
-    expect((await rawRegister(s, [framed(gzipSync(REGISTER), 2)], { "grpc-encoding": "gzip" })).code).toBe(status.INTERNAL);
+    expect((await rawRegister(s, [grpcFrame(gzipSync(REGISTER), 2)], { "grpc-encoding": "gzip" })).code).toBe(status.INTERNAL);
     expect(h!.registry.listServices().services).toEqual([]);
   });
 
   it("still serves a gzip message flagged compressed, and an uncompressed one sent a byte at a time", async () => {
     const s = await start();
-    expect((await rawRegister(s, [framed(gzipSync(REGISTER), 1)], { "grpc-encoding": "gzip" })).code).toBe(status.OK);
-    const bytes = framed(RegisterRequest.encode({ serviceType: "flagged", port: 8081, host: "127.0.0.1", metadata: {} }).finish(), 0);
+    expect((await rawRegister(s, [grpcFrame(gzipSync(REGISTER), 1)], { "grpc-encoding": "gzip" })).code).toBe(status.OK);
+    const bytes = grpcFrame(RegisterRequest.encode({ serviceType: "flagged", port: 8081, host: "127.0.0.1", metadata: {} }).finish(), 0);
     expect((await rawRegister(s, [...bytes].map((b) => Buffer.from([b])))).code).toBe(status.OK);
     expect(h!.registry.getByType("flagged", true).instances.map((i) => i.port).sort()).toEqual([8080, 8081]);
   });

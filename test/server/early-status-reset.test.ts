@@ -2,14 +2,8 @@ import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream } f
 import { status } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import type { RunningServer } from "../../src/app/start-server.js";
+import { grpcFrame } from "../support/raw-grpc.js";
 import { startStack } from "../support/stack.js";
-
-/** A length-prefixed gRPC message. */
-function framed(message: Uint8Array): Buffer {
-  const head = Buffer.alloc(5);
-  head.writeUInt32BE(message.length, 1);
-  return Buffer.concat([head, message]);
-}
 
 /**
  * A client stream that sends one message and never ends its side; `ended`
@@ -32,7 +26,7 @@ function neverHalfClosed(
   const firstMessage = new Promise<void>((resolve) => stream.once("data", () => resolve()));
   stream.on("data", () => {});
   stream.on("error", () => {});
-  stream.write(framed(message));
+  stream.write(grpcFrame(message));
   return { stream, ended: new Promise((resolve) => stream.on("close", () => resolve({ code, rstCode: stream.rstCode ?? -1 }))), firstMessage };
 }
 

@@ -5,38 +5,18 @@ import { afterEach, describe, expect, it } from "vitest";
 import { RegisterRequest } from "../../gen/registry/v1/registry.js";
 import { limits } from "../../src/registry/validation.js";
 import { parseExposition } from "../support/prometheus-text.js";
+import { grpcFrame, rawCall } from "../support/raw-grpc.js";
 import { TEST_KEY } from "../support/registry-harness.js";
 import { startStack } from "../support/stack.js";
 
 /** One Register over raw HTTP/2, its message gzipped when asked; resolves with grpc-status and grpc-message. */
-function rawRegister(session: ClientHttp2Session, message: Uint8Array, gzip: boolean): Promise<{ code: number; message: string }> {
-  return new Promise((resolve, reject) => {
-    const stream = session.request({
-      ":method": "POST",
-      ":path": "/registry.v1.RegistryService/Register",
-      "content-type": "application/grpc",
-      te: "trailers",
-      authorization: `Bearer ${TEST_KEY}`,
-      ...(gzip ? { "grpc-encoding": "gzip" } : {}),
-    });
-    let code: number | undefined;
-    let details = "";
-    const read = (h: Record<string, unknown>): void => {
-      if (h["grpc-status"] === undefined) return;
-      code = Number(h["grpc-status"]);
-      details = decodeURIComponent(String(h["grpc-message"] ?? ""));
-    };
-    stream.on("response", read);
-    stream.on("trailers", read);
-    stream.on("data", () => {});
-    stream.on("error", reject);
-    stream.on("close", () => (code === undefined ? reject(new Error(`no grpc-status (RST ${stream.rstCode})`)) : resolve({ code, message: details })));
-    const body = gzip ? gzipSync(message) : Buffer.from(message);
-    const head = Buffer.alloc(5);
-    head.writeUInt8(gzip ? 1 : 0, 0);
-    head.writeUInt32BE(body.length, 1);
-    stream.end(Buffer.concat([head, body]));
+async function rawRegister(session: ClientHttp2Session, message: Uint8Array, gzip: boolean): Promise<{ code: number | undefined; message: string }> {
+  const body = gzip ? gzipSync(message) : Buffer.from(message);
+  const { code, message: details } = await rawCall(session, "/registry.v1.RegistryService/Register", [grpcFrame(body, gzip ? 1 : 0)], {
+    authorization: `Bearer ${TEST_KEY}`,
+    ...(gzip ? { "grpc-encoding": "gzip" } : {}),
   });
+  return { code, message: details };
 }
 
 describe("request message size (MAX_MESSAGE_BYTES)", () => {

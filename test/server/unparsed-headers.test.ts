@@ -2,6 +2,7 @@ import { connect, type ClientHttp2Session } from "node:http2";
 import { credentials, status } from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import { GetInstanceRequest, RegistryServiceClient } from "../../gen/registry/v1/registry.js";
+import { grpcFrame, rawCall } from "../support/raw-grpc.js";
 import { call, instanceAuth, keyAuth, TEST_KEY } from "../support/registry-harness.js";
 import { startServerProcess, type ServerProcess } from "../support/server-process.js";
 import { waitFor } from "../support/wait-for.js";
@@ -9,22 +10,8 @@ import { waitFor } from "../support/wait-for.js";
 const UNPARSED = "grpc-js dropped a header it could not parse";
 
 /** One unary call over raw HTTP/2 with headers no gRPC library would send; resolves with its grpc-status. */
-function rawCall(session: ClientHttp2Session, method: string, message: Uint8Array, headers: Record<string, string>): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const stream = session.request({ ":method": "POST", ":path": `/registry.v1.RegistryService/${method}`, "content-type": "application/grpc", te: "trailers", ...headers });
-    let code: number | undefined;
-    const read = (h: Record<string, unknown>): void => {
-      if (h["grpc-status"] !== undefined) code = Number(h["grpc-status"]);
-    };
-    stream.on("response", read);
-    stream.on("trailers", read);
-    stream.on("data", () => {});
-    stream.on("error", reject);
-    stream.on("close", () => (code === undefined ? reject(new Error(`no grpc-status (RST ${stream.rstCode})`)) : resolve(code)));
-    const head = Buffer.alloc(5);
-    head.writeUInt32BE(message.length, 1);
-    stream.end(Buffer.concat([head, message]));
-  });
+async function rawUnary(session: ClientHttp2Session, method: string, message: Uint8Array, headers: Record<string, string>): Promise<number | undefined> {
+  return (await rawCall(session, `/registry.v1.RegistryService/${method}`, [grpcFrame(message)], headers)).code;
 }
 
 describe("request headers grpc-js cannot parse", () => {
@@ -45,15 +32,15 @@ describe("request headers grpc-js cannot parse", () => {
 
     // A tab or a non-ASCII byte in a value: grpc-js drops the header, so each call arrives without its credential.
     const empty = new Uint8Array(0);
-    expect(await rawCall(session, "ListServices", empty, { authorization: `Bearer\t${TEST_KEY}` })).toBe(status.UNAUTHENTICATED);
-    expect(await rawCall(session, "ListServices", empty, { authorization: `Bearer ${TEST_KEY}\u00e9` })).toBe(status.UNAUTHENTICATED);
+    expect(await rawUnary(session, "ListServices", empty, { authorization: `Bearer\t${TEST_KEY}` })).toBe(status.UNAUTHENTICATED);
+    expect(await rawUnary(session, "ListServices", empty, { authorization: `Bearer ${TEST_KEY}\u00e9` })).toBe(status.UNAUTHENTICATED);
     const get = GetInstanceRequest.encode({ instanceId: serviceId }).finish();
-    expect(await rawCall(session, "GetInstance", get, { "x-service-id": serviceId, "x-service-token": `${token}\u00e9` })).toBe(status.UNAUTHENTICATED);
+    expect(await rawUnary(session, "GetInstance", get, { "x-service-id": serviceId, "x-service-token": `${token}\u00e9` })).toBe(status.UNAUTHENTICATED);
     // A flood of them, each value 60 KB, costs the log nothing more within the minute.
     const junk = `${"x".repeat(30_000)}\t${"y".repeat(30_000)}`;
-    await Promise.all(Array.from({ length: 50 }, () => rawCall(session!, "ListServices", empty, { "x-junk": junk })));
+    await Promise.all(Array.from({ length: 50 }, () => rawUnary(session!, "ListServices", empty, { "x-junk": junk })));
     // The same connection still serves a well-formed call.
-    expect(await rawCall(session, "ListServices", empty, { authorization: `Bearer ${TEST_KEY}` })).toBe(status.OK);
+    expect(await rawUnary(session, "ListServices", empty, { authorization: `Bearer ${TEST_KEY}` })).toBe(status.OK);
     client.close();
 
     await waitFor(() => server!.output().includes(UNPARSED), "the line naming the dropped header");
