@@ -9,6 +9,9 @@ import { ThrottledWarning } from "../logging/throttled-warning.js";
  */
 const UNPARSED_HEADER = /^Failed to add metadata entry ([^:]*):/;
 
+/** The logger grpc-js's lines go to now. */
+let routedTo: Logger | undefined;
+
 /** A header name from a peer, as a log field: bounded. */
 const MAX_HEADER_NAME = 64;
 
@@ -29,6 +32,9 @@ const CREDENTIAL_HEADERS = /"(authorization|x-service-token)":\[[^\]]*\]/gi;
  * has one logger per process: the one routed last receives them.
  */
 export function routeGrpcJsLog(logger: Logger): void {
+  // startServer routes before the store opens, RegistryGrpcServer (also used alone) again.
+  if (routedTo === logger) return;
+  routedTo = logger;
   const unparsed = new ThrottledWarning({ logger });
   const forward =
     (level: "error" | "info" | "debug") =>

@@ -1,4 +1,4 @@
-import { constants as http2Constants, type Http2Server, type ServerHttp2Stream, type ServerOptions as Http2ServerOptions } from "node:http2";
+import type { ServerOptions as Http2ServerOptions } from "node:http2";
 import type { Socket } from "node:net";
 import { Server, ServerCredentials, type ConnectionInjector, type ServerOptions } from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
@@ -14,7 +14,7 @@ import { routeGrpcJsLog } from "./grpc-js-log.js";
 import { compressedFlagGuardHooks } from "./compressed-flag-guard.js";
 import { callHooksInterceptor } from "./call-hooks.js";
 import { requestReadTimeoutHooks } from "./request-read-timeout.js";
-import { earlyStatusResetHooks } from "./early-status-reset.js";
+import { earlyStatusResetHooks, resetStreamsAnsweredByGrpcJs } from "./early-status-reset.js";
 import { HealthService } from "./health-service.js";
 import { reflectionPackageDefinition } from "./proto-files.js";
 import { rpcMetricsHooks, type RpcObserver } from "./rpc-metrics.js";
@@ -73,37 +73,6 @@ const registryService = {
 function tolerateInvalidStreamFrames(server: Server): void {
   const internals = server as unknown as { commonServerOptions?: Http2ServerOptions };
   if (internals.commonServerOptions) internals.commonServerOptions.maxSessionInvalidFrames = 2 ** 32 - 1;
-}
-
-/**
- * grpc-js answers some calls itself, before any interceptor runs: an unknown
- * method (UNIMPLEMENTED) and a request without a gRPC content type (HTTP
- * 415). It leaves those streams half-open as well, so a peer that never
- * ends its side keeps them, and its connection busy, without a credential:
- * each is reset right after its answer, as `earlyStatusResetHooks` does for
- * the calls interceptors see. grpc-js's http2 servers are reached through
- * its private `http2Servers` map (grpc-js 1.14, server.ts), its stream
- * handler being registered before this one; the test
- * test/server/early-status-reset.test.ts fails if that stops working, and a
- * warning is logged once if the map is not found.
- */
-function resetStreamsAnsweredByGrpcJs(server: Server, hooked: WeakSet<object>, logger: Logger): void {
-  const servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
-  if (!(servers instanceof Map)) {
-    logger.warn("cannot reach grpc-js's http2 servers: calls it answers itself (unknown methods) are not reset");
-    return;
-  }
-  for (const http2Server of servers.keys() as IterableIterator<Http2Server>) {
-    if (hooked.has(http2Server)) continue;
-    hooked.add(http2Server);
-    http2Server.on("stream", (stream: ServerHttp2Stream) => {
-      // grpc-js's handler has run: a stream whose answer is complete was answered by grpc-js alone.
-      if (!stream.writableEnded) return;
-      setImmediate(() => {
-        if (!stream.closed && !stream.destroyed) stream.close(http2Constants.NGHTTP2_CANCEL);
-      });
-    });
-  }
 }
 
 /** Name under which grpc.health.v1 reports the registry service itself. */
